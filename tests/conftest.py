@@ -1,0 +1,101 @@
+"""Fixtures shared by the whole suite.
+
+Integration tests get their own ``redis-server`` on a free loopback port (never
+the machine's 6379) and every test its own key namespace, removed afterwards.
+A missing ``redis-server`` skips integration tests on a laptop but fails them
+in CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A redis-server process started by the test suite."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port)
+
+
+def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
+    """Start a throwaway redis-server on a free port and wait until it answers PING."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed; .ci/run must install it (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (integration tests need it)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_dir), "--notify-keyspace-events", "Ex", *extra_args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    while True:
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"redis-server on port {port} did not start")
+            time.sleep(0.02)
+    client.close()
+    return RedisServer(host="127.0.0.1", port=port, process=proc)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole session; tests isolate by namespace."""
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A key namespace unique to this test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer, namespace: str) -> Iterator[redis.Redis]:
+    """A client of the suite's redis-server; the test's namespace is deleted afterwards."""
+    client = redis_server.client()
+    yield client
+    for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        client.delete(key)
+    for key in client.scan_iter(match=f"{{{namespace}}}*", count=1000):
+        client.delete(key)
+    client.close()
