@@ -1,0 +1,434 @@
+"""AIAgent: one conversation's LLM agent, built once and reused turn after turn.
+
+Building an agent (SDK client, tool registry, system prompt) is expensive, and
+the provider's prompt cache only pays off while the prompt prefix stays
+byte-identical. So an agent freezes its system prompt and tool schemas on the
+first turn and sends that very prefix on every later turn; the worker's agent
+cache keeps agents alive between messages.
+
+Two ways to let go of an agent:
+
+- :meth:`AIAgent.release_clients` (soft): close the LLM HTTP client and drop the
+  in-memory transcript. The session's background processes, sandbox and
+  persisted tool state stay: a new agent for the same session id finds them.
+- :meth:`AIAgent.close` (hard, session end): also tear down everything keyed by
+  the session's task id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
+from agent.prompt import FrozenPrompt, build_system_prompt, read_context_files, read_skills
+from agent.providers import (
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    RetryPolicy,
+    call_with_retries,
+    make_provider,
+)
+from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry, memory_notes
+from cluster.errors import ProviderError
+
+log = logging.getLogger("agent")
+
+DEFAULT_INACTIVITY_TIMEOUT = 1800.0
+TURN_START_DESC = "starting new turn (cached)"
+
+
+class _Interrupted(Exception):
+    """Raised inside the tool loop when the turn was interrupted mid model call."""
+
+
+ToolProgressCallback = Callable[[str, Mapping[str, Any]], None]
+StepCallback = Callable[[int, Message], None]
+TextCallback = Callable[[str], None]
+
+
+class AIAgent:
+    """The per-session agent the cluster caches.
+
+    Construction makes no network call but builds the SDK client, so
+    ``agent.client`` is set right away. ``task_id`` equals ``session_id``: tool
+    state, sandbox and background processes are all keyed by it.
+
+    Per-turn state (``tool_progress_callback``, ``step_callback``,
+    ``stream_delta_callback``, ``status_callback``, ``reasoning_config``,
+    ``max_iterations``) are plain attributes, set between turns on a cached
+    agent without rebuilding it.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "offline-echo",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        provider: str = "offline",
+        api_mode: str | None = None,
+        session_id: str | None = None,
+        platform: str = "cli",
+        toolsets: Sequence[str] | None = None,
+        ephemeral_system_prompt: str | None = None,
+        reasoning_config: dict[str, Any] | None = None,
+        max_iterations: int = 10,
+        quiet_mode: bool = True,
+        skip_context_files: bool = False,
+        skip_memory: bool = False,
+        user_id: str | None = None,
+        tool_registry: ToolRegistry | None = None,
+        tool_env: ToolEnvironment | None = None,
+        frozen_prompt: FrozenPrompt | Mapping[str, Any] | None = None,
+        inactivity_timeout: float = DEFAULT_INACTIVITY_TIMEOUT,
+        retry_policy: RetryPolicy | None = None,
+        context_dir: Path | None = None,
+        skills_dir: Path | None = None,
+        max_tokens: int = 1024,
+        request_timeout: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.model = model
+        self.provider_name = provider
+        self.api_mode = api_mode
+        self.base_url = base_url
+        self.session_id = session_id or uuid.uuid4().hex
+        self.task_id = self.session_id
+        self.platform = platform
+        self.user_id = user_id
+        self.ephemeral_system_prompt = ephemeral_system_prompt
+        self.quiet_mode = quiet_mode
+        self.skip_context_files = skip_context_files
+        self.skip_memory = skip_memory
+        self.inactivity_timeout = inactivity_timeout
+        self.max_tokens = max_tokens
+        self.context_dir = context_dir
+        self.skills_dir = skills_dir
+        self.tool_registry = tool_registry if tool_registry is not None else default_registry()
+        self.tool_env = tool_env if tool_env is not None else ToolEnvironment.default()
+        self.toolsets = (
+            sorted(toolsets) if toolsets is not None else sorted(self.tool_registry.toolsets())
+        )
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._clock = clock
+        self._provider_args = {
+            "provider": provider,
+            "api_key": api_key,
+            "base_url": base_url,
+            "api_mode": api_mode,
+            "timeout": request_timeout,
+        }
+        self._provider: Provider | None = make_provider(**self._provider_args)  # type: ignore[arg-type]
+
+        # Per-turn state, settable on a cached agent between turns.
+        self.reasoning_config = reasoning_config
+        self.max_iterations = max_iterations
+        self.tool_progress_callback: ToolProgressCallback | None = None
+        self.step_callback: StepCallback | None = None
+        self.stream_delta_callback: TextCallback | None = None
+        self.status_callback: TextCallback | None = None
+
+        if isinstance(frozen_prompt, Mapping):
+            frozen_prompt = FrozenPrompt.from_dict(frozen_prompt)
+        self._frozen: FrozenPrompt | None = frozen_prompt
+        self.cached_system_prompt: str | None = (
+            frozen_prompt.system_prompt if frozen_prompt else None
+        )
+
+        self._transcript: list[Message] = []
+        self._turn_lock = threading.Lock()
+        self._interrupt = threading.Event()
+        self._interrupt_reason: str | None = None
+        self._closed = False
+        self.is_running = False
+        self.api_call_count = 0
+        self.last_activity_ts: float | None = clock()
+        self.last_activity_desc = "created"
+
+    # -- the SDK client -------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The provider's SDK client, or None after :meth:`release_clients`."""
+        return self._provider.client if self._provider is not None else None
+
+    # -- system prompt ----------------------------------------------------------------
+
+    def build_system_prompt(self) -> str:
+        """Build the system prompt from its parts now (not frozen; see :meth:`frozen_prompt`)."""
+        notes = [] if self.skip_memory else memory_notes(self.tool_env, self.task_id)
+        context = (
+            [] if self.skip_context_files else read_context_files(self.context_dir or Path.cwd())
+        )
+        return build_system_prompt(
+            platform=self.platform,
+            memory_notes=notes,
+            skills=read_skills(self.skills_dir),
+            context_files=context,
+            ephemeral_prompt=self.ephemeral_system_prompt,
+        )
+
+    def frozen_prompt(self) -> FrozenPrompt:
+        """The session's frozen prefix, built and frozen on first use."""
+        if self._frozen is None:
+            schemas = tuple(self.tool_registry.schemas(self.toolsets))
+            self._frozen = FrozenPrompt(
+                system_prompt=self.build_system_prompt(), tool_schemas=schemas
+            )
+            self.cached_system_prompt = self._frozen.system_prompt
+        return self._frozen
+
+    # -- activity and interrupts -------------------------------------------------------
+
+    def init_turn(self, interrupt_depth: int = 0) -> None:
+        """Reset per-turn counters; see ``worker.cache.init_for_turn`` for the rule."""
+        self.api_call_count = 0
+        if interrupt_depth == 0:
+            self.last_activity_ts = self._clock()
+            self.last_activity_desc = TURN_START_DESC
+
+    def _touch(self, description: str) -> None:
+        self.last_activity_ts = self._clock()
+        self.last_activity_desc = description
+        if self.status_callback is not None:
+            self.status_callback(description)
+
+    def activity_summary(self) -> dict[str, Any]:
+        """What the agent is doing and how long it has been quiet, for status pages."""
+        idle = (
+            None
+            if self.last_activity_ts is None
+            else max(0.0, self._clock() - self.last_activity_ts)
+        )
+        return {
+            "session_id": self.session_id,
+            "is_running": self.is_running,
+            "last_activity_ts": self.last_activity_ts,
+            "last_activity_desc": self.last_activity_desc,
+            "seconds_since_activity": idle,
+            "api_call_count": self.api_call_count,
+            "max_iterations": self.max_iterations,
+        }
+
+    def interrupt(self, reason: str = "interrupted by user") -> None:
+        """Stop the running turn at the next safe point; a stuck model call is aborted."""
+        self._interrupt_reason = reason
+        self._interrupt.set()
+        if self.is_running and self._provider is not None:
+            self._provider.abort()
+
+    def _watch_inactivity(self, turn_done: threading.Event) -> None:
+        poll = max(0.01, min(5.0, self.inactivity_timeout / 4))
+        while not turn_done.wait(poll):
+            last = self.last_activity_ts
+            if last is not None and self._clock() - last > self.inactivity_timeout:
+                log.warning(
+                    "session %s inactive for %.0fs (%s): interrupting",
+                    self.session_id,
+                    self._clock() - last,
+                    self.last_activity_desc,
+                )
+                self.interrupt(
+                    f"inactive for more than {self.inactivity_timeout:g}s "
+                    f"(last: {self.last_activity_desc})"
+                )
+                return
+
+    # -- the turn ----------------------------------------------------------------------
+
+    def run_conversation(
+        self, message: str, history: Sequence[Message] | None = None, *, interrupt_depth: int = 0
+    ) -> TurnResult:
+        """Run one turn: the tool loop, up to ``max_iterations`` model calls.
+
+        Args:
+            message: the user's text.
+            history: the conversation so far (from the session store); when None the
+                agent's in-memory transcript is used.
+            interrupt_depth: > 0 when the turn re-enters after the user interrupted a
+                stuck turn; the activity timestamp is then kept (see ``init_turn``).
+
+        Returns:
+            The final text, the messages this turn added, and usage.
+
+        Raises:
+            ProviderAuthError, ProviderBadRequest, ProviderUnavailable: the model
+                could not be called; nothing of the turn is kept in the transcript.
+        """
+        with self._turn_lock:
+            self._interrupt.clear()
+            self._interrupt_reason = None
+            self.init_turn(interrupt_depth)
+            if history is not None:
+                self._transcript = list(history)
+            turn_done = threading.Event()
+            watchdog = threading.Thread(
+                target=self._watch_inactivity,
+                args=(turn_done,),
+                name=f"watchdog-{self.session_id[:12]}",
+                daemon=True,
+            )
+            self.is_running = True
+            watchdog.start()
+            try:
+                result = self._tool_loop(message)
+            finally:
+                self.is_running = False
+                turn_done.set()
+                watchdog.join()
+            self._transcript.extend(result.new_messages)
+            return result
+
+    def _tool_loop(self, message: str) -> TurnResult:
+        frozen = self.frozen_prompt()
+        new: list[Message] = [user_message(message)]
+        usage = Usage()
+        tool_names = {schema["name"] for schema in frozen.tool_schemas}
+        for iteration in range(1, self.max_iterations + 1):
+            if self._interrupt.is_set():
+                return self._interrupted(new, usage, iteration - 1)
+            request = ModelRequest(
+                model=self.model,
+                system=frozen.system_prompt,
+                tools=frozen.tool_schemas,
+                messages=self._transcript + new,
+                session_id=self.session_id,
+                reasoning=self.reasoning_config,
+                max_tokens=self.max_tokens,
+            )
+            self._touch(f"calling model (iteration {iteration})")
+            try:
+                response = self._call_model(request)
+            except _Interrupted:
+                return self._interrupted(new, usage, iteration)
+            except ProviderError:
+                if self._interrupt.is_set():
+                    return self._interrupted(new, usage, iteration)
+                raise
+            self.api_call_count += 1
+            usage.add(response.usage)
+            reply = assistant_message(response.text, response.tool_calls or None)
+            new.append(reply)
+            self._touch("model replied")
+            if self.step_callback is not None:
+                self.step_callback(iteration, reply)
+            if not response.tool_calls:
+                return TurnResult(
+                    text=response.text or "", new_messages=new, usage=usage, iterations=iteration
+                )
+            for call in response.tool_calls:
+                new.append(self._run_tool(call, tool_names))
+        note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"
+        return TurnResult(text=note, new_messages=new, usage=usage, iterations=self.max_iterations)
+
+    def _call_model(self, request: ModelRequest) -> ModelResponse:
+        """Call the model on a helper thread so that an interrupt never waits for the network.
+
+        Closing an HTTP client does not wake a thread blocked reading its socket, so
+        an interrupted turn abandons the call (its late answer is dropped) after
+        ``abort()`` has swapped in a fresh client for the next call.
+        """
+        provider = self._provider
+        if provider is None:
+            provider = self._provider = make_provider(**self._provider_args)  # type: ignore[arg-type]
+        on_delta = self.stream_delta_callback
+        outcome: list[ModelResponse | BaseException] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome.append(
+                    call_with_retries(
+                        lambda: provider.complete(
+                            request, on_delta=on_delta, should_stop=self._interrupt.is_set
+                        ),
+                        policy=self._retry_policy,
+                        provider=provider.name,
+                        stop=self._interrupt,
+                    )
+                )
+            except BaseException as exc:  # handed to the turn's thread below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name=f"model-{self.session_id[:12]}", daemon=True).start()
+        while not done.wait(0.05):
+            if self._interrupt.is_set():
+                raise _Interrupted
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _run_tool(self, call: Mapping[str, Any], offered: set[str]) -> Message:
+        name, arguments = str(call["name"]), dict(call.get("arguments") or {})
+        if self.tool_progress_callback is not None:
+            self.tool_progress_callback(name, arguments)
+        if not self.quiet_mode:
+            log.info("session %s: tool %s", self.session_id, name)
+        self._touch(f"running tool {name}")
+        if name not in offered:
+            content = f"error: tool {name!r} is not available in this session"
+        else:
+            result = self.tool_registry.dispatch(
+                name, arguments, ToolContext(self.task_id, self.tool_env)
+            )
+            content = result.content
+        self._touch(f"tool {name} finished")
+        return tool_message(str(call["id"]), name, content)
+
+    def _interrupted(self, new: list[Message], usage: Usage, iterations: int) -> TurnResult:
+        reason = self._interrupt_reason or "interrupted"
+        return TurnResult(
+            text=f"(interrupted: {reason})",
+            new_messages=new,
+            usage=usage,
+            interrupted=True,
+            interrupt_reason=reason,
+            iterations=iterations,
+        )
+
+    # -- memory and release ------------------------------------------------------------
+
+    @property
+    def transcript(self) -> list[Message]:
+        """A copy of the in-memory conversation."""
+        return list(self._transcript)
+
+    def memory_estimate(self) -> int:
+        """Approximate bytes this agent holds (transcript and frozen prefix)."""
+        size = sum(len(str(m.get("content") or "")) + 64 for m in self._transcript)
+        if self._frozen is not None:
+            size += len(self._frozen.system_prompt) + 512 * len(self._frozen.tool_schemas)
+        return size
+
+    def release_clients(self) -> None:
+        """SOFT release: close the LLM HTTP client and drop the in-memory transcript.
+
+        Tool state, sandbox and background processes of the session are left alone.
+        Idempotent. A later turn on this agent reopens a client.
+        """
+        provider, self._provider = self._provider, None
+        if provider is not None:
+            provider.close()
+        self._transcript = []
+
+    def close(self) -> None:
+        """HARD release at session end: also kill the session's processes, sandbox and state."""
+        self.release_clients()
+        if not self._closed:
+            self._closed = True
+            self.tool_env.teardown(self.task_id)
+
+    def __repr__(self) -> str:  # never shows the api key
+        return (
+            f"AIAgent(session_id={self.session_id!r}, provider={self.provider_name!r}, "
+            f"model={self.model!r}, client={'open' if self.client is not None else 'released'})"
+        )

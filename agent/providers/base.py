@@ -1,0 +1,177 @@
+"""What every model provider implements, and the shared retry policy."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from agent.messages import Message, Usage
+from cluster.errors import ProviderError, ProviderUnavailable
+
+log = logging.getLogger("agent.providers")
+
+T = TypeVar("T")
+DeltaCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One model call in neutral terms; each provider translates it to its wire format.
+
+    Attributes:
+        model: the provider's model name.
+        system: the frozen system prompt (the same object every turn).
+        tools: neutral tool schemas in their frozen order.
+        messages: the conversation so far, neutral format.
+        session_id: sent as the provider's cache-routing key where it has one.
+        reasoning: the per-turn reasoning config (e.g. ``{"effort": "low"}``) or None.
+        max_tokens: output cap for this call.
+    """
+
+    model: str
+    system: str
+    tools: Sequence[dict[str, Any]]
+    messages: Sequence[Message]
+    session_id: str
+    reasoning: dict[str, Any] | None = None
+    max_tokens: int = 1024
+
+
+@dataclass
+class ModelResponse:
+    """The assistant's reply to one call: text, tool calls and usage."""
+
+    text: str | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str | None = None
+
+
+class Provider(Protocol):
+    """A model provider bound to one SDK client.
+
+    ``client`` is the SDK client object (None once closed). ``complete`` streams
+    text deltas to ``on_delta`` when given and stops early when ``should_stop``
+    returns True. ``abort`` is called from another thread to break a call that
+    is stuck in I/O; the provider then opens a fresh client for the next call.
+    """
+
+    name: str
+    client: Any
+
+    def complete(
+        self,
+        request: ModelRequest,
+        *,
+        on_delta: DeltaCallback | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> ModelResponse: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter.
+
+    Only errors marked ``retryable`` (rate limits, 5xx, timeouts, dropped
+    connections) are retried; auth errors and bad requests fail at once.
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        cap = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return rng.uniform(cap / 2, cap)
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    provider: str,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    """Run ``call``, retrying retryable :class:`ProviderError`s per ``policy``.
+
+    Raises:
+        ProviderUnavailable: the error was still retryable after the last attempt.
+        ProviderError: a non-retryable error, at once.
+    """
+    rng = rng or random.Random()
+    last: ProviderError | None = None
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return call()
+        except ProviderError as exc:
+            if not exc.retryable:
+                raise
+            last = exc
+            if attempt == policy.attempts or (stop is not None and stop.is_set()):
+                break
+            wait = policy.delay(attempt, rng)
+            log.warning(
+                "%s call failed (%s); retry %d/%d in %.2fs",
+                provider,
+                exc,
+                attempt,
+                policy.attempts - 1,
+                wait,
+            )
+            sleep(wait)
+    raise ProviderUnavailable(
+        f"{provider}: gave up after {policy.attempts} attempts: {last}. "
+        "The provider is rate limiting or failing; try again later or lower the load.",
+        provider=provider,
+        retryable=False,
+    ) from last
+
+
+class SDKClientHolder:
+    """Owns one SDK client: opened on construction, reopened on demand, closable from any thread.
+
+    Subclasses implement ``_new_client``. Constructing an SDK client makes no
+    network call, so reopening after ``abort`` or ``close`` is cheap.
+    """
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float = 120.0) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.client: Any = self._new_client()
+
+    def _new_client(self) -> Any:
+        raise NotImplementedError
+
+    def _current_client(self) -> Any:
+        with self._lock:
+            if self.client is None:
+                self.client = self._new_client()
+            return self.client
+
+    def abort(self) -> None:
+        """Close the client under an in-flight call (it fails at once) and open a fresh one."""
+        with self._lock:
+            old, self.client = self.client, self._new_client()
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Close the HTTP client; ``client`` becomes None."""
+        with self._lock:
+            old, self.client = self.client, None
+        if old is not None:
+            old.close()
