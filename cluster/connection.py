@@ -1,0 +1,168 @@
+"""Redis clients from a URL: TCP, TLS, unix sockets, and an embedded in-process server.
+
+``connect(url)`` understands:
+
+* ``redis://[user:password@]host[:port][/db]``: plain TCP; a password alone
+  is classic ``AUTH``, ``user:password`` an ACL user;
+* ``rediss://...``: TLS; certificate options come from the query string
+  (``?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required&ssl_certfile=...``)
+  or from the keyword arguments of :func:`connect`;
+* ``unix:///path/redis.sock?db=0``;
+* ``fakeredis://NAME``: an embedded :class:`fakeredis.FakeServer`. Every
+  client for the same NAME in one process talks to the same server, so an
+  embedded coordinator and its workers (threads) see the same data. The
+  registry of embedded servers is process-wide on purpose: it *is* the
+  embedded "network"; tests isolate themselves by name or namespace.
+
+redis-py 8 gives every socket a 5 s read timeout by default. A blocking call
+that waits longer (``BLPOP`` on a reply list, pub/sub reads) needs a client
+whose timeout exceeds the block time: use :func:`blocking_client`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import fakeredis
+import redis
+
+from cluster.errors import ConfigError
+from cluster.settings import redact_url
+
+__all__ = [
+    "EMBEDDED_SCHEME",
+    "blocking_client",
+    "connect",
+    "drop_embedded_server",
+    "embedded_server",
+]
+
+EMBEDDED_SCHEME = "fakeredis"
+# Extra seconds a blocking client's socket waits beyond the server-side block,
+# so the server's timeout reply arrives before the socket gives up.
+_BLOCKING_MARGIN = 5.0
+
+_embedded_lock = threading.Lock()
+_embedded: dict[str, fakeredis.FakeServer] = {}
+
+
+def embedded_server(name: str) -> fakeredis.FakeServer:
+    """Return the process-wide embedded server called ``name``, creating it once."""
+    with _embedded_lock:
+        server = _embedded.get(name)
+        if server is None:
+            server = fakeredis.FakeServer()
+            _embedded[name] = server
+        return server
+
+
+def drop_embedded_server(name: str) -> bool:
+    """Forget an embedded server (its data goes away with its last client).
+
+    Returns:
+        Whether a server of that name existed.
+    """
+    with _embedded_lock:
+        return _embedded.pop(name, None) is not None
+
+
+def connect(
+    url: str,
+    *,
+    socket_timeout: float | None = None,
+    decode_responses: bool = False,
+    ssl_ca_certs: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cert_reqs: str | None = None,
+    **extra: Any,
+) -> redis.Redis:
+    """Create a Redis client for ``url``.
+
+    Args:
+        url: See the module docstring for the accepted schemes.
+        socket_timeout: Read timeout in seconds; ``None`` keeps redis-py's
+            default (5 s). Blocking commands need :func:`blocking_client`.
+        decode_responses: Return ``str`` instead of ``bytes``. The stores of
+            this package need ``False`` (they hold msgpack bytes).
+        ssl_ca_certs: CA bundle for ``rediss://`` (overrides the query string).
+        ssl_certfile: Client certificate for mutual TLS.
+        ssl_keyfile: Client key for mutual TLS.
+        ssl_cert_reqs: ``"required"`` (default of redis-py), ``"optional"`` or ``"none"``.
+        **extra: Passed to ``redis.Redis.from_url`` (e.g. ``max_connections``).
+
+    Returns:
+        A client; close it with ``client.close()`` when done.
+
+    Raises:
+        ConfigError: the URL is malformed or its scheme unknown (the message
+            shows the URL with its password masked).
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"Redis URL must look like redis://host:6379/0, got {url!r}")
+    scheme = url.split("://", 1)[0]
+    kwargs: dict[str, Any] = dict(extra)
+    kwargs["decode_responses"] = decode_responses
+    if socket_timeout is not None:
+        kwargs["socket_timeout"] = socket_timeout
+    if scheme == EMBEDDED_SCHEME:
+        return _connect_embedded(url, kwargs)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"Redis URL scheme must be redis://, rediss://, unix:// or fakeredis://, "
+            f"got {redact_url(url)!r}"
+        )
+    tls = {
+        "ssl_ca_certs": ssl_ca_certs,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+        "ssl_cert_reqs": ssl_cert_reqs,
+    }
+    tls_given = {k: v for k, v in tls.items() if v is not None}
+    if tls_given and scheme != "rediss":
+        raise ConfigError(
+            f"TLS options ({', '.join(sorted(tls_given))}) need a rediss:// URL, "
+            f"got {redact_url(url)!r}"
+        )
+    kwargs.update(tls_given)
+    try:
+        return redis.Redis.from_url(url, **kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+
+
+def blocking_client(
+    url: str, *, block_seconds: float, decode_responses: bool = False, **kwargs: Any
+) -> redis.Redis:
+    """Create a client for blocking reads of up to ``block_seconds``.
+
+    Its socket timeout is ``block_seconds`` plus a margin, so a ``BLPOP``
+    with that timeout (or a pub/sub read) returns normally instead of raising
+    ``TimeoutError`` at redis-py's default 5 s.
+
+    Args:
+        url: As for :func:`connect`.
+        block_seconds: The longest server-side block the caller will ask for.
+        decode_responses: As for :func:`connect`.
+        **kwargs: Passed to :func:`connect`.
+    """
+    if block_seconds <= 0:
+        raise ConfigError(f"block_seconds must be > 0, got {block_seconds!r}")
+    return connect(
+        url,
+        socket_timeout=block_seconds + _BLOCKING_MARGIN,
+        decode_responses=decode_responses,
+        **kwargs,
+    )
+
+
+def _connect_embedded(url: str, kwargs: dict[str, Any]) -> redis.Redis:
+    parts = urlsplit(url)
+    name = (parts.netloc + parts.path).strip("/") or "default"
+    # Options that only make sense for a network connection are ignored.
+    allowed = {"decode_responses", "socket_timeout", "encoding", "encoding_errors"}
+    options = {k: v for k, v in kwargs.items() if k in allowed}
+    client: redis.Redis = fakeredis.FakeRedis(server=embedded_server(name), **options)
+    return client

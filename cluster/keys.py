@@ -1,0 +1,244 @@
+"""The whole Redis keyspace of agent-cluster, built in this one module.
+
+No other module (and no Lua script) spells a key: they ask a :class:`Keyspace`
+for it, and Lua scripts receive every key through ``KEYS``. ``{ns}`` below is
+the configured namespace (``ClusterSettings.namespace``), ``{S}`` a session's
+hash tag (see :func:`session_tag`), ``W`` a worker id.
+
+Keys of one session share the Redis Cluster hash tag ``{S}``, so every
+session script runs on one slot. Membership keys share ``{m}`` and config keys
+``{cfg}`` for the same reason (the tag is namespaced by the key prefix, and a
+literal tag is fine: each group is small and hot anyway).
+
+======================================  ======  ==================  ========================  ===========================
+Key                                     Type    TTL                 Written by                Read by
+======================================  ======  ==================  ========================  ===========================
+``{ns}:m:{m}:live``                     zset    none                worker (register,         coordinator (live set),
+                                                                    heartbeat), coordinator   worker
+                                                                    (prune): W -> expiry ms
+``{ns}:m:{m}:beats``                    zset    none                worker: W -> last beat ms coordinator (status)
+``{ns}:m:{m}:state``                    hash    none                worker: W -> active|      coordinator (routing,
+                                                                    draining                  drain)
+``{ns}:m:{m}:info``                     hash    none                worker: W -> JSON (host,  coordinator (status,
+                                                                    pid, queue, started)      enqueue)
+``{ns}:m:{m}:recovery``                 string  lock TTL            coordinator (recovery     coordinator
+                                                                    lock: one recoverer)
+``{ns}:owned:W``                        set     none                ownership script (index   coordinator (recovery,
+                                                                    of sessions W owns; may   drain)
+                                                                    hold stale entries)
+``{ns}:s:{S}:owner``                    hash    none                ownership script:         coordinator (routing)
+                                                                    worker, epoch
+``{ns}:s:{S}:lease``                    hash    lease TTL           worker (acquire/extend/   worker, fenced scripts
+                                                                    release): token, worker
+``{ns}:s:{S}:fence``                    string  none (never reset)  lease acquire (INCR)      lease acquire
+``{ns}:s:{S}:history``                  list    none                commit script (msgpack    worker (load)
+                                                                    message per element)
+``{ns}:s:{S}:prompt``                   string  none                worker, fenced (msgpack   worker (load, rebuild)
+                                                                    frozen prompt + schemas)
+``{ns}:s:{S}:meta``                     hash    none                commit/prompt scripts:    worker, coordinator
+                                                                    session_key, created,
+                                                                    last_active, turns
+``{ns}:s:{S}:processed``                zset    retention (trim)    commit script: msg id ->  commit script (trim)
+                                                                    commit time ms
+``{ns}:s:{S}:replies``                  hash    retention (trim)    commit script: msg id ->  worker, coordinator
+                                                                    msgpack reply             (duplicate delivery)
+``{ns}:s:{S}:tools``                    hash    none                tool state store (fenced  tools on any worker
+                                                                    when leased): key ->
+                                                                    msgpack value
+``{ns}:s:{S}:reply:M``                  list    reply_ttl           worker (turn result)      coordinator (BLPOP)
+``{ns}:cfg:{cfg}:doc``                  string  none                admin (publish script):   workers
+                                                                    JSON config document
+``{ns}:cfg:{cfg}:version``              string  none                publish script (INCR)     workers (turn start)
+``{ns}:cfg:{cfg}:registry``             string  none                registry bump script      workers (turn start)
+                                                                    (INCR)
+``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
+``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue)     worker W (rq)
+======================================  ======  ==================  ========================  ===========================
+
+rq builds its own keys from the queue name; :meth:`Keyspace.worker_queue`
+names the queue so that it carries the namespace too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cluster.errors import ConfigError, InvalidMessage
+
+__all__ = ["Keyspace", "SessionKeys", "session_tag"]
+
+# Session keys made only of these characters (and not too long) are used
+# verbatim inside the hash tag, so keys stay readable in redis-cli. Anything
+# else (braces would break the tag, spaces, non-ASCII, very long ids) is
+# replaced by '#' + SHA-256; a verbatim tag never starts with '#', so the two
+# forms cannot collide.
+_VERBATIM_RE = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,100}$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_WORKER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
+
+
+def session_tag(session_key: str) -> str:
+    """Return the hash tag content (without braces) for a session key.
+
+    Args:
+        session_key: Any non-empty string identifying the conversation.
+
+    Returns:
+        The key itself when it is short and made of ``[A-Za-z0-9_.:@/+=-]``,
+        otherwise ``'#'`` followed by the hex SHA-256 of its UTF-8 bytes.
+
+    Raises:
+        InvalidMessage: ``session_key`` is empty or not a string.
+    """
+    if not isinstance(session_key, str) or not session_key:
+        raise InvalidMessage(f"session key must be a non-empty string, got {session_key!r}")
+    if _VERBATIM_RE.match(session_key):
+        return session_key
+    return "#" + hashlib.sha256(session_key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _safe_part(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidMessage(f"{what} must be a non-empty string, got {value!r}")
+    if _VERBATIM_RE.match(value):
+        return value
+    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """All keys of one session (they share one hash tag, hence one slot)."""
+
+    owner: str
+    lease: str
+    fence: str
+    history: str
+    prompt: str
+    meta: str
+    processed: str
+    replies: str
+    tools: str
+
+
+class Keyspace:
+    """Builds every Redis key (and the pub/sub channel) of one namespace."""
+
+    def __init__(self, namespace: str = "ac") -> None:
+        """Create the keyspace.
+
+        Args:
+            namespace: Prefix of every key; letters, digits, ``_.-``, at most 32.
+
+        Raises:
+            ConfigError: the namespace is empty or has other characters.
+        """
+        if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+            raise ConfigError(
+                f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
+                f"got {namespace!r}"
+            )
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"Keyspace({self.namespace!r})"
+
+    # -- sessions --------------------------------------------------------
+
+    def _session(self, session_key: str) -> str:
+        return f"{self.namespace}:s:{{{session_tag(session_key)}}}"
+
+    def session(self, session_key: str) -> SessionKeys:
+        """All keys of one session (see the module table)."""
+        base = self._session(session_key)
+        return SessionKeys(
+            owner=f"{base}:owner",
+            lease=f"{base}:lease",
+            fence=f"{base}:fence",
+            history=f"{base}:history",
+            prompt=f"{base}:prompt",
+            meta=f"{base}:meta",
+            processed=f"{base}:processed",
+            replies=f"{base}:replies",
+            tools=f"{base}:tools",
+        )
+
+    def tool_state(self, task_id: str) -> str:
+        """Hash of persisted tool state of a task (task id == session key, same slot)."""
+        return f"{self._session(task_id)}:tools"
+
+    def reply_list(self, session_key: str, message_id: str) -> str:
+        """List the worker pushes one message's result to and the caller pops."""
+        return f"{self._session(session_key)}:reply:{_safe_part(message_id, 'message id')}"
+
+    # -- ownership index -----------------------------------------------------
+
+    def owned_sessions(self, worker_id: str) -> str:
+        """Set of session keys a worker owns (an index; the owner record is the truth)."""
+        return f"{self.namespace}:owned:{self.check_worker_id(worker_id)}"
+
+    # -- membership ----------------------------------------------------------
+
+    def _members(self) -> str:
+        return f"{self.namespace}:m:{{m}}"
+
+    def members_live(self) -> str:
+        """Sorted set worker id -> heartbeat expiry (ms, Redis clock)."""
+        return f"{self._members()}:live"
+
+    def members_beats(self) -> str:
+        """Sorted set worker id -> last heartbeat (ms, Redis clock)."""
+        return f"{self._members()}:beats"
+
+    def members_state(self) -> str:
+        """Hash worker id -> ``active`` | ``draining``."""
+        return f"{self._members()}:state"
+
+    def members_info(self) -> str:
+        """Hash worker id -> JSON of the worker's static facts (host, pid, queue, ...)."""
+        return f"{self._members()}:info"
+
+    def recovery_lock(self) -> str:
+        """Lock held by the coordinator that recovers dead workers' sessions."""
+        return f"{self._members()}:recovery"
+
+    def worker_queue(self, worker_id: str) -> str:
+        """Name of a worker's rq queue (rq derives its own keys from it)."""
+        return f"{self.namespace}.worker.{self.check_worker_id(worker_id)}"
+
+    # -- config, registry, events -------------------------------------------
+
+    def _config(self) -> str:
+        return f"{self.namespace}:cfg:{{cfg}}"
+
+    def config_doc(self) -> str:
+        """String holding the current JSON config document."""
+        return f"{self._config()}:doc"
+
+    def config_version(self) -> str:
+        """Counter: the config version (bumped by every publish)."""
+        return f"{self._config()}:version"
+
+    def registry_generation(self) -> str:
+        """Counter: the cluster-wide tool registry generation."""
+        return f"{self._config()}:registry"
+
+    def events_channel(self) -> str:
+        """Pub/sub channel of cluster events (config, registry, drain, ...)."""
+        return f"{self.namespace}:events"
+
+    # -- validation ------------------------------------------------------------
+
+    @staticmethod
+    def check_worker_id(worker_id: str) -> str:
+        """Return ``worker_id`` if it is usable in keys and queue names.
+
+        Raises:
+            InvalidMessage: empty, too long, or characters outside ``[A-Za-z0-9_.:@-]``.
+        """
+        if not isinstance(worker_id, str) or not _WORKER_RE.match(worker_id):
+            raise InvalidMessage(
+                f"worker id must be 1-100 characters of letters, digits, '_.:@-', got {worker_id!r}"
+            )
+        return worker_id

@@ -1,0 +1,183 @@
+"""Running-turn leases with fencing tokens: at most one turn per session, anywhere.
+
+A worker takes a session's lease before running a turn
+(:meth:`RedisLeaseStore.acquire`), extends it while the turn runs and releases
+it afterwards (compare-and-delete on the token). The token is the next value
+of a per-session counter that is never reset, so it only grows. Every write
+of the turn (history commit, frozen prompt, tool state) runs in a Lua script
+that first compares the caller's token with the lease's current token: a
+worker whose lease expired and was taken over (GC pause, partition, presumed
+dead) gets :class:`~cluster.errors.LeaseLost` and writes nothing.
+
+Acquisition also reads the config version and registry generation in the same
+round trip, so the turn can check its cached agent is not stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+
+from cluster.errors import ConfigError, LeaseLost
+from cluster.keys import Keyspace
+from cluster.scripts import ScriptSet
+
+__all__ = [
+    "Lease",
+    "LeaseHolder",
+    "LeaseStore",
+    "RedisLeaseStore",
+    "lease_lost",
+]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held running-turn lease.
+
+    Attributes:
+        session_key: The session.
+        token: The fencing token; every fenced write is checked against it.
+        worker_id: The holder.
+        config_version: The cluster config version when the lease was taken.
+        registry_generation: The tool registry generation when the lease was taken.
+    """
+
+    session_key: str
+    token: int
+    worker_id: str
+    config_version: int
+    registry_generation: int
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a session's lease right now.
+
+    Attributes:
+        token: The holder's fencing token.
+        worker_id: The holding worker.
+        ttl: Seconds until the lease expires without an extension.
+    """
+
+    token: int
+    worker_id: str
+    ttl: float
+
+
+def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
+    """Build the error for a fenced write refused because ``lease`` is stale.
+
+    Args:
+        lease: The caller's lease.
+        current_token: The token the session's lease has now (empty/None: no lease).
+    """
+    current = current_token.decode() if isinstance(current_token, bytes) else current_token
+    now = f"now held with token {current}" if current else "now expired and not held"
+    return LeaseLost(
+        f"session {lease.session_key!r}: lease token {lease.token} of worker "
+        f"{lease.worker_id!r} is no longer valid (lease {now}); another worker took over "
+        "or may take over this session's turn, so this turn must stop without writing"
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _ttl_ms(ttl: float) -> int:
+    if not ttl > 0:
+        raise ConfigError(f"lease ttl must be > 0 seconds, got {ttl!r}")
+    return max(1, int(ttl * 1000))
+
+
+class LeaseStore(Protocol):
+    """The lease operations a worker relies on."""
+
+    def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None: ...
+
+    def extend(self, lease: Lease, ttl: float) -> bool: ...
+
+    def release(self, lease: Lease) -> bool: ...
+
+    def holder(self, session_key: str) -> LeaseHolder | None: ...
+
+
+class RedisLeaseStore:
+    """Leases in Redis (``{ns}:s:{S}:lease`` and the ``{ns}:s:{S}:fence`` counter)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace) -> None:
+        """Create the store on a bytes client (``decode_responses=False``)."""
+        self._client = client
+        self._keys = keyspace
+        self._scripts = ScriptSet(client)
+
+    def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None:
+        """Take the session's lease for ``ttl`` seconds, if nobody holds it.
+
+        Returns:
+            The lease (with a token larger than every earlier one of this session,
+            plus the current config version and registry generation), or ``None``
+            when another turn holds it (the same worker included).
+        """
+        self._keys.check_worker_id(worker_id)
+        keys = self._keys.session(session_key)
+        reply, (version, generation) = self._scripts.call_with_reads(
+            "lease_acquire",
+            [keys.lease, keys.fence],
+            [worker_id, _ttl_ms(ttl)],
+            [self._keys.config_version(), self._keys.registry_generation()],
+        )
+        acquired, token, _holder = reply
+        if not acquired:
+            return None
+        return Lease(
+            session_key=session_key,
+            token=int(token),
+            worker_id=worker_id,
+            config_version=int(version or 0),
+            registry_generation=int(generation or 0),
+        )
+
+    def extend(self, lease: Lease, ttl: float) -> bool:
+        """Push the lease's expiry to now + ``ttl``; ``False`` when it was lost."""
+        return bool(
+            self._scripts(
+                "lease_extend",
+                [self._keys.session(lease.session_key).lease],
+                [lease.token, _ttl_ms(ttl)],
+            )
+        )
+
+    def release(self, lease: Lease) -> bool:
+        """Delete the lease if it is still ``lease``; ``False`` when it was lost."""
+        return bool(
+            self._scripts(
+                "lease_release", [self._keys.session(lease.session_key).lease], [lease.token]
+            )
+        )
+
+    def holder(self, session_key: str) -> LeaseHolder | None:
+        """Who holds the session's lease, or ``None`` when nobody does."""
+        key = self._keys.session(session_key).lease
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hmget(key, ["token", "worker"])
+        pipe.pttl(key)
+        (token, worker), pttl = pipe.execute()
+        if token is None or worker is None:
+            return None
+        return LeaseHolder(
+            token=int(token), worker_id=_text(worker), ttl=max(0, int(pttl)) / 1000.0
+        )
+
+    def check(self, lease: Lease) -> None:
+        """Raise :class:`LeaseLost` unless ``lease`` is still the session's lease.
+
+        A read-only check for long turns between writes; the writes themselves
+        are fenced in their scripts, so this is an early exit, not the guarantee.
+        """
+        current = self._client.hget(self._keys.session(lease.session_key).lease, "token")
+        if current is None or int(current) != lease.token:
+            raise lease_lost(lease, current)

@@ -1,0 +1,45 @@
+-- Commit one turn of a session, fenced by the running-turn lease: append the
+-- turn's messages, bump the turn count and last-active time, and remember
+-- message id -> reply, all or nothing. A message id already processed writes
+-- nothing (a redelivered message is answered from the stored reply).
+-- "now" is Redis TIME (ms). Processed ids older than the retention are
+-- forgotten, at most 100 per commit so one commit never does unbounded work.
+--
+-- KEYS[1]  lease      hash    fields: token, worker
+-- KEYS[2]  history    list    msgpack message per element
+-- KEYS[3]  meta       hash    session_key, created, last_active, turns
+-- KEYS[4]  processed  zset    message id -> commit time (ms)
+-- KEYS[5]  replies    hash    message id -> msgpack reply
+-- ARGV[1]  fencing token of the caller
+-- ARGV[2]  message id
+-- ARGV[3]  msgpack reply
+-- ARGV[4]  retention of processed ids, ms
+-- ARGV[5]  session key (stored in meta)
+-- ARGV[6..n] msgpack messages to append, in order
+-- Returns: {1, turns, token} committed; {2, turns, token} duplicate message id
+--          (nothing written); {0, 0, current token or ""} lease lost (nothing written).
+local current = redis.call('HGET', KEYS[1], 'token')
+if current ~= ARGV[1] then
+  return {0, 0, current or ''}
+end
+if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 1 then
+  return {2, tonumber(redis.call('HGET', KEYS[3], 'turns') or '0'), current}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 6, #ARGV do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+end
+redis.call('HSETNX', KEYS[3], 'session_key', ARGV[5])
+redis.call('HSETNX', KEYS[3], 'created', now)
+redis.call('HSET', KEYS[3], 'last_active', now)
+local turns = redis.call('HINCRBY', KEYS[3], 'turns', 1)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - tonumber(ARGV[4])),
+  'LIMIT', 0, 100)
+for _, id in ipairs(expired) do
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('ZREM', KEYS[4], id)
+end
+redis.call('ZADD', KEYS[4], now, ARGV[2])
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+return {1, turns, current}

@@ -1,0 +1,262 @@
+"""Worker membership: register, heartbeat, drain state, deregister, death detection.
+
+Each worker registers with its static facts (host, pid, rq queue) and then
+heartbeats every ``heartbeat_interval``; a heartbeat pushes the worker's
+expiry to Redis-now + ``heartbeat_ttl`` in a sorted set. The coordinator reads
+the whole membership in one script call (no ``SCAN``): live workers are those
+whose expiry is still ahead of Redis' clock, so every host judges liveness by
+the same clock. :meth:`RedisMembership.prune_dead` removes dead workers and
+returns their ids for recovery. Deciding liveness from a snapshot is pure
+(:func:`parse_snapshot`, :meth:`WorkerInfo.is_alive`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+from cluster.errors import ConfigError, UnknownWorker
+from cluster.keys import Keyspace
+from cluster.scripts import ScriptSet
+
+__all__ = [
+    "Membership",
+    "RedisMembership",
+    "WorkerInfo",
+    "WorkerState",
+    "parse_snapshot",
+]
+
+
+class WorkerState(enum.StrEnum):
+    """What a registered worker accepts."""
+
+    ACTIVE = "active"
+    """Takes new sessions and turns."""
+    DRAINING = "draining"
+    """Finishes running turns, takes no new sessions; leaving soon."""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One registered worker as seen at a point in time.
+
+    Attributes:
+        worker_id: Unique id of the worker process.
+        state: Active or draining.
+        host: Host name the worker runs on.
+        pid: Its process id.
+        queue: Name of its rq queue.
+        started: Registration time, seconds since the epoch (Redis clock).
+        last_heartbeat: Last heartbeat, seconds since the epoch (Redis clock).
+        expires_at: When it counts as dead without another heartbeat (Redis clock).
+    """
+
+    worker_id: str
+    state: WorkerState
+    host: str
+    pid: int
+    queue: str
+    started: float
+    last_heartbeat: float
+    expires_at: float
+
+    def is_alive(self, now: float) -> bool:
+        """Whether the worker's heartbeat is still valid at ``now`` (Redis clock, s)."""
+        return self.expires_at > now
+
+    @property
+    def draining(self) -> bool:
+        """Whether the worker takes no new sessions."""
+        return self.state is WorkerState.DRAINING
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def parse_snapshot(reply: Sequence[Any]) -> tuple[float, list[WorkerInfo]]:
+    """Decode the reply of ``membership_snapshot.lua``.
+
+    Args:
+        reply: ``[now_ms, id, expiry_ms, beat_ms, state, info_json, id, ...]``.
+
+    Returns:
+        ``(now in seconds, workers sorted by id)``, including dead ones not
+        pruned yet; filter with :meth:`WorkerInfo.is_alive`. An entry whose
+        info is unreadable is kept with empty facts rather than hiding the worker.
+    """
+    now = float(_text(reply[0])) / 1000.0
+    workers: list[WorkerInfo] = []
+    for i in range(1, len(reply) - 4, 5):
+        worker_id = _text(reply[i])
+        expiry = float(_text(reply[i + 1])) / 1000.0
+        beat_raw = _text(reply[i + 2])
+        state_raw = _text(reply[i + 3])
+        try:
+            info = json.loads(_text(reply[i + 4]) or "{}")
+            if not isinstance(info, dict):
+                info = {}
+        except ValueError:
+            info = {}
+        try:
+            state = WorkerState(state_raw)
+        except ValueError:
+            state = WorkerState.DRAINING  # unknown state: do not route new work to it
+        workers.append(
+            WorkerInfo(
+                worker_id=worker_id,
+                state=state,
+                host=str(info.get("host", "")),
+                pid=int(info.get("pid", 0) or 0),
+                queue=str(info.get("queue", "")),
+                started=float(info.get("started", 0.0) or 0.0),
+                last_heartbeat=float(beat_raw) / 1000.0 if beat_raw else 0.0,
+                expires_at=expiry,
+            )
+        )
+    workers.sort(key=lambda w: w.worker_id)
+    return now, workers
+
+
+class Membership(Protocol):
+    """The membership operations workers and the coordinator rely on."""
+
+    def register(
+        self, worker_id: str, *, host: str, pid: int, queue: str, state: WorkerState = ...
+    ) -> None: ...
+
+    def heartbeat(self, worker_id: str) -> WorkerState | None: ...
+
+    def set_state(self, worker_id: str, state: WorkerState) -> None: ...
+
+    def deregister(self, worker_id: str) -> bool: ...
+
+    def live_workers(self) -> list[WorkerInfo]: ...
+
+    def active_workers(self) -> list[WorkerInfo]: ...
+
+    def is_alive(self, worker_id: str) -> bool: ...
+
+    def prune_dead(self) -> list[str]: ...
+
+
+class RedisMembership:
+    """Membership kept in Redis (see ``cluster/keys.py`` for the keys)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, heartbeat_ttl: float) -> None:
+        """Create the store.
+
+        Args:
+            client: A bytes client (``decode_responses=False``).
+            keyspace: The cluster's keyspace.
+            heartbeat_ttl: Seconds without a heartbeat after which a worker is dead.
+        """
+        if heartbeat_ttl <= 0:
+            raise ConfigError(f"heartbeat_ttl must be > 0 seconds, got {heartbeat_ttl!r}")
+        self._client = client
+        self._keys = keyspace
+        self._scripts = ScriptSet(client)
+        self._ttl_ms = max(1, int(heartbeat_ttl * 1000))
+
+    def _all_keys(self) -> list[str]:
+        k = self._keys
+        return [k.members_live(), k.members_beats(), k.members_state(), k.members_info()]
+
+    def register(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        queue: str,
+        state: WorkerState = WorkerState.ACTIVE,
+    ) -> None:
+        """Register the worker (again, after a restart or prune) with a fresh heartbeat."""
+        self._keys.check_worker_id(worker_id)
+        seconds, micros = self._client.time()
+        info = json.dumps(
+            {"host": host, "pid": pid, "queue": queue, "started": seconds + micros / 1e6},
+            separators=(",", ":"),
+        )
+        self._scripts(
+            "membership_register",
+            self._all_keys(),
+            [worker_id, info, self._ttl_ms, WorkerState(state).value],
+        )
+
+    def heartbeat(self, worker_id: str) -> WorkerState | None:
+        """Renew the worker's heartbeat.
+
+        Returns:
+            The worker's state as stored in Redis (an admin may have set it to
+            draining), or ``None`` when the worker is not registered any more:
+            it was declared dead and pruned, so it must stop taking turns and
+            register again (its sessions may have moved).
+        """
+        k = self._keys
+        ok, state = self._scripts(
+            "membership_heartbeat",
+            [k.members_live(), k.members_beats(), k.members_state()],
+            [worker_id, self._ttl_ms],
+        )
+        if not ok:
+            return None
+        try:
+            return WorkerState(_text(state))
+        except ValueError:
+            return WorkerState.DRAINING
+
+    def set_state(self, worker_id: str, state: WorkerState) -> None:
+        """Set a registered worker's state.
+
+        Raises:
+            UnknownWorker: the worker is not registered.
+        """
+        if not self._scripts(
+            "membership_set_state",
+            [self._keys.members_state()],
+            [worker_id, WorkerState(state).value],
+        ):
+            raise UnknownWorker(
+                f"worker {worker_id!r} is not registered (dead, gone or never started); "
+                "check `live_workers()` for valid ids"
+            )
+
+    def deregister(self, worker_id: str) -> bool:
+        """Remove the worker (it is gone). Returns whether it was registered."""
+        return bool(self._scripts("membership_deregister", self._all_keys(), [worker_id]))
+
+    def snapshot(self) -> tuple[float, list[WorkerInfo]]:
+        """Every registered worker (dead ones too, until pruned) and Redis' now, in seconds."""
+        return parse_snapshot(self._scripts("membership_snapshot", self._all_keys()))
+
+    def live_workers(self) -> list[WorkerInfo]:
+        """Workers with a valid heartbeat, sorted by id (draining ones included)."""
+        now, workers = self.snapshot()
+        return [w for w in workers if w.is_alive(now)]
+
+    def active_workers(self) -> list[WorkerInfo]:
+        """Live workers that take new sessions (not draining), sorted by id."""
+        return [w for w in self.live_workers() if w.state is WorkerState.ACTIVE]
+
+    def is_alive(self, worker_id: str) -> bool:
+        """Whether the worker is registered with a heartbeat that has not expired."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.time()
+        pipe.zscore(self._keys.members_live(), worker_id)
+        (seconds, micros), expiry = pipe.execute()
+        return expiry is not None and float(expiry) > seconds * 1000 + micros / 1000
+
+    def prune_dead(self) -> list[str]:
+        """Remove workers whose heartbeat expired; returns their ids (sorted).
+
+        The ownership index of a removed worker is kept for recovery.
+        """
+        removed = self._scripts("membership_prune", self._all_keys())
+        return sorted(_text(x) for x in removed)

@@ -1,0 +1,126 @@
+"""The Lua scripts of agent-cluster, loaded into Redis once and run by SHA.
+
+Each script is a real file in ``cluster/lua/`` whose header names every
+``KEYS[i]`` and ``ARGV[i]``; nothing here builds Lua text. Scripts that need
+"now" call Redis ``TIME`` themselves (one clock for every host; Redis >= 5
+replicates script effects, so that is safe), and none takes a time from the
+caller.
+
+A :class:`ScriptSet` runs scripts with ``EVALSHA`` (the SHA is computed once
+per process from the file) and sends ``SCRIPT LOAD`` only when the server
+answers ``NOSCRIPT`` (first use, restart, ``SCRIPT FLUSH``): this is what
+redis-py's ``register_script`` does, minus its extra ``SCRIPT EXISTS`` round
+trip in pipelines. :meth:`ScriptSet.call_with_reads` runs a script and a few
+plain reads in one non-transactional pipeline, i.e. one round trip, and stays
+usable on Redis Cluster (the reads may live on other slots).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+__all__ = ["SCRIPT_NAMES", "ScriptSet", "lua_source", "scripts_for"]
+
+SCRIPT_NAMES: tuple[str, ...] = (
+    "config_publish",
+    "fenced_delete",
+    "fenced_hset",
+    "lease_acquire",
+    "lease_extend",
+    "lease_release",
+    "membership_deregister",
+    "membership_heartbeat",
+    "membership_prune",
+    "membership_register",
+    "membership_set_state",
+    "membership_snapshot",
+    "ownership_assign",
+    "ownership_release",
+    "registry_bump",
+    "session_commit",
+    "session_prompt",
+)
+
+KeyOrArg = str | bytes | int | float
+
+
+@cache
+def lua_source(name: str) -> str:
+    """Return the text of ``cluster/lua/<name>.lua``.
+
+    Raises:
+        KeyError: ``name`` is not one of :data:`SCRIPT_NAMES`.
+    """
+    if name not in SCRIPT_NAMES:
+        raise KeyError(f"unknown Lua script {name!r}; known: {', '.join(SCRIPT_NAMES)}")
+    return resources.files("cluster").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def _sha(name: str) -> str:
+    return hashlib.sha1(lua_source(name).encode("utf-8")).hexdigest()
+
+
+class ScriptSet:
+    """Runs the project's scripts on one client (stores create one each; it is cheap)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        """Bind to ``client``; nothing is sent to Redis until a script runs."""
+        self._client = client
+
+    def __call__(self, name: str, keys: Sequence[str], args: Sequence[KeyOrArg] = ()) -> Any:
+        """Run script ``name`` with ``keys`` and ``args``; returns its raw reply."""
+        sha = _sha(name)
+        try:
+            return self._client.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._client.script_load(lua_source(name))
+            return self._client.evalsha(sha, len(keys), *keys, *args)
+
+    def call_with_reads(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[KeyOrArg],
+        reads: Sequence[str],
+    ) -> tuple[Any, list[Any]]:
+        """Run a script and ``GET`` each key of ``reads`` in one round trip.
+
+        The pipeline is not a transaction: the reads are not atomic with the
+        script, which is fine for reads of counters that only grow, and keeps
+        the call legal on Redis Cluster.
+
+        Returns:
+            ``(script reply, [value of each read key])``.
+        """
+        sha = _sha(name)
+        for attempt in range(2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.evalsha(sha, len(keys), *keys, *args)
+            for key in reads:
+                pipe.get(key)
+            results = pipe.execute(raise_on_error=False)
+            first = results[0]
+            if isinstance(first, NoScriptError) and attempt == 0:
+                # The script did not run; load it and send the pipeline again.
+                self._client.script_load(lua_source(name))
+                continue
+            if isinstance(first, Exception):
+                raise first
+            for value in results[1:]:
+                if isinstance(value, Exception):
+                    raise value
+            return first, list(results[1:])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def scripts_for(client: redis.Redis) -> ScriptSet:
+    """Return a :class:`ScriptSet` bound to ``client``."""
+    return ScriptSet(client)

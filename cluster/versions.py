@@ -1,0 +1,228 @@
+"""Cluster config document, config version and tool-registry generation.
+
+An admin publishes a config document (:meth:`RedisVersionStore.publish_config`):
+one script stores it as JSON, bumps the config version and announces
+``{"type": "config", "version": N}`` on the events channel. An MCP reload or a
+tool change bumps the registry generation the same way. Workers evict stale
+agents when they hear the event and compare :meth:`RedisVersionStore.versions`
+(or the versions returned with a lease) at every turn start, so a missed
+event cannot let a turn run on a stale agent.
+
+Config documents are validated before they reach Redis
+(:func:`encode_config`, pure): a JSON-safe mapping, within the size limit, and
+free of secrets: a key named like ``api_key``, ``*_token``, ``password`` or
+``secret`` holding anything but null or a boolean (or any value that looks like
+a provider key) is rejected, because
+secrets belong in each worker's environment, never in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import redis
+
+from cluster.errors import ConfigError, PayloadTooLarge
+from cluster.keys import Keyspace
+from cluster.scripts import ScriptSet
+
+__all__ = [
+    "DEFAULT_MAX_CONFIG_BYTES",
+    "RedisVersionStore",
+    "VersionStore",
+    "encode_config",
+    "is_secret_key",
+]
+
+DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
+_MAX_DEPTH = 32
+_SECRET_KEY_RE = re.compile(
+    r"""^(
+        (.*_)?api_?key
+      | (.*_)?token
+      | .*passw(or)?d.*
+      | .*secret.*
+      | (.*_)?private_key
+      | (.*_)?access_key(_id)?
+      | (.*_)?credentials?
+      | authorization
+    )$""",
+    re.VERBOSE,
+)
+# Values that are unmistakably credentials, whatever the key is called.
+_SECRET_VALUE_RE = re.compile(
+    r"^(sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{16,}|Bearer\s+\S{16,})$"
+)
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key is named like a secret (``api_key``, ``*_token``, ...).
+
+    Matching ignores case and treats ``-`` like ``_``; ``max_tokens`` and
+    ``cache_keys`` are not secrets, ``github_token`` and ``db_password`` are.
+    """
+    return bool(_SECRET_KEY_RE.match(name.lower().replace("-", "_")))
+
+
+def _secret_error(path: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"config {path} {why}: secrets go in the worker's environment "
+        "(e.g. OPENAI_API_KEY), not in Redis; remove it from the config"
+    )
+
+
+def _check(value: Any, path: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ConfigError(f"config {path} is nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, str) and _SECRET_VALUE_RE.match(value.strip()):
+            raise _secret_error(path, "holds what looks like an API key or bearer token")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"config {path} must be a finite number, got {value!r}")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"config {path} has a non-string key {key!r}; JSON keys are strings"
+                )
+            child = f"{path}.{key}" if path else key
+            # A null or a flag (``use_api_key: true``) holds no secret; anything else does.
+            if is_secret_key(key) and not (item is None or isinstance(item, bool)):
+                raise _secret_error(child, "is named like a secret")
+            _check(item, child, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1)
+        return
+    raise ConfigError(
+        f"config {path or '<root>'} must be JSON data (null, bool, number, string, list, "
+        f"mapping), got {type(value).__name__}"
+    )
+
+
+def encode_config(config: Any, *, max_bytes: int = DEFAULT_MAX_CONFIG_BYTES) -> bytes:
+    """Validate a config document and encode it as compact JSON.
+
+    Args:
+        config: The document; must be a mapping with string keys.
+        max_bytes: Largest accepted encoded size.
+
+    Returns:
+        The UTF-8 JSON bytes to store.
+
+    Raises:
+        ConfigError: not a mapping, not JSON-safe, or holding a secret (the
+            message names the offending path).
+        PayloadTooLarge: the encoded document exceeds ``max_bytes``.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"config must be a mapping (a YAML/JSON object), got {type(config).__name__}"
+        )
+    _check(config, "", 0)
+    data = json.dumps(config, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"config is {len(data)} bytes encoded, more than the limit of {max_bytes} bytes "
+            "(max_config_bytes); trim it or raise the limit"
+        )
+    return data
+
+
+class VersionStore(Protocol):
+    """The config/registry operations admins and workers rely on."""
+
+    def publish_config(self, config: Mapping[str, Any]) -> int: ...
+
+    def current_config(self) -> tuple[int, dict[str, Any]]: ...
+
+    def bump_registry_generation(self, reason: str) -> int: ...
+
+    def versions(self) -> tuple[int, int]: ...
+
+
+class RedisVersionStore:
+    """Config document and counters in Redis (``{ns}:cfg:{cfg}:*``)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keyspace: Keyspace,
+        *,
+        max_config_bytes: int = DEFAULT_MAX_CONFIG_BYTES,
+    ) -> None:
+        """Create the store.
+
+        Args:
+            client: A Redis client.
+            keyspace: The cluster's keyspace.
+            max_config_bytes: Largest accepted encoded config (``ClusterSettings.max_config_bytes``).
+        """
+        self._client = client
+        self._keys = keyspace
+        self._scripts = ScriptSet(client)
+        self._max_bytes = max_config_bytes
+
+    def publish_config(self, config: Mapping[str, Any]) -> int:
+        """Validate, store and announce a config document.
+
+        Returns:
+            The new config version.
+
+        Raises:
+            ConfigError: invalid or holding secrets (nothing is stored).
+            PayloadTooLarge: larger than the limit (nothing is stored).
+        """
+        data = encode_config(config, max_bytes=self._max_bytes)
+        version = self._scripts(
+            "config_publish",
+            [self._keys.config_doc(), self._keys.config_version()],
+            [data, self._keys.events_channel()],
+        )
+        return int(version)
+
+    def current_config(self) -> tuple[int, dict[str, Any]]:
+        """The current config version and document (``(0, {})`` before any publish)."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.get(self._keys.config_version())
+        pipe.get(self._keys.config_doc())
+        version, doc = pipe.execute()
+        if doc is None:
+            return int(version or 0), {}
+        parsed = json.loads(doc)
+        if not isinstance(parsed, dict):
+            raise ConfigError(
+                f"stored config is not a mapping ({type(parsed).__name__}); republish it"
+            )
+        return int(version or 0), parsed
+
+    def bump_registry_generation(self, reason: str) -> int:
+        """Bump the tool registry generation and announce it.
+
+        Args:
+            reason: Why (e.g. ``"mcp reload: github"``), carried in the event.
+
+        Returns:
+            The new generation.
+        """
+        generation = self._scripts(
+            "registry_bump",
+            [self._keys.registry_generation()],
+            [self._keys.events_channel(), json.dumps(str(reason))],
+        )
+        return int(generation)
+
+    def versions(self) -> tuple[int, int]:
+        """``(config version, registry generation)``, 0 for a counter never bumped."""
+        version, generation = self._client.mget(
+            [self._keys.config_version(), self._keys.registry_generation()]
+        )
+        return int(version or 0), int(generation or 0)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import redis
+
+from cluster.connection import blocking_client, connect, drop_embedded_server
+from cluster.errors import ConfigError
+
+
+def test_embedded_clients_of_one_name_share_data_and_names_are_isolated() -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    other = f"test-{uuid.uuid4().hex}"
+    a, b, c = (
+        connect(f"fakeredis://{name}"),
+        connect(f"fakeredis://{name}"),
+        connect(f"fakeredis://{other}"),
+    )
+    try:
+        a.set("k", b"v")
+        assert b.get("k") == b"v"
+        assert c.get("k") is None
+    finally:
+        for client in (a, b, c):
+            client.close()
+        assert drop_embedded_server(name) and drop_embedded_server(other)
+
+
+def test_embedded_decode_responses() -> None:
+    name = f"test-{uuid.uuid4().hex}"
+    client = connect(f"fakeredis://{name}", decode_responses=True)
+    try:
+        client.set("k", "v")
+        assert client.get("k") == "v"
+    finally:
+        client.close()
+        drop_embedded_server(name)
+
+
+def test_url_credentials_db_and_timeout_reach_the_connection() -> None:
+    client = connect("redis://app:s3cret@db.example:6390/4", socket_timeout=2.5)
+    try:
+        kwargs = client.connection_pool.connection_kwargs
+        assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("db.example", 6390, 4)
+        assert (kwargs["username"], kwargs["password"]) == ("app", "s3cret")
+        assert kwargs["socket_timeout"] == 2.5
+    finally:
+        client.close()
+
+
+def test_tls_url_and_ca_file() -> None:
+    client = connect(
+        "rediss://:pw@db.example:6380/0", ssl_ca_certs="/etc/ca.pem", ssl_cert_reqs="required"
+    )
+    try:
+        pool = client.connection_pool
+        assert issubclass(pool.connection_class, redis.SSLConnection)
+        assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    finally:
+        client.close()
+
+
+def test_tls_options_in_the_query_string() -> None:
+    client = connect("rediss://db.example/0?ssl_ca_certs=/etc/ca.pem")
+    try:
+        assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.pem"
+    finally:
+        client.close()
+
+
+def test_tls_options_without_rediss_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="rediss://"):
+        connect("redis://h/0", ssl_ca_certs="/etc/ca.pem")
+
+
+@pytest.mark.parametrize("url", ["http://u:topsecret@h/0", "nonsense", ""])
+def test_bad_urls_fail_without_leaking_the_password(url: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        connect(url)
+    assert "topsecret" not in str(err.value)
+
+
+def test_blocking_client_outwaits_its_block_time() -> None:
+    client = blocking_client("redis://h/0", block_seconds=30)
+    try:
+        assert client.connection_pool.connection_kwargs["socket_timeout"] > 30
+    finally:
+        client.close()

@@ -1,0 +1,41 @@
+"""The Lua files document every KEYS[i]/ARGV[i] they use and never spell a key."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pytest
+
+from cluster.scripts import SCRIPT_NAMES, lua_source
+
+LUA_DIR = resources.files("cluster").joinpath("lua")
+
+
+def test_every_lua_file_is_known_and_every_name_has_a_file() -> None:
+    files = {p.name.removesuffix(".lua") for p in LUA_DIR.iterdir() if p.name.endswith(".lua")}
+    assert files == set(SCRIPT_NAMES)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_header_names_every_key_and_argument_used(name: str) -> None:
+    source = lua_source(name)
+    header = "\n".join(line for line in source.splitlines() if line.startswith("--"))
+    body = "\n".join(line for line in source.splitlines() if not line.startswith("--"))
+    for kind in ("KEYS", "ARGV"):
+        for index in sorted(set(re.findall(rf"{kind}\[(\d+)\]", body))):
+            ranged = re.search(rf"{kind}\[(\d+)\.\.n\]", header)
+            covered = ranged is not None and int(index) >= int(ranged.group(1))
+            assert f"{kind}[{index}]" in header or covered, (
+                f"{name}.lua: {kind}[{index}] undocumented"
+            )
+        loops = re.findall(rf"for \w+ = (\d+), #{kind}", body)
+        for start in loops:
+            assert f"{kind}[{start}.." in header, f"{name}.lua: {kind}[{start}..] undocumented"
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_scripts_never_build_key_names(name: str) -> None:
+    body = "\n".join(line for line in lua_source(name).splitlines() if not line.startswith("--"))
+    # A key built in Lua would need a namespace separator in a literal (JSON event text aside).
+    assert not re.search(r"'[^'\"]*:[^'\"]*'", body), f"{name}.lua spells a key-like literal"

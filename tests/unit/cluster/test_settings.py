@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+
+from cluster.errors import ConfigError
+from cluster.settings import ClusterSettings, redact_url
+
+
+def test_defaults_are_valid() -> None:
+    s = ClusterSettings()
+    assert s.namespace == "ac"
+    assert s.heartbeat_interval == 1.0 and s.heartbeat_ttl == 5.0
+    assert s.max_message_bytes == 256 * 1024
+
+
+def test_from_env_reads_prefixed_variables_and_converts_types() -> None:
+    s = ClusterSettings.from_env(
+        {
+            "AGENT_CLUSTER_REDIS_URL": "redis://h:6380/2",
+            "AGENT_CLUSTER_NAMESPACE": "prod",
+            "AGENT_CLUSTER_HEARTBEAT_TTL": "9.5",
+            "AGENT_CLUSTER_MAX_MESSAGE_BYTES": "1024",
+            "UNRELATED": "x",
+        }
+    )
+    assert s.redis_url == "redis://h:6380/2"
+    assert s.namespace == "prod"
+    assert s.heartbeat_ttl == 9.5
+    assert s.max_message_bytes == 1024
+
+
+def test_bad_env_value_names_the_variable_the_value_and_the_expectation() -> None:
+    with pytest.raises(ConfigError) as err:
+        ClusterSettings.from_env({"AGENT_CLUSTER_HEARTBEAT_TTL": "soon"})
+    message = str(err.value)
+    assert "AGENT_CLUSTER_HEARTBEAT_TTL" in message and "'soon'" in message and "number" in message
+
+
+def test_range_errors_from_env_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="AGENT_CLUSTER_LEASE_TTL"):
+        ClusterSettings.from_env({"AGENT_CLUSTER_LEASE_TTL": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"heartbeat_ttl": 0}, "heartbeat_ttl"),
+        ({"heartbeat_interval": 2.0, "heartbeat_ttl": 3.0}, "twice"),
+        ({"lease_ttl": float("nan")}, "lease_ttl"),
+        ({"max_message_bytes": 1.5}, "max_message_bytes"),
+        ({"max_message_bytes": True}, "max_message_bytes"),
+        ({"namespace": "a:b"}, "namespace"),
+        ({"namespace": ""}, "namespace"),
+        ({"redis_url": "http://x"}, "redis_url"),
+        ({"redis_url": 5}, "redis_url"),
+        ({"no_such_setting": 1}, "no_such_setting"),
+    ],
+)
+def test_from_mapping_rejects_bad_values(values: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        ClusterSettings.from_mapping(values)
+
+
+def test_from_mapping_accepts_strings_and_numbers() -> None:
+    s = ClusterSettings.from_mapping(
+        {"lease_ttl": "45", "reply_ttl": 60, "max_config_bytes": "2048"}
+    )
+    assert s.lease_ttl == 45.0 and s.reply_ttl == 60.0 and s.max_config_bytes == 2048
+
+
+def test_from_mapping_rejects_a_non_mapping() -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        ClusterSettings.from_mapping(["redis_url"])  # type: ignore[arg-type]
+
+
+def test_password_never_appears_in_repr_str_or_errors() -> None:
+    s = ClusterSettings(redis_url="redis://app:hunter2secret@db.internal:6380/1")
+    assert "hunter2secret" not in repr(s)
+    assert "hunter2secret" not in str(s)
+    assert s.redacted_url() == "redis://app:***@db.internal:6380/1"
+    with pytest.raises(ConfigError) as err:
+        ClusterSettings(redis_url="http://app:hunter2secret@db.internal")
+    assert "hunter2secret" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+        ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
+        ("rediss://u:p%40ss@h/0?ssl_cert_reqs=none", "rediss://u:***@h/0?ssl_cert_reqs=none"),
+        ("fakeredis://local", "fakeredis://local"),
+    ],
+)
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_settings_are_frozen() -> None:
+    s = ClusterSettings()
+    with pytest.raises(AttributeError):
+        s.namespace = "x"  # type: ignore[misc]
