@@ -73,7 +73,16 @@ class TurnFailed(AgentClusterError):
     """The worker ran the turn and it failed; the message carries the worker's reason."""
 
 
+class AgentCacheError(AgentClusterError):
+    """The worker's local agent cache was used against its contract (the message says how)."""
+
+
+class SessionBusy(AgentCacheError):
+    """A turn of this session is already checked out on this worker: wait for it to end, then retry."""
+
+
 __all__ = [
+    "AgentCacheError",
     "AgentClusterError",
     "ConfigError",
     "InvalidMessage",
@@ -84,6 +93,7 @@ __all__ = [
     "ProviderBadRequest",
     "ProviderError",
     "ProviderUnavailable",
+    "SessionBusy",
     "ToolError",
     "TurnFailed",
     "TurnTimeout",

@@ -52,29 +52,38 @@ class FrozenPrompt:
         system_prompt: The exact system prompt text.
         tool_schemas: Neutral tool schemas, sorted by name.
         blob: The stored msgpack bytes (what "byte-identical" is about).
+        signature: The agent config signature the prompt was frozen under; a worker
+            reuses the stored prompt only for an agent of the same signature (a
+            config bust or registry bump must produce a new prompt).
     """
 
     system_prompt: str
     tool_schemas: list[dict[str, Any]]
     blob: bytes
+    signature: str = ""
 
     @classmethod
-    def build(cls, system_prompt: str, tool_schemas: Sequence[Mapping[str, Any]]) -> FrozenPrompt:
+    def build(
+        cls, system_prompt: str, tool_schemas: Sequence[Mapping[str, Any]], *, signature: str = ""
+    ) -> FrozenPrompt:
         """Freeze a prompt and schemas (schemas keep their key order, list order as given)."""
         if not isinstance(system_prompt, str):
             raise InvalidMessage(
                 f"system prompt must be a string, got {type(system_prompt).__name__}"
             )
         schemas = [dict(s) for s in tool_schemas]
-        blob = pack({"system_prompt": system_prompt, "tool_schemas": schemas})
-        return cls(system_prompt=system_prompt, tool_schemas=schemas, blob=blob)
+        blob = pack({"system_prompt": system_prompt, "tool_schemas": schemas, "signature": signature})
+        return cls(system_prompt=system_prompt, tool_schemas=schemas, blob=blob, signature=signature)
 
     @classmethod
     def from_blob(cls, blob: bytes) -> FrozenPrompt:
         """Decode a stored blob (kept as is in :attr:`blob`)."""
         data = unpack(blob)
         return cls(
-            system_prompt=data["system_prompt"], tool_schemas=data["tool_schemas"], blob=bytes(blob)
+            system_prompt=data["system_prompt"],
+            tool_schemas=data["tool_schemas"],
+            blob=bytes(blob),
+            signature=str(data.get("signature", "")),
         )
 
 

@@ -118,6 +118,9 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the
+    # client's delayed ACK adds ~40 ms to every response.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "agent-cluster-provider-simulator/1"
     server: SimulatorHTTPServer
