@@ -1,0 +1,317 @@
+"""The background-process table of a task: launch, probe and kill, all from persisted records.
+
+Nothing here lives in Python objects: each process is a record in the task's
+``ToolStateStore`` entry ``"processes"`` (pid, process group, command, log and
+exit-status files in the sandbox, start time, host identity and the kernel's
+start tick of the pid, which guards against pid reuse). Any agent, in any
+process of the same host, can therefore list, poll and kill what an earlier
+agent started; on another host the record reads as ``lost``.
+
+A process is launched through a short-lived ``bash`` launcher that starts a
+new session (so the process group id is the launcher's pid) and backgrounds
+a wrapper; the launcher is reaped at once and the wrapper is re-parented to
+init (or the nearest subreaper), so this Python process never holds a zombie. The wrapper runs the
+command with ``bash -c`` and writes its exit status to a file, which is how
+any later agent learns the exit code. Every tool-started process carries
+the task's sandbox path in ``$AGENT_SANDBOX``, so teardown also finds
+processes that escaped their process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agent.tools.shell import SANDBOX_ENV_VAR
+from agent.tools.state import ToolStateStore
+
+PROCESSES_STATE_KEY = "processes"
+CONTROL_DIR = ".agent"
+"""Hidden directory inside a sandbox holding process logs and exit files."""
+
+# $1 = command, $2 = exit-status file. Reports its pid on fd 3, then closes
+# fd 3 so the command does not inherit it.
+_WRAPPER = (
+    'echo "$$" >&3; exec 3>&-\n'
+    'bash -c "$1"\n'
+    "rc=$?\n"
+    'printf "%s\\n" "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"\n'
+    'exit "$rc"\n'
+)
+# $1 = wrapper script, $2 = command, $3 = exit file, $4 = log file.
+_LAUNCHER = 'bash -c "$1" agent-process "$2" "$3" 3>&1 >>"$4" 2>&1 </dev/null &'
+
+ProcessState = Literal["running", "exited", "killed", "lost"]
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What a probe found out about a recorded process.
+
+    Attributes:
+        state: ``running``, ``exited`` (with ``exit_code``), ``killed`` (by the
+            process tool) or ``lost`` (not found on this host, no exit status).
+        exit_code: the command's exit status when ``state == "exited"``.
+        detail: a short human explanation for ``lost``.
+    """
+
+    state: ProcessState
+    exit_code: int | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        """Return e.g. ``running``, ``exited (code 0)`` or ``lost (...)``."""
+        if self.state == "exited":
+            return f"exited (code {self.exit_code})"
+        if self.detail:
+            return f"{self.state} ({self.detail})"
+        return self.state
+
+
+@dataclass(frozen=True)
+class _ProcStat:
+    state: str
+    pgrp: int
+    start_ticks: int
+
+
+def host_identity() -> str:
+    """Return ``hostname:boot-id``: pids mean something only on the same host and boot."""
+    boot_id = ""
+    with contextlib.suppress(OSError):
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return f"{socket.gethostname()}:{boot_id}"
+
+
+def _read_stat(pid: int) -> _ProcStat | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return _ProcStat(state=fields[0], pgrp=int(fields[2]), start_ticks=int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Return the live (non-zombie) pids of process group ``pgid`` on this host."""
+    members: list[int] = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                stat = _read_stat(int(entry.name))
+                if stat is not None and stat.pgrp == pgid and stat.state not in ("Z", "X"):
+                    members.append(int(entry.name))
+    return members
+
+
+def _read_exit_code(record: dict[str, Any]) -> int | None:
+    try:
+        return int(Path(record["exit_file"]).read_text().strip())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _is_running(pid: int) -> bool:
+    stat = _read_stat(pid)
+    return stat is not None and stat.state not in ("Z", "X")
+
+
+def _is_alive(record: dict[str, Any]) -> bool:
+    """True if the record's pid is a live (non-zombie) process that is still the one we started."""
+    pid = record.get("pid")
+    if not isinstance(pid, int):
+        return False
+    stat = _read_stat(pid)
+    if stat is None:
+        return False
+    if stat.state in ("Z", "X"):
+        return False
+    expected = record.get("proc_start")
+    return expected is None or stat.start_ticks == expected
+
+
+def probe(record: dict[str, Any]) -> ProcessStatus:
+    """Find out what became of a recorded process."""
+    code = _read_exit_code(record)
+    if code is not None:
+        return ProcessStatus("exited", exit_code=code)
+    if record.get("host") != host_identity():
+        return ProcessStatus("lost", detail=f"started on another host ({record.get('host')})")
+    if _is_alive(record):
+        return ProcessStatus("running")
+    code = _read_exit_code(record)  # it may have finished while we looked
+    if code is not None:
+        return ProcessStatus("exited", exit_code=code)
+    if record.get("killed"):
+        return ProcessStatus("killed")
+    return ProcessStatus("lost", detail=f"no process {record.get('pid')} and no exit status")
+
+
+def launch(
+    command: str, *, cwd: Path, env: dict[str, str], log_path: Path, exit_path: Path
+) -> tuple[int, int]:
+    """Start ``command`` detached in its own session; return ``(pid, pgid)``.
+
+    Raises:
+        OSError: bash could not be started or did not report the pid.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    launcher = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            _LAUNCHER,
+            "agent-launcher",
+            _WRAPPER,
+            command,
+            str(exit_path),
+            str(log_path),
+        ],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = launcher.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        launcher.communicate()
+        raise OSError("the process launcher did not report a pid within 10 s") from None
+    try:
+        pid = int(out.decode().strip())
+    except ValueError:
+        raise OSError(
+            f"the process launcher failed: {err.decode(errors='replace').strip() or 'no pid reported'}"
+        ) from None
+    return pid, launcher.pid
+
+
+def new_record(
+    proc_id: str,
+    command: str,
+    pid: int,
+    pgid: int,
+    log_path: Path,
+    exit_path: Path,
+    started_at: float,
+) -> dict[str, Any]:
+    """Build the JSON-safe record of a just-launched process."""
+    stat = _read_stat(pid)
+    return {
+        "id": proc_id,
+        "pid": pid,
+        "pgid": pgid,
+        "command": command,
+        "log": str(log_path),
+        "exit_file": str(exit_path),
+        "started_at": started_at,
+        "host": host_identity(),
+        "proc_start": stat.start_ticks if stat is not None else None,
+        "killed": False,
+    }
+
+
+def _wait_until_dead(record: dict[str, Any], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _is_alive(record):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def terminate(record: dict[str, Any], *, grace: float = 2.0) -> bool:
+    """SIGTERM the process group of a running record, SIGKILL after ``grace`` seconds.
+
+    Only signals a group whose leader is verifiably the process we started.
+    Returns True if this call killed it (False: it was not running here).
+    """
+    if record.get("host") != host_identity() or not _is_alive(record):
+        return False
+    stat = _read_stat(int(record["pid"]))
+    pgid = int(record.get("pgid", 0))
+    if stat is None or pgid <= 1 or stat.pgrp != pgid:
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        if _wait_until_dead(record, wait):
+            break
+    return True
+
+
+def load_table(store: ToolStateStore, task_id: str) -> dict[str, Any]:
+    """Return the task's process table ``{"next_id": int, "items": {id: record}}``."""
+    raw = store.load(task_id, PROCESSES_STATE_KEY)
+    if not isinstance(raw, dict) or not isinstance(raw.get("items"), dict):
+        return {"next_id": 1, "items": {}}
+    return raw
+
+
+def _processes_marked_with(sandbox: Path) -> Iterator[int]:
+    """Pids on this host whose environment carries the task's sandbox marker."""
+    marker = f"{SANDBOX_ENV_VAR}={sandbox}".encode()
+    me = os.getpid()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                environ = Path(entry.path, "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                yield int(entry.name)
+
+
+def kill_task_processes(store: ToolStateStore, task_id: str, sandbox: Path) -> int:
+    """Kill everything the task started that still runs on this host; return how many.
+
+    First the recorded background processes (whole process groups, verified
+    by start tick), then any stray process still carrying the task's sandbox
+    marker in its environment (e.g. a daemon that left its process group).
+    """
+    killed = 0
+    for record in load_table(store, task_id)["items"].values():
+        if isinstance(record, dict) and terminate(record):
+            killed += 1
+    strays = list(_processes_marked_with(sandbox))
+    for pid in strays:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_is_running(pid) for pid in strays):
+        time.sleep(0.01)
+    return killed
+
+
+__all__ = [
+    "CONTROL_DIR",
+    "PROCESSES_STATE_KEY",
+    "ProcessState",
+    "ProcessStatus",
+    "group_members",
+    "host_identity",
+    "kill_task_processes",
+    "launch",
+    "load_table",
+    "new_record",
+    "probe",
+    "terminate",
+]
