@@ -53,10 +53,15 @@ Key                                     Type    TTL                 Written by  
                                                                     (INCR)
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue)     worker W (rq)
+``{ns}:inflight:W``                     list    none                worker W (claim: BLMOVE   coordinator (recovery:
+                                                                    from its rq queue;        requeue), worker
+                                                                    complete: LREM): job ids
 ======================================  ======  ==================  ========================  ===========================
 
 rq builds its own keys from the queue name; :meth:`Keyspace.worker_queue`
-names the queue so that it carries the namespace too.
+names the queue so that it carries the namespace too. :mod:`cluster.transport`
+drives rq's job hashes (``rq:job:ID``, ID = message id) and the queue's
+started/finished/failed registries itself, with rq's classes naming those keys.
 """
 
 from __future__ import annotations
@@ -206,6 +211,10 @@ class Keyspace:
     def worker_queue(self, worker_id: str) -> str:
         """Name of a worker's rq queue (rq derives its own keys from it)."""
         return f"{self.namespace}.worker.{self.check_worker_id(worker_id)}"
+
+    def inflight(self, worker_id: str) -> str:
+        """List of the job ids a worker has claimed from its queue and not completed yet."""
+        return f"{self.namespace}:inflight:{self.check_worker_id(worker_id)}"
 
     # -- config, registry, events -------------------------------------------
 

@@ -1,0 +1,299 @@
+"""TurnExecutor (many turns at once, each session's in order, one at a time) and its ClaimLoop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import fakeredis
+import pytest
+
+from cluster.errors import AgentClusterError
+from cluster.keys import Keyspace
+from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
+from worker.executor import ClaimLoop, TurnExecutor
+
+ExecutorFactory = Callable[..., TurnExecutor]
+
+
+def _job(session: str, seq: int) -> TurnJob:
+    return TurnJob(
+        message_id=f"{session}-{seq}",
+        session_key=session,
+        text=str(seq),
+        submitted_at=0.0,
+        attrs={"seq": seq},
+    )
+
+
+@pytest.fixture
+def make_executor() -> Iterator[ExecutorFactory]:
+    """Executors shut down after the test (threads joined)."""
+    made: list[TurnExecutor] = []
+
+    def make(**kwargs: object) -> TurnExecutor:
+        executor = TurnExecutor(**kwargs)  # type: ignore[arg-type]
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.shutdown(wait=True, timeout=10)
+
+
+class _Recorder:
+    """Handler that records per-session order, overlap and peak concurrency."""
+
+    def __init__(self, pause: float = 0.0) -> None:
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.active: set[str] = set()
+        self.running = 0
+        self.peak = 0
+        self.order: dict[str, list[int]] = defaultdict(list)
+        self.overlaps: list[str] = []
+
+    def __call__(self, job: TurnJob) -> None:
+        with self.lock:
+            if job.session_key in self.active:
+                self.overlaps.append(job.session_key)
+            self.active.add(job.session_key)
+            self.order[job.session_key].append(int(job.attrs["seq"]))
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(self.pause)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.active.discard(job.session_key)
+
+
+def test_per_session_order_kept_and_never_two_of_a_session_at_once(
+    make_executor: ExecutorFactory,
+) -> None:
+    recorder = _Recorder(pause=0.005)
+    executor = make_executor(handler=recorder, concurrency=32)
+    for seq in range(4):  # 64 jobs over 16 sessions, interleaved
+        for s in range(16):
+            executor.submit(_job(f"s{s}", seq))
+    assert executor.wait_idle(timeout=20)
+    assert recorder.overlaps == []
+    assert dict(recorder.order) == {f"s{s}": [0, 1, 2, 3] for s in range(16)}
+    assert recorder.peak >= 8  # sessions really ran side by side
+    assert executor.in_flight() == 0 and executor.capacity() == 32
+
+
+def test_runs_concurrency_turns_at_once_and_no_more(make_executor: ExecutorFactory) -> None:
+    lock = threading.Lock()
+    all_in = threading.Event()
+    running = [0]
+    peak = [0]
+
+    def handler(job: TurnJob) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            if running[0] >= 32:
+                all_in.set()
+        all_in.wait(timeout=10)  # hold the slot until 32 run together
+        with lock:
+            running[0] -= 1
+
+    executor = make_executor(handler=handler, concurrency=32)
+    for n in range(64):
+        executor.submit(_job(f"s{n}", 0))
+    assert all_in.wait(timeout=10), f"only {peak[0]} turns ran at once"
+    assert executor.wait_idle(timeout=10)
+    assert peak[0] == 32
+
+
+def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
+    make_executor: ExecutorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[int] = []
+    outcomes: dict[int, BaseException | None] = {}
+
+    def handler(job: TurnJob) -> None:
+        ran.append(int(job.attrs["seq"]))
+        if job.attrs["seq"] == 1:
+            raise RuntimeError("model exploded")
+
+    def on_done(job: TurnJob, error: BaseException | None) -> None:
+        outcomes[int(job.attrs["seq"])] = error
+
+    executor = make_executor(handler=handler, concurrency=2)
+    with caplog.at_level(logging.ERROR, logger="worker.executor"):
+        for seq in range(3):
+            executor.submit(_job("s", seq), on_done=on_done)
+        assert executor.wait_idle(timeout=10)
+    assert ran == [0, 1, 2]
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], RuntimeError)
+    assert any(
+        r.name == "worker.executor" and "s-1" in r.getMessage() and r.exc_info
+        for r in caplog.records
+    )
+
+
+def test_a_failing_completion_callback_does_not_stall_either(
+    make_executor: ExecutorFactory,
+) -> None:
+    ran: list[int] = []
+
+    def on_done(job: TurnJob, error: BaseException | None) -> None:
+        raise ValueError("metrics down")
+
+    executor = make_executor(handler=lambda job: ran.append(int(job.attrs["seq"])), concurrency=1)
+    for seq in range(3):
+        executor.submit(_job("s", seq), on_done=on_done)
+    assert executor.wait_idle(timeout=10)
+    assert ran == [0, 1, 2]
+
+
+def test_capacity_counts_turns_waiting_behind_their_session(
+    make_executor: ExecutorFactory,
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def handler(job: TurnJob) -> None:
+        started.set()
+        release.wait(timeout=10)
+
+    executor = make_executor(handler=handler, concurrency=4)
+    for seq in range(3):
+        executor.submit(_job("a", seq))
+    assert started.wait(timeout=10)
+    assert executor.running() == 1
+    assert executor.in_flight() == 3
+    assert executor.capacity() == 1
+    assert executor.wait_for_capacity(timeout=0)  # one slot is free
+    executor.submit(_job("b", 0))
+    assert executor.capacity() == 0
+    assert not executor.wait_for_capacity(timeout=0.01)
+    release.set()
+    assert executor.wait_for_capacity(timeout=10)
+    assert executor.wait_idle(timeout=10)
+
+
+def test_on_done_runs_before_the_sessions_next_turn(make_executor: ExecutorFactory) -> None:
+    events: list[str] = []
+
+    executor = make_executor(
+        handler=lambda job: events.append(f"run {job.attrs['seq']}"), concurrency=4
+    )
+    for seq in range(3):
+        executor.submit(
+            _job("s", seq), on_done=lambda job, _e: events.append(f"done {job.attrs['seq']}")
+        )
+    assert executor.wait_idle(timeout=10)
+    assert events == ["run 0", "done 0", "run 1", "done 1", "run 2", "done 2"]
+
+
+def test_shutdown_without_waiting_drops_turns_not_started(
+    make_executor: ExecutorFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    done: list[int] = []
+
+    def handler(job: TurnJob) -> None:
+        started.set()
+        release.wait(timeout=10)
+
+    executor = make_executor(handler=handler, concurrency=1)
+    for seq in range(3):
+        executor.submit(_job("s", seq), on_done=lambda job, _e: done.append(int(job.attrs["seq"])))
+    assert started.wait(timeout=10)
+    with caplog.at_level(logging.WARNING, logger="worker.executor"):
+        assert executor.shutdown(wait=False) is False
+    assert "2 turn(s) not started" in caplog.text
+    with pytest.raises(AgentClusterError, match="shut down"):
+        executor.submit(_job("t", 0))
+    release.set()
+    assert executor.wait_idle(timeout=10)
+    assert done == [0]  # dropped turns are not reported done: they stay in flight
+
+
+def test_shutdown_with_wait_runs_everything_first(make_executor: ExecutorFactory) -> None:
+    ran: list[int] = []
+    executor = make_executor(handler=lambda job: ran.append(int(job.attrs["seq"])), concurrency=2)
+    for seq in range(5):
+        executor.submit(_job("s", seq))
+    assert executor.shutdown(wait=True, timeout=10) is True
+    assert ran == [0, 1, 2, 3, 4]
+    assert executor.closed
+
+
+# -- ClaimLoop on a fakeredis TurnQueue ----------------------------------------------
+
+
+@pytest.fixture
+def turn_queue() -> Iterator[TurnQueue]:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    yield TurnQueue(client, Keyspace("t"), job_timeout=60, result_ttl=60)
+    client.close()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_claim_loop_claims_only_what_the_executor_has_room_for(
+    make_executor: ExecutorFactory, turn_queue: TurnQueue
+) -> None:
+    release = threading.Event()
+    executor = make_executor(handler=lambda job: release.wait(timeout=10), concurrency=4)
+    for seq in range(5):
+        for session in ("a", "b"):
+            turn_queue.enqueue("w1", _job(session, seq))
+    loop = ClaimLoop(queue=turn_queue, worker_id="w1", executor=executor, block=0.1)
+    loop.start()
+    try:
+        assert _until(lambda: loop.claimed == 4)
+        assert executor.running() == 2 and executor.in_flight() == 4  # 2 wait behind a and b
+        assert turn_queue.pending("w1") == 6 and turn_queue.inflight_count("w1") == 4
+        release.set()
+        assert _until(lambda: turn_queue.pending("w1") == 0)
+    finally:
+        assert loop.stop(timeout=10)
+    assert executor.wait_idle(timeout=10)
+    assert loop.claimed == 10 and turn_queue.inflight_count("w1") == 0
+
+
+def test_stopping_the_claim_loop_finishes_and_completes_claimed_turns(
+    make_executor: ExecutorFactory, turn_queue: TurnQueue
+) -> None:
+    release = threading.Event()
+    outcomes: list[tuple[str, str | None]] = []
+
+    def handler(job: TurnJob) -> None:
+        release.wait(timeout=10)
+        if job.attrs["seq"] == 1:
+            raise RuntimeError("provider down")
+
+    def on_done(turn: ClaimedTurn, error: BaseException | None) -> None:
+        outcomes.append((turn.job.message_id, None if error is None else str(error)))
+
+    executor = make_executor(handler=handler, concurrency=2)
+    for seq in range(4):
+        turn_queue.enqueue("w1", _job("a", seq))
+    loop = ClaimLoop(
+        queue=turn_queue, worker_id="w1", executor=executor, block=0.1, on_done=on_done
+    )
+    loop.start()
+    assert _until(lambda: loop.claimed == 2)
+    assert loop.stop(timeout=10)
+    release.set()
+    assert executor.wait_idle(timeout=10)
+    assert outcomes == [("a-0", None), ("a-1", "provider down")]
+    assert turn_queue.inflight_count("w1") == 0 and turn_queue.pending("w1") == 2

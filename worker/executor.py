@@ -1,0 +1,390 @@
+"""Run many turns at once in one worker process: a per-session-FIFO thread pool and its claim loop.
+
+A worker keeps one agent cache per process and its turns are I/O-bound model
+calls, so it runs turns on threads, not forked processes: :class:`TurnExecutor`
+runs up to ``concurrency`` turns at once, the turns of one session one at a
+time in submit order, and a session with queued turns never blocks the
+others (the decisions are :class:`worker.scheduling.SessionScheduler`'s).
+
+:class:`ClaimLoop` feeds it from the worker's rq queue
+(:class:`cluster.transport.TurnQueue`): it claims only while the executor
+has room (turns waiting behind their session count as taken), so claimed
+turns never pile up in one process while other workers idle, and records each
+turn's outcome with :meth:`~cluster.transport.TurnQueue.complete` before the
+session's next turn starts. The worker process drains with::
+
+    loop = ClaimLoop(queue=queue, worker_id=worker_id, executor=executor)
+    loop.start()
+    ...
+    loop.stop()                       # no more claims; submitted turns go on
+    executor.wait_idle(drain_timeout)  # every turn finished and completed
+    executor.shutdown()
+
+Threads are daemons: a turn still stuck after the drain timeout does not keep
+the process alive; its job stays on the worker's in-flight list, and
+recovery (:meth:`~cluster.transport.TurnQueue.requeue_inflight`) hands it on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from cluster.errors import AgentClusterError
+from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
+from worker.scheduling import SessionScheduler
+
+__all__ = ["ClaimLoop", "OnTurnDone", "TurnExecutor"]
+
+log = logging.getLogger("worker.executor")
+
+OnTurnDone = Callable[[TurnJob, BaseException | None], None]
+"""Called on the turn's thread after its handler: ``(job, exception or None)``."""
+
+# complete() is retried this many times on a Redis error before the turn is
+# left on the in-flight list (recovery requeues it; the session store answers
+# a message once, so a rerun costs work, never a second reply).
+_COMPLETE_ATTEMPTS = 3
+_COMPLETE_RETRY_DELAY = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    job: TurnJob
+    on_done: OnTurnDone | None
+
+
+class TurnExecutor:
+    """A thread pool that keeps each session's turns in order, one at a time."""
+
+    def __init__(
+        self,
+        *,
+        handler: Callable[[TurnJob], None],
+        concurrency: int = 32,
+        name: str = "turns",
+    ) -> None:
+        """Create the executor; threads start on demand, up to ``concurrency``.
+
+        Args:
+            handler: Runs one turn. An exception is logged (logger
+                ``worker.executor``) and reported to the turn's ``on_done``;
+                it never stops the pool or the session's next turn.
+            concurrency: Most turns running at once.
+            name: Prefix of the thread names.
+
+        Raises:
+            AgentClusterError: ``concurrency`` is not an integer >= 1.
+        """
+        self._handler = handler
+        self._name = name
+        self._scheduler: SessionScheduler[_Entry] = SessionScheduler(concurrency)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._tasks: queue.SimpleQueue[tuple[str, _Entry] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle_threads = 0
+        self._closed = False
+
+    @property
+    def concurrency(self) -> int:
+        """Most turns running at once."""
+        return self._scheduler.concurrency
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` was called (no more turns are accepted)."""
+        with self._lock:
+            return self._closed
+
+    def submit(self, job: TurnJob, *, on_done: OnTurnDone | None = None) -> None:
+        """Queue a turn behind its session's earlier turns; start it when it may.
+
+        Submitting beyond :meth:`capacity` is allowed (the turn waits); the
+        claim loop avoids it so that claimed turns do not pile up here.
+
+        Args:
+            job: The turn.
+            on_done: Called after the handler, before the session's next turn
+                starts, with the exception the handler raised or ``None``.
+
+        Raises:
+            AgentClusterError: the executor is shut down.
+        """
+        with self._lock:
+            if self._closed:
+                raise AgentClusterError(
+                    f"turn executor {self._name!r} is shut down; turn {job.message_id!r} "
+                    "was not accepted (it stays on the worker's in-flight list for recovery)"
+                )
+            self._scheduler.add(job.session_key, _Entry(job, on_done))
+            self._dispatch_locked()
+
+    def capacity(self) -> int:
+        """Free slots: ``concurrency`` minus running and waiting turns (never negative)."""
+        with self._lock:
+            return self._scheduler.capacity
+
+    def in_flight(self) -> int:
+        """Turns submitted and not finished (running or waiting)."""
+        with self._lock:
+            return self._scheduler.running + self._scheduler.waiting
+
+    def running(self) -> int:
+        """Turns whose handler is running now."""
+        with self._lock:
+            return self._scheduler.running
+
+    def wait_for_capacity(self, timeout: float | None = None) -> bool:
+        """Wait until a slot is free (or the executor shuts down).
+
+        Returns:
+            Whether :meth:`capacity` is above 0.
+        """
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._closed or self._scheduler.capacity > 0, timeout=timeout
+            )
+            return self._scheduler.capacity > 0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no turn is running or waiting.
+
+        Returns:
+            ``True`` if idle, ``False`` if ``timeout`` passed first.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self._scheduler.idle, timeout=timeout)
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
+        """Stop accepting turns and let the threads go.
+
+        Args:
+            wait: Let every submitted turn run first (up to ``timeout``) and
+                join the threads. With ``False`` (or when the timeout passes)
+                turns not started yet are dropped without calling their
+                ``on_done``, so their jobs stay on the in-flight list for
+                recovery; running turns go on in their daemon threads.
+            timeout: Seconds to wait with ``wait=True``; ``None`` waits for ever.
+
+        Returns:
+            Whether every submitted turn had finished.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+        finished = self.wait_idle(timeout) if wait else False
+        with self._lock:
+            if not finished:
+                dropped = self._scheduler.drop_waiting()
+                if dropped:
+                    log.warning(
+                        "turn executor %s shut down with %d turn(s) not started; they stay "
+                        "in flight for recovery",
+                        self._name,
+                        len(dropped),
+                    )
+            threads, self._threads = self._threads, []
+            for _ in threads:
+                self._tasks.put(None)
+            finished = self._scheduler.idle
+        if wait and finished:
+            for thread in threads:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(left)
+        return finished
+
+    # -- internals -------------------------------------------------------------
+
+    def _dispatch_locked(self) -> None:
+        while (ready := self._scheduler.next_ready()) is not None:
+            if self._idle_threads > 0:
+                self._idle_threads -= 1  # one idle thread will take it
+            else:
+                thread = threading.Thread(
+                    target=self._work,
+                    name=f"{self._name}-{len(self._threads) + 1}",
+                    daemon=True,
+                )
+                self._threads.append(thread)
+                thread.start()
+            self._tasks.put(ready)
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            session, entry = task
+            try:
+                self._run(entry)
+            finally:
+                with self._lock:
+                    self._scheduler.finish(session)
+                    self._idle_threads += 1
+                    self._dispatch_locked()
+                    self._changed.notify_all()
+
+    def _run(self, entry: _Entry) -> None:
+        job = entry.job
+        error: BaseException | None = None
+        try:
+            self._handler(job)
+        except BaseException as exc:  # a turn's failure must not kill the thread
+            error = exc
+            log.exception("turn %s of session %s raised", job.message_id, job.session_key)
+        if entry.on_done is None:
+            return
+        try:
+            entry.on_done(job, error)
+        except Exception:
+            log.exception(
+                "completion of turn %s of session %s failed", job.message_id, job.session_key
+            )
+
+
+class ClaimLoop:
+    """A thread that claims turns from a worker's queue while its executor has room."""
+
+    def __init__(
+        self,
+        *,
+        queue: TurnQueue,
+        worker_id: str,
+        executor: TurnExecutor,
+        block: float = 1.0,
+        retry_delay: float = 1.0,
+        on_done: Callable[[ClaimedTurn, BaseException | None], None] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Bind the loop; nothing is claimed before :meth:`start`.
+
+        Args:
+            queue: The turn queue (its client's socket timeout should exceed
+                ``block``, or blocking claims are cut into shorter slices).
+            worker_id: Whose queue to claim from.
+            executor: Runs the claimed turns.
+            block: Seconds one claim waits on an empty queue; also the longest
+                :meth:`stop` waits for the loop to notice.
+            retry_delay: Pause after a Redis error before claiming again.
+            on_done: Called after each turn has been completed on the queue,
+                with the handler's exception or ``None`` (for metrics).
+            name: Thread name; ``claims-<worker_id>`` by default.
+        """
+        if not block > 0:
+            raise AgentClusterError(f"ClaimLoop block must be seconds > 0, got {block!r}")
+        self._queue = queue
+        self._worker_id = worker_id
+        self._executor = executor
+        self._block = block
+        self._retry_delay = retry_delay
+        self._on_done = on_done
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=name or f"claims-{worker_id}", daemon=True
+        )
+        self._claimed = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def claimed(self) -> int:
+        """Turns claimed and handed to the executor since :meth:`start`."""
+        with self._count_lock:
+            return self._claimed
+
+    def is_alive(self) -> bool:
+        """Whether the claiming thread runs."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start claiming in a daemon thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop claiming (for a drain) and wait for the thread to exit.
+
+        Turns already submitted keep running and are completed as usual; a
+        claim that was in progress is submitted, not abandoned.
+
+        Args:
+            timeout: Seconds to wait for the thread; ``None`` waits (at most
+                about ``block`` plus one Redis round trip).
+
+        Returns:
+            Whether the thread has exited.
+        """
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- internals -------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            if self._executor.closed:
+                log.warning("turn executor shut down; %s stops claiming", self._worker_id)
+                return
+            room = self._executor.capacity()
+            if room <= 0:
+                self._executor.wait_for_capacity(timeout=self._block)
+                continue
+            try:
+                claimed = self._queue.claim_many(self._worker_id, room, block=self._block)
+            except redis.RedisError as exc:
+                log.warning(
+                    "claiming turns for %s failed (%s); retrying in %gs",
+                    self._worker_id,
+                    exc,
+                    self._retry_delay,
+                )
+                self._stopping.wait(self._retry_delay)
+                continue
+            except Exception:
+                log.exception(
+                    "claiming turns for %s failed; retrying in %gs",
+                    self._worker_id,
+                    self._retry_delay,
+                )
+                self._stopping.wait(self._retry_delay)
+                continue
+            for turn in claimed:
+                try:
+                    self._executor.submit(turn.job, on_done=self._completer(turn))
+                except AgentClusterError as exc:
+                    log.error("claimed turn %s not run: %s", turn.job.message_id, exc)
+                    return
+                with self._count_lock:
+                    self._claimed += 1
+
+    def _completer(self, turn: ClaimedTurn) -> OnTurnDone:
+        def done(_job: TurnJob, error: BaseException | None) -> None:
+            self._complete(turn, error)
+            if self._on_done is not None:
+                self._on_done(turn, error)
+
+        return done
+
+    def _complete(self, turn: ClaimedTurn, error: BaseException | None) -> None:
+        detail = None if error is None else f"{type(error).__name__}: {error}"
+        for attempt in range(1, _COMPLETE_ATTEMPTS + 1):
+            try:
+                self._queue.complete(turn, ok=error is None, error=detail)
+                return
+            except redis.RedisError as exc:
+                if attempt == _COMPLETE_ATTEMPTS:
+                    log.error(
+                        "could not record the end of turn %s (%s); it stays in flight "
+                        "and recovery will hand it on",
+                        turn.job.message_id,
+                        exc,
+                    )
+                    return
+                time.sleep(_COMPLETE_RETRY_DELAY * attempt)
