@@ -1,15 +1,22 @@
 """The ``agent-cluster`` command line.
 
 Subcommands:
+    demo          run an embedded cluster (fakeredis, offline model) and talk to it
     chat          talk to an in-process agent (offline model by default)
+    worker        run a worker process against Redis
+    coordinator   submit JSON lines from stdin to a running cluster, print replies
     simulate-llm  run the provider simulator (OpenAI + Anthropic wire formats)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import logging
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from cluster.errors import AgentClusterError
 
@@ -80,6 +87,73 @@ def cmd_simulate_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Any:
+    from cluster.settings import ClusterSettings
+
+    settings = ClusterSettings.from_env()
+    overrides = {"redis_url": args.redis_url, "namespace": args.namespace}
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one worker process until SIGTERM; exit 0 after a clean drain."""
+    from worker.process import WorkerOptions, WorkerProcess
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = WorkerOptions(concurrency=args.concurrency, cache_size=args.cache_size)
+    if args.id:
+        options.worker_id = args.id
+    return WorkerProcess(settings=_settings(args), options=options).run_forever()
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    """Read ``{"session": ..., "text": ...}`` lines from stdin, print one JSON reply per line."""
+    from coordinator.ingress import Coordinator
+
+    coordinator = Coordinator(settings=_settings(args))
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+                reply = coordinator.submit(
+                    request["session"], request["text"], message_id=request.get("message_id")
+                )
+                print(
+                    json.dumps({"ok": True, "text": reply.text, "worker": reply.worker_id}),
+                    flush=True,
+                )
+            except (AgentClusterError, ValueError, KeyError, TypeError) as exc:
+                print(
+                    json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True
+                )
+    finally:
+        coordinator.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """An embedded cluster: N workers and a coordinator on fakeredis, offline model."""
+    from coordinator.embedded import EmbeddedCluster
+
+    with EmbeddedCluster(workers=args.workers) as cluster:
+        print(f"embedded cluster: {args.workers} workers on fakeredis, offline model")
+        print("| session | message | worker | cached agent | reply |")
+        print("|---------|---------|--------|--------------|-------|")
+        for _turn, text in enumerate(args.message or DEMO_MESSAGES):
+            for session in [f"chat-{i}" for i in range(1, args.sessions + 1)]:
+                reply = cluster.submit(session, text)
+                print(
+                    f"| {session} | {text} | {reply.worker_id} | "
+                    f"{'yes' if reply.cache_hit else 'no (built)'} | {reply.text.splitlines()[0][:60]} |"
+                )
+    return 0
+
+
+DEMO_MESSAGES = ["hello", "!sh echo hi from the sandbox", "what did it print?"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-cluster",
@@ -102,6 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="send this message instead of reading stdin (repeatable)",
     )
     chat.set_defaults(func=cmd_chat)
+
+    demo = sub.add_parser("demo", help="embedded cluster on fakeredis (no server, no api key)")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--sessions", type=int, default=3)
+    demo.add_argument("--message", "-m", action="append", help="messages to send (repeatable)")
+    demo.set_defaults(func=cmd_demo)
+
+    for name, func, text in (
+        ("worker", cmd_worker, "run a worker process"),
+        ("coordinator", cmd_coordinator, "submit JSON lines from stdin"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument(
+            "--redis-url", default=None, help="redis://, rediss:// (TLS), user:pass@ for ACL"
+        )
+        cmd.add_argument("--namespace", default=None, help="key namespace (default ac)")
+        cmd.set_defaults(func=func)
+        if name == "worker":
+            cmd.add_argument("--id", default=None, help="worker id (default host-random)")
+            cmd.add_argument("--concurrency", type=int, default=32, help="turns in flight")
+            cmd.add_argument("--cache-size", type=int, default=128, help="cached agents")
 
     sim = sub.add_parser("simulate-llm", help="run the OpenAI/Anthropic provider simulator")
     sim.add_argument("--host", default="127.0.0.1")

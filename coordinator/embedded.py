@@ -1,0 +1,81 @@
+"""Embedded mode: a coordinator and workers in one process on a shared fakeredis.
+
+The same code paths as a real cluster (routing, ownership, leases, rq jobs,
+fenced commits), with no Redis server and no API key: the default of the
+README's first command and of the end-to-end tests' embedded run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cluster.connection import connect, drop_embedded_server
+from cluster.settings import ClusterSettings
+from coordinator.ingress import Coordinator, Reply, TurnHandle
+from worker.process import WorkerOptions, WorkerProcess
+
+
+class EmbeddedCluster:
+    """``with EmbeddedCluster(workers=3) as cluster: cluster.submit("s1", "hi")``."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        concurrency: int = 8,
+        sandbox_root: Path | None = None,
+        settings: ClusterSettings | None = None,
+    ) -> None:
+        self.server_name = f"embedded-{uuid.uuid4().hex[:8]}"
+        base = settings or ClusterSettings()
+        self.settings = dataclasses.replace(base, redis_url=f"fakeredis://{self.server_name}")
+        self.workers = [
+            WorkerProcess(
+                settings=self.settings,
+                options=WorkerOptions(
+                    worker_id=f"embedded-{i + 1}",
+                    concurrency=concurrency,
+                    sandbox_root=sandbox_root,
+                ),
+            )
+            for i in range(workers)
+        ]
+        self.coordinator: Coordinator | None = None
+
+    def start(self) -> EmbeddedCluster:
+        for worker in self.workers:
+            worker.start()
+        self.coordinator = Coordinator(
+            settings=self.settings, client=connect(self.settings.redis_url)
+        )
+        return self
+
+    def submit(self, session_key: str, text: str, **kwargs: Any) -> Reply:
+        assert self.coordinator is not None, "call start() first"
+        return self.coordinator.submit(session_key, text, **kwargs)
+
+    def submit_async(self, session_key: str, text: str, **kwargs: Any) -> TurnHandle:
+        assert self.coordinator is not None, "call start() first"
+        return self.coordinator.submit_async(session_key, text, **kwargs)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout=10)
+        if self.coordinator is not None:
+            self.coordinator.close()
+        drop_embedded_server(self.server_name)
+
+    def __enter__(self) -> EmbeddedCluster:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,128 @@
+"""What agent a worker builds for a session, from the cluster config document.
+
+The config document is published to Redis by the admin (``cluster.versions``);
+api keys never are: they come from the worker's environment. This module is
+pure: it turns (config, registry generation, environment) into an
+:class:`AgentProfile` and a per-session signature for the agent cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cluster.errors import ConfigError
+from worker.signature import config_signature, extract_cache_busting_config
+
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+DEFAULT_TOOLSETS = ("memory", "process", "terminal", "todo")
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = config.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """The agent settings every session of the cluster shares.
+
+    Attributes:
+        model, provider, base_url, api_mode: the model endpoint.
+        toolsets: enabled toolsets (``agent.toolsets`` minus ``agent.disabled_toolsets``), sorted.
+        ephemeral_prompt: extra system prompt text (``agent.ephemeral_system_prompt``).
+        max_iterations: tool-loop bound per turn.
+        busting: the cache-busting config values (DESIGN: editing one busts agents).
+    """
+
+    model: str = "offline-echo"
+    provider: str = "offline"
+    base_url: str | None = None
+    api_mode: str | None = None
+    toolsets: tuple[str, ...] = DEFAULT_TOOLSETS
+    ephemeral_prompt: str | None = None
+    max_iterations: int = 10
+    busting: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any] | None, *, registry_generation: int
+    ) -> AgentProfile:
+        """Read the profile from a config document.
+
+        Raises:
+            ConfigError: a value has the wrong type (the message names the key).
+        """
+        config = config or {}
+        model = _section(config, "model")
+        agent = _section(config, "agent")
+        toolsets = agent.get("toolsets", list(DEFAULT_TOOLSETS))
+        disabled = agent.get("disabled_toolsets") or []
+        if not isinstance(toolsets, list) or not all(isinstance(t, str) for t in toolsets):
+            raise ConfigError(f"agent.toolsets must be a list of toolset names, got {toolsets!r}")
+        if not isinstance(disabled, list):
+            raise ConfigError(f"agent.disabled_toolsets must be a list, got {disabled!r}")
+        max_iterations = agent.get("max_iterations", 10)
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise ConfigError(
+                f"agent.max_iterations must be a positive integer, got {max_iterations!r}"
+            )
+        with_generation = {
+            **config,
+            "tools": {**_section(config, "tools"), "registry_generation": registry_generation},
+        }
+        return cls(
+            model=str(model.get("default", "offline-echo")),
+            provider=str(model.get("provider", "offline")),
+            base_url=model.get("base_url"),
+            api_mode=model.get("api_mode"),
+            toolsets=tuple(sorted(set(toolsets) - set(disabled))),
+            ephemeral_prompt=agent.get("ephemeral_system_prompt"),
+            max_iterations=max_iterations,
+            busting=extract_cache_busting_config(with_generation),
+        )
+
+    def api_key(self, environ: Mapping[str, str]) -> str | None:
+        """The provider's api key from the worker's environment (never from Redis)."""
+        env_name = KEY_ENV.get(self.provider)
+        return environ.get(env_name) if env_name else None
+
+    def runtime(self, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The runtime dict of ``config_signature``."""
+        return {
+            "api_key": self.api_key(environ),
+            "base_url": self.base_url,
+            "provider": self.provider,
+            "api_mode": self.api_mode,
+        }
+
+    def signature(self, environ: Mapping[str, str], *, user_id: str | None = None) -> str:
+        """The agent-cache signature of a session of ``user_id`` under this profile."""
+        return config_signature(
+            self.model,
+            self.runtime(environ),
+            list(self.toolsets),
+            self.ephemeral_prompt,
+            cache_keys=dict(self.busting),
+            user_id=user_id,
+        )
+
+    def busting_digest(self) -> str:
+        """A digest of everything that busts cached agents (for config events)."""
+        blob = json.dumps(
+            [
+                self.model,
+                self.provider,
+                self.base_url,
+                self.api_mode,
+                list(self.toolsets),
+                self.ephemeral_prompt,
+                dict(self.busting),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
