@@ -2,10 +2,10 @@
 
 The order of a turn:
 
-1. a message id already answered is answered again from the stored reply
-   (a message is processed once even if delivered twice);
-2. take the session's running-turn lease; the same round trip returns the
+1. take the session's running-turn lease; the same round trip returns the
    config version and registry generation, so a stale agent can never run;
+2. under the lease, a message id already answered is answered again from the
+   stored reply (a message is processed once even if delivered twice); else
 3. load the session (history, frozen prompt, committed-turn count);
 4. check out the agent from the local cache (a hit needs the same signature and
    the same committed-turn count; otherwise a new agent is built, from the
@@ -153,8 +153,7 @@ class TurnRunner:
         """Run one turn and deliver its reply (or a clear error) to the caller."""
         s = self.s
         try:
-            stored = s.sessions.reply_for(job.session_key, job.message_id)
-            reply = stored if stored is not None else self._run_leased(job)
+            reply = self._run_leased(job)
         except LeaseLost as exc:
             # Another worker owns the running turn now; it answers this message.
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
