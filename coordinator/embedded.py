@@ -8,7 +8,9 @@ README's first command and of the end-to-end tests' embedded run.
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,6 +31,7 @@ class EmbeddedCluster:
         concurrency: int = 8,
         sandbox_root: Path | None = None,
         settings: ClusterSettings | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.server_name = f"embedded-{uuid.uuid4().hex[:8]}"
         base = settings or ClusterSettings()
@@ -40,6 +43,7 @@ class EmbeddedCluster:
                     worker_id=f"embedded-{i + 1}",
                     concurrency=concurrency,
                     sandbox_root=sandbox_root,
+                    environ=dict(os.environ if environ is None else environ),
                 ),
             )
             for i in range(workers)
