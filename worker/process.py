@@ -25,7 +25,7 @@ from typing import Any
 import redis
 
 from agent import AIAgent
-from agent.tools import FileToolStateStore, ToolEnvironment, ToolRegistry, default_registry
+from agent.tools import ToolEnvironment, ToolRegistry, default_registry
 from cluster.connection import blocking_client, connect
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
@@ -99,12 +99,7 @@ class WorkerProcess:
             )
         )
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        root = self.options.sandbox_root or Path(
-            os.environ.get("AGENT_CLUSTER_HOME", "/tmp/agent-cluster")
-        )
-        tool_env = ToolEnvironment(
-            sandbox_root=root / "sandboxes", state=FileToolStateStore(root / "state")
-        )
+        tool_env = ToolEnvironment.default(self.options.sandbox_root)
         self.runner = TurnRunner(
             TurnServices(
                 worker_id=self.worker_id,
