@@ -193,11 +193,10 @@ class TurnRunner:
         try:
             if s.config.refresh(lease.config_version, lease.registry_generation):
                 s.cache.clear()
-            snapshot = s.sessions.load(job.session_key)
             stored = s.sessions.reply_for(job.session_key, job.message_id)
-            if stored is not None:  # answered while we waited for the lease
+            if stored is not None:  # a redelivered message: answer it again, run nothing
                 return dict(stored)
-            return self._run_with_agent(job, lease, snapshot)
+            return self._run_with_agent(job, lease, s.sessions.load(job.session_key))
         finally:
             s.lease_keeper.drop(lease)
             try:
