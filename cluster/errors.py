@@ -65,6 +65,36 @@ class UnknownWorker(AgentClusterError):
     """An admin operation named a worker id that is not registered."""
 
 
+class WorkerIdInUse(AgentClusterError):
+    """Another live worker process already registered this worker id."""
+
+    @classmethod
+    def live(cls, worker_id: str, facts: dict[str, object]) -> WorkerIdInUse:
+        """The error for an id held by a live process with these registered facts."""
+        where = f"pid {facts.get('pid', '?')} on host {facts.get('host', '?')}"
+        return cls(
+            f"worker id {worker_id!r} is already in use by a live worker ({where}); start this "
+            "worker with another --id, or stop that one first (a crashed worker's id is free "
+            "again once its heartbeat expires)"
+        )
+
+
+class ClusterUnavailable(AgentClusterError):
+    """Redis could not be reached: the message was not accepted (retry it; nothing was lost)."""
+
+
+class TurnDeferred(AgentClusterError):
+    """A claimed turn cannot start yet (lease busy, earlier message pending): retry after a delay."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class TurnHandedOff(AgentClusterError):
+    """A claimed turn was handed to another worker (or already was): this worker must not complete it."""
+
+
 class TurnTimeout(AgentClusterError):
     """A turn's reply did not arrive within the caller's timeout (the turn may still finish)."""
 
@@ -84,6 +114,7 @@ class SessionBusy(AgentCacheError):
 __all__ = [
     "AgentCacheError",
     "AgentClusterError",
+    "ClusterUnavailable",
     "ConfigError",
     "InvalidMessage",
     "LeaseLost",
@@ -95,7 +126,10 @@ __all__ = [
     "ProviderUnavailable",
     "SessionBusy",
     "ToolError",
+    "TurnDeferred",
+    "TurnHandedOff",
     "TurnFailed",
     "TurnTimeout",
     "UnknownWorker",
+    "WorkerIdInUse",
 ]

@@ -21,8 +21,13 @@ Key                                     Type    TTL                 Written by  
                                                                     draining                  drain)
 ``{ns}:m:{m}:info``                     hash    none                worker: W -> JSON (host,  coordinator (status,
                                                                     pid, queue, started)      enqueue)
-``{ns}:m:{m}:recovery``                 string  lock TTL            coordinator (recovery     coordinator
+``{ns}:m:{m}:instance``                 hash    none                worker (register): W ->   register script (one live
+                                                                    process instance token    process per worker id)
+``{ns}:m:{m}:recovery``                 string  lock TTL            any worker or             recovery
+                                                                    coordinator (recovery
                                                                     lock: one recoverer)
+``{ns}:deadletter``                     list    none (capped)       claim, recovery: JSON     operators (status)
+                                                                    {job, reason, worker, at}
 ``{ns}:owned:W``                        set     none                ownership script (index   coordinator (recovery,
                                                                     of sessions W owns; may   drain)
                                                                     hold stale entries)
@@ -45,14 +50,25 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:s:{S}:tools``                    hash    none                tool state store (fenced  tools on any worker
                                                                     when leased): key ->
                                                                     msgpack value
-``{ns}:s:{S}:reply:M``                  list    reply_ttl           worker (turn result)      coordinator (BLPOP)
+``{ns}:s:{S}:pending``                  zset    none                enqueue script: job id -> worker (turn start: the
+                                                                    per-session sequence;     lowest sequence runs
+                                                                    commit/complete remove)   first), recovery
+``{ns}:s:{S}:reply:M``                  list    reply_ttl           commit script (atomic     coordinator (BLPOP)
+                                                                    with the commit), worker
+                                                                    (error replies),
+                                                                    enqueue (stored reply)
 ``{ns}:cfg:{cfg}:doc``                  string  none                admin (publish script):   workers
                                                                     JSON config document
 ``{ns}:cfg:{cfg}:version``              string  none                publish script (INCR)     workers (turn start)
 ``{ns}:cfg:{cfg}:registry``             string  none                registry bump script      workers (turn start)
                                                                     (INCR)
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
-``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue)     worker W (rq)
+``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
+                                                                    script), recovery, drain  recovery, drain
+``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
+                                                                    done                      fields + ``ac_worker``:
+                                                                                              whose queue holds it,
+                                                                                              ``ac_seq``)
 ``{ns}:inflight:W``                     list    none                worker W (claim: BLMOVE   coordinator (recovery:
                                                                     from its rq queue;        requeue), worker
                                                                     complete: LREM): job ids
@@ -125,6 +141,7 @@ class SessionKeys:
     processed: str
     replies: str
     tools: str
+    pending: str
 
 
 class Keyspace:
@@ -167,6 +184,7 @@ class Keyspace:
             processed=f"{base}:processed",
             replies=f"{base}:replies",
             tools=f"{base}:tools",
+            pending=f"{base}:pending",
         )
 
     def tool_state(self, task_id: str) -> str:
@@ -204,9 +222,17 @@ class Keyspace:
         """Hash worker id -> JSON of the worker's static facts (host, pid, queue, ...)."""
         return f"{self._members()}:info"
 
+    def members_instance(self) -> str:
+        """Hash worker id -> instance token of the process registered under that id."""
+        return f"{self._members()}:instance"
+
     def recovery_lock(self) -> str:
-        """Lock held by the coordinator that recovers dead workers' sessions."""
+        """Lock held by whoever recovers dead workers' turns (one at a time)."""
         return f"{self._members()}:recovery"
+
+    def dead_letter(self) -> str:
+        """List of entries no worker can run (garbage job ids, undecodable jobs), with reasons."""
+        return f"{self.namespace}:deadletter"
 
     def worker_queue(self, worker_id: str) -> str:
         """Name of a worker's rq queue (rq derives its own keys from it)."""

@@ -15,6 +15,7 @@ round trip, so the turn can check its cached agent is not stale.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,8 @@ from cluster.scripts import ScriptSet
 __all__ = [
     "Lease",
     "LeaseHolder",
+    "TurnStart",
+    "TurnStartStatus",
     "LeaseStore",
     "RedisLeaseStore",
     "lease_lost",
@@ -65,6 +68,39 @@ class LeaseHolder:
     token: int
     worker_id: str
     ttl: float
+
+
+class TurnStartStatus(enum.IntEnum):
+    """What :meth:`RedisLeaseStore.begin_turn` found (the values are the script's codes)."""
+
+    BUSY = 0
+    """Another worker holds the session's lease (a turn runs there): retry later."""
+    ACQUIRED = 1
+    """The lease is ours: run the turn."""
+    ANSWERED = 2
+    """The message already has a stored reply: nothing to run."""
+    NOT_OWNER = 3
+    """The session is owned by another worker: hand the job on."""
+    NOT_HEAD = 4
+    """An earlier message of the session is still pending: retry later."""
+    NOT_PENDING = 5
+    """The job is not pending any more (answered or dropped): nothing to run."""
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """The outcome of :meth:`RedisLeaseStore.begin_turn`.
+
+    Attributes:
+        status: What was found.
+        lease: The lease when ``status`` is ``ACQUIRED``.
+        other: The lease holder (``BUSY``), the owner (``NOT_OWNER``) or the
+            earlier pending job (``NOT_HEAD``); ``""`` otherwise.
+    """
+
+    status: TurnStartStatus
+    lease: Lease | None = None
+    other: str = ""
 
 
 def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
@@ -139,6 +175,55 @@ class RedisLeaseStore:
             worker_id=worker_id,
             config_version=int(version or 0),
             registry_generation=int(generation or 0),
+        )
+
+    def begin_turn(
+        self, session_key: str, worker_id: str, ttl: float, *, job_id: str, message_id: str
+    ) -> TurnStart:
+        """Check that a claimed turn may run here and now, and take the lease if so.
+
+        One round trip (``turn_begin.lua`` plus the config counters): the turn
+        runs only on the session's owner, only when its job is the session's
+        earliest pending one, and only when no other worker holds the lease; a
+        lease left by an earlier, cut-off turn of this same worker is taken
+        over at once.
+
+        Args:
+            session_key: The session.
+            worker_id: The claiming worker.
+            ttl: Lease time to live, seconds.
+            job_id: The turn's rq job id (a member of the session's pending set).
+            message_id: The message id (a stored reply means it was answered).
+        """
+        self._keys.check_worker_id(worker_id)
+        keys = self._keys.session(session_key)
+        reply, (version, generation) = self._scripts.call_with_reads(
+            "turn_begin",
+            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies],
+            [worker_id, _ttl_ms(ttl), job_id, message_id],
+            [self._keys.config_version(), self._keys.registry_generation()],
+        )
+        code, value, holder = int(reply[0]), _text(reply[1]), _text(reply[2])
+        status = TurnStartStatus(code)
+        if status is not TurnStartStatus.ACQUIRED:
+            return TurnStart(status, other=holder if status is TurnStartStatus.BUSY else value)
+        lease = Lease(
+            session_key=session_key,
+            token=int(value),
+            worker_id=worker_id,
+            config_version=int(version or 0),
+            registry_generation=int(generation or 0),
+        )
+        return TurnStart(status, lease=lease)
+
+    def break_held_by(self, session_key: str, worker_id: str) -> bool:
+        """Delete the session's lease if ``worker_id`` holds it (that worker is dead or cut off).
+
+        Returns:
+            Whether a lease was broken.
+        """
+        return bool(
+            self._scripts("lease_break", [self._keys.session(session_key).lease], [worker_id])
         )
 
     def extend(self, lease: Lease, ttl: float) -> bool:

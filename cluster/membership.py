@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import redis
 
-from cluster.errors import ConfigError, UnknownWorker
+from cluster.errors import ConfigError, UnknownWorker, WorkerIdInUse
 from cluster.keys import Keyspace
 from cluster.scripts import ScriptSet
 
@@ -78,6 +78,14 @@ class WorkerInfo:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _holder_facts(raw: Any) -> dict[str, Any]:
+    try:
+        facts = json.loads(_text(raw) or "{}") if raw is not None else {}
+    except ValueError:
+        return {}
+    return facts if isinstance(facts, dict) else {}
 
 
 def parse_snapshot(reply: Sequence[Any]) -> tuple[float, list[WorkerInfo]]:
@@ -166,7 +174,13 @@ class RedisMembership:
 
     def _all_keys(self) -> list[str]:
         k = self._keys
-        return [k.members_live(), k.members_beats(), k.members_state(), k.members_info()]
+        return [
+            k.members_live(),
+            k.members_beats(),
+            k.members_state(),
+            k.members_info(),
+            k.members_instance(),
+        ]
 
     def register(
         self,
@@ -176,34 +190,56 @@ class RedisMembership:
         pid: int,
         queue: str,
         state: WorkerState = WorkerState.ACTIVE,
+        instance: str = "",
+        force: bool = False,
     ) -> None:
-        """Register the worker (again, after a restart or prune) with a fresh heartbeat."""
+        """Register the worker (again, after a restart or prune) with a fresh heartbeat.
+
+        Args:
+            worker_id: The id; unique among live workers.
+            host: Host name the worker runs on.
+            pid: Its process id.
+            queue: Its rq queue name.
+            state: Initial state.
+            instance: Token of this process (heartbeats must present it).
+            force: Take the id over from a live instance the caller proved dead.
+
+        Raises:
+            WorkerIdInUse: another process holds ``worker_id`` with a live heartbeat.
+        """
         self._keys.check_worker_id(worker_id)
         seconds, micros = self._client.time()
         info = json.dumps(
             {"host": host, "pid": pid, "queue": queue, "started": seconds + micros / 1e6},
             separators=(",", ":"),
         )
-        self._scripts(
+        ok, _expiry, holder = self._scripts(
             "membership_register",
             self._all_keys(),
-            [worker_id, info, self._ttl_ms, WorkerState(state).value],
+            [worker_id, info, self._ttl_ms, WorkerState(state).value, instance, "1" if force else "0"],
         )
+        if not ok:
+            raise WorkerIdInUse.live(worker_id, _holder_facts(holder))
 
-    def heartbeat(self, worker_id: str) -> WorkerState | None:
+    def holder_facts(self, worker_id: str) -> dict[str, Any]:
+        """The registered facts (host, pid, ...) of ``worker_id``, ``{}`` when unknown."""
+        return _holder_facts(self._client.hget(self._keys.members_info(), worker_id))
+
+    def heartbeat(self, worker_id: str, instance: str = "") -> WorkerState | None:
         """Renew the worker's heartbeat.
 
         Returns:
             The worker's state as stored in Redis (an admin may have set it to
-            draining), or ``None`` when the worker is not registered any more:
-            it was declared dead and pruned, so it must stop taking turns and
-            register again (its sessions may have moved).
+            draining), or ``None`` when this instance is not registered any
+            more: its heartbeat expired (it may have been declared dead and
+            its turns handed on) or another instance took the id, so it must
+            register again (its sessions may have moved) or stop.
         """
         k = self._keys
         ok, state = self._scripts(
             "membership_heartbeat",
-            [k.members_live(), k.members_beats(), k.members_state()],
-            [worker_id, self._ttl_ms],
+            [k.members_live(), k.members_beats(), k.members_state(), k.members_instance()],
+            [worker_id, self._ttl_ms, instance],
         )
         if not ok:
             return None

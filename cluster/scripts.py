@@ -32,9 +32,12 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "config_publish",
     "fenced_delete",
     "fenced_hset",
+    "job_handoff",
     "lease_acquire",
+    "lease_break",
     "lease_extend",
     "lease_release",
+    "lock_release",
     "membership_deregister",
     "membership_heartbeat",
     "membership_prune",
@@ -46,6 +49,8 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "registry_bump",
     "session_commit",
     "session_prompt",
+    "turn_begin",
+    "turn_enqueue",
 )
 
 KeyOrArg = str | bytes | int | float

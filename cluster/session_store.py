@@ -19,6 +19,7 @@ token raises :class:`~cluster.errors.LeaseLost` and writes nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -240,14 +241,22 @@ class RedisSessionStore:
         message_id: str,
         new_messages: Sequence[Mapping[str, Any]],
         reply: Any,
+        job_id: str = "",
+        reply_ttl: float = 0.0,
     ) -> int:
         """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
+
+        With ``job_id`` the turn's job leaves the session's pending set, and
+        with ``reply_ttl`` the reply is pushed to the message's reply list, in
+        the same script: a crash right after the commit cannot lose the reply.
 
         Args:
             lease: The turn's lease.
             message_id: Id of the user message this turn answers.
             new_messages: The turn's messages (user, assistant, tool), in order.
             reply: What the caller gets back (msgpack-safe, not ``None``).
+            job_id: The turn's rq job id (``""``: no pending entry to clear).
+            reply_ttl: Seconds the delivered reply waits for its caller (0: not delivered).
 
         Returns:
             The session's committed-turn count after the commit. When
@@ -266,8 +275,25 @@ class RedisSessionStore:
         keys = self._keys.session(lease.session_key)
         status, turns, current = self._scripts(
             "session_commit",
-            [keys.lease, keys.history, keys.meta, keys.processed, keys.replies],
-            [lease.token, message_id, pack(reply), self._retention_ms, lease.session_key, *blobs],
+            [
+                keys.lease,
+                keys.history,
+                keys.meta,
+                keys.processed,
+                keys.replies,
+                keys.pending,
+                self._keys.reply_list(lease.session_key, message_id),
+            ],
+            [
+                lease.token,
+                message_id,
+                pack(reply),
+                self._retention_ms,
+                lease.session_key,
+                job_id,
+                max(0, math.ceil(reply_ttl * 1000)),
+                *blobs,
+            ],
         )
         if status == 0:
             raise lease_lost(lease, current)

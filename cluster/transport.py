@@ -37,6 +37,7 @@ single Redis (or a primary with replicas), like rq itself.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import re
@@ -44,7 +45,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -52,19 +53,20 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import WatchError
 from rq import Queue
-from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat, utcparse
 
-from cluster.errors import AgentClusterError, ConfigError, InvalidMessage
+from cluster.errors import AgentClusterError, ConfigError, InvalidMessage, NoLiveWorkers
 from cluster.keys import Keyspace
+from cluster.scripts import ScriptSet
 from cluster.serialization import MsgpackSerializer, pack, unpack
 
 __all__ = [
     "TURN_FUNCTION",
     "ClaimedTurn",
+    "Enqueued",
     "ReplyChannel",
     "TurnJob",
     "TurnQueue",
@@ -78,10 +80,10 @@ TURN_FUNCTION = "worker.turns.run_turn"
 
 # rq job ids are [A-Za-z0-9_-]+; other message ids are digested (see job_id_for).
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-# Statuses in which a job is still to run or running: a second enqueue is a no-op.
-_PENDING_STATUSES = frozenset(
-    s.value for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
-)
+# What a job id taken from a queue may look like (job_id_for's output and rq's).
+_CLAIMABLE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+# Dead-letter entries kept (oldest dropped first).
+_DEAD_LETTER_CAP = 10_000
 # Seconds added to the job timeout for the started-registry score, so rq's
 # registry cleanup never declares a turn abandoned while it may still run.
 _STARTED_MARGIN = 60
@@ -214,6 +216,7 @@ class ClaimedTurn:
         queue_name: The rq queue it was claimed from.
         execution_id: This claim's id (the started-registry entry is ``job_id:execution_id``).
         claimed_at: Wall-clock time of the claim.
+        seq: The message's place in its session (assigned at enqueue; lower runs first).
     """
 
     job: TurnJob
@@ -222,6 +225,29 @@ class ClaimedTurn:
     queue_name: str
     execution_id: str
     claimed_at: float
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What :meth:`TurnQueue.submit` did with a message.
+
+    Attributes:
+        status: ``queued`` (on ``worker_id``'s queue), ``answered`` (its stored
+            reply was pushed again), ``pending`` (its job is still queued or
+            running on live ``worker_id``), ``stranded`` (its job sits on dead
+            ``worker_id``: recover that worker, then submit again) or
+            ``reroute`` (submit again with ``worker_id`` as the target; ``""``
+            means the proposal was not eligible: refresh the live set).
+        worker_id: See ``status``.
+        epoch: The session's ownership epoch (``queued`` only).
+        seq: The message's place in its session (``queued`` only).
+    """
+
+    status: str
+    worker_id: str
+    epoch: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,6 +263,7 @@ class _QueueKeys:
 class _RequeuePlan:
     groups: dict[str, list[str]] = field(default_factory=dict)  # target worker -> job ids
     broken: list[tuple[str, str]] = field(default_factory=list)  # (job id, reason)
+    missing: list[str] = field(default_factory=list)  # job ids without a job hash
     moved: int = 0
 
 
@@ -271,6 +298,7 @@ class TurnQueue:
         self._lock = threading.Lock()
         self._queues: dict[str, Queue] = {}
         self._registered: set[str] = set()
+        self._scripts = ScriptSet(client)
 
     # -- rq objects and keys -------------------------------------------------
 
@@ -307,69 +335,122 @@ class TurnQueue:
         """The rq job id of a turn in this namespace (see :func:`job_id_for`)."""
         return job_id_for(self._keyspace.namespace, job.session_key, job.message_id)
 
-    def enqueue(self, worker_id: str, job: TurnJob) -> bool:
-        """Put a turn on a worker's queue, once per message id.
+    def submit(
+        self,
+        job: TurnJob,
+        *,
+        target: str,
+        proposal: str,
+        reply_ttl: float,
+        rebalance_idle: float = 0.0,
+    ) -> Enqueued:
+        """Route a message's session and queue its turn, in one atomic script.
 
-        A message id whose job is still queued or running (on any worker's
-        queue) is not queued again. One whose job has finished or failed is
-        queued again: the worker answers it from the stored reply (a caller
-        that lost the reply gets it re-pushed) without running the turn twice.
+        The job lands on ``target``'s queue only if, at that instant, ``target``
+        is the session's owner and live and active (not draining): the session
+        keeps an eligible owner, a session without one goes to ``proposal``,
+        and an eligible owner that is not ``proposal`` gives the session up to
+        it only when the session has been idle for ``rebalance_idle`` seconds
+        with nothing pending or running. Otherwise nothing is written and the
+        result names the worker to retry with. Each queued message gets the
+        next sequence number of its session; turns run in that order.
+
+        A message id already answered is answered again from the stored reply
+        (nothing queued); one whose job is still pending on a live worker keeps
+        its place; one whose job sits on a dead worker is reported ``stranded``.
 
         Args:
-            worker_id: The owner chosen by the router.
             job: The turn.
-
-        Returns:
-            ``True`` if the job was queued, ``False`` if it was already pending.
+            target: The worker whose queue the caller expects (its owner hint
+                or ``proposal``).
+            proposal: The consistent-hash choice among the active workers.
+            reply_ttl: Seconds a re-pushed stored reply waits for its caller.
+            rebalance_idle: Seconds a session must be idle before it moves to
+                ``proposal`` from an eligible owner; 0 never moves it.
         """
-        queue = self._queue(worker_id)
+        target = self._keyspace.check_worker_id(target)
+        queue = self._queue(target)
+        keys = self._worker_keys(target)
+        session = self._keyspace.session(job.session_key)
+        job_id = self.job_id(job)
         rq_job = queue.create_job(
             TURN_FUNCTION,
             kwargs=job.as_dict(),
-            job_id=self.job_id(job),
+            job_id=job_id,
             timeout=self._job_timeout,
             result_ttl=self._result_ttl,
             failure_ttl=self._result_ttl,
             description=f"turn {job.message_id}",
         )
-        if self._enqueue_unique(queue, rq_job):
-            return True
-        if not self._forget_if_done(rq_job.key):
-            return False
-        return self._enqueue_unique(queue, rq_job)
+        rq_job.enqueued_at = now()
+        fields: list[Any] = []
+        for name, value in rq_job.to_dict().items():
+            if name == "status" or value is None:
+                continue
+            fields += [name, value.value if isinstance(value, JobStatus) else value]
+        k = self._keyspace
+        status, worker, epoch, seq = self._scripts(
+            "turn_enqueue",
+            [
+                session.owner,
+                session.pending,
+                session.meta,
+                session.lease,
+                session.replies,
+                k.reply_list(job.session_key, job.message_id),
+                k.members_live(),
+                k.members_state(),
+                Job.key_for(job_id),
+                keys.queue,
+                k.owned_sessions(target),
+            ],
+            [
+                job.session_key,
+                target,
+                proposal,
+                max(0, math.ceil(rebalance_idle * 1000)),
+                job.message_id,
+                job_id,
+                max(1, math.ceil(reply_ttl * 1000)),
+                *fields,
+            ],
+        )
+        result = Enqueued(_text(status), _text(worker), int(epoch), int(seq))
+        if result.status == "queued":
+            self._register_queue(queue)
+        return result
 
-    def _enqueue_unique(self, queue: Queue, rq_job: Job) -> bool:
-        with self._client.pipeline() as pipe:
-            # With unique=True rq runs its atomic check-save-push script on the
-            # connection at once and leaves only "SADD rq:queues" in the pipeline,
-            # which is needed once per queue.
-            try:
-                queue.enqueue_job(rq_job, pipeline=pipe, unique=True)
-            except DuplicateJobError:
-                return False
-            with self._lock:
-                first = queue.name not in self._registered
-                self._registered.add(queue.name)
-            if first:
-                pipe.execute()
-        return True
+    def enqueue(self, worker_id: str, job: TurnJob) -> bool:
+        """Queue a turn on ``worker_id``, which must be (or become) the session's owner.
 
-    def _forget_if_done(self, job_key: str) -> bool:
-        """Delete a job hash whose job is over; False if it is still pending."""
-        with self._client.pipeline() as pipe:
-            for _ in range(_WATCH_ATTEMPTS):
-                try:
-                    pipe.watch(job_key)  # type: ignore[no-untyped-call]
-                    status = pipe.hget(job_key, "status")
-                    if status is not None and _text(status) in _PENDING_STATUSES:
-                        return False
-                    pipe.multi()
-                    pipe.delete(job_key)
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue
-        return False
+        A convenience over :meth:`submit` with ``worker_id`` as both target and
+        proposal, for callers that already routed the session.
+
+        Returns:
+            ``True`` if queued, ``False`` if the message was pending already
+            (or answered again from its stored reply).
+
+        Raises:
+            NoLiveWorkers: ``worker_id`` is not the session's eligible owner
+                (not live, draining, or another worker owns the session), or the
+                message's earlier job is stranded on a dead worker.
+        """
+        result = self.submit(job, target=worker_id, proposal=worker_id, reply_ttl=self._result_ttl)
+        if result.status in ("queued", "pending", "answered"):
+            return result.status == "queued"
+        raise NoLiveWorkers(
+            f"turn {job.message_id!r} of session {job.session_key!r} was not queued on "
+            f"{worker_id!r}: {result.status} ({result.worker_id or 'no eligible worker'}); "
+            "route it with the coordinator, which follows the session's owner"
+        )
+
+    def _register_queue(self, queue: Queue) -> None:
+        # rq's tooling lists queues from "rq:queues"; once per queue per process.
+        with self._lock:
+            if queue.name in self._registered:
+                return
+            self._registered.add(queue.name)
+        self._client.sadd(Queue.redis_queues_keys, queue.key)
 
     # -- claim ---------------------------------------------------------------
 
@@ -415,7 +496,41 @@ class TurnQueue:
             moved = [job_id for job_id in moved if job_id is not None]
         if not moved:
             return []
-        return self._start(worker_id, keys, [_text(job_id) for job_id in moved])
+        job_ids = self._sort_out_garbage(worker_id, moved)
+        return self._start(worker_id, keys, job_ids) if job_ids else []
+
+    def _sort_out_garbage(self, worker_id: str, raw_ids: list[Any]) -> list[str]:
+        """Job ids fit to claim; the rest leave the in-flight list for the dead-letter list."""
+        good: list[str] = []
+        garbage: list[tuple[Any, str]] = []
+        for raw in raw_ids:
+            job_id = _job_id_or_none(raw)
+            if job_id is None:
+                garbage.append((raw, "not a job id (not UTF-8 or not rq's [A-Za-z0-9_-])"))
+            else:
+                good.append(job_id)
+        if garbage:
+            with self._client.pipeline(transaction=False) as pipe:
+                for raw, reason in garbage:
+                    pipe.lrem(self._keyspace.inflight(worker_id), 1, raw)
+                    self._dead_letter(pipe, raw, reason, worker_id)
+                pipe.execute()
+        return good
+
+    def _dead_letter(self, pipe: Any, job_id: Any, reason: str, worker_id: str) -> None:
+        shown = job_id if isinstance(job_id, str) else repr(job_id)
+        log.error("dead-lettered %s from worker %s: %s", shown, worker_id, reason)
+        entry = json.dumps(
+            {"job": shown, "reason": reason, "worker": worker_id, "at": time.time()},
+            separators=(",", ":"),
+        )
+        pipe.rpush(self._keyspace.dead_letter(), entry)
+        pipe.ltrim(self._keyspace.dead_letter(), -_DEAD_LETTER_CAP, -1)
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest dead-letter entries (job, reason, worker, at), oldest first."""
+        raw: list[Any] = list(self._client.lrange(self._keyspace.dead_letter(), -limit, -1))
+        return [json.loads(_text(entry)) for entry in raw]
 
     def _blmove(self, source: str, destination: str) -> Callable[[float], Any]:
         def move(seconds: float) -> Any:
@@ -435,7 +550,7 @@ class TurnQueue:
         with self._client.pipeline(transaction=False) as pipe:
             for job_id, execution_id in executions:
                 job_key = Job.key_for(job_id)
-                pipe.hmget(job_key, ["data", "status", "started_at"])
+                pipe.hmget(job_key, ["data", "status", "started_at", "ac_seq"])
                 pipe.hset(
                     job_key,
                     mapping={
@@ -449,13 +564,12 @@ class TurnQueue:
             results = pipe.execute()
         claimed: list[ClaimedTurn] = []
         undo: list[tuple[str, str, bool]] = []  # (job id, execution id, delete stub hash)
+        dead: list[tuple[str, str]] = []
         for index, (job_id, execution_id) in enumerate(executions):
-            data, status, started_at = results[3 * index]
+            data, status, started_at, seq = results[3 * index]
             if data is None:
-                log.warning(
-                    "job %s on %s has no job hash (expired or deleted); dropped", job_id, keys.name
-                )
                 undo.append((job_id, execution_id, True))
+                dead.append((job_id, "no job hash (expired or deleted)"))
                 continue
             if _running_since(status, started_at, fresh_since):
                 log.warning(
@@ -466,15 +580,21 @@ class TurnQueue:
             try:
                 turn = _decode_turn(data)
             except InvalidMessage as exc:
-                log.error(
-                    "job %s on %s is not a turn job: %s; marked failed", job_id, keys.name, exc
-                )
+                dead.append((job_id, f"not a turn job: {exc}"))
                 self._finish(worker_id, keys, job_id, execution_id, ok=False, error=str(exc))
                 continue
             claimed.append(
-                ClaimedTurn(turn, worker_id, job_id, keys.name, execution_id, claimed_at)
+                ClaimedTurn(
+                    turn,
+                    worker_id,
+                    job_id,
+                    keys.name,
+                    execution_id,
+                    claimed_at,
+                    seq=int(seq or 0),
+                )
             )
-        if undo:
+        if undo or dead:
             inflight = self._keyspace.inflight(worker_id)
             with self._client.pipeline(transaction=False) as pipe:
                 for job_id, execution_id, delete in undo:
@@ -482,6 +602,8 @@ class TurnQueue:
                     pipe.zrem(keys.started, f"{job_id}:{execution_id}")
                     if delete:
                         pipe.delete(Job.key_for(job_id))
+                for job_id, reason in dead:
+                    self._dead_letter(pipe, job_id, reason, worker_id)
                 pipe.execute()
         return claimed
 
@@ -490,8 +612,8 @@ class TurnQueue:
     def complete(self, claimed: ClaimedTurn, *, ok: bool, error: str | None = None) -> None:
         """Record a claimed turn's outcome: FINISHED or FAILED, off the in-flight list.
 
-        One MULTI/EXEC pipeline: removes the job id from the in-flight list and
-        its claim from the started registry, sets the job status (and, on
+        One MULTI/EXEC pipeline: removes the job id from the in-flight list, the
+        session's pending set and its claim from the started registry, sets the job status (and, on
         failure, rq's ``exc_info``), adds the job to the finished or failed
         registry, writes an rq result record and lets all of it expire after
         ``result_ttl``.
@@ -503,7 +625,13 @@ class TurnQueue:
         """
         keys = self._keys(claimed.queue_name)
         self._finish(
-            claimed.worker_id, keys, claimed.job_id, claimed.execution_id, ok=ok, error=error
+            claimed.worker_id,
+            keys,
+            claimed.job_id,
+            claimed.execution_id,
+            ok=ok,
+            error=error,
+            session_key=claimed.job.session_key,
         )
 
     def _finish(
@@ -515,6 +643,7 @@ class TurnQueue:
         *,
         ok: bool,
         error: str | None,
+        session_key: str | None = None,
     ) -> None:
         job_key = Job.key_for(job_id)
         ended = now()
@@ -540,36 +669,75 @@ class TurnQueue:
             registry = keys.finished if ok else keys.failed
             pipe.zadd(registry, {job_id: current_timestamp() + self._result_ttl})
             result.save(ttl=self._result_ttl, pipeline=pipe)  # type: ignore[no-untyped-call]
+            if session_key is not None:
+                pipe.zrem(self._keyspace.session(session_key).pending, job_id)
             pipe.execute()
+
+    def hand_off(self, claimed: ClaimedTurn, to_worker: str) -> bool:
+        """Move a claimed turn from this worker's in-flight list to ``to_worker``'s queue front.
+
+        For a job whose session another worker owns now. One script; a job no
+        longer on the in-flight list (recovery or a drain moved it already) is
+        left where it is.
+
+        Returns:
+            Whether this call moved the job.
+        """
+        target = self._worker_keys(to_worker)
+        source = self._keys(claimed.queue_name)
+        return bool(
+            self._scripts(
+                "job_handoff",
+                [
+                    self._keyspace.inflight(claimed.worker_id),
+                    target.queue,
+                    Job.key_for(claimed.job_id),
+                    source.started,
+                ],
+                [
+                    claimed.job_id,
+                    to_worker,
+                    target.name,
+                    f"{claimed.job_id}:{claimed.execution_id}",
+                ],
+            )
+        )
 
     # -- recovery ----------------------------------------------------------------
 
     def requeue_inflight(
-        self, worker_id: str, *, to_queue_of: Callable[[TurnJob], str] | None = None
+        self,
+        worker_id: str,
+        *,
+        to_queue_of: Callable[[TurnJob], str] | None = None,
+        only: Collection[str] | None = None,
     ) -> int:
-        """Put a dead or drained worker's claimed (and queued) turns back on queues.
+        """Put a dead or draining worker's claimed (and queued) turns on their owners' queues.
 
-        Only for a worker that is dead or has stopped claiming and finished its
-        turns: an in-flight turn that is still running would run again (the
-        session store answers a message once, so the caller still gets one
-        reply, but the work is wasted).
+        Only for turns that are not running: a dead worker's, or those a
+        draining worker has not started (``only``). A turn that is still
+        running would run twice (the session store answers a message once and
+        fencing stops the loser, but the work is wasted).
 
         The moved ids go to the *front* of their target queue, in-flight ones
         first, each group in its original order: they are older than anything
-        queued there since, so a session's messages keep their order. The move
-        is one transaction guarded by ``WATCH`` on the worker's lists.
+        queued there since. Turn order within a session is enforced at turn
+        start anyway (the session's pending sequence), so a move can never
+        reorder a conversation. The move is one transaction guarded by
+        ``WATCH`` on the worker's lists; each moved job records its new worker.
+        Garbage entries (not a job id, no job hash, not a turn job) go to the
+        dead-letter list with the reason.
 
         Args:
-            worker_id: The dead or drained worker.
-            to_queue_of: Names the worker whose queue should get each job
-                (the coordinator's routing by session). ``None`` puts the
-                in-flight jobs back on the same worker's queue and leaves its
-                queued jobs where they are.
+            worker_id: The dead or draining worker.
+            to_queue_of: Names the worker whose queue should get each job (the
+                session's new owner). ``None`` puts the in-flight jobs back on
+                the same worker's queue and leaves its queued jobs where they are.
+            only: In-flight job ids to move (the rest stay); ``None`` moves all.
 
         Returns:
             How many jobs moved: every in-flight job put back on a queue plus
-            every queued job moved to another worker's queue. Jobs whose hash
-            is gone are dropped; undecodable ones are marked failed.
+            every queued job moved to another worker's queue.
         """
         source = self._worker_keys(worker_id)
         inflight = self._keyspace.inflight(worker_id)
@@ -577,38 +745,34 @@ class TurnQueue:
             for _ in range(_WATCH_ATTEMPTS):
                 try:
                     pipe.watch(inflight, source.queue)  # type: ignore[no-untyped-call]
-                    running = _unique(_text(j) for j in pipe.lrange(inflight, 0, -1))
-                    running_set = set(running)
-                    queued: list[str] = []
+                    raw_running = list(dict.fromkeys(pipe.lrange(inflight, 0, -1)))
+                    raw_waiting: list[Any] = []
                     if to_queue_of is not None:
-                        waiting = _unique(_text(j) for j in pipe.lrange(source.queue, 0, -1))
-                        queued = [j for j in waiting if j not in running_set]
-                    if not running and not queued:
+                        raw_waiting = list(dict.fromkeys(pipe.lrange(source.queue, 0, -1)))
+                    if only is not None:
+                        wanted = set(only)
+                        raw_running = [j for j in raw_running if _job_id_or_none(j) in wanted]
+                    running_raw_set = set(raw_running)
+                    raw_waiting = [j for j in raw_waiting if j not in running_raw_set]
+                    if not raw_running and not raw_waiting:
                         return 0
+                    garbage = [j for j in raw_running + raw_waiting if _job_id_or_none(j) is None]
+                    running = [i for i in map(_job_id_or_none, raw_running) if i is not None]
+                    queued = [i for i in map(_job_id_or_none, raw_waiting) if i is not None]
                     plan = self._plan_requeue(worker_id, running, queued, to_queue_of)
+                    running_set = set(running)
                     members: list[Any] = list(self._client.zrange(source.started, 0, -1))
-                    stale = [_text(m) for m in members if _text(m).split(":", 1)[0] in running_set]
+                    stale = [m for m in members if _started_job(m) in running_set]
                     pipe.multi()
-                    pipe.delete(inflight)
+                    for raw in raw_running:
+                        pipe.lrem(inflight, 0, raw)  # type: ignore[arg-type]
+                    for raw in garbage:
+                        pipe.lrem(source.queue, 0, raw)
+                        self._dead_letter(pipe, raw, "not a job id", worker_id)
                     if to_queue_of is not None:
-                        pipe.delete(source.queue)  # rebuilt below from its own group
-                    for target_worker, job_ids in plan.groups.items():
-                        target = self._worker_keys(target_worker)
-                        pipe.lpush(target.queue, *reversed(job_ids))
-                        for job_id in job_ids:
-                            pipe.hset(
-                                Job.key_for(job_id),
-                                mapping={"origin": target.name, "status": JobStatus.QUEUED.value},
-                            )
-                    for job_id, reason in plan.broken:
-                        pipe.hset(
-                            Job.key_for(job_id),
-                            mapping={
-                                "status": JobStatus.FAILED.value,
-                                "exc_info": zlib.compress(reason.encode("utf-8", "replace")),
-                            },
-                        )
-                        pipe.zadd(source.failed, {job_id: current_timestamp() + self._result_ttl})
+                        for job_id in queued:
+                            pipe.lrem(source.queue, 0, job_id)  # re-pushed below in order
+                    self._write_requeue(pipe, worker_id, source, plan)
                     if stale:
                         pipe.zrem(source.started, *stale)
                     pipe.execute()
@@ -619,6 +783,34 @@ class TurnQueue:
             f"could not requeue worker {worker_id!r}: its queue and in-flight list kept changing "
             f"during {_WATCH_ATTEMPTS} attempts; is the worker still claiming? stop it first"
         )
+
+    def _write_requeue(
+        self, pipe: Any, worker_id: str, source: _QueueKeys, plan: _RequeuePlan
+    ) -> None:
+        for target_worker, job_ids in plan.groups.items():
+            target = self._worker_keys(target_worker)
+            pipe.lpush(target.queue, *reversed(job_ids))
+            for job_id in job_ids:
+                pipe.hset(
+                    Job.key_for(job_id),
+                    mapping={
+                        "origin": target.name,
+                        "status": JobStatus.QUEUED.value,
+                        "ac_worker": target_worker,
+                    },
+                )
+        for job_id, reason in plan.broken:
+            pipe.hset(
+                Job.key_for(job_id),
+                mapping={
+                    "status": JobStatus.FAILED.value,
+                    "exc_info": zlib.compress(reason.encode("utf-8", "replace")),
+                },
+            )
+            pipe.zadd(source.failed, {job_id: current_timestamp() + self._result_ttl})
+            self._dead_letter(pipe, job_id, reason, worker_id)
+        for job_id in plan.missing:
+            self._dead_letter(pipe, job_id, "no job hash (expired or deleted)", worker_id)
 
     def _plan_requeue(
         self,
@@ -636,7 +828,7 @@ class TurnQueue:
         running_set = set(running)
         for job_id, data in zip(ids, payloads, strict=True):
             if data is None:
-                log.warning("requeue of %s: job %s has no job hash; dropped", worker_id, job_id)
+                plan.missing.append(job_id)
                 continue
             target = worker_id
             if to_queue_of is not None:
@@ -745,6 +937,21 @@ def _text(value: bytes | str) -> str:
 
 def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _job_id_or_none(raw: Any) -> str | None:
+    """The job id in a list entry, or ``None`` for garbage (not UTF-8, not rq's alphabet)."""
+    try:
+        job_id = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    except UnicodeDecodeError:
+        return None
+    return job_id if _CLAIMABLE_RE.match(job_id) else None
+
+
+def _started_job(member: Any) -> str | None:
+    """The job id of a started-registry member ``job_id:execution_id``."""
+    text = _job_id_or_none(member.split(b":", 1)[0] if isinstance(member, bytes) else member)
+    return text
 
 
 def _running_since(status: bytes | None, started_at: bytes | None, since: datetime) -> bool:

@@ -6,6 +6,7 @@
 -- KEYS[2]  beats  zset  worker id -> last heartbeat (ms)
 -- KEYS[3]  state  hash  worker id -> state
 -- KEYS[4]  info   hash  worker id -> info JSON
+-- KEYS[5]  instance  hash  worker id -> instance token
 -- (no ARGV)
 -- Returns: the ids removed.
 local t = redis.call('TIME')
@@ -16,5 +17,6 @@ for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
 end
 return dead

@@ -1,7 +1,10 @@
 -- Commit one turn of a session, fenced by the running-turn lease: append the
 -- turn's messages, bump the turn count and last-active time, and remember
--- message id -> reply, all or nothing. A message id already processed writes
--- nothing (a redelivered message is answered from the stored reply).
+-- message id -> reply, take the turn's job off the session's pending set and
+-- deliver the reply to the caller's reply list, all or nothing: a crash can
+-- never leave a committed turn whose reply nobody will push. A message id
+-- already processed writes nothing (a redelivered message is answered from
+-- the stored reply).
 -- "now" is Redis TIME (ms). Processed ids older than the retention are
 -- forgotten, at most 100 per commit so one commit never does unbounded work.
 --
@@ -10,12 +13,16 @@
 -- KEYS[3]  meta       hash    session_key, created, last_active, turns
 -- KEYS[4]  processed  zset    message id -> commit time (ms)
 -- KEYS[5]  replies    hash    message id -> msgpack reply
+-- KEYS[6]  pending    zset    pending job ids -> sequence
+-- KEYS[7]  reply      list    the message's reply list (the caller pops it)
 -- ARGV[1]  fencing token of the caller
 -- ARGV[2]  message id
 -- ARGV[3]  msgpack reply
 -- ARGV[4]  retention of processed ids, ms
 -- ARGV[5]  session key (stored in meta)
--- ARGV[6..n] msgpack messages to append, in order
+-- ARGV[6]  job id to take off the pending set ("" for none)
+-- ARGV[7]  reply list TTL in ms (0: do not deliver)
+-- ARGV[8..n] msgpack messages to append, in order
 -- Returns: {1, turns, token} committed; {2, turns, token} duplicate message id
 --          (nothing written); {0, 0, current token or ""} lease lost (nothing written).
 local current = redis.call('HGET', KEYS[1], 'token')
@@ -23,11 +30,14 @@ if current ~= ARGV[1] then
   return {0, 0, current or ''}
 end
 if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 1 then
+  if ARGV[6] ~= '' then
+    redis.call('ZREM', KEYS[6], ARGV[6])
+  end
   return {2, tonumber(redis.call('HGET', KEYS[3], 'turns') or '0'), current}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 6, #ARGV do
+for i = 8, #ARGV do
   redis.call('RPUSH', KEYS[2], ARGV[i])
 end
 redis.call('HSETNX', KEYS[3], 'session_key', ARGV[5])
@@ -42,4 +52,11 @@ for _, id in ipairs(expired) do
 end
 redis.call('ZADD', KEYS[4], now, ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+if ARGV[6] ~= '' then
+  redis.call('ZREM', KEYS[6], ARGV[6])
+end
+if tonumber(ARGV[7]) > 0 then
+  redis.call('RPUSH', KEYS[7], ARGV[3])
+  redis.call('PEXPIRE', KEYS[7], ARGV[7])
+end
 return {1, turns, current}

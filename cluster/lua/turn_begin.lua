@@ -1,0 +1,51 @@
+-- Start a claimed turn: check that it may run here and now, then take the
+-- session's running-turn lease, in one atomic step.
+--
+-- A turn runs only on the session's owner (a job left on a worker the
+-- session moved away from is handed on), only when its job is the lowest
+-- sequence among the session's pending jobs (the session's earlier messages,
+-- wherever they are, run first), and only when no other worker holds the
+-- lease. A lease still held by this same worker is a leftover of a turn of
+-- this worker that was cut off (the worker runs one turn per session at a
+-- time), so it is taken over at once instead of waiting out its TTL.
+--
+-- KEYS[1]  lease    hash    fields: token, worker; expires after the TTL
+-- KEYS[2]  fence    string  the session's fencing counter
+-- KEYS[3]  owner    hash    fields: worker, epoch, seq
+-- KEYS[4]  pending  zset    pending job ids -> sequence
+-- KEYS[5]  replies  hash    message id -> msgpack reply
+-- ARGV[1]  worker id
+-- ARGV[2]  lease TTL in ms
+-- ARGV[3]  job id
+-- ARGV[4]  message id
+-- Returns: {1, token, ""}          acquired
+--          {0, holder token, holder worker}  another worker holds the lease
+--          {2, "", ""}             already answered (reply stored): nothing to run
+--          {3, owner or "", ""}    the session is owned by another worker: hand the job on
+--          {4, head job id, ""}    an earlier message of the session must run first
+--          {5, "", ""}             the job is not pending any more (answered or dropped)
+if redis.call('HEXISTS', KEYS[5], ARGV[4]) == 1 then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  return {2, '', ''}
+end
+local owner = redis.call('HGET', KEYS[3], 'worker')
+if owner ~= ARGV[1] then
+  return {3, owner or '', ''}
+end
+local head = redis.call('ZRANGE', KEYS[4], 0, 0)
+if head[1] == nil or redis.call('ZSCORE', KEYS[4], ARGV[3]) == false then
+  return {5, '', ''}
+end
+if head[1] ~= ARGV[3] then
+  return {4, head[1], ''}
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local held = redis.call('HMGET', KEYS[1], 'token', 'worker')
+  if held[2] ~= ARGV[1] then
+    return {0, held[1] or '', held[2] or ''}
+  end
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, tostring(token), ''}

@@ -1,0 +1,119 @@
+-- Accept one message: route its session and queue its turn job, in one
+-- atomic step, so a job is never placed on the queue of a worker that is dead
+-- or draining at that instant (nobody would drain that queue).
+--
+-- Routing: the current owner keeps the session while it is eligible (live
+-- heartbeat by Redis TIME, state "active"). A session without an eligible
+-- owner goes to the ring's proposal (epoch + 1). An eligible owner that is
+-- not the ring's proposal gives the session up to it (lazy rebalance) only
+-- between turns: no pending job, no lease, idle for the rebalance time.
+-- The job is written only when the resulting owner is the worker whose
+-- queue the caller passed; otherwise the caller is told whom to retry with.
+--
+-- A message id already answered is answered again from the stored reply
+-- (pushed to its reply list here, no job); one whose job is still pending on
+-- a live worker keeps its place; one stranded on a dead worker is reported
+-- so the caller recovers that worker first.
+--
+-- KEYS[1]  owner     hash    session owner: worker, epoch, seq
+-- KEYS[2]  pending   zset    session's pending job ids -> sequence
+-- KEYS[3]  meta      hash    session meta (last_active, ms)
+-- KEYS[4]  lease     hash    session running-turn lease
+-- KEYS[5]  replies   hash    session message id -> msgpack reply
+-- KEYS[6]  reply     list    this message's reply list
+-- KEYS[7]  live      zset    worker id -> heartbeat expiry (ms)
+-- KEYS[8]  state     hash    worker id -> active | draining
+-- KEYS[9]  job       hash    the rq job hash
+-- KEYS[10] queue     list    the target worker's rq queue
+-- KEYS[11] owned     set     the target worker's owned-sessions index
+-- ARGV[1]  session key
+-- ARGV[2]  target worker id (whose queue is KEYS[10])
+-- ARGV[3]  ring proposal among the active workers ("" when unknown)
+-- ARGV[4]  rebalance idle time, ms (0: never move a session with an eligible owner)
+-- ARGV[5]  message id
+-- ARGV[6]  job id
+-- ARGV[7]  reply TTL, ms
+-- ARGV[8..n] rq job hash field, value pairs
+-- Returns: {"queued", owner, epoch, seq}
+--          {"answered", "", 0, 0}            stored reply pushed again
+--          {"pending", worker, 0, 0}         job still queued/running on a live worker
+--          {"stranded", worker, 0, 0}        job on a dead worker: recover it, then retry
+--          {"reroute", worker, 0, 0}         retry with this target ("" = no eligible proposal)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function live(w)
+  local expiry = redis.call('ZSCORE', KEYS[7], w)
+  return expiry and tonumber(expiry) > now
+end
+local function eligible(w)
+  return w and w ~= '' and live(w) and redis.call('HGET', KEYS[8], w) == 'active'
+end
+
+local stored = redis.call('HGET', KEYS[5], ARGV[5])
+if stored then
+  if redis.call('LLEN', KEYS[6]) == 0 then
+    redis.call('RPUSH', KEYS[6], stored)
+    redis.call('PEXPIRE', KEYS[6], ARGV[7])
+  end
+  return {'answered', '', 0, 0}
+end
+
+local status = redis.call('HGET', KEYS[9], 'status')
+if status == 'queued' or status == 'started' then
+  local holder = redis.call('HGET', KEYS[9], 'ac_worker') or ''
+  if holder ~= '' and live(holder) then
+    return {'pending', holder, 0, 0}
+  end
+  return {'stranded', holder, 0, 0}
+end
+if status then
+  -- An earlier job of this id ended without a stored reply (it failed):
+  -- this submission runs it again.
+  redis.call('DEL', KEYS[9])
+  redis.call('ZREM', KEYS[2], ARGV[6])
+end
+
+local proposal = ARGV[3]
+local current = redis.call('HGET', KEYS[1], 'worker')
+local owner = nil
+if eligible(current) then
+  owner = current
+  local idle_ms = tonumber(ARGV[4])
+  if idle_ms > 0 and proposal ~= current and eligible(proposal)
+      and redis.call('ZCARD', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+    local last = tonumber(redis.call('HGET', KEYS[3], 'last_active') or '0')
+    if now - last >= idle_ms then
+      owner = nil
+    end
+  end
+end
+
+local epoch
+if owner == nil then
+  if not eligible(proposal) then
+    return {'reroute', '', 0, 0}
+  end
+  if proposal ~= ARGV[2] then
+    return {'reroute', proposal, 0, 0}
+  end
+  redis.call('HSET', KEYS[1], 'worker', proposal)
+  epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+  redis.call('SADD', KEYS[11], ARGV[1])
+  owner = proposal
+else
+  if owner ~= ARGV[2] then
+    return {'reroute', owner, 0, 0}
+  end
+  epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+end
+
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('DEL', KEYS[9])
+for i = 8, #ARGV, 2 do
+  redis.call('HSET', KEYS[9], ARGV[i], ARGV[i + 1])
+end
+redis.call('HSET', KEYS[9], 'status', 'queued', 'ac_worker', owner, 'ac_seq', seq)
+redis.call('RPUSH', KEYS[10], ARGV[6])
+redis.call('ZADD', KEYS[2], seq, ARGV[6])
+return {'queued', owner, epoch, seq}
