@@ -92,7 +92,16 @@ class TurnDeferred(AgentClusterError):
 
 
 class TurnHandedOff(AgentClusterError):
-    """A claimed turn was handed to another worker (or already was): this worker must not complete it."""
+    """A claimed turn belongs to another worker now: this worker must not complete it.
+
+    Attributes:
+        to_worker: The worker to move the job to, or ``None`` when it was
+            already moved (or stays for the drain's hand-over).
+    """
+
+    def __init__(self, message: str, *, to_worker: str | None = None) -> None:
+        super().__init__(message)
+        self.to_worker = to_worker
 
 
 class TurnTimeout(AgentClusterError):

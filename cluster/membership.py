@@ -213,13 +213,13 @@ class RedisMembership:
             {"host": host, "pid": pid, "queue": queue, "started": seconds + micros / 1e6},
             separators=(",", ":"),
         )
-        ok, _expiry, holder = self._scripts(
+        reply = self._scripts(
             "membership_register",
             self._all_keys(),
             [worker_id, info, self._ttl_ms, WorkerState(state).value, instance, "1" if force else "0"],
         )
-        if not ok:
-            raise WorkerIdInUse.live(worker_id, _holder_facts(holder))
+        if not reply[0]:
+            raise WorkerIdInUse.live(worker_id, _holder_facts(reply[2]))
 
     def holder_facts(self, worker_id: str) -> dict[str, Any]:
         """The registered facts (host, pid, ...) of ``worker_id``, ``{}`` when unknown."""

@@ -78,6 +78,9 @@ class ClusterSettings:
         processed_retention: Seconds a processed message id (and its stored
             reply) is remembered, so a redelivered message is answered once.
         reply_ttl: Seconds a per-message reply list lives for the caller to read.
+        rebalance_idle: Seconds a sticky session must be idle (nothing pending
+            or running) before it moves to a worker that joined and is now its
+            ring owner; 0 keeps sessions where they are.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -91,6 +94,7 @@ class ClusterSettings:
     max_config_bytes: int = 1024 * 1024
     processed_retention: float = 7 * 24 * 3600.0
     reply_ttl: float = 600.0
+    rebalance_idle: float = 60.0
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -109,6 +113,9 @@ class ClusterSettings:
             "reply_ttl",
         ):
             _check_positive_float(name, getattr(self, name))
+        rebalance = self.rebalance_idle
+        if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or rebalance < 0:
+            raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
         for name in ("max_message_bytes", "max_config_bytes"):
             _check_positive_int(name, getattr(self, name))
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:

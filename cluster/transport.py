@@ -703,6 +703,23 @@ class TurnQueue:
             )
         )
 
+    def clear_stale_pending(self, session_key: str, job_id: str) -> bool:
+        """Drop a pending entry of a session whose job can never run (hash gone, or ended).
+
+        Called when a turn waits behind ``job_id``: a job that ended without
+        leaving the pending set, or whose hash vanished, would otherwise hold
+        the session's later turns back for ever.
+
+        Returns:
+            Whether the entry was stale and removed.
+        """
+        status = self._client.hget(Job.key_for(job_id), "status")
+        if status is not None and _text(status) in (JobStatus.QUEUED.value, JobStatus.STARTED.value):
+            return False
+        log.warning("session %s: pending job %s has ended or vanished; dropped", session_key, job_id)
+        self._client.zrem(self._keyspace.session(session_key).pending, job_id)
+        return True
+
     # -- recovery ----------------------------------------------------------------
 
     def requeue_inflight(

@@ -1,13 +1,18 @@
 """The coordinator's Python API: submit a message for a session, get its reply.
 
-``Coordinator.submit`` validates the message, routes the session (sticky owner
-or consistent-hash choice), enqueues the turn on the owner's rq queue with the
-message id as job id, and waits for the reply the worker pushes. A message is
-refused (never accepted and then lost) when no worker can take it.
+``Coordinator.submit`` validates the message, then routes the session and
+enqueues the turn on its owner's rq queue in one atomic script (sticky owner,
+else the consistent-hash choice among live, non-draining workers), and waits
+for the reply the worker delivers. A message is refused with a clear error
+(never accepted and then lost) when no worker can take it or Redis cannot be
+reached. Resubmitting a message id always leads to its answer: a stored reply
+is delivered again, a job still pending keeps its place, and a job stranded on
+a dead worker is handed on (the dead worker is recovered first).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -17,13 +22,30 @@ from typing import Any
 import redis
 
 from cluster.connection import blocking_client, connect
-from cluster.errors import InvalidMessage, PayloadTooLarge, TurnFailed, TurnTimeout
+from cluster.errors import (
+    ClusterUnavailable,
+    InvalidMessage,
+    NoLiveWorkers,
+    PayloadTooLarge,
+    TurnFailed,
+    TurnTimeout,
+)
 from cluster.keys import Keyspace
+from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership
 from cluster.ownership import RedisOwnershipStore
+from cluster.placement import Placement
+from cluster.recovery import Recovery
+from cluster.redis_checks import check_eviction_policy
 from cluster.settings import ClusterSettings
-from cluster.transport import ReplyChannel, TurnJob, TurnQueue
+from cluster.transport import Enqueued, ReplyChannel, TurnJob, TurnQueue
 from coordinator.routing import Router
+
+log = logging.getLogger("coordinator.ingress")
+
+# Attempts of one submission (reroutes, a stranded job's recovery) before giving up.
+_SUBMIT_ATTEMPTS = 8
+_STRANDED_PAUSE = 0.05
 
 ATTR_KEYS = frozenset({"platform", "user_id", "chat_id", "reasoning"})
 
@@ -111,18 +133,31 @@ class Coordinator:
         self.membership = RedisMembership(
             self.client, self.keyspace, heartbeat_ttl=settings.heartbeat_ttl
         )
-        self.router = Router(
+        placement = Placement(
             membership=self.membership,
             ownership=RedisOwnershipStore(self.client, self.keyspace),
             refresh_interval=min(0.5, settings.heartbeat_interval),
         )
+        self.router = Router(placement)
         self.queue = TurnQueue(
             self.client,
             self.keyspace,
             job_timeout=settings.turn_timeout,
             result_ttl=settings.reply_ttl,
         )
+        self.recovery = Recovery(
+            client=self.client,
+            keyspace=self.keyspace,
+            membership=self.membership,
+            placement=placement,
+            queue=self.queue,
+            leases=RedisLeaseStore(self.client, self.keyspace),
+        )
         self.replies = ReplyChannel(self._blocking, self.keyspace, reply_ttl=settings.reply_ttl)
+        try:
+            check_eviction_policy(self.client, "coordinator")
+        except redis.RedisError as exc:
+            log.warning("coordinator: Redis not reachable at start (%s)", exc)
 
     def _validate(
         self, session_key: Any, text: Any, message_id: Any, attrs: Mapping[str, Any]
@@ -153,10 +188,10 @@ class Coordinator:
         Raises:
             InvalidMessage, PayloadTooLarge: the message is malformed or too big.
             NoLiveWorkers: no worker can take it (nothing was accepted).
+            ClusterUnavailable: Redis cannot be reached (nothing was accepted).
         """
         message_id = message_id or uuid.uuid4().hex
         self._validate(session_key, text, message_id, attrs)
-        owner = self.router.route(session_key)
         job = TurnJob(
             message_id=message_id,
             session_key=session_key,
@@ -164,8 +199,47 @@ class Coordinator:
             submitted_at=time.time(),
             attrs=dict(attrs),
         )
-        self.queue.enqueue(owner.worker_id, job)
-        return TurnHandle(self.replies, session_key, message_id, owner.worker_id)
+        try:
+            placed = self._place(job)
+        except redis.RedisError as exc:
+            raise ClusterUnavailable(
+                f"message {message_id!r} of session {session_key!r} was not accepted: Redis "
+                f"is unreachable ({exc}); retry with the same message id"
+            ) from None
+        return TurnHandle(self.replies, session_key, message_id, placed.worker_id)
+
+    def _place(self, job: TurnJob) -> Enqueued:
+        """Route and enqueue, following the script's reroutes; recover a stranded job's worker."""
+        last = ""
+        for _ in range(_SUBMIT_ATTEMPTS):
+            target, proposal = self.router.target(job.session_key)
+            result = self.queue.submit(
+                job,
+                target=target,
+                proposal=proposal,
+                reply_ttl=self.settings.reply_ttl,
+                rebalance_idle=self.settings.rebalance_idle,
+            )
+            last = f"{result.status} {result.worker_id}".strip()
+            if result.status in ("queued", "pending"):
+                self.router.remember(job.session_key, result.worker_id)
+                return result
+            if result.status == "answered":
+                return result
+            if result.status == "stranded":
+                if self.recovery.recover_worker(result.worker_id) is None:
+                    time.sleep(_STRANDED_PAUSE)  # another recoverer is on it
+                continue
+            if result.worker_id:  # reroute to the session's real owner or the ring's choice
+                self.router.remember(job.session_key, result.worker_id)
+            else:
+                self.router.forget(job.session_key)
+                self.router.placement.active_workers(fresh=True)
+        raise NoLiveWorkers(
+            f"message {job.message_id!r} of session {job.session_key!r} was not accepted: no "
+            f"live worker could take it after {_SUBMIT_ATTEMPTS} attempts (last: {last}); "
+            "check `agent-cluster` workers are running, then retry with the same message id"
+        )
 
     def submit(
         self,

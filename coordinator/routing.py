@@ -1,83 +1,57 @@
-"""Routing: which worker runs a session's next turn.
+"""Routing: which worker's queue a session's next message goes to.
 
 Sticky first: the owner record keeps a session with its worker while that
-worker is alive and not draining. Otherwise the consistent-hash ring over the
-active workers proposes the new owner, and the ownership script assigns it
-(epoch + 1) in the same round trip that looks the owner up.
+worker is live and not draining; otherwise the consistent-hash ring over the
+active workers names the new owner. Routing and queueing are one atomic
+script (:meth:`cluster.transport.TurnQueue.submit`), so a message can never
+land on the queue of a worker that died or started draining a moment ago.
+The :class:`Router` only supplies the script's guesses: the ring's proposal
+(:class:`cluster.placement.Placement`, a briefly cached live set) and the
+owner it last saw for the session; when a guess is stale the script says so
+and the router retries with what the script reported.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
+from collections import OrderedDict
 
-from cluster.errors import NoLiveWorkers
-from cluster.membership import RedisMembership
-from cluster.ownership import Ownership, RedisOwnershipStore
-from cluster.ring import HashRing
+from cluster.placement import Placement
+
+__all__ = ["Router"]
+
+_HINTS = 100_000
 
 
 class Router:
-    """Maps session keys to live workers; caches the live set briefly.
+    """Guesses a session's target worker; the enqueue script decides."""
 
-    Args:
-        membership: the membership store (live and draining workers).
-        ownership: the owner records.
-        refresh_interval: seconds a live-set snapshot is reused (well under the heartbeat TTL).
-        clock: monotonic clock (injected for tests).
-    """
-
-    def __init__(
-        self,
-        *,
-        membership: RedisMembership,
-        ownership: RedisOwnershipStore,
-        refresh_interval: float = 0.5,
-        vnodes: int = 160,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._membership = membership
-        self._ownership = ownership
-        self._refresh_interval = refresh_interval
-        self._vnodes = vnodes
-        self._clock = clock
+    def __init__(self, placement: Placement) -> None:
+        """Route with ``placement`` (live set + ring)."""
+        self.placement = placement
+        self._hints: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
-        self._ring = HashRing((), vnodes=vnodes)
-        self._active: tuple[str, ...] = ()
-        self._fetched_at = float("-inf")
 
-    def active_workers(self, *, fresh: bool = False) -> tuple[str, ...]:
-        """Ids of the live, non-draining workers (cached for ``refresh_interval``)."""
-        with self._lock:
-            if fresh or self._clock() - self._fetched_at > self._refresh_interval:
-                active = tuple(sorted(w.worker_id for w in self._membership.active_workers()))
-                if active != self._active:
-                    self._ring = HashRing(active, vnodes=self._vnodes)
-                    self._active = active
-                self._fetched_at = self._clock()
-            return self._active
-
-    def route(self, session_key: str) -> Ownership:
-        """Owner of ``session_key``, assigning one if it has none or its owner left.
+    def target(self, session_key: str) -> tuple[str, str]:
+        """``(target, proposal)``: the owner last seen for the session (else the ring's choice), and the ring's choice.
 
         Raises:
             NoLiveWorkers: no live, non-draining worker exists.
         """
-        active = self.active_workers()
-        if not active:
-            active = self.active_workers(fresh=True)
-        if not active:
-            raise NoLiveWorkers(
-                "no live worker can take the session: start one with `agent-cluster worker "
-                "--redis-url URL` (or check that workers reach the same Redis and namespace)"
-            )
+        proposal = self.placement.proposal(session_key)
         with self._lock:
-            proposed = self._ring.owner(session_key)
-        return self._ownership.lookup_or_assign(session_key, eligible=active, proposed=proposed)
+            hint = self._hints.get(session_key)
+        return (hint or proposal), proposal
 
-    def next_owners(self, session_key: str, n: int = 2) -> list[str]:
-        """The ring's preference list for a session, for handoff during a drain."""
-        self.active_workers()
+    def remember(self, session_key: str, worker_id: str) -> None:
+        """Record where the session's last message went (a bounded LRU of hints)."""
         with self._lock:
-            return self._ring.preference_list(session_key, n)
+            self._hints[session_key] = worker_id
+            self._hints.move_to_end(session_key)
+            while len(self._hints) > _HINTS:
+                self._hints.popitem(last=False)
+
+    def forget(self, session_key: str) -> None:
+        """Drop a stale hint."""
+        with self._lock:
+            self._hints.pop(session_key, None)

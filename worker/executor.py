@@ -27,6 +27,7 @@ recovery (:meth:`~cluster.transport.TurnQueue.requeue_inflight`) hands it on.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import queue
 import threading
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 import redis
 
-from cluster.errors import AgentClusterError
+from cluster.errors import AgentClusterError, TurnDeferred, TurnHandedOff
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.scheduling import SessionScheduler
 
@@ -58,6 +59,7 @@ _COMPLETE_RETRY_DELAY = 0.2
 class _Entry:
     job: TurnJob
     on_done: OnTurnDone | None
+    order: int
 
 
 class TurnExecutor:
@@ -73,9 +75,12 @@ class TurnExecutor:
         """Create the executor; threads start on demand, up to ``concurrency``.
 
         Args:
-            handler: Runs one turn. An exception is logged (logger
-                ``worker.executor``) and reported to the turn's ``on_done``;
-                it never stops the pool or the session's next turn.
+            handler: Runs one turn. :class:`~cluster.errors.TurnDeferred` puts
+                the turn back at the head of its session, which sleeps for the
+                error's delay (its ``on_done`` is not called yet). Any other
+                exception is logged (logger ``worker.executor``) unless it is
+                :class:`~cluster.errors.TurnHandedOff`, and reported to the
+                turn's ``on_done``; it never stops the pool or the session's next turn.
             concurrency: Most turns running at once.
             name: Prefix of the thread names.
 
@@ -91,6 +96,9 @@ class TurnExecutor:
         self._threads: list[threading.Thread] = []
         self._idle_threads = 0
         self._closed = False
+        self._alarms: list[tuple[float, int, str]] = []  # (due, tie, session) of deferred sessions
+        self._alarm_seq = 0
+        self._waker: threading.Thread | None = None
 
     @property
     def concurrency(self) -> int:
@@ -103,7 +111,9 @@ class TurnExecutor:
         with self._lock:
             return self._closed
 
-    def submit(self, job: TurnJob, *, on_done: OnTurnDone | None = None) -> None:
+    def submit(
+        self, job: TurnJob, *, on_done: OnTurnDone | None = None, order: int = 0
+    ) -> None:
         """Queue a turn behind its session's earlier turns; start it when it may.
 
         Submitting beyond :meth:`capacity` is allowed (the turn waits); the
@@ -113,6 +123,7 @@ class TurnExecutor:
             job: The turn.
             on_done: Called after the handler, before the session's next turn
                 starts, with the exception the handler raised or ``None``.
+            order: The turn's place in its session (lower starts first).
 
         Raises:
             AgentClusterError: the executor is shut down.
@@ -123,7 +134,7 @@ class TurnExecutor:
                     f"turn executor {self._name!r} is shut down; turn {job.message_id!r} "
                     "was not accepted (it stays on the worker's in-flight list for recovery)"
                 )
-            self._scheduler.add(job.session_key, _Entry(job, on_done))
+            self._scheduler.add(job.session_key, _Entry(job, on_done, order), order)
             self._dispatch_locked()
 
     def capacity(self) -> int:
@@ -162,6 +173,21 @@ class TurnExecutor:
         with self._changed:
             return self._changed.wait_for(lambda: self._scheduler.idle, timeout=timeout)
 
+    def close(self) -> list[TurnJob]:
+        """Accept no more turns; remove and return every turn not started yet, in order.
+
+        For a drain: the returned turns are handed to other workers (their
+        ``on_done`` is never called). Running turns go on and complete; one
+        that defers from now on is dropped the same way (its job stays on the
+        in-flight list for the drain's final hand-over).
+        """
+        with self._lock:
+            self._closed = True
+            dropped = self._scheduler.drop_waiting()
+            self._alarms.clear()
+            self._changed.notify_all()
+        return [entry.job for _session, entry in dropped]
+
     def shutdown(self, wait: bool = True, timeout: float | None = None) -> bool:
         """Stop accepting turns and let the threads go.
 
@@ -195,6 +221,10 @@ class TurnExecutor:
             for _ in threads:
                 self._tasks.put(None)
             finished = self._scheduler.idle
+            waker, self._waker = self._waker, None
+            self._changed.notify_all()
+        if waker is not None:
+            waker.join()
         if wait and finished:
             for thread in threads:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -223,31 +253,68 @@ class TurnExecutor:
             if task is None:
                 return
             session, entry = task
+            delay: float | None = None
             try:
-                self._run(entry)
+                delay = self._run(entry)
             finally:
                 with self._lock:
-                    self._scheduler.finish(session)
+                    if delay is not None and not self._closed:
+                        self._scheduler.defer(session, entry)
+                        self._set_alarm_locked(session, delay)
+                    else:
+                        self._scheduler.finish(session)
                     self._idle_threads += 1
                     self._dispatch_locked()
                     self._changed.notify_all()
 
-    def _run(self, entry: _Entry) -> None:
+    def _set_alarm_locked(self, session: str, delay: float) -> None:
+        self._alarm_seq += 1
+        heapq.heappush(self._alarms, (time.monotonic() + delay, self._alarm_seq, session))
+        if self._waker is None:
+            self._waker = threading.Thread(target=self._wake_loop, name=f"{self._name}-waker", daemon=True)
+            self._waker.start()
+
+    def _wake_loop(self) -> None:
+        with self._changed:
+            while not self._closed or self._alarms:
+                if self._closed:
+                    self._alarms.clear()
+                    return
+                if not self._alarms:
+                    self._changed.wait()
+                    continue
+                due, _tie, session = self._alarms[0]
+                left = due - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                heapq.heappop(self._alarms)
+                self._scheduler.wake(session)
+                self._dispatch_locked()
+                self._changed.notify_all()
+
+    def _run(self, entry: _Entry) -> float | None:
+        """Run one turn; returns the delay when the handler deferred it."""
         job = entry.job
         error: BaseException | None = None
         try:
             self._handler(job)
+        except TurnDeferred as exc:
+            return max(0.0, exc.delay)
+        except TurnHandedOff as exc:
+            error = exc
         except BaseException as exc:  # a turn's failure must not kill the thread
             error = exc
             log.exception("turn %s of session %s raised", job.message_id, job.session_key)
         if entry.on_done is None:
-            return
+            return None
         try:
             entry.on_done(job, error)
         except Exception:
             log.exception(
                 "completion of turn %s of session %s failed", job.message_id, job.session_key
             )
+        return None
 
 
 class ClaimLoop:
@@ -357,7 +424,9 @@ class ClaimLoop:
                 continue
             for turn in claimed:
                 try:
-                    self._executor.submit(turn.job, on_done=self._completer(turn))
+                    self._executor.submit(
+                        turn.job, on_done=self._completer(turn), order=turn.seq
+                    )
                 except AgentClusterError as exc:
                     log.error("claimed turn %s not run: %s", turn.job.message_id, exc)
                     return
@@ -376,6 +445,10 @@ class ClaimLoop:
         detail = None if error is None else f"{type(error).__name__}: {error}"
         for attempt in range(1, _COMPLETE_ATTEMPTS + 1):
             try:
+                if isinstance(error, TurnHandedOff):
+                    if error.to_worker is not None:
+                        self._queue.hand_off(turn, error.to_worker)
+                    return
                 self._queue.complete(turn, ok=error is None, error=detail)
                 return
             except redis.RedisError as exc:

@@ -1,23 +1,34 @@
-"""The worker process: heartbeat, event listener, turn executor, idle sweeper.
+"""The worker process: heartbeat, recovery, event listener, turn executor, idle sweeper, drain.
 
 ``agent-cluster worker --redis-url URL`` runs one :class:`WorkerProcess`. It
-registers in the membership set, heartbeats, claims turn jobs from its own rq
-queue and runs them in-process (many at once, one at a time per session),
-sharing one agent cache. Config and registry events bust stale agents eagerly;
-every turn also checks the versions its lease reports. SIGTERM stops claiming,
-lets running turns finish (bounded by the drain timeout), soft-releases the
-cached agents, deregisters and exits 0.
+registers in the membership set (its id unique among live workers), hands
+its own orphaned in-flight ids back to its queue, heartbeats, claims turn
+jobs from its own rq queue and runs them in-process (many at once, one at a
+time per session), sharing one agent cache. At each heartbeat it also checks
+for dead workers and, one recoverer at a time, hands their turns on
+(:mod:`cluster.recovery`). Config and registry events bust stale agents
+eagerly; every turn also checks the versions its lease reports. A worker that
+finds it was declared dead (paused, cut off from Redis) drops its cached
+agents and registers again; its old turns were handed on and its stale
+leases can write nothing.
+
+SIGTERM, or ``agent-cluster drain ID``, drains: the worker is marked draining
+(routing stops placing turns on it, atomically), its queued and not-started
+turns move to their sessions' new owners, running turns finish up to the
+drain timeout (past it they are cut off and handed on too), cached agents
+are soft-released, the worker deregisters and exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,17 +38,23 @@ import redis
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
 from cluster.connection import blocking_client, connect
+from cluster.errors import WorkerIdInUse
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
 from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership, WorkerState
+from cluster.ownership import RedisOwnershipStore
+from cluster.placement import Placement
+from cluster.recovery import Recovery
+from cluster.redis_checks import check_eviction_policy
 from cluster.session_store import RedisSessionStore
 from cluster.settings import ClusterSettings
 from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.executor import ClaimLoop, TurnExecutor
-from worker.turns import ConfigView, LeaseKeeper, TurnRunner, TurnServices
+from worker.lease_keeper import LeaseKeeper
+from worker.turns import ConfigView, TurnRunner, TurnServices
 
 log = logging.getLogger("worker.process")
 
@@ -70,6 +87,7 @@ class WorkerProcess:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.worker_id = Keyspace.check_worker_id(self.options.worker_id)
+        self.instance = uuid.uuid4().hex
         self.keyspace = Keyspace(settings.namespace)
         self.client = client if client is not None else connect(settings.redis_url)
         self.blocking = (
@@ -93,6 +111,19 @@ class WorkerProcess:
             sweep_interval=self.options.sweep_interval,
         )
         leases = RedisLeaseStore(self.client, self.keyspace)
+        self.placement = Placement(
+            membership=self.membership,
+            ownership=RedisOwnershipStore(self.client, self.keyspace),
+            refresh_interval=min(0.5, settings.heartbeat_interval),
+        )
+        self.recovery = Recovery(
+            client=self.client,
+            keyspace=self.keyspace,
+            membership=self.membership,
+            placement=self.placement,
+            queue=self.queue,
+            leases=leases,
+        )
         self.config = ConfigView(
             RedisVersionStore(
                 self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
@@ -115,8 +146,11 @@ class WorkerProcess:
                 lease_keeper=self.lease_keeper,
                 tool_env=tool_env,
                 tool_registry=tool_registry or default_registry(),
+                queue=self.queue,
+                placement=self.placement,
                 lease_ttl=settings.lease_ttl,
                 turn_timeout=settings.turn_timeout,
+                reply_ttl=settings.reply_ttl,
                 environ=self.options.environ,
             )
         )
@@ -127,27 +161,46 @@ class WorkerProcess:
         )
         self.claims = ClaimLoop(queue=self.queue, worker_id=self.worker_id, executor=self.executor)
         self._stop = threading.Event()
+        self.drain_requested = threading.Event()
+        self.fatal: BaseException | None = None
         self._heartbeat = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
         )
         self._subscriber: Subscriber | None = None
+        self._draining = False
+        self._started = False
 
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
-        """Register, then start heartbeat, events, lease keeper, sweeper and claiming."""
-        self.config.refresh()
-        self.membership.register(
-            self.worker_id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            queue=self.keyspace.worker_queue(self.worker_id),
-        )
-        self._heartbeat.start()
-        self._subscriber = self.events.subscribe(self._on_event, on_reconnect=self._on_reconnect)
-        self.lease_keeper.start()
-        self.cache.start_sweeper()
-        self.claims.start()
+        """Register, then start heartbeat, events, lease keeper, sweeper and claiming.
+
+        A failure part-way stops what had started (in reverse order) and raises.
+
+        Raises:
+            WorkerIdInUse: another live worker process has this id.
+        """
+        with contextlib.ExitStack() as started:
+            check_eviction_policy(self.client, f"worker {self.worker_id}")
+            self.config.refresh()
+            self._register()
+            started.callback(self.membership.deregister, self.worker_id)
+            orphaned = self.queue.requeue_inflight(self.worker_id)
+            if orphaned:
+                log.warning("worker %s: %d orphaned in-flight turn(s) back on its queue", self.worker_id, orphaned)
+            self._heartbeat.start()
+            started.callback(self._stop_heartbeat)
+            self._subscriber = self.events.subscribe(self._on_event, on_reconnect=self._on_reconnect)
+            started.callback(self._stop_subscriber)
+            self.lease_keeper.start()
+            started.callback(self.lease_keeper.stop)
+            self.cache.start_sweeper()
+            started.callback(self.cache.shutdown, hard=False)
+            started.callback(self.executor.shutdown, wait=False)
+            self.claims.start()
+            started.callback(self.claims.stop)
+            self._stack = started.pop_all()
+        self._started = True
         log.info(
             "worker %s started (concurrency %d, namespace %s, redis %s)",
             self.worker_id,
@@ -157,58 +210,136 @@ class WorkerProcess:
         )
 
     def stop(self, *, timeout: float | None = None) -> bool:
-        """Drain: stop claiming, finish running turns, release agents, deregister.
+        """Drain: hand queued turns on, finish running ones, release agents, deregister.
+
+        Every step runs even if an earlier one fails (Redis down, say): what
+        cannot be handed on now stays on this worker's lists, and the
+        survivors' recovery hands it on once this worker's heartbeat expires.
 
         Returns:
-            True if every running turn finished within the timeout.
+            True if every running turn finished within the timeout (none was cut off).
         """
+        if not self._started:
+            return True
+        self._started = False
+        self._draining = True
         timeout = self.settings.drain_timeout if timeout is None else timeout
-        self.membership.set_state(self.worker_id, WorkerState.DRAINING)
-        self.claims.stop()
-        finished = self.executor.wait_idle(timeout)
-        self.executor.shutdown(wait=finished)
-        self._stop.set()
-        self.lease_keeper.stop()
-        if self._subscriber is not None:
-            self._subscriber.stop(timeout=2.0)
-        self.cache.shutdown(hard=False)
-        self.membership.deregister(self.worker_id)
-        self._heartbeat.join(timeout=5)
+        finished = True
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
+            ("stop claiming", self.claims.stop),
+            ("hand over queued turns", self._hand_over_waiting),
+        ]
+        for name, step in steps:
+            self._step(name, step)
+        try:
+            finished = self.executor.wait_idle(timeout)
+            if not finished:
+                cut = self.runner.cut_off()
+                log.warning("drain timeout (%gs): cutting off %d running turn(s)", timeout, cut)
+                self.executor.wait_idle(5.0)
+        finally:
+            self._step("hand over cut-off turns", lambda: self.recovery.hand_over(self.worker_id))
+            self._step("shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0))
+            self._stack.close()
         log.info(
             "worker %s stopped (%s)",
             self.worker_id,
-            "all turns finished" if finished else "drain timeout: turns were cut off",
+            "all turns finished" if finished else "drain timeout: turns were cut off and handed on",
         )
         return finished
 
+    def _hand_over_waiting(self) -> None:
+        waiting = self.executor.close()
+        only = [self.queue.job_id(job) for job in waiting]
+        self.recovery.hand_over(self.worker_id, only=only)
+
+    def _step(self, name: str, step: Callable[[], Any]) -> None:
+        try:
+            step()
+        except Exception:
+            log.exception("worker %s: drain step %r failed; going on", self.worker_id, name)
+
+    def _stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._heartbeat.ident is not None:
+            self._heartbeat.join(timeout=5)
+
+    def _stop_subscriber(self) -> None:
+        if self._subscriber is not None:
+            self._subscriber.stop(timeout=2.0)
+
     def run_forever(self) -> int:
-        """Start, wait for SIGTERM/SIGINT, drain; the exit code is 0 after a clean drain."""
-        stop_requested = threading.Event()
+        """Start, wait for SIGTERM/SIGINT or a drain request, drain; 0 after a clean drain."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop_requested.set())
+            signal.signal(sig, lambda *_: self.drain_requested.set())
         self.start()
-        stop_requested.wait()
+        self.drain_requested.wait()
+        if self.fatal is not None:
+            log.error("worker %s stops: %s", self.worker_id, self.fatal)
+            self.stop(timeout=0)
+            return 2
         return 0 if self.stop() else 1
 
     # -- background duties --------------------------------------------------------------
 
+    def _register(self, *, force: bool = False) -> None:
+        try:
+            self.membership.register(
+                self.worker_id,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                queue=self.keyspace.worker_queue(self.worker_id),
+                instance=self.instance,
+                force=force,
+            )
+        except WorkerIdInUse:
+            facts = self.membership.holder_facts(self.worker_id)
+            if force or not _dead_here(facts):
+                raise
+            log.warning("worker id %s was held by pid %s, which is gone; taking it over", self.worker_id, facts.get("pid"))
+            self._register(force=True)
+
     def _heartbeat_loop(self) -> None:
+        failing = False
         while not self._stop.wait(self.settings.heartbeat_interval):
             try:
-                if self.membership.heartbeat(self.worker_id) is None:
-                    log.warning("worker %s was pruned as dead; registering again", self.worker_id)
-                    self.membership.register(
-                        self.worker_id,
-                        host=socket.gethostname(),
-                        pid=os.getpid(),
-                        queue=self.keyspace.worker_queue(self.worker_id),
-                    )
+                state = self.membership.heartbeat(self.worker_id, self.instance)
+                if state is None and not self._draining:
+                    self._rejoin()
+                elif state is WorkerState.DRAINING and not self._draining:
+                    log.info("worker %s was asked to drain", self.worker_id)
+                    self.drain_requested.set()
+                self.recovery.recover_dead()
+                failing = False
+            except WorkerIdInUse as exc:
+                self.fatal = exc
+                self.drain_requested.set()
+                return
             except redis.RedisError as exc:
-                log.warning("heartbeat failed: %s", exc)
+                if not failing:
+                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, self.settings.heartbeat_interval)
+                failing = True
+            except Exception:
+                log.exception("heartbeat step failed")
+
+    def _rejoin(self) -> None:
+        dropped = self.cache.clear()
+        log.warning(
+            "worker %s was declared dead (paused or cut off from Redis longer than %gs): its "
+            "turns were handed on; dropped %d cached agent(s), registering again",
+            self.worker_id,
+            self.settings.heartbeat_ttl,
+            dropped,
+        )
+        self._register()
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") in ("config", "registry"):
+        kind = event.get("type")
+        if kind in ("config", "registry"):
             self._on_reconnect()
+        elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
+            self.drain_requested.set()
 
     def _on_reconnect(self) -> None:
         # Eager bust; the turn-start check is what guarantees freshness.
@@ -229,3 +360,22 @@ class WorkerProcess:
             "cache": self.cache.metrics(),
             "config_version": self.config.config_version,
         }
+
+
+def _dead_here(facts: Mapping[str, Any]) -> bool:
+    """Whether registered facts name a process on this host that no longer exists."""
+    if facts.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(facts.get("pid", 0))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return pid == os.getpid()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -6,8 +6,14 @@ executor calls it under its lock and starts whatever it hands out.
 
 Rules:
 
-* the turns of one session start in the order they were added, one at a
-  time: the next one is handed out only after :meth:`SessionScheduler.finish`;
+* the turns of one session start in order, one at a time: by their
+  ``order`` key (the session's message sequence), then in the order they were
+  added; the next one is handed out only after :meth:`SessionScheduler.finish`
+  or :meth:`SessionScheduler.defer`;
+* a deferred turn (it could not start yet: another worker still runs the
+  session, or an earlier message has not arrived) goes back to the head of
+  its session, which sleeps until :meth:`SessionScheduler.wake` or until a
+  new turn of the session arrives (it may be the earlier message);
 * at most ``concurrency`` turns are running;
 * a session with turns waiting behind its running turn never holds up other
   sessions: sessions become ready in the order their head turn became
@@ -17,6 +23,8 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -42,9 +50,12 @@ class SessionScheduler(Generic[T]):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise AgentClusterError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         self.concurrency = concurrency
-        self._waiting: dict[str, deque[T]] = {}
+        # session -> [(order, arrival, item)], sorted
+        self._waiting: dict[str, list[tuple[int, int, T]]] = {}
         self._ready: deque[str] = deque()  # sessions not running whose head may start
-        self._running: set[str] = set()
+        self._running: dict[str, tuple[int, int]] = {}  # session -> (order, arrival) running
+        self._sleeping: set[str] = set()
+        self._arrivals = itertools.count()
         self._waiting_count = 0
 
     # -- counts -------------------------------------------------------------------
@@ -75,15 +86,42 @@ class SessionScheduler(Generic[T]):
 
     # -- decisions ---------------------------------------------------------------
 
-    def add(self, session: str, item: T) -> None:
-        """Queue ``item`` behind the earlier items of ``session``."""
+    def add(self, session: str, item: T, order: int = 0) -> None:
+        """Queue ``item`` in ``session`` by ``order`` (then arrival); wakes a sleeping session."""
+        self._insert(session, (order, next(self._arrivals), item))
+        if session in self._sleeping:
+            self.wake(session)
+
+    def _insert(self, session: str, entry: tuple[int, int, T]) -> None:
         queue = self._waiting.get(session)
         if queue is None:
-            queue = self._waiting[session] = deque()
-            if session not in self._running:
+            queue = self._waiting[session] = []
+            if session not in self._running and session not in self._sleeping:
                 self._ready.append(session)
-        queue.append(item)
+        bisect.insort(queue, entry, key=lambda e: (e[0], e[1]))
         self._waiting_count += 1
+
+    def defer(self, session: str, item: T) -> None:
+        """Put the running item of ``session`` back at its place and let the session sleep.
+
+        The session's items start again after :meth:`wake` (or :meth:`add`).
+
+        Raises:
+            AgentClusterError: no item of ``session`` is running.
+        """
+        if session not in self._running:
+            raise AgentClusterError(f"session {session!r} has no running item to defer")
+        order, arrival = self._running.pop(session)
+        self._sleeping.add(session)
+        self._insert(session, (order, arrival, item))
+
+    def wake(self, session: str) -> None:
+        """End a deferred session's sleep: its head item may start again."""
+        if session not in self._sleeping:
+            return
+        self._sleeping.discard(session)
+        if session in self._waiting and session not in self._running:
+            self._ready.append(session)
 
     def next_ready(self) -> tuple[str, T] | None:
         """Hand out the next item that may start now, marking its session running.
@@ -96,11 +134,11 @@ class SessionScheduler(Generic[T]):
             return None
         session = self._ready.popleft()
         queue = self._waiting[session]
-        item = queue.popleft()
+        order, arrival, item = queue.pop(0)
         if not queue:
             del self._waiting[session]
         self._waiting_count -= 1
-        self._running.add(session)
+        self._running[session] = (order, arrival)
         return session, item
 
     def finish(self, session: str) -> None:
@@ -111,8 +149,8 @@ class SessionScheduler(Generic[T]):
         """
         if session not in self._running:
             raise AgentClusterError(f"session {session!r} has no running item to finish")
-        self._running.remove(session)
-        if session in self._waiting:
+        del self._running[session]
+        if session in self._waiting and session not in self._sleeping:
             self._ready.append(session)
 
     def drop_waiting(self) -> list[tuple[str, T]]:
@@ -121,8 +159,11 @@ class SessionScheduler(Generic[T]):
         Returns:
             The dropped ``(session, item)`` pairs, each session's in order.
         """
-        dropped = [(session, item) for session, queue in self._waiting.items() for item in queue]
+        dropped = [
+            (session, item) for session, queue in self._waiting.items() for _, _, item in queue
+        ]
         self._waiting.clear()
         self._ready.clear()
+        self._sleeping.clear()
         self._waiting_count = 0
         return dropped

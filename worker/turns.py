@@ -2,17 +2,26 @@
 
 The order of a turn:
 
-1. take the session's running-turn lease; the same round trip returns the
-   config version and registry generation, so a stale agent can never run;
-2. under the lease, a message id already answered is answered again from the
-   stored reply (a message is processed once even if delivered twice); else
+1. begin the turn (one script, ``turn_begin.lua``): a message already answered
+   runs nothing (its reply was delivered with its commit); a session owned by
+   another worker gets its job handed on; a job that is not its session's
+   earliest pending one, or whose session's lease another worker holds, is
+   deferred (the executor retries it with backoff, holding no thread);
+   otherwise the lease is taken, and the same round trip returns the config
+   version and registry generation, so a stale agent can never run;
+2. the lease keeper keeps the lease alive from here on;
 3. load the session (history, frozen prompt, committed-turn count);
 4. check out the agent from the local cache (a hit needs the same signature and
    the same committed-turn count; otherwise a new agent is built, from the
    session's frozen prompt when it was frozen under the same signature);
 5. run the turn with a tool-state store fenced by the lease;
-6. commit history + reply in one fenced script (a worker that lost its lease
-   writes nothing), release the lease, push the reply to the waiting caller.
+6. commit history + reply and deliver the reply to the caller in one fenced
+   script (a worker that lost its lease writes nothing), release the lease.
+
+A Redis error anywhere defers the turn (retried once Redis answers; a turn
+that committed is then found answered); a lost lease defers it too (the turn
+start then finds where it belongs). A failing turn is answered with a clear
+error reply.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,19 +38,31 @@ import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry
-from cluster.errors import AgentClusterError, LeaseLost
+from cluster.errors import (
+    AgentClusterError,
+    LeaseLost,
+    NoLiveWorkers,
+    TurnDeferred,
+    TurnHandedOff,
+)
 from cluster.keys import Keyspace
-from cluster.leases import Lease, RedisLeaseStore
+from cluster.leases import Lease, RedisLeaseStore, TurnStartStatus
+from cluster.placement import Placement
 from cluster.session_store import FrozenPrompt, RedisSessionStore, SessionSnapshot
 from cluster.tool_state import RedisToolStateStore
-from cluster.transport import ReplyChannel, TurnJob
+from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
+from worker.lease_keeper import LeaseKeeper
 from worker.profile import AgentProfile
 
 log = logging.getLogger("worker.turns")
 
-LEASE_RETRY_DELAY = 0.02
+# Backoff of a deferred turn: first delay, growth, cap (seconds).
+RETRY_FIRST = 0.05
+RETRY_CAP = 1.0
+REDIS_RETRY_FIRST = 0.2
+REDIS_RETRY_CAP = 2.0
 
 
 class ConfigView:
@@ -79,50 +100,6 @@ class ConfigView:
             return self.profile.busting_digest() != old
 
 
-class LeaseKeeper:
-    """Extends the leases of running turns; a lease it cannot extend interrupts its turn."""
-
-    def __init__(self, leases: RedisLeaseStore, *, ttl: float) -> None:
-        self._leases = leases
-        self._ttl = ttl
-        self._held: dict[str, tuple[Lease, Callable[[], None]]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def hold(self, lease: Lease, on_lost: Callable[[], None]) -> None:
-        with self._lock:
-            self._held[lease.session_key] = (lease, on_lost)
-
-    def drop(self, lease: Lease) -> None:
-        with self._lock:
-            self._held.pop(lease.session_key, None)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._ttl / 3):
-            with self._lock:
-                held = list(self._held.values())
-            for lease, on_lost in held:
-                try:
-                    extended = self._leases.extend(lease, self._ttl)
-                except redis.RedisError as exc:
-                    log.warning("could not extend lease of %s: %s", lease.session_key, exc)
-                    continue
-                if not extended:
-                    log.warning(
-                        "lease of session %s (token %s) was taken over; interrupting its turn",
-                        lease.session_key,
-                        lease.token,
-                    )
-                    on_lost()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 @dataclass
 class TurnServices:
     """Everything a turn talks to (built once per worker process)."""
@@ -138,8 +115,11 @@ class TurnServices:
     lease_keeper: LeaseKeeper
     tool_env: ToolEnvironment
     tool_registry: ToolRegistry
+    queue: TurnQueue
+    placement: Placement
     lease_ttl: float = 30.0
     turn_timeout: float = 300.0
+    reply_ttl: float = 600.0
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -148,23 +128,66 @@ class TurnRunner:
 
     def __init__(self, services: TurnServices) -> None:
         self.s = services
+        self._attempts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._running: dict[str, AIAgent] = {}
+        self._cut_off = threading.Event()
 
     def run(self, job: TurnJob) -> None:
-        """Run one turn and deliver its reply (or a clear error) to the caller."""
+        """Run one turn; its reply (or a clear error) reaches the caller.
+
+        Raises:
+            TurnDeferred: the turn cannot start yet or Redis failed: retry later.
+            TurnHandedOff: the job belongs to another worker (moved or to move).
+        """
         s = self.s
+        job_id = s.queue.job_id(job)
         try:
-            reply = self._run_leased(job)
+            reply = self._run_leased(job, job_id)
+        except (TurnDeferred, TurnHandedOff):
+            raise
         except LeaseLost as exc:
-            # Another worker owns the running turn now; it answers this message.
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             s.cache.evict(job.session_key)
-            return
+            raise self._defer(job_id, "its lease was lost", redis_error=False) from None
+        except redis.RedisError as exc:
+            log.warning("turn %s of %s: Redis failed: %s", job.message_id, job.session_key, exc)
+            raise self._defer(job_id, f"Redis failed ({exc})", redis_error=True) from None
         except AgentClusterError as exc:
             reply = self._error_reply(job, exc)
         except Exception as exc:  # a bug must still answer the caller, not hang it
             log.exception("turn %s of %s failed", job.message_id, job.session_key)
             reply = self._error_reply(job, exc)
-        s.replies.push(job.session_key, job.message_id, reply)
+        with self._lock:
+            self._attempts.pop(job_id, None)
+        if reply is not None:
+            try:
+                s.replies.push(job.session_key, job.message_id, reply)
+            except redis.RedisError as exc:
+                raise self._defer(job_id, f"its error reply could not be pushed ({exc})", redis_error=True) from None
+
+    def cut_off(self) -> int:
+        """Interrupt every running turn for a hand-over (drain past its timeout).
+
+        The interrupted turns commit nothing and are not completed here: their
+        jobs stay on the in-flight list, which the drain hands on.
+
+        Returns:
+            How many turns were interrupted.
+        """
+        self._cut_off.set()
+        with self._lock:
+            agents = list(self._running.values())
+        for agent in agents:
+            agent.interrupt("worker draining: turn handed to another worker")
+        return len(agents)
+
+    def _defer(self, job_id: str, why: str, *, redis_error: bool) -> TurnDeferred:
+        with self._lock:
+            attempt = self._attempts.get(job_id, 0)
+            self._attempts[job_id] = attempt + 1
+        first, cap = (REDIS_RETRY_FIRST, REDIS_RETRY_CAP) if redis_error else (RETRY_FIRST, RETRY_CAP)
+        return TurnDeferred(f"turn {job_id} deferred: {why}", delay=min(cap, first * 2**attempt))
 
     def _error_reply(self, job: TurnJob, exc: BaseException) -> dict[str, Any]:
         return {
@@ -174,39 +197,58 @@ class TurnRunner:
             "error": f"{type(exc).__name__}: {exc}",
         }
 
-    def _acquire(self, job: TurnJob) -> Lease:
-        deadline = time.monotonic() + self.s.turn_timeout
-        while True:
-            lease = self.s.leases.acquire(job.session_key, self.s.worker_id, self.s.lease_ttl)
-            if lease is not None:
-                return lease
-            if time.monotonic() > deadline:
-                raise LeaseLost(
-                    f"session {job.session_key!r}: another worker held the running-turn "
-                    f"lease for {self.s.turn_timeout:g}s; the turn was not run"
-                )
-            time.sleep(LEASE_RETRY_DELAY)
-
-    def _run_leased(self, job: TurnJob) -> dict[str, Any]:
+    def _begin(self, job: TurnJob, job_id: str) -> Lease | None:
+        """Take the lease, or decide what else happens to the job (``None``: nothing to run)."""
         s = self.s
-        lease = self._acquire(job)
+        if self._cut_off.is_set():
+            raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
+        start = s.leases.begin_turn(
+            job.session_key, s.worker_id, s.lease_ttl, job_id=job_id, message_id=job.message_id
+        )
+        status = start.status
+        if status is TurnStartStatus.ACQUIRED:
+            assert start.lease is not None
+            return start.lease
+        if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
+            return None
+        if status is TurnStartStatus.NOT_OWNER:
+            owner = start.other
+            if not owner or owner == s.worker_id:
+                try:
+                    owner = s.placement.assign(job.session_key)
+                except NoLiveWorkers:
+                    raise self._defer(job_id, "no worker can own its session", redis_error=False) from None
+            if owner == s.worker_id:
+                raise self._defer(job_id, "its session was just assigned here", redis_error=False)
+            log.info("turn %s of %s: session owned by %s; handing it on", job.message_id, job.session_key, owner)
+            raise TurnHandedOff(f"session {job.session_key!r} is owned by {owner}", to_worker=owner)
+        if status is TurnStartStatus.NOT_HEAD:
+            if s.queue.clear_stale_pending(job.session_key, start.other):
+                raise self._defer(job_id, "a stale earlier entry was cleared", redis_error=False)
+            raise self._defer(job_id, f"earlier message {start.other} runs first", redis_error=False)
+        raise self._defer(job_id, f"worker {start.other} runs a turn of its session", redis_error=False)
+
+    def _run_leased(self, job: TurnJob, job_id: str) -> dict[str, Any] | None:
+        s = self.s
+        lease = self._begin(job, job_id)
+        if lease is None:
+            return None
+        s.lease_keeper.hold(lease)
         try:
             if s.config.refresh(lease.config_version, lease.registry_generation):
                 s.cache.clear()
-            stored = s.sessions.reply_for(job.session_key, job.message_id)
-            if stored is not None:  # a redelivered message: answer it again, run nothing
-                return dict(stored)
-            return self._run_with_agent(job, lease, s.sessions.load(job.session_key))
+            reply = self._run_with_agent(job, job_id, lease, s.sessions.load(job.session_key))
+            return None if reply is None else reply
         finally:
             s.lease_keeper.drop(lease)
             try:
                 s.leases.release(lease)
-            except redis.RedisError as exc:  # the lease expires on its own
+            except redis.RedisError as exc:  # our next attempt takes it over; others wait the TTL
                 log.warning("could not release lease of %s: %s", job.session_key, exc)
 
     def _run_with_agent(
-        self, job: TurnJob, lease: Lease, snapshot: SessionSnapshot
-    ) -> dict[str, Any]:
+        self, job: TurnJob, job_id: str, lease: Lease, snapshot: SessionSnapshot
+    ) -> dict[str, Any] | None:
         s = self.s
         profile = s.config.profile
         user_id = job.attrs.get("user_id")
@@ -254,10 +296,23 @@ class TurnRunner:
         ) as handle:
             agent = handle.agent
             agent.tool_env = fenced_env
-            s.lease_keeper.hold(lease, lambda: agent.interrupt("running-turn lease lost"))
-            result = agent.run_conversation(
-                job.text, history=None if handle.hit else snapshot.history
-            )
+            s.lease_keeper.on_lost(lease, lambda: agent.interrupt("running-turn lease lost"))
+            started_at = time.time()
+            with self._lock:
+                self._running[job.session_key] = agent
+            try:
+                if self._cut_off.is_set():
+                    raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
+                result = agent.run_conversation(
+                    job.text, history=None if handle.hit else snapshot.history
+                )
+            finally:
+                with self._lock:
+                    self._running.pop(job.session_key, None)
+            if self._cut_off.is_set():
+                raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
+            if s.lease_keeper.is_lost(lease):
+                raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
             if frozen is None:
                 prompt = agent.frozen_prompt()
                 s.sessions.save_frozen_prompt(
@@ -275,9 +330,17 @@ class TurnRunner:
                 "interrupted": result.interrupted,
                 "usage": result.usage.as_dict(),
                 "turn": committed + 1,
+                "fence": lease.token,
+                "started_at": started_at,
+                "ended_at": time.time(),
             }
             turns = s.sessions.commit_turn(
-                lease, message_id=job.message_id, new_messages=result.new_messages, reply=reply
+                lease,
+                message_id=job.message_id,
+                new_messages=result.new_messages,
+                reply=reply,
+                job_id=job_id,
+                reply_ttl=s.reply_ttl,
             )
             handle.committed(turns)
-        return reply
+        return None  # delivered by the commit

@@ -68,7 +68,7 @@ if status == 'queued' or status == 'started' then
   return {'stranded', holder, 0, 0}
 end
 if status then
-  -- An earlier job of this id ended without a stored reply (it failed):
+  -- An earlier job of this id ended without a stored reply (it failed), so
   -- this submission runs it again.
   redis.call('DEL', KEYS[9])
   redis.call('ZREM', KEYS[2], ARGV[6])

@@ -19,6 +19,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.utils import now, utcformat
 
 from cluster.keys import Keyspace
+from cluster.membership import RedisMembership
 from cluster.serialization import MsgpackSerializer
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from worker.executor import ClaimLoop, TurnExecutor
@@ -39,6 +40,10 @@ def _forget_rq_keys(client: redis.Redis, namespace: str) -> Iterator[None]:
 
 @pytest.fixture
 def queue(client: redis.Redis, keyspace: Keyspace) -> TurnQueue:
+    # Turns are queued only on live, active workers: register the ones the tests use.
+    membership = RedisMembership(client, keyspace, heartbeat_ttl=3600)
+    for worker in ("w1", "w2", "w3", "dead"):
+        membership.register(worker, host="test", pid=1, queue=keyspace.worker_queue(worker))
     return TurnQueue(client, keyspace, job_timeout=60, result_ttl=120)
 
 

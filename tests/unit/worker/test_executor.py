@@ -13,6 +13,7 @@ import pytest
 
 from cluster.errors import AgentClusterError
 from cluster.keys import Keyspace
+from cluster.membership import RedisMembership
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.executor import ClaimLoop, TurnExecutor
 
@@ -235,6 +236,10 @@ def test_shutdown_with_wait_runs_everything_first(make_executor: ExecutorFactory
 @pytest.fixture
 def turn_queue() -> Iterator[TurnQueue]:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    # Turns are queued only on live, active workers.
+    RedisMembership(client, Keyspace("t"), heartbeat_ttl=3600).register(
+        "w1", host="test", pid=1, queue="t.worker.w1"
+    )
     yield TurnQueue(client, Keyspace("t"), job_timeout=60, result_ttl=60)
     client.close()
 
