@@ -10,9 +10,13 @@ agent started; on another host the record reads as ``lost``.
 A process is launched through a short-lived ``bash`` launcher that starts a
 new session (so the process group id is the launcher's pid) and backgrounds
 a wrapper; the launcher is reaped at once and the wrapper is re-parented to
-init (or the nearest subreaper), so this Python process never holds a zombie. The wrapper runs the
-command with ``bash -c`` and writes its exit status to a file, which is how
-any later agent learns the exit code. Every tool-started process carries
+init (or the nearest subreaper), so this Python process never holds a zombie.
+The wrapper runs on the host, outside the sandbox: it starts the sandboxed
+command (for ``bwrap``, a whole sandbox that dies with the wrapper's group),
+appends its output to a log file, kills it if the session's workspace grows
+past its quota, and writes its exit status to a file. Log and exit files live
+in the task's control directory, outside the sandbox, so a sandboxed process
+cannot swap them for symlinks. Every ``local`` tool-started process carries
 the task's sandbox path in ``$AGENT_SANDBOX``, so teardown also finds
 processes that escaped their process group.
 """
@@ -25,7 +29,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,20 +38,31 @@ from agent.tools.shell import SANDBOX_ENV_VAR
 from agent.tools.state import ToolStateStore
 
 PROCESSES_STATE_KEY = "processes"
-CONTROL_DIR = ".agent"
-"""Hidden directory inside a sandbox holding process logs and exit files."""
 
-# $1 = command, $2 = exit-status file. Reports its pid on fd 3, then closes
-# fd 3 so the command does not inherit it.
-_WRAPPER = (
-    'echo "$$" >&3; exec 3>&-\n'
-    'bash -c "$1"\n'
-    "rc=$?\n"
-    'printf "%s\\n" "$rc" > "$2.tmp" && mv -f "$2.tmp" "$2"\n'
-    'exit "$rc"\n'
-)
-# $1 = wrapper script, $2 = command, $3 = exit file, $4 = log file.
-_LAUNCHER = 'bash -c "$1" agent-process "$2" "$3" 3>&1 >>"$4" 2>&1 </dev/null &'
+# $1 = exit-status file, $2 = workspace to watch ("" for none), $3 = its quota
+# in KiB, then the command's argv. Reports its pid on fd 3, then closes fd 3
+# so the command does not inherit it.
+_WRAPPER = """\
+echo "$$" >&3; exec 3>&-
+exit_file=$1; workspace=$2; quota_kb=$3; shift 3
+"$@" & child=$!
+if [ -n "$workspace" ]; then
+    while kill -0 "$child" 2>/dev/null; do
+        sleep 2
+        used=$(du -skx -- "$workspace" 2>/dev/null | cut -f1)
+        if [ "${used:-0}" -gt "$quota_kb" ]; then
+            echo "[killed: the workspace grew past its quota of $((quota_kb / 1024)) MiB]"
+            kill -KILL "$child" 2>/dev/null
+            break
+        fi
+    done
+fi
+wait "$child"; rc=$?
+printf "%s\\n" "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+exit "$rc"
+"""
+# $1 = log file, then the wrapper's argv.
+_LAUNCHER = 'log=$1; shift; "$@" 3>&1 >>"$log" 2>&1 </dev/null &'
 
 ProcessState = Literal["running", "exited", "killed", "lost"]
 
@@ -160,30 +175,53 @@ def probe(record: dict[str, Any]) -> ProcessStatus:
 
 
 def launch(
-    command: str, *, cwd: Path, env: dict[str, str], log_path: Path, exit_path: Path
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: dict[str, str],
+    pass_fds: Sequence[int],
+    log_path: Path,
+    exit_path: Path,
+    watch: tuple[Path, int] | None = None,
 ) -> tuple[int, int]:
-    """Start ``command`` detached in its own session; return ``(pid, pgid)``.
+    """Start ``argv`` detached in its own session; return ``(pid, pgid)`` of its wrapper.
+
+    Args:
+        argv: the (sandboxed) command.
+        cwd: host working directory (``None``: inherit; a sandbox enters its own).
+        env: its environment.
+        pass_fds: descriptors the command needs (the workspace, for ``bwrap``).
+        log_path: where output is appended.
+        exit_path: where the exit status is written.
+        watch: ``(workspace, quota bytes)`` to kill the command when the workspace
+            outgrows its quota.
 
     Raises:
         OSError: bash could not be started or did not report the pid.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    workspace, quota = watch if watch is not None else (None, 0)
     launcher = subprocess.Popen(
         [
             "bash",
             "-c",
             _LAUNCHER,
             "agent-launcher",
-            _WRAPPER,
-            command,
-            str(exit_path),
             str(log_path),
+            "bash",
+            "-c",
+            _WRAPPER,
+            "agent-process",
+            str(exit_path),
+            str(workspace or ""),
+            str(max(1, quota // 1024)),
+            *argv,
         ],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        pass_fds=tuple(pass_fds),
         start_new_session=True,
     )
     try:
@@ -238,6 +276,9 @@ def _wait_until_dead(record: dict[str, Any], timeout: float) -> bool:
 def terminate(record: dict[str, Any], *, grace: float = 2.0) -> bool:
     """SIGTERM the process group of a running record, SIGKILL after ``grace`` seconds.
 
+    A ``bwrap`` record's group (its host-side wrapper and the sandbox's monitor)
+    is SIGKILLed at once, which takes the whole sandbox down.
+
     Only signals a group whose leader is verifiably the process we started.
     Returns True if this call killed it (False: it was not running here).
     """
@@ -247,7 +288,12 @@ def terminate(record: dict[str, Any], *, grace: float = 2.0) -> bool:
     pgid = int(record.get("pgid", 0))
     if stat is None or pgid <= 1 or stat.pgrp != pgid:
         return False
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    steps = [(signal.SIGTERM, grace), (signal.SIGKILL, 5.0)]
+    if record.get("sandbox") == "bwrap":
+        # The sandbox dies with its bwrap monitor only when that is SIGKILLed
+        # (--die-with-parent); a SIGTERM could leave the sandbox running.
+        steps = steps[1:]
+    for sig, wait in steps:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
         if _wait_until_dead(record, wait):
@@ -302,7 +348,6 @@ def kill_task_processes(store: ToolStateStore, task_id: str, sandbox: Path) -> i
 
 
 __all__ = [
-    "CONTROL_DIR",
     "PROCESSES_STATE_KEY",
     "ProcessState",
     "ProcessStatus",

@@ -1,88 +1,186 @@
-"""Where a task's tools live: its sandbox directory and its persisted state.
+"""Where a task's tools live: its workspace, its control files, its state, its sandbox.
 
-A :class:`ToolEnvironment` is a small frozen value (a sandbox root and a
-``ToolStateStore``) and holds no per-task state of its own: a brand-new agent
-for the same task id, built from an equal environment, finds the task's files,
-terminal session, background processes, todo list and memory notes again.
-Only :meth:`ToolEnvironment.teardown` (an agent's hard ``close()``) removes
-them.
+A :class:`ToolEnvironment` is a small frozen value (directories, a
+``ToolStateStore``, the host's sandbox settings and the secrets to redact)
+and holds no per-task state of its own: a brand-new agent for the same task
+id, built from an equal environment, finds the task's files, terminal session,
+background processes, todo list and memory notes again. Only
+:meth:`ToolEnvironment.teardown` (an agent's hard ``close()``) removes them.
+
+Layout under the home directory (``$AGENT_CLUSTER_HOME``, default the
+per-user data directory), every directory ``0700`` and owned by the worker's
+user (a root worker hands each workspace to the session's own uid)::
+
+    sandboxes/<task>/   the task's workspace, the only place its commands may write
+    control/<task>/     background-process logs and exit files, outside the sandbox
+    tool-state/         the file-backed state store (a worker uses Redis instead)
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from dataclasses import dataclass, replace
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from agent.tools.background import kill_task_processes
+from agent.tools.redaction import SecretRedactor
+from agent.tools.sandbox import Sandbox, resolve_sandbox
+from agent.tools.sandbox_config import HOME_ENV_VAR, SandboxConfig, default_home
 from agent.tools.state import FileToolStateStore, ToolStateStore, safe_task_id
+from cluster.errors import ToolError
 
-HOME_ENV_VAR = "AGENT_CLUSTER_HOME"
 
+def secure_dir(path: Path, *, owner: int | None = None) -> Path:
+    """Create ``path`` (and missing parents) as ``0700`` directories; refuse anything planted.
 
-def default_home() -> Path:
-    """Return ``$AGENT_CLUSTER_HOME`` or ``<tmp>/agent-cluster-<uid>``."""
-    configured = os.environ.get(HOME_ENV_VAR)
-    if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir()) / f"agent-cluster-{os.getuid()}"
+    The final directory must be a real directory (not a symlink) owned by
+    this process' user, or by ``owner`` when given (it is handed to ``owner``
+    when this process created it).
+
+    Raises:
+        ToolError: it is a symlink, not a directory, or owned by someone else.
+    """
+    if not path.parent.exists():
+        secure_dir(path.parent)
+    try:
+        os.mkdir(path, 0o700)
+        created = True
+    except FileExistsError:
+        created = False
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise ToolError(f"{path} is not a plain directory (a symlink or file was put there)")
+    expected = os.geteuid() if owner is None else owner
+    if created and owner is not None and info.st_uid != owner:
+        os.chown(path, owner, owner, follow_symlinks=False)
+        info = os.lstat(path)
+    if info.st_uid != expected:
+        raise ToolError(
+            f"{path} is owned by uid {info.st_uid}, not {expected}; someone else created it, "
+            "so it is not used (remove it or point AGENT_CLUSTER_HOME elsewhere)"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700, follow_symlinks=False)
+    return path
 
 
 @dataclass(frozen=True)
 class ToolEnvironment:
-    """The sandbox root and state store the tools of every task use.
+    """The directories, state store and sandbox the tools of every task use.
 
     Attributes:
-        sandbox_root: parent directory of the per-task sandbox directories.
+        sandbox_root: parent directory of the per-task workspaces.
         state: where tools persist per-task state (cwd, env, processes, todo, memory).
+        sandbox_config: the host's sandbox settings (default: from the environment).
+        control_root: parent of the per-task control directories (logs and exit
+            files of background processes); default ``sandbox_root/../control``.
+        redactor: secrets removed from every tool result (default: the secret
+            values of this process' environment).
     """
 
     sandbox_root: Path
     state: ToolStateStore
+    sandbox_config: SandboxConfig = field(default_factory=SandboxConfig.from_env)
+    control_root: Path | None = None
+    redactor: SecretRedactor = field(default_factory=SecretRedactor.from_environ, repr=False)
 
     @classmethod
-    def default(cls, home: Path | str | None = None) -> ToolEnvironment:
+    def default(
+        cls, home: Path | str | None = None, *, sandbox: SandboxConfig | None = None
+    ) -> ToolEnvironment:
         """Build the file-backed environment of this host.
 
+        Resolves the sandbox backend at once, so a worker logs at start-up
+        that tools run unsandboxed (``local``) or are refused (``bwrap`` cannot
+        run here).
+
         Args:
-            home: base directory; defaults to ``$AGENT_CLUSTER_HOME`` or
-                ``<tmp>/agent-cluster-<uid>``. Sandboxes go to ``home/sandboxes``
-                and tool state to ``home/tool-state``.
+            home: base directory; defaults to ``$AGENT_CLUSTER_HOME`` or the
+                per-user data directory. Workspaces go to ``home/sandboxes``,
+                control files to ``home/control``, tool state to ``home/tool-state``.
+            sandbox: sandbox settings; default from ``AGENT_CLUSTER_SANDBOX*``.
         """
         base = Path(home) if home is not None else default_home()
+        config = sandbox if sandbox is not None else SandboxConfig.from_env()
+        resolve_sandbox(config)
         return cls(
             sandbox_root=base / "sandboxes",
             state=FileToolStateStore(base / "tool-state"),
+            sandbox_config=config,
+            control_root=base / "control",
         )
 
     def with_state(self, store: ToolStateStore) -> ToolEnvironment:
         """Return a copy that persists tool state in ``store`` (e.g. the lease-fenced Redis one)."""
         return replace(self, state=store)
 
+    def sandbox(self) -> Sandbox:
+        """The sandbox tool processes run in.
+
+        Raises:
+            ToolError: the configured ``bwrap`` backend cannot run on this host
+                (the message says why and what to do).
+        """
+        resolved = resolve_sandbox(self.sandbox_config)
+        if isinstance(resolved, str):
+            raise ToolError(resolved)
+        return resolved
+
     def sandbox_path(self, task_id: str) -> Path:
-        """Return the task's sandbox directory without creating it."""
+        """Return the task's workspace directory without creating it."""
         return Path(self.sandbox_root) / safe_task_id(task_id)
 
     def sandbox_dir(self, task_id: str) -> Path:
-        """Return the task's sandbox directory, creating it on first use."""
+        """Return the task's workspace, creating it (``0700``) on first use.
+
+        With a root worker and the ``bwrap`` backend it belongs to the
+        session's own uid; otherwise to the worker's user.
+
+        Raises:
+            ToolError: something other than the task's own directory is in its place.
+        """
         path = self.sandbox_path(task_id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        resolved = resolve_sandbox(self.sandbox_config)
+        owner = resolved.workspace_owner(path) if isinstance(resolved, Sandbox) else None
+        secure_dir(Path(self.sandbox_root))
+        return secure_dir(path, owner=owner)
+
+    def workspace(self, task_id: str) -> tuple[Sandbox, Path]:
+        """The sandbox and the (created, correctly owned) workspace of a task's next command.
+
+        Raises:
+            ToolError: tools are refused on this host, or the workspace is not the task's own.
+        """
+        return self.sandbox(), self.sandbox_dir(task_id)
+
+    def control_path(self, task_id: str) -> Path:
+        """Return the task's control directory (outside its sandbox) without creating it."""
+        root = self.control_root or Path(self.sandbox_root).parent / "control"
+        return root / safe_task_id(task_id)
+
+    def control_dir(self, task_id: str) -> Path:
+        """Return the task's control directory, creating it (``0700``) on first use."""
+        return secure_dir(self.control_path(task_id))
+
+    def redact(self, text: str) -> str:
+        """``text`` without any secret of the worker's environment."""
+        return self.redactor.redact(text)
 
     def teardown(self, task_id: str) -> None:
-        """HARD end of a task: kill its background processes, delete its sandbox and state.
+        """HARD end of a task: kill its sandboxes, delete its workspace, control files, state.
 
         Never touches another task's processes, files or state. Idempotent.
         """
         sandbox = self.sandbox_path(task_id)
         kill_task_processes(self.state, task_id, sandbox)
-        for _attempt in range(3):  # a process dying just now may still have been writing
-            shutil.rmtree(sandbox, ignore_errors=True)
-            if not sandbox.exists():
-                break
+        for path in (sandbox, self.control_path(task_id)):
+            for _attempt in range(3):  # a process dying just now may still have been writing
+                shutil.rmtree(path, ignore_errors=True)  # never follows symlinks
+                if not os.path.lexists(path):
+                    break
         self.state.delete_task(task_id)
 
 
-__all__ = ["HOME_ENV_VAR", "ToolEnvironment", "default_home"]
+__all__ = ["HOME_ENV_VAR", "ToolEnvironment", "default_home", "secure_dir"]

@@ -1,7 +1,8 @@
 """The ``process`` tool: start, list, poll and kill a task's background processes.
 
-Processes run detached in their own session in the task's shell cwd and
-environment, with output going to a log file in the sandbox. Their records
+Processes run detached in their own session and sandbox, in the task's shell
+cwd and environment, with output going to a log file in the task's control
+directory (outside the sandbox). Their records
 live in the task's tool state (see :mod:`agent.tools.background`), so a new
 agent for the same task, in this process or another one on the same host,
 sees them again; after a move to another host they are reported as ``lost``.
@@ -9,13 +10,13 @@ sees them again; after a move to another host they are reported as ``lost``.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agent.tools.background import (
-    CONTROL_DIR,
     PROCESSES_STATE_KEY,
     launch,
     load_table,
@@ -96,30 +97,43 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
     command = args.get("command")
     if not command:
         raise ToolError("action 'start' needs 'command'")
-    sandbox = ctx.env.sandbox_dir(ctx.task_id)
+    sandbox, workspace = ctx.env.workspace(ctx.task_id)
     session = ShellSession.load(ctx.env.state, ctx.task_id)
     table = load_table(ctx.env.state, ctx.task_id)
     proc_id = f"p{int(table.get('next_id', 1))}"
-    control = sandbox / CONTROL_DIR / "processes"
+    control = ctx.env.control_dir(ctx.task_id)
     log_path, exit_path = control / f"{proc_id}.log", control / f"{proc_id}.exit"
+    visible = sandbox.visible_workspace(workspace)
+    isolated = sandbox.base_environment(workspace, dict(os.environ)) if sandbox.isolated else None
+    cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
+    limits = sandbox.config.limits
     try:
-        pid, pgid = launch(
-            command,
-            cwd=session.working_dir(sandbox),
-            env=session.environment(sandbox),
-            log_path=log_path,
-            exit_path=exit_path,
-        )
+        with sandbox.command(
+            workspace,
+            ["bash", "-c", command],
+            cwd=cwd,
+            env=session.environment(visible, isolated),
+        ) as spec:
+            pid, pgid = launch(
+                spec.argv,
+                cwd=spec.cwd,
+                env=spec.env,
+                pass_fds=spec.pass_fds,
+                log_path=log_path,
+                exit_path=exit_path,
+                watch=(workspace, limits.workspace_bytes) if sandbox.isolated else None,
+            )
     except OSError as exc:
         raise ToolError(f"could not start {command!r}: {exc}") from exc
-    table["items"][proc_id] = new_record(
-        proc_id, command, pid, pgid, log_path, exit_path, time.time()
-    )
+    record = new_record(proc_id, command, pid, pgid, log_path, exit_path, time.time())
+    record["sandbox"] = sandbox.backend
+    table["items"][proc_id] = record
     table["next_id"] = int(table.get("next_id", 1)) + 1
     ctx.env.state.save(ctx.task_id, PROCESSES_STATE_KEY, table)
+    where = "in its own sandbox" if sandbox.isolated else "unsandboxed (local backend)"
     return (
-        f"started {proc_id} (pid {pid}): {command}\n"
-        f"output goes to {log_path}; use action 'poll' with id {proc_id!r} to check on it"
+        f"started {proc_id} (pid {pid}) {where}: {command}\n"
+        f"use action 'poll' with id {proc_id!r} to see its status and output"
     )
 
 

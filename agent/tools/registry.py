@@ -167,12 +167,26 @@ class ToolRegistry:
 
         Unknown tools (or tools outside ``toolsets`` when given), invalid
         arguments, a ``ToolError`` and any other exception inside the handler
-        all become an error result with a clear message.
+        all become an error result with a clear message. Secrets of the
+        worker's environment are redacted from every result (see
+        :meth:`ToolEnvironment.redact`).
 
         Raises:
             LeaseLost: the turn lost its lease while the tool saved state; the
                 turn must stop, so this is not turned into a tool result.
         """
+        result = self._dispatch(name, args, ctx, toolsets=toolsets)
+        return ToolResult(ctx.env.redact(result.content), result.is_error)
+
+    def _dispatch(
+        self,
+        name: str,
+        args: Any,
+        ctx: ToolContext,
+        *,
+        toolsets: Iterable[str] | None = None,
+    ) -> ToolResult:
+        """The body of :meth:`dispatch`, before redaction."""
         spec = self.get(name)
         if spec is None or (toolsets is not None and spec.toolset not in set(toolsets)):
             available = ", ".join(s.name for s in self.specs(toolsets)) or "none"

@@ -44,10 +44,19 @@ _NON_INTERACTIVE_DEFAULTS = {"TERM": "dumb", "PAGER": "cat", "GIT_PAGER": "cat"}
 _SHELL_MANAGED_VARS = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})
 
 
-def base_environment(sandbox: Path) -> dict[str, str]:
-    """Return the environment every tool-started shell begins from."""
-    env = {name: os.environ[name] for name in _PASSTHROUGH_VARS if name in os.environ}
-    env.setdefault("PATH", os.defpath)
+def base_environment(sandbox: Path, isolated: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return the environment every tool-started shell begins from.
+
+    Args:
+        sandbox: the workspace as the shell sees it.
+        isolated: the sandbox's own base environment (``bwrap``); ``None`` for
+            the ``local`` backend, which takes an allow-list of the worker's.
+    """
+    if isolated is not None:
+        env = dict(isolated)
+    else:
+        env = {name: os.environ[name] for name in _PASSTHROUGH_VARS if name in os.environ}
+        env.setdefault("PATH", os.defpath)
     env.update(_NON_INTERACTIVE_DEFAULTS)
     env[SANDBOX_ENV_VAR] = str(sandbox)
     return env
@@ -112,9 +121,15 @@ class ShellSession:
                 return path
         return sandbox
 
-    def environment(self, sandbox: Path) -> dict[str, str]:
-        """Return the full environment for the next command."""
-        env = base_environment(sandbox)
+    def visible_cwd(self, sandbox: Path) -> str:
+        """Return the saved cwd as a sandboxed command sees it (checked inside the sandbox)."""
+        return str(sandbox / self.cwd) if self.cwd else str(sandbox)
+
+    def environment(
+        self, sandbox: Path, isolated: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Return the full environment for the next command (see :func:`base_environment`)."""
+        env = base_environment(sandbox, isolated)
         for name in self.env_unset:
             env.pop(name, None)
         env.update(self.env_set)
@@ -122,9 +137,15 @@ class ShellSession:
         return env
 
     @classmethod
-    def captured(cls, sandbox: Path, cwd: str, final_env: Mapping[str, str]) -> ShellSession:
+    def captured(
+        cls,
+        sandbox: Path,
+        cwd: str,
+        final_env: Mapping[str, str],
+        isolated: Mapping[str, str] | None = None,
+    ) -> ShellSession:
         """Build the session to persist from what a command left behind."""
-        base = base_environment(sandbox)
+        base = base_environment(sandbox, isolated)
         env_set = {
             name: value
             for name, value in final_env.items()
@@ -133,7 +154,8 @@ class ShellSession:
         env_set.pop(SANDBOX_ENV_VAR, None)
         env_unset = tuple(sorted(name for name in base if name not in final_env))
         stored_cwd: str | None = cwd or None
-        for root in (sandbox, sandbox.resolve()):
+        roots = (sandbox,) if isolated is not None else (sandbox, sandbox.resolve())
+        for root in roots:
             if stored_cwd is not None and Path(stored_cwd).is_relative_to(root):
                 relative = Path(stored_cwd).relative_to(root)
                 stored_cwd = None if relative == Path(".") else str(relative)

@@ -34,8 +34,9 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_task_id(task_id: str) -> str:
     """Return a file-name-safe, collision-free form of ``task_id``.
 
-    Unsafe characters become ``_`` and a short hash of the original id is
-    appended, so ``"a/b"`` and ``"a_b"`` never share a directory or file.
+    Unsafe characters become ``_`` and 128 bits of a SHA-256 of the original
+    id are appended, so ``"a/b"`` and ``"a_b"`` never share a directory or
+    file, and nobody can craft an id whose directory is another session's.
 
     Raises:
         ToolError: ``task_id`` is not a non-empty string.
@@ -43,7 +44,7 @@ def safe_task_id(task_id: str) -> str:
     if not isinstance(task_id, str) or not task_id:
         raise ToolError(f"task_id must be a non-empty string, got {task_id!r}")
     readable = _UNSAFE_CHARS.sub("_", task_id)[:64].strip(".") or "task"
-    digest = hashlib.sha256(task_id.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{readable}-{digest}"
 
 
@@ -135,8 +136,9 @@ class FileToolStateStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.root / ".lock", "a+b") as lock_file:
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with self._lock, os.fdopen(fd, "r+b") as lock_file:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             try:
                 yield

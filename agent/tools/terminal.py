@@ -1,34 +1,36 @@
 """The ``terminal`` tool: run a bash command in the task's sandbox, like one long-lived shell.
 
-Each call starts a fresh ``bash`` in its own process group, in the cwd and
-environment the task's previous command left behind (see
-:mod:`agent.tools.shell`). An ``EXIT`` trap writes ``pwd`` and ``env -0`` to
-side files after the command, and they are persisted in the state store, so
-``cd`` and ``export`` carry over to the next call, to a new agent for the same
-task, and to another worker. Output (stdout and stderr merged) is read
-incrementally and capped, keeping the head and the tail. A command that
-outlives its timeout is killed with its whole process group; background jobs
-a finished command leaves behind are killed too (the ``process`` tool is the
-way to keep something running).
+Each call starts a fresh ``bash`` in a sandbox of its own (see
+:mod:`agent.tools.sandbox`), in the cwd and environment the task's previous
+command left behind (see :mod:`agent.tools.shell`). An ``EXIT`` trap writes
+the stray-process count, ``$PWD`` and ``env -0`` to a pipe the worker reads
+(never to a file in the workspace, which the command could swap for a
+symlink), and they are persisted in the state store, so ``cd`` and ``export``
+carry over to the next call, to a new agent for the same task, and to another
+worker. Output (stdout and stderr merged) is read incrementally and capped,
+keeping the head and the tail. A command that outlives its timeout is killed
+with its whole sandbox (``local``: its process group); so are background jobs
+a finished command leaves behind (the ``process`` tool is the way to keep
+something running), and a command that grows the workspace past its quota or
+leaves the disk nearly full.
 """
 
 from __future__ import annotations
 
 import os
 import selectors
-import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.tools.background import CONTROL_DIR, group_members
+from agent.tools.background import group_members
 from agent.tools.registry import ToolContext, ToolSpec
+from agent.tools.sandbox import Sandbox
 from agent.tools.shell import ShellSession, parse_env_dump
+from agent.tools.workspace_quota import QuotaWatch
 from cluster.errors import ToolError
 
 DEFAULT_TIMEOUT = 60.0
@@ -36,6 +38,19 @@ MAX_TIMEOUT = 3600.0
 DEFAULT_MAX_OUTPUT = 16 * 1024
 # How long to wait for the pipe to drain once the shell itself has exited.
 _DRAIN_SECONDS = 2.0
+# The shell state a command leaves (count, cwd, env) is at most this big.
+_MAX_STATE_BYTES = 1024 * 1024
+# $1 = command, $2 = the state pipe's fd. The trap reports: processes left in
+# the sandbox's PID namespace besides pid 1 and the shell (no fork needed),
+# then the cwd and the environment.
+_SCRIPT = (
+    "__ac_fd=$2\n"
+    "trap '__ac_rc=$?; __ac_n=0; for __ac_p in /proc/[0-9]*; do "
+    'case ${__ac_p#/proc/} in 1|$$) ;; *) __ac_n=$((__ac_n+1)) ;; esac; done; '
+    '{ printf "%s\\0%s\\0" "$__ac_n" "$PWD"; env -0; } >&"$__ac_fd" 2>/dev/null; '
+    "exit $__ac_rc' EXIT\n"
+    '__ac_cmd=$1; shift 2; eval "$__ac_cmd"\n'
+)
 
 TERMINAL_PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -93,13 +108,23 @@ class CappedOutput:
 
 @dataclass(frozen=True)
 class CommandOutcome:
-    """What running one terminal command produced."""
+    """What running one terminal command produced.
+
+    Attributes:
+        exit_code: the shell's exit status (``None`` when it was killed).
+        timed_out: killed for outliving its timeout.
+        output: stdout and stderr merged, capped.
+        strays_killed: processes it left behind were killed.
+        session: the shell session it left (``None`` when it did not report one).
+        limit_hit: why it was killed for a resource limit (workspace quota, disk), or "".
+    """
 
     exit_code: int | None
     timed_out: bool
     output: str
     strays_killed: bool
     session: ShellSession | None
+    limit_hit: str = ""
 
 
 def _exited_unreaped(pid: int) -> bool:
@@ -124,107 +149,154 @@ def _has_strays(leader: int) -> bool:
     return any(pid != leader for pid in group_members(leader))
 
 
-def _pump(proc: subprocess.Popen[bytes], output: CappedOutput, timeout: float) -> tuple[bool, bool]:
-    """Read the shell's output until it is done; return ``(timed_out, strays_left)``.
+@dataclass
+class _Pumped:
+    timed_out: bool = False
+    strays: bool = False
+    limit_hit: str = ""
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    output: CappedOutput,
+    state: bytearray,
+    state_fd: int,
+    timeout: float,
+    quota: QuotaWatch | None,
+) -> _Pumped:
+    """Read output and shell state until the command is done.
 
     The shell is never reaped here, so its pid (= the group id) stays reserved
     while the caller signals the group.
     """
     assert proc.stdout is not None
-    fd = proc.stdout.fileno()
+    out_fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
-    timed_out = strays = False
+    result = _Pumped()
     drain_deadline: float | None = None
+    open_fds = {out_fd, state_fd}
     with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        while True:
+        for fd in open_fds:
+            selector.register(fd, selectors.EVENT_READ)
+        while open_fds:
             now = time.monotonic()
             if drain_deadline is None:
-                if now >= deadline:
-                    timed_out = True
+                problem = quota.check(now) if quota is not None else ""
+                if now >= deadline or problem:
+                    result.timed_out = not problem
+                    result.limit_hit = problem
                     _kill_group(proc.pid)
                     drain_deadline = now + _DRAIN_SECONDS
                 elif _exited_unreaped(proc.pid):
                     # The shell is done; a stray job may still hold the pipe open.
-                    strays = _has_strays(proc.pid)
+                    result.strays = _has_strays(proc.pid)
                     _kill_group(proc.pid)
                     drain_deadline = now + _DRAIN_SECONDS
             elif now >= drain_deadline:
                 break
             limit = drain_deadline if drain_deadline is not None else deadline
-            if selector.select(timeout=max(0.0, min(limit - now, 0.05))):
+            for key, _ in selector.select(timeout=max(0.0, min(limit - now, 0.05))):
+                fd = int(key.fd)
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    break
-                output.feed(chunk)
+                    selector.unregister(fd)
+                    open_fds.discard(fd)
+                elif fd == out_fd:
+                    output.feed(chunk)
+                elif len(state) < _MAX_STATE_BYTES:
+                    state += chunk[: _MAX_STATE_BYTES - len(state)]
     if drain_deadline is None:
-        # EOF came first (e.g. the jobs left behind do not write to the pipe).
+        # EOF came first (e.g. the jobs left behind do not write to the pipes).
         while not _exited_unreaped(proc.pid):
             if time.monotonic() >= deadline:
-                return True, False
+                result.timed_out = True
+                return result
             time.sleep(0.005)
-        strays = _has_strays(proc.pid)
-    return timed_out, strays
+        result.strays = _has_strays(proc.pid)
+    return result
+
+
+def _parse_state(data: bytes) -> tuple[int, str, dict[str, str]] | None:
+    """Split the trap's report into (stray count, cwd, env); ``None`` if incomplete."""
+    count, sep, rest = data.partition(b"\0")
+    cwd, sep2, env = rest.partition(b"\0")
+    if not (sep and sep2) or not count.isdigit():
+        return None
+    return int(count), cwd.decode("utf-8", "replace"), parse_env_dump(env)
 
 
 def run_command(
     command: str,
     *,
-    sandbox: Path,
+    sandbox: Sandbox,
+    workspace: Path,
     session: ShellSession,
     timeout: float,
     max_output: int,
 ) -> CommandOutcome:
-    """Run ``command`` with bash in ``session``'s cwd and env; capture the session it leaves."""
-    cwd = session.working_dir(sandbox)
-    env = session.environment(sandbox)
-    env["PWD"] = str(cwd)
-    control = sandbox / CONTROL_DIR / "terminal"
-    control.mkdir(parents=True, exist_ok=True)
-    side = Path(tempfile.mkdtemp(prefix="call-", dir=control))
-    cwd_file, env_file = side / "cwd", side / "env"
-    script = (
-        f"trap '__ac_rc=$?; {{ pwd > {shlex.quote(str(cwd_file))}; "
-        f"env -0 > {shlex.quote(str(env_file))}; }} 2>/dev/null; exit $__ac_rc' EXIT\n"
-        '__ac_cmd=$1; shift; eval "$__ac_cmd"\n'
-    )
-    output = CappedOutput(max_output)
+    """Run ``command`` with bash in the session's sandbox, cwd and env; capture what it leaves.
+
+    Args:
+        command: the bash command line.
+        sandbox: the backend to run it in.
+        workspace: the session's host workspace directory.
+        session: the shell session the previous command left.
+        timeout: seconds before the command is killed with its sandbox.
+        max_output: bytes of output kept.
+    """
+    visible = sandbox.visible_workspace(workspace)
+    isolated = sandbox.base_environment(workspace, dict(os.environ)) if sandbox.isolated else None
+    env = session.environment(visible, isolated)
+    cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
+    env["PWD"] = cwd
+    output, state = CappedOutput(max_output), bytearray()
+    quota = QuotaWatch(workspace, sandbox.config.limits.workspace_bytes) if sandbox.isolated else None
+    state_r, state_w = os.pipe()
     try:
-        proc = subprocess.Popen(
-            ["bash", "-c", script, "agent-terminal", command],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        argv = ["bash", "-c", _SCRIPT, "agent-terminal", command, str(state_w)]
+        with sandbox.command(workspace, argv, cwd=cwd, env=env) as spec:
+            proc = subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=spec.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(*spec.pass_fds, state_w),
+                start_new_session=True,
+            )
+        os.close(state_w)
+        state_w = -1
         with proc:
             try:
-                timed_out, strays = _pump(proc, output, timeout)
+                pumped = _pump(proc, output, state, state_r, timeout, quota)
             finally:
                 # Not reaped yet, so the group id cannot have been reused by anyone else.
                 _kill_group(proc.pid)
                 proc.wait()
-        new_session: ShellSession | None = None
-        if not timed_out and cwd_file.exists() and env_file.exists():
-            new_session = ShellSession.captured(
-                sandbox,
-                cwd_file.read_text(errors="replace").rstrip("\n"),
-                parse_env_dump(env_file.read_bytes()),
-            )
-        return CommandOutcome(
-            exit_code=None if timed_out else proc.returncode,
-            timed_out=timed_out,
-            output=output.render(),
-            strays_killed=strays,
-            session=new_session,
-        )
     finally:
-        shutil.rmtree(side, ignore_errors=True)
+        os.close(state_r)
+        if state_w >= 0:
+            os.close(state_w)
+    report = None if pumped.timed_out or pumped.limit_hit else _parse_state(bytes(state))
+    new_session: ShellSession | None = None
+    strays = pumped.strays
+    if report is not None:
+        leftover, final_cwd, final_env = report
+        new_session = ShellSession.captured(visible, final_cwd, final_env, isolated)
+        strays = strays or (sandbox.isolated and leftover > 0)
+    killed = pumped.timed_out or bool(pumped.limit_hit)
+    return CommandOutcome(
+        exit_code=None if killed else proc.returncode,
+        timed_out=pumped.timed_out,
+        output=output.render(),
+        strays_killed=strays,
+        session=new_session,
+        limit_hit=pumped.limit_hit,
+    )
 
 
-def _format(outcome: CommandOutcome, cwd: Path) -> str:
+def _format(outcome: CommandOutcome, cwd: str) -> str:
     body = outcome.output.rstrip("\n") or "(no output)"
     notes = [f"exit code {outcome.exit_code}", f"cwd {cwd}"]
     if outcome.strays_killed:
@@ -246,29 +318,35 @@ def terminal_spec(
 
     def handle(args: dict[str, Any], ctx: ToolContext) -> str:
         timeout = float(args.get("timeout", default_timeout))
-        sandbox = ctx.env.sandbox_dir(ctx.task_id)
+        sandbox, workspace = ctx.env.workspace(ctx.task_id)
         session = ShellSession.load(ctx.env.state, ctx.task_id)
         try:
             outcome = run_command(
                 args["command"],
                 sandbox=sandbox,
+                workspace=workspace,
                 session=session,
                 timeout=timeout,
                 max_output=max_output,
             )
         except OSError as exc:
             raise ToolError(f"could not start bash: {exc}") from exc
+        what = "sandbox" if sandbox.isolated else "process group"
+        partial = outcome.output.rstrip()
+        tail = f"\noutput before the kill:\n{partial}" if partial else ""
         if outcome.timed_out:
-            partial = outcome.output.rstrip()
             raise ToolError(
-                f"command timed out after {timeout:g} s and was killed with its whole "
-                "process group; pass a larger 'timeout' or use the process tool."
-                + (f"\noutput before the kill:\n{partial}" if partial else "")
+                f"command timed out after {timeout:g} s and was killed with its whole {what}; "
+                "pass a larger 'timeout' or use the process tool." + tail
             )
+        if outcome.limit_hit:
+            raise ToolError(f"command was killed with its whole {what}: {outcome.limit_hit}" + tail)
         if outcome.session is not None:
             outcome.session.save(ctx.env.state, ctx.task_id)
             session = outcome.session
-        return _format(outcome, session.working_dir(sandbox))
+        visible = sandbox.visible_workspace(workspace)
+        cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
+        return _format(outcome, cwd)
 
     return ToolSpec(
         name="terminal",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, ToolResult, default_registry
+from tests.sandbox_support import require_bwrap
 
 TASK_IDS = ("task-1", "task-2")
 
@@ -37,8 +38,27 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+@pytest.fixture(params=["bwrap", "local"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each tool test runs in the bwrap sandbox and with the local backend.
+
+    The choice goes through ``AGENT_CLUSTER_SANDBOX``, so environments built
+    later (and other processes the test starts) use it too.
+    """
+    name = str(request.param)
+    if name == "bwrap":
+        require_bwrap()
+    monkeypatch.setenv("AGENT_CLUSTER_SANDBOX", name)
+    return name
+
+
+def visible(env: ToolEnvironment, task_id: str = "task-1") -> Path:
+    """The task's workspace as its commands see it (``/workspace`` in a bwrap sandbox)."""
+    return env.sandbox().visible_workspace(env.sandbox_path(task_id))
+
+
 @pytest.fixture
-def env(home: Path) -> Iterator[ToolEnvironment]:
+def env(home: Path, backend: str) -> Iterator[ToolEnvironment]:
     """A file-backed environment; the task ids tests use are torn down afterwards."""
     environment = ToolEnvironment.default(home)
     yield environment

@@ -6,13 +6,15 @@ import re
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, default_registry
 from agent.tools.background import PROCESSES_STATE_KEY
-from tests.integration.tools.conftest import Call, alive, wait_for
+from tests.integration.tools.conftest import Call, alive, visible, wait_for
+from tests.sandbox_support import processes_with
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +61,7 @@ def test_processes_start_in_the_terminal_cwd_and_env(call: Call, env: ToolEnviro
     call("terminal", command="mkdir -p work && cd work && export MODE=background")
     proc_id, _ = start(call, 'echo "$PWD $MODE"')
     assert wait_for(lambda: "exited" in poll(call, proc_id))
-    assert f"{env.sandbox_dir('task-1') / 'work'} background" in poll(call, proc_id)
+    assert f"{visible(env) / 'work'} background" in poll(call, proc_id)
 
 
 def test_a_fresh_agent_finds_the_process_still_alive(call: Call, home: Path) -> None:
@@ -141,9 +143,9 @@ def test_teardown_kills_the_tasks_processes_and_removes_its_sandbox_and_state(
 def test_teardown_also_kills_a_process_that_left_its_group(
     call: Call, env: ToolEnvironment
 ) -> None:
-    proc_id, _ = start(call, "setsid sleep 30 & echo $!; wait")
-    assert wait_for(lambda: re.search(r"^\d+$", poll(call, proc_id), re.M) is not None)
-    escaped = int(re.findall(r"^(\d+)$", poll(call, proc_id), re.M)[-1])
-    assert alive(escaped)
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    proc_id, _ = start(call, f"m={marker}; setsid sleep $m & echo spawned; wait")
+    assert wait_for(lambda: "spawned" in poll(call, proc_id))
+    assert wait_for(lambda: len(processes_with(f"sleep {marker}")) == 1)
     env.teardown("task-1")
-    assert wait_for(lambda: not alive(escaped), timeout=5)
+    assert wait_for(lambda: processes_with(f"sleep {marker}") == [], timeout=5)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry
 from agent.tools.terminal import terminal_spec
-from tests.integration.tools.conftest import Call, alive
+from tests.integration.tools.conftest import Call, visible, wait_for
+from tests.sandbox_support import processes_with
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +24,7 @@ def output_of(call: Call, command: str, task_id: str = "task-1") -> str:
 
 def test_runs_in_the_sandbox_and_reports_the_exit_code(call: Call, env: ToolEnvironment) -> None:
     content = output_of(call, "pwd; echo oops >&2; exit 3")
-    sandbox = env.sandbox_dir("task-1")
+    sandbox = visible(env)
     assert content.splitlines()[0] == str(sandbox)
     assert "oops" in content
     assert content.endswith(f"[exit code 3; cwd {sandbox}]")
@@ -46,7 +48,7 @@ def test_cwd_and_exports_persist_across_calls_and_fresh_agents(
     )
     lines = result.content.splitlines()
     assert lines[:4] == [
-        str(env.sandbox_dir("task-1") / "proj" / "src"),
+        str(visible(env) / "proj" / "src"),
         "hello there",
         "pager=unset",
         "local=unset",
@@ -61,7 +63,7 @@ def test_state_survives_exit_in_the_middle_of_a_command(call: Call) -> None:
 def test_sessions_are_per_task(call: Call, env: ToolEnvironment) -> None:
     output_of(call, "export ONLY_ONE=1; mkdir sub; cd sub", task_id="task-1")
     content = output_of(call, 'pwd; echo "${ONLY_ONE-none}"', task_id="task-2")
-    assert content.splitlines()[:2] == [str(env.sandbox_dir("task-2")), "none"]
+    assert content.splitlines()[:2] == [str(visible(env, "task-2")), "none"]
 
 
 def test_worker_secrets_do_not_reach_the_shell(call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,28 +71,30 @@ def test_worker_secrets_do_not_reach_the_shell(call: Call, monkeypatch: pytest.M
     assert "sk-ant-secret" not in output_of(call, "env")
 
 
-def test_a_timed_out_command_is_killed_with_its_process_group(
-    env: ToolEnvironment, tmp_path: Path
+def test_a_timed_out_command_is_killed_with_everything_it_started(
+    env: ToolEnvironment, backend: str
 ) -> None:
+    """bwrap kills the whole sandbox, even a process that left the group; local, the group."""
+    escaped = "setsid sleep $m & " if backend == "bwrap" else ""
     registry = ToolRegistry()
     registry.register(terminal_spec(default_timeout=0.5))
-    pid_file = tmp_path / "child.pid"
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
     result = registry.dispatch(
         "terminal",
-        {"command": f"echo before; sleep 30 & echo $! > {pid_file}; wait"},
+        {"command": f"echo before; m={marker}; sleep $m & {escaped}wait"},
         ToolContext("task-1", env),
     )
     assert result.is_error
     assert "timed out after 0.5 s and was killed" in result.content
     assert "before" in result.content
-    assert not alive(int(pid_file.read_text()))
+    assert wait_for(lambda: processes_with(f"sleep {marker}") == [], timeout=5)
 
 
-def test_background_jobs_left_by_a_command_are_killed(call: Call, tmp_path: Path) -> None:
-    pid_file = tmp_path / "stray.pid"
-    content = output_of(call, f"sleep 30 >/dev/null 2>&1 & echo $! > {pid_file}")
+def test_background_jobs_left_by_a_command_are_killed(call: Call) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 10**6}"
+    content = output_of(call, f"m={marker}; sleep $m >/dev/null 2>&1 & echo started")
     assert "background jobs it left were killed" in content
-    assert not alive(int(pid_file.read_text()))
+    assert wait_for(lambda: processes_with(f"sleep {marker}") == [], timeout=5)
 
 
 def test_output_is_capped_and_says_how_much_was_cut(env: ToolEnvironment) -> None:
