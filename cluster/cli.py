@@ -133,6 +133,38 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drain(args: argparse.Namespace) -> int:
+    """Mark a worker draining; with --wait, show progress until it has left."""
+    import time
+
+    from cluster.connection import connect
+    from cluster.keys import Keyspace
+    from coordinator.admin import drain_worker, wait_for_drain
+
+    settings = _settings(args)
+    client = connect(settings.redis_url)
+    keyspace = Keyspace(settings.namespace)
+    try:
+        drain_worker(client, keyspace, args.worker, timeout=args.timeout)
+        print(f"{args.worker}: marked draining", flush=True)
+        if not args.wait:
+            return 0
+        limit = settings.drain_timeout if args.timeout is None else args.timeout
+        deadline = time.monotonic() + limit + 3 * settings.heartbeat_ttl
+        left = wait_for_drain(
+            client,
+            keyspace,
+            args.worker,
+            deadline=deadline,
+            report=lambda progress: print(progress.line(), flush=True),
+        )
+        if not left:
+            print(f"{args.worker}: still registered after {limit:g}s + grace", file=sys.stderr)
+        return 0 if left else 1
+    finally:
+        client.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """An embedded cluster: N workers and a coordinator on fakeredis, offline model."""
     from coordinator.embedded import EmbeddedCluster
@@ -186,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("worker", cmd_worker, "run a worker process"),
         ("coordinator", cmd_coordinator, "submit JSON lines from stdin"),
+        ("drain", cmd_drain, "drain a worker: its turns move to other workers, then it exits"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument(
@@ -197,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--id", default=None, help="worker id (default host-random)")
             cmd.add_argument("--concurrency", type=int, default=32, help="turns in flight")
             cmd.add_argument("--cache-size", type=int, default=128, help="cached agents")
+        if name == "drain":
+            cmd.add_argument("worker", help="id of the worker to drain")
+            cmd.add_argument(
+                "--timeout", type=float, default=None, help="seconds for running turns to finish"
+            )
+            cmd.add_argument("--wait", action="store_true", help="show progress until it is gone")
 
     sim = sub.add_parser("simulate-llm", help="run the OpenAI/Anthropic provider simulator")
     sim.add_argument("--host", default="127.0.0.1")

@@ -169,6 +169,7 @@ class WorkerProcess:
         self._subscriber: Subscriber | None = None
         self._draining = False
         self._started = False
+        self.drain_timeout = settings.drain_timeout
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -279,7 +280,8 @@ class WorkerProcess:
             log.error("worker %s stops: %s", self.worker_id, self.fatal)
             self.stop(timeout=0)
             return 2
-        return 0 if self.stop() else 1
+        self.stop(timeout=self.drain_timeout)
+        return 0  # drained: finished or cut off, every turn was answered or handed on
 
     # -- background duties --------------------------------------------------------------
 
@@ -339,6 +341,9 @@ class WorkerProcess:
         if kind in ("config", "registry"):
             self._on_reconnect()
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
+            timeout = event.get("timeout")
+            if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
+                self.drain_timeout = float(timeout)
             self.drain_requested.set()
 
     def _on_reconnect(self) -> None:

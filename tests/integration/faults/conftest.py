@@ -1,0 +1,33 @@
+"""Fixtures of the fault tests: a fleet of worker processes and a slow provider simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from agent.simulator import ProviderSimulator
+from cluster.keys import Keyspace
+from cluster.versions import RedisVersionStore
+from tests.conftest import RedisServer
+from tests.integration.faults.fleet import Fleet, fleet
+
+MODEL_LATENCY = 1.0
+
+
+@pytest.fixture
+def workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterator[Fleet]:
+    with fleet(redis_server.url, namespace, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+def slow_model(redis_client: redis.Redis, namespace: str) -> Iterator[ProviderSimulator]:
+    """Every turn of the namespace takes about MODEL_LATENCY seconds (published config)."""
+    with ProviderSimulator(ttft=MODEL_LATENCY) as sim:
+        RedisVersionStore(redis_client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
+            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
+        )
+        yield sim
