@@ -46,6 +46,8 @@ log = logging.getLogger("coordinator.ingress")
 # Attempts of one submission (reroutes, a stranded job's recovery) before giving up.
 _SUBMIT_ATTEMPTS = 8
 _STRANDED_PAUSE = 0.05
+# Pause between attempts to read a reply while Redis is unreachable.
+_REDIS_RETRY = 0.2
 
 ATTR_KEYS = frozenset({"platform", "user_id", "chat_id", "reasoning"})
 
@@ -82,7 +84,7 @@ class TurnHandle:
         self._reply: Reply | None = None
 
     def result(self, timeout: float = 120.0) -> Reply:
-        """Wait for the reply.
+        """Wait for the reply (through Redis outages, up to ``timeout``).
 
         Raises:
             TurnTimeout: no reply within ``timeout`` (the turn may still finish).
@@ -90,12 +92,24 @@ class TurnHandle:
         """
         if self._reply is not None:
             return self._reply
-        raw = self._replies.wait(self.session_key, self.message_id, timeout)
+        deadline = time.monotonic() + timeout
+        raw: dict[str, Any] | None = None
+        outage = ""
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                raw = self._replies.wait(self.session_key, self.message_id, max(0.0, left))
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                outage = f"; Redis was unreachable ({exc})"
+                if left <= 0:
+                    break
+                time.sleep(min(_REDIS_RETRY, max(0.0, left)))
         if raw is None:
             raise TurnTimeout(
                 f"no reply for message {self.message_id!r} of session {self.session_key!r} within "
-                f"{timeout:g}s (worker {self.worker_id}); it may still be answered: wait again or "
-                "resubmit with the same message id (it is answered once)"
+                f"{timeout:g}s (worker {self.worker_id}){outage}; it may still be answered: wait "
+                "again or resubmit with the same message id (it is answered once)"
             )
         if not raw.get("ok"):
             raise TurnFailed(

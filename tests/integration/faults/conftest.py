@@ -27,7 +27,9 @@ def workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterat
 def slow_model(redis_client: redis.Redis, namespace: str) -> Iterator[ProviderSimulator]:
     """Every turn of the namespace takes about MODEL_LATENCY seconds (published config)."""
     with ProviderSimulator(ttft=MODEL_LATENCY) as sim:
-        RedisVersionStore(redis_client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
+        RedisVersionStore(
+            redis_client, Keyspace(namespace), max_config_bytes=1 << 20
+        ).publish_config(
             {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
         )
         yield sim

@@ -56,7 +56,9 @@ class Fleet:
             }
         )
 
-    def start(self, worker_id: str, *, concurrency: int = 8, wait: bool = True) -> subprocess.Popen[bytes]:
+    def start(
+        self, worker_id: str, *, concurrency: int = 8, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{worker_id}.log").open("ab")
         proc = subprocess.Popen(
             [

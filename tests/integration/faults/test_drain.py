@@ -70,7 +70,8 @@ def test_drain_command_waits_for_the_running_turn_then_the_worker_exits(
                 "--namespace",
                 workers.namespace,
             ],
-            env=os.environ | {"AGENT_CLUSTER_HEARTBEAT_TTL": "2", "AGENT_CLUSTER_HEARTBEAT_INTERVAL": "0.5"},
+            env=os.environ
+            | {"AGENT_CLUSTER_HEARTBEAT_TTL": "2", "AGENT_CLUSTER_HEARTBEAT_INTERVAL": "0.5"},
             capture_output=True,
             text=True,
             timeout=60,

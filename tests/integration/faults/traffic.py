@@ -79,7 +79,9 @@ class Traffic:
         answered = 0
         for session, texts in self.accepted.items():
             replies = self.replies[session]
-            assert len(replies) == len(texts), f"{session}: {len(texts)} accepted, {len(replies)} answered"
+            assert len(replies) == len(texts), (
+                f"{session}: {len(texts)} accepted, {len(replies)} answered"
+            )
             assert [r.raw["turn"] for r in replies] == list(range(1, len(replies) + 1)), session
             answered += len(replies)
         return answered
