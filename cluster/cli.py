@@ -88,10 +88,28 @@ def cmd_simulate_llm(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from cluster.settings import ClusterSettings
+    """Settings from the environment, overridden by the command line.
+
+    The Redis URL comes from ``--redis-url-file``, ``--redis-url``,
+    ``AGENT_CLUSTER_REDIS_URL`` or ``AGENT_CLUSTER_REDIS_URL_FILE``; a password
+    given with ``--redis-url`` is visible to every local user in ``ps``, which
+    is warned about.
+    """
+    from cluster.errors import ConfigError
+    from cluster.settings import ClusterSettings, read_url_file, redact_url
 
     settings = ClusterSettings.from_env()
-    overrides = {"redis_url": args.redis_url, "namespace": args.namespace}
+    url, url_file = args.redis_url, getattr(args, "redis_url_file", None)
+    if url is not None and url_file is not None:
+        raise ConfigError("give either --redis-url or --redis-url-file, not both")
+    if url_file is not None:
+        url = read_url_file(url_file)
+    elif url is not None and redact_url(url) != url:
+        logging.getLogger("cluster.cli").warning(
+            "--redis-url carries a password that every local user can read in the process "
+            "list; use AGENT_CLUSTER_REDIS_URL or --redis-url-file instead"
+        )
+    overrides = {"redis_url": url, "namespace": args.namespace}
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -222,7 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument(
-            "--redis-url", default=None, help="redis://, rediss:// (TLS), user:pass@ for ACL"
+            "--redis-url",
+            default=None,
+            help="redis://, rediss:// (TLS); with a password prefer AGENT_CLUSTER_REDIS_URL or "
+            "--redis-url-file (argv is visible to every local user)",
+        )
+        cmd.add_argument(
+            "--redis-url-file",
+            default=None,
+            metavar="PATH",
+            help="read the Redis URL (with its password) from this file",
         )
         cmd.add_argument("--namespace", default=None, help="key namespace (default ac)")
         cmd.set_defaults(func=func)

@@ -101,7 +101,8 @@ def connect(
             shows the URL with its password masked).
     """
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigError(f"Redis URL must look like redis://host:6379/0, got {url!r}")
+        shown = redact_url(url) if isinstance(url, str) else type(url).__name__
+        raise ConfigError(f"Redis URL must look like redis://host:6379/0, got {shown!r}")
     scheme = url.split("://", 1)[0]
     kwargs: dict[str, Any] = dict(extra)
     kwargs["decode_responses"] = decode_responses
@@ -130,7 +131,14 @@ def connect(
     try:
         return redis.Redis.from_url(url, **kwargs)
     except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        # The parser's message may quote a piece of a malformed password.
+        detail = (
+            "malformed; percent-encode special characters of the password "
+            "(/ as %2F, ? as %3F, # as %23, @ as %40)"
+            if "@" in url
+            else str(exc)
+        )
+        raise ConfigError(f"invalid Redis URL {redact_url(url)!r}: {detail}") from None
 
 
 def blocking_client(

@@ -18,13 +18,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from cluster.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "ClusterSettings", "redact_url"]
+__all__ = ["ENV_PREFIX", "URL_FILE_ENV", "ClusterSettings", "read_url_file", "redact_url"]
 
 ENV_PREFIX = "AGENT_CLUSTER_"
+URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
+"""A file holding the Redis URL (used when ``AGENT_CLUSTER_REDIS_URL`` is not set)."""
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _URL_SCHEMES = ("redis", "rediss", "unix", "fakeredis")
 
@@ -32,30 +33,46 @@ _URL_SCHEMES = ("redis", "rediss", "unix", "fakeredis")
 def redact_url(url: str) -> str:
     """Return ``url`` with its password (if any) replaced by ``***``.
 
+    Works on malformed URLs too: a password holding ``/``, ``?``, ``#`` or
+    ``@`` (not percent-encoded) confuses URL parsers, so everything between
+    ``scheme://user:`` and the last ``@`` is masked, whatever it contains.
+
     Args:
         url: A Redis URL such as ``redis://user:pw@host:6379/0``.
 
     Returns:
         The same URL safe to log, e.g. ``redis://user:***@host:6379/0``.
     """
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url if sep else ("***" if "@" in url else url)
+    userinfo, _, hostpart = rest.rpartition("@")
+    if not sep:
+        return f"***@{hostpart}"
+    user, colon, _password = userinfo.partition(":")
+    if not colon:  # redis://secret@host: redis-py reads it as a user name; it may be a password
+        return f"{scheme}://***@{hostpart}"
+    return f"{scheme}://{user}:***@{hostpart}"
+
+
+def read_url_file(path: str | os.PathLike[str]) -> str:
+    """Read a Redis URL from a file (first line, whitespace stripped).
+
+    Keeps the password out of the process list (``--redis-url-file``,
+    ``AGENT_CLUSTER_REDIS_URL_FILE``).
+
+    Raises:
+        ConfigError: the file cannot be read or holds no URL.
+    """
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(64 * 1024)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the Redis URL file {os.fspath(path)!r}: {exc.strerror}") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError(f"the Redis URL file {os.fspath(path)!r} is empty")
+    return lines[0]
 
 
 @dataclass(frozen=True, repr=False)
@@ -159,6 +176,9 @@ class ClusterSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
         """Build settings from ``AGENT_CLUSTER_<FIELD>`` variables.
 
+        The Redis URL comes from ``AGENT_CLUSTER_REDIS_URL`` or, when that is
+        unset, from the file named by ``AGENT_CLUSTER_REDIS_URL_FILE``.
+
         Args:
             environ: The environment to read; ``os.environ`` when omitted.
 
@@ -172,6 +192,8 @@ class ClusterSettings:
             for name in names
             if ENV_PREFIX + name.upper() in env
         }
+        if "redis_url" not in values and env.get(URL_FILE_ENV):
+            values["redis_url"] = read_url_file(env[URL_FILE_ENV])
         return cls._build(values, key_name=lambda name: ENV_PREFIX + name.upper())
 
     @classmethod

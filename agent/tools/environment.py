@@ -26,18 +26,30 @@ from pathlib import Path
 
 from agent.tools.background import kill_task_processes
 from agent.tools.redaction import SecretRedactor
-from agent.tools.sandbox import Sandbox, resolve_sandbox
+from agent.tools.sandbox import Sandbox, resolve_sandbox, session_uid
 from agent.tools.sandbox_config import HOME_ENV_VAR, SandboxConfig, default_home
 from agent.tools.state import FileToolStateStore, ToolStateStore, safe_task_id
 from cluster.errors import ToolError
 
 
-def secure_dir(path: Path, *, owner: int | None = None) -> Path:
+def _hand_over(path: Path, owner: int) -> None:
+    """Give ``path`` and everything under it to ``owner`` (symlinks are not followed)."""
+    gid = os.getegid() if owner == os.geteuid() else owner
+    os.chown(path, owner, gid, follow_symlinks=False)
+    for parent, dirs, files in os.walk(path, followlinks=False):
+        for name in dirs + files:
+            os.chown(os.path.join(parent, name), owner, gid, follow_symlinks=False)
+
+
+def secure_dir(
+    path: Path, *, owner: int | None = None, adoptable: frozenset[int] = frozenset()
+) -> Path:
     """Create ``path`` (and missing parents) as ``0700`` directories; refuse anything planted.
 
     The final directory must be a real directory (not a symlink) owned by
-    this process' user, or by ``owner`` when given (it is handed to ``owner``
-    when this process created it).
+    this process' user, or by ``owner`` when given. A directory this process
+    creates, or one owned by a uid in ``adoptable`` (uids the worker itself
+    gave it, e.g. before a backend change), is handed to the expected owner.
 
     Raises:
         ToolError: it is a symlink, not a directory, or owned by someone else.
@@ -53,8 +65,8 @@ def secure_dir(path: Path, *, owner: int | None = None) -> Path:
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise ToolError(f"{path} is not a plain directory (a symlink or file was put there)")
     expected = os.geteuid() if owner is None else owner
-    if created and owner is not None and info.st_uid != owner:
-        os.chown(path, owner, owner, follow_symlinks=False)
+    if info.st_uid != expected and (created or info.st_uid in adoptable):
+        _hand_over(path, expected)
         info = os.lstat(path)
     if info.st_uid != expected:
         raise ToolError(
@@ -144,8 +156,15 @@ class ToolEnvironment:
         path = self.sandbox_path(task_id)
         resolved = resolve_sandbox(self.sandbox_config)
         owner = resolved.workspace_owner(path) if isinstance(resolved, Sandbox) else None
+        # A root worker may find the workspace still owned by the uid it gave
+        # the session under the other backend (or by itself): it takes it back.
+        adoptable = (
+            frozenset({0, session_uid(self.sandbox_config.uid_base, path)})
+            if os.geteuid() == 0
+            else frozenset()
+        )
         secure_dir(Path(self.sandbox_root))
-        return secure_dir(path, owner=owner)
+        return secure_dir(path, owner=owner, adoptable=adoptable)
 
     def workspace(self, task_id: str) -> tuple[Sandbox, Path]:
         """The sandbox and the (created, correctly owned) workspace of a task's next command.

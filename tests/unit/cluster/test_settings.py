@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from cluster.connection import connect
 from cluster.errors import ConfigError
-from cluster.settings import ClusterSettings, redact_url
+from cluster.settings import URL_FILE_ENV, ClusterSettings, read_url_file, redact_url
 
 
 def test_defaults_are_valid() -> None:
@@ -90,10 +93,42 @@ def test_password_never_appears_in_repr_str_or_errors() -> None:
         ("redis://:pw@h:1/0", "redis://:***@h:1/0"),
         ("rediss://u:p%40ss@h/0?ssl_cert_reqs=none", "rediss://u:***@h/0?ssl_cert_reqs=none"),
         ("fakeredis://local", "fakeredis://local"),
+        # Malformed: passwords with / ? # @ that were not percent-encoded.
+        ("redis://u:pa/ss@h:1/0", "redis://u:***@h:1/0"),
+        ("redis://:p?w#x@h", "redis://:***@h"),
+        ("redis://:p@ss@h/0", "redis://:***@h/0"),
+        ("redis://onlysecret@h", "redis://***@h"),
     ],
 )
 def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "p?ss", "p#ss", "p@ss", "s3cr/et?x#y"])
+def test_a_malformed_password_never_shows_in_errors(password: str) -> None:
+    url = f"redis://user:{password}@db.internal:6379/0"
+    for text in (redact_url(url), repr(ClusterSettings(redis_url=url))):
+        assert password not in text and "***" in text
+    with pytest.raises(ConfigError) as err:
+        connect(f"redis://user:{password}@db.internal:notaport/0")
+    assert password not in str(err.value) and "percent-encode" in str(err.value)
+
+
+def test_the_url_can_come_from_a_file(tmp_path: Path) -> None:
+    url_file = tmp_path / "redis-url"
+    url_file.write_text("redis://app:from-a-file@db:6379/2\n")
+    settings = ClusterSettings.from_env({URL_FILE_ENV: str(url_file)})
+    assert settings.redis_url == "redis://app:from-a-file@db:6379/2"
+    assert "from-a-file" not in repr(settings)
+    direct = ClusterSettings.from_env(
+        {URL_FILE_ENV: str(url_file), "AGENT_CLUSTER_REDIS_URL": "redis://other:6379/0"}
+    )
+    assert direct.redis_url == "redis://other:6379/0"
+    with pytest.raises(ConfigError, match="cannot read the Redis URL file"):
+        read_url_file(tmp_path / "missing")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_url_file(tmp_path / "empty")
 
 
 def test_settings_are_frozen() -> None:
