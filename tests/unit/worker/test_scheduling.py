@@ -141,3 +141,50 @@ def test_invariants_hold_for_any_sequence(concurrency: int, ops: list[tuple[str,
                     assert session in running
     for session, items in started.items():
         assert items == submitted[session][: len(items)], "per-session order broken"
+
+
+def test_turns_of_a_session_start_in_sequence_order_not_arrival_order() -> None:
+    scheduler: SessionScheduler[str] = SessionScheduler(4)
+    scheduler.add("s", "third", order=3)
+    scheduler.add("s", "first", order=1)
+    scheduler.add("s", "second", order=2)
+    started = []
+    while (ready := scheduler.next_ready()) is not None:
+        started.append(ready[1])
+        scheduler.finish("s")
+    assert started == ["first", "second", "third"]
+
+
+def test_a_deferred_turn_sleeps_until_woken_and_keeps_its_place() -> None:
+    scheduler: SessionScheduler[str] = SessionScheduler(4)
+    scheduler.add("s", "m2", order=2)
+    scheduler.add("t", "other", order=1)
+    session, item = scheduler.next_ready() or ("", "")
+    assert (session, item) == ("s", "m2")
+    scheduler.defer("s", "m2")
+    assert scheduler.next_ready() == ("t", "other"), "a sleeping session holds nobody up"
+    assert scheduler.next_ready() is None, "m2 sleeps"
+    assert scheduler.waiting == 1 and scheduler.capacity == 2
+    scheduler.wake("s")
+    assert scheduler.next_ready() == ("s", "m2")
+
+
+def test_an_earlier_message_arriving_wakes_its_session_and_runs_first() -> None:
+    scheduler: SessionScheduler[str] = SessionScheduler(4)
+    scheduler.add("s", "m2", order=2)
+    assert scheduler.next_ready() == ("s", "m2")
+    scheduler.defer("s", "m2")  # m1 has not arrived yet
+    scheduler.add("s", "m1", order=1)  # recovery moved it here
+    assert scheduler.next_ready() == ("s", "m1")
+    scheduler.finish("s")
+    assert scheduler.next_ready() == ("s", "m2")
+
+
+def test_dropping_waiting_turns_includes_sleeping_ones() -> None:
+    scheduler: SessionScheduler[str] = SessionScheduler(2)
+    scheduler.add("s", "m1", order=1)
+    scheduler.next_ready()
+    scheduler.defer("s", "m1")
+    scheduler.add("t", "x", order=1)
+    assert sorted(scheduler.drop_waiting()) == [("s", "m1"), ("t", "x")]
+    assert scheduler.idle

@@ -1,0 +1,67 @@
+"""LeaseKeeper: extends held leases, reports a lost one once, gives up after a TTL without Redis."""
+
+from __future__ import annotations
+
+import fakeredis
+import redis
+
+from cluster.keys import Keyspace
+from cluster.leases import Lease, RedisLeaseStore
+from worker.lease_keeper import LeaseKeeper
+
+
+class FlakyLeases(RedisLeaseStore):
+    """A real lease store whose Redis can be switched off."""
+
+    down = False
+
+    def extend(self, lease: Lease, ttl: float) -> bool:
+        if self.down:
+            raise redis.ConnectionError("Redis is down")
+        return super().extend(lease, ttl)
+
+
+def setup() -> tuple[FlakyLeases, Lease, list[float], LeaseKeeper]:
+    leases = FlakyLeases(fakeredis.FakeRedis(server=fakeredis.FakeServer()), Keyspace("t"))
+    lease = leases.acquire("s", "w1", 30)
+    assert lease is not None
+    now = [0.0]
+    return leases, lease, now, LeaseKeeper(leases, ttl=30, clock=lambda: now[0])
+
+
+def test_a_lease_taken_over_is_reported_lost_exactly_once() -> None:
+    leases, lease, _now, keeper = setup()
+    lost: list[str] = []
+    keeper.hold(lease)
+    keeper.on_lost(lease, lambda: lost.append("interrupt"))
+    keeper.extend_all()
+    assert lost == [] and not keeper.is_lost(lease)
+    leases.break_held_by("s", "w1")
+    keeper.extend_all()
+    keeper.extend_all()
+    assert lost == ["interrupt"] and keeper.is_lost(lease)
+
+
+def test_a_lease_that_could_not_be_extended_for_a_ttl_counts_as_lost() -> None:
+    leases, lease, now, keeper = setup()
+    lost: list[str] = []
+    keeper.hold(lease)
+    keeper.on_lost(lease, lambda: lost.append("interrupt"))
+    leases.down = True
+    now[0] = 29.0
+    keeper.extend_all()
+    assert lost == [], "within the TTL a Redis hiccup is only logged"
+    now[0] = 30.5
+    keeper.extend_all()
+    assert lost == ["interrupt"], "past the TTL others may own the session: stop the turn"
+
+
+def test_losing_before_the_turn_registers_its_interrupt_still_interrupts() -> None:
+    leases, lease, _now, keeper = setup()
+    keeper.hold(lease)
+    leases.break_held_by("s", "w1")
+    keeper.extend_all()
+    called: list[bool] = []
+    keeper.on_lost(lease, lambda: called.append(True))
+    assert called == [True]
+
