@@ -10,10 +10,14 @@ event cannot let a turn run on a stale agent.
 
 Config documents are validated before they reach Redis
 (:func:`encode_config`, pure): a JSON-safe mapping, within the size limit, and
-free of secrets: a key named like ``api_key``, ``*_token``, ``password`` or
-``secret`` holding anything but null or a boolean (or any value that looks like
-a provider key) is rejected, because
-secrets belong in each worker's environment, never in Redis.
+free of secrets, because they belong in each worker's environment, never in
+Redis: refused are a key named like a secret in any naming style (``api_key``,
+``apiKey``, ``accessToken``, ``privateKey``, ``db_password``, ...) holding
+anything but null, a boolean or an environment reference (``"${NAME}"``); a
+value that looks like a credential wherever it is (a provider key pattern, a
+bearer token, a JWT, a private key, a URL with a password); and a secret flag
+with its value inside an argument list (``"--api-key=..."`` or
+``["--api-key", "..."]``).
 """
 
 from __future__ import annotations
@@ -40,47 +44,106 @@ __all__ = [
 
 DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
 _MAX_DEPTH = 32
-_SECRET_KEY_RE = re.compile(
-    r"""^(
-        (.*_)?api_?key
-      | (.*_)?token
-      | .*passw(or)?d.*
-      | .*secret.*
-      | (.*_)?private_key
-      | (.*_)?access_key(_id)?
-      | (.*_)?credentials?
-      | authorization
-    )$""",
+# Compact (lower case, separators removed) key names that hold a secret: a
+# suffix match catches ``openai_api_key``, ``apiKey``, ``GITHUB_TOKEN``,
+# ``aws_access_key_id``; a substring match catches ``db_password``, ``clientSecret``.
+_SECRET_SUFFIXES = (
+    "apikey",
+    "accesskey",
+    "accesskeyid",
+    "privatekey",
+    "secretkey",
+    "signingkey",
+    "encryptionkey",
+    "token",
+    "authorization",
+    "bearer",
+    "cookie",
+    "credential",
+    "credentials",
+)
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "privatekey", "credential")
+_NOT_SECRET = frozenset({"maxtokens", "tokenizer", "cachekeys"})
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Values that are unmistakably credentials, wherever they appear in a string.
+_SECRET_VALUE_RE = re.compile(
+    r"""(
+        \bsk-(ant-|proj-)?[A-Za-z0-9_-]{16,}        # OpenAI / Anthropic keys
+      | \bAKIA[0-9A-Z]{16}\b                        # AWS access key id
+      | \bgh[pousr]_[A-Za-z0-9]{20,}                # GitHub tokens
+      | \bgithub_pat_[A-Za-z0-9_]{20,}
+      | \bglpat-[A-Za-z0-9_-]{16,}                  # GitLab
+      | \bxox[abprs]-[A-Za-z0-9-]{10,}              # Slack
+      | \bAIza[0-9A-Za-z_-]{30,}                    # Google API key
+      | \bhf_[A-Za-z0-9]{30,}                       # Hugging Face
+      | -----BEGIN[ A-Z]*PRIVATE\ KEY-----
+      | \bBearer\s+[A-Za-z0-9._~+/=-]{16,}
+      | \beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.   # a JWT
+      | [A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^@\s]+@     # a URL with a password
+    )""",
     re.VERBOSE,
 )
-# Values that are unmistakably credentials, whatever the key is called.
-_SECRET_VALUE_RE = re.compile(
-    r"^(sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{16,}|Bearer\s+\S{16,})$"
-)
+# ``--api-key=VALUE`` / ``-password=VALUE`` inside a string (an argument list item).
+_FLAG_WITH_VALUE = re.compile(r"(?:^|\s)--?([A-Za-z][A-Za-z0-9_.-]*)=(\S+)")
+_ENV_REFERENCE = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$")
 
 
 def is_secret_key(name: str) -> bool:
-    """Whether a config key is named like a secret (``api_key``, ``*_token``, ...).
+    """Whether a config key is named like a secret, in any naming style.
 
-    Matching ignores case and treats ``-`` like ``_``; ``max_tokens`` and
-    ``cache_keys`` are not secrets, ``github_token`` and ``db_password`` are.
+    ``api_key``, ``apiKey``, ``API-KEY``, ``accessToken``, ``privateKey``,
+    ``db_password``, ``clientSecret`` are; ``max_tokens``, ``cache_keys`` and
+    ``tokenizer`` are not.
     """
-    return bool(_SECRET_KEY_RE.match(name.lower().replace("-", "_")))
+    snake = _CAMEL_BOUNDARY.sub("_", name).lower()
+    compact = re.sub(r"[^a-z0-9]", "", snake)
+    if not compact or compact in _NOT_SECRET:
+        return False
+    return compact.endswith(_SECRET_SUFFIXES) or any(part in compact for part in _SECRET_PARTS)
+
+
+def _is_env_reference(value: str) -> bool:
+    return bool(_ENV_REFERENCE.match(value.strip()))
 
 
 def _secret_error(path: str, why: str) -> ConfigError:
     return ConfigError(
-        f"config {path} {why}: secrets go in the worker's environment "
-        "(e.g. OPENAI_API_KEY), not in Redis; remove it from the config"
+        f"config {path or '<root>'} {why}: secrets belong in each worker's environment, "
+        "not in Redis; set it there (e.g. OPENAI_API_KEY) and reference the environment "
+        "variable instead (e.g. \"${GITHUB_TOKEN}\" in an MCP server's env)"
     )
+
+
+def _check_string(value: str, path: str) -> None:
+    if _SECRET_VALUE_RE.search(value):
+        raise _secret_error(path, "holds what looks like a credential (an API key, token or URL password)")
+    for match in _FLAG_WITH_VALUE.finditer(value):
+        if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
+            raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)}=...)")
+
+
+def _check_argument_list(items: list[Any] | tuple[Any, ...], path: str) -> None:
+    """``["--api-key", "VALUE"]``: a secret-named flag followed by its value."""
+    for index, item in enumerate(items[:-1]):
+        following = items[index + 1]
+        if (
+            isinstance(item, str)
+            and item.startswith("-")
+            and "=" not in item
+            and is_secret_key(item.lstrip("-"))
+            and isinstance(following, str)
+            and not following.startswith("-")
+            and not _is_env_reference(following)
+        ):
+            raise _secret_error(f"{path}[{index + 1}]", f"is the value of a secret flag ({item})")
 
 
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise ConfigError(f"config {path} is nested deeper than {_MAX_DEPTH} levels")
     if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, str) and _SECRET_VALUE_RE.match(value.strip()):
-            raise _secret_error(path, "holds what looks like an API key or bearer token")
+        if isinstance(value, str):
+            _check_string(value, path)
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -93,12 +156,18 @@ def _check(value: Any, path: str, depth: int) -> None:
                     f"config {path} has a non-string key {key!r}; JSON keys are strings"
                 )
             child = f"{path}.{key}" if path else key
-            # A null or a flag (``use_api_key: true``) holds no secret; anything else does.
-            if is_secret_key(key) and not (item is None or isinstance(item, bool)):
+            # A null, a flag (``use_api_key: true``) or a reference to an environment
+            # variable (``"${GITHUB_TOKEN}"``) holds no secret; anything else does.
+            if is_secret_key(key) and not (
+                item is None
+                or isinstance(item, bool)
+                or (isinstance(item, str) and _is_env_reference(item))
+            ):
                 raise _secret_error(child, "is named like a secret")
             _check(item, child, depth + 1)
         return
     if isinstance(value, list | tuple):
+        _check_argument_list(value, path)
         for index, item in enumerate(value):
             _check(item, f"{path}[{index}]", depth + 1)
         return

@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shlex
 import tempfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from agent.tools.mcp_config import MCPServerConfig
@@ -32,6 +34,22 @@ STOP_TIMEOUT = 15.0
 """Seconds to wait for a server to stop (the SDK's own shutdown is bounded by ~6 s)."""
 _MAX_PAGES = 100
 
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env_references(env: Mapping[str, str]) -> dict[str, str]:
+    """Replace ``${NAME}`` in MCP server variables with the worker's own ``NAME``.
+
+    This is how a secret reaches an MCP server without being written into the
+    cluster config (which refuses secrets): ``env: {GITHUB_TOKEN: "${GITHUB_TOKEN}"}``.
+    An unset variable expands to an empty string.
+    """
+    return {
+        name: _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1), ""), value)
+        for name, value in env.items()
+    }
 
 class MCPConnection:
     """A connection to one MCP server; every coroutine must run on the same event loop.
@@ -93,7 +111,7 @@ class MCPConnection:
         params = StdioServerParameters(
             command=self.config.command,
             args=list(self.config.args),
-            env=dict(self.config.env) if self.config.env is not None else None,
+            env=expand_env_references(self.config.env) if self.config.env is not None else None,
         )
         try:
             # A transport rather than the bare parameters, so that stderr goes to our file.

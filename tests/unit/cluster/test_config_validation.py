@@ -25,6 +25,16 @@ from cluster.versions import encode_config, is_secret_key
         "aws_access_key_id",
         "credentials",
         "Api-Key",
+        "apiKey",
+        "accessToken",
+        "privateKey",
+        "clientSecret",
+        "refreshToken",
+        "AWS_SECRET_ACCESS_KEY",
+        "dbPassword",
+        "passphrase",
+        "authorization",
+        "x-api-key",
     ],
 )
 def test_secret_like_names(name: str) -> None:
@@ -42,6 +52,10 @@ def test_secret_like_names(name: str) -> None:
         "registry_generation",
         "protect_last_n",
         "keyboard",
+        "maxTokens",
+        "cacheKeys",
+        "monkey",
+        "keys",
     ],
 )
 def test_ordinary_names(name: str) -> None:
@@ -56,6 +70,15 @@ def test_ordinary_names(name: str) -> None:
         {"db": {"password": "pw"}},
         {"mcp": {"github": {"env": {"GITHUB_TOKEN": "ghp_x"}}}},
         {"notes": "sk-proj-abcdefghijklmnopqrstuvwxyz"},
+        {"model": {"apiKey": "abc"}},
+        {"auth": {"accessToken": "abc"}},
+        {"tls": {"privateKey": "abc"}},
+        {"cache": {"url": "redis://:hunter2@redis:6379/0"}},
+        {"mcp": {"x": {"command": "srv", "args": ["--port", "1", "--api-key=abcdefg123"]}}},
+        {"mcp": {"x": {"command": "srv", "args": ["--token", "abcdefg123"]}}},
+        {"mcp": {"x": {"command": "srv --password=abcdefg123"}}},
+        {"extra": ["ghp_abcdefghijklmnopqrstuvwxyz0123456789"]},
+        {"header": "Authorization: Bearer abcdefghijklmnopqrstuvwxyz"},
     ],
 )
 def test_secrets_are_rejected_with_a_pointer_to_the_environment(config: dict[str, object]) -> None:
@@ -65,6 +88,22 @@ def test_secrets_are_rejected_with_a_pointer_to_the_environment(config: dict[str
     assert "environment" in message and "not in Redis" in message
     # the secret value itself is never echoed back
     assert "sk-abc" not in message and "ghp_x" not in message and "abcdefghijklmnop" not in message
+    assert "hunter2" not in message and "abcdefg123" not in message
+    assert "reference the environment variable" in message
+
+
+def test_environment_references_are_accepted_where_secrets_are_not() -> None:
+    config = {
+        "mcp": {
+            "github": {
+                "command": "gh-mcp",
+                "args": ["--token", "${GITHUB_TOKEN}", "--api-key=$API_KEY"],
+                "env": {"GITHUB_TOKEN": "${GITHUB_TOKEN}"},
+            }
+        },
+        "model": {"max_tokens": 1000, "apiKey": None},
+    }
+    assert json.loads(encode_config(config)) == config
 
 
 def test_error_names_the_path_of_the_secret() -> None:

@@ -68,3 +68,15 @@ def test_duplicate_server_names_are_refused() -> None:
     server = MCPServerConfig("files", "python")
     with pytest.raises(ConfigError, match="unique"):
         MCPManager(registry=ToolRegistry(), servers=[server, server])
+
+
+def test_env_references_are_expanded_from_the_workers_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent.tools.mcp_connection import expand_env_references
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-from-the-environment")
+    monkeypatch.delenv("UNSET_ONE", raising=False)
+    assert expand_env_references(
+        {"GITHUB_TOKEN": "${GITHUB_TOKEN}", "MIXED": "a-${UNSET_ONE}-b", "PLAIN": "$HOME"}
+    ) == {"GITHUB_TOKEN": "ghp-from-the-environment", "MIXED": "a--b", "PLAIN": "$HOME"}
