@@ -24,9 +24,7 @@ import redis
 from cluster.connection import blocking_client, connect
 from cluster.errors import (
     ClusterUnavailable,
-    InvalidMessage,
     NoLiveWorkers,
-    PayloadTooLarge,
     TurnFailed,
     TurnTimeout,
 )
@@ -40,6 +38,7 @@ from cluster.redis_checks import check_eviction_policy
 from cluster.settings import ClusterSettings
 from cluster.transport import Enqueued, ReplyChannel, TurnJob, TurnQueue
 from coordinator.routing import Router
+from coordinator.validation import validate_message
 
 log = logging.getLogger("coordinator.ingress")
 
@@ -48,8 +47,6 @@ _SUBMIT_ATTEMPTS = 8
 _STRANDED_PAUSE = 0.05
 # Pause between attempts to read a reply while Redis is unreachable.
 _REDIS_RETRY = 0.2
-
-ATTR_KEYS = frozenset({"platform", "user_id", "chat_id", "reasoning"})
 
 
 @dataclass(frozen=True)
@@ -176,23 +173,14 @@ class Coordinator:
     def _validate(
         self, session_key: Any, text: Any, message_id: Any, attrs: Mapping[str, Any]
     ) -> None:
-        if not isinstance(session_key, str) or not session_key.strip():
-            raise InvalidMessage(f"session_key must be a non-empty string, got {session_key!r}")
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidMessage(f"text must be a non-empty string, got {text!r}")
-        if not isinstance(message_id, str) or not message_id:
-            raise InvalidMessage(f"message_id must be a non-empty string, got {message_id!r}")
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if size > self.settings.max_message_bytes:
-            raise PayloadTooLarge(
-                f"message of {size} bytes exceeds max_message_bytes={self.settings.max_message_bytes}; "
-                "split it or raise AGENT_CLUSTER_MAX_MESSAGE_BYTES"
-            )
-        unknown = set(attrs) - ATTR_KEYS
-        if unknown:
-            raise InvalidMessage(
-                f"unknown message attributes {sorted(unknown)}; allowed: {sorted(ATTR_KEYS)}"
-            )
+        """Refuse a malformed or oversized message before anything touches Redis."""
+        validate_message(
+            session_key,
+            text,
+            message_id,
+            attrs,
+            max_text_bytes=self.settings.max_message_bytes,
+        )
 
     def submit_async(
         self, session_key: str, text: str, *, message_id: str | None = None, **attrs: Any
