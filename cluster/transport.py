@@ -82,6 +82,9 @@ TURN_FUNCTION = "worker.turns.run_turn"
 _JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 # What a job id taken from a queue may look like (job_id_for's output and rq's).
 _CLAIMABLE_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+# Pushed onto a worker's own queue to end its blocking claim at once (a drain);
+# claims and requeues discard it. Not a job id: rq ids never contain "~".
+WAKE_TOKEN = b"~wake"
 # Dead-letter entries kept (oldest dropped first).
 _DEAD_LETTER_CAP = 10_000
 # Seconds added to the job timeout for the started-registry score, so rq's
@@ -503,7 +506,12 @@ class TurnQueue:
         """Job ids fit to claim; the rest leave the in-flight list for the dead-letter list."""
         good: list[str] = []
         garbage: list[tuple[Any, str]] = []
+        wakes = [raw for raw in raw_ids if raw == WAKE_TOKEN]
+        if wakes:
+            self._client.lrem(self._keyspace.inflight(worker_id), 0, WAKE_TOKEN)  # type: ignore[arg-type]
         for raw in raw_ids:
+            if raw == WAKE_TOKEN:
+                continue
             job_id = _job_id_or_none(raw)
             if job_id is None:
                 garbage.append((raw, "not a job id (not UTF-8 or not rq's [A-Za-z0-9_-])"))
@@ -526,6 +534,10 @@ class TurnQueue:
         )
         pipe.rpush(self._keyspace.dead_letter(), entry)
         pipe.ltrim(self._keyspace.dead_letter(), -_DEAD_LETTER_CAP, -1)
+
+    def wake_claimer(self, worker_id: str) -> None:
+        """End a worker's blocking claim at once (its claim discards the token)."""
+        self._client.lpush(self._worker_keys(worker_id).queue, WAKE_TOKEN)
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest dead-letter entries (job, reason, worker, at), oldest first."""
@@ -773,7 +785,11 @@ class TurnQueue:
                     raw_waiting = [j for j in raw_waiting if j not in running_raw_set]
                     if not raw_running and not raw_waiting:
                         return 0
-                    garbage = [j for j in raw_running + raw_waiting if _job_id_or_none(j) is None]
+                    garbage = [
+                        j
+                        for j in raw_running + raw_waiting
+                        if _job_id_or_none(j) is None and j != WAKE_TOKEN
+                    ]
                     running = [i for i in map(_job_id_or_none, raw_running) if i is not None]
                     queued = [i for i in map(_job_id_or_none, raw_waiting) if i is not None]
                     plan = self._plan_requeue(worker_id, running, queued, to_queue_of)
@@ -786,6 +802,7 @@ class TurnQueue:
                     for raw in garbage:
                         pipe.lrem(source.queue, 0, raw)
                         self._dead_letter(pipe, raw, "not a job id", worker_id)
+                    pipe.lrem(source.queue, 0, WAKE_TOKEN)  # type: ignore[arg-type]
                     if to_queue_of is not None:
                         for job_id in queued:
                             pipe.lrem(source.queue, 0, job_id)  # re-pushed below in order

@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -228,7 +229,7 @@ class WorkerProcess:
         finished = True
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
-            ("stop claiming", self.claims.stop),
+            ("stop claiming", self._stop_claiming),
             ("hand over queued turns", self._hand_over_waiting),
         ]
         for name, step in steps:
@@ -250,16 +251,23 @@ class WorkerProcess:
         )
         return finished
 
+    def _stop_claiming(self) -> None:
+        self.claims.stop(timeout=0)
+        self.queue.wake_claimer(self.worker_id)
+        self.claims.stop(timeout=2.0)
+
     def _hand_over_waiting(self) -> None:
         waiting = self.executor.close()
         only = [self.queue.job_id(job) for job in waiting]
         self.recovery.hand_over(self.worker_id, only=only)
 
     def _step(self, name: str, step: Callable[[], Any]) -> None:
+        started = time.monotonic()
         try:
             step()
         except Exception:
             log.exception("worker %s: drain step %r failed; going on", self.worker_id, name)
+        log.debug("drain step %r took %.3fs", name, time.monotonic() - started)
 
     def _stop_heartbeat(self) -> None:
         self._stop.set()
