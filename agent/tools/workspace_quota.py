@@ -2,7 +2,7 @@
 
 Resource limits bound one file (RLIMIT_FSIZE), not how many files a session
 writes. While a sandboxed command runs, the terminal asks a
-:class:`QuotaWatch` about once a second whether the command must be killed:
+:class:`QuotaWatch` twice a second whether the command must be killed:
 when the workspace has grown past its quota, or when the file system it lives
 on is down to its last reserve and the workspace is still growing. Background
 processes get the same check from their host-side wrapper (see
@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path
 
-CHECK_INTERVAL = 1.0
+CHECK_INTERVAL = 0.5
 """Seconds between two checks while a command runs."""
 _MAX_ENTRIES = 200_000
 
@@ -68,7 +68,9 @@ class QuotaWatch:
     def __init__(self, workspace: Path, quota: int) -> None:
         self.workspace = workspace
         self.quota = quota
-        self._start = workspace_usage(workspace, stop_above=quota)
+        # A workspace already over its quota may still be cleaned up: only growth kills.
+        self._start = workspace_usage(workspace)
+        self._allowed = max(quota, self._start)
         self._next = 0.0
 
     def check(self, now: float) -> str:
@@ -80,8 +82,8 @@ class QuotaWatch:
         if now < self._next:
             return ""
         self._next = now + CHECK_INTERVAL
-        used = workspace_usage(self.workspace, stop_above=self.quota)
-        if used > self.quota:
+        used = workspace_usage(self.workspace, stop_above=self._allowed)
+        if used > self._allowed:
             return (
                 f"the workspace grew past its quota of {self.quota // 2**20} MiB; "
                 "delete files or ask the operator to raise AGENT_CLUSTER_SANDBOX_WORKSPACE_MB"
