@@ -40,16 +40,17 @@ DEFAULT_MAX_OUTPUT = 16 * 1024
 _DRAIN_SECONDS = 2.0
 # The shell state a command leaves (count, cwd, env) is at most this big.
 _MAX_STATE_BYTES = 1024 * 1024
-# $1 = command, $2 = the state pipe's fd. The trap reports: processes left in
-# the sandbox's PID namespace besides pid 1 and the shell (no fork needed),
+# $1 = command, $2 = the state pipe's fd, $3 = 1 to count strays. The trap
+# reports: processes left in the sandbox's PID namespace besides pid 1 and the
+# shell (no fork needed; only in a sandbox, where /proc is the sandbox's own),
 # then the cwd and the environment.
 _SCRIPT = (
-    "__ac_fd=$2\n"
-    "trap '__ac_rc=$?; __ac_n=0; for __ac_p in /proc/[0-9]*; do "
+    "__ac_fd=$2; __ac_scan=$3\n"
+    "trap '__ac_rc=$?; __ac_n=0; [ \"$__ac_scan\" = 1 ] && for __ac_p in /proc/[0-9]*; do "
     'case ${__ac_p#/proc/} in 1|$$) ;; *) __ac_n=$((__ac_n+1)) ;; esac; done; '
     '{ printf "%s\\0%s\\0" "$__ac_n" "$PWD"; env -0; } >&"$__ac_fd" 2>/dev/null; '
     "exit $__ac_rc' EXIT\n"
-    '__ac_cmd=$1; shift 2; eval "$__ac_cmd"\n'
+    '__ac_cmd=$1; shift 3; eval "$__ac_cmd"\n'
 )
 
 TERMINAL_PARAMETERS: dict[str, Any] = {
@@ -253,7 +254,8 @@ def run_command(
     quota = QuotaWatch(workspace, sandbox.config.limits.workspace_bytes) if sandbox.isolated else None
     state_r, state_w = os.pipe()
     try:
-        argv = ["bash", "-c", _SCRIPT, "agent-terminal", command, str(state_w)]
+        scan = "1" if sandbox.isolated else "0"
+        argv = ["bash", "-c", _SCRIPT, "agent-terminal", command, str(state_w), scan]
         with sandbox.command(workspace, argv, cwd=cwd, env=env) as spec:
             proc = subprocess.Popen(
                 spec.argv,
