@@ -282,14 +282,18 @@ def open_workspace(workspace: Path) -> int:
     return fd
 
 
-@functools.lru_cache(maxsize=8)
 def bwrap_problem(config: SandboxConfig) -> str | None:
     """Why ``bwrap`` cannot sandbox tools on this host, or ``None`` when it can.
 
     Runs a trivial command in a sandbox built exactly as real ones are
-    (cached per config for the life of the process).
+    (cached per config and ``bwrap`` program for the life of the process).
     """
-    if shutil.which("bwrap") is None:
+    return _probe(config, shutil.which("bwrap"))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(config: SandboxConfig, bwrap: str | None) -> str | None:
+    if bwrap is None:
         return "the bwrap program is not installed"
     argv = Sandbox(config, "bwrap").probe_argv()
     try:
@@ -316,21 +320,25 @@ BWRAP_HELP = (
 )
 
 
-@functools.lru_cache(maxsize=8)
 def resolve_sandbox(config: SandboxConfig) -> Sandbox | str:
     """Decide the backend for ``config``: a :class:`Sandbox`, or why tools must be refused.
 
     ``bwrap`` that cannot run gives a refusal message; ``auto`` falls back to
     ``local`` with a one-line notice; ``local`` logs a warning. Each message
-    is logged once per process and config.
+    is logged once per process, config and ``bwrap`` program.
     """
+    return _resolve(config, shutil.which("bwrap"))
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve(config: SandboxConfig, bwrap: str | None) -> Sandbox | str:
     if config.backend == "local":
         log.warning(
             "AGENT_CLUSTER_SANDBOX=local: tools run unsandboxed as the worker's user, with its "
             "files, network and processes in reach; use it only for trusted single-user setups"
         )
         return Sandbox(config, "local")
-    problem = bwrap_problem(config)
+    problem = _probe(config, bwrap)
     if problem is None:
         return Sandbox(config, "bwrap")
     if config.backend == "auto":
