@@ -1,11 +1,16 @@
 """Turn jobs between coordinator and workers: rq's queues, job hashes and registries, our executor.
 
-The coordinator puts each accepted message on its owner's rq queue as an rq
-job (:meth:`TurnQueue.enqueue`); the worker's claim loop moves job ids from
-that queue to its in-flight list (:meth:`TurnQueue.claim_many`), runs the
-turns on its own thread pool (``worker.executor``), and records each outcome
-in rq's registries (:meth:`TurnQueue.complete`). Replies travel back on a
-per-message list (:class:`ReplyChannel`).
+The coordinator routes each accepted message and puts it on its owner's rq
+queue as an rq job in one script (:meth:`TurnQueue.submit`: the owner must be
+live and active at that instant, and the message gets the next sequence of
+its session's pending set); the worker's claim loop moves job ids from that
+queue to its in-flight list (:meth:`TurnQueue.claim_many`), runs the turns on
+its own thread pool (``worker.executor``), and records each outcome in rq's
+registries (:meth:`TurnQueue.complete`). A job whose session moved is handed
+on (:meth:`TurnQueue.hand_off`); a dead or draining worker's jobs move to
+their sessions' owners (:meth:`TurnQueue.requeue_inflight`); garbage entries
+go to a dead-letter list. Replies travel back on a per-message list
+(:class:`ReplyChannel`); a committed turn's reply is delivered by its commit.
 
 Why not rq's workers: the default worker forks per job, losing the
 process's agent cache, and ``SimpleWorker`` runs one job at a time with ~20
@@ -19,10 +24,9 @@ imports or calls it through rq.
 
 Round trips (measured by ``tests/integration/cluster/test_transport.py``):
 
-* enqueue: 1 (rq's atomic unique-enqueue script). The first enqueue through
-  a client also asks the server version and loads the script, and the first
-  on each queue registers it in ``rq:queues`` (5 in all); a duplicate adds a
-  WATCH/HGET status check;
+* enqueue: 1 (``turn_enqueue.lua``: route, duplicate check, job hash, queue
+  push, pending sequence). The first on each queue also registers it in
+  ``rq:queues``; a stale routing guess costs one more;
 * claim: 2 (``LMOVE`` queue -> in-flight, then one pipeline that reads the
   job, marks it STARTED and adds it to the started registry);
   :meth:`TurnQueue.claim_many` claims up to ``limit`` jobs in the same 2;

@@ -20,9 +20,14 @@ session's next turn starts. The worker process drains with::
     executor.wait_idle(drain_timeout)  # every turn finished and completed
     executor.shutdown()
 
+A turn that cannot start yet (its session's lease is held elsewhere, or an
+earlier message of the session has not run) is deferred: it goes back to the
+head of its session, which sleeps for a backoff without holding a thread.
+
 Threads are daemons: a turn still stuck after the drain timeout does not keep
-the process alive; its job stays on the worker's in-flight list, and
-recovery (:meth:`~cluster.transport.TurnQueue.requeue_inflight`) hands it on.
+the process alive; its job stays on the worker's in-flight list, and the
+drain's final hand-over (or, after a crash, the survivors' recovery:
+:meth:`~cluster.transport.TurnQueue.requeue_inflight`) hands it on.
 """
 
 from __future__ import annotations
