@@ -887,6 +887,11 @@ class TurnQueue:
         """Number of job ids waiting on a worker's queue."""
         return int(self._client.llen(self._worker_keys(worker_id).queue))
 
+    def inflight_ids(self, worker_id: str) -> list[str]:
+        """The job ids on a worker's in-flight list (garbage entries left out)."""
+        raw: list[Any] = list(self._client.lrange(self._keyspace.inflight(worker_id), 0, -1))
+        return [job_id for job_id in map(_job_id_or_none, raw) if job_id is not None]
+
     def inflight_count(self, worker_id: str) -> int:
         """Number of job ids a worker has claimed and not completed."""
         return int(self._client.llen(self._keyspace.inflight(worker_id)))

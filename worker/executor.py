@@ -364,6 +364,8 @@ class ClaimLoop:
         )
         self._claimed = 0
         self._count_lock = threading.Lock()
+        self._known: set[str] = set()  # job ids submitted to the executor and not done
+        self._resync = threading.Event()
 
     @property
     def claimed(self) -> int:
@@ -404,6 +406,9 @@ class ClaimLoop:
             if self._executor.closed:
                 log.warning("turn executor shut down; %s stops claiming", self._worker_id)
                 return
+            if self._resync.is_set() and not self._take_back_orphans():
+                self._stopping.wait(self._retry_delay)
+                continue
             room = self._executor.capacity()
             if room <= 0:
                 self._executor.wait_for_capacity(timeout=self._block)
@@ -417,6 +422,8 @@ class ClaimLoop:
                     exc,
                     self._retry_delay,
                 )
+                # Redis may have moved ids to the in-flight list before the reply was lost.
+                self._resync.set()
                 self._stopping.wait(self._retry_delay)
                 continue
             except Exception:
@@ -428,6 +435,8 @@ class ClaimLoop:
                 self._stopping.wait(self._retry_delay)
                 continue
             for turn in claimed:
+                with self._count_lock:
+                    self._known.add(turn.job_id)
                 try:
                     self._executor.submit(
                         turn.job, on_done=self._completer(turn), order=turn.seq
@@ -441,10 +450,34 @@ class ClaimLoop:
     def _completer(self, turn: ClaimedTurn) -> OnTurnDone:
         def done(_job: TurnJob, error: BaseException | None) -> None:
             self._complete(turn, error)
+            with self._count_lock:
+                self._known.discard(turn.job_id)
             if self._on_done is not None:
                 self._on_done(turn, error)
 
         return done
+
+    def _take_back_orphans(self) -> bool:
+        """Put in-flight ids this process does not know back on its own queue.
+
+        After a claim or completion whose Redis reply was lost, ids may sit on
+        this live worker's in-flight list with nothing running them (recovery
+        only looks at dead workers). Returns whether the check could be made.
+        """
+        try:
+            listed = self._queue.inflight_ids(self._worker_id)
+            with self._count_lock:
+                orphans = [job_id for job_id in listed if job_id not in self._known]
+            moved = self._queue.requeue_inflight(self._worker_id, only=orphans) if orphans else 0
+        except redis.RedisError as exc:
+            log.warning("checking %s's in-flight list failed (%s)", self._worker_id, exc)
+            return False
+        if moved:
+            log.warning(
+                "%d orphaned in-flight turn(s) of %s back on its queue", moved, self._worker_id
+            )
+        self._resync.clear()
+        return True
 
     def _complete(self, turn: ClaimedTurn, error: BaseException | None) -> None:
         detail = None if error is None else f"{type(error).__name__}: {error}"
@@ -459,10 +492,11 @@ class ClaimLoop:
             except redis.RedisError as exc:
                 if attempt == _COMPLETE_ATTEMPTS:
                     log.error(
-                        "could not record the end of turn %s (%s); it stays in flight "
-                        "and recovery will hand it on",
+                        "could not record the end of turn %s (%s); the claim loop takes it "
+                        "back from the in-flight list (a committed turn is then found answered)",
                         turn.job.message_id,
                         exc,
                     )
+                    self._resync.set()
                     return
                 time.sleep(_COMPLETE_RETRY_DELAY * attempt)

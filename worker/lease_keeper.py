@@ -118,14 +118,16 @@ class LeaseKeeper:
             if extended:
                 entry.extended_at = self._clock()
                 continue
+            with self._lock:
+                if self._held.get(entry.lease.session_key) is not entry:
+                    continue  # its turn ended (and released the lease) meanwhile: not lost
+                entry.lost = True
+                callback = entry.on_lost
             log.warning(
                 "lease of session %s (token %s) is lost; interrupting its turn",
                 entry.lease.session_key,
                 entry.lease.token,
             )
-            with self._lock:
-                entry.lost = True
-                callback = entry.on_lost
             if callback is not None:
                 callback()
 

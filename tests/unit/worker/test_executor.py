@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import fakeredis
 import pytest
+import redis
 
 from cluster.errors import AgentClusterError
 from cluster.keys import Keyspace
@@ -302,3 +303,38 @@ def test_stopping_the_claim_loop_finishes_and_completes_claimed_turns(
     assert executor.wait_idle(timeout=10)
     assert outcomes == [("a-0", None), ("a-1", "provider down")]
     assert turn_queue.inflight_count("w1") == 0 and turn_queue.pending("w1") == 2
+
+
+class LosesOneClaimReply(TurnQueue):
+    """Redis moves the ids to the in-flight list, then the connection drops (once)."""
+
+    dropped = False
+
+    def claim_many(self, worker_id: str, limit: int, *, block: float) -> list[ClaimedTurn]:
+        claimed = super().claim_many(worker_id, limit, block=block)
+        if claimed and not self.dropped:
+            self.dropped = True
+            raise redis.ConnectionError("Connection closed by server.")
+        return claimed
+
+
+def test_ids_moved_by_a_claim_whose_reply_was_lost_are_taken_back_and_run(
+    make_executor: ExecutorFactory,
+) -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    RedisMembership(client, Keyspace("t"), heartbeat_ttl=3600).register(
+        "w1", host="test", pid=1, queue="t.worker.w1"
+    )
+    queue = LosesOneClaimReply(client, Keyspace("t"), job_timeout=60, result_ttl=60)
+    ran: list[str] = []
+    executor = make_executor(handler=lambda job: ran.append(job.message_id), concurrency=4)
+    for seq in range(3):
+        queue.enqueue("w1", _job("a", seq))
+    loop = ClaimLoop(queue=queue, worker_id="w1", executor=executor, block=0.1, retry_delay=0.01)
+    loop.start()
+    try:
+        assert _until(lambda: len(ran) == 3), f"stranded on the in-flight list: {ran}"
+    finally:
+        assert loop.stop(timeout=10)
+    assert queue.dropped and ran == ["a-0", "a-1", "a-2"]
+    assert _until(lambda: queue.inflight_count("w1") == 0)

@@ -65,3 +65,28 @@ def test_losing_before_the_turn_registers_its_interrupt_still_interrupts() -> No
     keeper.on_lost(lease, lambda: called.append(True))
     assert called == [True]
 
+
+class TurnEndsDuringExtension(RedisLeaseStore):
+    """The turn ends (drops and releases its lease) while the keeper extends it."""
+
+    keeper: LeaseKeeper | None = None
+
+    def extend(self, lease: Lease, ttl: float) -> bool:
+        assert self.keeper is not None
+        self.keeper.drop(lease)
+        self.release(lease)
+        return super().extend(lease, ttl)
+
+
+def test_a_turn_that_ended_during_the_extension_is_not_reported_lost() -> None:
+    leases = TurnEndsDuringExtension(
+        fakeredis.FakeRedis(server=fakeredis.FakeServer()), Keyspace("t")
+    )
+    lease = leases.acquire("s", "w1", 30)
+    assert lease is not None
+    keeper = leases.keeper = LeaseKeeper(leases, ttl=30, clock=lambda: 0.0)
+    lost: list[str] = []
+    keeper.hold(lease)
+    keeper.on_lost(lease, lambda: lost.append("interrupt"))
+    keeper.extend_all()
+    assert lost == [], "a stale callback would interrupt the session's next turn on that agent"
