@@ -5,9 +5,10 @@ Run: ``.venv/bin/python benchmarks/bench_sandbox.py [--repeat N]``
 Each row dispatches the ``terminal`` tool the way an agent does (registry,
 state store, persisted shell session, output capture) for a trivial command
 (``true``), a small one (``echo $HOME && ls``) and one that starts Python
-(``python3 -c pass``), alternating the two backends so both see the same
-machine state; a fourth row starts and kills a background process. The
-ratio column is bwrap against local. Not a test: it never fails on a number.
+(``/usr/bin/python3 -c pass``), alternating the two backends so both see the same
+machine state; a fourth row starts and kills a background process (``local``
+sends SIGTERM and waits for the process to go, ``bwrap`` SIGKILLs the
+sandbox's monitor at once). The ratio column is bwrap against local. Not a test: it never fails on a number.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from agent.tools.sandbox_config import SandboxConfig
 COMMANDS = {
     "true": "true",
     "echo + ls": "echo $HOME && ls -la",
-    "python3 -c pass": "python3 -c pass",
+    # The same interpreter for both: the worker's PATH may find a virtualenv's python3 first.
+    "/usr/bin/python3 -c pass": "/usr/bin/python3 -c pass",
 }
 
 
