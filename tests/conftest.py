@@ -99,3 +99,25 @@ def redis_client(redis_server: RedisServer, namespace: str) -> Iterator[redis.Re
     for key in client.scan_iter(match=f"{{{namespace}}}*", count=1000):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sandbox_backend_for_tests() -> Iterator[None]:
+    """Tools run in the bwrap sandbox wherever it works, and always in CI.
+
+    On a laptop where bwrap cannot run, tests that merely use tools fall back
+    to the local backend (``auto``), while the sandbox's own tests skip with
+    the reason (``tests/sandbox_support.require_bwrap``); in CI they fail.
+    """
+    from agent.tools.sandbox import bwrap_problem
+    from agent.tools.sandbox_config import BACKEND_ENV_VAR, SandboxConfig
+
+    if os.environ.get("CI") == "true" or os.environ.get(BACKEND_ENV_VAR):
+        yield
+        return
+    if bwrap_problem(SandboxConfig()) is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(BACKEND_ENV_VAR, "auto")
+        yield

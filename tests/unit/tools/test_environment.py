@@ -11,6 +11,7 @@ import pytest
 
 from agent.tools import FileToolStateStore, InMemoryToolStateStore, ToolEnvironment
 from agent.tools.environment import HOME_ENV_VAR, default_home
+from agent.tools.sandbox import Sandbox, resolve_sandbox
 from cluster.errors import ToolError
 
 
@@ -50,7 +51,12 @@ def test_directories_are_private_to_the_worker(tmp_path: Path) -> None:
     ):
         info = path.stat()
         assert stat.S_IMODE(info.st_mode) == 0o700, path
-        session_uid = env.sandbox().workspace_owner(path) if path == env.sandbox_path("t") else None
+        resolved = resolve_sandbox(env.sandbox_config)
+        session_uid = (
+            resolved.workspace_owner(path)
+            if isinstance(resolved, Sandbox) and path == env.sandbox_path("t")
+            else None
+        )
         assert info.st_uid == (session_uid if session_uid is not None else os.geteuid())
 
 

@@ -45,7 +45,9 @@ def test_without_bwrap_tools_are_refused_with_why_and_what_to_do(tmp_path: Path)
 def test_auto_falls_back_to_local_with_a_notice(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = ToolEnvironment.default(tmp_path / "home", sandbox=SandboxConfig(backend="auto"))
+    # Limits of their own: the notice is logged once per config, and this one is new.
+    config = SandboxConfig(backend="auto", limits=SandboxLimits(processes=78))
+    env = ToolEnvironment.default(tmp_path / "home", sandbox=config)
     assert "tools run unsandboxed (local)" in caplog.text
     failed, content = run(env, "echo ran locally")
     assert not failed and "ran locally" in content
