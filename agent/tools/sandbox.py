@@ -223,7 +223,10 @@ class Sandbox:
         if self.config.network == "none":
             args.append("--unshare-net")
         if not self._root:
-            args += ["--unshare-user", "--uid", str(INNER_UID), "--gid", str(INNER_UID)]
+            # No nested user namespaces: they would hand the sandbox capabilities
+            # (over its own namespaces) and a larger kernel surface.
+            args += ["--unshare-user", "--disable-userns"]
+            args += ["--uid", str(INNER_UID), "--gid", str(INNER_UID)]
         args += _system_mounts()
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--size", str(self.config.limits.tmp_bytes), "--tmpfs", "/tmp"]
