@@ -55,7 +55,11 @@ def test_the_workers_environment_is_out_of_reach(target: Target) -> None:
         target.sh(chat, r"tr '\0' '\n' < /proc/$PPID/environ; echo ppid=$PPID"),
         target.sh(chat, r"cat /proc/1/environ /proc/*/environ 2>/dev/null | tr '\0' '\n'"),
         target.sh(chat, "env; set | grep -i key"),
-        target.sh(chat, "grep -ra sk-fake / --exclude-dir=proc 2>/dev/null | head -3; echo searched"),
+        target.sh(
+            chat,
+            "grep -rla sk-fake /etc /tmp /workspace /dev /run /var /home /root 2>/dev/null"
+            " | head -3; echo searched",
+        ),
     ]
     for reply in replies:
         assert FAKE_KEY not in reply and "sk-fake" not in reply
