@@ -51,7 +51,6 @@ import uuid
 import zlib
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -60,7 +59,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
-from rq.utils import current_timestamp, now, utcformat, utcparse
+from rq.utils import current_timestamp, now, utcformat
 
 from cluster.errors import AgentClusterError, ConfigError, InvalidMessage, NoLiveWorkers
 from cluster.keys import Keyspace
@@ -472,10 +471,10 @@ class TurnQueue:
         Each job id moves atomically from the queue to the worker's in-flight
         list (so a crash never loses it: recovery requeues the in-flight list),
         then one pipeline reads the jobs, marks them STARTED and adds them to
-        rq's started registry. Jobs whose hash is gone are dropped; jobs that
-        cannot be decoded are failed at once; a job another claim is running
-        (STARTED less than the job timeout ago) is not run twice, while an
-        older STARTED one counts as abandoned and runs.
+        rq's started registry. Garbage ids and jobs whose hash is gone or that
+        cannot be decoded go to the dead-letter list; an id twice in one claim
+        is claimed once. A job is never dropped because it looks started
+        elsewhere: the turn start decides (answered, owner elsewhere, or run).
 
         Args:
             worker_id: The claiming worker.
@@ -559,8 +558,6 @@ class TurnQueue:
         claimed_at = time.time()
         started = now()
         stamp = utcformat(started)
-        # A STARTED job claimed more recently than this is running elsewhere.
-        fresh_since = started - timedelta(seconds=self._job_timeout + _STARTED_MARGIN)
         score = current_timestamp() + self._job_timeout + _STARTED_MARGIN
         executions = [(job_id, uuid.uuid4().hex) for job_id in job_ids]
         with self._client.pipeline(transaction=False) as pipe:
@@ -581,18 +578,21 @@ class TurnQueue:
         claimed: list[ClaimedTurn] = []
         undo: list[tuple[str, str, bool]] = []  # (job id, execution id, delete stub hash)
         dead: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for index, (job_id, execution_id) in enumerate(executions):
-            data, status, started_at, seq = results[3 * index]
+            data, _status, _started_at, seq = results[3 * index]
             if data is None:
                 undo.append((job_id, execution_id, True))
                 dead.append((job_id, "no job hash (expired or deleted)"))
                 continue
-            if _running_since(status, started_at, fresh_since):
-                log.warning(
-                    "job %s on %s is already running elsewhere; not run twice", job_id, keys.name
-                )
+            if job_id in seen:
+                # The same id twice in one claim: run it once. A copy claimed by
+                # another claim is run too: the turn start finds it answered or
+                # hands it to the session's owner, so nothing runs twice and a
+                # job is never dropped on a guess that it runs elsewhere.
                 undo.append((job_id, execution_id, False))
                 continue
+            seen.add(job_id)
             try:
                 turn = _decode_turn(data)
             except InvalidMessage as exc:
@@ -995,16 +995,6 @@ def _started_job(member: Any) -> str | None:
     """The job id of a started-registry member ``job_id:execution_id``."""
     text = _job_id_or_none(member.split(b":", 1)[0] if isinstance(member, bytes) else member)
     return text
-
-
-def _running_since(status: bytes | None, started_at: bytes | None, since: datetime) -> bool:
-    """Whether a job hash says STARTED at or after ``since`` (a live claim, not an abandoned one)."""
-    if status is None or _text(status) != JobStatus.STARTED.value or not started_at:
-        return False
-    try:
-        return utcparse(_text(started_at)) >= since
-    except ValueError:
-        return False
 
 
 def _decode_turn(compressed: bytes) -> TurnJob:

@@ -59,6 +59,9 @@ from worker.turns import ConfigView, TurnRunner, TurnServices
 
 log = logging.getLogger("worker.process")
 
+# Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
+_SIGNAL_POLL = 0.1
+
 
 @dataclass
 class WorkerOptions:
@@ -283,7 +286,10 @@ class WorkerProcess:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.drain_requested.set())
         self.start()
-        self.drain_requested.wait()
+        # Wait in slices: a signal delivered to another thread only runs its
+        # Python handler once the main thread gets back to the interpreter.
+        while not self.drain_requested.wait(_SIGNAL_POLL):
+            pass
         if self.fatal is not None:
             log.error("worker %s stops: %s", self.worker_id, self.fatal)
             self.stop(timeout=0)
