@@ -13,8 +13,10 @@ sandbox of its own, built by :meth:`Sandbox.command`:
   the worker's uid to uid 1000 inside; with a root worker, bwrap runs
   privileged and ``setpriv`` drops each session to a uid of its own (so a
   session's files and process count are its own, and root-only files stay
-  unreadable). ``ulimit`` sets CPU, memory, file-size and process-count
-  limits. ``--die-with-parent``: killing the sandbox's ``bwrap`` (or its
+  unreadable). A seccomp filter (:mod:`agent.tools.seccomp`) refuses new
+  namespaces, the keyring, ``bpf``, ``io_uring``, mounting and other
+  interfaces a command never needs. ``ulimit`` sets CPU, memory, file-size and
+  process-count limits. ``--die-with-parent``: killing the sandbox's ``bwrap`` (or its
   parent) kills everything inside.
 - ``local``: today's behaviour, the worker's own user, file system and network,
   for trusted single-user setups only.
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.tools.sandbox_config import SandboxConfig, SandboxLimits
+from agent.tools.seccomp import filter_fd, host_filter
 from cluster.errors import ToolError
 
 log = logging.getLogger(__name__)
@@ -174,7 +177,7 @@ class Sandbox:
 
     @contextlib.contextmanager
     def command(
-        self, workspace: Path, argv: Sequence[str], *, cwd: str, env: dict[str, str]
+        self, workspace: Path | None, argv: Sequence[str], *, cwd: str, env: dict[str, str]
     ) -> Iterator[SandboxCommand]:
         """Yield the Popen arguments for ``argv`` in the session's sandbox.
 
@@ -182,7 +185,8 @@ class Sandbox:
         process inside the ``with`` block.
 
         Args:
-            workspace: the session's host workspace directory.
+            workspace: the session's host workspace directory (``None``: an
+                empty one, for probing).
             argv: the command to run inside.
             cwd: working directory as the command sees it.
             env: its complete environment.
@@ -193,20 +197,29 @@ class Sandbox:
         if not self.isolated:
             yield SandboxCommand(list(argv), dict(env), Path(cwd), ())
             return
-        fd = open_workspace(workspace)
-        try:
+        with contextlib.ExitStack() as fds:
+            workspace_fd = open_workspace(workspace) if workspace is not None else None
+            if workspace_fd is not None:
+                fds.callback(os.close, workspace_fd)
+            program = host_filter()
+            seccomp_fd = filter_fd(program) if program is not None else None
+            if seccomp_fd is not None:
+                fds.callback(os.close, seccomp_fd)
+            passed = tuple(fd for fd in (workspace_fd, seccomp_fd) if fd is not None)
             yield SandboxCommand(
-                self._bwrap_argv(workspace, fd, argv, cwd), dict(env), None, (fd,)
+                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, argv, cwd),
+                dict(env),
+                None,
+                passed,
             )
-        finally:
-            os.close(fd)
-
-    def probe_argv(self) -> list[str]:
-        """A trivial sandboxed command whose success shows the backend works here."""
-        return self._bwrap_argv(None, None, ["true"], str(WORKSPACE))
 
     def _bwrap_argv(
-        self, workspace: Path | None, fd: int | None, argv: Sequence[str], cwd: str
+        self,
+        workspace: Path | None,
+        fd: int | None,
+        seccomp_fd: int | None,
+        argv: Sequence[str],
+        cwd: str,
     ) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [
@@ -234,6 +247,8 @@ class Sandbox:
             args += ["--bind-fd", str(fd), str(WORKSPACE)]
         else:
             args += ["--tmpfs", str(WORKSPACE)]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         prefix: list[str] = []
         if self._root:
             uid = session_uid(self.config.uid_base, workspace or Path("probe"))
@@ -298,15 +313,17 @@ def bwrap_problem(config: SandboxConfig) -> str | None:
 def _probe(config: SandboxConfig, bwrap: str | None) -> str | None:
     if bwrap is None:
         return "the bwrap program is not installed"
-    argv = Sandbox(config, "bwrap").probe_argv()
+    sandbox = Sandbox(config, "bwrap")
     try:
-        result = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=20,
-            env={"PATH": _SANDBOX_PATH},
-        )
+        with sandbox.command(None, ["true"], cwd=str(WORKSPACE), env={}) as spec:
+            result = subprocess.run(
+                spec.argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=20,
+                env={"PATH": _SANDBOX_PATH},
+                pass_fds=spec.pass_fds,
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not run: {exc}"
     if result.returncode != 0:

@@ -8,12 +8,14 @@ it read from a file, tools in the default ``bwrap`` sandbox.
 from __future__ import annotations
 
 import os
+import platform
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from agent.tools.seccomp import SYSCALLS
 from agent.tools.state import safe_task_id
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
@@ -199,3 +201,24 @@ def test_sessions_run_as_their_own_unprivileged_uids(target: Target) -> None:
     uid_two = int(second.split()[1])
     assert uid_one != 0 and uid_two != 0 and uid_one != uid_two
     assert "CapEff:\t0000000000000000" in first and "NoNewPrivs:\t1" in first
+
+
+def test_kernel_interfaces_a_command_never_needs_are_refused(target: Target) -> None:
+    machine = platform.machine()
+    if machine not in SYSCALLS:
+        pytest.skip(f"no seccomp table for {machine}")
+    numbers = SYSCALLS[machine][1]
+    probe = "; ".join(
+        f"print('{name}', libc.syscall({numbers[name]}, 0, 0, 0, 0), ctypes.get_errno())"
+        for name in ("keyctl", "bpf", "unshare", "setns")
+    )
+    reply = target.sh(
+        session(),
+        "unshare -U true 2>&1; echo userns=$?; python3 -c \"import ctypes; "
+        f'libc = ctypes.CDLL(None, use_errno=True); {probe}"; '
+        "python3 -c \"import threading, subprocess; subprocess.run(['true']); print('ok')\"",
+    )
+    assert "userns=1" in reply
+    for name in ("keyctl", "bpf", "unshare", "setns"):
+        assert f"{name} -1 1" in reply, reply  # EPERM
+    assert reply.rstrip().endswith("ok") or "\nok" in reply
