@@ -32,6 +32,38 @@ from agent.tools.state import FileToolStateStore, ToolStateStore, safe_task_id
 from cluster.errors import ToolError
 
 
+def _unlock(path: str) -> None:
+    """Make a directory writable by its owner, without following a symlink to it."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        # An O_PATH descriptor works without read permission; chmod through its
+        # /proc link changes that very directory.
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything under it, never following a symlink.
+
+    A sandboxed command may leave directories it made unwritable (``chmod 0``)
+    to keep its files from being deleted; their owner (the worker, or root)
+    makes them writable again first, each opened with ``O_NOFOLLOW``.
+    """
+    if not os.path.lexists(path):
+        return
+    _unlock(str(path))
+    for parent, dirs, _files in os.walk(path, topdown=True, followlinks=False):
+        for name in dirs:
+            _unlock(os.path.join(parent, name))
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _hand_over(path: Path, owner: int) -> None:
     """Give ``path`` and everything under it to ``owner`` (symlinks are not followed)."""
     gid = os.getegid() if owner == os.geteuid() else owner
@@ -196,10 +228,10 @@ class ToolEnvironment:
         kill_task_processes(self.state, task_id, sandbox)
         for path in (sandbox, self.control_path(task_id)):
             for _attempt in range(3):  # a process dying just now may still have been writing
-                shutil.rmtree(path, ignore_errors=True)  # never follows symlinks
+                remove_tree(path)
                 if not os.path.lexists(path):
                     break
         self.state.delete_task(task_id)
 
 
-__all__ = ["HOME_ENV_VAR", "ToolEnvironment", "default_home", "secure_dir"]
+__all__ = ["HOME_ENV_VAR", "ToolEnvironment", "default_home", "remove_tree", "secure_dir"]
