@@ -36,22 +36,30 @@ from typing import Any, Literal
 
 from agent.tools.shell import SANDBOX_ENV_VAR
 from agent.tools.state import ToolStateStore
+from agent.tools.workspace_quota import disk_reserve
 
 PROCESSES_STATE_KEY = "processes"
 
 # $1 = exit-status file, $2 = workspace to watch ("" for none), $3 = its quota
-# in KiB, then the command's argv. Reports its pid on fd 3, then closes fd 3
-# so the command does not inherit it.
+# in KiB, $4 = free space (KiB) the disk must keep, then the command's argv.
+# Reports its pid on fd 3, then closes fd 3 so the command does not inherit it.
 _WRAPPER = """\
 echo "$$" >&3; exec 3>&-
-exit_file=$1; workspace=$2; quota_kb=$3; shift 3
+exit_file=$1; workspace=$2; quota_kb=$3; reserve_kb=$4; shift 4
 "$@" & child=$!
 if [ -n "$workspace" ]; then
     while kill -0 "$child" 2>/dev/null; do
         sleep 2
         used=$(du -skx -- "$workspace" 2>/dev/null | cut -f1)
+        free=$(df -Pk -- "$workspace" 2>/dev/null | awk 'NR == 2 {print $4}')
+        why=""
         if [ "${used:-0}" -gt "$quota_kb" ]; then
-            echo "[killed: the workspace grew past its quota of $((quota_kb / 1024)) MiB]"
+            why="the workspace grew past its quota of $((quota_kb / 1024)) MiB"
+        elif [ "${free:-$reserve_kb}" -lt "$reserve_kb" ]; then
+            why="the disk is nearly full"
+        fi
+        if [ -n "$why" ]; then
+            echo "[killed: $why]"
             kill -KILL "$child" 2>/dev/null
             break
         fi
@@ -214,6 +222,7 @@ def launch(
             str(exit_path),
             str(workspace or ""),
             str(max(1, quota // 1024)),
+            str(disk_reserve(workspace) // 1024 if workspace is not None else 0),
             *argv,
         ],
         cwd=cwd,

@@ -71,6 +71,8 @@ class QuotaWatch:
         # A workspace already over its quota may still be cleaned up: only growth kills.
         self._start = workspace_usage(workspace)
         self._allowed = max(quota, self._start)
+        info = os.statvfs(workspace)
+        self._free_start = info.f_bavail * info.f_frsize
         self._next = 0.0
 
     def check(self, now: float) -> str:
@@ -89,7 +91,11 @@ class QuotaWatch:
                 "delete files or ask the operator to raise AGENT_CLUSTER_SANDBOX_WORKSPACE_MB"
             )
         info = os.statvfs(self.workspace)
-        if used > self._start and info.f_bavail * info.f_frsize < disk_reserve(self.workspace):
+        free = info.f_bavail * info.f_frsize
+        # Growth seen either way: a directory the worker cannot list hides its
+        # size from the walk, never from the file system's free space.
+        writing = used > self._start or free < self._free_start
+        if writing and free < disk_reserve(self.workspace):
             return "the disk is nearly full; the command was writing to it"
         return ""
 

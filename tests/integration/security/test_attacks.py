@@ -159,6 +159,21 @@ def test_the_disk_cannot_be_filled(target: Target) -> None:
     assert "can write" in target.sh(chat, "rm -f f* big; echo can write > ok; cat ok")
 
 
+def test_a_background_process_cannot_fill_the_disk_either(target: Target) -> None:
+    chat = session()
+    writer = "i=0; while true; do i=$((i+1)); head -c 32M /dev/zero > g$i || break; done"
+    assert "started p1" in target.tool(chat, "process", action="start", command=writer)
+
+    def poll() -> str:
+        return target.tool(chat, "process", action="poll", id="p1")
+
+    assert wait_until(lambda: "exited" in poll(), timeout=30)
+    assert "killed: the workspace grew past its quota" in poll()
+    workspace = target.home / "sandboxes" / safe_task_id(chat)
+    used = sum(p.stat().st_size for p in workspace.rglob("*") if p.is_file())
+    assert used < 1024**3, f"the workspace reached {used} bytes"
+
+
 def test_a_command_cannot_outlive_its_timeout(target: Target) -> None:
     mark = marker()
     reply = target.terminal(

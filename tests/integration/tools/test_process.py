@@ -54,7 +54,7 @@ def test_an_exited_process_shows_its_exit_code_and_output(call: Call) -> None:
     content = poll(call, proc_id, lines=2)
     assert content.startswith("p1: exited (code 4)")
     assert content.endswith("--- last 2 lines of output ---\ntwo\nthree")
-    assert not alive(pid)  # no zombie left behind either
+    assert wait_for(lambda: not alive(pid), timeout=5)  # no zombie left behind either
 
 
 def test_processes_start_in_the_terminal_cwd_and_env(call: Call, env: ToolEnvironment) -> None:
