@@ -360,6 +360,11 @@ def _resolve(config: SandboxConfig, bwrap: str | None) -> Sandbox | str:
         return Sandbox(config, "local")
     problem = _probe(config, bwrap)
     if problem is None:
+        log.info(
+            "tools run in a bwrap sandbox per command (network %s, seccomp %s)",
+            config.network,
+            "on" if host_filter() is not None else "unavailable on this machine",
+        )
         return Sandbox(config, "bwrap")
     if config.backend == "auto":
         log.warning("notice: no bwrap sandbox here (%s); tools run unsandboxed (local)", problem)
