@@ -6,19 +6,36 @@ Subcommands:
     worker        run a worker process against Redis
     coordinator   submit JSON lines from stdin to a running cluster, print replies
     simulate-llm  run the provider simulator (OpenAI + Anthropic wire formats)
+    drain         drain a worker: its sessions move on, then it exits
+    config        push, show, diff, roll back the cluster config (YAML)
+    registry      bump the tool registry generation (agents rebuild)
+    mcp           reload: every worker re-discovers its MCP tools
+    settings      the settings in effect and where each came from
+
+Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
+that order (docs/settings.md). A mistake prints one line and exits non-zero:
+2 for a wrong request (bad config, unknown worker), 3 when Redis cannot be used.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from importlib import metadata
 
-from cluster.errors import AgentClusterError
+from cluster import cli_config
+from cluster.cli_errors import explain
+from cluster.cli_settings import (
+    CONNECTION_SETTINGS,
+    WORKER_SETTINGS,
+    HelpFormatter,
+    add_settings_options,
+    settings_from_args,
+)
+from cluster.errors import AgentClusterError, InvalidMessage
 
 
 def _chat_lines(args: argparse.Namespace) -> Iterable[str]:
@@ -87,68 +104,77 @@ def cmd_simulate_llm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    """Settings from the environment, overridden by the command line.
-
-    The Redis URL comes from ``--redis-url-file``, ``--redis-url``,
-    ``AGENT_CLUSTER_REDIS_URL`` or ``AGENT_CLUSTER_REDIS_URL_FILE``; a password
-    given with ``--redis-url`` is visible to every local user in ``ps``, which
-    is warned about.
-    """
-    from cluster.errors import ConfigError
-    from cluster.settings import ClusterSettings, read_url_file, redact_url
-
-    settings = ClusterSettings.from_env()
-    url, url_file = args.redis_url, getattr(args, "redis_url_file", None)
-    if url is not None and url_file is not None:
-        raise ConfigError("give either --redis-url or --redis-url-file, not both")
-    if url_file is not None:
-        url = read_url_file(url_file)
-    elif url is not None and redact_url(url) != url:
-        logging.getLogger("cluster.cli").warning(
-            "--redis-url carries a password that every local user can read in the process "
-            "list; use AGENT_CLUSTER_REDIS_URL or --redis-url-file instead"
-        )
-    overrides = {"redis_url": url, "namespace": args.namespace}
-    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run one worker process until SIGTERM; exit 0 after a clean drain."""
     from worker.process import WorkerOptions, WorkerProcess
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    options = WorkerOptions(concurrency=args.concurrency, cache_size=args.cache_size)
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    options = WorkerOptions.from_settings(settings)
     if args.id:
         options.worker_id = args.id
-    return WorkerProcess(settings=_settings(args), options=options).run_forever()
+    return WorkerProcess(settings=settings, options=options).run_forever()
+
+
+def _request(line: str, number: int) -> tuple[str, str, str | None]:
+    """Parse one coordinator input line, or say what to fix in it."""
+    usage = 'expected a JSON object like {"session": "chat-1", "text": "hello"}'
+    try:
+        request = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(
+            f"line {number} is not JSON ({exc.msg} at column {exc.colno}); {usage}"
+        ) from None
+    if not isinstance(request, dict):
+        raise InvalidMessage(f"line {number} is a JSON {type(request).__name__}; {usage}")
+    for field, meaning in (("session", "the conversation's key"), ("text", "the message to send")):
+        if field not in request:
+            raise InvalidMessage(f'line {number} has no "{field}" ({meaning}); {usage}')
+        if not isinstance(request[field], str):
+            raise InvalidMessage(
+                f'line {number}: "{field}" must be a string, got {request[field]!r}'
+            )
+    message_id = request.get("message_id")
+    if message_id is not None and not isinstance(message_id, str):
+        raise InvalidMessage(f'line {number}: "message_id" must be a string, got {message_id!r}')
+    return request["session"], request["text"], message_id
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    """Read ``{"session": ..., "text": ...}`` lines from stdin, print one JSON reply per line."""
+    """Read ``{"session": ..., "text": ...}`` lines from stdin, print one JSON reply per line.
+
+    Exits 1 when any line failed (its output line says why and what to fix).
+    """
     from coordinator.ingress import Coordinator
 
-    coordinator = Coordinator(settings=_settings(args))
+    coordinator = Coordinator(settings=settings_from_args(args))
+    failed = 0
     try:
-        for line in sys.stdin:
+        for number, line in enumerate(sys.stdin, start=1):
             if not line.strip():
                 continue
             try:
-                request = json.loads(line)
-                reply = coordinator.submit(
-                    request["session"], request["text"], message_id=request.get("message_id")
-                )
+                session, text, message_id = _request(line, number)
+                reply = coordinator.submit(session, text, message_id=message_id)
                 print(
                     json.dumps({"ok": True, "text": reply.text, "worker": reply.worker_id}),
                     flush=True,
                 )
-            except (AgentClusterError, ValueError, KeyError, TypeError) as exc:
+            except AgentClusterError as exc:
+                failed += 1
                 print(
-                    json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True
+                    json.dumps(
+                        {"ok": False, "line": number, "error": f"{type(exc).__name__}: {exc}"}
+                    ),
+                    flush=True,
                 )
     finally:
         coordinator.close()
-    return 0
+    if failed:
+        print(f"error: {failed} line(s) failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -159,7 +185,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from cluster.keys import Keyspace
     from coordinator.admin import drain_worker, wait_for_drain
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     client = connect(settings.redis_url)
     keyspace = Keyspace(settings.namespace)
     try:
@@ -204,15 +230,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 DEMO_MESSAGES = ["hello", "!sh echo hi from the sandbox", "what did it print?"]
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    """Print each setting in effect and where it came from (or the docs table)."""
+    from cluster.settings_sources import settings_markdown
+
+    if args.markdown:
+        print(settings_markdown(), end="")
+        return 0
+    settings = settings_from_args(args)
+    for line in repr(settings).removeprefix("ClusterSettings(").removesuffix(")").split(", "):
+        print(line)
+    return 0
+
+
+def _version() -> str:
+    try:
+        return metadata.version("agent-cluster")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-cluster",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    chat = sub.add_parser("chat", help="talk to an in-process agent")
+    chat = sub.add_parser("chat", help="talk to an in-process agent", formatter_class=HelpFormatter)
     chat.add_argument("--provider", default="offline", choices=["offline", "openai", "anthropic"])
     chat.add_argument("--model", default="offline-echo")
     chat.add_argument("--base-url", default=None, help="provider base URL (e.g. the simulator's)")
@@ -227,44 +274,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.set_defaults(func=cmd_chat)
 
-    demo = sub.add_parser("demo", help="embedded cluster on fakeredis (no server, no api key)")
+    demo = sub.add_parser(
+        "demo",
+        help="embedded cluster on fakeredis (no server, no api key)",
+        formatter_class=HelpFormatter,
+    )
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--sessions", type=int, default=3)
     demo.add_argument("--message", "-m", action="append", help="messages to send (repeatable)")
     demo.set_defaults(func=cmd_demo)
 
-    for name, func, text in (
-        ("worker", cmd_worker, "run a worker process"),
-        ("coordinator", cmd_coordinator, "submit JSON lines from stdin"),
-        ("drain", cmd_drain, "drain a worker: its turns move to other workers, then it exits"),
-    ):
-        cmd = sub.add_parser(name, help=text)
-        cmd.add_argument(
-            "--redis-url",
-            default=None,
-            help="redis://, rediss:// (TLS); with a password prefer AGENT_CLUSTER_REDIS_URL or "
-            "--redis-url-file (argv is visible to every local user)",
-        )
-        cmd.add_argument(
-            "--redis-url-file",
-            default=None,
-            metavar="PATH",
-            help="read the Redis URL (with its password) from this file",
-        )
-        cmd.add_argument("--namespace", default=None, help="key namespace (default ac)")
-        cmd.set_defaults(func=func)
-        if name == "worker":
-            cmd.add_argument("--id", default=None, help="worker id (default host-random)")
-            cmd.add_argument("--concurrency", type=int, default=32, help="turns in flight")
-            cmd.add_argument("--cache-size", type=int, default=128, help="cached agents")
-        if name == "drain":
-            cmd.add_argument("worker", help="id of the worker to drain")
-            cmd.add_argument(
-                "--timeout", type=float, default=None, help="seconds for running turns to finish"
-            )
-            cmd.add_argument("--wait", action="store_true", help="show progress until it is gone")
+    worker = sub.add_parser("worker", help="run a worker process", formatter_class=HelpFormatter)
+    worker.add_argument("--id", default=None, help="worker id (default host-random)")
+    add_settings_options(worker, WORKER_SETTINGS)
+    worker.set_defaults(func=cmd_worker)
 
-    sim = sub.add_parser("simulate-llm", help="run the OpenAI/Anthropic provider simulator")
+    coordinator = sub.add_parser(
+        "coordinator", help="submit JSON lines from stdin", formatter_class=HelpFormatter
+    )
+    add_settings_options(coordinator, (*CONNECTION_SETTINGS, "turn_timeout"))
+    coordinator.set_defaults(func=cmd_coordinator)
+
+    drain = sub.add_parser(
+        "drain",
+        help="drain a worker: its turns move to other workers, then it exits",
+        formatter_class=HelpFormatter,
+    )
+    drain.add_argument("worker", help="id of the worker to drain")
+    drain.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for running turns to finish (default: the worker's drain_timeout)",
+    )
+    drain.add_argument("--wait", action="store_true", help="show progress until it is gone")
+    add_settings_options(drain, (*CONNECTION_SETTINGS, "drain_timeout", "heartbeat_ttl"))
+    drain.set_defaults(func=cmd_drain)
+
+    settings = sub.add_parser(
+        "settings",
+        help="print the settings in effect (or --markdown: docs/settings.md)",
+        formatter_class=HelpFormatter,
+    )
+    settings.add_argument("--markdown", action="store_true", help="print the settings table")
+    add_settings_options(settings, WORKER_SETTINGS)
+    settings.set_defaults(func=cmd_settings)
+
+    cli_config.register(sub)
+
+    sim = sub.add_parser(
+        "simulate-llm",
+        help="run the OpenAI/Anthropic provider simulator",
+        formatter_class=HelpFormatter,
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8199)
     sim.add_argument("--ttft", type=float, default=0.0, help="seconds to first token")
@@ -274,15 +336,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``agent-cluster`` console script."""
+    """Entry point of the ``agent-cluster`` console script.
+
+    A mistake (bad setting or config, unknown worker, Redis unreachable,
+    refused credentials, no such database) prints one line on stderr and
+    exits non-zero (:mod:`cluster.cli_errors`); only a bug shows a traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except AgentClusterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        explained = explain(exc, getattr(args, "resolved_settings", None))
+        if explained is None:
+            raise
+        line, code = explained
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

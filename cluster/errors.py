@@ -41,6 +41,10 @@ class ProviderUnavailable(ProviderError):
     """Rate limits, 5xx or timeouts persisted through every retry."""
 
 
+class ProviderUnreachable(ProviderUnavailable):
+    """No connection to the provider's endpoint (wrong base_url, server down, DNS, TLS)."""
+
+
 class ToolError(AgentClusterError):
     """A tool failed; the agent returns this to the model as a tool result."""
 
@@ -133,6 +137,7 @@ __all__ = [
     "ProviderBadRequest",
     "ProviderError",
     "ProviderUnavailable",
+    "ProviderUnreachable",
     "SessionBusy",
     "ToolError",
     "TurnDeferred",

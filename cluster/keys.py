@@ -62,6 +62,12 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:cfg:{cfg}:version``              string  none                publish script (INCR)     workers (turn start)
 ``{ns}:cfg:{cfg}:registry``             string  none                registry bump script      workers (turn start)
                                                                     (INCR)
+``{ns}:cfg:{cfg}:docs``                 hash    none (last 50       publish script: version   admin (config show
+                                        versions kept)      -> JSON document          --version, diff, rollback)
+``{ns}:cfg:{cfg}:history``              list    none (capped    publish script: JSON      admin (config history)
+                                        at 50)              {version, author, at,
+                                                            digest, source, note},
+                                                            newest first
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
@@ -254,6 +260,14 @@ class Keyspace:
     def config_version(self) -> str:
         """Counter: the config version (bumped by every publish)."""
         return f"{self._config()}:version"
+
+    def config_docs(self) -> str:
+        """Hash: config version -> JSON document, for the last versions (show, diff, rollback)."""
+        return f"{self._config()}:docs"
+
+    def config_history(self) -> str:
+        """List of JSON publish records (who, when, digest), newest first, capped."""
+        return f"{self._config()}:history"
 
     def registry_generation(self) -> str:
         """Counter: the cluster-wide tool registry generation."""

@@ -1,9 +1,12 @@
 """Cluster settings: where Redis is, how fast workers heartbeat, how long leases live.
 
-One frozen :class:`ClusterSettings` is built at start-up, either from the
-environment (:meth:`ClusterSettings.from_env`, variables ``AGENT_CLUSTER_*``)
-or from a mapping (:meth:`ClusterSettings.from_mapping`, e.g. a YAML section),
-and passed to whatever needs it. Every bad value raises
+Every setting of a process (cluster-wide timings and limits, and the
+per-worker ones: concurrency, cache cap, idle TTL, sweep interval, log level)
+is one field of :class:`ClusterSettings`, with its one default and its
+meaning in :data:`SETTING_HELP`. One frozen instance is built at start-up,
+from command-line flags, ``AGENT_CLUSTER_*`` environment variables and a
+settings file, in that order (:mod:`cluster.settings_sources`), and passed to
+whatever needs it; ``docs/settings.md`` is generated from these fields. Every bad value raises
 :class:`~cluster.errors.ConfigError` naming the key, the value and what is
 expected. The Redis password never appears in ``repr``/``str``: use
 :meth:`ClusterSettings.redacted_url` (or :func:`redact_url`) when logging.
@@ -15,13 +18,35 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "URL_FILE_ENV", "ClusterSettings", "read_url_file", "redact_url"]
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_IDLE_TTL",
+    "DEFAULT_SWEEP_INTERVAL",
+    "DEFAULT_TURN_TIMEOUT",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "SETTING_HELP",
+    "URL_FILE_ENV",
+    "ClusterSettings",
+    "read_url_file",
+    "redact_url",
+]
+
+# Defaults other modules need as plain constants (the agent cache, the worker
+# options, the turn runner): defined here once and imported there.
+DEFAULT_TURN_TIMEOUT = 600.0
+DEFAULT_CONCURRENCY = 32
+DEFAULT_CACHE_SIZE = 128
+DEFAULT_IDLE_TTL = 3600.0
+DEFAULT_SWEEP_INTERVAL = 60.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 ENV_PREFIX = "AGENT_CLUSTER_"
 URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
@@ -98,6 +123,12 @@ class ClusterSettings:
         rebalance_idle: Seconds a sticky session must be idle (nothing pending
             or running) before it moves to a worker that joined and is now its
             ring owner; 0 keeps sessions where they are.
+        concurrency: Turns a worker runs at once.
+        cache_size: Cached agents a worker keeps (LRU cap).
+        idle_ttl: Seconds without activity after which a cached agent is
+            soft-released by the idle sweep.
+        sweep_interval: Seconds between idle sweeps.
+        log_level: DEBUG, INFO, WARNING or ERROR.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -105,13 +136,18 @@ class ClusterSettings:
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0
     lease_ttl: float = 30.0
-    turn_timeout: float = 600.0
+    turn_timeout: float = DEFAULT_TURN_TIMEOUT
     drain_timeout: float = 120.0
     max_message_bytes: int = 256 * 1024
     max_config_bytes: int = 1024 * 1024
     processed_retention: float = 7 * 24 * 3600.0
     reply_ttl: float = 600.0
     rebalance_idle: float = 60.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    cache_size: int = DEFAULT_CACHE_SIZE
+    idle_ttl: float = DEFAULT_IDLE_TTL
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -128,8 +164,14 @@ class ClusterSettings:
             "drain_timeout",
             "processed_retention",
             "reply_ttl",
+            "idle_ttl",
+            "sweep_interval",
         ):
             _check_positive_float(name, getattr(self, name))
+        for name in ("concurrency", "cache_size"):
+            _check_positive_int(name, getattr(self, name), unit="a whole number")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         rebalance = self.rebalance_idle
         if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or rebalance < 0:
             raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
@@ -170,7 +212,7 @@ class ClusterSettings:
         """
         if not isinstance(values, Mapping):
             raise ConfigError(f"cluster settings must be a mapping, got {type(values).__name__}")
-        return cls._build(values, key_name=lambda name: name)
+        return cls.from_values(values, key_name=lambda name: name)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClusterSettings:
@@ -194,10 +236,19 @@ class ClusterSettings:
         }
         if "redis_url" not in values and env.get(URL_FILE_ENV):
             values["redis_url"] = read_url_file(env[URL_FILE_ENV])
-        return cls._build(values, key_name=lambda name: ENV_PREFIX + name.upper())
+        return cls.from_values(values, key_name=lambda name: ENV_PREFIX + name.upper())
 
     @classmethod
-    def _build(cls, values: Mapping[str, Any], *, key_name: Any) -> ClusterSettings:
+    def from_values(
+        cls, values: Mapping[str, Any], *, key_name: Callable[[str], str]
+    ) -> ClusterSettings:
+        """Build settings from raw values (strings converted), naming keys with ``key_name``.
+
+        ``key_name(field)`` is how an error names the key (a flag, a variable, a file key).
+
+        Raises:
+            ConfigError: an unknown key or a bad value.
+        """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for name, raw in values.items():
@@ -222,7 +273,7 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
     if kind is str:
         if not isinstance(raw, str):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
-        return raw
+        return raw.upper() if key.lower().endswith("log_level") else raw
     if isinstance(raw, bool):
         raise ConfigError(f"{key} must be a number, got {raw!r}")
     if kind is int:
@@ -231,7 +282,7 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
                 raise ValueError
             return int(raw.strip()) if isinstance(raw, str) else int(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a whole number of bytes, got {raw!r}") from None
+            raise ConfigError(f"{key} must be a whole number, got {raw!r}") from None
     try:
         value = float(raw.strip()) if isinstance(raw, str) else float(raw)
     except (TypeError, ValueError):
@@ -246,9 +297,9 @@ def _check_positive_float(name: str, value: Any) -> None:
         raise ConfigError(f"{name} must be a finite number of seconds > 0, got {value!r}")
 
 
-def _check_positive_int(name: str, value: Any) -> None:
+def _check_positive_int(name: str, value: Any, *, unit: str = "a whole number of bytes") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a whole number of bytes > 0, got {value!r}")
+        raise ConfigError(f"{name} must be {unit} > 0, got {value!r}")
 
 
 def _check_url(name: str, url: Any) -> None:
@@ -260,3 +311,33 @@ def _check_url(name: str, url: Any) -> None:
             f"{name} must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}, "
             f"got {redact_url(url)!r}"
         )
+
+
+SETTING_HELP: dict[str, str] = {
+    "redis_url": "Redis to use: redis://[user:password@]host:port/db, rediss:// (TLS), unix://, "
+    "fakeredis://NAME (embedded). With a password, prefer the environment variable or "
+    "--redis-url-file (argv is visible to every local user).",
+    "namespace": "Prefix of every Redis key; clusters sharing a Redis need different ones.",
+    "heartbeat_interval": "Seconds between two heartbeats of a worker.",
+    "heartbeat_ttl": "Seconds without a heartbeat after which a worker is dead and its turns "
+    "move on (at least twice heartbeat_interval).",
+    "lease_ttl": "Seconds a running-turn lease lives unless extended (the worker extends it "
+    "while the turn runs).",
+    "turn_timeout": "Seconds a turn may run before it is abandoned; also how long the "
+    "coordinator waits for a reply.",
+    "drain_timeout": "Seconds a draining worker lets running turns finish before cutting them "
+    "off and handing them on.",
+    "max_message_bytes": "Largest accepted message text or reply, in bytes.",
+    "max_config_bytes": "Largest accepted config document (encoded), in bytes.",
+    "processed_retention": "Seconds a processed message id and its reply are remembered, so "
+    "a redelivered message is answered once.",
+    "reply_ttl": "Seconds a reply waits in Redis for its caller.",
+    "rebalance_idle": "Seconds a session must be idle before it moves to a worker that joined "
+    "and now owns it on the ring; 0 keeps sessions where they are.",
+    "concurrency": "Turns a worker runs at once.",
+    "cache_size": "Agents a worker keeps cached (LRU cap).",
+    "idle_ttl": "Seconds without activity after which a cached agent is soft-released.",
+    "sweep_interval": "Seconds between two idle sweeps of a worker's agent cache.",
+    "log_level": "DEBUG, INFO, WARNING or ERROR.",
+}
+"""What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

@@ -9,207 +9,83 @@ agents when they hear the event and compare :meth:`RedisVersionStore.versions`
 event cannot let a turn run on a stale agent.
 
 Config documents are validated before they reach Redis
-(:func:`encode_config`, pure): a JSON-safe mapping, within the size limit, and
-free of secrets, because they belong in each worker's environment, never in
-Redis: refused are a key named like a secret in any naming style (``api_key``,
-``apiKey``, ``accessToken``, ``privateKey``, ``db_password``, ...) holding
-anything but null, a boolean or an environment reference (``"${NAME}"``); a
-value that looks like a credential wherever it is (a provider key pattern, a
-bearer token, a JWT, a private key, a URL with a password); and a secret flag
-with its value inside an argument list (``"--api-key=..."`` or
-``["--api-key", "..."]``).
+(:func:`cluster.config_secrets.encode_config`, pure): a JSON-safe mapping,
+within the size limit, and free of secrets.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
-import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
 
-from cluster.errors import ConfigError, PayloadTooLarge
+from cluster.config_secrets import DEFAULT_MAX_CONFIG_BYTES, encode_config, is_secret_key
+from cluster.errors import ConfigError
 from cluster.keys import Keyspace
 from cluster.scripts import ScriptSet
 
 __all__ = [
     "DEFAULT_MAX_CONFIG_BYTES",
+    "HISTORY_LIMIT",
+    "ConfigRecord",
     "RedisVersionStore",
+    "config_digest",
     "VersionStore",
     "encode_config",
     "is_secret_key",
 ]
 
-DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
-_MAX_DEPTH = 32
-# Compact (lower case, separators removed) key names that hold a secret: a
-# suffix match catches ``openai_api_key``, ``apiKey``, ``GITHUB_TOKEN``,
-# ``aws_access_key_id``; a substring match catches ``db_password``, ``clientSecret``.
-_SECRET_SUFFIXES = (
-    "apikey",
-    "accesskey",
-    "accesskeyid",
-    "privatekey",
-    "secretkey",
-    "signingkey",
-    "encryptionkey",
-    "token",
-    "authorization",
-    "bearer",
-    "cookie",
-    "credential",
-    "credentials",
-)
-_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "privatekey", "credential")
-_NOT_SECRET = frozenset({"maxtokens", "tokenizer", "cachekeys"})
-_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-# Values that are unmistakably credentials, wherever they appear in a string.
-_SECRET_VALUE_RE = re.compile(
-    r"""(
-        \bsk-(ant-|proj-)?[A-Za-z0-9_-]{16,}        # OpenAI / Anthropic keys
-      | \bAKIA[0-9A-Z]{16}\b                        # AWS access key id
-      | \bgh[pousr]_[A-Za-z0-9]{20,}                # GitHub tokens
-      | \bgithub_pat_[A-Za-z0-9_]{20,}
-      | \bglpat-[A-Za-z0-9_-]{16,}                  # GitLab
-      | \bxox[abprs]-[A-Za-z0-9-]{10,}              # Slack
-      | \bAIza[0-9A-Za-z_-]{30,}                    # Google API key
-      | \bhf_[A-Za-z0-9]{30,}                       # Hugging Face
-      | -----BEGIN[ A-Z]*PRIVATE\ KEY-----
-      | \bBearer\s+[A-Za-z0-9._~+/=-]{16,}
-      | \beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.   # a JWT
-      | [A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^@\s]+@     # a URL with a password
-    )""",
-    re.VERBOSE,
-)
-# ``--api-key=VALUE`` / ``-password=VALUE`` inside a string (an argument list item).
-_FLAG_WITH_VALUE = re.compile(r"(?:^|\s)--?([A-Za-z][A-Za-z0-9_.-]*)=(\S+)")
-_ENV_REFERENCE = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$")
+HISTORY_LIMIT = 50
+"""Config versions whose document and publish record are kept (show, diff, rollback)."""
+def config_digest(data: bytes) -> str:
+    """A short digest of an encoded config document (shown in the history)."""
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
-def is_secret_key(name: str) -> bool:
-    """Whether a config key is named like a secret, in any naming style.
+@dataclass(frozen=True)
+class ConfigRecord:
+    """One publish of the config, as the history keeps it.
 
-    ``api_key``, ``apiKey``, ``API-KEY``, ``accessToken``, ``privateKey``,
-    ``db_password``, ``clientSecret`` are; ``max_tokens``, ``cache_keys`` and
-    ``tokenizer`` are not.
+    Attributes:
+        version: The version it created.
+        at: When (Redis server time, Unix seconds).
+        author: Who published it (``user@host`` of the CLI, or what the caller gave).
+        digest: :func:`config_digest` of the document.
+        source: Where the document came from (a file name, ``rollback``, ``api``).
+        note: Free text (e.g. ``rollback to 3``).
     """
-    snake = _CAMEL_BOUNDARY.sub("_", name).lower()
-    compact = re.sub(r"[^a-z0-9]", "", snake)
-    if not compact or compact in _NOT_SECRET:
-        return False
-    return compact.endswith(_SECRET_SUFFIXES) or any(part in compact for part in _SECRET_PARTS)
 
+    version: int
+    at: float
+    author: str
+    digest: str
+    source: str = ""
+    note: str = ""
 
-def _is_env_reference(value: str) -> bool:
-    return bool(_ENV_REFERENCE.match(value.strip()))
-
-
-def _secret_error(path: str, why: str) -> ConfigError:
-    return ConfigError(
-        f"config {path or '<root>'} {why}: secrets belong in each worker's environment, "
-        "not in Redis; set it there (e.g. OPENAI_API_KEY) and reference the environment "
-        "variable instead (e.g. \"${GITHUB_TOKEN}\" in an MCP server's env)"
-    )
-
-
-def _check_string(value: str, path: str) -> None:
-    if _SECRET_VALUE_RE.search(value):
-        raise _secret_error(path, "holds what looks like a credential (an API key, token or URL password)")
-    for match in _FLAG_WITH_VALUE.finditer(value):
-        if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
-            raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)}=...)")
-
-
-def _check_argument_list(items: list[Any] | tuple[Any, ...], path: str) -> None:
-    """``["--api-key", "VALUE"]``: a secret-named flag followed by its value."""
-    for index, item in enumerate(items[:-1]):
-        following = items[index + 1]
-        if (
-            isinstance(item, str)
-            and item.startswith("-")
-            and "=" not in item
-            and is_secret_key(item.lstrip("-"))
-            and isinstance(following, str)
-            and not following.startswith("-")
-            and not _is_env_reference(following)
-        ):
-            raise _secret_error(f"{path}[{index + 1}]", f"is the value of a secret flag ({item})")
-
-
-def _check(value: Any, path: str, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise ConfigError(f"config {path} is nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, str):
-            _check_string(value, path)
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"config {path} must be a finite number, got {value!r}")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"config {path} has a non-string key {key!r}; JSON keys are strings"
-                )
-            child = f"{path}.{key}" if path else key
-            # A null, a flag (``use_api_key: true``) or a reference to an environment
-            # variable (``"${GITHUB_TOKEN}"``) holds no secret; anything else does.
-            if is_secret_key(key) and not (
-                item is None
-                or isinstance(item, bool)
-                or (isinstance(item, str) and _is_env_reference(item))
-            ):
-                raise _secret_error(child, "is named like a secret")
-            _check(item, child, depth + 1)
-        return
-    if isinstance(value, list | tuple):
-        _check_argument_list(value, path)
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]", depth + 1)
-        return
-    raise ConfigError(
-        f"config {path or '<root>'} must be JSON data (null, bool, number, string, list, "
-        f"mapping), got {type(value).__name__}"
-    )
-
-
-def encode_config(config: Any, *, max_bytes: int = DEFAULT_MAX_CONFIG_BYTES) -> bytes:
-    """Validate a config document and encode it as compact JSON.
-
-    Args:
-        config: The document; must be a mapping with string keys.
-        max_bytes: Largest accepted encoded size.
-
-    Returns:
-        The UTF-8 JSON bytes to store.
-
-    Raises:
-        ConfigError: not a mapping, not JSON-safe, or holding a secret (the
-            message names the offending path).
-        PayloadTooLarge: the encoded document exceeds ``max_bytes``.
-    """
-    if not isinstance(config, Mapping):
-        raise ConfigError(
-            f"config must be a mapping (a YAML/JSON object), got {type(config).__name__}"
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ConfigRecord:
+        """Read a record as the publish script stored it."""
+        data = json.loads(raw)
+        return cls(
+            version=int(data.get("version", 0)),
+            at=float(data.get("at", 0.0)),
+            author=str(data.get("author", "")),
+            digest=str(data.get("digest", "")),
+            source=str(data.get("source", "")),
+            note=str(data.get("note", "")),
         )
-    _check(config, "", 0)
-    data = json.dumps(config, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(
-            f"config is {len(data)} bytes encoded, more than the limit of {max_bytes} bytes "
-            "(max_config_bytes); trim it or raise the limit"
-        )
-    return data
 
 
 class VersionStore(Protocol):
     """The config/registry operations admins and workers rely on."""
 
-    def publish_config(self, config: Mapping[str, Any]) -> int: ...
+    def publish_config(
+        self, config: Mapping[str, Any], *, author: str = ..., source: str = ..., note: str = ...
+    ) -> int: ...
 
     def current_config(self) -> tuple[int, dict[str, Any]]: ...
 
@@ -240,8 +116,22 @@ class RedisVersionStore:
         self._scripts = ScriptSet(client)
         self._max_bytes = max_config_bytes
 
-    def publish_config(self, config: Mapping[str, Any]) -> int:
-        """Validate, store and announce a config document.
+    def publish_config(
+        self,
+        config: Mapping[str, Any],
+        *,
+        author: str = "api",
+        source: str = "api",
+        note: str = "",
+    ) -> int:
+        """Validate, store, record in the history and announce a config document.
+
+        Args:
+            config: The document (see :func:`encode_config`; schema checks are
+                the caller's, e.g. :func:`cluster.config_schema.parse_config`).
+            author: Who publishes it (kept in the history).
+            source: Where it came from (a file name, ``rollback``...).
+            note: Free text for the history.
 
         Returns:
             The new config version.
@@ -251,12 +141,42 @@ class RedisVersionStore:
             PayloadTooLarge: larger than the limit (nothing is stored).
         """
         data = encode_config(config, max_bytes=self._max_bytes)
+        record = {"author": author, "digest": config_digest(data), "source": source, "note": note}
         version = self._scripts(
             "config_publish",
-            [self._keys.config_doc(), self._keys.config_version()],
-            [data, self._keys.events_channel()],
+            [
+                self._keys.config_doc(),
+                self._keys.config_version(),
+                self._keys.config_docs(),
+                self._keys.config_history(),
+            ],
+            [data, self._keys.events_channel(), json.dumps(record), HISTORY_LIMIT],
         )
         return int(version)
+
+    def config_at(self, version: int) -> dict[str, Any]:
+        """The document that ``version`` published.
+
+        Raises:
+            ConfigError: no such version, or it fell out of the kept history.
+        """
+        raw = self._client.hget(self._keys.config_docs(), str(version))
+        if raw is None:
+            current = self.versions()[0]
+            if version < 1 or version > current:
+                raise ConfigError(
+                    f"config version {version} does not exist (current version is {current})"
+                )
+            raise ConfigError(
+                f"config version {version} is no longer kept (only the last {HISTORY_LIMIT} "
+                "versions are); see `agent-cluster config history`"
+            )
+        return _parse_document(raw)
+
+    def history(self, limit: int = HISTORY_LIMIT) -> list[ConfigRecord]:
+        """The last ``limit`` publishes, newest first."""
+        raws = self._client.lrange(self._keys.config_history(), 0, max(0, limit - 1))
+        return [ConfigRecord.from_json(raw) for raw in raws]
 
     def current_config(self) -> tuple[int, dict[str, Any]]:
         """The current config version and document (``(0, {})`` before any publish)."""
@@ -266,12 +186,7 @@ class RedisVersionStore:
         version, doc = pipe.execute()
         if doc is None:
             return int(version or 0), {}
-        parsed = json.loads(doc)
-        if not isinstance(parsed, dict):
-            raise ConfigError(
-                f"stored config is not a mapping ({type(parsed).__name__}); republish it"
-            )
-        return int(version or 0), parsed
+        return int(version or 0), _parse_document(doc)
 
     def bump_registry_generation(self, reason: str) -> int:
         """Bump the tool registry generation and announce it.
@@ -295,3 +210,10 @@ class RedisVersionStore:
             [self._keys.config_version(), self._keys.registry_generation()]
         )
         return int(version or 0), int(generation or 0)
+
+
+def _parse_document(raw: bytes | str) -> dict[str, Any]:
+    parsed = json.loads(raw)
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"stored config is not a mapping ({type(parsed).__name__}); republish it")
+    return parsed

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Any, Generic
 
 from cluster.errors import ConfigError, SessionBusy
+from cluster.settings import DEFAULT_CACHE_SIZE, DEFAULT_IDLE_TTL, DEFAULT_SWEEP_INTERVAL
 from worker._cache_state import CacheState, Outcome
 from worker.cache_entry import A, CheckoutHandle, EntryInfo, InvalidationResult
 from worker.cache_policy import PENDING, EvictionCause, Pending
@@ -78,9 +79,7 @@ __all__ = [
 
 logger = logging.getLogger("worker.cache")
 
-DEFAULT_MAX_SIZE = 128
-DEFAULT_IDLE_TTL = 3600.0
-DEFAULT_SWEEP_INTERVAL = 60.0
+DEFAULT_MAX_SIZE = DEFAULT_CACHE_SIZE
 
 
 class AgentCache(Generic[A]):

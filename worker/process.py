@@ -49,12 +49,19 @@ from cluster.placement import Placement
 from cluster.recovery import Recovery
 from cluster.redis_checks import check_eviction_policy
 from cluster.session_store import RedisSessionStore
-from cluster.settings import ClusterSettings
+from cluster.settings import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_IDLE_TTL,
+    DEFAULT_SWEEP_INTERVAL,
+    ClusterSettings,
+)
 from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.executor import ClaimLoop, TurnExecutor
 from worker.lease_keeper import LeaseKeeper
+from worker.mcp_tools import WorkerMCP
 from worker.turns import ConfigView, TurnRunner, TurnServices
 
 log = logging.getLogger("worker.process")
@@ -65,15 +72,26 @@ _SIGNAL_POLL = 0.1
 
 @dataclass
 class WorkerOptions:
-    """Per-process options (the cluster-wide ones are in ClusterSettings)."""
+    """Per-process options; :meth:`from_settings` takes them from ClusterSettings."""
 
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
-    concurrency: int = 32
-    cache_size: int = 128
-    idle_ttl: float = 3600.0
-    sweep_interval: float = 60.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    cache_size: int = DEFAULT_CACHE_SIZE
+    idle_ttl: float = DEFAULT_IDLE_TTL
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
     sandbox_root: Path | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def from_settings(cls, settings: ClusterSettings, **overrides: Any) -> WorkerOptions:
+        """The per-worker fields of ``settings`` (concurrency, cache), plus ``overrides``."""
+        return cls(
+            concurrency=settings.concurrency,
+            cache_size=settings.cache_size,
+            idle_ttl=settings.idle_ttl,
+            sweep_interval=settings.sweep_interval,
+            **overrides,
+        )
 
 
 class WorkerProcess:
@@ -128,13 +146,14 @@ class WorkerProcess:
             queue=self.queue,
             leases=leases,
         )
-        self.config = ConfigView(
-            RedisVersionStore(
-                self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
-            )
+        self.versions = RedisVersionStore(
+            self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
+        self.config = ConfigView(self.versions)
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
         tool_env = ToolEnvironment.default(self.options.sandbox_root)
+        tool_registry = tool_registry or default_registry()
+        self.mcp = WorkerMCP(registry=tool_registry, worker_id=self.worker_id)
         self.runner = TurnRunner(
             TurnServices(
                 worker_id=self.worker_id,
@@ -149,7 +168,7 @@ class WorkerProcess:
                 config=self.config,
                 lease_keeper=self.lease_keeper,
                 tool_env=tool_env,
-                tool_registry=tool_registry or default_registry(),
+                tool_registry=tool_registry,
                 queue=self.queue,
                 placement=self.placement,
                 lease_ttl=settings.lease_ttl,
@@ -188,6 +207,8 @@ class WorkerProcess:
         with contextlib.ExitStack() as started:
             check_eviction_policy(self.client, f"worker {self.worker_id}")
             self.config.refresh()
+            self.mcp.apply(self.versions.current_config()[1])
+            started.callback(self.mcp.close)
             self._register()
             started.callback(self.membership.deregister, self.worker_id)
             orphaned = self.queue.requeue_inflight(self.worker_id)
@@ -352,7 +373,10 @@ class WorkerProcess:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind in ("config", "registry"):
+        if kind == "registry":
+            self._on_registry_event()
+        elif kind == "config":
+            self.mcp.apply(self.versions.current_config()[1])  # restarts servers only if changed
             self._on_reconnect()
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
             timeout = event.get("timeout")
@@ -370,6 +394,17 @@ class WorkerProcess:
                 self.config.registry_generation,
                 busted,
             )
+
+    def _on_registry_event(self) -> None:
+        """A registry bump (``agent-cluster mcp reload``): re-discover MCP tools, then bust.
+
+        The tools are re-discovered before the cached agents are dropped, so
+        the agents rebuilt by the next turns see the new tool list; a turn that
+        starts in between still rebuilds (its lease reports the new
+        generation), possibly with the old list, and the next bump fixes it.
+        """
+        self.mcp.apply(self.versions.current_config()[1], reload=True)
+        self._on_reconnect()
 
     def status(self) -> dict[str, Any]:
         """What this worker is doing, for the status endpoint and tests."""

@@ -1,7 +1,9 @@
 """What agent a worker builds for a session, from the cluster config document.
 
-The config document is published to Redis by the admin (``cluster.versions``);
-api keys never are: they come from the worker's environment. This module is
+The config document is published to Redis by the admin (``cluster.versions``,
+validated against ``cluster.config_schema``); api keys never are: they come
+from the worker's environment, from the variable that ``providers.<name>.api_key_env``
+names (default ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``). This module is
 pure: it turns (config, registry generation, environment) into an
 :class:`AgentProfile` and a per-session signature for the agent cache.
 """
@@ -14,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.providers import KEY_ENV
 from cluster.errors import ConfigError
 from worker.signature import config_signature, extract_cache_busting_config
 
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 DEFAULT_TOOLSETS = ("memory", "process", "terminal", "todo")
 
 
@@ -31,7 +33,9 @@ class AgentProfile:
     """The agent settings every session of the cluster shares.
 
     Attributes:
-        model, provider, base_url, api_mode: the model endpoint.
+        model, provider, base_url, api_mode: the model endpoint (``base_url``
+            from ``model.base_url``, else ``providers.<provider>.base_url``).
+        api_key_env: the worker environment variable holding the provider's key.
         toolsets: enabled toolsets (``agent.toolsets`` minus ``agent.disabled_toolsets``), sorted.
         ephemeral_prompt: extra system prompt text (``agent.ephemeral_system_prompt``).
         max_iterations: tool-loop bound per turn.
@@ -42,6 +46,7 @@ class AgentProfile:
     provider: str = "offline"
     base_url: str | None = None
     api_mode: str | None = None
+    api_key_env: str | None = None
     toolsets: tuple[str, ...] = DEFAULT_TOOLSETS
     ephemeral_prompt: str | None = None
     max_iterations: int = 10
@@ -70,15 +75,21 @@ class AgentProfile:
             raise ConfigError(
                 f"agent.max_iterations must be a positive integer, got {max_iterations!r}"
             )
+        providers = _section(config, "providers")
+        provider = str(model.get("provider", "offline"))
+        provider_section = providers.get(provider)
+        provider_settings = provider_section if isinstance(provider_section, Mapping) else {}
+        key_env = provider_settings.get("api_key_env") or KEY_ENV.get(provider)
         with_generation = {
             **config,
             "tools": {**_section(config, "tools"), "registry_generation": registry_generation},
         }
         return cls(
             model=str(model.get("default", "offline-echo")),
-            provider=str(model.get("provider", "offline")),
-            base_url=model.get("base_url"),
+            provider=provider,
+            base_url=model.get("base_url") or provider_settings.get("base_url"),
             api_mode=model.get("api_mode"),
+            api_key_env=None if key_env is None else str(key_env),
             toolsets=tuple(sorted(set(toolsets) - set(disabled))),
             ephemeral_prompt=agent.get("ephemeral_system_prompt"),
             max_iterations=max_iterations,
@@ -87,7 +98,7 @@ class AgentProfile:
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The provider's api key from the worker's environment (never from Redis)."""
-        env_name = KEY_ENV.get(self.provider)
+        env_name = self.api_key_env or KEY_ENV.get(self.provider)
         return environ.get(env_name) if env_name else None
 
     def runtime(self, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -126,7 +126,7 @@ class AnthropicMessagesProvider(SDKClientHolder):
             return self._stream(client, kwargs, on_delta, should_stop)
         except anthropic.AnthropicError as exc:
             raise translate_sdk_error(
-                exc, provider=self.name, sdk=anthropic, key_env="ANTHROPIC_API_KEY"
+                exc, provider=self.name, sdk=anthropic, key_env="ANTHROPIC_API_KEY", base_url=self._base_url
             ) from exc
 
     def _parse(self, message: Any) -> ModelResponse:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from agent.messages import Message, Usage
-from cluster.errors import ProviderError, ProviderUnavailable
+from cluster.errors import ProviderError, ProviderUnavailable, ProviderUnreachable
 
 log = logging.getLogger("agent.providers")
 
@@ -131,6 +131,12 @@ def call_with_retries(
                 wait,
             )
             sleep(wait)
+    if isinstance(last, ProviderUnreachable):
+        raise ProviderUnreachable(
+            f"gave up after {policy.attempts} attempts: {last}",
+            provider=provider,
+            retryable=False,
+        ) from last
     raise ProviderUnavailable(
         f"{provider}: gave up after {policy.attempts} attempts: {last}. "
         "The provider is rate limiting or failing; try again later or lower the load.",

@@ -126,7 +126,7 @@ class OpenAIChatProvider(SDKClientHolder):
             return self._stream(client, kwargs, on_delta, should_stop)
         except openai.OpenAIError as exc:
             raise translate_sdk_error(
-                exc, provider=self.name, sdk=openai, key_env="OPENAI_API_KEY"
+                exc, provider=self.name, sdk=openai, key_env="OPENAI_API_KEY", base_url=self._base_url
             ) from exc
 
     def _parse(self, completion: Any) -> ModelResponse:

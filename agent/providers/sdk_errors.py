@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.errors import ProviderAuthError, ProviderBadRequest, ProviderError
+from cluster.errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderUnreachable,
+)
 
 RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 
-def translate_sdk_error(exc: Exception, *, provider: str, sdk: Any, key_env: str) -> ProviderError:
+def translate_sdk_error(
+    exc: Exception, *, provider: str, sdk: Any, key_env: str, base_url: str | None = None
+) -> ProviderError:
     """Return the ProviderError that says what went wrong and what to do.
 
     Args:
@@ -22,6 +29,8 @@ def translate_sdk_error(exc: Exception, *, provider: str, sdk: Any, key_env: str
         provider: "openai" or "anthropic", named in the message.
         sdk: the SDK module (``openai`` or ``anthropic``) whose classes to match.
         key_env: the environment variable that holds this provider's api key.
+        base_url: the endpoint called (``None``: the SDK's default), named when
+            no connection could be made.
     """
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
@@ -41,12 +50,28 @@ def translate_sdk_error(exc: Exception, *, provider: str, sdk: Any, key_env: str
             "Check the model name, base_url and request parameters.",
             provider=provider,
         )
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError(
+            f"{provider} timed out ({_endpoint(base_url)}): {_short(exc)}",
+            provider=provider,
+            retryable=True,
+        )
     if isinstance(exc, sdk.APIConnectionError):
-        kind = "timed out" if isinstance(exc, sdk.APITimeoutError) else "connection failed"
-        return ProviderError(f"{provider} {kind}: {_short(exc)}", provider=provider, retryable=True)
+        cause = exc.__cause__ or exc.__context__
+        reason = f"{type(cause).__name__}: {_short(cause)}" if cause is not None else _short(exc)
+        return ProviderUnreachable(
+            f"{provider}: cannot connect to {_endpoint(base_url)} ({reason}). Check "
+            "model.base_url (or providers.<name>.base_url) and that the server is up",
+            provider=provider,
+            retryable=True,
+        )
     return ProviderError(f"{provider} call failed: {exc!r}", provider=provider, retryable=False)
 
 
-def _short(exc: Exception) -> str:
+def _endpoint(base_url: str | None) -> str:
+    return base_url if base_url else "the provider's default endpoint"
+
+
+def _short(exc: BaseException) -> str:
     text = str(exc)
     return text if len(text) <= 300 else text[:300] + "..."

@@ -1,0 +1,484 @@
+"""The cluster config document: its schema, and validation with YAML line numbers.
+
+``agent-cluster config push FILE`` runs :func:`parse_config` on the file's text
+before anything touches Redis. The schema accepts exactly the keys the product
+reads (``worker/profile.py``, ``worker/signature.py``,
+``agent/tools/mcp_config.py``); an unknown key, a wrong type or a value out of
+range is refused with one line naming the key path, what is expected and the
+line of the YAML document, e.g.::
+
+    compression.threshold must be a number in (0, 1], got 'high' (cluster.yaml line 12)
+
+The schema is a tree of small, pure node types (:class:`Section`,
+:class:`Table`, :class:`Scalar`, :class:`ListOf`); :data:`CONFIG_SCHEMA` is
+the whole document and :func:`schema_lines` renders it as documentation.
+Everything here is pure: no Redis, no environment, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from cluster.config_secrets import check_secrets
+from cluster.errors import ConfigError
+
+__all__ = [
+    "CONFIG_SCHEMA",
+    "ListOf",
+    "Scalar",
+    "Section",
+    "Table",
+    "parse_config",
+    "schema_lines",
+    "validate_config",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Located:
+    """Maps a key path to the line of the YAML node it came from."""
+
+    def __init__(self, source: str, lines: Mapping[str, int]) -> None:
+        self.source = source
+        self.lines = lines
+
+    def at(self, path: str) -> str:
+        line = self.lines.get(path)
+        while line is None and path:
+            path = path.rpartition(".")[0] if "." in path else ""
+            line = self.lines.get(path)
+        return f" ({self.source} line {line})" if line else ""
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if not isinstance(value, Mapping | list) else type(value).__name__
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A leaf value.
+
+    Attributes:
+        kind: ``"str"``, ``"int"``, ``"number"`` or ``"bool"``.
+        doc: What the value means (rendered by :func:`schema_lines`).
+        choices: Allowed values, if a closed set.
+        low, high: Inclusive bounds (numbers); ``low_open`` makes ``low`` exclusive.
+        nullable: ``null`` is accepted (means "unset").
+        pattern: A regular expression a string must match, with ``pattern_doc``
+            saying it in words.
+    """
+
+    kind: str
+    doc: str
+    choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    nullable: bool = False
+    pattern: re.Pattern[str] | None = None
+    pattern_doc: str = ""
+
+    def expected(self) -> str:
+        if self.choices:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "str":
+            text = f"a string ({self.pattern_doc})" if self.pattern_doc else "a string"
+        else:
+            text = "a whole number" if self.kind == "int" else "a number"
+            if self.low is not None and self.high is not None:
+                text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+            elif self.low is not None:
+                text += f" {'>' if self.low_open else '>='} {self.low:g}"
+        return text + (" or null" if self.nullable else "")
+
+    def check(self, value: Any, path: str, where: _Located) -> None:
+        if value is None and self.nullable:
+            return
+        if not self._fits(value):
+            raise ConfigError(
+                f"{path} must be {self.expected()}, got {_describe(value)}{where.at(path)}"
+            )
+
+    def _fits(self, value: Any) -> bool:
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if self.kind == "str":
+            if not isinstance(value, str) or (self.pattern and not self.pattern.match(value)):
+                return False
+            return not self.choices or value in self.choices
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind == "int" and not isinstance(value, int):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list whose every item fits ``item``."""
+
+    item: Scalar
+    doc: str
+    nullable: bool = False
+
+    def check(self, value: Any, path: str, where: _Located) -> None:
+        if value is None and self.nullable:
+            return
+        if not isinstance(value, list):
+            raise ConfigError(
+                f"{path} must be a list of {self.item.expected()}, got {_describe(value)}"
+                f"{where.at(path)}"
+            )
+        for index, item in enumerate(value):
+            self.item.check(item, f"{path}[{index}]", where)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping with a fixed set of keys (unknown keys are refused)."""
+
+    doc: str
+    keys: Mapping[str, Node] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+    def check(self, value: Any, path: str, where: _Located) -> None:
+        shown = path or "the config"
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{shown} must be a mapping, got {_describe(value)}{where.at(path)}")
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            node = self.keys.get(key) if isinstance(key, str) else None
+            if node is None:
+                known = ", ".join(sorted(self.keys))
+                raise ConfigError(
+                    f"{child} is not a known setting (known in {shown}: {known}){where.at(child)}"
+                )
+            node.check(item, child, where)
+        for key in self.required:
+            if key not in value:
+                raise ConfigError(f"{path}.{key} is missing: {self.keys[key].doc}{where.at(path)}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A mapping of names (1-32 letters, digits, ``_``, ``-``) to entries of one shape."""
+
+    entry: Section
+    doc: str
+    names: tuple[str, ...] = ()
+
+    def check(self, value: Any, path: str, where: _Located) -> None:
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"{path} must be a mapping of name to settings, got {_describe(value)}"
+                f"{where.at(path)}"
+            )
+        for name, entry in value.items():
+            child = f"{path}.{name}"
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise ConfigError(
+                    f"{path}: name {name!r} is invalid: use 1-32 letters, digits, '_' or '-'"
+                    f"{where.at(child)}"
+                )
+            if self.names and name not in self.names:
+                raise ConfigError(
+                    f"{child}: unknown name, expected one of {', '.join(self.names)}"
+                    f"{where.at(child)}"
+                )
+            self.entry.check(entry, child, where)
+
+
+Node = Scalar | ListOf | Section | Table
+
+_TOOLSET = Scalar(
+    "str",
+    "a toolset name",
+    pattern=re.compile(r"^[A-Za-z0-9_-]{1,64}$"),
+    pattern_doc="a toolset name",
+)
+_BUSTS = " Editing it rebuilds every cached agent."
+_NOT_USED_YET = " Recorded in each agent's signature (editing it rebuilds cached agents); the agent does not act on it yet."
+
+CONFIG_SCHEMA = Section(
+    "The cluster config document, read by every worker.",
+    {
+        "model": Section(
+            "The model every session talks to.",
+            {
+                "default": Scalar(
+                    "str",
+                    "Model name sent to the provider (e.g. gpt-4.1, claude-sonnet-4-5)." + _BUSTS,
+                ),
+                "provider": Scalar(
+                    "str",
+                    "Which wire format: offline (deterministic echo, no network), openai, anthropic."
+                    + _BUSTS,
+                    choices=("offline", "openai", "anthropic"),
+                ),
+                "base_url": Scalar(
+                    "str",
+                    "Provider endpoint; the simulator's is http://HOST:PORT/v1 (openai) or http://HOST:PORT (anthropic); null for the provider's own."
+                    + _BUSTS,
+                    nullable=True,
+                    pattern=re.compile(r"^https?://\S+$"),
+                    pattern_doc="an http:// or https:// URL",
+                ),
+                "api_mode": Scalar(
+                    "str",
+                    "Must fit the provider (chat_completions, anthropic_messages, offline); null picks it."
+                    + _BUSTS,
+                    choices=("chat_completions", "anthropic_messages", "offline"),
+                    nullable=True,
+                ),
+                "context_length": Scalar(
+                    "int", "Context window in tokens." + _NOT_USED_YET, low=1, nullable=True
+                ),
+                "max_tokens": Scalar(
+                    "int", "Output tokens per reply." + _NOT_USED_YET, low=1, nullable=True
+                ),
+            },
+        ),
+        "providers": Table(
+            Section(
+                "Per-provider settings.",
+                {
+                    "api_key_env": Scalar(
+                        "str",
+                        "NAME of the worker environment variable holding the api key (the key itself never goes to Redis). Default OPENAI_API_KEY / ANTHROPIC_API_KEY.",
+                        pattern=_ENV_NAME,
+                        pattern_doc="an environment variable name such as OPENAI_API_KEY",
+                    ),
+                    "base_url": Scalar(
+                        "str",
+                        "Endpoint used when model.base_url is not set.",
+                        nullable=True,
+                        pattern=re.compile(r"^https?://\S+$"),
+                        pattern_doc="an http:// or https:// URL",
+                    ),
+                },
+            ),
+            "Providers by name (openai, anthropic).",
+            names=("openai", "anthropic"),
+        ),
+        "agent": Section(
+            "How each agent runs.",
+            {
+                "toolsets": ListOf(
+                    _TOOLSET,
+                    "Enabled toolsets: terminal, process, todo, memory, mcp-<server>. Default: terminal, process, todo, memory."
+                    + _BUSTS,
+                ),
+                "disabled_toolsets": ListOf(
+                    _TOOLSET, "Toolsets removed from agent.toolsets." + _BUSTS, nullable=True
+                ),
+                "max_iterations": Scalar(
+                    "int",
+                    "Model calls per turn (the tool loop's bound). Default 10.",
+                    low=1,
+                    high=1000,
+                ),
+                "ephemeral_system_prompt": Scalar(
+                    "str", "Extra system prompt text for every session." + _BUSTS, nullable=True
+                ),
+            },
+        ),
+        "compression": Section(
+            "Transcript compression.",
+            {
+                "enabled": Scalar(
+                    "bool", "Compress long transcripts." + _NOT_USED_YET, nullable=True
+                ),
+                "threshold": Scalar(
+                    "number",
+                    "Fraction of the context that triggers compression." + _NOT_USED_YET,
+                    low=0,
+                    high=1,
+                    low_open=True,
+                    nullable=True,
+                ),
+                "target_ratio": Scalar(
+                    "number",
+                    "Fraction to compress down to." + _NOT_USED_YET,
+                    low=0,
+                    high=1,
+                    low_open=True,
+                    nullable=True,
+                ),
+                "protect_last_n": Scalar(
+                    "int", "Messages never compressed." + _NOT_USED_YET, low=0, nullable=True
+                ),
+            },
+        ),
+        "memory": Section(
+            "Long-term memory.",
+            {"provider": Scalar("str", "Memory backend name." + _NOT_USED_YET, nullable=True)},
+        ),
+        "mcp_servers": Table(
+            Section(
+                "One MCP server started over stdio by every worker.",
+                {
+                    "command": Scalar(
+                        "str",
+                        "Executable to run.",
+                        pattern=re.compile(r"\S"),
+                        pattern_doc="non-empty",
+                    ),
+                    "args": ListOf(Scalar("str", "an argument"), "Its arguments.", nullable=True),
+                    "env": Table(
+                        Section("", {}),  # never used: values are checked by _ENV_VALUES below
+                        'Extra environment; reference worker secrets as "${NAME}".',
+                    ),
+                    "enabled": Scalar("bool", "false skips the server."),
+                },
+                required=("command",),
+            ),
+            "MCP servers by name; their tools form toolset mcp-<name>. `agent-cluster mcp reload` re-discovers them.",
+        ),
+    },
+)
+
+
+def _check_mcp_env(document: Mapping[str, Any], where: _Located) -> None:
+    """``mcp_servers.X.env`` maps variable names to strings (not to sections)."""
+    servers = document.get("mcp_servers")
+    if not isinstance(servers, Mapping):
+        return
+    for name, entry in servers.items():
+        env = entry.get("env") if isinstance(entry, Mapping) else None
+        if env is None:
+            continue
+        path = f"mcp_servers.{name}.env"
+        if not isinstance(env, Mapping):
+            raise ConfigError(
+                f"{path} must be a mapping of variable name to string{where.at(path)}"
+            )
+        for key, value in env.items():
+            if not isinstance(key, str) or not _ENV_NAME.match(key):
+                raise ConfigError(f"{path}: {key!r} is not a valid variable name{where.at(path)}")
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{path}.{key} must be a string, got {_describe(value)}; quote it"
+                    f"{where.at(f'{path}.{key}')}"
+                )
+
+
+def validate_config(
+    document: Any, *, source: str = "config", lines: Mapping[str, int] | None = None
+) -> None:
+    """Check a config document against :data:`CONFIG_SCHEMA`.
+
+    Args:
+        document: The parsed document.
+        source: The file name shown in errors.
+        lines: Key path -> line number (from :func:`parse_config`).
+
+    Raises:
+        ConfigError: the first problem, naming the key path (and line, if known).
+    """
+    where = _Located(source, lines or {})
+    servers = document.get("mcp_servers") if isinstance(document, Mapping) else None
+    if isinstance(servers, Mapping):
+        # env is a free-form mapping: check it apart, then hide it from the section check.
+        _check_mcp_env(document, where)
+        document = {
+            **document,
+            "mcp_servers": {
+                name: {k: v for k, v in entry.items() if k != "env"}
+                if isinstance(entry, Mapping)
+                else entry
+                for name, entry in servers.items()
+            },
+        }
+    CONFIG_SCHEMA.check(document, "", where)
+
+
+def _node_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = f"{path}.{key}" if path else key
+            if key in seen:
+                raise ConfigError(
+                    f"{child} is given twice (line {key_node.start_mark.line + 1}); keep one"
+                )
+            seen.add(key)
+            out[child] = key_node.start_mark.line + 1
+            _node_lines(value_node, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_lines(item, f"{path}[{index}]", out)
+
+
+def parse_config(text: str, *, source: str = "config") -> dict[str, Any]:
+    """Parse and validate a YAML (or JSON) config document.
+
+    Args:
+        text: The document.
+        source: Its file name, shown in errors.
+
+    Returns:
+        The document as plain data (an empty document gives ``{}``).
+
+    Raises:
+        ConfigError: not YAML, not a mapping, holding a secret
+            (:func:`cluster.config_secrets.check_secrets`), or failing the
+            schema (one line with the key path and the YAML line number).
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}{line} is not valid YAML: {problem}") from None
+    if document is None:
+        return {}
+    check_secrets(document)  # first: a secret under a wrong key must be refused as a secret
+    lines: dict[str, int] = {}
+    if node is not None:
+        _node_lines(node, "", lines)
+    validate_config(document, source=source, lines=lines)
+    assert isinstance(document, dict)
+    return document
+
+
+def _walk(node: Node, path: str) -> Iterator[tuple[str, str, str]]:
+    if isinstance(node, Section):
+        for key, child in node.keys.items():
+            yield from _walk(child, f"{path}.{key}" if path else key)
+    elif isinstance(node, Table):
+        if node.entry.keys:
+            yield (path, "mapping", node.doc)
+            yield from _walk(node.entry, f"{path}.<name>")
+        else:
+            yield (path, "mapping of NAME to string", node.doc)
+    elif isinstance(node, ListOf):
+        yield (
+            path,
+            f"list of {node.item.expected()}" + (" or null" if node.nullable else ""),
+            node.doc,
+        )
+    else:
+        yield (path, node.expected(), node.doc)
+
+
+def schema_lines() -> list[tuple[str, str, str]]:
+    """Every key of the schema as ``(path, expected value, meaning)``, in document order."""
+    return list(_walk(CONFIG_SCHEMA, ""))

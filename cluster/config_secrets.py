@@ -1,0 +1,200 @@
+"""Secrets never go to Redis: the checks every published config document passes.
+
+Config documents are validated before they reach Redis
+(:func:`encode_config`, pure): a JSON-safe mapping, within the size limit, and
+free of secrets, because they belong in each worker's environment, never in
+Redis: refused are a key named like a secret in any naming style (``api_key``,
+``apiKey``, ``accessToken``, ``privateKey``, ``db_password``, ...) holding
+anything but null, a boolean or an environment reference (``"${NAME}"``); a
+value that looks like a credential wherever it is (a provider key pattern, a
+bearer token, a JWT, a private key, a URL with a password); and a secret flag
+with its value inside an argument list (``"--api-key=..."`` or
+``["--api-key", "..."]``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cluster.errors import ConfigError, PayloadTooLarge
+
+__all__ = ["DEFAULT_MAX_CONFIG_BYTES", "check_secrets", "encode_config", "is_secret_key"]
+
+DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
+_MAX_DEPTH = 32
+# Compact (lower case, separators removed) key names that hold a secret: a
+# suffix match catches ``openai_api_key``, ``apiKey``, ``GITHUB_TOKEN``,
+# ``aws_access_key_id``; a substring match catches ``db_password``, ``clientSecret``.
+_SECRET_SUFFIXES = (
+    "apikey",
+    "accesskey",
+    "accesskeyid",
+    "privatekey",
+    "secretkey",
+    "signingkey",
+    "encryptionkey",
+    "token",
+    "authorization",
+    "bearer",
+    "cookie",
+    "credential",
+    "credentials",
+)
+_SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "privatekey", "credential")
+_NOT_SECRET = frozenset({"maxtokens", "tokenizer", "cachekeys"})
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# Values that are unmistakably credentials, wherever they appear in a string.
+_SECRET_VALUE_RE = re.compile(
+    r"""(
+        \bsk-(ant-|proj-)?[A-Za-z0-9_-]{16,}        # OpenAI / Anthropic keys
+      | \bAKIA[0-9A-Z]{16}\b                        # AWS access key id
+      | \bgh[pousr]_[A-Za-z0-9]{20,}                # GitHub tokens
+      | \bgithub_pat_[A-Za-z0-9_]{20,}
+      | \bglpat-[A-Za-z0-9_-]{16,}                  # GitLab
+      | \bxox[abprs]-[A-Za-z0-9-]{10,}              # Slack
+      | \bAIza[0-9A-Za-z_-]{30,}                    # Google API key
+      | \bhf_[A-Za-z0-9]{30,}                       # Hugging Face
+      | -----BEGIN[ A-Z]*PRIVATE\ KEY-----
+      | \bBearer\s+[A-Za-z0-9._~+/=-]{16,}
+      | \beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.   # a JWT
+      | [A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:[^@\s]+@     # a URL with a password
+    )""",
+    re.VERBOSE,
+)
+# ``--api-key=VALUE`` / ``-password=VALUE`` inside a string (an argument list item).
+_FLAG_WITH_VALUE = re.compile(r"(?:^|\s)--?([A-Za-z][A-Za-z0-9_.-]*)=(\S+)")
+_ENV_REFERENCE = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$")
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a config key is named like a secret, in any naming style.
+
+    ``api_key``, ``apiKey``, ``API-KEY``, ``accessToken``, ``privateKey``,
+    ``db_password``, ``clientSecret`` are; ``max_tokens``, ``cache_keys`` and
+    ``tokenizer`` are not.
+    """
+    snake = _CAMEL_BOUNDARY.sub("_", name).lower()
+    compact = re.sub(r"[^a-z0-9]", "", snake)
+    if not compact or compact in _NOT_SECRET:
+        return False
+    return compact.endswith(_SECRET_SUFFIXES) or any(part in compact for part in _SECRET_PARTS)
+
+
+def _is_env_reference(value: str) -> bool:
+    return bool(_ENV_REFERENCE.match(value.strip()))
+
+
+def _secret_error(path: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"config {path or '<root>'} {why}: secrets belong in each worker's environment, "
+        "not in Redis; set it there (e.g. OPENAI_API_KEY) and reference the environment "
+        'variable instead (e.g. "${GITHUB_TOKEN}" in an MCP server\'s env)'
+    )
+
+
+def _check_string(value: str, path: str) -> None:
+    if _SECRET_VALUE_RE.search(value):
+        raise _secret_error(
+            path, "holds what looks like a credential (an API key, token or URL password)"
+        )
+    for match in _FLAG_WITH_VALUE.finditer(value):
+        if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
+            raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)}=...)")
+
+
+def _check_argument_list(items: list[Any] | tuple[Any, ...], path: str) -> None:
+    """``["--api-key", "VALUE"]``: a secret-named flag followed by its value."""
+    for index, item in enumerate(items[:-1]):
+        following = items[index + 1]
+        if (
+            isinstance(item, str)
+            and item.startswith("-")
+            and "=" not in item
+            and is_secret_key(item.lstrip("-"))
+            and isinstance(following, str)
+            and not following.startswith("-")
+            and not _is_env_reference(following)
+        ):
+            raise _secret_error(f"{path}[{index + 1}]", f"is the value of a secret flag ({item})")
+
+
+def _check(value: Any, path: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ConfigError(f"config {path} is nested deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, str):
+            _check_string(value, path)
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"config {path} must be a finite number, got {value!r}")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"config {path} has a non-string key {key!r}; JSON keys are strings"
+                )
+            child = f"{path}.{key}" if path else key
+            # A null, a flag (``use_api_key: true``) or a reference to an environment
+            # variable (``"${GITHUB_TOKEN}"``) holds no secret; anything else does.
+            if is_secret_key(key) and not (
+                item is None
+                or isinstance(item, bool)
+                or (isinstance(item, str) and _is_env_reference(item))
+            ):
+                raise _secret_error(child, "is named like a secret")
+            _check(item, child, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        _check_argument_list(value, path)
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1)
+        return
+    raise ConfigError(
+        f"config {path or '<root>'} must be JSON data (null, bool, number, string, list, "
+        f"mapping), got {type(value).__name__}"
+    )
+
+
+def check_secrets(config: Any) -> None:
+    """Check that a config document is a JSON-safe mapping holding no secret.
+
+    Raises:
+        ConfigError: not a mapping, not JSON-safe, or holding a secret (the
+            message names the offending path and says where the value belongs).
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"config must be a mapping (a YAML/JSON object), got {type(config).__name__}"
+        )
+    _check(config, "", 0)
+
+
+def encode_config(config: Any, *, max_bytes: int = DEFAULT_MAX_CONFIG_BYTES) -> bytes:
+    """Validate a config document and encode it as compact JSON.
+
+    Args:
+        config: The document; must be a mapping with string keys.
+        max_bytes: Largest accepted encoded size.
+
+    Returns:
+        The UTF-8 JSON bytes to store.
+
+    Raises:
+        ConfigError: not a mapping, not JSON-safe, or holding a secret (the
+            message names the offending path).
+        PayloadTooLarge: the encoded document exceeds ``max_bytes``.
+    """
+    check_secrets(config)
+    data = json.dumps(config, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"config is {len(data)} bytes encoded, more than the limit of {max_bytes} bytes "
+            "(max_config_bytes); trim it or raise the limit"
+        )
+    return data
