@@ -108,6 +108,10 @@ class TurnHandedOff(AgentClusterError):
         self.to_worker = to_worker
 
 
+class TurnRejected(AgentClusterError):
+    """Double texting with strategy ``reject``: a turn of the session is running (send it later)."""
+
+
 class TurnTimeout(AgentClusterError):
     """A turn's reply did not arrive within the caller's timeout (the turn may still finish)."""
 
@@ -142,6 +146,7 @@ __all__ = [
     "ToolError",
     "TurnDeferred",
     "TurnHandedOff",
+    "TurnRejected",
     "TurnFailed",
     "TurnTimeout",
     "UnknownWorker",

@@ -178,7 +178,14 @@ class RedisLeaseStore:
         )
 
     def begin_turn(
-        self, session_key: str, worker_id: str, ttl: float, *, job_id: str, message_id: str
+        self,
+        session_key: str,
+        worker_id: str,
+        ttl: float,
+        *,
+        job_id: str,
+        message_id: str,
+        depth: int = 0,
     ) -> TurnStart:
         """Check that a claimed turn may run here and now, and take the lease if so.
 
@@ -194,13 +201,15 @@ class RedisLeaseStore:
             ttl: Lease time to live, seconds.
             job_id: The turn's rq job id (a member of the session's pending set).
             message_id: The message id (a stored reply means it was answered).
+            depth: The turn's interrupt depth (kept on the lease: a message that
+                interrupts this turn runs at ``depth + 1``).
         """
         self._keys.check_worker_id(worker_id)
         keys = self._keys.session(session_key)
         reply, (version, generation) = self._scripts.call_with_reads(
             "turn_begin",
             [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies],
-            [worker_id, _ttl_ms(ttl), job_id, message_id],
+            [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
         code, value, holder = int(reply[0]), _text(reply[1]), _text(reply[2])

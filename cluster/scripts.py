@@ -49,6 +49,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "registry_bump",
     "session_commit",
     "session_prompt",
+    "session_reset",
     "turn_begin",
     "turn_enqueue",
 )

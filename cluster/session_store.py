@@ -33,6 +33,7 @@ from cluster.scripts import ScriptSet
 from cluster.serialization import pack, unpack
 
 __all__ = [
+    "Committed",
     "FrozenPrompt",
     "RedisSessionStore",
     "SessionMeta",
@@ -103,6 +104,22 @@ class SessionMeta:
     created: float
     last_active: float
     turns: int
+
+
+@dataclass(frozen=True)
+class Committed:
+    """The outcome of :meth:`RedisSessionStore.commit`.
+
+    Attributes:
+        turns: The session's committed-turn count after the commit.
+        rolled_back: A later message rolled this turn back: its messages were
+            discarded and only the message id with the rollback reply recorded.
+        duplicate: The message id was committed before; nothing was written.
+    """
+
+    turns: int
+    rolled_back: bool = False
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,9 +263,41 @@ class RedisSessionStore:
     ) -> int:
         """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
 
+        Returns:
+            The session's committed-turn count after the commit (see :meth:`commit`).
+
+        Raises:
+            LeaseLost: the lease was taken over; nothing was written.
+            InvalidMessage: a message is malformed, the id empty or the reply ``None``.
+        """
+        return self.commit(
+            lease,
+            message_id=message_id,
+            new_messages=new_messages,
+            reply=reply,
+            job_id=job_id,
+            reply_ttl=reply_ttl,
+        ).turns
+
+    def commit(
+        self,
+        lease: Lease,
+        *,
+        message_id: str,
+        new_messages: Sequence[Mapping[str, Any]],
+        reply: Any,
+        job_id: str = "",
+        reply_ttl: float = 0.0,
+        rollback_reply: Any = None,
+    ) -> Committed:
+        """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
+
         With ``job_id`` the turn's job leaves the session's pending set, and
         with ``reply_ttl`` the reply is pushed to the message's reply list, in
         the same script: a crash right after the commit cannot lose the reply.
+        When a later message asked to roll this turn back (its lease is marked),
+        the messages are discarded and ``rollback_reply`` (default: ``reply``)
+        is recorded and delivered instead.
 
         Args:
             lease: The turn's lease.
@@ -257,11 +306,11 @@ class RedisSessionStore:
             reply: What the caller gets back (msgpack-safe, not ``None``).
             job_id: The turn's rq job id (``""``: no pending entry to clear).
             reply_ttl: Seconds the delivered reply waits for its caller (0: not delivered).
+            rollback_reply: The reply for a rolled-back turn.
 
         Returns:
-            The session's committed-turn count after the commit. When
-            ``message_id`` was already committed nothing is written and the
-            current count is returned (read the stored reply with :meth:`reply_for`).
+            The session's committed-turn count and whether the turn was rolled
+            back or a duplicate (nothing written; read :meth:`reply_for`).
 
         Raises:
             LeaseLost: the lease was taken over; nothing was written.
@@ -292,12 +341,43 @@ class RedisSessionStore:
                 lease.session_key,
                 job_id,
                 max(0, math.ceil(reply_ttl * 1000)),
+                pack(reply if rollback_reply is None else rollback_reply),
                 *blobs,
             ],
         )
         if status == 0:
             raise lease_lost(lease, current)
-        return int(turns)
+        return Committed(turns=int(turns), rolled_back=status == 3, duplicate=status == 2)
+
+    def reset(
+        self, lease: Lease, *, message_id: str, reply: Any, job_id: str, reply_ttl: float
+    ) -> None:
+        """Reset the session under its lease and deliver the reset message's reply (one script).
+
+        Deletes history, frozen prompt, meta, processed ids, stored replies and
+        tool state; records ``message_id`` as answered with ``reply``.
+
+        Raises:
+            LeaseLost: the lease was taken over; nothing was written.
+        """
+        keys = self._keys.session(lease.session_key)
+        ok, current = self._scripts(
+            "session_reset",
+            [
+                keys.lease,
+                keys.history,
+                keys.prompt,
+                keys.meta,
+                keys.processed,
+                keys.replies,
+                keys.tools,
+                keys.pending,
+                self._keys.reply_list(lease.session_key, message_id),
+            ],
+            [lease.token, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
+        )
+        if not ok:
+            raise lease_lost(lease, current)
 
     def reply_for(self, session_key: str, message_id: str) -> Any | None:
         """The stored reply of an already processed message, or ``None``."""

@@ -78,6 +78,9 @@ __all__ = [
 
 log = logging.getLogger("cluster.transport")
 
+STRATEGIES = ("enqueue", "interrupt", "reject", "rollback", "stop")
+"""Double-texting strategies of a message (what happens while its session's turn runs)."""
+
 TURN_FUNCTION = "worker.turns.run_turn"
 """The rq function reference of every turn job (informational: our executor runs it)."""
 
@@ -242,9 +245,12 @@ class Enqueued:
         status: ``queued`` (on ``worker_id``'s queue), ``answered`` (its stored
             reply was pushed again), ``pending`` (its job is still queued or
             running on live ``worker_id``), ``stranded`` (its job sits on dead
-            ``worker_id``: recover that worker, then submit again) or
+            ``worker_id``: recover that worker, then submit again),
             ``reroute`` (submit again with ``worker_id`` as the target; ``""``
-            means the proposal was not eligible: refresh the live set).
+            means the proposal was not eligible: refresh the live set),
+            ``busy`` (strategy ``reject`` and a turn runs on ``worker_id``) or
+            ``stopped`` (strategy ``stop``: the running turn, if any, was told
+            to stop; nothing queued).
         worker_id: See ``status``.
         epoch: The session's ownership epoch (``queued`` only).
         seq: The message's place in its session (``queued`` only).
@@ -349,6 +355,7 @@ class TurnQueue:
         proposal: str,
         reply_ttl: float,
         rebalance_idle: float = 0.0,
+        strategy: str = "enqueue",
     ) -> Enqueued:
         """Route a message's session and queue its turn, in one atomic script.
 
@@ -373,7 +380,14 @@ class TurnQueue:
             reply_ttl: Seconds a re-pushed stored reply waits for its caller.
             rebalance_idle: Seconds a session must be idle before it moves to
                 ``proposal`` from an eligible owner; 0 never moves it.
+            strategy: What to do when a turn of the session is running
+                (double texting): ``enqueue``, ``interrupt``, ``reject``,
+                ``rollback`` or ``stop`` (see ``turn_enqueue.lua``).
         """
+        if strategy not in STRATEGIES:
+            raise InvalidMessage(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            )
         target = self._keyspace.check_worker_id(target)
         queue = self._queue(target)
         keys = self._worker_keys(target)
@@ -418,6 +432,8 @@ class TurnQueue:
                 job.message_id,
                 job_id,
                 max(1, math.ceil(reply_ttl * 1000)),
+                strategy,
+                k.events_channel(),
                 *fields,
             ],
         )
@@ -563,7 +579,7 @@ class TurnQueue:
         with self._client.pipeline(transaction=False) as pipe:
             for job_id, execution_id in executions:
                 job_key = Job.key_for(job_id)
-                pipe.hmget(job_key, ["data", "status", "started_at", "ac_seq"])
+                pipe.hmget(job_key, ["data", "ac_seq", "ac_depth"])
                 pipe.hset(
                     job_key,
                     mapping={
@@ -580,7 +596,7 @@ class TurnQueue:
         dead: list[tuple[str, str]] = []
         seen: set[str] = set()
         for index, (job_id, execution_id) in enumerate(executions):
-            data, _status, _started_at, seq = results[3 * index]
+            data, seq, depth = results[3 * index]
             if data is None:
                 undo.append((job_id, execution_id, True))
                 dead.append((job_id, "no job hash (expired or deleted)"))
@@ -595,7 +611,11 @@ class TurnQueue:
             seen.add(job_id)
             try:
                 turn = _decode_turn(data)
-            except InvalidMessage as exc:
+                if depth is not None and int(depth) > 0:
+                    turn = TurnJob.from_dict(
+                        {**turn.as_dict(), "attrs": {**turn.attrs, "interrupt_depth": int(depth)}}
+                    )
+            except (InvalidMessage, ValueError) as exc:
                 dead.append((job_id, f"not a turn job: {exc}"))
                 self._finish(worker_id, keys, job_id, execution_id, ok=False, error=str(exc))
                 continue

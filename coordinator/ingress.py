@@ -24,8 +24,10 @@ import redis
 from cluster.connection import blocking_client, connect
 from cluster.errors import (
     ClusterUnavailable,
+    InvalidMessage,
     NoLiveWorkers,
     TurnFailed,
+    TurnRejected,
     TurnTimeout,
 )
 from cluster.keys import Keyspace
@@ -36,11 +38,14 @@ from cluster.placement import Placement
 from cluster.recovery import Recovery
 from cluster.redis_checks import check_eviction_policy
 from cluster.settings import ClusterSettings
-from cluster.transport import Enqueued, ReplyChannel, TurnJob, TurnQueue
+from cluster.transport import STRATEGIES, Enqueued, ReplyChannel, TurnJob, TurnQueue
 from coordinator.routing import Router
 from coordinator.validation import validate_message
 
 log = logging.getLogger("coordinator.ingress")
+
+RESET_COMMANDS = frozenset({"/new", "/reset", "/clear"})
+"""Chat commands that reset the session (hard close, history cleared)."""
 
 # Attempts of one submission (reroutes, a stranded job's recovery) before giving up.
 _SUBMIT_ATTEMPTS = 8
@@ -72,13 +77,19 @@ class TurnHandle:
     """A submitted turn; :meth:`result` waits for its reply."""
 
     def __init__(
-        self, replies: ReplyChannel, session_key: str, message_id: str, worker_id: str
+        self,
+        replies: ReplyChannel,
+        session_key: str,
+        message_id: str,
+        worker_id: str,
+        *,
+        reply: Reply | None = None,
     ) -> None:
         self._replies = replies
         self.session_key = session_key
         self.message_id = message_id
         self.worker_id = worker_id
-        self._reply: Reply | None = None
+        self._reply = reply
 
     def result(self, timeout: float = 120.0) -> Reply:
         """Wait for the reply (through Redis outages, up to ``timeout``).
@@ -183,17 +194,51 @@ class Coordinator:
         )
 
     def submit_async(
-        self, session_key: str, text: str, *, message_id: str | None = None, **attrs: Any
+        self,
+        session_key: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        strategy: str = "enqueue",
+        **attrs: Any,
     ) -> TurnHandle:
         """Validate, route and enqueue; return a handle to wait on.
 
+        Chat commands: ``/new``, ``/reset`` and ``/clear`` reset the session
+        (delivered to its owner in order with its messages: the agent is
+        hard-closed, history and tool state cleared); ``/stop`` stops the
+        running turn and queues nothing.
+
+        Args:
+            session_key: The conversation.
+            text: The user's message.
+            message_id: Caller-chosen id (a message is answered once per id).
+            strategy: Double texting, when a turn of the session is running:
+                ``enqueue`` (run after it), ``interrupt`` (stop it at its next
+                safe point, run this next), ``reject`` (refuse with
+                :class:`TurnRejected`), ``rollback`` (stop it and discard its
+                messages, run this next).
+            **attrs: ``platform``, ``user_id``, ``chat_id``, ``reasoning``.
+
         Raises:
             InvalidMessage, PayloadTooLarge: the message is malformed or too big.
+            TurnRejected: strategy ``reject`` and a turn of the session is running.
             NoLiveWorkers: no worker can take it (nothing was accepted).
             ClusterUnavailable: Redis cannot be reached (nothing was accepted).
         """
         message_id = message_id or uuid.uuid4().hex
         self._validate(session_key, text, message_id, attrs)
+        if strategy not in STRATEGIES or strategy == "stop":
+            raise InvalidMessage(
+                f"strategy must be one of enqueue, interrupt, reject, rollback, got {strategy!r} "
+                "(send /stop as the text to stop a running turn)"
+            )
+        command = text.strip().lower()
+        if command in RESET_COMMANDS:
+            attrs = {**attrs, "command": "reset"}
+            strategy = "enqueue"
+        elif command == "/stop":
+            strategy = "stop"
         job = TurnJob(
             message_id=message_id,
             session_key=session_key,
@@ -202,15 +247,35 @@ class Coordinator:
             attrs=dict(attrs),
         )
         try:
-            placed = self._place(job)
+            placed = self._place(job, strategy)
         except redis.RedisError as exc:
             raise ClusterUnavailable(
                 f"message {message_id!r} of session {session_key!r} was not accepted: Redis "
                 f"is unreachable ({exc}); retry with the same message id"
             ) from None
+        if placed.status == "busy":
+            raise TurnRejected(
+                f"message {message_id!r}: session {session_key!r} is busy with a turn on "
+                f"{placed.worker_id}; send it again later or with strategy 'enqueue'"
+            )
+        if placed.status == "stopped":
+            stopped = bool(placed.worker_id)
+            return TurnHandle(
+                self.replies,
+                session_key,
+                message_id,
+                placed.worker_id,
+                reply=Reply(
+                    text="Stopped the running turn." if stopped else "Nothing was running.",
+                    message_id=message_id,
+                    worker_id=placed.worker_id,
+                    cache_hit=False,
+                    raw={"ok": True, "stopped": stopped, "message_id": message_id},
+                ),
+            )
         return TurnHandle(self.replies, session_key, message_id, placed.worker_id)
 
-    def _place(self, job: TurnJob) -> Enqueued:
+    def _place(self, job: TurnJob, strategy: str = "enqueue") -> Enqueued:
         """Route and enqueue, following the script's reroutes; recover a stranded job's worker."""
         last = ""
         for _ in range(_SUBMIT_ATTEMPTS):
@@ -221,8 +286,11 @@ class Coordinator:
                 proposal=proposal,
                 reply_ttl=self.settings.reply_ttl,
                 rebalance_idle=self.settings.rebalance_idle,
+                strategy=strategy,
             )
             last = f"{result.status} {result.worker_id}".strip()
+            if result.status in ("busy", "stopped"):
+                return result
             if result.status in ("queued", "pending"):
                 self.router.remember(job.session_key, result.worker_id)
                 return result
@@ -250,10 +318,13 @@ class Coordinator:
         *,
         message_id: str | None = None,
         timeout: float | None = None,
+        strategy: str = "enqueue",
         **attrs: Any,
     ) -> Reply:
         """Submit a message and wait for its reply (see :meth:`submit_async`)."""
-        handle = self.submit_async(session_key, text, message_id=message_id, **attrs)
+        handle = self.submit_async(
+            session_key, text, message_id=message_id, strategy=strategy, **attrs
+        )
         return handle.result(self.settings.turn_timeout if timeout is None else timeout)
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,12 @@ from worker.lease_keeper import LeaseKeeper
 from worker.profile import AgentProfile
 
 log = logging.getLogger("worker.turns")
+
+# Interrupt requests kept for turns that have not reached their model loop yet.
+_PENDING_INTERRUPTS = 1024
+# How long an interrupt waits for its turn's model loop to start (seconds).
+_INTERRUPT_WAIT = 30.0
+_INTERRUPT_POLL = 0.005
 
 # Backoff of a deferred turn: first delay, growth, cap (seconds).
 RETRY_FIRST = 0.05
@@ -130,7 +136,9 @@ class TurnRunner:
         self.s = services
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._running: dict[str, AIAgent] = {}
+        self._running: dict[str, tuple[int, AIAgent]] = {}  # session -> (lease token, agent)
+        # (session, lease token) -> reason: interrupts that arrived before their turn ran
+        self._pending_interrupts: dict[tuple[str, int], str] = {}
         self._cut_off = threading.Event()
 
     def run(self, job: TurnJob) -> None:
@@ -177,7 +185,7 @@ class TurnRunner:
         """
         self._cut_off.set()
         with self._lock:
-            agents = list(self._running.values())
+            agents = [agent for _token, agent in self._running.values()]
         for agent in agents:
             agent.interrupt("worker draining: turn handed to another worker")
         return len(agents)
@@ -203,7 +211,12 @@ class TurnRunner:
         if self._cut_off.is_set():
             raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
         start = s.leases.begin_turn(
-            job.session_key, s.worker_id, s.lease_ttl, job_id=job_id, message_id=job.message_id
+            job.session_key,
+            s.worker_id,
+            s.lease_ttl,
+            job_id=job_id,
+            message_id=job.message_id,
+            depth=_depth(job),
         )
         status = start.status
         if status is TurnStartStatus.ACQUIRED:
@@ -237,8 +250,10 @@ class TurnRunner:
         try:
             if s.config.refresh(lease.config_version, lease.registry_generation):
                 s.cache.clear()
-            reply = self._run_with_agent(job, job_id, lease, s.sessions.load(job.session_key))
-            return None if reply is None else reply
+            if job.attrs.get("command") == "reset":
+                self._reset(job, job_id, lease)
+                return None
+            return self._run_with_agent(job, job_id, lease, s.sessions.load(job.session_key))
         finally:
             s.lease_keeper.drop(lease)
             try:
@@ -293,18 +308,26 @@ class TurnRunner:
             committed_turns=committed,
             build=build,
             config_version=s.config.config_version,
+            turn_state={"reasoning_config": _reasoning(job)},
         ) as handle:
             agent = handle.agent
             agent.tool_env = fenced_env
             s.lease_keeper.on_lost(lease, lambda: agent.interrupt("running-turn lease lost"))
             started_at = time.time()
             with self._lock:
-                self._running[job.session_key] = agent
+                self._running[job.session_key] = (lease.token, agent)
+                early = self._pending_interrupts.pop((job.session_key, lease.token), None)
+            if early is not None:
+                _interrupt_once_running(
+                    agent, early, self._is_running_turn(job.session_key, lease.token)
+                )
             try:
                 if self._cut_off.is_set():
                     raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
                 result = agent.run_conversation(
-                    job.text, history=None if handle.hit else snapshot.history
+                    job.text,
+                    history=None if handle.hit else snapshot.history,
+                    interrupt_depth=_depth(job),
                 )
             finally:
                 with self._lock:
@@ -334,13 +357,110 @@ class TurnRunner:
                 "started_at": started_at,
                 "ended_at": time.time(),
             }
-            turns = s.sessions.commit_turn(
+            outcome = s.sessions.commit(
                 lease,
                 message_id=job.message_id,
                 new_messages=result.new_messages,
                 reply=reply,
                 job_id=job_id,
                 reply_ttl=s.reply_ttl,
+                rollback_reply={
+                    **reply,
+                    "text": "",
+                    "rolled_back": True,
+                    "turn": committed,
+                },
             )
-            handle.committed(turns)
+            if not outcome.rolled_back:
+                handle.committed(outcome.turns)
+        if outcome.rolled_back:
+            # The agent's transcript holds the discarded messages: it must not serve again.
+            s.cache.evict(job.session_key)
         return None  # delivered by the commit
+
+    def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
+        """``/new``: hard-close the agent (tools torn down), clear the session, answer."""
+        s = self.s
+        fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
+        if not s.cache.close_session(job.session_key):
+            fenced_env.teardown(job.session_key)  # nothing cached here: close its tools ourselves
+        s.sessions.reset(
+            lease,
+            message_id=job.message_id,
+            reply={
+                "ok": True,
+                "message_id": job.message_id,
+                "text": "Session reset: history cleared, tools closed. A new conversation starts.",
+                "worker_id": s.worker_id,
+                "reset": True,
+                "turn": 0,
+                "fence": lease.token,
+            },
+            job_id=job_id,
+            reply_ttl=s.reply_ttl,
+        )
+
+    def interrupt_turn(self, session_key: str, token: int, mode: str) -> bool:
+        """Stop the session's turn running here under lease ``token`` (double texting).
+
+        The request may arrive while that turn is still loading its session or
+        building its agent: it is then kept and applied as soon as the model
+        loop runs.
+
+        Returns:
+            Whether the turn runs here now (else the request waits for it).
+        """
+        reason = f"{mode} requested by a newer message"
+        with self._lock:
+            running = self._running.get(session_key)
+            if running is None or running[0] != token:
+                self._pending_interrupts[(session_key, token)] = reason
+                while len(self._pending_interrupts) > _PENDING_INTERRUPTS:
+                    self._pending_interrupts.pop(next(iter(self._pending_interrupts)))
+                return False
+        _interrupt_once_running(running[1], reason, self._is_running_turn(session_key, token))
+        return True
+
+    def _is_running_turn(self, session_key: str, token: int) -> Callable[[], bool]:
+        def check() -> bool:
+            with self._lock:
+                running = self._running.get(session_key)
+            return running is not None and running[0] == token
+
+        return check
+
+
+def _depth(job: TurnJob) -> int:
+    """The turn's interrupt depth (set at claim from the job hash; 0 for a new message)."""
+    depth = job.attrs.get("interrupt_depth", 0)
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else 0
+
+
+def _reasoning(job: TurnJob) -> dict[str, Any] | None:
+    """This message's reasoning setting as the agent's ``reasoning_config`` (``None``: default)."""
+    effort = job.attrs.get("reasoning")
+    return {"effort": effort} if isinstance(effort, str) and effort else None
+
+
+def _interrupt_once_running(
+    agent: AIAgent, reason: str, still_current: Callable[[], bool]
+) -> None:
+    """Interrupt ``agent``'s turn once its model loop runs (it clears older interrupts on entry).
+
+    Runs on a short-lived daemon thread so the caller (the event listener)
+    never waits; it gives up when the turn does not start within
+    ``_INTERRUPT_WAIT`` seconds or is no longer the turn meant
+    (``still_current``), so a later turn of the session is never hit.
+    """
+
+    def wait_then_interrupt() -> None:
+        deadline = time.monotonic() + _INTERRUPT_WAIT
+        while not agent.is_running and time.monotonic() < deadline:
+            time.sleep(_INTERRUPT_POLL)
+        if still_current():
+            agent.interrupt(reason)
+
+    if agent.is_running:
+        agent.interrupt(reason)
+        return
+    threading.Thread(target=wait_then_interrupt, name="interrupt", daemon=True).start()

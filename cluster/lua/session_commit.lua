@@ -22,9 +22,13 @@
 -- ARGV[5]  session key (stored in meta)
 -- ARGV[6]  job id to take off the pending set ("" for none)
 -- ARGV[7]  reply list TTL in ms (0: do not deliver)
--- ARGV[8..n] msgpack messages to append, in order
+-- ARGV[8]  msgpack reply for a rolled-back turn (used when the lease's
+--          "interrupt" field says rollback: the turn's messages are discarded)
+-- ARGV[9..n] msgpack messages to append, in order
 -- Returns: {1, turns, token} committed; {2, turns, token} duplicate message id
---          (nothing written); {0, 0, current token or ""} lease lost (nothing written).
+--          (nothing written); {3, turns, token} rolled back (only the message id
+--          and the rollback reply recorded); {0, 0, current token or ""} lease lost
+--          (nothing written).
 local current = redis.call('HGET', KEYS[1], 'token')
 if current ~= ARGV[1] then
   return {0, 0, current or ''}
@@ -37,13 +41,26 @@ if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 1 then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 8, #ARGV do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
+local rolled_back = redis.call('HGET', KEYS[1], 'interrupt') == 'rollback'
+local reply = ARGV[3]
+local status = 1
+if rolled_back then
+  reply = ARGV[8]
+  status = 3
+else
+  for i = 9, #ARGV do
+    redis.call('RPUSH', KEYS[2], ARGV[i])
+  end
 end
 redis.call('HSETNX', KEYS[3], 'session_key', ARGV[5])
 redis.call('HSETNX', KEYS[3], 'created', now)
 redis.call('HSET', KEYS[3], 'last_active', now)
-local turns = redis.call('HINCRBY', KEYS[3], 'turns', 1)
+local turns
+if rolled_back then
+  turns = tonumber(redis.call('HGET', KEYS[3], 'turns') or '0')
+else
+  turns = redis.call('HINCRBY', KEYS[3], 'turns', 1)
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - tonumber(ARGV[4])),
   'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
@@ -51,12 +68,12 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[4], id)
 end
 redis.call('ZADD', KEYS[4], now, ARGV[2])
-redis.call('HSET', KEYS[5], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[2], reply)
 if ARGV[6] ~= '' then
   redis.call('ZREM', KEYS[6], ARGV[6])
 end
 if tonumber(ARGV[7]) > 0 then
-  redis.call('RPUSH', KEYS[7], ARGV[3])
+  redis.call('RPUSH', KEYS[7], reply)
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
 end
-return {1, turns, current}
+return {status, turns, current}

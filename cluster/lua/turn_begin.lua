@@ -18,6 +18,7 @@
 -- ARGV[2]  lease TTL in ms
 -- ARGV[3]  job id
 -- ARGV[4]  message id
+-- ARGV[5]  interrupt depth of the turn (kept on the lease for double texting)
 -- Returns: {1, token, ""}          acquired
 --          {0, holder token, holder worker}  another worker holds the lease
 --          {2, "", ""}             already answered (reply stored): nothing to run
@@ -46,6 +47,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1], 'depth', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, tostring(token), ''}

@@ -15,6 +15,15 @@
 -- a live worker keeps its place; one stranded on a dead worker is reported
 -- so the caller recovers that worker first.
 --
+-- Double texting (a turn of the session is running: its lease exists):
+-- "enqueue" runs the message after it; "reject" refuses it (nothing written);
+-- "interrupt" marks the running turn interrupted (lease field "interrupt",
+-- announced on the events channel so its worker stops it at the next safe
+-- point) and the message runs next at the running turn's depth + 1 (past
+-- depth 3 it is queued without interrupting); "rollback" interrupts and the
+-- running turn's messages are discarded at its commit; "stop" interrupts
+-- and queues nothing.
+--
 -- KEYS[1]  owner     hash    session owner: worker, epoch, seq
 -- KEYS[2]  pending   zset    session's pending job ids -> sequence
 -- KEYS[3]  meta      hash    session meta (last_active, ms)
@@ -33,8 +42,12 @@
 -- ARGV[5]  message id
 -- ARGV[6]  job id
 -- ARGV[7]  reply TTL, ms
--- ARGV[8..n] rq job hash field, value pairs
+-- ARGV[8]  strategy: enqueue | interrupt | reject | rollback | stop
+-- ARGV[9]  events channel name (a channel, not a key)
+-- ARGV[10..n] rq job hash field, value pairs
 -- Returns: {"queued", owner, epoch, seq}
+--          {"busy", holder worker, 0, 0}     reject: a turn of the session runs
+--          {"stopped", holder or "", 0, 0}   stop: the running turn (if any) was told to stop
 --          {"answered", "", 0, 0}            stored reply pushed again
 --          {"pending", worker, 0, 0}         job still queued/running on a live worker
 --          {"stranded", worker, 0, 0}        job on a dead worker: recover it, then retry
@@ -74,6 +87,31 @@ if status then
   redis.call('ZREM', KEYS[2], ARGV[6])
 end
 
+local strategy = ARGV[8]
+local running = redis.call('EXISTS', KEYS[4]) == 1
+local depth = 0
+if running then
+  local held = redis.call('HMGET', KEYS[4], 'worker', 'token', 'depth')
+  if strategy == 'reject' then
+    return {'busy', held[1] or '', 0, 0}
+  end
+  local current_depth = tonumber(held[3] or '0')
+  if strategy == 'stop' or strategy == 'rollback'
+      or (strategy == 'interrupt' and current_depth < 3) then
+    redis.call('HSET', KEYS[4], 'interrupt', strategy)
+    redis.call('PUBLISH', ARGV[9], cjson.encode({type = 'interrupt', session = ARGV[1],
+      token = tonumber(held[2]), worker = held[1], mode = strategy}))
+    if strategy == 'interrupt' then
+      depth = current_depth + 1
+    end
+  end
+  if strategy == 'stop' then
+    return {'stopped', held[1] or '', 0, 0}
+  end
+elseif strategy == 'stop' then
+  return {'stopped', '', 0, 0}
+end
+
 local proposal = ARGV[3]
 local current = redis.call('HGET', KEYS[1], 'worker')
 local owner = nil
@@ -110,10 +148,10 @@ end
 
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('DEL', KEYS[9])
-for i = 8, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   redis.call('HSET', KEYS[9], ARGV[i], ARGV[i + 1])
 end
-redis.call('HSET', KEYS[9], 'status', 'queued', 'ac_worker', owner, 'ac_seq', seq)
+redis.call('HSET', KEYS[9], 'status', 'queued', 'ac_worker', owner, 'ac_seq', seq, 'ac_depth', depth)
 redis.call('RPUSH', KEYS[10], ARGV[6])
 redis.call('ZADD', KEYS[2], seq, ARGV[6])
 return {'queued', owner, epoch, seq}

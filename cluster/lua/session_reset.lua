@@ -1,0 +1,34 @@
+-- Reset a session (/new, /reset, /clear), fenced by the running-turn lease:
+-- delete its history, frozen prompt, meta, processed ids, stored replies and
+-- tool state, then record the reset message as answered and deliver its
+-- reply, all or nothing. The owner record, the lease and the fencing counter
+-- are kept, so tokens stay monotonic across resets.
+--
+-- KEYS[1]  lease      hash    fields: token, worker
+-- KEYS[2]  history    list
+-- KEYS[3]  prompt     string
+-- KEYS[4]  meta       hash
+-- KEYS[5]  processed  zset    message id -> commit time (ms)
+-- KEYS[6]  replies    hash    message id -> msgpack reply
+-- KEYS[7]  tools      hash    tool state
+-- KEYS[8]  pending    zset    pending job ids -> sequence
+-- KEYS[9]  reply      list    the reset message's reply list
+-- ARGV[1]  fencing token of the caller
+-- ARGV[2]  message id of the reset command
+-- ARGV[3]  msgpack reply
+-- ARGV[4]  job id to take off the pending set
+-- ARGV[5]  reply list TTL in ms
+-- Returns: {1, token} reset; {0, current token or ""} lease lost (nothing written).
+local current = redis.call('HGET', KEYS[1], 'token')
+if current ~= ARGV[1] then
+  return {0, current or ''}
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[5], now, ARGV[2])
+redis.call('HSET', KEYS[6], ARGV[2], ARGV[3])
+redis.call('ZREM', KEYS[8], ARGV[4])
+redis.call('RPUSH', KEYS[9], ARGV[3])
+redis.call('PEXPIRE', KEYS[9], ARGV[5])
+return {1, current}

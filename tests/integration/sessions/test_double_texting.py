@@ -1,0 +1,143 @@
+"""Session commands and double texting across worker processes on real Redis.
+
+A message that arrives while its session's turn runs (on whichever worker)
+is handled by its strategy: enqueue, interrupt, reject, rollback; ``/stop``
+stops the running turn; ``/new`` resets the session in order with its messages.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from agent.simulator import ProviderSimulator
+from cluster.errors import TurnRejected
+from cluster.keys import Keyspace
+from cluster.session_store import RedisSessionStore
+from tests.integration.faults.fleet import Fleet, coordinator
+
+pytestmark = pytest.mark.integration
+
+
+def user_texts(client: redis.Redis, namespace: str, session: str) -> list[str]:
+    history = RedisSessionStore(client, Keyspace(namespace)).load(session).history
+    return [m["content"] for m in history if m["role"] == "user"]
+
+
+def wait_running(client: redis.Redis, namespace: str, session: str) -> None:
+    lease = Keyspace(namespace).session(session).lease
+    deadline = time.monotonic() + 20
+    while not client.exists(lease):
+        assert time.monotonic() < deadline, "the first turn never started"
+        time.sleep(0.01)
+    time.sleep(0.2)  # inside the model call
+
+
+def test_interrupt_stops_the_running_turn_on_another_worker_and_runs_next(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    slow_model.set_latency(ttft=5.0)
+    workers.start("w0")
+    workers.start("w1")
+    with coordinator(workers.settings()) as first, coordinator(workers.settings()) as second:
+        stuck = first.submit_async("dt", "a long question")
+        wait_running(redis_client, namespace, "dt")
+        sent = time.monotonic()
+        newer = second.submit_async("dt", "never mind, this instead", strategy="interrupt")
+        interrupted = stuck.result(timeout=30)
+        stopped_after = time.monotonic() - sent
+        assert interrupted.raw["interrupted"] is True and interrupted.raw["turn"] == 1
+        slow_model.set_latency(ttft=0.0)
+        reply = newer.result(timeout=30)
+    assert reply.raw["turn"] == 2
+    assert stopped_after < 4.0, "stopped long before the 5 s model call would have returned"
+    assert user_texts(redis_client, namespace, "dt") == [
+        "a long question",
+        "never mind, this instead",
+    ]
+    print(f"interrupt across processes: message in -> running turn stopped in {stopped_after:.3f}s")
+
+
+def test_reject_refuses_while_a_turn_runs_and_writes_nothing(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    slow_model.set_latency(ttft=1.5)
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        running = coord.submit_async("busy", "first")
+        wait_running(redis_client, namespace, "busy")
+        with pytest.raises(TurnRejected, match="busy with a turn"):
+            coord.submit_async("busy", "second", message_id="rejected-1", strategy="reject")
+        assert running.result(timeout=30).raw["turn"] == 1
+        assert coord.submit("busy", "third", strategy="reject", timeout=30).raw["turn"] == 2
+    assert user_texts(redis_client, namespace, "busy") == ["first", "third"]
+    job_ids = [k for k in redis_client.scan_iter(match="rq:job:*rejected-1*")]
+    assert job_ids == [], "a refused message leaves no job behind"
+
+
+def test_rollback_discards_the_running_turn_and_runs_the_new_message(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        assert coord.submit("rb", "kept", timeout=30).raw["turn"] == 1
+        slow_model.set_latency(ttft=5.0)
+        doomed = coord.submit_async("rb", "oops, wrong question")
+        wait_running(redis_client, namespace, "rb")
+        fixed = coord.submit_async("rb", "the right question", strategy="rollback")
+        rolled = doomed.result(timeout=30)
+        slow_model.set_latency(ttft=0.0)
+        reply = fixed.result(timeout=30)
+        after = coord.submit("rb", "and then", timeout=30)
+    assert rolled.raw.get("rolled_back") is True
+    assert reply.raw["turn"] == 2 and after.raw["turn"] == 3
+    assert user_texts(redis_client, namespace, "rb") == ["kept", "the right question", "and then"]
+    assert after.cache_hit, "the agent rebuilt after the rollback serves the later turns"
+
+
+def test_stop_interrupts_without_a_new_turn(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    slow_model.set_latency(ttft=5.0)
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        running = coord.submit_async("halt", "think hard")
+        wait_running(redis_client, namespace, "halt")
+        stop = coord.submit("halt", "/stop", timeout=5)
+        assert stop.raw["stopped"] is True and stop.text == "Stopped the running turn."
+        assert running.result(timeout=30).raw["interrupted"] is True
+        nothing = coord.submit("halt", "/stop", timeout=5)
+    assert nothing.raw["stopped"] is False
+    assert user_texts(redis_client, namespace, "halt") == ["think hard"], "/stop is no turn"
+
+
+def test_reset_runs_in_order_with_the_messages_and_clears_the_session(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    slow_model.set_latency(ttft=0.2)
+    workers.start("w0")
+    workers.start("w1")
+    with coordinator(workers.settings()) as coord:
+        handles = [coord.submit_async("fresh", text) for text in ("one", "two", "/new", "three")]
+        replies = [h.result(timeout=30) for h in handles]
+    assert [r.raw["turn"] for r in replies] == [1, 2, 0, 1]
+    assert replies[2].raw["reset"] is True
+    assert user_texts(redis_client, namespace, "fresh") == ["three"]
+
+
+def test_per_message_reasoning_reaches_the_provider_without_a_rebuild(
+    workers: Fleet, slow_model: ProviderSimulator
+) -> None:
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        coord.submit("think", "hello", timeout=30)
+        slow_model.clear_recorded_requests()
+        deep = coord.submit("think", "a hard one", reasoning="high", timeout=30)
+        plain = coord.submit("think", "an easy one", timeout=30)
+    bodies = [json.loads(r.body) for r in slow_model.recorded_requests()]
+    assert bodies[0].get("reasoning_effort") == "high"
+    assert "reasoning_effort" not in bodies[1], "the setting applied to that turn only"
+    assert deep.cache_hit and plain.cache_hit, "the cached agent was reused, not rebuilt"
