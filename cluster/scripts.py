@@ -78,8 +78,15 @@ class ScriptSet:
     """Runs the project's scripts on one client (stores create one each; it is cheap)."""
 
     def __init__(self, client: redis.Redis) -> None:
-        """Bind to ``client``; nothing is sent to Redis until a script runs."""
+        """Bind to ``client``; nothing is sent to Redis until a script runs.
+
+        Every script's text is read now, so a process keeps running the Lua
+        its Python was written for even if the package is upgraded on disk
+        under it (the new version's ``ARGV`` may differ).
+        """
         self._client = client
+        for name in SCRIPT_NAMES:
+            _sha(name)
 
     def __call__(self, name: str, keys: Sequence[str], args: Sequence[KeyOrArg] = ()) -> Any:
         """Run script ``name`` with ``keys`` and ``args``; returns its raw reply."""
