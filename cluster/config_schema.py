@@ -17,16 +17,17 @@ Everything here is pure: no Redis, no environment, no clock.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from cluster.config_secrets import check_secrets
 from cluster.errors import ConfigError
+from cluster.schema_nodes import ListOf, Located, Node, Scalar, Section, Table, describe
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
     "CONFIG_SCHEMA",
@@ -38,171 +39,6 @@ __all__ = [
     "schema_lines",
     "validate_config",
 ]
-
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class _Located:
-    """Maps a key path to the line of the YAML node it came from."""
-
-    def __init__(self, source: str, lines: Mapping[str, int]) -> None:
-        self.source = source
-        self.lines = lines
-
-    def at(self, path: str) -> str:
-        line = self.lines.get(path)
-        while line is None and path:
-            path = path.rpartition(".")[0] if "." in path else ""
-            line = self.lines.get(path)
-        return f" ({self.source} line {line})" if line else ""
-
-
-def _describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, Mapping | list) else type(value).__name__
-
-
-@dataclass(frozen=True)
-class Scalar:
-    """A leaf value.
-
-    Attributes:
-        kind: ``"str"``, ``"int"``, ``"number"`` or ``"bool"``.
-        doc: What the value means (rendered by :func:`schema_lines`).
-        choices: Allowed values, if a closed set.
-        low, high: Inclusive bounds (numbers); ``low_open`` makes ``low`` exclusive.
-        nullable: ``null`` is accepted (means "unset").
-        pattern: A regular expression a string must match, with ``pattern_doc``
-            saying it in words.
-    """
-
-    kind: str
-    doc: str
-    choices: tuple[Any, ...] = ()
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    nullable: bool = False
-    pattern: re.Pattern[str] | None = None
-    pattern_doc: str = ""
-
-    def expected(self) -> str:
-        if self.choices:
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        elif self.kind == "bool":
-            text = "true or false"
-        elif self.kind == "str":
-            text = f"a string ({self.pattern_doc})" if self.pattern_doc else "a string"
-        else:
-            text = "a whole number" if self.kind == "int" else "a number"
-            if self.low is not None and self.high is not None:
-                text += f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
-            elif self.low is not None:
-                text += f" {'>' if self.low_open else '>='} {self.low:g}"
-        return text + (" or null" if self.nullable else "")
-
-    def check(self, value: Any, path: str, where: _Located) -> None:
-        if value is None and self.nullable:
-            return
-        if not self._fits(value):
-            raise ConfigError(
-                f"{path} must be {self.expected()}, got {_describe(value)}{where.at(path)}"
-            )
-
-    def _fits(self, value: Any) -> bool:
-        if self.kind == "bool":
-            return isinstance(value, bool)
-        if self.kind == "str":
-            if not isinstance(value, str) or (self.pattern and not self.pattern.match(value)):
-                return False
-            return not self.choices or value in self.choices
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if self.kind == "int" and not isinstance(value, int):
-            return False
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or value <= self.high
-
-
-@dataclass(frozen=True)
-class ListOf:
-    """A list whose every item fits ``item``."""
-
-    item: Scalar
-    doc: str
-    nullable: bool = False
-
-    def check(self, value: Any, path: str, where: _Located) -> None:
-        if value is None and self.nullable:
-            return
-        if not isinstance(value, list):
-            raise ConfigError(
-                f"{path} must be a list of {self.item.expected()}, got {_describe(value)}"
-                f"{where.at(path)}"
-            )
-        for index, item in enumerate(value):
-            self.item.check(item, f"{path}[{index}]", where)
-
-
-@dataclass(frozen=True)
-class Section:
-    """A mapping with a fixed set of keys (unknown keys are refused)."""
-
-    doc: str
-    keys: Mapping[str, Node] = field(default_factory=dict)
-    required: tuple[str, ...] = ()
-
-    def check(self, value: Any, path: str, where: _Located) -> None:
-        shown = path or "the config"
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{shown} must be a mapping, got {_describe(value)}{where.at(path)}")
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            node = self.keys.get(key) if isinstance(key, str) else None
-            if node is None:
-                known = ", ".join(sorted(self.keys))
-                raise ConfigError(
-                    f"{child} is not a known setting (known in {shown}: {known}){where.at(child)}"
-                )
-            node.check(item, child, where)
-        for key in self.required:
-            if key not in value:
-                raise ConfigError(f"{path}.{key} is missing: {self.keys[key].doc}{where.at(path)}")
-
-
-@dataclass(frozen=True)
-class Table:
-    """A mapping of names (1-32 letters, digits, ``_``, ``-``) to entries of one shape."""
-
-    entry: Section
-    doc: str
-    names: tuple[str, ...] = ()
-
-    def check(self, value: Any, path: str, where: _Located) -> None:
-        if not isinstance(value, Mapping):
-            raise ConfigError(
-                f"{path} must be a mapping of name to settings, got {_describe(value)}"
-                f"{where.at(path)}"
-            )
-        for name, entry in value.items():
-            child = f"{path}.{name}"
-            if not isinstance(name, str) or not _NAME.match(name):
-                raise ConfigError(
-                    f"{path}: name {name!r} is invalid: use 1-32 letters, digits, '_' or '-'"
-                    f"{where.at(child)}"
-                )
-            if self.names and name not in self.names:
-                raise ConfigError(
-                    f"{child}: unknown name, expected one of {', '.join(self.names)}"
-                    f"{where.at(child)}"
-                )
-            self.entry.check(entry, child, where)
-
-
-Node = Scalar | ListOf | Section | Table
 
 _TOOLSET = Scalar(
     "str",
@@ -259,7 +95,7 @@ CONFIG_SCHEMA = Section(
                     "api_key_env": Scalar(
                         "str",
                         "NAME of the worker environment variable holding the api key (the key itself never goes to Redis). Default OPENAI_API_KEY / ANTHROPIC_API_KEY.",
-                        pattern=_ENV_NAME,
+                        pattern=ENV_NAME,
                         pattern_doc="an environment variable name such as OPENAI_API_KEY",
                     ),
                     "base_url": Scalar(
@@ -352,7 +188,7 @@ CONFIG_SCHEMA = Section(
 )
 
 
-def _check_mcp_env(document: Mapping[str, Any], where: _Located) -> None:
+def _check_mcp_env(document: Mapping[str, Any], where: Located) -> None:
     """``mcp_servers.X.env`` maps variable names to strings (not to sections)."""
     servers = document.get("mcp_servers")
     if not isinstance(servers, Mapping):
@@ -367,11 +203,11 @@ def _check_mcp_env(document: Mapping[str, Any], where: _Located) -> None:
                 f"{path} must be a mapping of variable name to string{where.at(path)}"
             )
         for key, value in env.items():
-            if not isinstance(key, str) or not _ENV_NAME.match(key):
+            if not isinstance(key, str) or not ENV_NAME.match(key):
                 raise ConfigError(f"{path}: {key!r} is not a valid variable name{where.at(path)}")
             if not isinstance(value, str):
                 raise ConfigError(
-                    f"{path}.{key} must be a string, got {_describe(value)}; quote it"
+                    f"{path}.{key} must be a string, got {describe(value)}; quote it"
                     f"{where.at(f'{path}.{key}')}"
                 )
 
@@ -389,7 +225,7 @@ def validate_config(
     Raises:
         ConfigError: the first problem, naming the key path (and line, if known).
     """
-    where = _Located(source, lines or {})
+    where = Located(source, lines or {})
     servers = document.get("mcp_servers") if isinstance(document, Mapping) else None
     if isinstance(servers, Mapping):
         # env is a free-form mapping: check it apart, then hide it from the section check.
