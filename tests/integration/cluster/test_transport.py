@@ -86,7 +86,7 @@ def test_enqueue_claim_complete_round_trip(
     assert queue.pending("w1") == 0 and queue.inflight_count("w1") == 1
     rq_job = _fetch(client, claimed.job_id)
     assert rq_job.get_status() == JobStatus.STARTED and rq_job.worker_name == "w1"
-    assert rq_job.func_name == "worker.turns.run_turn" and rq_job.kwargs == job.as_dict()
+    assert rq_job.func_name == "agent_cluster.turn" and rq_job.kwargs == job.as_dict()
     queue_name = keyspace.worker_queue("w1")
     started = StartedJobRegistry(queue_name, client, serializer=MsgpackSerializer)
     assert started.get_job_ids(cleanup=False) == [claimed.job_id]

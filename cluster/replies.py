@@ -1,0 +1,90 @@
+"""Per-message reply lists: the worker (or its commit script) pushes one reply, the caller pops it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from cluster.blocking import blocking_read
+from cluster.errors import ConfigError, InvalidMessage
+from cluster.keys import Keyspace
+from cluster.serialization import pack, unpack
+
+__all__ = ["ReplyChannel"]
+
+
+class ReplyChannel:
+    """Per-message reply lists: the worker pushes one reply, the caller pops it.
+
+    :meth:`wait` blocks in slices shorter than the client's socket timeout, so
+    it works on any client; a client from
+    :func:`cluster.connection.blocking_client` just needs fewer slices. On
+    fakeredis it polls every few milliseconds instead of spinning.
+    """
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, reply_ttl: float) -> None:
+        """Bind to a client (``decode_responses=False``) and a keyspace.
+
+        Args:
+            client: Redis client.
+            keyspace: Names the reply lists.
+            reply_ttl: Seconds an unread reply stays available.
+        """
+        if isinstance(reply_ttl, bool) or not isinstance(reply_ttl, int | float) or reply_ttl <= 0:
+            raise ConfigError(f"ReplyChannel reply_ttl must be seconds > 0, got {reply_ttl!r}")
+        self._client = client
+        self._keyspace = keyspace
+        self._ttl_ms = max(1, math.ceil(reply_ttl * 1000))
+
+    def push(self, session_key: str, message_id: str, reply: Mapping[str, Any]) -> None:
+        """Deliver a message's reply (RPUSH + PEXPIRE in one MULTI/EXEC).
+
+        Raises:
+            InvalidMessage: ``reply`` is not plain msgpack-safe data.
+        """
+        try:
+            data = pack(dict(reply))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidMessage(
+                f"reply for message {message_id!r} is not plain data: {exc}"
+            ) from None
+        key = self._keyspace.reply_list(session_key, message_id)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, data)
+            pipe.pexpire(key, self._ttl_ms)
+            pipe.execute()
+
+    def wait(self, session_key: str, message_id: str, timeout: float) -> dict[str, Any] | None:
+        """Pop a message's reply, waiting up to ``timeout`` seconds.
+
+        Returns:
+            The reply dict, or ``None`` if none arrived in time.
+
+        Raises:
+            InvalidMessage: the stored reply is not a msgpack map.
+        """
+        key = self._keyspace.reply_list(session_key, message_id)
+        raw: Any
+        if timeout <= 0:
+            raw = self._client.lpop(key)
+        else:
+            popped: Any = blocking_read(
+                self._client, lambda seconds: self._client.blpop([key], seconds), timeout
+            )
+            raw = None if popped is None else popped[1]
+        if raw is None:
+            return None
+        try:
+            value = unpack(raw)
+        except ValueError as exc:
+            raise InvalidMessage(
+                f"reply for message {message_id!r} is not msgpack: {exc}"
+            ) from None
+        if not isinstance(value, dict):
+            raise InvalidMessage(
+                f"reply for message {message_id!r} must be a map, got {type(value).__name__}"
+            )
+        return value
