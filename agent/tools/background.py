@@ -49,7 +49,7 @@ exit_file=$1; workspace=$2; quota_kb=$3; reserve_kb=$4; shift 4
 "$@" & child=$!
 if [ -n "$workspace" ]; then
     while kill -0 "$child" 2>/dev/null; do
-        sleep 2
+        sleep 0.5
         used=$(du -skx -- "$workspace" 2>/dev/null | cut -f1)
         free=$(df -Pk -- "$workspace" 2>/dev/null | awk 'NR == 2 {print $4}')
         why=""
