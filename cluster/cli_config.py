@@ -18,6 +18,8 @@ import getpass
 import json
 import os
 import socket
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +37,7 @@ from cluster.config_schema import parse_config
 from cluster.connection import connect
 from cluster.errors import ConfigError
 from cluster.keys import Keyspace
+from cluster.membership import RedisMembership
 from cluster.versions import RedisVersionStore
 
 __all__ = ["register"]
@@ -152,14 +155,41 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_bump(args: argparse.Namespace) -> int:
-    """Bump the tool registry generation: workers re-discover MCP tools, agents rebuild."""
+    """Bump the registry generation, then wait until every live worker re-discovered its tools.
+
+    Exits 1 when a live worker has not acknowledged within ``--timeout``
+    (its cached agents are still rebuilt on their next turn: the turn-start
+    check sees the new generation; only its MCP tool list may be the old one).
+    """
     reason = getattr(args, "reason", None) or args.default_reason
+    settings = settings_from_args(args)
     with _store(args) as store:
         generation = store.bump_registry_generation(reason)
-    print(
-        f"registry generation {generation} ({reason}): every worker re-discovers its MCP "
-        "tools; cached agents rebuild on their next turn"
-    )
+        print(
+            f"registry generation {generation} ({reason}): cached agents rebuild on their next turn"
+        )
+        if args.timeout <= 0:
+            return 0
+        membership = RedisMembership(
+            store.client, Keyspace(settings.namespace), heartbeat_ttl=settings.heartbeat_ttl
+        )
+        deadline = time.monotonic() + args.timeout
+        while True:
+            live = [w.worker_id for w in membership.live_workers()]
+            acks = store.registry_acks(live)
+            waiting = sorted(w for w, seen in acks.items() if seen < generation)
+            if not waiting or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+    done = len(live) - len(waiting)
+    print(f"MCP tools re-discovered on {done}/{len(live)} live worker(s)")
+    if waiting:
+        print(
+            f"error: not yet acknowledged after {args.timeout:g}s by: {', '.join(waiting)} "
+            "(see their logs: an MCP server may be slow or failing)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -209,6 +239,12 @@ def register(sub: Any) -> None:
         cmd_registry_bump,
     )
     bump.add_argument("--reason", default=None, help="carried in the announcement")
+    bump.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the workers; 0: do not wait",
+    )
     bump.set_defaults(default_reason="registry bump")
 
     mcp = sub.add_parser("mcp", help="MCP servers of the workers")
@@ -218,5 +254,11 @@ def register(sub: Any) -> None:
         "reload",
         "every worker re-discovers its MCP tools; agents rebuild",
         cmd_registry_bump,
+    )
+    reload.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the workers; 0: do not wait",
     )
     reload.set_defaults(default_reason="mcp reload")

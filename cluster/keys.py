@@ -68,6 +68,9 @@ Key                                     Type    TTL                 Written by  
                                         at 50)              {version, author, at,
                                                             digest, source, note},
                                                             newest first
+``{ns}:cfg:{cfg}:acks``                 hash    none (gone workers  worker (after MCP         admin (registry bump /
+                                        pruned by readers)  re-discovery): W ->       mcp reload wait for every
+                                                            registry generation       live worker)
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
@@ -272,6 +275,10 @@ class Keyspace:
     def registry_generation(self) -> str:
         """Counter: the cluster-wide tool registry generation."""
         return f"{self._config()}:registry"
+
+    def registry_acks(self) -> str:
+        """Hash: worker id -> the registry generation whose MCP tools it has re-discovered."""
+        return f"{self._config()}:acks"
 
     def events_channel(self) -> str:
         """Pub/sub channel of cluster events (config, registry, drain, ...)."""

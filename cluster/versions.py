@@ -116,6 +116,11 @@ class RedisVersionStore:
         self._scripts = ScriptSet(client)
         self._max_bytes = max_config_bytes
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client this store uses."""
+        return self._client
+
     def publish_config(
         self,
         config: Mapping[str, Any],
@@ -203,6 +208,19 @@ class RedisVersionStore:
             [self._keys.events_channel(), json.dumps(str(reason))],
         )
         return int(generation)
+
+    def ack_registry(self, worker_id: str, generation: int) -> None:
+        """Record that ``worker_id`` has re-discovered its tools for ``generation``."""
+        self._client.hset(self._keys.registry_acks(), worker_id, int(generation))
+
+    def registry_acks(self, live: list[str]) -> dict[str, int]:
+        """The generation each live worker has acknowledged (0: none); forgets gone workers."""
+        raw = self._client.hgetall(self._keys.registry_acks())
+        acks = {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+        gone = [worker for worker in acks if worker not in live]
+        if gone:
+            self._client.hdel(self._keys.registry_acks(), *gone)
+        return {worker: acks.get(worker, 0) for worker in live}
 
     def versions(self) -> tuple[int, int]:
         """``(config version, registry generation)``, 0 for a counter never bumped."""

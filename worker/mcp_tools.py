@@ -45,17 +45,21 @@ class WorkerMCP:
         """Names of the configured (enabled) servers."""
         return [server.name for server in self._servers]
 
-    def apply(self, document: Mapping[str, Any] | None, *, reload: bool = False) -> None:
+    def apply(self, document: Mapping[str, Any] | None, *, reload: bool = False) -> bool:
         """Start, restart or stop servers to match ``document``; with ``reload``, re-discover.
 
         Never raises: a bad section or a failing server is logged (the config
         was validated when pushed, so that is an operator's server problem).
+
+        Returns:
+            Whether the registered tools changed (agents built before are stale).
         """
+        before = self._registry.generation
         try:
             servers = parse_mcp_servers(document)
         except ConfigError as exc:
             log.error("worker %s: mcp_servers ignored: %s", self._worker_id, exc)
-            return
+            return False
         with self._lock:
             if servers != self._servers:
                 self._close_locked()
@@ -67,6 +71,7 @@ class WorkerMCP:
                 self._run(self._manager.reload, "reload")
             if reload:
                 self.reloads += 1
+        return self._registry.generation != before
 
     def _run(self, step: Any, what: str) -> None:
         try:

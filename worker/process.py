@@ -209,6 +209,7 @@ class WorkerProcess:
             self.config.refresh()
             self.mcp.apply(self.versions.current_config()[1])
             started.callback(self.mcp.close)
+            self.versions.ack_registry(self.worker_id, self.config.registry_generation)
             self._register()
             started.callback(self.membership.deregister, self.worker_id)
             orphaned = self.queue.requeue_inflight(self.worker_id)
@@ -373,11 +374,8 @@ class WorkerProcess:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == "registry":
-            self._on_registry_event()
-        elif kind == "config":
-            self.mcp.apply(self.versions.current_config()[1])  # restarts servers only if changed
-            self._on_reconnect()
+        if kind in ("config", "registry"):
+            self._on_tools_event(event)
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
             timeout = event.get("timeout")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
@@ -395,16 +393,24 @@ class WorkerProcess:
                 busted,
             )
 
-    def _on_registry_event(self) -> None:
-        """A registry bump (``agent-cluster mcp reload``): re-discover MCP tools, then bust.
+    def _on_tools_event(self, event: dict[str, Any]) -> None:
+        """A config push or registry bump: follow ``mcp_servers``, re-discover tools, bust.
 
-        The tools are re-discovered before the cached agents are dropped, so
-        the agents rebuilt by the next turns see the new tool list; a turn that
-        starts in between still rebuilds (its lease reports the new
-        generation), possibly with the old list, and the next bump fixes it.
+        On a registry bump (``agent-cluster mcp reload``) every MCP server's
+        tools are re-discovered; a config push restarts the servers only if
+        their section changed. When the tools changed, agents built meanwhile
+        (a turn that started between the bump and the end of the re-discovery
+        rebuilt with the old list) are dropped too. The worker then records
+        the generation it has in Redis, which ``mcp reload`` waits for.
         """
-        self.mcp.apply(self.versions.current_config()[1], reload=True)
+        reload = event.get("type") == "registry"
+        tools_changed = self.mcp.apply(self.versions.current_config()[1], reload=reload)
         self._on_reconnect()
+        if tools_changed:
+            self.cache.clear()
+        generation = event.get("generation")
+        if reload and isinstance(generation, int):
+            self.versions.ack_registry(self.worker_id, generation)
 
     def status(self) -> dict[str, Any]:
         """What this worker is doing, for the status endpoint and tests."""
