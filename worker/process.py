@@ -376,6 +376,10 @@ class WorkerProcess:
         kind = event.get("type")
         if kind in ("config", "registry"):
             self._on_tools_event(event)
+        elif kind == "interrupt" and event.get("worker") == self.worker_id:
+            session, token = event.get("session"), event.get("token")
+            if isinstance(session, str) and isinstance(token, int):
+                self.runner.interrupt_turn(session, token, str(event.get("mode", "interrupt")))
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
             timeout = event.get("timeout")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.providers import KEY_ENV
 from cluster.errors import ConfigError
-from worker.signature import config_signature, extract_cache_busting_config
+from worker.cache.signature import config_signature, extract_cache_busting_config
 
 DEFAULT_TOOLSETS = ("memory", "process", "terminal", "todo")
 

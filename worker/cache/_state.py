@@ -1,7 +1,7 @@
 """Bookkeeping of the agent cache, applied under the shell's lock.
 
 :class:`CacheState` owns the ordered entries, the running set and the counters.
-It applies the decisions of :mod:`worker.cache_policy` and returns an
+It applies the decisions of :mod:`worker.cache.policy` and returns an
 :class:`Outcome` listing the releases and warnings to carry out; it takes no
 lock, starts no thread, reads no clock, logs nothing and releases nothing
 itself. :class:`worker.cache.AgentCache` calls it with its lock held and
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from worker.cache_entry import A, CheckoutHandle, Entry, EntryInfo
-from worker.cache_policy import (
+from worker.cache.entry import A, CheckoutHandle, Entry, EntryInfo
+from worker.cache.policy import (
     PENDING,
     EvictionCause,
     EvictionDecision,
@@ -26,7 +26,7 @@ from worker.cache_policy import (
     plan_invalidation,
     plan_memory_eviction,
 )
-from worker.releaser import Release
+from worker.cache.releaser import Release
 
 __all__ = ["CacheState", "Outcome"]
 

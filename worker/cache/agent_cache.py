@@ -11,10 +11,10 @@ provider's prompt cache keeps hitting. The worker uses it like this::
         result = agent.run_conversation(...)
         handle.committed(n + 1)           # the entry now knows the new turn count
 
-Division of labour: :mod:`worker.cache_policy` decides (which entries to evict
+Division of labour: :mod:`worker.cache.policy` decides (which entries to evict
 for the cap, the idle TTL, the memory budget or an invalidation); this module
 holds the lock, applies the decisions to its ordered entries and hands the
-victims to a :class:`~worker.releaser.ReleaseExecutor`, so that releases run on
+victims to a :class:`~worker.cache.releaser.ReleaseExecutor`, so that releases run on
 a background thread and never under the lock. Eviction is soft
 (``release_clients()``); ending a session is hard (``close()``). An entry whose
 session is mid-turn (or whose agent is still being built) is never released: it
@@ -36,46 +36,17 @@ from typing import Any, Generic
 
 from cluster.errors import ConfigError, SessionBusy
 from cluster.settings import DEFAULT_CACHE_SIZE, DEFAULT_IDLE_TTL, DEFAULT_SWEEP_INTERVAL
-from worker._cache_state import CacheState, Outcome
-from worker.cache_entry import A, CheckoutHandle, EntryInfo, InvalidationResult
-from worker.cache_policy import PENDING, EvictionCause, Pending
-from worker.cached_agent import (
-    CachedAgent,
-    TurnState,
+from worker.cache._state import CacheState, Outcome
+from worker.cache.agent import (
     apply_turn_state,
     check_turn_state,
-    init_for_turn,
 )
-from worker.releaser import Release, ReleaseExecutor, Releaser
-from worker.signature import (
-    CACHE_BUSTING_CONFIG_KEYS,
-    config_signature,
-    extract_cache_busting_config,
-)
-from worker.sweeper import Sweeper
+from worker.cache.entry import A, CheckoutHandle, EntryInfo, InvalidationResult
+from worker.cache.policy import EvictionCause, Pending
+from worker.cache.releaser import ReleaseExecutor, Releaser
+from worker.cache.sweeper import Sweeper
 
-__all__ = [
-    "CACHE_BUSTING_CONFIG_KEYS",
-    "DEFAULT_IDLE_TTL",
-    "DEFAULT_MAX_SIZE",
-    "DEFAULT_SWEEP_INTERVAL",
-    "PENDING",
-    "AgentCache",
-    "CachedAgent",
-    "CheckoutHandle",
-    "EntryInfo",
-    "EvictionCause",
-    "InvalidationResult",
-    "Pending",
-    "Release",
-    "ReleaseExecutor",
-    "Releaser",
-    "TurnState",
-    "apply_turn_state",
-    "config_signature",
-    "extract_cache_busting_config",
-    "init_for_turn",
-]
+__all__ = ["DEFAULT_MAX_SIZE", "AgentCache"]
 
 logger = logging.getLogger("worker.cache")
 

@@ -1,7 +1,7 @@
 """The public data of the agent cache: entries, checkout handles, invalidation views.
 
 An :class:`Entry` is what the cache keeps per session: the agent (or the
-:data:`~worker.cache_policy.PENDING` marker while it is built), the signature
+:data:`~worker.cache.policy.PENDING` marker while it is built), the signature
 it was built for and the committed-turn count it knows of. A
 :class:`CheckoutHandle` is one turn's hold on an entry. :class:`EntryInfo` and
 :class:`InvalidationResult` are the read-only views of
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cluster.errors import AgentCacheError
-from worker.cache_policy import EvictionCause, Pending
-from worker.cached_agent import CachedAgent
+from worker.cache.agent import CachedAgent
+from worker.cache.policy import EvictionCause, Pending
 
 __all__ = ["A", "CheckoutHandle", "Entry", "EntryInfo", "InvalidationResult"]
 

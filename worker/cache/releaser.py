@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cluster.errors import ConfigError
-from worker.cache_policy import EvictionCause
+from worker.cache.policy import EvictionCause
 
 __all__ = ["Releasable", "Release", "ReleaseExecutor", "Releaser"]
 

@@ -86,7 +86,7 @@ def config_signature(
     """Digest everything that decides whether a cached agent may be reused.
 
     ``reasoning_config`` is deliberately not an input: it is set on the cached
-    agent per message (see :func:`worker.cached_agent.apply_turn_state`).
+    agent per message (see :func:`worker.cache.agent.apply_turn_state`).
 
     Args:
         model: the model name.

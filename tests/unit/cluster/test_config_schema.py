@@ -9,8 +9,8 @@ import pytest
 from cluster.config_diff import diff_configs
 from cluster.config_schema import parse_config, schema_lines
 from cluster.errors import ConfigError
+from worker.cache.signature import CACHE_BUSTING_CONFIG_KEYS
 from worker.profile import AgentProfile
-from worker.signature import CACHE_BUSTING_CONFIG_KEYS
 
 EXAMPLE = Path(__file__).parents[3] / "deploy" / "cluster.example.yaml"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tests.fakes import FakeAgent
 from worker.cache import PENDING
-from worker.cache_policy import (
+from worker.cache.policy import (
     EvictionCause,
     plan_cap_eviction,
     plan_idle_sweep,

@@ -7,7 +7,7 @@ import pytest
 from cluster.errors import AgentCacheError
 from tests.fakes import FakeAgent, FakeClock
 from worker.cache import apply_turn_state, init_for_turn
-from worker.cached_agent import NEW_TURN_ACTIVITY_DESC, TURN_STATE_KEYS
+from worker.cache.agent import NEW_TURN_ACTIVITY_DESC, TURN_STATE_KEYS
 
 
 def busy_agent() -> FakeAgent:
