@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.activity import init_for_turn
 from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
 from agent.prompt import FrozenPrompt, build_system_prompt, read_context_files, read_skills
 from agent.providers import (
@@ -41,7 +42,6 @@ from cluster.errors import ProviderError
 log = logging.getLogger("agent")
 
 DEFAULT_INACTIVITY_TIMEOUT = 1800.0
-TURN_START_DESC = "starting new turn (cached)"
 
 
 class _Interrupted(Exception):
@@ -188,11 +188,8 @@ class AIAgent:
     # -- activity and interrupts -------------------------------------------------------
 
     def init_turn(self, interrupt_depth: int = 0) -> None:
-        """Reset per-turn counters; see ``worker.cache.init_for_turn`` for the rule."""
-        self.api_call_count = 0
-        if interrupt_depth == 0:
-            self.last_activity_ts = self._clock()
-            self.last_activity_desc = TURN_START_DESC
+        """Reset per-turn counters (the rule: :func:`agent.activity.init_for_turn`)."""
+        init_for_turn(self, interrupt_depth, clock=self._clock)
 
     def _touch(self, description: str) -> None:
         self.last_activity_ts = self._clock()

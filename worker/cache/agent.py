@@ -16,10 +16,10 @@ prompt cache):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypedDict
 
+from agent.activity import NEW_TURN_ACTIVITY_DESC, TurnTimedAgent, init_for_turn
 from cluster.errors import AgentCacheError
 
 __all__ = [
@@ -34,9 +34,6 @@ __all__ = [
     "init_for_turn",
 ]
 
-#: The activity description an agent carries at the start of a fresh (depth 0) turn.
-NEW_TURN_ACTIVITY_DESC: Final = "starting new turn (cached)"
-
 #: Per-message callbacks: set on every checkout, ``None`` when the message brings none,
 #: so a callback of the previous message (a closed stream, say) is never called again.
 CALLBACK_KEYS: Final = (
@@ -48,14 +45,6 @@ CALLBACK_KEYS: Final = (
 
 #: Every key :func:`apply_turn_state` accepts.
 TURN_STATE_KEYS: Final = (*CALLBACK_KEYS, "reasoning_config", "max_iterations")
-
-
-class TurnTimedAgent(Protocol):
-    """What :func:`init_for_turn` touches: the per-turn counters of an agent."""
-
-    api_call_count: int
-    last_activity_ts: float | None
-    last_activity_desc: str
 
 
 class CachedAgent(TurnTimedAgent, Protocol):
@@ -145,33 +134,3 @@ def apply_turn_state(agent: CachedAgent, turn_state: Mapping[str, Any]) -> None:
         agent.reasoning_config = turn_state["reasoning_config"]
     if "max_iterations" in turn_state:
         agent.max_iterations = turn_state["max_iterations"]
-
-
-def init_for_turn(
-    agent: TurnTimedAgent,
-    interrupt_depth: int,
-    *,
-    clock: Callable[[], float] = time.time,
-) -> None:
-    """Reset an agent's per-turn counters before running a turn.
-
-    The API call counter always restarts at 0. At depth 0 (a new message) the
-    last-activity timestamp becomes ``clock()`` and its description
-    :data:`NEW_TURN_ACTIVITY_DESC`. At depth > 0 (the turn was re-entered because
-    the user interrupted a stuck turn) both are kept, so the inactivity watchdog
-    still fires for a turn stuck in an interrupt loop.
-
-    Args:
-        agent: the agent about to run the turn.
-        interrupt_depth: 0 for a new message, > 0 for a re-entered turn.
-        clock: wall clock (``time.time()`` scale).
-
-    Raises:
-        AgentCacheError: ``interrupt_depth`` is negative.
-    """
-    if interrupt_depth < 0:
-        raise AgentCacheError(f"interrupt_depth must be >= 0, got {interrupt_depth}")
-    agent.api_call_count = 0
-    if interrupt_depth == 0:
-        agent.last_activity_ts = clock()
-        agent.last_activity_desc = NEW_TURN_ACTIVITY_DESC
