@@ -34,7 +34,7 @@ from cluster.serialization import pack, unpack
 
 __all__ = [
     "Committed",
-    "FrozenPrompt",
+    "StoredPrompt",
     "RedisSessionStore",
     "SessionMeta",
     "SessionSnapshot",
@@ -47,8 +47,12 @@ DEFAULT_PROCESSED_RETENTION = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
-class FrozenPrompt:
-    """The system prompt and tool schemas a session's agent is frozen to.
+class StoredPrompt:
+    """A session's frozen prompt as stored: exact msgpack bytes plus its signature.
+
+    The value type is the agent's (``agent.prompt.FrozenPrompt``: system prompt
+    and tool schemas); this is its stored form (the cluster package does not
+    import the agent), which the worker converts back.
 
     Attributes:
         system_prompt: The exact system prompt text.
@@ -67,7 +71,7 @@ class FrozenPrompt:
     @classmethod
     def build(
         cls, system_prompt: str, tool_schemas: Sequence[Mapping[str, Any]], *, signature: str = ""
-    ) -> FrozenPrompt:
+    ) -> StoredPrompt:
         """Freeze a prompt and schemas (schemas keep their key order, list order as given)."""
         if not isinstance(system_prompt, str):
             raise InvalidMessage(
@@ -78,7 +82,7 @@ class FrozenPrompt:
         return cls(system_prompt=system_prompt, tool_schemas=schemas, blob=blob, signature=signature)
 
     @classmethod
-    def from_blob(cls, blob: bytes) -> FrozenPrompt:
+    def from_blob(cls, blob: bytes) -> StoredPrompt:
         """Decode a stored blob (kept as is in :attr:`blob`)."""
         data = unpack(blob)
         return cls(
@@ -133,7 +137,7 @@ class SessionSnapshot:
     """
 
     history: list[dict[str, Any]]
-    frozen_prompt: FrozenPrompt | None
+    frozen_prompt: StoredPrompt | None
     meta: SessionMeta | None
 
 
@@ -179,7 +183,7 @@ class SessionStore(Protocol):
 
     def load(self, session_key: str) -> SessionSnapshot: ...
 
-    def save_frozen_prompt(self, lease: Lease, prompt: FrozenPrompt) -> None: ...
+    def save_frozen_prompt(self, lease: Lease, prompt: StoredPrompt) -> None: ...
 
     def commit_turn(
         self,
@@ -232,11 +236,11 @@ class RedisSessionStore:
         history_raw, prompt_raw, meta_raw = pipe.execute()
         return SessionSnapshot(
             history=[unpack(item) for item in history_raw],
-            frozen_prompt=FrozenPrompt.from_blob(prompt_raw) if prompt_raw is not None else None,
+            frozen_prompt=StoredPrompt.from_blob(prompt_raw) if prompt_raw is not None else None,
             meta=_meta(meta_raw),
         )
 
-    def save_frozen_prompt(self, lease: Lease, prompt: FrozenPrompt) -> None:
+    def save_frozen_prompt(self, lease: Lease, prompt: StoredPrompt) -> None:
         """Store the session's frozen prompt (fenced).
 
         Raises:

@@ -48,7 +48,7 @@ from cluster.errors import (
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStartStatus
 from cluster.placement import Placement
-from cluster.session_store import FrozenPrompt, RedisSessionStore, SessionSnapshot
+from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
@@ -340,7 +340,7 @@ class TurnRunner:
                 prompt = agent.frozen_prompt()
                 s.sessions.save_frozen_prompt(
                     lease,
-                    FrozenPrompt.build(
+                    StoredPrompt.build(
                         prompt.system_prompt, list(prompt.tool_schemas), signature=signature
                     ),
                 )

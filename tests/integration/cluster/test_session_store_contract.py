@@ -12,7 +12,7 @@ from cluster.errors import InvalidMessage, LeaseLost
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore
 from cluster.serialization import pack
-from cluster.session_store import FrozenPrompt, RedisSessionStore
+from cluster.session_store import RedisSessionStore, StoredPrompt
 
 USER = {"role": "user", "content": "!sh ls"}
 CALL = {
@@ -81,7 +81,7 @@ def test_frozen_prompt_reads_back_byte_identically(client: redis.Redis, keyspace
             },
         },
     ]
-    prompt = FrozenPrompt.build("You are helpful.\nToday: 2026-01-01 ✓", schemas)
+    prompt = StoredPrompt.build("You are helpful.\nToday: 2026-01-01 ✓", schemas)
     store.save_frozen_prompt(_lease(client, keyspace), prompt)
     loaded = store.load("s1").frozen_prompt
     assert loaded is not None
@@ -133,7 +133,7 @@ def test_takeover_fences_every_write_and_nothing_is_written(
     message = str(err.value)
     assert "'s1'" in message and f"token {old.token}" in message and "another worker" in message
     with pytest.raises(LeaseLost):
-        store.save_frozen_prompt(old, FrozenPrompt.build("p", []))
+        store.save_frozen_prompt(old, StoredPrompt.build("p", []))
     with pytest.raises(LeaseLost):
         store.delete("s1", lease=old)
     assert store.load("s1") == before
@@ -166,7 +166,7 @@ def test_delete_is_a_hard_reset_and_tokens_stay_monotonic(
     store = RedisSessionStore(client, keyspace)
     leases = RedisLeaseStore(client, keyspace)
     lease = _lease(client, keyspace)
-    store.save_frozen_prompt(lease, FrozenPrompt.build("p", []))
+    store.save_frozen_prompt(lease, StoredPrompt.build("p", []))
     store.commit_turn(lease, message_id="m1", new_messages=[USER], reply="r")
     client.hset(keyspace.tool_state("s1"), "todo", pack(["x"]))
     store.delete("s1", lease=lease)
