@@ -40,11 +40,13 @@ from agent.tools.workspace_quota import disk_reserve
 
 PROCESSES_STATE_KEY = "processes"
 
-# $1 = exit-status file, $2 = workspace to watch ("" for none), $3 = its quota
-# in KiB, $4 = free space (KiB) the disk must keep, then the command's argv.
-# Reports its pid on fd 3, then closes fd 3 so the command does not inherit it.
+# $1 = the descriptor to report the pid on, $2 = exit-status file, $3 = workspace
+# to watch ("" for none), $4 = its quota in KiB, $5 = free space (KiB) the disk
+# must keep, then the command's argv. Closes the report descriptor after use so
+# the command does not inherit it.
 _WRAPPER = """\
-echo "$$" >&3; exec 3>&-
+report=$1; shift
+echo "$$" >&"$report"; eval "exec $report>&-"
 exit_file=$1; workspace=$2; quota_kb=$3; reserve_kb=$4; shift 4
 "$@" & child=$!
 if [ -n "$workspace" ]; then
@@ -69,8 +71,10 @@ wait "$child"; rc=$?
 printf "%s\\n" "$rc" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
 exit "$rc"
 """
-# $1 = log file, then the wrapper's argv.
-_LAUNCHER = 'log=$1; shift; "$@" 3>&1 >>"$log" 2>&1 </dev/null &'
+# $1 = log file, $2 = report descriptor (above every descriptor handed to the
+# command, so the redirection cannot clobber one), then the wrapper's argv.
+_LAUNCHER = 'log=$1; report=$2; shift 2; eval \'"$@" \'"$report"\'>&1 >>"$log" 2>&1 </dev/null &\''
+
 
 ProcessState = Literal["running", "exited", "killed", "lost"]
 
@@ -208,6 +212,7 @@ def launch(
         OSError: bash could not be started or did not report the pid.
     """
     workspace, quota = watch if watch is not None else (None, 0)
+    report_fd = max([2, *pass_fds]) + 1
     launcher = subprocess.Popen(
         [
             "bash",
@@ -215,10 +220,12 @@ def launch(
             _LAUNCHER,
             "agent-launcher",
             str(log_path),
+            str(report_fd),
             "bash",
             "-c",
             _WRAPPER,
             "agent-process",
+            str(report_fd),
             str(exit_path),
             str(workspace or ""),
             str(max(1, quota // 1024)),

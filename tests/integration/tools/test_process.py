@@ -74,13 +74,16 @@ def test_a_fresh_agent_finds_the_process_still_alive(call: Call, home: Path) -> 
 
 
 def test_a_process_started_by_another_python_process_is_found(call: Call, home: Path) -> None:
+    """Also: with descriptor 3 free, the workspace gets it, and the launcher must not clobber it."""
+    command = "echo from-elsewhere-$((6 * 7)) > note && cat note; sleep 30"
     script = textwrap.dedent(
         f"""
+        import os
         from agent.tools import ToolContext, ToolEnvironment, default_registry
         env = ToolEnvironment.default({str(home)!r})
+        os.closerange(3, 256)
         result = default_registry().dispatch(
-            "process", {{"action": "start", "command": "echo from-elsewhere; sleep 30"}},
-            ToolContext("task-1", env))
+            "process", {{"action": "start", "command": {command!r}}}, ToolContext("task-1", env))
         print(result.content)
         """
     )
@@ -88,7 +91,7 @@ def test_a_process_started_by_another_python_process_is_found(call: Call, home: 
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     assert done.stdout.startswith("started p1")
-    assert wait_for(lambda: "from-elsewhere" in poll(call, "p1"))
+    assert wait_for(lambda: "from-elsewhere-42" in poll(call, "p1"))
     assert poll(call, "p1").startswith("p1: running")
     assert call("process", action="kill", id="p1").content.startswith("killed p1")
 
