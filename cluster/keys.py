@@ -81,6 +81,14 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:inflight:W``                     list    none                worker W (claim: BLMOVE   coordinator (recovery:
                                                                     from its rq queue;        requeue), worker
                                                                     complete: LREM): job ids
+``{ns}:health:{W}``                     hash    heartbeat TTL       worker W (each            coordinator (status,
+                                                (refreshed by each  heartbeat): record ->     health probe, session)
+                                                heartbeat)          JSON health record,
+                                                                    cached -> digest of the
+                                                                    cached-sessions set
+``{ns}:health:{W}:cached``              set     heartbeat TTL       worker W (heartbeat,      coordinator (session:
+                                                                    rewritten when its cache  cached on its owner?)
+                                                                    changed): session keys
 ======================================  ======  ==================  ========================  ===========================
 
 rq builds its own keys from the queue name; :meth:`Keyspace.worker_queue`
@@ -250,6 +258,16 @@ class Keyspace:
     def inflight(self, worker_id: str) -> str:
         """List of the job ids a worker has claimed from its queue and not completed yet."""
         return f"{self.namespace}:inflight:{self.check_worker_id(worker_id)}"
+
+    # -- worker health (read from outside the process) ---------------------------
+
+    def worker_health(self, worker_id: str) -> str:
+        """Hash of a worker's health record (JSON) and cached-set digest; expires with its heartbeat."""
+        return f"{self.namespace}:health:{{{self.check_worker_id(worker_id)}}}"
+
+    def worker_cached(self, worker_id: str) -> str:
+        """Set of the session keys a worker had cached at its last heartbeat (same slot as its health)."""
+        return f"{self.worker_health(worker_id)}:cached"
 
     # -- config, registry, events -------------------------------------------
 

@@ -60,6 +60,7 @@ from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.executor import ClaimLoop, TurnExecutor
+from worker.health import publish_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.turns import ConfigView, TurnRunner, TurnServices
@@ -349,6 +350,7 @@ class WorkerProcess:
                     log.info("worker %s was asked to drain", self.worker_id)
                     self.drain_requested.set()
                 self.recovery.recover_dead()
+                publish_health(self, state)  # read from outside: status, health probe
                 failing = False
             except WorkerIdInUse as exc:
                 self.fatal = exc

@@ -1,0 +1,214 @@
+"""A worker's health, written to Redis at every heartbeat so it is readable from outside.
+
+A deploy probe (``agent-cluster health WORKER``), ``agent-cluster status`` and
+``agent-cluster session KEY`` read what a worker is doing without talking to
+its process: the heartbeat thread calls :func:`publish_health` once per beat,
+which writes a :class:`HealthRecord` (JSON) into the worker's health hash and
+keeps the set of its cached session keys next to it, both expiring after the
+heartbeat TTL, so a worker that stops beating (killed, paused, cut off) loses
+its record within the TTL on Redis' own clock.
+
+Cost per beat: one MULTI/EXEC round trip (record, digest read, two PEXPIREs).
+The cached-sessions set is rewritten (a second round trip) only when the
+cache's contents changed since the last write, judged by a digest stored in
+the same hash, so a worker holding many agents does not resend them every beat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from cluster.keys import Keyspace
+from cluster.membership import WorkerState
+
+if TYPE_CHECKING:
+    from worker.process import WorkerProcess
+
+__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "publish_health"]
+
+# When this process loaded the worker code: its start, as far as a probe cares.
+PROCESS_STARTED = time.time()
+
+# Members per SADD when the cached-sessions set is rewritten.
+_SADD_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class HealthRecord:
+    """What a worker reports about itself at each heartbeat.
+
+    Attributes:
+        worker_id: The worker.
+        instance: Token of the process registered under that id.
+        state: ``active``, ``draining`` or ``rejoining`` (declared dead, registering again).
+        pid: Process id.
+        host: Host name.
+        started: When the process started, seconds since the epoch (its clock).
+        written_at: When this record was written (the worker's clock).
+        cache_size: Agents cached (pending builds included).
+        cache_cap: The cache's cap.
+        cache_hits: Checkouts that reused a cached agent since start.
+        cache_misses: Checkouts that built an agent since start.
+        cache_memory_bytes: Estimated bytes held by cached agents.
+        turns_running: Turns whose handler runs now.
+        turns_waiting: Turns claimed and waiting behind their session's or for a slot.
+        concurrency: Most turns the worker runs at once.
+        config_version: The cluster config version the worker has applied.
+        registry_generation: The tool registry generation it has applied.
+    """
+
+    worker_id: str
+    instance: str
+    state: str
+    pid: int
+    host: str
+    started: float
+    written_at: float
+    cache_size: int
+    cache_cap: int
+    cache_hits: int
+    cache_misses: int
+    cache_memory_bytes: int
+    turns_running: int
+    turns_waiting: int
+    concurrency: int
+    config_version: int
+    registry_generation: int
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        """Hits over checkouts, ``None`` before the first checkout."""
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total else None
+
+    def to_json(self) -> str:
+        """The record as compact JSON (what is stored)."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> HealthRecord | None:
+        """Parse a stored record; ``None`` when it is unreadable (never raises)."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                return None
+            return cls(
+                worker_id=str(data["worker_id"]),
+                instance=str(data.get("instance", "")),
+                state=str(data["state"]),
+                pid=int(data.get("pid", 0)),
+                host=str(data.get("host", "")),
+                started=float(data.get("started", 0.0)),
+                written_at=float(data.get("written_at", 0.0)),
+                cache_size=int(data.get("cache_size", 0)),
+                cache_cap=int(data.get("cache_cap", 0)),
+                cache_hits=int(data.get("cache_hits", 0)),
+                cache_misses=int(data.get("cache_misses", 0)),
+                cache_memory_bytes=int(data.get("cache_memory_bytes", 0)),
+                turns_running=int(data.get("turns_running", 0)),
+                turns_waiting=int(data.get("turns_waiting", 0)),
+                concurrency=int(data.get("concurrency", 0)),
+                config_version=int(data.get("config_version", -1)),
+                registry_generation=int(data.get("registry_generation", -1)),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def cached_digest(session_keys: Sequence[str]) -> str:
+    """A digest of a set of session keys (order-insensitive), to skip unchanged rewrites."""
+    hasher = hashlib.sha256()
+    for key in sorted(session_keys):
+        hasher.update(key.encode("utf-8", "surrogatepass"))
+        hasher.update(b"\0")
+    return hasher.hexdigest()[:32]
+
+
+class HealthWriter:
+    """Writes one worker's health hash and cached-sessions set (keys in ``cluster/keys.py``)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, ttl: float) -> None:
+        """Bind to a bytes client; ``ttl`` is the heartbeat TTL in seconds."""
+        self._client = client
+        self._keys = keyspace
+        self._ttl_ms = max(1, int(ttl * 1000))
+
+    def write(self, record: HealthRecord, cached: Sequence[str]) -> bool:
+        """Store ``record`` and, if it changed, the set of cached session keys.
+
+        Returns:
+            Whether the cached-sessions set was rewritten.
+        """
+        health = self._keys.worker_health(record.worker_id)
+        members = self._keys.worker_cached(record.worker_id)
+        digest = cached_digest(cached)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hset(health, "record", record.to_json())
+        pipe.hget(health, "cached")
+        pipe.pexpire(health, self._ttl_ms)
+        pipe.pexpire(members, self._ttl_ms)
+        _, stored, _, _ = pipe.execute()
+        if stored is not None and _text(stored) == digest:
+            return False
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(members)
+        for start in range(0, len(cached), _SADD_CHUNK):
+            pipe.sadd(members, *cached[start : start + _SADD_CHUNK])
+        pipe.hset(health, "cached", digest)
+        pipe.pexpire(members, self._ttl_ms)
+        pipe.pexpire(health, self._ttl_ms)
+        pipe.execute()
+        return True
+
+
+def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
+    """Build the health record of a running worker from its public parts."""
+    metrics: Mapping[str, Any] = worker.cache.metrics()
+    running = worker.executor.running()
+    return HealthRecord(
+        worker_id=worker.worker_id,
+        instance=worker.instance,
+        state="rejoining" if state is None else WorkerState(state).value,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        started=PROCESS_STARTED,
+        written_at=time.time(),
+        cache_size=int(metrics.get("size", 0)),
+        cache_cap=int(metrics.get("cap", 0)),
+        cache_hits=int(metrics.get("hits", 0)),
+        cache_misses=int(metrics.get("misses", 0)),
+        cache_memory_bytes=int(metrics.get("memory_bytes", 0)),
+        turns_running=running,
+        turns_waiting=max(0, worker.executor.in_flight() - running),
+        concurrency=worker.executor.concurrency,
+        config_version=worker.config.config_version,
+        registry_generation=worker.config.registry_generation,
+    )
+
+
+def publish_health(worker: WorkerProcess, state: WorkerState | None) -> None:
+    """Write ``worker``'s health record (called by its heartbeat thread after each beat).
+
+    Args:
+        worker: The running worker.
+        state: What the heartbeat returned: its state in Redis, or ``None``
+            when it was declared dead and registers again.
+
+    Raises:
+        redis.RedisError: Redis failed (the heartbeat loop logs and retries).
+    """
+    writer = HealthWriter(worker.client, worker.keyspace, ttl=worker.settings.heartbeat_ttl)
+    writer.write(record_of(worker, state), worker.cache.keys())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
