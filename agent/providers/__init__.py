@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 from agent.providers.base import (
+    KEY_ENV,
     ModelRequest,
     ModelResponse,
     Provider,
@@ -20,7 +21,6 @@ DEFAULT_API_MODE = {
     "anthropic": "anthropic_messages",
     "offline": "offline",
 }
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 def make_provider(
@@ -66,6 +66,7 @@ def make_provider(
 
 __all__ = [
     "DEFAULT_API_MODE",
+    "KEY_ENV",
     "PROVIDERS",
     "ModelRequest",
     "ModelResponse",

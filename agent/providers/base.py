@@ -13,6 +13,10 @@ from typing import Any, Protocol, TypeVar
 from agent.messages import Message, Usage
 from cluster.errors import ProviderError, ProviderUnavailable, ProviderUnreachable
 
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+"""The worker environment variable holding each provider's api key, unless the
+cluster config names another (``providers.<name>.api_key_env``)."""
+
 log = logging.getLogger("agent.providers")
 
 T = TypeVar("T")

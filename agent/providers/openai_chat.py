@@ -13,7 +13,13 @@ from typing import Any
 import openai
 
 from agent.messages import Message, Usage
-from agent.providers.base import DeltaCallback, ModelRequest, ModelResponse, SDKClientHolder
+from agent.providers.base import (
+    KEY_ENV,
+    DeltaCallback,
+    ModelRequest,
+    ModelResponse,
+    SDKClientHolder,
+)
 from agent.providers.sdk_errors import translate_sdk_error
 
 
@@ -126,7 +132,11 @@ class OpenAIChatProvider(SDKClientHolder):
             return self._stream(client, kwargs, on_delta, should_stop)
         except openai.OpenAIError as exc:
             raise translate_sdk_error(
-                exc, provider=self.name, sdk=openai, key_env="OPENAI_API_KEY", base_url=self._base_url
+                exc,
+                provider=self.name,
+                sdk=openai,
+                key_env=KEY_ENV[self.name],
+                base_url=self._base_url,
             ) from exc
 
     def _parse(self, completion: Any) -> ModelResponse:
