@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from agent.providers import (
     make_provider,
 )
 from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry, memory_notes
-from cluster.errors import ProviderError
+from cluster.errors import ProviderError, ProviderUnavailable
 
 log = logging.getLogger("agent")
 
@@ -93,6 +94,7 @@ class AIAgent:
         skills_dir: Path | None = None,
         max_tokens: int = 1024,
         request_timeout: float = 120.0,
+        fallback: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -126,6 +128,10 @@ class AIAgent:
             "timeout": request_timeout,
         }
         self._provider: Provider | None = make_provider(**self._provider_args)  # type: ignore[arg-type]
+        # A second endpoint used when the primary stays unavailable through its
+        # retries: {"model", "provider", "api_key", "base_url", "api_mode"}.
+        self._fallback = dict(fallback) if fallback else None
+        self.fallback_active = False
 
         # Per-turn state, settable on a cached agent between turns.
         self.reasoning_config = reasoning_config
@@ -361,8 +367,36 @@ class AIAgent:
             if self._interrupt.is_set():
                 raise _Interrupted
         if isinstance(outcome[0], BaseException):
+            if isinstance(outcome[0], ProviderUnavailable) and self._activate_fallback():
+                log.warning(
+                    "session %s: %s unavailable (%s); switching to the fallback model %s",
+                    self.session_id,
+                    provider.name,
+                    outcome[0],
+                    self.model,
+                )
+                return self._call_model(replace(request, model=self.model))
             raise outcome[0]
         return outcome[0]
+
+    def _activate_fallback(self) -> bool:
+        """Switch this agent to its fallback endpoint (once); False when it has none."""
+        if self._fallback is None or self.fallback_active:
+            return False
+        fallback = self._fallback
+        self.fallback_active = True
+        self.model = str(fallback.get("model") or self.model)
+        self._provider_args = {
+            "provider": fallback.get("provider", self._provider_args["provider"]),
+            "api_key": fallback.get("api_key"),
+            "base_url": fallback.get("base_url"),
+            "api_mode": fallback.get("api_mode"),
+            "timeout": self._provider_args["timeout"],
+        }
+        old, self._provider = self._provider, make_provider(**self._provider_args)  # type: ignore[arg-type]
+        if old is not None:
+            old.close()
+        return True
 
     def _run_tool(self, call: Mapping[str, Any], offered: set[str]) -> Message:
         name, arguments = str(call["name"]), dict(call.get("arguments") or {})

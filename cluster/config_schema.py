@@ -86,6 +86,32 @@ CONFIG_SCHEMA = Section(
                 "max_tokens": Scalar(
                     "int", "Output tokens per reply." + _NOT_USED_YET, low=1, nullable=True
                 ),
+                "fallback": Section(
+                    "A second model used for the rest of a turn when the primary stays "
+                    "unavailable through its retries; the session's agent is then rebuilt, "
+                    "so its next turn tries the primary again." + _BUSTS,
+                    {
+                        "default": Scalar("str", "Fallback model name."),
+                        "provider": Scalar(
+                            "str",
+                            "Fallback wire format.",
+                            choices=("offline", "openai", "anthropic"),
+                        ),
+                        "base_url": Scalar(
+                            "str",
+                            "Fallback endpoint; null for the provider's own.",
+                            nullable=True,
+                            pattern=re.compile(r"^https?://\S+$"),
+                            pattern_doc="an http:// or https:// URL",
+                        ),
+                        "api_key_env": Scalar(
+                            "str",
+                            "NAME of the environment variable holding the fallback's api key.",
+                            pattern=ENV_NAME,
+                            pattern_doc="an environment variable name such as ANTHROPIC_API_KEY",
+                        ),
+                    },
+                ),
             },
         ),
         "providers": Table(

@@ -40,6 +40,7 @@ class AgentProfile:
         ephemeral_prompt: extra system prompt text (``agent.ephemeral_system_prompt``).
         max_iterations: tool-loop bound per turn.
         busting: the cache-busting config values (DESIGN: editing one busts agents).
+        fallback: ``model.fallback`` (default, provider, base_url, api_key_env), or None.
     """
 
     model: str = "offline-echo"
@@ -51,6 +52,7 @@ class AgentProfile:
     ephemeral_prompt: str | None = None
     max_iterations: int = 10
     busting: Mapping[str, Any] = field(default_factory=dict)
+    fallback: Mapping[str, Any] | None = None
 
     @classmethod
     def from_config(
@@ -94,7 +96,21 @@ class AgentProfile:
             ephemeral_prompt=agent.get("ephemeral_system_prompt"),
             max_iterations=max_iterations,
             busting=extract_cache_busting_config(with_generation),
+            fallback=_fallback(model),
         )
+
+    def fallback_runtime(self, environ: Mapping[str, str]) -> dict[str, Any] | None:
+        """The fallback endpoint for ``AIAgent(fallback=...)``, key from the environment."""
+        if self.fallback is None:
+            return None
+        provider = str(self.fallback.get("provider", self.provider))
+        env_name = self.fallback.get("api_key_env") or KEY_ENV.get(provider)
+        return {
+            "model": self.fallback.get("default", self.model),
+            "provider": provider,
+            "base_url": self.fallback.get("base_url"),
+            "api_key": environ.get(str(env_name)) if env_name else None,
+        }
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
         """The provider's api key from the worker's environment (never from Redis)."""
@@ -132,8 +148,15 @@ class AgentProfile:
                 list(self.toolsets),
                 self.ephemeral_prompt,
                 dict(self.busting),
+                dict(self.fallback or {}),
             ],
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _fallback(model: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``model.fallback`` as plain settings (validated by the config schema at push)."""
+    fallback = model.get("fallback")
+    return dict(fallback) if isinstance(fallback, Mapping) and fallback else None

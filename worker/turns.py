@@ -291,6 +291,7 @@ class TurnRunner:
                 ephemeral_system_prompt=profile.ephemeral_prompt,
                 max_iterations=profile.max_iterations,
                 user_id=user_id,
+                fallback=profile.fallback_runtime(s.environ),
                 tool_registry=s.tool_registry,
                 tool_env=fenced_env,
                 skip_context_files=True,
@@ -353,6 +354,7 @@ class TurnRunner:
                 "interrupted": result.interrupted,
                 "usage": result.usage.as_dict(),
                 "turn": committed + 1,
+                "fallback": agent.fallback_active,
                 "fence": lease.token,
                 "started_at": started_at,
                 "ended_at": time.time(),
@@ -373,8 +375,9 @@ class TurnRunner:
             )
             if not outcome.rolled_back:
                 handle.committed(outcome.turns)
-        if outcome.rolled_back:
-            # The agent's transcript holds the discarded messages: it must not serve again.
+        if outcome.rolled_back or agent.fallback_active:
+            # Rolled back: the transcript holds discarded messages. Fallback: the
+            # next turn must try the primary again. Either way: a fresh agent.
             s.cache.evict(job.session_key)
         return None  # delivered by the commit
 
