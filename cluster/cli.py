@@ -11,6 +11,9 @@ Subcommands:
     registry      bump the tool registry generation (agents rebuild)
     mcp           reload: every worker re-discovers its MCP tools
     settings      the settings in effect and where each came from
+    status        workers, sessions owned, caches, queues, dead letters (--json)
+    session       one session: owner, turns, pending messages, lease, cached
+    health        deploy probe: exit 0 when the worker is beating and active
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (docs/settings.md). A mistake prints one line and exits non-zero:
@@ -22,11 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 
-from cluster import cli_config
+from cluster import cli_config, cli_status
 from cluster.cli_errors import explain
 from cluster.cli_settings import (
     CONNECTION_SETTINGS,
@@ -321,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings.set_defaults(func=cmd_settings)
 
     cli_config.register(sub)
+    cli_status.register(sub)
 
     sim = sub.add_parser(
         "simulate-llm",
@@ -347,6 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         explained = explain(exc, getattr(args, "resolved_settings", None))
         if explained is None:
