@@ -1,0 +1,113 @@
+"""``agent-cluster status``, ``session KEY`` and ``health WORKER``: the cluster seen from Redis.
+
+The reading lives in :mod:`coordinator.status` (imported when a command
+runs, so ``cluster`` itself imports nothing above it). ``health`` is a deploy
+probe: exit 0 and one line when the worker is registered, beating, fresh and
+active; exit 1 and one line saying why otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cluster.cli_settings import (
+    CONNECTION_SETTINGS,
+    HelpFormatter,
+    add_settings_options,
+    settings_from_args,
+)
+from cluster.connection import connect
+from cluster.keys import Keyspace
+
+__all__ = ["register"]
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the worker table, config version, queue depths and dead letters."""
+    from coordinator.status import read_status
+    from coordinator.status_view import render_status
+
+    settings = settings_from_args(args)
+    client = connect(settings.redis_url)
+    try:
+        status = read_status(client, Keyspace(settings.namespace))
+    finally:
+        client.close()
+    if args.json:
+        _print_json(status.as_dict())
+    else:
+        print(render_status(status))
+    return 0
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    """Print one session's owner, turns, lease, pending messages and cache presence."""
+    from coordinator.status import read_session
+    from coordinator.status_view import render_session
+
+    settings = settings_from_args(args)
+    client = connect(settings.redis_url)
+    try:
+        session = read_session(client, Keyspace(settings.namespace), args.key)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(session.as_dict())
+    else:
+        print(render_session(session))
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 if the worker is healthy, 1 otherwise, with a one-line reason either way."""
+    from coordinator.status import check_health
+
+    settings = settings_from_args(args)
+    client = connect(settings.redis_url)
+    try:
+        verdict = check_health(client, Keyspace(settings.namespace), args.worker)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(verdict.as_dict())
+    else:
+        print(verdict.reason)
+    return 0 if verdict.healthy else 1
+
+
+def register(sub: Any) -> None:
+    """Add ``status``, ``session`` and ``health`` to the top-level subparsers."""
+    status = sub.add_parser(
+        "status",
+        help="workers, sessions owned, caches, queues, dead letters",
+        formatter_class=HelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="JSON for scripts")
+    add_settings_options(status, CONNECTION_SETTINGS)
+    status.set_defaults(func=cmd_status)
+
+    session = sub.add_parser(
+        "session",
+        help="one session: owner, turns, pending messages, lease, cached or not",
+        formatter_class=HelpFormatter,
+    )
+    session.add_argument("key", help="the session key")
+    session.add_argument("--json", action="store_true", help="JSON for scripts")
+    add_settings_options(session, CONNECTION_SETTINGS)
+    session.set_defaults(func=cmd_session)
+
+    health = sub.add_parser(
+        "health",
+        help="deploy probe: exit 0 when the worker is registered, beating and active",
+        formatter_class=HelpFormatter,
+    )
+    health.add_argument("worker", help="the worker id")
+    health.add_argument("--json", action="store_true", help="the verdict and record as JSON")
+    add_settings_options(health, CONNECTION_SETTINGS)
+    health.set_defaults(func=cmd_health)
