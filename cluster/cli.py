@@ -11,9 +11,6 @@ Subcommands:
     registry      bump the tool registry generation (agents rebuild)
     mcp           reload: every worker re-discovers its MCP tools
     settings      the settings in effect and where each came from
-    status        workers, sessions owned, caches, queues, dead letters (--json)
-    session       one session: owner, turns, pending messages, lease, cached
-    health        deploy probe: exit 0 when the worker is beating and active
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (docs/settings.md). A mistake prints one line and exits non-zero:
@@ -30,7 +27,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 
-from cluster import cli_config, cli_status
+from cluster import cli_config
 from cluster.cli_errors import explain
 from cluster.cli_settings import (
     CONNECTION_SETTINGS,
@@ -325,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
     settings.set_defaults(func=cmd_settings)
 
     cli_config.register(sub)
-    cli_status.register(sub)
 
     sim = sub.add_parser(
         "simulate-llm",
