@@ -147,6 +147,13 @@ CONFIG_SCHEMA = Section(
                 "disabled_toolsets": ListOf(
                     _TOOLSET, "Toolsets removed from agent.toolsets." + _BUSTS, nullable=True
                 ),
+                "reasoning_effort": Scalar(
+                    "str",
+                    "Default reasoning effort of every turn (a message's own `reasoning` "
+                    "overrides it for that turn). Changing it clears every cached agent.",
+                    choices=("low", "medium", "high"),
+                    nullable=True,
+                ),
                 "max_iterations": Scalar(
                     "int",
                     "Model calls per turn (the tool loop's bound). Default 10.",

@@ -41,6 +41,7 @@ class AgentProfile:
         max_iterations: tool-loop bound per turn.
         busting: the cache-busting config values (DESIGN: editing one busts agents).
         fallback: ``model.fallback`` (default, provider, base_url, api_key_env), or None.
+        reasoning_effort: the default reasoning of every turn (``agent.reasoning_effort``).
     """
 
     model: str = "offline-echo"
@@ -53,6 +54,7 @@ class AgentProfile:
     max_iterations: int = 10
     busting: Mapping[str, Any] = field(default_factory=dict)
     fallback: Mapping[str, Any] | None = None
+    reasoning_effort: str | None = None
 
     @classmethod
     def from_config(
@@ -94,6 +96,7 @@ class AgentProfile:
             api_key_env=None if key_env is None else str(key_env),
             toolsets=tuple(sorted(set(toolsets) - set(disabled))),
             ephemeral_prompt=agent.get("ephemeral_system_prompt"),
+            reasoning_effort=agent.get("reasoning_effort"),
             max_iterations=max_iterations,
             busting=extract_cache_busting_config(with_generation),
             fallback=_fallback(model),
@@ -149,6 +152,7 @@ class AgentProfile:
                 self.ephemeral_prompt,
                 dict(self.busting),
                 dict(self.fallback or {}),
+                self.reasoning_effort,
             ],
             sort_keys=True,
             default=str,

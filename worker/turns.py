@@ -309,7 +309,7 @@ class TurnRunner:
             committed_turns=committed,
             build=build,
             config_version=s.config.config_version,
-            turn_state={"reasoning_config": _reasoning(job)},
+            turn_state={"reasoning_config": _reasoning(job, profile.reasoning_effort)},
         ) as handle:
             agent = handle.agent
             agent.tool_env = fenced_env
@@ -439,10 +439,12 @@ def _depth(job: TurnJob) -> int:
     return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0 else 0
 
 
-def _reasoning(job: TurnJob) -> dict[str, Any] | None:
-    """This message's reasoning setting as the agent's ``reasoning_config`` (``None``: default)."""
+def _reasoning(job: TurnJob, default: str | None) -> dict[str, Any] | None:
+    """The turn's ``reasoning_config``: the message's own setting, else the cluster default."""
     effort = job.attrs.get("reasoning")
-    return {"effort": effort} if isinstance(effort, str) and effort else None
+    if not isinstance(effort, str) or not effort:
+        effort = default
+    return {"effort": effort} if effort else None
 
 
 def _interrupt_once_running(

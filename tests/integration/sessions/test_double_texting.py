@@ -17,6 +17,7 @@ from agent.simulator import ProviderSimulator
 from cluster.errors import TurnRejected
 from cluster.keys import Keyspace
 from cluster.session_store import RedisSessionStore
+from cluster.versions import RedisVersionStore
 from tests.integration.faults.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
@@ -131,6 +132,7 @@ def test_reset_runs_in_order_with_the_messages_and_clears_the_session(
 def test_per_message_reasoning_reaches_the_provider_without_a_rebuild(
     workers: Fleet, slow_model: ProviderSimulator
 ) -> None:
+    slow_model.set_latency(ttft=0.0)
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         coord.submit("think", "hello", timeout=30)
@@ -141,3 +143,26 @@ def test_per_message_reasoning_reaches_the_provider_without_a_rebuild(
     assert bodies[0].get("reasoning_effort") == "high"
     assert "reasoning_effort" not in bodies[1], "the setting applied to that turn only"
     assert deep.cache_hit and plain.cache_hit, "the cached agent was reused, not rebuilt"
+
+
+def test_a_global_reasoning_change_clears_cached_agents_on_every_worker(
+    workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
+) -> None:
+    slow_model.set_latency(ttft=0.0)
+    workers.start("w0")
+    workers.start("w1")
+    sessions = [f"g{i}" for i in range(12)]
+    with coordinator(workers.settings()) as coord:
+        first = {s: coord.submit(s, "hi", timeout=30) for s in sessions}
+        assert {r.worker_id for r in first.values()} == {"w0", "w1"}
+        assert all(coord.submit(s, "again", timeout=30).cache_hit for s in sessions)
+        versions = RedisVersionStore(redis_client, Keyspace(namespace), max_config_bytes=1 << 20)
+        _, document = versions.current_config()
+        versions.publish_config({**document, "agent": {"reasoning_effort": "low"}})
+        slow_model.clear_recorded_requests()
+        after = {s: coord.submit(s, "after the change", timeout=30) for s in sessions}
+        override = coord.submit(sessions[0], "think harder", reasoning="high", timeout=30)
+    assert not any(r.cache_hit for r in after.values()), "every worker rebuilt its agents"
+    efforts = [json.loads(r.body).get("reasoning_effort") for r in slow_model.recorded_requests()]
+    assert efforts == ["low"] * len(sessions) + ["high"]
+    assert override.cache_hit, "a per-message setting needs no rebuild"
