@@ -85,7 +85,7 @@ def test_rollback_discards_the_running_turn_and_runs_the_new_message(
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         assert coord.submit("rb", "kept", timeout=30).raw["turn"] == 1
-        slow_model.set_latency(ttft=5.0)
+        slow_model.set_latency(ttft=30.0)
         doomed = coord.submit_async("rb", "oops, wrong question")
         wait_running(redis_client, namespace, "rb")
         fixed = coord.submit_async("rb", "the right question", strategy="rollback")
@@ -102,7 +102,7 @@ def test_rollback_discards_the_running_turn_and_runs_the_new_message(
 def test_stop_interrupts_without_a_new_turn(
     workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
 ) -> None:
-    slow_model.set_latency(ttft=5.0)
+    slow_model.set_latency(ttft=30.0)
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         running = coord.submit_async("halt", "think hard")
