@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -37,11 +36,16 @@ def test_one_worker_keeps_32_slow_turns_in_flight_and_serves_the_published_confi
         versions.publish_config(
             {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
         )
-        started = time.monotonic()
         handles = [cluster.submit_async(f"slow-{i}", f"hello {i}") for i in range(32)]
-        replies = [h.result(timeout=30) for h in handles]
-        elapsed = time.monotonic() - started
+        replies = [h.result(timeout=60) for h in handles]
     assert [r.text for r in replies] == [f"echo: hello {i}" for i in range(32)]
     assert sim.stats()["total"]["requests"] == 32, "every turn went to the simulator over HTTP"
-    # Serially these 32 turns take 32 x 0.5 s = 16 s; concurrently about one model latency.
-    assert elapsed < 8 * MODEL_LATENCY, f"32 turns took {elapsed:.1f}s: they did not overlap"
+    # Each turn records when it ran: at one instant, (nearly) all 32 were in flight.
+    edges = sorted(
+        [(r.raw["started_at"], 1) for r in replies] + [(r.raw["ended_at"], -1) for r in replies]
+    )
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak >= 24, f"at most {peak} of 32 slow turns ran at once: they did not overlap"
