@@ -185,14 +185,17 @@ class SessionStore(Protocol):
 
     def save_frozen_prompt(self, lease: Lease, prompt: StoredPrompt) -> None: ...
 
-    def commit_turn(
+    def commit(
         self,
         lease: Lease,
         *,
         message_id: str,
         new_messages: Sequence[Mapping[str, Any]],
         reply: Any,
-    ) -> int: ...
+        job_id: str = "",
+        reply_ttl: float = 0.0,
+        rollback_reply: Any = None,
+    ) -> Committed: ...
 
     def reply_for(self, session_key: str, message_id: str) -> Any | None: ...
 
@@ -254,34 +257,6 @@ class RedisSessionStore:
         )
         if not ok:
             raise lease_lost(lease, current)
-
-    def commit_turn(
-        self,
-        lease: Lease,
-        *,
-        message_id: str,
-        new_messages: Sequence[Mapping[str, Any]],
-        reply: Any,
-        job_id: str = "",
-        reply_ttl: float = 0.0,
-    ) -> int:
-        """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
-
-        Returns:
-            The session's committed-turn count after the commit (see :meth:`commit`).
-
-        Raises:
-            LeaseLost: the lease was taken over; nothing was written.
-            InvalidMessage: a message is malformed, the id empty or the reply ``None``.
-        """
-        return self.commit(
-            lease,
-            message_id=message_id,
-            new_messages=new_messages,
-            reply=reply,
-            job_id=job_id,
-            reply_ttl=reply_ttl,
-        ).turns
 
     def commit(
         self,

@@ -96,7 +96,7 @@ def test_an_answered_id_is_answered_again_from_the_stored_reply(
     leases, store = RedisLeaseStore(client, keyspace), RedisSessionStore(client, keyspace)
     start = leases.begin_turn("s", "w1", 30, job_id=queue.job_id(j), message_id="m1")
     assert start.status is TurnStartStatus.ACQUIRED and start.lease is not None
-    store.commit_turn(
+    store.commit(
         start.lease,
         message_id="m1",
         new_messages=[{"role": "user", "content": "t1"}],

@@ -41,17 +41,17 @@ def test_commit_and_load_round_trip(client: redis.Redis, keyspace: Keyspace) -> 
     store = RedisSessionStore(client, keyspace)
     lease = _lease(client, keyspace)
     assert (
-        store.commit_turn(
+        store.commit(
             lease,
             message_id="m1",
             new_messages=[USER, CALL, RESULT, ANSWER],
             reply={"text": "[terminal] a.txt"},
-        )
+        ).turns
         == 1
     )
     second = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "echo: hi"}]
     assert (
-        store.commit_turn(lease, message_id="m2", new_messages=second, reply={"text": "echo: hi"})
+        store.commit(lease, message_id="m2", new_messages=second, reply={"text": "echo: hi"}).turns
         == 2
     )
     snapshot = store.load("s1")
@@ -96,11 +96,11 @@ def test_duplicate_message_id_returns_count_and_appends_nothing(
 ) -> None:
     store = RedisSessionStore(client, keyspace)
     lease = _lease(client, keyspace)
-    store.commit_turn(lease, message_id="m1", new_messages=[USER, ANSWER], reply={"text": "first"})
-    again = store.commit_turn(
+    store.commit(lease, message_id="m1", new_messages=[USER, ANSWER], reply={"text": "first"})
+    again = store.commit(
         lease, message_id="m1", new_messages=[USER, ANSWER], reply={"text": "second"}
     )
-    assert again == 1
+    assert again.turns == 1 and again.duplicate
     assert store.load("s1").history == [USER, ANSWER]
     assert store.reply_for("s1", "m1") == {"text": "first"}
 
@@ -109,10 +109,10 @@ def test_duplicate_is_detected_across_workers(client: redis.Redis, keyspace: Key
     store = RedisSessionStore(client, keyspace)
     leases = RedisLeaseStore(client, keyspace)
     first = _lease(client, keyspace, worker="w1")
-    store.commit_turn(first, message_id="m1", new_messages=[USER, ANSWER], reply="done")
+    store.commit(first, message_id="m1", new_messages=[USER, ANSWER], reply="done")
     leases.release(first)
     second = _lease(client, keyspace, worker="w2")  # redelivered after a crash
-    assert store.commit_turn(second, message_id="m1", new_messages=[USER, ANSWER], reply="x") == 1
+    assert store.commit(second, message_id="m1", new_messages=[USER, ANSWER], reply="x").duplicate
     assert len(store.load("s1").history) == 2
 
 
@@ -123,13 +123,13 @@ def test_takeover_fences_every_write_and_nothing_is_written(
     leases = RedisLeaseStore(client, keyspace)
     old = leases.acquire("s1", "w1", 0.1)
     assert old is not None
-    store.commit_turn(old, message_id="m0", new_messages=[USER, ANSWER], reply="r0")
+    store.commit(old, message_id="m0", new_messages=[USER, ANSWER], reply="r0")
     time.sleep(0.15)
     new = leases.acquire("s1", "w2", 10)
     assert new is not None
     before = store.load("s1")
     with pytest.raises(LeaseLost) as err:
-        store.commit_turn(old, message_id="m1", new_messages=[USER, ANSWER], reply="late")
+        store.commit(old, message_id="m1", new_messages=[USER, ANSWER], reply="late")
     message = str(err.value)
     assert "'s1'" in message and f"token {old.token}" in message and "another worker" in message
     with pytest.raises(LeaseLost):
@@ -138,7 +138,7 @@ def test_takeover_fences_every_write_and_nothing_is_written(
         store.delete("s1", lease=old)
     assert store.load("s1") == before
     assert store.reply_for("s1", "m1") is None
-    assert store.commit_turn(new, message_id="m1", new_messages=[USER, ANSWER], reply="ok") == 2
+    assert store.commit(new, message_id="m1", new_messages=[USER, ANSWER], reply="ok").turns == 2
 
 
 def test_commit_without_any_lease_is_refused(client: redis.Redis, keyspace: Keyspace) -> None:
@@ -146,16 +146,16 @@ def test_commit_without_any_lease_is_refused(client: redis.Redis, keyspace: Keys
     lease = _lease(client, keyspace)
     RedisLeaseStore(client, keyspace).release(lease)
     with pytest.raises(LeaseLost, match="not held"):
-        store.commit_turn(lease, message_id="m1", new_messages=[USER], reply="r")
+        store.commit(lease, message_id="m1", new_messages=[USER], reply="r")
     assert store.load("s1").history == []
 
 
 def test_processed_ids_expire_after_retention(client: redis.Redis, keyspace: Keyspace) -> None:
     store = RedisSessionStore(client, keyspace, processed_retention=0.1)
     lease = _lease(client, keyspace)
-    store.commit_turn(lease, message_id="old", new_messages=[USER], reply="r-old")
+    store.commit(lease, message_id="old", new_messages=[USER], reply="r-old")
     time.sleep(0.15)
-    store.commit_turn(lease, message_id="new", new_messages=[USER], reply="r-new")
+    store.commit(lease, message_id="new", new_messages=[USER], reply="r-new")
     assert store.reply_for("s1", "old") is None
     assert store.reply_for("s1", "new") == "r-new"
 
@@ -167,7 +167,7 @@ def test_delete_is_a_hard_reset_and_tokens_stay_monotonic(
     leases = RedisLeaseStore(client, keyspace)
     lease = _lease(client, keyspace)
     store.save_frozen_prompt(lease, StoredPrompt.build("p", []))
-    store.commit_turn(lease, message_id="m1", new_messages=[USER], reply="r")
+    store.commit(lease, message_id="m1", new_messages=[USER], reply="r")
     client.hset(keyspace.tool_state("s1"), "todo", pack(["x"]))
     store.delete("s1", lease=lease)
     snapshot = store.load("s1")
@@ -200,7 +200,7 @@ def test_malformed_turns_are_rejected_before_writing(
 ) -> None:
     store = RedisSessionStore(client, keyspace)
     with pytest.raises(InvalidMessage, match=fragment):
-        store.commit_turn(_lease(client, keyspace), **kwargs)  # type: ignore[arg-type]
+        store.commit(_lease(client, keyspace), **kwargs)  # type: ignore[arg-type]
     assert store.load("s1").history == []
 
 
