@@ -199,7 +199,9 @@ class SessionStore(Protocol):
 
     def reply_for(self, session_key: str, message_id: str) -> Any | None: ...
 
-    def delete(self, session_key: str, *, lease: Lease | None = None) -> None: ...
+    def reset(
+        self, lease: Lease, *, message_id: str, reply: Any, job_id: str, reply_ttl: float
+    ) -> None: ...
 
 
 class RedisSessionStore:
@@ -363,36 +365,3 @@ class RedisSessionStore:
         raw = self._client.hget(self._keys.session(session_key).replies, message_id)
         return None if raw is None else unpack(raw)
 
-    def delete(self, session_key: str, *, lease: Lease | None = None) -> None:
-        """Hard reset: delete history, frozen prompt, meta, processed ids and tool state.
-
-        The owner record, the lease and the fencing counter are kept (tokens
-        stay monotonic across resets).
-
-        Args:
-            session_key: The session.
-            lease: When given, the delete is fenced by it.
-
-        Raises:
-            LeaseLost: ``lease`` was given and is stale; nothing was deleted.
-        """
-        if lease is not None and lease.session_key != session_key:
-            raise InvalidMessage(
-                f"lease of session {lease.session_key!r} cannot fence a delete of {session_key!r}"
-            )
-        keys = self._keys.session(session_key)
-        ok, current = self._scripts(
-            "fenced_delete",
-            [
-                keys.lease,
-                keys.history,
-                keys.prompt,
-                keys.meta,
-                keys.processed,
-                keys.replies,
-                keys.tools,
-            ],
-            [lease.token if lease is not None else ""],
-        )
-        if not ok and lease is not None:
-            raise lease_lost(lease, current)

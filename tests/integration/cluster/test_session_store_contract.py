@@ -11,6 +11,7 @@ import redis
 from cluster.errors import InvalidMessage, LeaseLost
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore
+from cluster.replies import ReplyChannel
 from cluster.serialization import pack
 from cluster.session_store import RedisSessionStore, StoredPrompt
 
@@ -135,7 +136,7 @@ def test_takeover_fences_every_write_and_nothing_is_written(
     with pytest.raises(LeaseLost):
         store.save_frozen_prompt(old, StoredPrompt.build("p", []))
     with pytest.raises(LeaseLost):
-        store.delete("s1", lease=old)
+        store.reset(old, message_id="reset-1", reply="reset", job_id="j", reply_ttl=30)
     assert store.load("s1") == before
     assert store.reply_for("s1", "m1") is None
     assert store.commit(new, message_id="m1", new_messages=[USER, ANSWER], reply="ok").turns == 2
@@ -160,7 +161,7 @@ def test_processed_ids_expire_after_retention(client: redis.Redis, keyspace: Key
     assert store.reply_for("s1", "new") == "r-new"
 
 
-def test_delete_is_a_hard_reset_and_tokens_stay_monotonic(
+def test_reset_is_a_hard_reset_that_answers_and_keeps_tokens_monotonic(
     client: redis.Redis, keyspace: Keyspace
 ) -> None:
     store = RedisSessionStore(client, keyspace)
@@ -169,14 +170,15 @@ def test_delete_is_a_hard_reset_and_tokens_stay_monotonic(
     store.save_frozen_prompt(lease, StoredPrompt.build("p", []))
     store.commit(lease, message_id="m1", new_messages=[USER], reply="r")
     client.hset(keyspace.tool_state("s1"), "todo", pack(["x"]))
-    store.delete("s1", lease=lease)
+    store.reset(lease, message_id="new-1", reply={"reset": True}, job_id="j", reply_ttl=30)
     snapshot = store.load("s1")
     assert snapshot.history == [] and snapshot.frozen_prompt is None and snapshot.meta is None
     assert store.reply_for("s1", "m1") is None and not client.exists(keyspace.tool_state("s1"))
+    assert store.reply_for("s1", "new-1") == {"reset": True}, "the reset itself is answered once"
+    assert ReplyChannel(client, keyspace, reply_ttl=30).wait("s1", "new-1", 0) == {"reset": True}
     leases.release(lease)
     again = _lease(client, keyspace)
     assert again.token > lease.token
-    store.delete("s1")  # unfenced administrative reset works without a lease
 
 
 @pytest.mark.parametrize(
