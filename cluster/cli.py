@@ -1,7 +1,7 @@
 """The ``agent-cluster`` command line.
 
 Subcommands:
-    demo          run an embedded cluster (fakeredis, offline model) and talk to it
+    demo          the product in seconds: embedded cluster, provider simulator, push, drain
     chat          talk to an in-process agent (offline model by default)
     worker        run a worker process against Redis
     coordinator   submit JSON lines from stdin to a running cluster, print replies
@@ -11,6 +11,9 @@ Subcommands:
     registry      bump the tool registry generation (agents rebuild)
     mcp           reload: every worker re-discovers its MCP tools
     settings      the settings in effect and where each came from
+    status        workers, sessions owned, caches, queues, dead letters (--json)
+    session       one session: owner, turns, pending messages, lease, cached
+    health        deploy probe: exit 0 when the worker is beating and active
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (docs/settings.md). A mistake prints one line and exits non-zero:
@@ -27,7 +30,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 
-from cluster import cli_config
+from cluster import cli_config, cli_status
 from cluster.cli_errors import explain
 from cluster.cli_settings import (
     CONNECTION_SETTINGS,
@@ -211,24 +214,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """An embedded cluster: N workers and a coordinator on fakeredis, offline model."""
-    from coordinator.embedded import EmbeddedCluster
+    """The product in a few seconds: an embedded cluster, the provider simulator, a push, a drain."""
+    from coordinator.demo import run_demo
 
-    with EmbeddedCluster(workers=args.workers) as cluster:
-        print(f"embedded cluster: {args.workers} workers on fakeredis, offline model")
-        print("| session | message | worker | cached agent | reply |")
-        print("|---------|---------|--------|--------------|-------|")
-        for _turn, text in enumerate(args.message or DEMO_MESSAGES):
-            for session in [f"chat-{i}" for i in range(1, args.sessions + 1)]:
-                reply = cluster.submit(session, text)
-                print(
-                    f"| {session} | {text} | {reply.worker_id} | "
-                    f"{'yes' if reply.cache_hit else 'no (built)'} | {reply.text.splitlines()[0][:60]} |"
-                )
-    return 0
-
-
-DEMO_MESSAGES = ["hello", "!sh echo hi from the sandbox", "what did it print?"]
+    return run_demo(workers=args.workers, sessions=args.sessions, messages=args.message)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -280,9 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded cluster on fakeredis (no server, no api key)",
         formatter_class=HelpFormatter,
     )
-    demo.add_argument("--workers", type=int, default=2)
-    demo.add_argument("--sessions", type=int, default=3)
-    demo.add_argument("--message", "-m", action="append", help="messages to send (repeatable)")
+    demo.add_argument("--workers", type=int, default=3, help="worker count (at least 2)")
+    demo.add_argument("--sessions", type=int, default=6, help="conversations")
+    demo.add_argument(
+        "--message", "-m", action="append", help="the messages of turns 1-4, cycled (repeatable)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     worker = sub.add_parser("worker", help="run a worker process", formatter_class=HelpFormatter)
@@ -322,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings.set_defaults(func=cmd_settings)
 
     cli_config.register(sub)
+    cli_status.register(sub)
 
     sim = sub.add_parser(
         "simulate-llm",

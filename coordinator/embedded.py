@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,7 +25,10 @@ from typing import Any
 from agent.tools.sandbox_config import BACKEND_ENV_VAR
 from cluster.connection import connect, drop_embedded_server
 from cluster.settings import ClusterSettings
+from cluster.versions import RedisVersionStore
+from coordinator.admin import drain_worker
 from coordinator.ingress import Coordinator, Reply, TurnHandle
+from coordinator.status import ClusterStatus, read_status
 from worker.process import WorkerOptions, WorkerProcess
 
 
@@ -64,6 +68,7 @@ class EmbeddedCluster:
         with _sandbox_default("auto"):
             self.workers = self._build_workers(workers, concurrency, sandbox_root, environ)
         self.coordinator: Coordinator | None = None
+        self._drained: set[str] = set()
 
     def _build_workers(
         self,
@@ -94,12 +99,61 @@ class EmbeddedCluster:
         return self
 
     def submit(self, session_key: str, text: str, **kwargs: Any) -> Reply:
-        assert self.coordinator is not None, "call start() first"
-        return self.coordinator.submit(session_key, text, **kwargs)
+        """Send a message and wait for its reply (see :meth:`Coordinator.submit`)."""
+        return self._coordinator().submit(session_key, text, **kwargs)
 
     def submit_async(self, session_key: str, text: str, **kwargs: Any) -> TurnHandle:
+        """Send a message; the handle's ``result()`` waits for the reply."""
+        return self._coordinator().submit_async(session_key, text, **kwargs)
+
+    def _coordinator(self) -> Coordinator:
         assert self.coordinator is not None, "call start() first"
-        return self.coordinator.submit_async(session_key, text, **kwargs)
+        return self.coordinator
+
+    def publish_config(self, config: Mapping[str, Any], *, note: str = "") -> int:
+        """Publish a cluster config (what ``agent-cluster config push`` stores); returns its version."""
+        coordinator = self._coordinator()
+        versions = RedisVersionStore(
+            coordinator.client,
+            coordinator.keyspace,
+            max_config_bytes=self.settings.max_config_bytes,
+        )
+        return versions.publish_config(config, author="embedded", source="embedded", note=note)
+
+    def wait_for_config(self, version: int, timeout: float = 5.0) -> bool:
+        """Wait until every running worker has applied config ``version`` (heard the announcement)."""
+        deadline = time.monotonic() + timeout
+        while any(w.config.config_version < version for w in self.running_workers()):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def running_workers(self) -> list[WorkerProcess]:
+        """The workers that are started and not drained."""
+        return [w for w in self.workers if w.worker_id not in self._drained]
+
+    def drain(self, worker_id: str, *, timeout: float | None = None) -> bool:
+        """Drain one worker as ``agent-cluster drain`` does, then let it leave.
+
+        The worker is marked draining in Redis and the drain is announced (no new
+        turn is placed on it from then on); then it does what its main thread
+        does on that request: hands queued turns on, finishes running ones,
+        soft-releases its agents and deregisters.
+
+        Returns:
+            True if every running turn finished within the timeout.
+        """
+        coordinator = self._coordinator()
+        worker = next(w for w in self.workers if w.worker_id == worker_id)
+        drain_worker(coordinator.client, coordinator.keyspace, worker_id, timeout=timeout)
+        self._drained.add(worker_id)
+        return worker.stop(timeout=timeout)
+
+    def status(self) -> ClusterStatus:
+        """What ``agent-cluster status`` shows for this cluster."""
+        coordinator = self._coordinator()
+        return read_status(coordinator.client, coordinator.keyspace)
 
     def stop(self) -> None:
         for worker in self.workers:

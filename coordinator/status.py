@@ -341,7 +341,9 @@ def check_health(client: redis.Redis, keyspace: Keyspace, worker_id: str) -> Hea
 
     info = next((i for i in infos if i.worker_id == worker_id), None)
     if info is None:
-        return verdict(False, "not registered (never started, drained, or declared dead and pruned)")
+        return verdict(
+            False, "not registered (never started, drained, or declared dead and pruned)"
+        )
     if not info.is_alive(now):
         return verdict(False, f"no heartbeat for {now - info.last_heartbeat:.1f}s: dead")
     if raw is None:

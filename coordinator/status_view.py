@@ -96,7 +96,9 @@ def render_session(session: SessionStatus) -> str:
     if session.owner is None:
         owner = "none (assigned at its next message)"
     else:
-        owner = f"{session.owner} (epoch {session.epoch}, {'live' if session.owner_alive else 'dead'})"
+        owner = (
+            f"{session.owner} (epoch {session.epoch}, {'live' if session.owner_alive else 'dead'})"
+        )
     if session.cached_on_owner is None:
         cached = "unknown (the owner wrote no health record)"
     else:

@@ -93,9 +93,7 @@ def test_session_shows_owner_turns_pending_lease_and_cache(
     with coordinator(workers.settings()) as coord:
         first = coord.submit("talk", "one")
         coord.submit("talk", "two")
-        session = eventually(
-            lambda: (s := cli.json("session", "talk"))["cached_on_owner"] and s
-        )
+        session = eventually(lambda: (s := cli.json("session", "talk"))["cached_on_owner"] and s)
         assert session["owner"] == first.worker_id and session["owner_alive"]
         assert session["epoch"] >= 1
         assert session["turns"] == 2 and session["history_messages"] == 4
@@ -104,7 +102,9 @@ def test_session_shows_owner_turns_pending_lease_and_cache(
         running = coord.submit_async("talk", "three")
         waiting = coord.submit_async("talk", "four")
         text = eventually(
-            lambda: (out := cli.run("session", "talk").stdout) and "lease:          w" in out and out
+            lambda: (
+                (out := cli.run("session", "talk").stdout) and "lease:          w" in out and out
+            )
         )
         busy = cli.json("session", "talk")
         assert f"lease:          {first.worker_id} (token" in text
