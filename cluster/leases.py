@@ -265,13 +265,3 @@ class RedisLeaseStore:
         return LeaseHolder(
             token=int(token), worker_id=_text(worker), ttl=max(0, int(pttl)) / 1000.0
         )
-
-    def check(self, lease: Lease) -> None:
-        """Raise :class:`LeaseLost` unless ``lease`` is still the session's lease.
-
-        A read-only check for long turns between writes; the writes themselves
-        are fenced in their scripts, so this is an early exit, not the guarantee.
-        """
-        current = self._client.hget(self._keys.session(lease.session_key).lease, "token")
-        if current is None or int(current) != lease.token:
-            raise lease_lost(lease, current)

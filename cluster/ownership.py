@@ -60,8 +60,6 @@ class OwnershipStore(Protocol):
 
     def owner_of(self, session_key: str) -> Ownership | None: ...
 
-    def release_owner(self, session_key: str, worker_id: str) -> bool: ...
-
     def sessions_owned_by(self, worker_id: str) -> list[str]: ...
 
 
@@ -111,21 +109,6 @@ class RedisOwnershipStore:
         if worker is None:
             return None
         return Ownership(worker_id=_text(worker), epoch=int(epoch or 0), moved=False)
-
-    def release_owner(self, session_key: str, worker_id: str) -> bool:
-        """Drop the session's owner if it is ``worker_id`` (the epoch is kept).
-
-        Returns:
-            Whether the owner record was removed; ``False`` when the session
-            already belongs to another worker (or to none).
-        """
-        return bool(
-            self._scripts(
-                "ownership_release",
-                [self._keys.session(session_key).owner, self._keys.owned_sessions(worker_id)],
-                [session_key, worker_id],
-            )
-        )
 
     def sessions_owned_by(self, worker_id: str) -> list[str]:
         """Session keys ``worker_id`` owns right now, sorted.

@@ -45,7 +45,6 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "membership_set_state",
     "membership_snapshot",
     "ownership_assign",
-    "ownership_release",
     "registry_bump",
     "session_commit",
     "session_prompt",

@@ -39,18 +39,6 @@ def test_session_moves_when_owner_is_not_eligible_and_epoch_grows(
     assert back == Ownership("w1", 3, moved=True)
 
 
-def test_release_is_compare_and_delete_and_keeps_the_epoch(
-    client: redis.Redis, keyspace: Keyspace
-) -> None:
-    store = RedisOwnershipStore(client, keyspace)
-    store.lookup_or_assign("s1", eligible=["w1"], proposed="w1")
-    assert not store.release_owner("s1", "w2")
-    assert store.owner_of("s1") is not None
-    assert store.release_owner("s1", "w1")
-    assert store.owner_of("s1") is None
-    assert store.lookup_or_assign("s1", eligible=["w2"], proposed="w2") == Ownership("w2", 2, True)
-
-
 def test_sessions_owned_by_lists_current_sessions_only(
     client: redis.Redis, keyspace: Keyspace
 ) -> None:
