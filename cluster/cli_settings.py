@@ -45,6 +45,8 @@ WORKER_SETTINGS = (
     "cache_size",
     "idle_ttl",
     "sweep_interval",
+    "metrics_port",
+    "metrics_host",
 )
 
 

@@ -72,6 +72,11 @@ Key                                     Type    TTL                 Written by  
                                         pruned by readers)  re-discovery): W ->       mcp reload wait for every
                                                             registry generation       live worker)
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
+``{ns}:eventlog``                       stream  none (MAXLEN ~500)  config publish, registry  status page, operators
+                                                                    bump, drain request,      (cluster.event_log)
+                                                                    worker join/drain,
+                                                                    recovery: kind, worker,
+                                                                    detail, data (JSON)
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
 ``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
@@ -301,6 +306,10 @@ class Keyspace:
     def events_channel(self) -> str:
         """Pub/sub channel of cluster events (config, registry, drain, ...)."""
         return f"{self.namespace}:events"
+
+    def event_log(self) -> str:
+        """Stream of recent cluster events for operators (pushes, drains, deaths, recoveries)."""
+        return f"{self.namespace}:eventlog"
 
     # -- validation ------------------------------------------------------------
 

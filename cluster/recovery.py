@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import redis
 
+from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
 from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership
@@ -70,6 +71,7 @@ class Recovery:
         queue: TurnQueue,
         leases: RedisLeaseStore,
         lock_ttl: float = 30.0,
+        on_recovered: Callable[[RecoveryReport], None] | None = None,
     ) -> None:
         """Bind the stores; nothing runs until a method is called.
 
@@ -82,6 +84,7 @@ class Recovery:
             leases: Breaks the dead worker's leases.
             lock_ttl: Seconds the recovery lock is held at most (a recoverer
                 that dies mid-way lets another take over after this).
+            on_recovered: Called with each dead worker's report (metrics).
         """
         self._client = client
         self._keys = keyspace
@@ -91,6 +94,8 @@ class Recovery:
         self._leases = leases
         self._scripts = ScriptSet(client)
         self._lock_ms = max(1, math.ceil(lock_ttl * 1000))
+        self._on_recovered = on_recovered
+        self._event_log = ClusterEventLog(client, keyspace)
 
     def recover_dead(self) -> list[RecoveryReport]:
         """Hand on the turns of every worker whose heartbeat expired.
@@ -167,6 +172,19 @@ class Recovery:
         if not self._client.set(lock, token, nx=True, px=self._lock_ms):
             return []
         try:
-            return action()
+            reports = action()
         finally:
             self._scripts("lock_release", [lock], [token])
+        for report in reports:  # every report here is a dead worker's
+            self._event_log.record(
+                "worker_dead",
+                f"{report.worker_id} died: {report.moved} turn(s) of {report.sessions} "
+                f"session(s) handed on, {report.leases_broken} lease(s) broken",
+                worker=report.worker_id,
+                moved=report.moved,
+                sessions=report.sessions,
+                leases_broken=report.leases_broken,
+            )
+            if self._on_recovered is not None:
+                self._on_recovered(report)
+        return reports

@@ -129,6 +129,9 @@ class ClusterSettings:
             soft-released by the idle sweep.
         sweep_interval: Seconds between idle sweeps.
         log_level: DEBUG, INFO, WARNING or ERROR.
+        metrics_port: TCP port of a worker's probe endpoint (Prometheus
+            ``/metrics``, ``/livez``, ``/readyz``); 0 serves none.
+        metrics_host: Address the worker's probe endpoint listens on.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -148,6 +151,8 @@ class ClusterSettings:
     idle_ttl: float = DEFAULT_IDLE_TTL
     sweep_interval: float = DEFAULT_SWEEP_INTERVAL
     log_level: str = "INFO"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -177,6 +182,13 @@ class ClusterSettings:
             raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
         for name in ("max_message_bytes", "max_config_bytes"):
             _check_positive_int(name, getattr(self, name))
+        port = self.metrics_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"metrics_port must be a TCP port 0-65535 (0: off), got {port!r}")
+        if not isinstance(self.metrics_host, str) or not self.metrics_host:
+            raise ConfigError(
+                f"metrics_host must be an address such as 0.0.0.0, got {self.metrics_host!r}"
+            )
         if self.heartbeat_ttl < 2 * self.heartbeat_interval:
             raise ConfigError(
                 f"heartbeat_ttl must be at least twice heartbeat_interval "
@@ -339,5 +351,9 @@ SETTING_HELP: dict[str, str] = {
     "idle_ttl": "Seconds without activity after which a cached agent is soft-released.",
     "sweep_interval": "Seconds between two idle sweeps of a worker's agent cache.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
+    "metrics_port": "TCP port of a worker's probe endpoint: Prometheus /metrics, /livez "
+    "(liveness), /readyz (registered, beating, active); 0 serves none.",
+    "metrics_host": "Address the worker's probe endpoint listens on (0.0.0.0 in a container, "
+    "so the kubelet and Prometheus reach it).",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

@@ -25,6 +25,7 @@ import redis
 
 from cluster.config_secrets import DEFAULT_MAX_CONFIG_BYTES, encode_config, is_secret_key
 from cluster.errors import ConfigError
+from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
 from cluster.scripts import ScriptSet
 
@@ -157,6 +158,12 @@ class RedisVersionStore:
             ],
             [data, self._keys.events_channel(), json.dumps(record), HISTORY_LIMIT],
         )
+        ClusterEventLog(self._client, self._keys).record(
+            "config",
+            f"config v{int(version)} published by {author} ({source})" + (f": {note}" if note else ""),
+            version=int(version),
+            digest=record["digest"],
+        )
         return int(version)
 
     def config_at(self, version: int) -> dict[str, Any]:
@@ -206,6 +213,9 @@ class RedisVersionStore:
             "registry_bump",
             [self._keys.registry_generation()],
             [self._keys.events_channel(), json.dumps(str(reason))],
+        )
+        ClusterEventLog(self._client, self._keys).record(
+            "registry", f"registry generation {int(generation)}: {reason}", generation=int(generation)
         )
         return int(generation)
 

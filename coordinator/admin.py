@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from cluster.errors import ConfigError
+from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership, WorkerState
@@ -76,6 +77,12 @@ def drain_worker(
     if timeout is not None:
         event["timeout"] = timeout
     EventBus(client, keyspace).publish(event)
+    ClusterEventLog(client, keyspace).record(
+        "drain_requested",
+        f"drain of {worker_id} requested"
+        + ("" if timeout is None else f" (running turns get {timeout:g}s)"),
+        worker=worker_id,
+    )
 
 
 def drain_progress(client: redis.Redis, keyspace: Keyspace, worker_id: str) -> DrainProgress:

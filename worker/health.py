@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -64,6 +64,9 @@ class HealthRecord:
         concurrency: Most turns the worker runs at once.
         config_version: The cluster config version the worker has applied.
         registry_generation: The tool registry generation it has applied.
+        provider_tokens: Provider tokens its committed turns used since it
+            started, by kind (``input``, ``cache_read``, ``cache_write``, ``output``).
+        provider_cost_usd: Their estimated cost at list price, in dollars.
     """
 
     worker_id: str
@@ -83,6 +86,8 @@ class HealthRecord:
     concurrency: int
     config_version: int
     registry_generation: int
+    provider_tokens: dict[str, int] = field(default_factory=dict)
+    provider_cost_usd: float = 0.0
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -119,6 +124,10 @@ class HealthRecord:
                 concurrency=int(data.get("concurrency", 0)),
                 config_version=int(data.get("config_version", -1)),
                 registry_generation=int(data.get("registry_generation", -1)),
+                provider_tokens={
+                    str(k): int(v) for k, v in dict(data.get("provider_tokens") or {}).items()
+                },
+                provider_cost_usd=float(data.get("provider_cost_usd", 0.0)),
             )
         except (ValueError, TypeError, KeyError):
             return None
@@ -174,6 +183,7 @@ def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
     """Build the health record of a running worker from its public parts."""
     metrics: Mapping[str, Any] = worker.cache.metrics()
     running = worker.executor.running()
+    usage = worker.metrics.provider_totals()
     return HealthRecord(
         worker_id=worker.worker_id,
         instance=worker.instance,
@@ -192,6 +202,13 @@ def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
         concurrency=worker.executor.concurrency,
         config_version=worker.config.config_version,
         registry_generation=worker.config.registry_generation,
+        provider_tokens={
+            "input": usage.input_tokens,
+            "cache_read": usage.cache_read_tokens,
+            "cache_write": usage.cache_write_tokens,
+            "output": usage.output_tokens,
+        },
+        provider_cost_usd=round(usage.cost_usd, 6),
     )
 
 

@@ -40,6 +40,7 @@ from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
 from cluster.connection import blocking_client, connect
 from cluster.errors import WorkerIdInUse
+from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
 from cluster.leases import RedisLeaseStore
@@ -63,6 +64,8 @@ from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import publish_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
+from worker.metrics import WorkerMetrics
+from worker.probe_server import ProbeServer
 from worker.turns import ConfigView, TurnRunner, TurnServices
 
 log = logging.getLogger("worker.process")
@@ -134,6 +137,8 @@ class WorkerProcess:
             sweep_interval=self.options.sweep_interval,
         )
         leases = RedisLeaseStore(self.client, self.keyspace)
+        self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
+        self.event_log = ClusterEventLog(self.client, self.keyspace)
         self.placement = Placement(
             membership=self.membership,
             ownership=RedisOwnershipStore(self.client, self.keyspace),
@@ -146,6 +151,7 @@ class WorkerProcess:
             placement=self.placement,
             queue=self.queue,
             leases=leases,
+            on_recovered=self.metrics.recovered,
         )
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
@@ -176,6 +182,7 @@ class WorkerProcess:
                 turn_timeout=settings.turn_timeout,
                 reply_ttl=settings.reply_ttl,
                 environ=self.options.environ,
+                metrics=self.metrics,
             )
         )
         self.executor = TurnExecutor(
@@ -183,7 +190,21 @@ class WorkerProcess:
             concurrency=self.options.concurrency,
             name=f"turns-{self.worker_id}",
         )
-        self.claims = ClaimLoop(queue=self.queue, worker_id=self.worker_id, executor=self.executor)
+        self.claims = ClaimLoop(
+            queue=self.queue,
+            worker_id=self.worker_id,
+            executor=self.executor,
+            on_done=lambda turn, _error: self.metrics.claimed(turn.job.submitted_at, turn.claimed_at),
+        )
+        self.metrics.watch(
+            cache_metrics=self.cache.metrics,
+            turns_running=self.executor.running,
+            turns_in_flight=self.executor.in_flight,
+            config_version=lambda: self.config.config_version,
+            registry_generation=lambda: self.config.registry_generation,
+        )
+        self.probe: ProbeServer | None = None
+        self._last_beat: float | None = None  # monotonic time of the last heartbeat Redis took
         self._stop = threading.Event()
         self.drain_requested = threading.Event()
         self.fatal: BaseException | None = None
@@ -206,6 +227,9 @@ class WorkerProcess:
             WorkerIdInUse: another live worker process has this id.
         """
         with contextlib.ExitStack() as started:
+            if self.settings.metrics_port:
+                self.probe = self._start_probe()
+                started.callback(self.probe.stop)
             check_eviction_policy(self.client, f"worker {self.worker_id}")
             self.config.refresh()
             self.mcp.apply(self.versions.current_config()[1])
@@ -213,6 +237,7 @@ class WorkerProcess:
             self.versions.ack_registry(self.worker_id, self.config.registry_generation)
             self._register()
             started.callback(self.membership.deregister, self.worker_id)
+            self.event_log.record("joined", f"{self.worker_id} joined", worker=self.worker_id)
             orphaned = self.queue.requeue_inflight(self.worker_id)
             if orphaned:
                 log.warning("worker %s: %d orphaned in-flight turn(s) back on its queue", self.worker_id, orphaned)
@@ -253,6 +278,7 @@ class WorkerProcess:
         self._draining = True
         timeout = self.settings.drain_timeout if timeout is None else timeout
         finished = True
+        self.event_log.record("drain_started", f"{self.worker_id} draining", worker=self.worker_id)
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
             ("stop claiming", self._stop_claiming),
@@ -270,6 +296,13 @@ class WorkerProcess:
             self._step("hand over cut-off turns", lambda: self.recovery.hand_over(self.worker_id))
             self._step("shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0))
             self._stack.close()
+        self.event_log.record(
+            "drained",
+            f"{self.worker_id} drained and left"
+            + ("" if finished else " (drain timeout: running turns cut off and handed on)"),
+            worker=self.worker_id,
+            finished=finished,
+        )
         log.info(
             "worker %s stopped (%s)",
             self.worker_id,
@@ -351,6 +384,7 @@ class WorkerProcess:
                     self.drain_requested.set()
                 self.recovery.recover_dead()
                 publish_health(self, state)  # read from outside: status, health probe
+                self._last_beat = time.monotonic()
                 failing = False
             except WorkerIdInUse as exc:
                 self.fatal = exc
@@ -373,6 +407,9 @@ class WorkerProcess:
             dropped,
         )
         self._register()
+        self.event_log.record(
+            "rejoined", f"{self.worker_id} was declared dead and joined again", worker=self.worker_id
+        )
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -417,6 +454,39 @@ class WorkerProcess:
         generation = event.get("generation")
         if reload and isinstance(generation, int):
             self.versions.ack_registry(self.worker_id, generation)
+
+    def _start_probe(self) -> ProbeServer:
+        probe = ProbeServer(
+            registry=self.metrics.registry,
+            live=self.liveness,
+            ready=self.readiness,
+            host=self.settings.metrics_host,
+            port=self.settings.metrics_port,
+        )
+        probe.start()
+        log.info("worker %s: /metrics, /livez, /readyz on %s:%d", self.worker_id, self.settings.metrics_host, probe.port)
+        return probe
+
+    def liveness(self) -> tuple[bool, str]:
+        """Whether the process still works (its heartbeat thread runs): the liveness probe."""
+        if self.fatal is not None:
+            return False, f"{self.worker_id}: stopping: {self.fatal}"
+        if self._started and not self._heartbeat.is_alive():
+            return False, f"{self.worker_id}: heartbeat thread stopped"
+        return True, f"{self.worker_id}: alive"
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the worker serves: registered, active, heartbeat taken by Redis within the TTL."""
+        if not self._started:
+            return False, f"{self.worker_id}: starting or stopped"
+        if self._draining or self.drain_requested.is_set():
+            return False, f"{self.worker_id}: draining (takes no new sessions)"
+        if self._last_beat is None:
+            return False, f"{self.worker_id}: no heartbeat yet"
+        age = time.monotonic() - self._last_beat
+        if age > self.settings.heartbeat_ttl:
+            return False, f"{self.worker_id}: last heartbeat reached Redis {age:.1f}s ago"
+        return True, f"{self.worker_id}: ready (heartbeat {age:.1f}s ago)"
 
     def status(self) -> dict[str, Any]:
         """What this worker is doing, for the status endpoint and tests."""

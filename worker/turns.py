@@ -54,6 +54,7 @@ from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.lease_keeper import LeaseKeeper
+from worker.metrics import WorkerMetrics
 from worker.profile import AgentProfile
 
 log = logging.getLogger("worker.turns")
@@ -127,6 +128,7 @@ class TurnServices:
     turn_timeout: float = 300.0
     reply_ttl: float = 600.0
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 class TurnRunner:
@@ -152,13 +154,16 @@ class TurnRunner:
         job_id = s.queue.job_id(job)
         try:
             reply = self._run_leased(job, job_id)
-        except (TurnDeferred, TurnHandedOff):
+        except (TurnDeferred, TurnHandedOff) as exc:
+            s.metrics.turn_raised(exc)
             raise
         except LeaseLost as exc:
+            s.metrics.turn_raised(exc)
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             s.cache.evict(job.session_key)
             raise self._defer(job_id, "its lease was lost", redis_error=False) from None
         except redis.RedisError as exc:
+            s.metrics.turn_outcome("deferred")
             log.warning("turn %s of %s: Redis failed: %s", job.message_id, job.session_key, exc)
             raise self._defer(job_id, f"Redis failed ({exc})", redis_error=True) from None
         except AgentClusterError as exc:
@@ -169,6 +174,7 @@ class TurnRunner:
         with self._lock:
             self._attempts.pop(job_id, None)
         if reply is not None:
+            s.metrics.turn_outcome("error")
             try:
                 s.replies.push(job.session_key, job.message_id, reply)
             except redis.RedisError as exc:
@@ -221,6 +227,7 @@ class TurnRunner:
         status = start.status
         if status is TurnStartStatus.ACQUIRED:
             assert start.lease is not None
+            s.metrics.leases_acquired.inc()
             return start.lease
         if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
             return None
@@ -245,6 +252,7 @@ class TurnRunner:
         s = self.s
         lease = self._begin(job, job_id)
         if lease is None:
+            s.metrics.turn_outcome("answered")
             return None
         s.lease_keeper.hold(lease)
         try:
@@ -252,6 +260,7 @@ class TurnRunner:
                 s.cache.clear()
             if job.attrs.get("command") == "reset":
                 self._reset(job, job_id, lease)
+                s.metrics.turn_outcome("reset")
                 return None
             return self._run_with_agent(job, job_id, lease, s.sessions.load(job.session_key))
         finally:
@@ -279,6 +288,7 @@ class TurnRunner:
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
 
         def build() -> AIAgent:
+            s.metrics.agents_built.inc()
             return AIAgent(
                 model=profile.model,
                 api_key=profile.api_key(s.environ),
@@ -313,6 +323,9 @@ class TurnRunner:
         ) as handle:
             agent = handle.agent
             agent.tool_env = fenced_env
+            agent.stream_delta_callback = s.metrics.first_token_timer(
+                agent.stream_delta_callback, job.submitted_at
+            )
             s.lease_keeper.on_lost(lease, lambda: agent.interrupt("running-turn lease lost"))
             started_at = time.time()
             with self._lock:
@@ -375,6 +388,11 @@ class TurnRunner:
             )
             if not outcome.rolled_back:
                 handle.committed(outcome.turns)
+            s.metrics.turn_committed(
+                {**reply, "rolled_back": outcome.rolled_back},
+                provider=profile.provider,
+                model=agent.model,
+            )
         if outcome.rolled_back or agent.fallback_active:
             # Rolled back: the transcript holds discarded messages. Fallback: the
             # next turn must try the primary again. Either way: a fresh agent.

@@ -1,0 +1,173 @@
+"""Prometheus metrics of a coordinator (the HTTP gateway), defined on a registry passed in.
+
+Two parts, both served at ``/metrics`` by the HTTP app:
+
+* :class:`CoordinatorMetrics`: what this gateway instance saw, counted by an
+  ASGI middleware (:class:`MetricsMiddleware`): requests by route template
+  and status, and their duration (for ``POST /v1/sessions/{key}/messages``
+  and ``/v1/chat/completions`` that is the turn's latency as the caller sees
+  it: queue wait, the turn, the reply);
+* :func:`cluster_families`: the cluster as Redis shows it at scrape time
+  (:func:`coordinator.status.read_status`): workers by state, sessions owned,
+  turns running and queued, dead letters, the published config version and
+  registry generation, each worker's cache and provider figures from its
+  health record. Any instance reports the same values; scrape one, or
+  aggregate with ``max``.
+
+Nothing uses the module-level default registry: tests and an embedded
+cluster build as many as they like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coordinator.status import ClusterStatus
+from worker.metrics import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
+
+__all__ = ["CoordinatorMetrics", "MetricsMiddleware", "cluster_families", "exposition"]
+
+
+class CoordinatorMetrics:
+    """HTTP request counters and durations of one gateway instance."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Define the metrics on ``registry`` (a fresh one when omitted)."""
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Seconds from a request's arrival to the end of its response (a streamed "
+            "response: to its last event).",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+        self.requests.labels(method=method, route=route, status=str(status)).inc()
+        self.duration.labels(route=route).observe(max(0.0, seconds))
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware feeding :class:`CoordinatorMetrics` (streaming-safe)."""
+
+    def __init__(self, app: ASGIApp, metrics: CoordinatorMetrics) -> None:
+        """Wrap ``app``."""
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            # The template, never the raw path: a session key must not become a label value.
+            template = getattr(route, "path", None) if route is not None else None
+            self.metrics.observe(
+                str(scope.get("method", "GET")),
+                str(template) if template else "unmatched",
+                status,
+                time.monotonic() - started,
+            )
+
+
+def cluster_families(status: ClusterStatus | None) -> list[Metric]:
+    """The cluster's state as metric families (``agent_cluster_up`` 0 when Redis could not be read)."""
+    up = GaugeMetricFamily(f"{PREFIX}_up", "1 when the coordinator could read the cluster from Redis.")
+    up.add_metric([], 0.0 if status is None else 1.0)
+    if status is None:
+        return [up]
+    workers = GaugeMetricFamily(f"{PREFIX}_workers", "Registered workers by state.", labels=["state"])
+    for state in ("active", "draining", "dead"):
+        workers.add_metric([state], float(sum(1 for w in status.workers if w.state == state)))
+    families: list[Metric] = [up, workers]
+    for name, doc, value in (
+        ("queued_turns", "Turn jobs waiting on the workers' queues.", status.queued),
+        ("inflight_turns", "Turn jobs claimed by workers and not completed.", status.in_flight),
+        ("dead_letters", "Entries in the dead-letter list (turns no worker can run).", status.dead_letters),
+        ("published_config_version", "The cluster config version in Redis.", status.config_version),
+        ("published_registry_generation", "The tool registry generation in Redis.",
+         status.registry_generation),
+    ):
+        families.append(GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=float(value)))
+    per_worker: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        "sessions": GaugeMetricFamily(
+            f"{PREFIX}_worker_sessions_owned", "Sessions each worker owns.", labels=["worker"]
+        ),
+        "running": GaugeMetricFamily(
+            f"{PREFIX}_worker_turns_running", "Turns running on each worker (its last health record).",
+            labels=["worker"],
+        ),
+        "agents": GaugeMetricFamily(
+            f"{PREFIX}_worker_cache_agents", "Agents cached on each worker.", labels=["worker"]
+        ),
+        "hits": CounterMetricFamily(
+            f"{PREFIX}_worker_cache_hits", "Cache hits of each worker since its start.", labels=["worker"]
+        ),
+        "misses": CounterMetricFamily(
+            f"{PREFIX}_worker_cache_misses", "Cache misses of each worker since its start.",
+            labels=["worker"],
+        ),
+        "cost": CounterMetricFamily(
+            f"{PREFIX}_worker_provider_cost_dollars",
+            "Estimated provider cost of each worker's turns since its start.", labels=["worker"],
+        ),
+    }
+    tokens = CounterMetricFamily(
+        f"{PREFIX}_worker_provider_tokens",
+        "Provider tokens of each worker's turns since its start, by kind.",
+        labels=["worker", "kind"],
+    )
+    for w in status.workers:
+        per_worker["sessions"].add_metric([w.worker_id], float(w.sessions_owned))
+        h = w.health
+        if h is None:
+            continue
+        per_worker["running"].add_metric([w.worker_id], float(h.turns_running))
+        per_worker["agents"].add_metric([w.worker_id], float(h.cache_size))
+        per_worker["hits"].add_metric([w.worker_id], float(h.cache_hits))
+        per_worker["misses"].add_metric([w.worker_id], float(h.cache_misses))
+        per_worker["cost"].add_metric([w.worker_id], float(h.provider_cost_usd))
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([w.worker_id, kind], float(h.provider_tokens.get(kind, 0)))
+    return [*families, *per_worker.values(), tokens]
+
+
+class _Families(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def exposition(metrics: CoordinatorMetrics, status: ClusterStatus | None) -> bytes:
+    """The ``/metrics`` body: this instance's counters, then the cluster's state."""
+    cluster = CollectorRegistry(auto_describe=False)
+    cluster.register(_Families(cluster_families(status)))
+    return generate_latest(metrics.registry) + generate_latest(cluster)
