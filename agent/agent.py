@@ -64,7 +64,8 @@ class AIAgent:
     Per-turn state (``tool_progress_callback``, ``step_callback``,
     ``stream_delta_callback``, ``status_callback``, ``reasoning_config``,
     ``max_iterations``) are plain attributes, set between turns on a cached
-    agent without rebuilding it.
+    agent without rebuilding it. ``step_callback(iteration, message)`` sees
+    every message the turn adds: each model reply, then each tool result.
     """
 
     def __init__(
@@ -327,7 +328,10 @@ class AIAgent:
                     text=response.text or "", new_messages=new, usage=usage, iterations=iteration
                 )
             for call in response.tool_calls:
-                new.append(self._run_tool(call, tool_names))
+                result = self._run_tool(call, tool_names)
+                new.append(result)
+                if self.step_callback is not None:
+                    self.step_callback(iteration, result)
         note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"
         return TurnResult(text=note, new_messages=new, usage=usage, iterations=self.max_iterations)
 

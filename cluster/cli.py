@@ -14,6 +14,7 @@ Subcommands:
     status        workers, sessions owned, caches, queues, dead letters (--json)
     session       one session: owner, turns, pending messages, lease, cached
     health        deploy probe: exit 0 when the worker is beating and active
+    serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin (cluster/cli_serve.py)
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (docs/settings.md). A mistake prints one line and exits non-zero:
@@ -30,7 +31,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 
-from cluster import cli_config, cli_status
+from cluster import cli_config, cli_serve, cli_status
 from cluster.cli_errors import explain
 from cluster.cli_settings import (
     CONNECTION_SETTINGS,
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_config.register(sub)
     cli_status.register(sub)
+    cli_serve.register(sub)
 
     sim = sub.add_parser(
         "simulate-llm",

@@ -152,3 +152,17 @@ __all__ = [
     "UnknownWorker",
     "WorkerIdInUse",
 ]
+
+
+class RequestRefused(AgentClusterError):
+    """An HTTP request the gateway refuses before it reaches the cluster (wrong key, content type, ...).
+
+    Attributes:
+        status: The HTTP status to answer with (4xx).
+        kind: A short machine-readable reason (``unauthorized``, ``unsupported_media_type``...).
+    """
+
+    def __init__(self, message: str, *, status: int, kind: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind

@@ -57,6 +57,10 @@ Key                                     Type    TTL                 Written by  
                                                                     with the commit), worker
                                                                     (error replies),
                                                                     enqueue (stored reply)
+``{ns}:s:{S}:stream:M``                 stream  reply_ttl           worker (turn events of a  coordinator (HTTP SSE:
+                                        (refreshed by each  message that asked for    XREAD from Last-Event-ID,
+                                        XADD), MAXLEN ~     streaming: deltas, tools, any instance)
+                                        (bounded)           status, final)
 ``{ns}:cfg:{cfg}:doc``                  string  none                admin (publish script):   workers
                                                                     JSON config document
 ``{ns}:cfg:{cfg}:version``              string  none                publish script (INCR)     workers (turn start)
@@ -216,6 +220,10 @@ class Keyspace:
     def reply_list(self, session_key: str, message_id: str) -> str:
         """List the worker pushes one message's result to and the caller pops."""
         return f"{self._session(session_key)}:reply:{_safe_part(message_id, 'message id')}"
+
+    def turn_stream(self, session_key: str, message_id: str) -> str:
+        """Stream of one message's turn events (deltas, tools, status, final) for SSE clients."""
+        return f"{self._session(session_key)}:stream:{_safe_part(message_id, 'message id')}"
 
     # -- ownership index -----------------------------------------------------
 

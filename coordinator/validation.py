@@ -12,8 +12,8 @@ field              accepted                                                  lim
 ``text``           non-blank string, valid UTF-8                             ``max_message_bytes``
                                                                              (256 KiB default)
 ``user_id``        string (or int), valid UTF-8, no control characters       256 bytes
-other attributes   ``platform``, ``chat_id``, ``reasoning``: a string        1024 bytes each
-                   (valid UTF-8) or a finite number; nothing else
+other attributes   ``platform``, ``chat_id``, ``reasoning``, ``stream``: a   1024 bytes each
+                   string (valid UTF-8) or a finite number; nothing else
 =================  ========================================================  ===============
 
 "Valid UTF-8" means the string can be encoded: no lone surrogates (which a
@@ -34,7 +34,7 @@ SESSION_KEY_MAX_BYTES = 256
 MESSAGE_ID_MAX_BYTES = 256
 USER_ID_MAX_BYTES = 256
 ATTR_VALUE_MAX_BYTES = 1024
-ATTR_KEYS = frozenset({"platform", "user_id", "chat_id", "reasoning"})
+ATTR_KEYS = frozenset({"platform", "user_id", "chat_id", "reasoning", "stream"})
 """Message attributes a caller may pass along with the text."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -80,6 +80,18 @@ def _check_attr(name: str, value: Any) -> None:
             )
 
 
+def validate_session_key(session_key: Any) -> str:
+    """Check a session key alone (as for :func:`validate_message`) and return it.
+
+    Raises:
+        InvalidMessage: not a non-blank string, not valid UTF-8, or holding control characters.
+        PayloadTooLarge: longer than :data:`SESSION_KEY_MAX_BYTES`.
+    """
+    _check_id("session_key", session_key, SESSION_KEY_MAX_BYTES)
+    assert isinstance(session_key, str)
+    return session_key
+
+
 def validate_message(
     session_key: Any,
     text: Any,
@@ -122,4 +134,5 @@ __all__ = [
     "SESSION_KEY_MAX_BYTES",
     "USER_ID_MAX_BYTES",
     "validate_message",
+    "validate_session_key",
 ]

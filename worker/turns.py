@@ -56,6 +56,7 @@ from worker.cache import AgentCache
 from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.profile import AgentProfile
+from worker.streaming import open_turn_events
 
 log = logging.getLogger("worker.turns")
 
@@ -313,13 +314,19 @@ class TurnRunner:
                 else None,
             )
 
+        events = open_turn_events(
+            s.client, s.keyspace, job, worker_id=s.worker_id, fence=lease.token, ttl=s.reply_ttl
+        )
         with s.cache.checkout(
             job.session_key,
             signature=signature,
             committed_turns=committed,
             build=build,
             config_version=s.config.config_version,
-            turn_state={"reasoning_config": _reasoning(job, profile.reasoning_effort)},
+            turn_state={
+                "reasoning_config": _reasoning(job, profile.reasoning_effort),
+                **events.callbacks(),
+            },
         ) as handle:
             agent = handle.agent
             agent.tool_env = fenced_env
@@ -393,6 +400,7 @@ class TurnRunner:
                 provider=profile.provider,
                 model=agent.model,
             )
+            events.finish(reply, rolled_back=outcome.rolled_back)
         if outcome.rolled_back or agent.fallback_active:
             # Rolled back: the transcript holds discarded messages. Fallback: the
             # next turn must try the primary again. Either way: a fresh agent.

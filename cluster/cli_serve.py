@@ -1,0 +1,80 @@
+"""``agent-cluster serve``: the HTTP gateway (native API, SSE, OpenAI-compatible, admin).
+
+API keys are configured as SHA-256 digests only (``AGENT_CLUSTER_API_KEY_SHA256``
+or ``AGENT_CLUSTER_API_KEY_SHA256_FILE``), the admin token as
+``AGENT_CLUSTER_ADMIN_TOKEN``; see :mod:`coordinator.http.auth`. Without any
+API key the gateway refuses to start unless ``--anonymous`` says that every
+caller may chat (a trusted local setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from cluster.cli_settings import (
+    CONNECTION_SETTINGS,
+    HelpFormatter,
+    add_settings_options,
+    settings_from_args,
+)
+from cluster.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API until SIGINT/SIGTERM."""
+    from coordinator.http import Credentials, HttpOptions, serve
+    from coordinator.http.auth import API_KEYS_ENV, API_KEYS_FILE_ENV
+
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    credentials = Credentials.from_env(anonymous=args.anonymous)
+    if not credentials.api_key_digests and not args.anonymous:
+        raise ConfigError(
+            f"no API key configured: set {API_KEYS_ENV} or {API_KEYS_FILE_ENV} to SHA-256 "
+            'digests of the keys (printf %s "$KEY" | sha256sum), or pass --anonymous for a '
+            "trusted local setup"
+        )
+    if args.anonymous:
+        print("warning: --anonymous: every caller may chat without an API key", file=sys.stderr)
+    options = HttpOptions(credentials=credentials)
+    if args.max_body_bytes is not None:
+        if args.max_body_bytes < 1024:
+            raise ConfigError(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}")
+        options = HttpOptions(credentials=credentials, max_body_bytes=args.max_body_bytes)
+    serve(
+        settings,
+        options=options,
+        host=args.host,
+        port=args.port,
+    )
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``serve`` to the top-level subparsers."""
+    serve = sub.add_parser(
+        "serve",
+        help="serve the HTTP API (JSON, SSE, OpenAI-compatible, admin)",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="largest request body (default 2 MiB: an OpenAI client resends the conversation)",
+    )
+    serve.add_argument(
+        "--anonymous", action="store_true", help="accept chat requests without an API key"
+    )
+    add_settings_options(serve, (*CONNECTION_SETTINGS, "turn_timeout", "reply_ttl"))
+    serve.set_defaults(func=cmd_serve)

@@ -1,0 +1,12 @@
+"""The gateway's HTTP API: native sessions API (JSON and SSE), OpenAI-compatible endpoint, admin.
+
+``build_app`` makes the ASGI app (Starlette); ``serve`` runs it on uvicorn
+(``agent-cluster serve``). See ``docs/http.md`` for what each endpoint does.
+"""
+
+from coordinator.http.app import build_app, serve
+from coordinator.http.auth import Credentials, key_digest
+from coordinator.http.context import HttpOptions
+from coordinator.http.gateway import Gateway
+
+__all__ = ["Credentials", "Gateway", "HttpOptions", "build_app", "key_digest", "serve"]

@@ -1,0 +1,94 @@
+"""Operator routes of the HTTP app: Prometheus ``/metrics`` and the live status page.
+
+* ``GET /metrics``: this gateway's request counters and durations, then the
+  cluster's state read from Redis at scrape time (:mod:`coordinator.metrics`);
+  Redis unreachable gives ``agent_cluster_up 0``, never an error.
+* ``GET /status``: the status page (:mod:`coordinator.status_page`), a
+  picture of the cluster refreshed every second from
+* ``GET /status.json``: workers and their state, sessions per worker, cache
+  hit rates, turns running, provider cache-hit share and cost, recent events.
+
+Like ``/healthz`` they need no API key: they show worker ids, hosts and
+counts, never a session key, a message or a secret. Expose them on the
+internal network only (the Kubernetes Service in ``deploy/`` is ClusterIP).
+
+The app calls :func:`instrument` once when it is built (the middleware counts
+every request) and adds :func:`observability_routes`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from coordinator.http.context import gateway
+from coordinator.metrics import CoordinatorMetrics, MetricsMiddleware, exposition
+from coordinator.status import ClusterStatus, read_status
+from coordinator.status_page import STATUS_PAGE_HTML, status_snapshot
+
+__all__ = ["instrument", "observability_routes"]
+
+log = logging.getLogger("coordinator.http.observability")
+
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def instrument(app: Starlette, metrics: CoordinatorMetrics | None = None) -> CoordinatorMetrics:
+    """Count every request of ``app`` (call before it starts); the metrics go to ``app.state.metrics``."""
+    made = metrics if metrics is not None else CoordinatorMetrics()
+    app.state.metrics = made
+    app.add_middleware(MetricsMiddleware, metrics=made)
+    return made
+
+
+def _metrics(request: Request) -> CoordinatorMetrics:
+    made = getattr(request.app.state, "metrics", None)
+    if not isinstance(made, CoordinatorMetrics):
+        made = request.app.state.metrics = CoordinatorMetrics()
+    return made
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: this instance, then the cluster."""
+    gw = gateway(request)
+
+    def read() -> ClusterStatus | None:
+        try:
+            return read_status(gw.coordinator.client, gw.keyspace)
+        except redis.RedisError as exc:
+            log.warning("/metrics: cannot read the cluster from Redis: %s", exc)
+            return None
+
+    status = await gw.run(read)
+    return Response(exposition(_metrics(request), status), media_type=_PROMETHEUS_TEXT)
+
+
+async def status_page(_request: Request) -> Response:
+    """The live status page (it polls ``status.json``)."""
+    return HTMLResponse(STATUS_PAGE_HTML, headers={"Cache-Control": "no-store"})
+
+
+async def status_json(request: Request) -> Response:
+    """What the status page shows; 503 with a reason when Redis cannot be read."""
+    gw = gateway(request)
+    try:
+        data = await gw.run(status_snapshot, gw.coordinator.client, gw.keyspace)
+    except redis.RedisError as exc:
+        return JSONResponse(
+            {"error": f"cannot read the cluster from Redis: {type(exc).__name__}"}, status_code=503
+        )
+    return JSONResponse(data, headers={"Cache-Control": "no-store"})
+
+
+def observability_routes() -> list[BaseRoute]:
+    """``/metrics``, ``/status`` and ``/status.json``."""
+    return [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/status", status_page, methods=["GET"]),
+        Route("/status.json", status_json, methods=["GET"]),
+    ]

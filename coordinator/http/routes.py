@@ -1,0 +1,303 @@
+"""The native HTTP API: sessions, their messages (JSON or server-sent events), health.
+
+=========================================================  =====================================
+``POST /v1/sessions/{key}/messages``                       send a message; the reply as JSON, or
+                                                           the turn as SSE (``Accept:
+                                                           text/event-stream``)
+``GET /v1/sessions/{key}/messages/{message_id}/events``    the turn's events again (SSE), from
+                                                           ``Last-Event-ID``
+``GET /v1/sessions/{key}``                                 owner, turns, state, pending turns
+``DELETE /v1/sessions/{key}``                              reset (``/new``, in order with the
+                                                           session's messages)
+``POST /v1/sessions/{key}/interrupt``                      stop the running turn (``/stop``)
+``GET /healthz``, ``GET /readyz``                          alive; Redis answers and a worker lives
+=========================================================  =====================================
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from cluster.errors import InvalidMessage, RequestRefused, TurnFailed, TurnTimeout
+from cluster.jobs import job_id_for
+from coordinator.http.body import read_object
+from coordinator.http.context import gateway, options, require_api_key
+from coordinator.http.gateway import Gateway
+from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
+from coordinator.ingress import TurnHandle
+from coordinator.status import read_session
+from coordinator.validation import validate_session_key
+from worker.streaming import STREAM_ATTR, final_event
+
+__all__ = ["MESSAGE_FIELDS", "routes", "sse_response", "wait_reply"]
+
+MESSAGE_FIELDS = frozenset(
+    {
+        "text",
+        "message_id",
+        "strategy",
+        "stream",
+        "timeout",
+        "user_id",
+        "platform",
+        "chat_id",
+        "reasoning",
+    }
+)
+"""Fields of a message request body."""
+
+_ATTRS = ("user_id", "platform", "chat_id", "reasoning")
+
+
+class SessionKeyConvertor(Convertor[str]):
+    """A session key in a path: any characters, ``/`` and newlines too (validated by the handler).
+
+    Starlette's ``path`` convertor stops at a newline, which would answer a
+    key holding one with "no such endpoint" instead of saying what is wrong.
+    """
+
+    regex = r"[\s\S]+?"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("session_key", SessionKeyConvertor())
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def wants_events(request: Request) -> bool:
+    """Whether the caller asked for server-sent events."""
+    return "text/event-stream" in request.headers.get("accept", "").lower()
+
+
+def turn_timeout(gw: Gateway, value: Any) -> float:
+    """The request's ``timeout`` (seconds to wait for the reply), default the cluster's turn timeout."""
+    limit = gw.settings.turn_timeout
+    if value is None:
+        return limit
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= limit
+    ):
+        raise InvalidMessage(f"timeout must be seconds in (0, {limit:g}], got {value!r}")
+    return float(value)
+
+
+async def wait_reply(gw: Gateway, handle: TurnHandle, timeout: float) -> dict[str, Any]:
+    """The reply of a submitted message, or the reason there is none.
+
+    Raises:
+        TurnTimeout: none within ``timeout`` (it may still come: resubmit the same message id).
+        TurnFailed: the worker ran the turn and it failed.
+    """
+    raw = await gw.wait_reply(handle.session_key, handle.message_id, timeout)
+    if raw is None:
+        raise TurnTimeout(
+            f"no reply for message {handle.message_id!r} of session {handle.session_key!r} "
+            f"within {timeout:g}s (queued on {handle.worker_id}); send the same message_id "
+            "again to get its answer (it is answered once)"
+        )
+    if not raw.get("ok"):
+        raise TurnFailed(
+            f"message {handle.message_id!r} failed on worker {raw.get('worker_id')}: {raw.get('error')}"
+        )
+    return raw
+
+
+def reply_body(raw: dict[str, Any]) -> dict[str, Any]:
+    """The JSON answer of a message: the final event without its ``type``."""
+    body = final_event(raw)
+    body.pop("type")
+    return body
+
+
+async def _sse_body(
+    gw: Gateway, session_key: str, message_id: str, *, after: str | None, timeout: float
+) -> AsyncIterator[bytes]:
+    quiet_since = time.monotonic()
+    async for event in turn_events(gw, session_key, message_id, after=after, timeout=timeout):
+        if event is not None:
+            quiet_since = time.monotonic()
+            yield encode(event)
+        elif time.monotonic() - quiet_since >= KEEPALIVE:
+            quiet_since = time.monotonic()
+            yield b": keepalive\n\n"
+
+
+def sse_response(
+    gw: Gateway,
+    session_key: str,
+    message_id: str,
+    *,
+    after: str | None,
+    timeout: float,
+    accepted: dict[str, Any] | None = None,
+) -> StreamingResponse:
+    """A message's turn as server-sent events (after an ``accepted`` event, if given)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        if accepted is not None:
+            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
+        async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
+            yield chunk
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream", headers={**SSE_HEADERS, "X-Message-Id": message_id}
+    )
+
+
+def _session_key(request: Request) -> str:
+    return validate_session_key(request.path_params["key"])
+
+
+async def post_message(request: Request) -> Response:
+    """Send a message to a session; answer with its reply (JSON) or stream its turn (SSE)."""
+    require_api_key(request)
+    key = _session_key(request)
+    gw = gateway(request)
+    body = await read_object(request, limit=options(request).max_body_bytes, allowed=MESSAGE_FIELDS)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidMessage(f"stream must be true or false, got {stream!r}")
+    streaming = stream or wants_events(request)
+    strategy = body.get("strategy", "enqueue")
+    if not isinstance(strategy, str):
+        raise InvalidMessage(f"strategy must be a string, got {strategy!r}")
+    timeout = turn_timeout(gw, body.get("timeout"))
+    after = event_id_or_none(request.headers.get("last-event-id"))
+    attrs = {name: body[name] for name in _ATTRS if name in body}
+    if streaming:
+        attrs[STREAM_ATTR] = 1
+    message_id = body["message_id"] if "message_id" in body else uuid.uuid4().hex
+    text = body.get("text")
+    handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)  # type: ignore[arg-type]
+    if isinstance(text, str) and text.strip().lower() == "/stop":
+        return JSONResponse(reply_body(dict((await gw.run(handle.result, 0.0)).raw)))
+    if streaming:
+        accepted = {
+            "message_id": handle.message_id,
+            "session_key": key,
+            "worker_id": handle.worker_id,
+        }
+        return sse_response(
+            gw, key, handle.message_id, after=after, timeout=timeout, accepted=accepted
+        )
+    raw = await wait_reply(gw, handle, timeout)
+    return JSONResponse(reply_body(raw), headers={"X-Message-Id": handle.message_id})
+
+
+async def get_events(request: Request) -> Response:
+    """A message's turn events (SSE) from ``Last-Event-ID``: the resume path for EventSource."""
+    require_api_key(request)
+    key = _session_key(request)
+    message_id = request.path_params["message_id"]
+    gw = gateway(request)
+    after = event_id_or_none(request.headers.get("last-event-id"))
+    if not await _message_known(gw, key, message_id):
+        raise RequestRefused(
+            f"session {key!r} has no message {message_id!r} pending, running or recently answered",
+            status=404,
+            kind="not_found",
+        )
+    return sse_response(gw, key, message_id, after=after, timeout=gw.settings.turn_timeout)
+
+
+async def _message_known(gw: Gateway, key: str, message_id: str) -> bool:
+    keys = gw.keyspace.session(key)
+    pipe = gw.client.pipeline(transaction=False)
+    pipe.exists(gw.keyspace.turn_stream(key, message_id))
+    pipe.exists(gw.keyspace.reply_list(key, message_id))
+    pipe.zscore(keys.pending, job_id_for(gw.keyspace.namespace, key, message_id))
+    pipe.hexists(keys.replies, message_id)
+    stream, reply, pending, answered = await pipe.execute()
+    return bool(stream or reply or pending is not None or answered)
+
+
+async def get_session(request: Request) -> Response:
+    """A session's owner, turns, pending messages and state (``running``, ``queued``, ``idle``)."""
+    require_api_key(request)
+    key = _session_key(request)
+    gw = gateway(request)
+    status = await gw.run(read_session, gw.coordinator.client, gw.keyspace, key)
+    if not status.exists:
+        raise RequestRefused(f"no session {key!r} is stored", status=404, kind="not_found")
+    state = "running" if status.lease is not None else "queued" if status.pending else "idle"
+    return JSONResponse({**status.as_dict(), "state": state})
+
+
+async def delete_session(request: Request) -> Response:
+    """Reset a session: ``/new`` runs on its owner after its earlier messages."""
+    require_api_key(request)
+    key = _session_key(request)
+    gw = gateway(request)
+    handle = await gw.submit(key, "/new", message_id=None, strategy="enqueue", attrs={})
+    raw = await wait_reply(gw, handle, gw.settings.turn_timeout)
+    return JSONResponse(reply_body(raw))
+
+
+async def interrupt_session(request: Request) -> Response:
+    """Stop the session's running turn at its next safe point (``/stop``)."""
+    require_api_key(request)
+    key = _session_key(request)
+    gw = gateway(request)
+    await read_object(
+        request, limit=options(request).max_body_bytes, allowed=frozenset(), required=False
+    )
+    handle = await gw.submit(key, "/stop", message_id=None, strategy="enqueue", attrs={})
+    reply = await gw.run(handle.result, 0.0)
+    return JSONResponse(
+        {"stopped": bool(reply.raw.get("stopped")), "worker_id": reply.worker_id or None}
+    )
+
+
+async def healthz(_request: Request) -> Response:
+    """Liveness: the process answers (nothing else is checked)."""
+    return JSONResponse({"ok": True})
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: Redis answers and at least one worker is live."""
+    gw = gateway(request)
+    try:
+        await gw.ping()
+        live = await gw.live_workers()
+    except (redis.RedisError, OSError) as exc:
+        return JSONResponse(
+            {"ready": False, "reason": f"Redis unreachable: {exc}"}, status_code=503
+        )
+    if live == 0:
+        return JSONResponse({"ready": False, "reason": "no live worker"}, status_code=503)
+    return JSONResponse({"ready": True, "live_workers": live})
+
+
+def routes() -> list[BaseRoute]:
+    """The native API's routes (more specific paths first: session keys may hold ``/``)."""
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route(
+            "/v1/sessions/{key:session_key}/messages/{message_id}/events",
+            get_events,
+            methods=["GET"],
+        ),
+        Route("/v1/sessions/{key:session_key}/messages", post_message, methods=["POST"]),
+        Route("/v1/sessions/{key:session_key}/interrupt", interrupt_session, methods=["POST"]),
+        Route("/v1/sessions/{key:session_key}", get_session, methods=["GET"]),
+        Route("/v1/sessions/{key:session_key}", delete_session, methods=["DELETE"]),
+    ]

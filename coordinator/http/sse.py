@@ -1,0 +1,150 @@
+"""A turn as server-sent events: read from its Redis stream, resumable from ``Last-Event-ID``.
+
+:func:`turn_events` yields the events the worker publishes for a message
+(:mod:`worker.streaming`), each with its stream entry id as the SSE ``id``,
+until the ``final`` one. The reply list is checked while the stream is quiet,
+so a turn that failed (an error reply, no final event), or a message that was
+answered without streaming, still ends the stream with an ``error`` or a
+``final`` built from the reply. A client that lost the connection sends the
+same request (same ``message_id``) with ``Last-Event-ID`` to any gateway
+instance and receives only what it missed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.errors import InvalidMessage
+from coordinator.http.gateway import EVENT_ID_RE, Gateway
+from worker.streaming import final_event
+
+__all__ = ["KEEPALIVE", "SseEvent", "encode", "event_id_or_none", "turn_events"]
+
+KEEPALIVE = 15.0
+"""Seconds of silence after which a comment line keeps proxies from closing the stream."""
+
+# Wait for the worker's own final event this long after its reply arrived.
+FINAL_GRACE = 0.5
+# Stream reads block this long at first, doubling up to the cap while nothing comes.
+_BLOCK_FIRST = 0.05
+_BLOCK_CAP = 1.0
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One server-sent event.
+
+    Attributes:
+        type: The ``event:`` name (``delta``, ``tool_start``, ``final``...).
+        data: The JSON payload (its ``type`` repeats the event name).
+        id: The stream entry id (``None`` for events made by the gateway).
+    """
+
+    type: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+def encode(event: SseEvent) -> bytes:
+    """The wire form of an event (``id:``, ``event:``, one ``data:`` line)."""
+    head = f"id: {event.id}\n" if event.id is not None else ""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+    return f"{head}event: {event.type}\ndata: {data}\n\n".encode()
+
+
+def event_id_or_none(value: str | None) -> str | None:
+    """Check a ``Last-Event-ID`` header.
+
+    Raises:
+        InvalidMessage: it is not a stream entry id like ``1700000000000-0``.
+    """
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    if not EVENT_ID_RE.match(value):
+        raise InvalidMessage(
+            f"Last-Event-ID must be the id of an event this API sent (like 1700000000000-0), "
+            f"got {value[:80]!r}"
+        )
+    return value
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {"type": "status", "text": "(unreadable event)"}
+    return value if isinstance(value, dict) else {"type": "status", "text": str(value)}
+
+
+def _error(reply: dict[str, Any], message_id: str) -> SseEvent:
+    return SseEvent(
+        "error",
+        {
+            "type": "error",
+            "error": {"type": "turn_failed", "message": str(reply.get("error", "turn failed"))},
+            "message_id": message_id,
+            "worker_id": reply.get("worker_id"),
+        },
+    )
+
+
+async def turn_events(
+    gateway: Gateway,
+    session_key: str,
+    message_id: str,
+    *,
+    after: str | None,
+    timeout: float,
+) -> AsyncIterator[SseEvent | None]:
+    """Yield a message's events after ``after`` until its final event (or error, or timeout).
+
+    ``None`` is yielded while nothing happens (at least every second), so the
+    caller can send keep-alive comments and notice a gone client.
+    """
+    cursor = after or "0-0"
+    deadline = time.monotonic() + timeout
+    block = _BLOCK_FIRST
+    reply: dict[str, Any] | None = None
+    reply_at = 0.0
+    while True:
+        entries = await gateway.read_events(session_key, message_id, cursor, block)
+        for entry_id, raw in entries:
+            cursor = entry_id
+            data = _parse(raw)
+            kind = str(data.get("type", "status"))
+            yield SseEvent(kind, data, entry_id)
+            if kind == "final":
+                return
+        block = _BLOCK_FIRST if entries else min(_BLOCK_CAP, block * 2)
+        if reply is None:
+            reply = await gateway.pop_reply(session_key, message_id)
+            if reply is not None:
+                if not reply.get("ok"):
+                    yield _error(reply, message_id)
+                    return
+                reply_at = time.monotonic()
+        if reply is not None and not entries and time.monotonic() - reply_at >= FINAL_GRACE:
+            yield SseEvent("final", final_event(reply))  # the worker published none (or it expired)
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            yield SseEvent(
+                "error",
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "turn_timeout",
+                        "message": f"no reply within {timeout:g}s; the turn may still finish: "
+                        "send the same request (same message_id) again to resume",
+                    },
+                    "message_id": message_id,
+                },
+            )
+            return
+        if not entries:
+            yield None

@@ -1,0 +1,263 @@
+"""A turn's live events, published for callers that stream (HTTP server-sent events).
+
+When the coordinator accepts a message from a streaming caller it sets the
+job attribute :data:`STREAM_ATTR`; the worker then hands the agent the
+callbacks of a :class:`RedisTurnEvents` for that turn, which appends each
+event to the message's bounded Redis stream (``Keyspace.turn_stream``:
+``XADD ... MAXLEN ~``, expiring with the reply TTL). Any coordinator instance
+reads the stream from the client's ``Last-Event-ID``, so a client that
+reconnects, even to another instance, resumes where it left off.
+
+Events (the ``type`` of each JSON entry):
+
+==============  ===================================================================
+``turn_start``  the worker began the turn (``worker_id``, ``fence``); a second one
+                means the turn restarted elsewhere (a drain or a crash handed it on):
+                discard the text deltas received so far
+``delta``       model text (``text``); consecutive deltas are batched
+``tool_start``  the model called a tool (``name``, ``arguments``)
+``tool_progress`` what the agent is doing while a tool runs (``name``, ``text``)
+``tool_result`` the tool's result (``name``, ``tool_call_id``, ``content`` cut at
+                :data:`TOOL_RESULT_CHARS`, ``truncated``)
+``status``      what the agent is doing otherwise (``text``)
+``final``       published after the commit: the reply (``text``, ``usage`` by kind,
+                ``worker_id``, ``turn``, ``cache_hit``, ``interrupted``, ``rolled_back``)
+==============  ===================================================================
+
+A message that did not ask to stream gets :data:`NO_EVENTS`: no callbacks,
+nothing written, so the non-streaming path costs nothing. Publishing never
+fails a turn: a Redis error stops this turn's events (the caller still gets
+the reply, which the coordinator reads from the reply list).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import redis
+
+from cluster.jobs import TurnJob
+from cluster.keys import Keyspace
+
+__all__ = [
+    "NO_EVENTS",
+    "STREAM_ATTR",
+    "STREAM_MAXLEN",
+    "TOOL_RESULT_CHARS",
+    "RedisTurnEvents",
+    "TurnEvents",
+    "final_event",
+    "open_turn_events",
+]
+
+log = logging.getLogger("worker.streaming")
+
+STREAM_ATTR: Final = "stream"
+"""Job attribute the coordinator sets (to 1) when the caller streams the turn."""
+
+STREAM_MAXLEN: Final = 2000
+"""Approximate bound of a message's event stream (``XADD MAXLEN ~``)."""
+
+TOOL_RESULT_CHARS: Final = 2000
+"""A tool result's content is cut at this many characters in its event."""
+
+# Text deltas are merged until this much time passed since the last publish or
+# this many characters are waiting; any other event publishes them first.
+FLUSH_INTERVAL: Final = 0.02
+FLUSH_CHARS: Final = 1024
+
+# The final event's fields, taken from the committed reply.
+_FINAL_FIELDS: Final = (
+    "message_id",
+    "text",
+    "worker_id",
+    "turn",
+    "cache_hit",
+    "interrupted",
+    "fallback",
+    "usage",
+    "reset",
+    "stopped",
+)
+
+
+class TurnEvents:
+    """A turn's event sink that publishes nothing (the message did not ask to stream)."""
+
+    def callbacks(self) -> dict[str, Callable[..., Any]]:
+        """The agent callbacks of this turn (``turn_state`` keys of the cache checkout)."""
+        return {}
+
+    def finish(self, reply: Mapping[str, Any], *, rolled_back: bool = False) -> None:
+        """Publish the committed reply as the ``final`` event."""
+
+
+NO_EVENTS: Final = TurnEvents()
+
+
+class RedisTurnEvents(TurnEvents):
+    """Publishes one turn's events to its message's Redis stream (thread-safe).
+
+    The agent calls the callbacks from the turn's thread and text deltas from
+    its model-call thread; a lock keeps the events in order, and a delta that
+    arrives after :meth:`finish` (an abandoned model call) is dropped.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        *,
+        ttl: float,
+        maxlen: int = STREAM_MAXLEN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Bind to a stream key.
+
+        Args:
+            client: Redis client of the worker.
+            key: The message's stream (``Keyspace.turn_stream``).
+            ttl: Seconds the stream is kept after its last event.
+            maxlen: Approximate bound of the stream's length.
+            clock: Monotonic clock (deltas are batched by time).
+        """
+        self._client = client
+        self._key = key
+        self._ttl_ms = max(1, math.ceil(ttl * 1000))
+        self._maxlen = maxlen
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._last_publish = -math.inf
+        self._tool: str | None = None
+        self._closed = False
+        self._broken = False
+
+    # -- agent callbacks -------------------------------------------------------------
+
+    def callbacks(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "stream_delta_callback": self.on_delta,
+            "tool_progress_callback": self.on_tool_start,
+            "step_callback": self.on_step,
+            "status_callback": self.on_status,
+        }
+
+    def on_delta(self, text: str) -> None:
+        """Model text: batched, published at once when the last publish is old enough."""
+        if not text:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._pending.append(text)
+            self._pending_chars += len(text)
+            if (
+                self._pending_chars >= FLUSH_CHARS
+                or self._clock() - self._last_publish >= FLUSH_INTERVAL
+            ):
+                self._publish([])
+
+    def on_tool_start(self, name: str, arguments: Mapping[str, Any]) -> None:
+        """The model called a tool."""
+        with self._lock:
+            self._tool = name
+            self._publish([{"type": "tool_start", "name": name, "arguments": dict(arguments)}])
+
+    def on_step(self, _iteration: int, message: Mapping[str, Any]) -> None:
+        """A message the turn added: tool results become ``tool_result`` events."""
+        if message.get("role") != "tool":
+            return
+        content = str(message.get("content") or "")
+        event = {
+            "type": "tool_result",
+            "name": str(message.get("name", "")),
+            "tool_call_id": str(message.get("tool_call_id", "")),
+            "content": content[:TOOL_RESULT_CHARS],
+            "truncated": len(content) > TOOL_RESULT_CHARS,
+        }
+        with self._lock:
+            self._tool = None
+            self._publish([event])
+
+    def on_status(self, text: str) -> None:
+        """What the agent is doing (a tool's progress while one runs)."""
+        with self._lock:
+            if self._tool is not None:
+                self._publish([{"type": "tool_progress", "name": self._tool, "text": text}])
+            else:
+                self._publish([{"type": "status", "text": text}])
+
+    # -- turn boundaries -------------------------------------------------------------
+
+    def started(self, *, worker_id: str, fence: int) -> None:
+        """Announce that this worker began the turn (under lease ``fence``)."""
+        with self._lock:
+            self._publish([{"type": "turn_start", "worker_id": worker_id, "fence": fence}])
+
+    def finish(self, reply: Mapping[str, Any], *, rolled_back: bool = False) -> None:
+        """Publish the committed reply as the ``final`` event; later deltas are dropped."""
+        with self._lock:
+            self._publish([final_event(reply, rolled_back=rolled_back)])
+            self._closed = True
+
+    # -- publishing ------------------------------------------------------------------
+
+    def _publish(self, events: list[dict[str, Any]]) -> None:
+        """XADD the waiting text (as one delta) and ``events``; caller holds the lock."""
+        if self._pending:
+            events = [{"type": "delta", "text": "".join(self._pending)}, *events]
+            self._pending.clear()
+            self._pending_chars = 0
+        if not events or self._broken:
+            return
+        self._last_publish = self._clock()
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(
+                    self._key,
+                    {"e": json.dumps(event, ensure_ascii=False, default=str)},
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+            pipe.pexpire(self._key, self._ttl_ms)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._broken = True  # the caller still gets the reply through the reply list
+            log.warning("turn events to %s stopped: Redis failed (%s)", self._key, exc)
+
+
+def final_event(reply: Mapping[str, Any], *, rolled_back: bool | None = None) -> dict[str, Any]:
+    """The ``final`` event of a reply record (the coordinator builds the same from a reply it reads)."""
+    final: dict[str, Any] = {"type": "final"}
+    final.update({k: reply[k] for k in _FINAL_FIELDS if k in reply})
+    final["rolled_back"] = bool(reply.get("rolled_back")) if rolled_back is None else rolled_back
+    return final
+
+
+def open_turn_events(
+    client: redis.Redis,
+    keyspace: Keyspace,
+    job: TurnJob,
+    *,
+    worker_id: str,
+    fence: int,
+    ttl: float,
+) -> TurnEvents:
+    """The event sink of a turn: :data:`NO_EVENTS` unless the message asked to stream.
+
+    A streaming turn announces itself (``turn_start``) right away.
+    """
+    if not job.attrs.get(STREAM_ATTR):
+        return NO_EVENTS
+    events = RedisTurnEvents(client, keyspace.turn_stream(job.session_key, job.message_id), ttl=ttl)
+    events.started(worker_id=worker_id, fence=fence)
+    return events
