@@ -33,7 +33,7 @@ from cluster.membership import WorkerState
 if TYPE_CHECKING:
     from worker.process import WorkerProcess
 
-__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "publish_health"]
+__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "publish_health", "record_of"]
 
 # When this process loaded the worker code: its start, as far as a probe cares.
 PROCESS_STARTED = time.time()
