@@ -229,8 +229,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
         print(settings_markdown(), end="")
         return 0
     settings = settings_from_args(args)
-    for line in repr(settings).removeprefix("ClusterSettings(").removesuffix(")").split(", "):
-        print(line)
+    print("| setting | value | from |")
+    print("|---|---|---|")
+    for name, source in args.settings_origins.items():
+        value = settings.redacted_url() if name == "redis_url" else getattr(settings, name)
+        print(f"| {name} | {value} | {source} |")
     return 0
 
 

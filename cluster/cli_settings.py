@@ -20,7 +20,7 @@ from cluster.settings_sources import (
     default_of,
     env_name,
     flag_name,
-    load_settings,
+    load_settings_with_origins,
 )
 
 __all__ = [
@@ -125,6 +125,9 @@ def settings_from_args(args: argparse.Namespace) -> ClusterSettings:
             "--redis-url carries a password that every local user can read in the process "
             "list; use AGENT_CLUSTER_REDIS_URL or --redis-url-file instead"
         )
-    settings = load_settings(flags, settings_file=getattr(args, "settings", None))
+    settings, origins = load_settings_with_origins(
+        flags, settings_file=getattr(args, "settings", None)
+    )
     args.resolved_settings = settings
+    args.settings_origins = origins
     return settings

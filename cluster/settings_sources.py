@@ -37,6 +37,7 @@ __all__ = [
     "env_name",
     "flag_name",
     "load_settings",
+    "load_settings_with_origins",
     "read_settings_file",
     "setting_names",
     "settings_markdown",
@@ -119,6 +120,21 @@ def load_settings(
     Raises:
         ConfigError: a bad value, naming the flag, variable or file key it came from.
     """
+    return load_settings_with_origins(flags, environ=environ, settings_file=settings_file)[0]
+
+
+def load_settings_with_origins(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    settings_file: str | None = None,
+) -> tuple[ClusterSettings, dict[str, str]]:
+    """As :func:`load_settings`, plus where each value came from (``"default"`` when nowhere).
+
+    Returns:
+        The settings and setting name -> its source: the flag, the variable,
+        ``FILE: name``, or ``default``.
+    """
     env = os.environ if environ is None else environ
     path = settings_file or env.get(SETTINGS_FILE_ENV) or None
     values: dict[str, Any] = {}
@@ -134,7 +150,8 @@ def load_settings(
     for name, value in (flags or {}).items():
         if value is not None:
             values[name], origin[name] = value, flag_name(name)
-    return ClusterSettings.from_values(values, key_name=lambda name: origin.get(name, name))
+    settings = ClusterSettings.from_values(values, key_name=lambda name: origin.get(name, name))
+    return settings, {name: origin.get(name, "default") for name in setting_names()}
 
 
 def _shown_default(name: str) -> str:

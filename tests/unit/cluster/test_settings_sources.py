@@ -101,3 +101,18 @@ def test_a_user_mistake_prints_one_line_and_exits_non_zero(
     assert expected.format(port=port) in err
     assert "Traceback" not in err and "hunter2" not in err
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_settings_command_shows_each_value_and_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("idle_ttl: 99\n")
+    monkeypatch.setenv("AGENT_CLUSTER_LEASE_TTL", "12")
+    monkeypatch.setenv("AGENT_CLUSTER_SETTINGS_FILE", str(file))
+    assert main(["settings", "--cache-size", "7"]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert [c.strip() for c in rows["cache_size"]] == ["7", "--cache-size"]
+    assert [c.strip() for c in rows["lease_ttl"]] == ["12.0", "AGENT_CLUSTER_LEASE_TTL"]
+    assert [c.strip() for c in rows["idle_ttl"]] == ["99.0", f"{file}: idle_ttl"]
+    assert [c.strip() for c in rows["turn_timeout"]] == ["600.0", "default"]
