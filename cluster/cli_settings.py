@@ -47,6 +47,7 @@ WORKER_SETTINGS = (
     "sweep_interval",
     "metrics_port",
     "metrics_host",
+    "mcp_from_config",
 )
 
 
@@ -60,7 +61,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-_TYPES: dict[type, Any] = {int: int, float: float, str: str}
+def _flag_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return lowered in ("1", "true", "yes", "on")
+
+
+_TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: _flag_bool}
 
 
 def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:

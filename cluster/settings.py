@@ -132,6 +132,9 @@ class ClusterSettings:
         metrics_port: TCP port of a worker's probe endpoint (Prometheus
             ``/metrics``, ``/livez``, ``/readyz``); 0 serves none.
         metrics_host: Address the worker's probe endpoint listens on.
+        mcp_from_config: Whether a worker starts the ``mcp_servers`` of the
+            cluster config (programs run outside the sandbox: whoever can push
+            a config could run any program on the worker).
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -153,6 +156,7 @@ class ClusterSettings:
     log_level: str = "INFO"
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    mcp_from_config: bool = False
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -281,7 +285,18 @@ class ClusterSettings:
             raise ConfigError(message) from None
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _coerce(key: str, raw: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{key} must be true or false, got {raw!r}")
     if kind is str:
         if not isinstance(raw, str):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
@@ -351,6 +366,9 @@ SETTING_HELP: dict[str, str] = {
     "idle_ttl": "Seconds without activity after which a cached agent is soft-released.",
     "sweep_interval": "Seconds between two idle sweeps of a worker's agent cache.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
+    "mcp_from_config": "Start the MCP servers the cluster config names (true/false). They run "
+    "as the worker's user outside the sandbox, so whoever can push a config could run any "
+    "program on this worker; off by default, turn it on only where Redis writers are trusted.",
     "metrics_port": "TCP port of a worker's probe endpoint: Prometheus /metrics, /livez "
     "(liveness), /readyz (registered, beating, active); 0 serves none.",
     "metrics_host": "Address the worker's probe endpoint listens on (0.0.0.0 in a container, "

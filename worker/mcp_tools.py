@@ -30,11 +30,16 @@ class WorkerMCP:
     Args:
         registry: The worker's tool registry, where MCP tools are registered.
         worker_id: For log lines.
+        enabled: Whether servers named by the config may be started
+            (``ClusterSettings.mcp_from_config``, from the worker's own
+            settings, never from Redis: a server is a program run outside the
+            sandbox).
     """
 
-    def __init__(self, *, registry: ToolRegistry, worker_id: str) -> None:
+    def __init__(self, *, registry: ToolRegistry, worker_id: str, enabled: bool) -> None:
         self._registry = registry
         self._worker_id = worker_id
+        self._enabled = enabled
         self._lock = threading.Lock()
         self._manager: MCPManager | None = None
         self._servers: list[MCPServerConfig] = []
@@ -60,6 +65,15 @@ class WorkerMCP:
         except ConfigError as exc:
             log.error("worker %s: mcp_servers ignored: %s", self._worker_id, exc)
             return False
+        if servers and not self._enabled:
+            log.warning(
+                "worker %s: not starting MCP servers %s from the cluster config: they would run "
+                "programs outside the sandbox; set AGENT_CLUSTER_MCP_FROM_CONFIG=true on workers "
+                "whose Redis writers are trusted",
+                self._worker_id,
+                ", ".join(server.name for server in servers),
+            )
+            servers = []
         with self._lock:
             if servers != self._servers:
                 self._close_locked()

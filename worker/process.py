@@ -160,7 +160,9 @@ class WorkerProcess:
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
         tool_env = ToolEnvironment.default(self.options.sandbox_root)
         tool_registry = tool_registry or default_registry()
-        self.mcp = WorkerMCP(registry=tool_registry, worker_id=self.worker_id)
+        self.mcp = WorkerMCP(
+            registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
+        )
         self.runner = TurnRunner(
             TurnServices(
                 worker_id=self.worker_id,

@@ -144,9 +144,21 @@ def test_without_the_announcement_the_turn_start_check_still_prevents_stale_agen
         assert builds(turn_round(coord)) == len(SESSIONS)
 
 
+@pytest.fixture
+def mcp_workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterator[Fleet]:
+    """Workers that start the config's MCP servers (AGENT_CLUSTER_MCP_FROM_CONFIG)."""
+    with fleet(redis_server.url, namespace, tmp_path, AGENT_CLUSTER_MCP_FROM_CONFIG="true") as made:
+        for worker in WORKERS:
+            made.start(worker, concurrency=4, wait=False)
+        for worker in WORKERS:
+            made.wait_live(worker)
+        yield made
+
+
 def test_mcp_reload_rediscovers_tools_on_every_worker(
-    workers: Fleet, tmp_path: Path
+    mcp_workers: Fleet, tmp_path: Path
 ) -> None:
+    workers = mcp_workers
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(["add"]))
     config = (
