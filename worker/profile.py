@@ -116,9 +116,25 @@ class AgentProfile:
         }
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
-        """The provider's api key from the worker's environment (never from Redis)."""
+        """The provider's api key from the worker's environment (never from Redis).
+
+        ``None`` for a provider that needs none (offline).
+
+        Raises:
+            ConfigError: the variable is not set; the message names it (the
+                variable the config chose, never silently another one).
+        """
         env_name = self.api_key_env or KEY_ENV.get(self.provider)
-        return environ.get(env_name) if env_name else None
+        if not env_name:
+            return None
+        key = environ.get(env_name)
+        if not key:
+            raise ConfigError(
+                f"provider {self.provider!r} needs an api key: set {env_name} in every worker's "
+                "environment (the cluster config names the variable in "
+                f"providers.{self.provider}.api_key_env; default {KEY_ENV.get(self.provider)})"
+            )
+        return key
 
     def runtime(self, environ: Mapping[str, str]) -> dict[str, Any]:
         """The runtime dict of ``config_signature``."""

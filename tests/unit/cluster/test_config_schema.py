@@ -115,3 +115,14 @@ def test_diff_names_added_removed_and_changed_keys() -> None:
         '~ model.default: "a" -> "b"',
     ]
     assert diff_configs(before, before) == []
+
+
+def test_a_missing_key_variable_is_named_and_never_replaced_by_another() -> None:
+    document = parse_config(
+        "model: {provider: openai, default: m}\nproviders: {openai: {api_key_env: TEAM_KEY}}\n",
+        source="c.yaml",
+    )
+    profile = AgentProfile.from_config(document, registry_generation=0)
+    with pytest.raises(ConfigError, match=r"set TEAM_KEY in every worker's environment"):
+        profile.signature({"OPENAI_API_KEY": "a-different-key"})
+    assert AgentProfile.from_config({}, registry_generation=0).api_key({}) is None
