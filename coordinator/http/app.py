@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -65,6 +66,7 @@ def build_app(
     options: HttpOptions | None = None,
     gateway: Gateway | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
     """Build the gateway's ASGI app.
 
@@ -76,6 +78,7 @@ def build_app(
             closed at shutdown).
         extra_routes: More routes (metrics, a status page); handlers reach the
             gateway as ``request.app.state.gateway``.
+        middleware: ASGI middleware around every route (e.g. request metrics).
 
     Returns:
         The Starlette app (``app.state.gateway`` is set while it runs).
@@ -107,6 +110,7 @@ def build_app(
             redis.RedisError: _redis_error,
             Exception: _bug,
         },
+        middleware=list(middleware),
         lifespan=lifespan,
     )
     app.state.options = made_options
@@ -123,9 +127,10 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     extra_routes: Sequence[BaseRoute] = (),
+    middleware: Sequence[Middleware] = (),
 ) -> None:
     """Serve the gateway with uvicorn until SIGINT/SIGTERM (graceful: running requests finish)."""
     import uvicorn
 
-    app = build_app(settings, options=options, extra_routes=extra_routes)
+    app = build_app(settings, options=options, extra_routes=extra_routes, middleware=middleware)
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
