@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from cluster.errors import ConfigError
+
 __all__ = ["Probe", "ProbeServer"]
 
 log = logging.getLogger("worker.probe_server")
@@ -57,7 +59,7 @@ class ProbeServer:
             port: TCP port; 0 picks a free one (see :attr:`port`).
 
         Raises:
-            OSError: the address cannot be bound.
+            ConfigError: the address cannot be bound (in use, not local).
         """
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -85,7 +87,13 @@ class ProbeServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # scrapes every few seconds would flood the worker's log
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"metrics_port: cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                "port, or 0 to serve no probe endpoint"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="probe-server", daemon=True

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.simulator.pricing import call_cost
-from cluster.errors import LeaseLost, TurnDeferred, TurnHandedOff
+from cluster.errors import ConfigError, LeaseLost, TurnDeferred, TurnHandedOff
 from cluster.recovery import RecoveryReport
 from worker.metrics import WorkerMetrics, estimated_cost
 from worker.probe_server import ProbeServer
@@ -137,3 +137,14 @@ def test_probe_server_serves_metrics_and_the_checks() -> None:
         missing.value.close()
     finally:
         server.stop()
+
+
+def test_a_taken_probe_port_is_a_clear_error() -> None:
+    m = WorkerMetrics()
+    first = ProbeServer(registry=m.registry, live=lambda: (True, ""), ready=lambda: (True, ""))
+    try:
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            ProbeServer(registry=m.registry, live=lambda: (True, ""), ready=lambda: (True, ""),
+                        port=first.port)
+    finally:
+        first.stop()
