@@ -1,7 +1,7 @@
 """The gateway's HTTP API: native sessions API (JSON and SSE), OpenAI-compatible endpoint, admin.
 
 ``build_app`` makes the ASGI app (Starlette); ``serve`` runs it on uvicorn
-(``agent-cluster serve``). See ``docs/http.md`` for what each endpoint does.
+(``agent-cluster serve``). The README's "HTTP API" section says what each endpoint does.
 """
 
 from coordinator.http.app import build_app, serve

@@ -145,8 +145,17 @@ class Gateway:
         return None
 
     async def pop_reply(self, session_key: str, message_id: str) -> dict[str, Any] | None:
-        """Take a message's reply if it has arrived (no wait)."""
-        raw = cast(Any, await self.client.lpop(self.keyspace.reply_list(session_key, message_id)))
+        """Take a message's reply if it has arrived, else read its stored reply (no wait).
+
+        The stored reply (the session's ``replies`` hash, kept for the
+        retention period) answers a caller whose reply list was already
+        taken or expired, e.g. one that resumes long after the turn.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpop(self.keyspace.reply_list(session_key, message_id))
+        pipe.hget(self.keyspace.session(session_key).replies, message_id)
+        popped, stored = await pipe.execute()
+        raw = popped if popped is not None else stored
         return None if raw is None else _decode_reply(raw, message_id)
 
     async def read_events(
