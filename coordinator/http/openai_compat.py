@@ -195,9 +195,7 @@ async def chat_completions(request: Request) -> Response:
                     cid, model, created, {"content": str(event.data.get("text", ""))}, None
                 )
             elif event.type == "final":
-                if (
-                    not streamed
-                ):  # answered without deltas (a stored reply, a model that does not stream)
+                if not streamed:  # a stored reply, or a model that does not stream
                     yield _chunk(
                         cid, model, created, {"content": str(event.data.get("text", ""))}, None
                     )

@@ -131,13 +131,19 @@ async def _sse_body(
     gw: Gateway, session_key: str, message_id: str, *, after: str | None, timeout: float
 ) -> AsyncIterator[bytes]:
     quiet_since = time.monotonic()
+    batch: list[bytes] = []  # the events of one read go out in one write
     async for event in turn_events(gw, session_key, message_id, after=after, timeout=timeout):
         if event is not None:
+            batch.append(encode(event))
+        elif batch:
             quiet_since = time.monotonic()
-            yield encode(event)
+            yield b"".join(batch)
+            batch.clear()
         elif time.monotonic() - quiet_since >= KEEPALIVE:
             quiet_since = time.monotonic()
             yield b": keepalive\n\n"
+    if batch:
+        yield b"".join(batch)
 
 
 def sse_response(

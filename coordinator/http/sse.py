@@ -103,8 +103,9 @@ async def turn_events(
 ) -> AsyncIterator[SseEvent | None]:
     """Yield a message's events after ``after`` until its final event (or error, or timeout).
 
-    ``None`` is yielded while nothing happens (at least every second), so the
-    caller can send keep-alive comments and notice a gone client.
+    ``None`` is yielded after every read round (at least every second): the
+    events since the last ``None`` came in one read, so the caller can send
+    them in one write, and send keep-alive comments while nothing happens.
     """
     cursor = after or "0-0"
     deadline = time.monotonic() + timeout
@@ -146,5 +147,4 @@ async def turn_events(
                 },
             )
             return
-        if not entries:
-            yield None
+        yield None  # a read round ended: the caller may send what it has

@@ -96,6 +96,28 @@ def test_interrupt_and_double_texting_strategies(cluster: HttpCluster, session_k
         cluster.sim.set_latency()
 
 
+def test_strategy_interrupt_stops_the_running_turn_and_runs_next(
+    cluster: HttpCluster, session_key: str
+) -> None:
+    cluster.sim.set_latency(ttft=3.0)
+    results: dict[str, httpx.Response] = {}
+    try:
+        with cluster.a.client() as a, cluster.b.client() as b:
+            slow = threading.Thread(
+                target=lambda: results.setdefault("slow", send(a, session_key, "first"))
+            )
+            slow.start()
+            _wait_running(a, session_key)
+            cluster.sim.set_latency()
+            second = send(b, session_key, "second", strategy="interrupt")
+            slow.join(timeout=30)
+        assert results["slow"].json()["interrupted"] is True
+        assert second.status_code == 200 and second.json()["text"] == "echo: second"
+        assert second.json()["turn"] == 2
+    finally:
+        cluster.sim.set_latency()
+
+
 def _wait_running(client: httpx.Client, key: str) -> None:
     import time
 

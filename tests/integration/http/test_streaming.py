@@ -148,3 +148,56 @@ def test_a_json_caller_causes_no_stream(cluster: HttpCluster, session_key: str) 
         assert client.exists(key) == 0
     finally:
         client.close()
+
+
+def test_a_stream_that_expired_still_ends_with_the_stored_reply(
+    cluster: HttpCluster, session_key: str
+) -> None:
+    import redis
+
+    from cluster.keys import Keyspace
+
+    with cluster.a.client() as a:
+        with a.stream(
+            "POST",
+            f"/v1/sessions/{session_key}/messages",
+            json={"text": "kept", "message_id": "gone-1"},
+            headers=SSE,
+        ) as response:
+            assert list(events(response))[-1].type == "final"
+        client = redis.Redis.from_url(cluster.redis_url)
+        try:
+            client.delete(Keyspace(cluster.namespace).turn_stream(session_key, "gone-1"))
+        finally:
+            client.close()
+        with a.stream("GET", f"/v1/sessions/{session_key}/messages/gone-1/events") as response:
+            replay = list(events(response))
+    assert [e.type for e in replay] == ["final"]
+    assert replay[0].data["text"] == "echo: kept" and replay[0].data["turn"] == 1
+
+
+def test_a_failing_turn_is_a_502_or_an_error_event(cluster: HttpCluster, session_key: str) -> None:
+    import redis
+
+    from cluster.keys import Keyspace
+    from cluster.versions import RedisVersionStore
+
+    client = redis.Redis.from_url(cluster.redis_url)
+    store = RedisVersionStore(client, Keyspace(cluster.namespace))
+    good = store.current_config()[1]
+    dead = {"model": {**good["model"], "base_url": "http://127.0.0.1:9/v1"}}  # nothing listens
+    store.publish_config(dead)
+    try:
+        with cluster.a.client() as a:
+            failed = a.post(f"/v1/sessions/{session_key}/messages", json={"text": "hi"})
+            assert failed.status_code == 502, failed.text
+            assert "127.0.0.1:9" in failed.json()["error"]["message"]
+            with a.stream(
+                "POST", f"/v1/sessions/{session_key}/messages", json={"text": "hi"}, headers=SSE
+            ) as response:
+                received = list(events(response))
+        assert received[-1].type == "error"
+        assert received[-1].data["error"]["type"] == "turn_failed"
+    finally:
+        store.publish_config(good)
+        client.close()
