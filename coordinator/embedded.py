@@ -12,12 +12,11 @@ the demo runs on a fresh machine with nothing but Python).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,24 +29,6 @@ from coordinator.admin import drain_worker
 from coordinator.ingress import Coordinator, Reply, TurnHandle
 from coordinator.status import ClusterStatus, read_status
 from worker.process import WorkerOptions, WorkerProcess
-
-
-@contextlib.contextmanager
-def _sandbox_default(backend: str) -> Iterator[None]:
-    """Make ``backend`` the sandbox default while workers are built, unless one is configured.
-
-    WorkerProcess reads its tool sandbox settings from the process environment
-    when it is built (and only then), so setting the variable for the duration
-    of the build is enough; it is removed again afterwards.
-    """
-    if os.environ.get(BACKEND_ENV_VAR):
-        yield
-        return
-    os.environ[BACKEND_ENV_VAR] = backend
-    try:
-        yield
-    finally:
-        os.environ.pop(BACKEND_ENV_VAR, None)
 
 
 class EmbeddedCluster:
@@ -65,8 +46,7 @@ class EmbeddedCluster:
         self.server_name = f"embedded-{uuid.uuid4().hex[:8]}"
         base = settings or ClusterSettings()
         self.settings = dataclasses.replace(base, redis_url=f"fakeredis://{self.server_name}")
-        with _sandbox_default("auto"):
-            self.workers = self._build_workers(workers, concurrency, sandbox_root, environ)
+        self.workers = self._build_workers(workers, concurrency, sandbox_root, environ)
         self.coordinator: Coordinator | None = None
         self._drained: set[str] = set()
 
@@ -84,7 +64,7 @@ class EmbeddedCluster:
                     worker_id=f"embedded-{i + 1}",
                     concurrency=concurrency,
                     sandbox_root=sandbox_root,
-                    environ=dict(os.environ if environ is None else environ),
+                    environ=_with_auto_sandbox(os.environ if environ is None else environ),
                 ),
             )
             for i in range(workers)
@@ -172,3 +152,8 @@ class EmbeddedCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _with_auto_sandbox(environ: Mapping[str, str]) -> dict[str, str]:
+    """The workers' environment, with the ``auto`` sandbox unless one is configured."""
+    return {BACKEND_ENV_VAR: "auto", **environ} if not environ.get(BACKEND_ENV_VAR) else dict(environ)

@@ -38,6 +38,7 @@ import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
+from agent.tools.sandbox_config import SandboxConfig
 from cluster.connection import blocking_client, connect
 from cluster.errors import WorkerIdInUse
 from cluster.event_log import ClusterEventLog
@@ -158,7 +159,9 @@ class WorkerProcess:
         )
         self.config = ConfigView(self.versions)
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        tool_env = ToolEnvironment.default(self.options.sandbox_root)
+        tool_env = ToolEnvironment.default(
+            self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)
+        )
         tool_registry = tool_registry or default_registry()
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
