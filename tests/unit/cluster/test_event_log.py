@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fakeredis
+import pytest
 import redis
 
 from cluster.event_log import ClusterEventLog
@@ -31,9 +32,15 @@ def test_the_log_stays_bounded() -> None:
     assert log.recent(1)[0].detail == "v499"
 
 
-def test_a_redis_error_is_logged_not_raised() -> None:
-    broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+class _Unreachable(fakeredis.FakeRedis):
+    def xadd(self, *args: object, **kwargs: object) -> bytes:
+        raise redis.ConnectionError("Connection refused")
+
+
+def test_a_redis_error_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    broken = _Unreachable(server=fakeredis.FakeServer())
     ClusterEventLog(broken, Keyspace("t")).record("config", "v1")  # no exception
+    assert "could not log cluster event config (v1): Connection refused" in caplog.text
 
 
 def test_pushes_bumps_and_drain_requests_are_logged_where_they_happen() -> None:
