@@ -261,7 +261,7 @@ class RedisMembership:
         ):
             raise UnknownWorker(
                 f"worker {worker_id!r} is not registered (dead, gone or never started); "
-                "check `live_workers()` for valid ids"
+                "`agent-cluster status` lists the registered workers"
             )
 
     def deregister(self, worker_id: str) -> bool:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import redis
 
 from cluster.errors import AgentClusterError, TurnDeferred, TurnHandedOff
+from cluster.settings import DEFAULT_CONCURRENCY
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.scheduling import SessionScheduler
 
@@ -74,7 +75,7 @@ class TurnExecutor:
         self,
         *,
         handler: Callable[[TurnJob], None],
-        concurrency: int = 32,
+        concurrency: int = DEFAULT_CONCURRENCY,
         name: str = "turns",
     ) -> None:
         """Create the executor; threads start on demand, up to ``concurrency``.

@@ -184,7 +184,6 @@ class WorkerProcess:
                 queue=self.queue,
                 placement=self.placement,
                 lease_ttl=settings.lease_ttl,
-                turn_timeout=settings.turn_timeout,
                 reply_ttl=settings.reply_ttl,
                 environ=self.options.environ,
                 metrics=self.metrics,

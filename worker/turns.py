@@ -125,9 +125,8 @@ class TurnServices:
     tool_registry: ToolRegistry
     queue: TurnQueue
     placement: Placement
-    lease_ttl: float = 30.0
-    turn_timeout: float = 300.0
-    reply_ttl: float = 600.0
+    lease_ttl: float
+    reply_ttl: float
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
