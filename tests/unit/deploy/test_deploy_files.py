@@ -252,3 +252,17 @@ def test_kustomization_lists_existing_files_and_the_dockerfile_matches() -> None
         assert f"COPY {package} {package}" in dockerfile
     assert "USER 10001" in dockerfile and "--uid 10001" in dockerfile
     assert re.search(r"EXPOSE .*8080", dockerfile) and re.search(r"EXPOSE .*9100", dockerfile)
+
+
+def test_the_systemd_unit_runs_a_worker_with_secrets_from_a_file_and_time_to_drain() -> None:
+    unit = (DEPLOY / "agent-cluster-worker.service").read_text()
+    (exec_start,) = re.findall(r"^ExecStart=(.+)$", unit, flags=re.M)
+    binary, *argv = shlex.split(exec_start)
+    assert binary.endswith("/agent-cluster")
+    assert _check_argv("systemd", argv).command == "worker"
+    assert "redis://" not in exec_start and "EnvironmentFile=" in unit
+    (stop,) = re.findall(r"^TimeoutStopSec=(\d+)$", unit, flags=re.M)
+    env = dict(re.findall(r"^Environment=([A-Z_]+)=(.*)$", unit, flags=re.M))
+    settings = _check_variables("systemd", env)
+    assert int(stop) > settings.drain_timeout + settings.heartbeat_ttl
+    assert "KillSignal=SIGTERM" in unit
