@@ -14,11 +14,18 @@ internal network only (the Kubernetes Service in ``deploy/`` is ClusterIP).
 
 The app calls :func:`instrument` once when it is built (the middleware counts
 every request) and adds :func:`observability_routes`.
+
+Reading the cluster costs a few Redis round trips per worker, so one reading
+serves every page viewer and scraper of this instance for :data:`READ_EVERY`
+seconds: ten open status pages cost what one does.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from starlette.applications import Starlette
@@ -36,6 +43,26 @@ __all__ = ["instrument", "observability_routes"]
 log = logging.getLogger("coordinator.http.observability")
 
 _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+READ_EVERY = 1.0
+"""Seconds one reading of the cluster is reused by this instance's pages and scrapes."""
+
+T = TypeVar("T")
+
+
+async def _recent(request: Request, name: str, read: Callable[[], T]) -> T:
+    """``read()`` on the gateway's threads, or its result from less than READ_EVERY ago."""
+    state = request.app.state
+    cache: dict[str, tuple[float, Any]] | None = getattr(state, "observability_reads", None)
+    if cache is None:
+        cache = state.observability_reads = {}
+    hit = cache.get(name)
+    if hit is not None and time.monotonic() - hit[0] < READ_EVERY:
+        value: T = hit[1]
+        return value
+    value = await gateway(request).run(read)
+    cache[name] = (time.monotonic(), value)
+    return value
 
 
 def instrument(app: Starlette, metrics: CoordinatorMetrics | None = None) -> CoordinatorMetrics:
@@ -64,7 +91,7 @@ async def metrics(request: Request) -> Response:
             log.warning("/metrics: cannot read the cluster from Redis: %s", exc)
             return None
 
-    status = await gw.run(read)
+    status = await _recent(request, "status", read)
     return Response(exposition(_metrics(request), status), media_type=_PROMETHEUS_TEXT)
 
 
@@ -77,7 +104,9 @@ async def status_json(request: Request) -> Response:
     """What the status page shows; 503 with a reason when Redis cannot be read."""
     gw = gateway(request)
     try:
-        data = await gw.run(status_snapshot, gw.coordinator.client, gw.keyspace)
+        data = await _recent(
+            request, "snapshot", lambda: status_snapshot(gw.coordinator.client, gw.keyspace)
+        )
     except redis.RedisError as exc:
         return JSONResponse(
             {"error": f"cannot read the cluster from Redis: {type(exc).__name__}"}, status_code=503
