@@ -481,10 +481,10 @@ class WorkerProcess:
 
     def readiness(self) -> tuple[bool, str]:
         """Whether the worker serves: registered, active, heartbeat taken by Redis within the TTL."""
-        if not self._started:
-            return False, f"{self.worker_id}: starting or stopped"
         if self._draining or self.drain_requested.is_set():
             return False, f"{self.worker_id}: draining (takes no new sessions)"
+        if not self._started:
+            return False, f"{self.worker_id}: starting"
         if self._last_beat is None:
             return False, f"{self.worker_id}: no heartbeat yet"
         age = time.monotonic() - self._last_beat

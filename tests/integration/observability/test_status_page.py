@@ -98,6 +98,14 @@ def test_the_status_page_shows_the_cluster_and_a_drain(observed: ObservedCluster
     finally:
         client.close()
 
+    # The drained worker's own readiness probe says so too (a kubelet takes it out).
+    deadline = time.monotonic() + 5
+    while (ready := httpx.get(observed.worker_url(victim, "/readyz"), timeout=5)).status_code != 503:
+        assert time.monotonic() < deadline, ready.text
+        time.sleep(0.1)
+    assert "draining" in ready.text
+    assert httpx.get(observed.worker_url(victim, "/livez"), timeout=5).status_code == 200
+
     shot = tmp_path / "status-page.png"
     dom = _browse(page, tmp_path)
     states = _worker_states(dom)
