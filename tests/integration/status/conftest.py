@@ -21,7 +21,7 @@ from tests.conftest import RedisServer
 from tests.integration.faults.fleet import FAST, Fleet, fleet
 
 # Long enough for a CLI call to see a turn running and another waiting behind it.
-MODEL_LATENCY = 2.5
+MODEL_LATENCY = 6.0
 
 
 @pytest.fixture

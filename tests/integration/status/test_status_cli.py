@@ -11,9 +11,10 @@ import pytest
 import redis
 from rq import Queue
 
+from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from tests.integration.faults.fleet import Fleet, coordinator
-from tests.integration.status.conftest import Cli
+from tests.integration.status.conftest import MODEL_LATENCY, Cli
 
 pytestmark = pytest.mark.integration
 
@@ -86,10 +87,11 @@ def test_status_shows_workers_sessions_caches_and_a_drained_worker_gone(
 
 
 def test_session_shows_owner_turns_pending_lease_and_cache(
-    workers: Fleet, cli: Cli, slow_model: object
+    workers: Fleet, cli: Cli, slow_model: ProviderSimulator
 ) -> None:
     workers.start("w1")
     workers.start("w2")
+    slow_model.set_latency(ttft=0.0)
     with coordinator(workers.settings()) as coord:
         first = coord.submit("talk", "one")
         coord.submit("talk", "two")
@@ -99,25 +101,27 @@ def test_session_shows_owner_turns_pending_lease_and_cache(
         assert session["turns"] == 2 and session["history_messages"] == 4
         assert session["pending"] == [] and session["lease"] is None
 
+        # Turn 3 runs for MODEL_LATENCY seconds with turn 4 waiting behind it.
+        slow_model.set_latency(ttft=MODEL_LATENCY)
         running = coord.submit_async("talk", "three")
         waiting = coord.submit_async("talk", "four")
+        busy = eventually(
+            lambda: (s := cli.json("session", "talk"))["lease"] and len(s["pending"]) == 2 and s
+        )
+        assert busy["lease"]["worker_id"] == first.worker_id
+        assert busy["lease"]["token"] >= 3 and 0 < busy["lease"]["ttl"] <= 6
+        sequences = [p["sequence"] for p in busy["pending"]]
+        assert sequences == sorted(sequences) and len(set(sequences)) == 2
+        assert {p["queued_on"] for p in busy["pending"]} == {first.worker_id}
         text = eventually(
             lambda: (
                 (out := cli.run("session", "talk").stdout) and "lease:          w" in out and out
             )
         )
-        busy = cli.json("session", "talk")
         assert f"lease:          {first.worker_id} (token" in text
-        assert busy["lease"]["worker_id"] == first.worker_id
-        assert busy["lease"]["token"] >= 3 and 0 < busy["lease"]["ttl"] <= 6
-        assert [p["sequence"] for p in busy["pending"]] == sorted(
-            p["sequence"] for p in busy["pending"]
-        )
-        assert len(busy["pending"]) == 2, "the running turn and the one behind it"
-        assert {p["queued_on"] for p in busy["pending"]} == {first.worker_id}
-        assert "pending:        2 message(s)" in text
-        running.result(timeout=30)
-        waiting.result(timeout=30)
+        assert f"on {first.worker_id}" in text, "each pending message names its queue"
+        running.result(timeout=60)
+        waiting.result(timeout=60)
     assert cli.json("session", "talk")["turns"] == 4
     nothing = cli.run("session", "never-seen")
     assert nothing.returncode == 0 and "nothing stored" in nothing.stdout
