@@ -10,7 +10,9 @@ serve``), then measures in the same run:
     straight to the simulator (the baseline) against the gateway's
     OpenAI-compatible endpoint and its native SSE endpoint; what the gateway
     adds is route + enqueue + claim + lease + agent + Redis stream + SSE;
-(b) SSE overhead per event: replaying a Redis stream of N events through
+(b) a whole turn, not streamed: the Python ``Coordinator.submit`` against
+    the gateway's JSON endpoint (what HTTP itself adds);
+(c) SSE overhead per event: replaying a Redis stream of N events through
     ``GET /v1/sessions/{key}/messages/{id}/events`` (XREAD, decode, encode,
     HTTP chunk, client parse) against reading the same stream with ``XRANGE``
     from Python.
@@ -35,7 +37,9 @@ import redis
 
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
+from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
+from coordinator.ingress import Coordinator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import free_port, redis_server  # noqa: E402
@@ -98,6 +102,12 @@ def ttft_sse(http: httpx.Client, session: str, text: str) -> float:
             if not first and line == "event: delta":
                 first = time.perf_counter() - started
     return first
+
+
+def timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
 def measure(turns: int, fn: Callable[[int], float]) -> list[float]:
@@ -183,6 +193,21 @@ def main() -> int:
             )
             native = measure(args.turns, lambda n: ttft_sse(http, f"sse-{n % 8}", text))
             gw_event, redis_event = sse_per_event(gateway, client, args.events)
+            coordinator = Coordinator(
+                settings=ClusterSettings.from_mapping({"redis_url": url, "namespace": NAMESPACE})
+            )
+            python_turn = measure(
+                args.turns, lambda n: timed(lambda: coordinator.submit(f"py-{n % 8}", text))
+            )
+            json_turn = measure(
+                args.turns,
+                lambda n: timed(
+                    lambda: http.post(
+                        f"/v1/sessions/js-{n % 8}/messages", json={"text": text}
+                    ).raise_for_status()
+                ),
+            )
+            coordinator.close()
             http.close()
             direct.close()
             via.close()
@@ -209,6 +234,19 @@ def main() -> int:
     print(row("openai SDK -> simulator (baseline)", baseline))
     print(row("openai SDK -> gateway /v1/chat/completions -> worker -> simulator", compat))
     print(row("httpx SSE -> gateway /v1/sessions/{key}/messages -> worker -> simulator", native))
+    print()
+    print(f"whole turn, not streamed ({args.turns} turns each, 8 sessions)")
+    print("| path | p50 ms | p99 ms | added p50 ms | p50 ratio |")
+    print("|---|---|---|---|---|")
+    p50 = pct(python_turn, 0.5)
+    print(
+        f"| Coordinator.submit, Python (baseline) | {p50 * 1000:.1f} | {pct(python_turn, 0.99) * 1000:.1f} | +0.0 | 1.00x |"
+    )
+    j50 = pct(json_turn, 0.5)
+    print(
+        f"| httpx POST /v1/sessions/{{key}}/messages (JSON) | {j50 * 1000:.1f} | "
+        f"{pct(json_turn, 0.99) * 1000:.1f} | {(j50 - p50) * 1000:+.1f} | {j50 / p50:.2f}x |"
+    )
     print()
     print(f"SSE overhead per event ({args.events} events replayed from Redis, best of 5)")
     print("| path | us per event | ratio |")
