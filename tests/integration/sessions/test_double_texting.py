@@ -110,6 +110,11 @@ def test_stop_interrupts_without_a_new_turn(
         stop = coord.submit("halt", "/stop", timeout=5)
         assert stop.raw["stopped"] is True and stop.text == "Stopped the running turn."
         assert running.result(timeout=30).raw["interrupted"] is True
+        lease = Keyspace(namespace).session("halt").lease
+        deadline = time.monotonic() + 10
+        while redis_client.exists(lease):  # released just after the reply was delivered
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         nothing = coord.submit("halt", "/stop", timeout=5)
     assert nothing.raw["stopped"] is False
     assert user_texts(redis_client, namespace, "halt") == ["think hard"], "/stop is no turn"
