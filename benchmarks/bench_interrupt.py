@@ -1,0 +1,95 @@
+"""Interrupt latency across worker processes: a message with strategy ``interrupt`` in, the running turn stopped.
+
+Run: ``.venv/bin/python benchmarks/bench_interrupt.py [--runs 20]``
+
+Starts its own redis-server, the provider simulator (a 30 s time to first
+token, so every turn is stuck in its model call) and two worker processes.
+Per run: one coordinator starts a turn, waits until it holds its lease (the
+model call is in flight on whichever worker owns the session), then a second
+coordinator sends a message with ``strategy="interrupt"``. Measured: from that
+submit to the first turn's (interrupted) reply arriving, and to the new
+message's answer. Baseline in the same run: a plain turn's round trip with a
+zero-latency model (what any reply costs to travel back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.simulator import ProviderSimulator  # noqa: E402
+from benchmarks.bench_cluster import redis_server  # noqa: E402
+from benchmarks.bench_recovery import start_worker, wait_live  # noqa: E402
+from cluster.connection import connect  # noqa: E402
+from cluster.keys import Keyspace  # noqa: E402
+from cluster.settings import ClusterSettings  # noqa: E402
+from cluster.versions import RedisVersionStore  # noqa: E402
+from coordinator.ingress import Coordinator  # noqa: E402
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    namespace = "interrupt"
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url, ProviderSimulator() as sim:
+        client = connect(url)
+        RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
+            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
+        )
+        settings = ClusterSettings(redis_url=url, namespace=namespace)
+        workers = [start_worker(url, namespace, f"w{i}", Path(tmp) / f"w{i}.log") for i in range(2)]
+        wait_live(settings, "w0", "w1")
+        first, second = Coordinator(settings=settings), Coordinator(settings=settings)
+        stopped, answered, baseline = [], [], []
+        try:
+            for run in range(args.runs):
+                session = f"bench-{run}"
+                sim.set_latency(ttft=0.0)
+                started = time.monotonic()
+                first.submit(session, "warm up", timeout=30)
+                baseline.append(time.monotonic() - started)
+                sim.set_latency(ttft=30.0)
+                stuck = first.submit_async(session, "a long question")
+                lease = Keyspace(namespace).session(session).lease
+                while not client.exists(lease):
+                    time.sleep(0.005)
+                time.sleep(0.3)  # inside the model call
+                sent = time.monotonic()
+                newer = second.submit_async(session, "this instead", strategy="interrupt")
+                reply = stuck.result(timeout=60)
+                stopped.append(time.monotonic() - sent)
+                assert reply.raw["interrupted"], reply.raw
+                sim.set_latency(ttft=0.0)
+                newer.result(timeout=60)
+                answered.append(time.monotonic() - sent)
+                print(f"run {run + 1}/{args.runs}: stopped in {stopped[-1] * 1000:.1f} ms", flush=True)
+        finally:
+            first.close()
+            second.close()
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=60)
+    base = statistics.median(baseline)
+    print()
+    print("| across 2 worker processes | p50 | p99 | p50 vs a plain turn's round trip |")
+    print("|---|---|---|---|")
+    print(f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | {percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |")
+    for label, samples in (("interrupt in -> running turn stopped, its reply delivered", stopped), ("interrupt in -> the new message answered", answered)):
+        mid = statistics.median(samples)
+        print(f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | {mid / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
