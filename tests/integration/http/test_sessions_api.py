@@ -108,7 +108,6 @@ def test_strategy_interrupt_stops_the_running_turn_and_runs_next(
             )
             slow.start()
             _wait_running(a, session_key)
-            cluster.sim.set_latency()
             second = send(b, session_key, "second", strategy="interrupt")
             slow.join(timeout=30)
         assert results["slow"].json()["interrupted"] is True
