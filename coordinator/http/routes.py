@@ -192,8 +192,10 @@ async def post_message(request: Request) -> Response:
         attrs[STREAM_ATTR] = 1
     message_id = body["message_id"] if "message_id" in body else uuid.uuid4().hex
     text = body.get("text")
-    handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)  # type: ignore[arg-type]
-    if isinstance(text, str) and text.strip().lower() == "/stop":
+    if not isinstance(text, str):
+        raise InvalidMessage(f"text must be a non-empty string, got {type(text).__name__}")
+    handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)
+    if text.strip().lower() == "/stop":
         return JSONResponse(reply_body(dict((await gw.run(handle.result, 0.0)).raw)))
     if streaming:
         accepted = {
