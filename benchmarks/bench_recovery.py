@@ -10,8 +10,9 @@ Starts its own redis-server and provider simulator (every turn takes
     the first of the dead worker's turns answered by the survivor, against
     the heartbeat TTL (the baseline: death cannot be noticed sooner) and the
     lease TTL (what an interrupted session waited before);
-(b) drain: a worker runs one turn; SIGTERM 0.2 s after it started. Measured:
-    SIGTERM -> process exit, minus what was left of the running turn (the
+(b) drain: a worker runs one turn; SIGTERM 0.2 s after it was submitted.
+    Measured: SIGTERM -> process exit, minus what was left of the running
+    turn (SIGTERM -> the turn's commit, from the reply's ``ended_at``: the
     baseline a drain cannot beat).
 """
 
@@ -92,17 +93,17 @@ def drain_run(url: str, run: int, turn: float, tmp: Path) -> tuple[float, float]
     wait_live(settings, "w")
     coord = Coordinator(settings=settings)
     handle = coord.submit_async("s", "one turn")
-    submitted = time.monotonic()
     time.sleep(0.2)
     worker.send_signal(signal.SIGTERM)
-    signalled = time.monotonic()
+    signalled, signalled_wall = time.monotonic(), time.time()
     code = worker.wait(timeout=120)
-    exited = time.monotonic()
+    exited, exited_wall = time.monotonic(), time.time()
     reply = handle.result(timeout=10)
     coord.close()
     assert code == 0 and reply.raw["turn"] == 1
-    left_of_turn = max(0.0, submitted + turn - signalled)
-    return exited - signalled, left_of_turn
+    # The running turn's own end (its commit, by the worker's clock on this host).
+    left_of_turn = max(0.0, reply.raw["ended_at"] - signalled_wall)
+    return exited - signalled, min(left_of_turn, exited_wall - signalled_wall)
 
 
 def main() -> None:

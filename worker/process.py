@@ -71,6 +71,8 @@ from worker.turns import ConfigView, TurnRunner, TurnServices
 
 log = logging.getLogger("worker.process")
 
+# Seconds between two looks for dead workers (at most; the heartbeat interval if shorter).
+_RECOVERY_TICK = 0.25
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
 
@@ -377,18 +379,20 @@ class WorkerProcess:
             self._register(force=True)
 
     def _heartbeat_loop(self) -> None:
+        """Beat every ``heartbeat_interval``; look for dead workers more often.
+
+        A dead worker is noticed within its heartbeat TTL plus one recovery
+        tick (a quarter of the interval at most), not plus a whole interval.
+        """
         failing = False
-        while not self._stop.wait(self.settings.heartbeat_interval):
+        tick = min(self.settings.heartbeat_interval, _RECOVERY_TICK)
+        next_beat = time.monotonic() + self.settings.heartbeat_interval
+        while not self._stop.wait(tick):
             try:
-                state = self.membership.heartbeat(self.worker_id, self.instance)
-                if state is None and not self._draining:
-                    self._rejoin()
-                elif state is WorkerState.DRAINING and not self._draining:
-                    log.info("worker %s was asked to drain", self.worker_id)
-                    self.drain_requested.set()
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + self.settings.heartbeat_interval
+                    self._beat()
                 self.recovery.recover_dead()
-                publish_health(self, state)  # read from outside: status, health probe
-                self._last_beat = time.monotonic()
                 failing = False
             except WorkerIdInUse as exc:
                 self.fatal = exc
@@ -396,10 +400,20 @@ class WorkerProcess:
                 return
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, self.settings.heartbeat_interval)
+                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, tick)
                 failing = True
             except Exception:
                 log.exception("heartbeat step failed")
+
+    def _beat(self) -> None:
+        state = self.membership.heartbeat(self.worker_id, self.instance)
+        if state is None and not self._draining:
+            self._rejoin()
+        elif state is WorkerState.DRAINING and not self._draining:
+            log.info("worker %s was asked to drain", self.worker_id)
+            self.drain_requested.set()
+        publish_health(self, state)  # read from outside: status, health probe
+        self._last_beat = time.monotonic()
 
     def _rejoin(self) -> None:
         dropped = self.cache.clear()
