@@ -118,7 +118,7 @@ def cluster_workers(url: str, namespace: str, n: int) -> list[list[str]]:
         [
             sys.executable,
             "-m",
-            "cluster.cli",
+            "coordinator.cli",
             "worker",
             "--redis-url",
             url,

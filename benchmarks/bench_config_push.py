@@ -104,7 +104,7 @@ def main() -> None:
         for worker_id in ids:
             with (tmp / f"{worker_id}.log").open("ab") as out:
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "cluster.cli", "worker", "--redis-url", url,
+                    [sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", url,
                      "--namespace", namespace, "--id", worker_id, "--concurrency", "4"],
                     env=env, stdout=subprocess.DEVNULL, stderr=out,
                 ))  # fmt: skip

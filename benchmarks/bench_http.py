@@ -55,7 +55,7 @@ def pct(values: list[float], q: float) -> float:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", *args],
+            [sys.executable, "-m", "coordinator.cli", *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=out,

@@ -44,7 +44,7 @@ def start_worker(url: str, namespace: str, worker_id: str, log: Path) -> subproc
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "worker", "--redis-url", url,
+            [sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", url,
              "--namespace", namespace, "--id", worker_id, "--concurrency", "4"],
             env=env, stdout=subprocess.DEVNULL, stderr=out,
         )  # fmt: skip

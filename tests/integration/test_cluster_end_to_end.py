@@ -92,7 +92,7 @@ def workers(
             [
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "coordinator.cli",
                 "worker",
                 "--redis-url",
                 redis_server.url,

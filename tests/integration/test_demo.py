@@ -29,7 +29,7 @@ def test_demo_tells_the_story_with_its_figures(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_CLUSTER_", "OPENAI_"))}
     env["AGENT_CLUSTER_HOME"] = str(tmp_path / "home")
     done = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", "demo"],
+        [sys.executable, "-m", "coordinator.cli", "demo"],
         env=env,
         capture_output=True,
         text=True,

@@ -9,7 +9,7 @@
   (never 6379) with ``--appendonly yes --appendfsync always``; a restart stops
   it with SIGTERM and starts it again on the same port and ``--dir``, so the AOF
   brings every acknowledged write back.
-* :class:`WorkerPool` runs ``python -m cluster.cli worker`` processes with short
+* :class:`WorkerPool` runs ``python -m coordinator.cli worker`` processes with short
   heartbeat and lease settings, one log file each.
 * :func:`run_chaos` starts everything, drives :mod:`traffic` while a thread
   plays the plan, stops every process (also on failure), runs
@@ -345,7 +345,7 @@ class WorkerPool:
             raise ValueError(f"worker id {worker_id} was used already")
         log = self.directory / f"{worker_id}.log"
         cmd = [
-            sys.executable, "-m", "cluster.cli", "worker", "--redis-url", self.redis_url,
+            sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", self.redis_url,
             "--namespace", self.namespace, "--id", worker_id, "--concurrency", str(self.concurrency),
         ]  # fmt: skip
         with log.open("ab") as sink:

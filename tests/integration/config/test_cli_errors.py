@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args],
+        [sys.executable, "-m", "coordinator.cli", *args],
         capture_output=True, text=True, timeout=60, input=stdin,
     )
 
@@ -45,14 +45,14 @@ def test_refused_credentials_name_the_url_without_the_password(tmp_path: Path) -
         server.client().config_set("requirepass", "right-password")
         bad = f"redis://:wrong-password@127.0.0.1:{server.port}/0"
         result = subprocess.run(
-            [sys.executable, "-m", "cluster.cli", "config", "show"],
+            [sys.executable, "-m", "coordinator.cli", "config", "show"],
             capture_output=True, text=True, timeout=60,
             env={**os.environ, "AGENT_CLUSTER_REDIS_URL": bad},
         )
         one_line(result, 3, "refused the credentials", f"redis://:***@127.0.0.1:{server.port}/0")
         assert "wrong-password" not in result.stderr
         missing = subprocess.run(
-            [sys.executable, "-m", "cluster.cli", "worker", "--id", "w1"],
+            [sys.executable, "-m", "coordinator.cli", "worker", "--id", "w1"],
             capture_output=True, text=True, timeout=60,
             env={**os.environ, "AGENT_CLUSTER_REDIS_URL": f"redis://127.0.0.1:{server.port}/0"},
         )

@@ -41,7 +41,7 @@ def workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterat
 
 def cli(workers: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args,
+        [sys.executable, "-m", "coordinator.cli", *args,
          "--redis-url", workers.redis_url, "--namespace", workers.namespace],
         capture_output=True, text=True, timeout=60, env=workers.env,
     )

@@ -64,7 +64,7 @@ class Fleet:
             [
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "coordinator.cli",
                 "worker",
                 "--redis-url",
                 self.redis_url,

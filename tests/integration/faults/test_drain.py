@@ -59,7 +59,7 @@ def test_drain_command_waits_for_the_running_turn_then_the_worker_exits(
             [
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "coordinator.cli",
                 "drain",
                 "w0",
                 "--wait",

@@ -73,7 +73,7 @@ def start_gateway(redis_url: str, namespace: str, tmp: Path, name: str, **env: s
             [
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "coordinator.cli",
                 "serve",
                 "--host",
                 "127.0.0.1",

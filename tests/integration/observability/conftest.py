@@ -79,7 +79,7 @@ def start_gateway(redis_url: str, namespace: str, tmp: Path) -> tuple[str, subpr
     log = tmp / "gateway.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cluster.cli", "serve", "--anonymous", "--host", "127.0.0.1",
+            [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous", "--host", "127.0.0.1",
              "--port", str(port), "--redis-url", redis_url, "--namespace", namespace,
              "--turn-timeout", "60"],
             env={**os.environ, **FAST},

@@ -110,7 +110,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         [
             sys.executable,
             "-m",
-            "cluster.cli",
+            "coordinator.cli",
             "worker",
             "--redis-url-file",
             str(url_file),

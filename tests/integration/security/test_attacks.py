@@ -76,7 +76,7 @@ def test_the_workers_argv_and_the_redis_password_are_out_of_reach(target: Target
     reply = target.sh(
         chat, r"cat /proc/$PPID/cmdline /proc/*/cmdline 2>/dev/null | tr '\0' ' '; ps aux"
     )
-    assert REDIS_PASSWORD not in reply and "redis://" not in reply and "cluster.cli" not in reply
+    assert REDIS_PASSWORD not in reply and "redis://" not in reply and "coordinator.cli" not in reply
     assert all(REDIS_PASSWORD.encode() not in value for value in target.stored_values())
 
 

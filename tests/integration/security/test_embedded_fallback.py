@@ -25,7 +25,7 @@ def test_demo_falls_back_to_local_with_a_one_line_notice(tmp_path: Path) -> None
     }
     env.update({"PATH": str(bin_dir), "AGENT_CLUSTER_HOME": str(tmp_path / "home")})
     done = subprocess.run(
-        [sys.executable, "-m", "cluster.cli", "demo", "--sessions", "1", "-m", "!sh echo hi there"],
+        [sys.executable, "-m", "coordinator.cli", "demo", "--sessions", "1", "-m", "!sh echo hi there"],
         env=env,
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ class Cli:
             [
                 sys.executable,
                 "-m",
-                "cluster.cli",
+                "coordinator.cli",
                 *args,
                 "--redis-url",
                 self.redis_url,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import build_parser, main
 from cluster.errors import ConfigError
 from cluster.settings import ClusterSettings
 from cluster.settings_sources import load_settings, settings_markdown
+from coordinator.cli import build_parser, main
 from worker.cache import AgentCache
 from worker.process import WorkerOptions
 

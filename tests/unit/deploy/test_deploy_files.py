@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from cluster.cli import build_parser
 from cluster.config_schema import parse_config
 from cluster.settings import URL_FILE_ENV, ClusterSettings
 from cluster.settings_sources import SETTINGS_FILE_ENV, env_name, setting_names
+from coordinator.cli import build_parser
 from coordinator.http.auth import ADMIN_TOKEN_ENV, API_KEYS_ENV, API_KEYS_FILE_ENV
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -2,7 +2,7 @@
 
 :func:`explain` turns an exception that reached the top of ``agent-cluster``
 into that line (Redis unreachable, credentials refused, a database number the
-server does not have, a project error); :func:`cluster.cli.main` prints it and
+server does not have, a project error); :func:`coordinator.cli.main` prints it and
 exits non-zero instead of showing a traceback.
 """
 

@@ -12,14 +12,14 @@ import argparse
 import json
 from typing import Any
 
-from cluster.cli_settings import (
+from cluster.connection import connect
+from cluster.keys import Keyspace
+from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     HelpFormatter,
     add_settings_options,
     settings_from_args,
 )
-from cluster.connection import connect
-from cluster.keys import Keyspace
 
 __all__ = ["register"]
 

@@ -14,7 +14,7 @@ Subcommands:
     status        workers, sessions owned, caches, queues, dead letters (--json)
     session       one session: owner, turns, pending messages, lease, cached
     health        deploy probe: exit 0 when the worker is beating and active
-    serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin (cluster/cli_serve.py)
+    serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin (coordinator/cli/serve.py)
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (docs/settings.md). A mistake prints one line and exits non-zero:
@@ -31,16 +31,18 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 
-from cluster import cli_config, cli_serve, cli_status
-from cluster.cli_errors import explain
-from cluster.cli_settings import (
+from cluster.errors import AgentClusterError, InvalidMessage
+from coordinator.cli import config as cli_config
+from coordinator.cli import serve as cli_serve
+from coordinator.cli import status as cli_status
+from coordinator.cli.errors import explain
+from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     WORKER_SETTINGS,
     HelpFormatter,
     add_settings_options,
     settings_from_args,
 )
-from cluster.errors import AgentClusterError, InvalidMessage
 
 
 def _chat_lines(args: argparse.Namespace) -> Iterable[str]:
@@ -338,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A mistake (bad setting or config, unknown worker, Redis unreachable,
     refused credentials, no such database) prints one line on stderr and
-    exits non-zero (:mod:`cluster.cli_errors`); only a bug shows a traceback.
+    exits non-zero (:mod:`coordinator.cli.errors`); only a bug shows a traceback.
     """
     args = build_parser().parse_args(argv)
     try:

@@ -26,12 +26,6 @@ from typing import Any
 
 import yaml
 
-from cluster.cli_settings import (
-    CONNECTION_SETTINGS,
-    HelpFormatter,
-    add_settings_options,
-    settings_from_args,
-)
 from cluster.config_diff import diff_configs
 from cluster.config_schema import parse_config
 from cluster.connection import connect
@@ -39,6 +33,12 @@ from cluster.errors import ConfigError
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.versions import RedisVersionStore
+from coordinator.cli.settings import (
+    CONNECTION_SETTINGS,
+    HelpFormatter,
+    add_settings_options,
+    settings_from_args,
+)
 
 __all__ = ["register"]
 

@@ -129,7 +129,7 @@ def settings_from_args(args: argparse.Namespace) -> ClusterSettings:
     elif (
         flags.get("redis_url") is not None and redact_url(flags["redis_url"]) != flags["redis_url"]
     ):
-        logging.getLogger("cluster.cli").warning(
+        logging.getLogger("coordinator.cli").warning(
             "--redis-url carries a password that every local user can read in the process "
             "list; use AGENT_CLUSTER_REDIS_URL or --redis-url-file instead"
         )

@@ -14,13 +14,13 @@ import logging
 import sys
 from typing import Any
 
-from cluster.cli_settings import (
+from cluster.errors import ConfigError
+from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     HelpFormatter,
     add_settings_options,
     settings_from_args,
 )
-from cluster.errors import ConfigError
 
 __all__ = ["register"]
 

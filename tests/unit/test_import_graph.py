@@ -1,0 +1,41 @@
+"""The import graph: agent <- worker <- coordinator, cluster shared, the command line on top.
+
+``cluster`` is what both sides share and must import none of ``agent``,
+``worker`` or ``coordinator`` (the command line, which imports everything,
+lives in ``coordinator/cli/``); ``agent`` imports nothing of ``worker`` or
+``coordinator``; ``worker`` nothing of ``coordinator``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {
+    "cluster": {"agent", "worker", "coordinator"},
+    "agent": {"worker", "coordinator"},
+    "worker": {"coordinator"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_package_never_imports_the_layers_above_it(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
