@@ -301,14 +301,19 @@ class WorkerProcess:
         finally:
             self._step("hand over cut-off turns", lambda: self.recovery.hand_over(self.worker_id))
             self._step("shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0))
+            # Recorded before the stack deregisters the worker, so whoever sees
+            # it gone from membership also finds the event.
+            self._step(
+                "record the drain",
+                lambda: self.event_log.record(
+                    "drained",
+                    f"{self.worker_id} drained and left"
+                    + ("" if finished else " (drain timeout: running turns cut off and handed on)"),
+                    worker=self.worker_id,
+                    finished=finished,
+                ),
+            )
             self._stack.close()
-        self.event_log.record(
-            "drained",
-            f"{self.worker_id} drained and left"
-            + ("" if finished else " (drain timeout: running turns cut off and handed on)"),
-            worker=self.worker_id,
-            finished=finished,
-        )
         log.info(
             "worker %s stopped (%s)",
             self.worker_id,
