@@ -1,6 +1,6 @@
 """Handing a dead worker's turns on: detection, the recovery lock, requeue, broken leases.
 
-Every worker checks membership at each heartbeat (:meth:`Recovery.recover_dead`,
+Every worker checks membership every 0.25 s (:meth:`Recovery.recover_dead`,
 one script call when nobody is dead). When a worker's heartbeat has expired,
 one survivor at a time (the recovery lock) prunes it and hands its work on:
 

@@ -4,7 +4,7 @@
 registers in the membership set (its id unique among live workers), hands
 its own orphaned in-flight ids back to its queue, heartbeats, claims turn
 jobs from its own rq queue and runs them in-process (many at once, one at a
-time per session), sharing one agent cache. At each heartbeat it also checks
+time per session), sharing one agent cache. Every 0.25 s it also checks
 for dead workers and, one recoverer at a time, hands their turns on
 (:mod:`cluster.recovery`). Config and registry events bust stale agents
 eagerly; every turn also checks the versions its lease reports. A worker that
