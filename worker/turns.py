@@ -154,8 +154,13 @@ class TurnRunner:
         job_id = s.queue.job_id(job)
         try:
             reply = self._run_leased(job, job_id)
-        except (TurnDeferred, TurnHandedOff) as exc:
+        except TurnDeferred as exc:
             s.metrics.turn_raised(exc)
+            raise
+        except TurnHandedOff as exc:  # its backoff count goes with it
+            s.metrics.turn_raised(exc)
+            with self._lock:
+                self._attempts.pop(job_id, None)
             raise
         except LeaseLost as exc:
             s.metrics.turn_raised(exc)
