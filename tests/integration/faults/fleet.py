@@ -15,6 +15,7 @@ import redis
 
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
+from cluster.session_store import RedisSessionStore
 from cluster.settings import ClusterSettings
 from coordinator.ingress import Coordinator
 
@@ -152,3 +153,9 @@ def coordinator(settings: ClusterSettings) -> Iterator[Coordinator]:
         yield made
     finally:
         made.close()
+
+
+def user_texts(client: redis.Redis, namespace: str, session: str) -> list[str]:
+    """The user messages of a session's committed history, in order."""
+    history = RedisSessionStore(client, Keyspace(namespace)).load(session).history
+    return [m["content"] for m in history if m["role"] == "user"]

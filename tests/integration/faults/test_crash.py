@@ -9,16 +9,11 @@ import redis
 
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
-from cluster.session_store import RedisSessionStore
 from coordinator.ingress import TurnHandle
-from tests.integration.faults.fleet import Fleet, coordinator
+from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 
 pytestmark = pytest.mark.integration
 
-
-def user_texts(client: redis.Redis, namespace: str, session: str) -> list[str]:
-    history = RedisSessionStore(client, Keyspace(namespace)).load(session).history
-    return [m["content"] for m in history if m["role"] == "user"]
 
 
 def test_a_killed_workers_queued_and_running_turns_are_answered_by_a_survivor(

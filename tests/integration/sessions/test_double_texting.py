@@ -16,16 +16,11 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.errors import TurnRejected
 from cluster.keys import Keyspace
-from cluster.session_store import RedisSessionStore
 from cluster.versions import RedisVersionStore
-from tests.integration.faults.fleet import Fleet, coordinator
+from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 
 pytestmark = pytest.mark.integration
 
-
-def user_texts(client: redis.Redis, namespace: str, session: str) -> list[str]:
-    history = RedisSessionStore(client, Keyspace(namespace)).load(session).history
-    return [m["content"] for m in history if m["role"] == "user"]
 
 
 def wait_running(client: redis.Redis, namespace: str, session: str) -> None:
