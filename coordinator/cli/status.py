@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
 
 from cluster.connection import connect
 from cluster.keys import Keyspace
@@ -23,9 +26,21 @@ from coordinator.cli.settings import (
 
 __all__ = ["register"]
 
+T = TypeVar("T")
+
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _read(args: argparse.Namespace, reader: Callable[[redis.Redis, Keyspace], T]) -> T:
+    """Run one read of the cluster on a connection of the command's settings."""
+    settings = settings_from_args(args)
+    client = connect(settings.redis_url)
+    try:
+        return reader(client, Keyspace(settings.namespace))
+    finally:
+        client.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -33,12 +48,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from coordinator.status import read_status
     from coordinator.status_view import render_status
 
-    settings = settings_from_args(args)
-    client = connect(settings.redis_url)
-    try:
-        status = read_status(client, Keyspace(settings.namespace))
-    finally:
-        client.close()
+    status = _read(args, read_status)
     if args.json:
         _print_json(status.as_dict())
     else:
@@ -51,12 +61,7 @@ def cmd_session(args: argparse.Namespace) -> int:
     from coordinator.status import read_session
     from coordinator.status_view import render_session
 
-    settings = settings_from_args(args)
-    client = connect(settings.redis_url)
-    try:
-        session = read_session(client, Keyspace(settings.namespace), args.key)
-    finally:
-        client.close()
+    session = _read(args, lambda client, keys: read_session(client, keys, args.key))
     if args.json:
         _print_json(session.as_dict())
     else:
@@ -68,12 +73,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 if the worker is healthy, 1 otherwise, with a one-line reason either way."""
     from coordinator.status import check_health
 
-    settings = settings_from_args(args)
-    client = connect(settings.redis_url)
-    try:
-        verdict = check_health(client, Keyspace(settings.namespace), args.worker)
-    finally:
-        client.close()
+    verdict = _read(args, lambda client, keys: check_health(client, keys, args.worker))
     if args.json:
         _print_json(verdict.as_dict())
     else:
