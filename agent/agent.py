@@ -38,15 +38,12 @@ from agent.providers import (
     make_provider,
 )
 from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry, memory_notes
+from agent.watchdog import watchdog
 from cluster.errors import ProviderError, ProviderUnavailable
 
 log = logging.getLogger("agent")
 
 DEFAULT_INACTIVITY_TIMEOUT = 1800.0
-
-
-class _Interrupted(Exception):
-    """Raised inside the tool loop when the turn was interrupted mid model call."""
 
 
 ToolProgressCallback = Callable[[str, Mapping[str, Any]], None]
@@ -228,22 +225,22 @@ class AIAgent:
         if self.is_running and self._provider is not None:
             self._provider.abort()
 
-    def _watch_inactivity(self, turn_done: threading.Event) -> None:
-        poll = max(0.01, min(5.0, self.inactivity_timeout / 4))
-        while not turn_done.wait(poll):
-            last = self.last_activity_ts
-            if last is not None and self._clock() - last > self.inactivity_timeout:
-                log.warning(
-                    "session %s inactive for %.0fs (%s): interrupting",
-                    self.session_id,
-                    self._clock() - last,
-                    self.last_activity_desc,
-                )
-                self.interrupt(
-                    f"inactive for more than {self.inactivity_timeout:g}s "
-                    f"(last: {self.last_activity_desc})"
-                )
-                return
+    def check_inactivity(self) -> bool:
+        """Interrupt the running turn when it has been quiet too long (the watchdog calls this)."""
+        last = self.last_activity_ts
+        if not self.is_running or last is None or self._clock() - last <= self.inactivity_timeout:
+            return False
+        log.warning(
+            "session %s inactive for %.0fs (%s): interrupting",
+            self.session_id,
+            self._clock() - last,
+            self.last_activity_desc,
+        )
+        self.interrupt(
+            f"inactive for more than {self.inactivity_timeout:g}s "
+            f"(last: {self.last_activity_desc})"
+        )
+        return True
 
     # -- the turn ----------------------------------------------------------------------
 
@@ -272,21 +269,13 @@ class AIAgent:
             self.init_turn(interrupt_depth)
             if history is not None:
                 self._transcript = list(history)
-            turn_done = threading.Event()
-            watchdog = threading.Thread(
-                target=self._watch_inactivity,
-                args=(turn_done,),
-                name=f"watchdog-{self.session_id[:12]}",
-                daemon=True,
-            )
             self.is_running = True
-            watchdog.start()
+            watchdog().watch(self)
             try:
                 result = self._tool_loop(message)
             finally:
                 self.is_running = False
-                turn_done.set()
-                watchdog.join()
+                watchdog().unwatch(self)
             self._transcript.extend(result.new_messages)
             return result
 
@@ -310,8 +299,6 @@ class AIAgent:
             self._touch(f"calling model (iteration {iteration})")
             try:
                 response = self._call_model(request)
-            except _Interrupted:
-                return self._interrupted(new, usage, iteration)
             except ProviderError:
                 if self._interrupt.is_set():
                     return self._interrupted(new, usage, iteration)
@@ -336,52 +323,37 @@ class AIAgent:
         return TurnResult(text=note, new_messages=new, usage=usage, iterations=self.max_iterations)
 
     def _call_model(self, request: ModelRequest) -> ModelResponse:
-        """Call the model on a helper thread so that an interrupt never waits for the network.
+        """Call the model on the turn's own thread, with retries and the fallback endpoint.
 
-        Closing an HTTP client does not wake a thread blocked reading its socket, so
-        an interrupted turn abandons the call (its late answer is dropped) after
-        ``abort()`` has swapped in a fresh client for the next call.
+        An interrupt aborts the call in flight (:meth:`Provider.abort` shuts
+        its socket down, so the blocked read fails at once) and cuts a retry's
+        backoff short; the turn then ends as interrupted.
         """
         provider = self._provider
         if provider is None:
             provider = self._provider = make_provider(**self._provider_args)  # type: ignore[arg-type]
         on_delta = self.stream_delta_callback
-        outcome: list[ModelResponse | BaseException] = []
-        done = threading.Event()
-
-        def call() -> None:
-            try:
-                outcome.append(
-                    call_with_retries(
-                        lambda: provider.complete(
-                            request, on_delta=on_delta, should_stop=self._interrupt.is_set
-                        ),
-                        policy=self._retry_policy,
-                        provider=provider.name,
-                        stop=self._interrupt,
-                    )
-                )
-            except BaseException as exc:  # handed to the turn's thread below
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=call, name=f"model-{self.session_id[:12]}", daemon=True).start()
-        while not done.wait(0.05):
-            if self._interrupt.is_set():
-                raise _Interrupted
-        if isinstance(outcome[0], BaseException):
-            if isinstance(outcome[0], ProviderUnavailable) and self._activate_fallback():
-                log.warning(
-                    "session %s: %s unavailable (%s); switching to the fallback model %s",
-                    self.session_id,
-                    provider.name,
-                    outcome[0],
-                    self.model,
-                )
-                return self._call_model(replace(request, model=self.model))
-            raise outcome[0]
-        return outcome[0]
+        try:
+            return call_with_retries(
+                lambda: provider.complete(
+                    request, on_delta=on_delta, should_stop=self._interrupt.is_set
+                ),
+                policy=self._retry_policy,
+                provider=provider.name,
+                stop=self._interrupt,
+                sleep=self._interrupt.wait,
+            )
+        except ProviderUnavailable as exc:
+            if self._interrupt.is_set() or not self._activate_fallback():
+                raise
+            log.warning(
+                "session %s: %s unavailable (%s); switching to the fallback model %s",
+                self.session_id,
+                provider.name,
+                exc,
+                self.model,
+            )
+            return self._call_model(replace(request, model=self.model))
 
     def _activate_fallback(self) -> bool:
         """Switch this agent to its fallback endpoint (once); False when it has none."""

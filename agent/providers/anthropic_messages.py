@@ -97,9 +97,14 @@ class AnthropicMessagesProvider(SDKClientHolder):
 
     name = "anthropic"
 
-    def _new_client(self) -> anthropic.Anthropic:
+    def _new_client(self, http_client: Any) -> anthropic.Anthropic:
+        # Retries are ours (RetryPolicy), so the SDK must not retry underneath them.
         return anthropic.Anthropic(
-            api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0
+            api_key=self._api_key,
+            base_url=self._base_url,
+            timeout=self._key.timeout,
+            max_retries=0,
+            http_client=http_client,
         )
 
     def complete(
@@ -109,7 +114,6 @@ class AnthropicMessagesProvider(SDKClientHolder):
         on_delta: DeltaCallback | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ModelResponse:
-        client = self._current_client()
         system, tools, turns = with_breakpoints(
             request.system, request.tools, to_anthropic_messages(request.messages)
         )
@@ -127,9 +131,10 @@ class AnthropicMessagesProvider(SDKClientHolder):
                 "budget_tokens": int(request.reasoning["budget_tokens"]),
             }
         try:
-            if on_delta is None:
-                return self._parse(client.messages.create(**kwargs))
-            return self._stream(client, kwargs, on_delta, should_stop)
+            with self._calling(should_stop) as client:
+                if on_delta is None:
+                    return self._parse(client.messages.create(**kwargs))
+                return self._stream(client, kwargs, on_delta, should_stop)
         except anthropic.AnthropicError as exc:
             raise translate_sdk_error(
                 exc,

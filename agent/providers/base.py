@@ -6,11 +6,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from agent.messages import Message, Usage
+from agent.providers.clients import ClientKey, ClientRef, SharedClients, shared_clients
+from agent.providers.http import Call
 from cluster.errors import ProviderError, ProviderUnavailable, ProviderUnreachable
 
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -61,12 +64,15 @@ class Provider(Protocol):
 
     ``client`` is the SDK client object (None once closed). ``complete`` streams
     text deltas to ``on_delta`` when given and stops early when ``should_stop``
-    returns True. ``abort`` is called from another thread to break a call that
-    is stuck in I/O; the provider then opens a fresh client for the next call.
+    returns True. ``abort`` is called from another thread to break this
+    provider's call that is stuck in I/O (the call raises at once); the next
+    call works as usual.
     """
 
     name: str
-    client: Any
+
+    @property
+    def client(self) -> Any: ...
 
     def complete(
         self,
@@ -105,7 +111,7 @@ def call_with_retries(
     policy: RetryPolicy,
     provider: str,
     stop: threading.Event | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     rng: random.Random | None = None,
 ) -> T:
     """Run ``call``, retrying retryable :class:`ProviderError`s per ``policy``.
@@ -150,38 +156,70 @@ def call_with_retries(
 
 
 class SDKClientHolder:
-    """Owns one SDK client: opened on construction, reopened on demand, closable from any thread.
+    """A provider's hold on the worker's shared SDK client for its endpoint and key.
 
-    Subclasses implement ``_new_client``. Constructing an SDK client makes no
-    network call, so reopening after ``abort`` or ``close`` is cheap.
+    Subclasses implement ``_new_client(http_client)`` (called once per
+    endpoint and key in the process, see :mod:`agent.providers.clients`) and
+    run each request inside :meth:`_calling`, so that :meth:`abort` can cut
+    this provider's in-flight call without touching anyone else's.
     """
 
-    def __init__(self, *, api_key: str, base_url: str | None, timeout: float = 120.0) -> None:
-        self._api_key = api_key
-        self._base_url = base_url
-        self._timeout = timeout
-        self._lock = threading.Lock()
-        self.client: Any = self._new_client()
+    name = "sdk"
 
-    def _new_client(self) -> Any:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout: float = 120.0,
+        clients: SharedClients | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._key = ClientKey.of(self.name, base_url, api_key, timeout)
+        self._api_key = api_key
+        self._clients = clients if clients is not None else shared_clients()
+        self._lock = threading.Lock()
+        self._ref: ClientRef | None = self._clients.acquire(self._key, self._new_client)
+        self._call: Call | None = None
+
+    @property
+    def client(self) -> Any:
+        """The shared SDK client, or None once this provider let go of it."""
+        ref = self._ref
+        return ref.client if ref is not None else None
+
+    def _new_client(self, http_client: Any) -> Any:
         raise NotImplementedError
 
-    def _current_client(self) -> Any:
+    @contextmanager
+    def _calling(self, should_stop: Callable[[], bool]) -> Iterator[Any]:
+        """Hold the client for one request on this thread; yields the SDK client.
+
+        A stop requested before the call was registered aborts it at once
+        (``abort`` sets the stop first, then looks for the call).
+        """
         with self._lock:
-            if self.client is None:
-                self.client = self._new_client()
-            return self.client
+            if self._ref is None:  # released earlier: this provider is used again
+                self._ref = self._clients.acquire(self._key, self._new_client)
+            ref = self._ref
+        with ref.call() as call:
+            self._call = call
+            if should_stop():
+                call.abort()
+            try:
+                yield ref.client
+            finally:
+                self._call = None
 
     def abort(self) -> None:
-        """Close the client under an in-flight call (it fails at once) and open a fresh one."""
-        with self._lock:
-            old, self.client = self.client, self._new_client()
-        if old is not None:
-            old.close()
+        """Cut this provider's in-flight call (it fails at once); the shared client stays open."""
+        call = self._call
+        if call is not None:
+            call.abort()
 
     def close(self) -> None:
-        """Close the HTTP client; ``client`` becomes None."""
+        """Let go of the shared client (never closes it under another agent); ``client`` is None."""
         with self._lock:
-            old, self.client = self.client, None
-        if old is not None:
-            old.close()
+            ref, self._ref = self._ref, None
+        if ref is not None:
+            ref.release()

@@ -102,10 +102,14 @@ class OpenAIChatProvider(SDKClientHolder):
 
     name = "openai"
 
-    def _new_client(self) -> openai.OpenAI:
+    def _new_client(self, http_client: Any) -> openai.OpenAI:
         # Retries are ours (RetryPolicy), so the SDK must not retry underneath them.
         return openai.OpenAI(
-            api_key=self._api_key, base_url=self._base_url, timeout=self._timeout, max_retries=0
+            api_key=self._api_key,
+            base_url=self._base_url,
+            timeout=self._key.timeout,
+            max_retries=0,
+            http_client=http_client,
         )
 
     def complete(
@@ -115,7 +119,6 @@ class OpenAIChatProvider(SDKClientHolder):
         on_delta: DeltaCallback | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> ModelResponse:
-        client = self._current_client()
         kwargs: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request.system, list(request.messages)),
@@ -127,9 +130,10 @@ class OpenAIChatProvider(SDKClientHolder):
         if request.reasoning and request.reasoning.get("effort"):
             kwargs["reasoning_effort"] = request.reasoning["effort"]
         try:
-            if on_delta is None:
-                return self._parse(client.chat.completions.create(**kwargs))
-            return self._stream(client, kwargs, on_delta, should_stop)
+            with self._calling(should_stop) as client:
+                if on_delta is None:
+                    return self._parse(client.chat.completions.create(**kwargs))
+                return self._stream(client, kwargs, on_delta, should_stop)
         except openai.OpenAIError as exc:
             raise translate_sdk_error(
                 exc,
