@@ -22,6 +22,7 @@ whose timeout exceeds the block time: use :func:`blocking_client`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ __all__ = [
     "EMBEDDED_SCHEME",
     "blocking_client",
     "connect",
+    "count_round_trips",
     "drop_embedded_server",
     "embedded_server",
 ]
@@ -43,6 +45,8 @@ EMBEDDED_SCHEME = "fakeredis"
 # Extra seconds a blocking client's socket waits beyond the server-side block,
 # so the server's timeout reply arrives before the socket gives up.
 _BLOCKING_MARGIN = 5.0
+# Seconds a thread waits for a free connection of a sized pool.
+_POOL_WAIT = 10.0
 
 _embedded_lock = threading.Lock()
 _embedded: dict[str, fakeredis.FakeServer] = {}
@@ -77,6 +81,8 @@ def connect(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     ssl_cert_reqs: str | None = None,
+    pool_size: int | None = None,
+    pool_wait: float = _POOL_WAIT,
     **extra: Any,
 ) -> redis.Redis:
     """Create a Redis client for ``url``.
@@ -91,6 +97,11 @@ def connect(
         ssl_certfile: Client certificate for mutual TLS.
         ssl_keyfile: Client key for mutual TLS.
         ssl_cert_reqs: ``"required"`` (default of redis-py), ``"optional"`` or ``"none"``.
+        pool_size: Most connections the client opens; a thread that finds
+            them all busy waits up to ``pool_wait`` seconds for one, then gets
+            a ``redis.ConnectionError``. ``None``: redis-py's own pool, which
+            fails at once past its default cap.
+        pool_wait: See ``pool_size``.
         **extra: Passed to ``redis.Redis.from_url`` (e.g. ``max_connections``).
 
     Returns:
@@ -129,6 +140,11 @@ def connect(
         )
     kwargs.update(tls_given)
     try:
+        if pool_size is not None:
+            pool = redis.BlockingConnectionPool.from_url(
+                url, max_connections=pool_size, timeout=pool_wait, **kwargs
+            )
+            return redis.Redis.from_pool(pool)
         return redis.Redis.from_url(url, **kwargs)
     except ValueError as exc:
         # The parser's message may quote a piece of a malformed password.
@@ -164,6 +180,24 @@ def blocking_client(
         decode_responses=decode_responses,
         **kwargs,
     )
+
+
+def count_round_trips(client: redis.Redis, count: Callable[[], object]) -> None:
+    """Call ``count()`` on every request ``client`` sends to Redis from now on.
+
+    A command, a pipeline and a script call are one round trip each. Call it
+    before the client is used: connections already open are not counted.
+    """
+    pool = client.connection_pool
+    base: type[Any] = pool.connection_class
+
+    class Counted(base):  # type: ignore[misc]
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            count()
+            super().send_packed_command(command, check_health)
+
+    Counted.__name__ = f"Counted{base.__name__}"
+    pool.connection_class = Counted
 
 
 def _connect_embedded(url: str, kwargs: dict[str, Any]) -> redis.Redis:

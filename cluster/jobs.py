@@ -23,6 +23,7 @@ from cluster.serialization import MsgpackSerializer, pack
 __all__ = [
     "STRATEGIES",
     "TURN_JOB_TAG",
+    "ClaimRef",
     "ClaimedTurn",
     "Enqueued",
     "TurnJob",
@@ -68,6 +69,21 @@ def job_id_for(namespace: str, session_key: str, message_id: str) -> str:
     return f"{prefix}-{digest[:40]}"
 
 
+@dataclass(slots=True)
+class ClaimRef:
+    """Where a claimed job sits: set on the job at claim time, never queued.
+
+    ``completed`` becomes true when the turn's commit also completed the job
+    (in-flight list, rq status and registries), so nobody completes it again.
+    """
+
+    worker_id: str
+    job_id: str
+    queue_name: str
+    execution_id: str
+    completed: bool = False
+
+
 @dataclass(frozen=True)
 class TurnJob:
     """One accepted user message, as carried by the queue (msgpack-safe).
@@ -78,6 +94,7 @@ class TurnJob:
         text: The user's message.
         submitted_at: Wall-clock time (``time.time()``) the coordinator accepted it.
         attrs: Plain-data extras (platform, user_id, ...), msgpack-safe.
+        claim: Set by the worker's claim (not part of the queued job).
     """
 
     message_id: str
@@ -85,6 +102,7 @@ class TurnJob:
     text: str
     submitted_at: float
     attrs: dict[str, Any] = field(default_factory=dict)
+    claim: ClaimRef | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("message_id", "session_key"):

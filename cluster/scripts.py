@@ -50,6 +50,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "session_prompt",
     "session_reset",
     "turn_begin",
+    "turn_claim",
     "turn_enqueue",
 )
 

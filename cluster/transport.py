@@ -48,6 +48,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -63,6 +64,7 @@ from cluster.jobs import (
     STRATEGIES,
     TURN_JOB_TAG,
     ClaimedTurn,
+    ClaimRef,
     Enqueued,
     TurnJob,
     decode_turn,
@@ -328,45 +330,89 @@ class TurnQueue:
             return []
         keys = self._worker_keys(worker_id)
         inflight = self._keyspace.inflight(worker_id)
-        moved: list[Any]
-        if limit == 1:
-            moved = [self._client.lmove(keys.queue, inflight, "LEFT", "RIGHT")]
-        else:
-            with self._client.pipeline(transaction=False) as pipe:
-                for _ in range(limit):
-                    pipe.lmove(keys.queue, inflight, "LEFT", "RIGHT")
-                moved = pipe.execute()
-        moved = [job_id for job_id in moved if job_id is not None]
-        if not moved and block > 0:
-            moved = [blocking_read(self._client, self._blmove(keys.queue, inflight), block)]
-            moved = [job_id for job_id in moved if job_id is not None]
-        if not moved:
-            return []
-        job_ids = self._sort_out_garbage(worker_id, moved)
-        return self._start(worker_id, keys, job_ids) if job_ids else []
+        rows = self._claim(keys, inflight, worker_id, limit, moved=())
+        if not rows and block > 0:
+            moved = blocking_read(self._client, self._blmove(keys.queue, inflight), block)
+            if moved is None:
+                return []
+            rows = self._claim(keys, inflight, worker_id, limit - 1, moved=(moved,))
+        return self._claimed(worker_id, keys, rows) if rows else []
 
-    def _sort_out_garbage(self, worker_id: str, raw_ids: list[Any]) -> list[str]:
-        """Job ids fit to claim; the rest leave the in-flight list for the dead-letter list."""
-        good: list[str] = []
-        garbage: list[tuple[Any, str]] = []
-        wakes = [raw for raw in raw_ids if raw == WAKE_TOKEN]
-        if wakes:
-            self._client.lrem(self._keyspace.inflight(worker_id), 0, WAKE_TOKEN)  # type: ignore[arg-type]
-        for raw in raw_ids:
-            if raw == WAKE_TOKEN:
-                continue
+    def _claim(
+        self, keys: QueueKeys, inflight: str, worker_id: str, limit: int, *, moved: tuple[Any, ...]
+    ) -> list[Any]:
+        """Run ``turn_claim.lua``: five entries per claimed id (id, execution, data, seq, depth)."""
+        stamp = utcformat(now())
+        score = current_timestamp() + self._job_timeout + _STARTED_MARGIN
+        return list(
+            self._scripts(
+                "turn_claim",
+                [keys.queue, inflight, keys.started],
+                [limit, Job.redis_job_namespace_prefix, stamp, score, worker_id,
+                 uuid.uuid4().hex, WAKE_TOKEN, *moved],
+            )  # fmt: skip
+        )
+
+    def _claimed(self, worker_id: str, keys: QueueKeys, rows: list[Any]) -> list[ClaimedTurn]:
+        """The claimed turns of a claim script's reply; the rest leave the in-flight list."""
+        claimed_at = time.time()
+        claimed: list[ClaimedTurn] = []
+        undo: list[tuple[Any, str | None]] = []  # (raw id, started member or None) to take back
+        dead: list[tuple[Any, str]] = []
+        seen: set[str] = set()
+        for index in range(0, len(rows), 5):
+            raw, execution, data, seq, depth = rows[index : index + 5]
+            execution_id = text(execution)
             job_id = job_id_or_none(raw)
             if job_id is None:
-                garbage.append((raw, "not a job id (not UTF-8 or not rq's [A-Za-z0-9_-])"))
-            else:
-                good.append(job_id)
-        if garbage:
+                undo.append((raw, None))
+                dead.append((raw, "not a job id (not UTF-8 or not rq's [A-Za-z0-9_-])"))
+                continue
+            if data is None:
+                undo.append((job_id, None))
+                dead.append((job_id, "no job hash (expired or deleted)"))
+                continue
+            if job_id in seen:
+                # The same id twice in one claim: run it once. A copy claimed by
+                # another claim is run too: the turn start finds it answered or
+                # hands it to the session's owner, so nothing runs twice and a
+                # job is never dropped on a guess that it runs elsewhere.
+                undo.append((job_id, f"{job_id}:{execution_id}"))
+                continue
+            seen.add(job_id)
+            try:
+                turn = decode_turn(data)
+                if depth is not None and int(depth) > 0:
+                    turn = TurnJob.from_dict(
+                        {**turn.as_dict(), "attrs": {**turn.attrs, "interrupt_depth": int(depth)}}
+                    )
+            except (InvalidMessage, ValueError) as exc:
+                dead.append((job_id, f"not a turn job: {exc}"))
+                self._finish(worker_id, keys, job_id, execution_id, ok=False, error=str(exc))
+                continue
+            claim = ClaimRef(worker_id, job_id, keys.name, execution_id)
+            claimed.append(
+                ClaimedTurn(
+                    replace(turn, claim=claim),
+                    worker_id,
+                    job_id,
+                    keys.name,
+                    execution_id,
+                    claimed_at,
+                    seq=int(seq or 0),
+                )
+            )
+        if undo or dead:
+            inflight = self._keyspace.inflight(worker_id)
             with self._client.pipeline(transaction=False) as pipe:
-                for raw, reason in garbage:
-                    pipe.lrem(self._keyspace.inflight(worker_id), 1, raw)
+                for raw, member in undo:
+                    pipe.lrem(inflight, 1, raw)
+                    if member is not None:
+                        pipe.zrem(keys.started, member)
+                for raw, reason in dead:
                     self._dead_letter(pipe, raw, reason, worker_id)
                 pipe.execute()
-        return good
+        return claimed
 
     def _dead_letter(self, pipe: Any, job_id: Any, reason: str, worker_id: str) -> None:
         shown = job_id if isinstance(job_id, str) else repr(job_id)
@@ -393,79 +439,6 @@ class TurnQueue:
             return self._client.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
 
         return move
-
-    def _start(self, worker_id: str, keys: QueueKeys, job_ids: list[str]) -> list[ClaimedTurn]:
-        claimed_at = time.time()
-        started = now()
-        stamp = utcformat(started)
-        score = current_timestamp() + self._job_timeout + _STARTED_MARGIN
-        executions = [(job_id, uuid.uuid4().hex) for job_id in job_ids]
-        with self._client.pipeline(transaction=False) as pipe:
-            for job_id, execution_id in executions:
-                job_key = Job.key_for(job_id)
-                pipe.hmget(job_key, ["data", "ac_seq", "ac_depth"])
-                pipe.hset(
-                    job_key,
-                    mapping={
-                        "status": JobStatus.STARTED.value,
-                        "started_at": stamp,
-                        "last_heartbeat": stamp,
-                        "worker_name": worker_id,
-                    },
-                )
-                pipe.zadd(keys.started, {f"{job_id}:{execution_id}": score})
-            results = pipe.execute()
-        claimed: list[ClaimedTurn] = []
-        undo: list[tuple[str, str, bool]] = []  # (job id, execution id, delete stub hash)
-        dead: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for index, (job_id, execution_id) in enumerate(executions):
-            data, seq, depth = results[3 * index]
-            if data is None:
-                undo.append((job_id, execution_id, True))
-                dead.append((job_id, "no job hash (expired or deleted)"))
-                continue
-            if job_id in seen:
-                # The same id twice in one claim: run it once. A copy claimed by
-                # another claim is run too: the turn start finds it answered or
-                # hands it to the session's owner, so nothing runs twice and a
-                # job is never dropped on a guess that it runs elsewhere.
-                undo.append((job_id, execution_id, False))
-                continue
-            seen.add(job_id)
-            try:
-                turn = decode_turn(data)
-                if depth is not None and int(depth) > 0:
-                    turn = TurnJob.from_dict(
-                        {**turn.as_dict(), "attrs": {**turn.attrs, "interrupt_depth": int(depth)}}
-                    )
-            except (InvalidMessage, ValueError) as exc:
-                dead.append((job_id, f"not a turn job: {exc}"))
-                self._finish(worker_id, keys, job_id, execution_id, ok=False, error=str(exc))
-                continue
-            claimed.append(
-                ClaimedTurn(
-                    turn,
-                    worker_id,
-                    job_id,
-                    keys.name,
-                    execution_id,
-                    claimed_at,
-                    seq=int(seq or 0),
-                )
-            )
-        if undo or dead:
-            inflight = self._keyspace.inflight(worker_id)
-            with self._client.pipeline(transaction=False) as pipe:
-                for job_id, execution_id, delete in undo:
-                    pipe.lrem(inflight, 1, job_id)
-                    pipe.zrem(keys.started, f"{job_id}:{execution_id}")
-                    if delete:
-                        pipe.delete(Job.key_for(job_id))
-                for job_id, reason in dead:
-                    self._dead_letter(pipe, job_id, reason, worker_id)
-                pipe.execute()
-        return claimed
 
     # -- complete --------------------------------------------------------------
 

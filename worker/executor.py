@@ -5,6 +5,10 @@ calls, so it runs turns on threads, not forked processes: :class:`TurnExecutor`
 runs up to ``concurrency`` turns at once, the turns of one session one at a
 time in submit order, and a session with queued turns never blocks the
 others (the decisions are :class:`worker.scheduling.SessionScheduler`'s).
+A turn holds one thread from start to end (model calls block it, an
+interrupt shuts the call's socket down); threads start on demand and an idle
+one exits after ``keepalive`` seconds, so a worker back from a burst of a
+thousand turns is back to its idle thread count.
 
 :class:`ClaimLoop` feeds it from the worker's rq queue
 (:class:`cluster.transport.TurnQueue`): it claims only while the executor
@@ -58,6 +62,7 @@ OnTurnDone = Callable[[TurnJob, BaseException | None], None]
 # left on the in-flight list (recovery requeues it; the session store answers
 # a message once, so a rerun costs work, never a second reply).
 _COMPLETE_ATTEMPTS = 3
+THREAD_KEEPALIVE = 2.0
 _COMPLETE_RETRY_DELAY = 0.2
 
 
@@ -77,6 +82,7 @@ class TurnExecutor:
         handler: Callable[[TurnJob], None],
         concurrency: int = DEFAULT_CONCURRENCY,
         name: str = "turns",
+        keepalive: float = THREAD_KEEPALIVE,
     ) -> None:
         """Create the executor; threads start on demand, up to ``concurrency``.
 
@@ -89,18 +95,22 @@ class TurnExecutor:
                 turn's ``on_done``; it never stops the pool or the session's next turn.
             concurrency: Most turns running at once.
             name: Prefix of the thread names.
+            keepalive: Seconds an idle thread waits for a turn before it
+                exits (after a burst the pool shrinks back to nothing).
 
         Raises:
             AgentClusterError: ``concurrency`` is not an integer >= 1.
         """
         self._handler = handler
         self._name = name
+        self._keepalive = keepalive
         self._scheduler: SessionScheduler[_Entry] = SessionScheduler(concurrency)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._tasks: queue.SimpleQueue[tuple[str, _Entry] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle_threads = 0
+        self._started = 0
         self._closed = False
         self._alarms: list[tuple[float, int, str]] = []  # (due, tie, session) of deferred sessions
         self._alarm_seq = 0
@@ -244,10 +254,9 @@ class TurnExecutor:
             if self._idle_threads > 0:
                 self._idle_threads -= 1  # one idle thread will take it
             else:
+                self._started += 1
                 thread = threading.Thread(
-                    target=self._work,
-                    name=f"{self._name}-{len(self._threads) + 1}",
-                    daemon=True,
+                    target=self._work, name=f"{self._name}-{self._started}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
@@ -255,7 +264,16 @@ class TurnExecutor:
 
     def _work(self) -> None:
         while True:
-            task = self._tasks.get()
+            try:
+                task = self._tasks.get(timeout=self._keepalive)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle_threads > 0:  # no task was handed to an idle thread: leave
+                        self._idle_threads -= 1
+                        if threading.current_thread() in self._threads:  # not shut down yet
+                            self._threads.remove(threading.current_thread())
+                        return
+                continue  # a task is on its way to some idle thread, maybe this one
             if task is None:
                 return
             session, entry = task
@@ -287,8 +305,8 @@ class TurnExecutor:
                     self._alarms.clear()
                     return
                 if not self._alarms:
-                    self._changed.wait()
-                    continue
+                    self._waker = None  # the next deferral starts a new waker
+                    return
                 due, _tie, session = self._alarms[0]
                 left = due - time.monotonic()
                 if left > 0:

@@ -206,6 +206,11 @@ class WorkerMetrics:
             f"{PREFIX}_provider_calls", "Model calls made by committed turns.",
             ["provider", "model"], registry=r,
         )
+        self.redis_round_trips = Counter(
+            f"{PREFIX}_redis_round_trips",
+            "Requests this worker sent to Redis (a command, a pipeline or a script call each).",
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._totals = ProviderTotals()
 

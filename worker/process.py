@@ -39,7 +39,7 @@ import redis
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
 from agent.tools.sandbox_config import SandboxConfig
-from cluster.connection import blocking_client, connect
+from cluster.connection import blocking_client, connect, count_round_trips
 from cluster.errors import WorkerIdInUse
 from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
@@ -75,6 +75,10 @@ log = logging.getLogger("worker.process")
 _RECOVERY_TICK = 0.25
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
+# Seconds one blocking claim waits on an empty queue (a drain wakes it at once).
+CLAIM_BLOCK = 5.0
+# Connections beyond one per turn thread: heartbeat, claims, events, lease keeper, probes.
+_BACKGROUND_CONNECTIONS = 16
 
 
 @dataclass
@@ -118,12 +122,19 @@ class WorkerProcess:
         self.worker_id = Keyspace.check_worker_id(self.options.worker_id)
         self.instance = uuid.uuid4().hex
         self.keyspace = Keyspace(settings.namespace)
-        self.client = client if client is not None else connect(settings.redis_url)
+        # Every turn thread may hold a connection of each client at once.
+        pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
+        self.client = (
+            client if client is not None else connect(settings.redis_url, pool_size=pool_size)
+        )
         self.blocking = (
             blocking
             if blocking is not None
-            else blocking_client(settings.redis_url, block_seconds=1.0)
+            else blocking_client(settings.redis_url, block_seconds=CLAIM_BLOCK, pool_size=pool_size)
         )
+        self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
+        for counted in {id(self.client): self.client, id(self.blocking): self.blocking}.values():
+            count_round_trips(counted, self.metrics.redis_round_trips.inc)
         self.membership = RedisMembership(
             self.client, self.keyspace, heartbeat_ttl=settings.heartbeat_ttl
         )
@@ -140,7 +151,6 @@ class WorkerProcess:
             sweep_interval=self.options.sweep_interval,
         )
         leases = RedisLeaseStore(self.client, self.keyspace)
-        self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
         self.event_log = ClusterEventLog(self.client, self.keyspace)
         self.placement = Placement(
             membership=self.membership,
@@ -200,6 +210,7 @@ class WorkerProcess:
             queue=self.queue,
             worker_id=self.worker_id,
             executor=self.executor,
+            block=CLAIM_BLOCK,
             on_done=lambda turn, _error: self.metrics.claimed(turn.job.submitted_at, turn.claimed_at),
         )
         self.metrics.watch(

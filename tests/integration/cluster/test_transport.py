@@ -120,6 +120,7 @@ def test_round_trips_per_enqueue_claim_and_complete(
     queue: TurnQueue, round_trips: Callable[[], int]
 ) -> None:
     queue.enqueue("w1", _job("chat:1", 0))  # first use: server version, script load, rq:queues
+    assert queue.claim_many("w2", 4, block=0) == []  # first use of the claim script
     counts: dict[str, int] = {}
 
     before = round_trips()
@@ -142,7 +143,11 @@ def test_round_trips_per_enqueue_claim_and_complete(
     counts["claim_many"] = round_trips() - before
     assert len(batch) == 5
 
-    assert counts == {"enqueue": 1, "claim": 2, "complete": 1, "claim_many": 2}
+    before = round_trips()
+    assert queue.claim_many("w1", 8, block=0) == []
+    counts["empty claim"] = round_trips() - before
+
+    assert counts == {"enqueue": 1, "claim": 1, "complete": 1, "claim_many": 1, "empty claim": 1}
 
 
 def _values(client: redis.Redis, key: bytes) -> list[bytes]:

@@ -38,4 +38,6 @@ def test_header_names_every_key_and_argument_used(name: str) -> None:
 def test_scripts_never_build_key_names(name: str) -> None:
     body = "\n".join(line for line in lua_source(name).splitlines() if not line.startswith("--"))
     # A key built in Lua would need a namespace separator in a literal (JSON event text aside).
-    assert not re.search(r"'[^'\"]*:[^'\"]*'", body), f"{name}.lua spells a key-like literal"
+    # A bare ':' joins rq's started-registry members (job id:execution id), which are not keys.
+    literals = re.findall(r"'[^'\"]*:[^'\"]*'", body)
+    assert [lit for lit in literals if lit != "':'"] == [], f"{name}.lua spells a key-like literal"

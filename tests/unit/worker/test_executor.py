@@ -113,6 +113,38 @@ def test_runs_concurrency_turns_at_once_and_no_more(make_executor: ExecutorFacto
     assert peak[0] == 32
 
 
+def _pool_threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-") and t.name[len(name) + 1 :].isdigit()]
+
+
+def test_after_a_burst_idle_threads_exit_and_new_turns_still_run(
+    make_executor: ExecutorFactory,
+) -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def handler(job: TurnJob) -> None:
+        started.release()
+        release.wait(timeout=10)
+
+    executor = make_executor(handler=handler, concurrency=16, name="burst", keepalive=0.05)
+    for n in range(16):
+        executor.submit(_job(f"s{n}", 0))
+    for _ in range(16):
+        assert started.acquire(timeout=10)
+    assert len(_pool_threads("burst")) == 16
+    release.set()
+    assert executor.wait_idle(timeout=10)
+    deadline = time.monotonic() + 10
+    while _pool_threads("burst") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _pool_threads("burst") == [], "idle turn threads did not exit after the burst"
+    # The pool grows again on demand.
+    executor.submit(_job("after", 0))
+    assert started.acquire(timeout=10)
+    assert executor.wait_idle(timeout=10)
+
+
 def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
     make_executor: ExecutorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -1,0 +1,56 @@
+-- Claim turn jobs for a worker in one round trip: move up to ARGV[1] job ids
+-- from the front of its queue to its in-flight list (stopping at the first
+-- empty pop, so an idle queue costs one command, not a storm of empty ones),
+-- read each job and mark it started in rq's format (status, started registry).
+-- Ids a blocking pop already moved to the in-flight list come in ARGV[8..].
+-- A wake token (put there to end a blocking pop) is dropped, not claimed. A
+-- job whose hash is gone is returned without data and not marked: the caller
+-- dead-letters it. The job hashes are named here from rq's prefix (ARGV[2]):
+-- which ids are claimed is only known inside the script.
+--
+-- KEYS[1]  queue     list  the worker's rq queue
+-- KEYS[2]  inflight  list  the worker's in-flight job ids
+-- KEYS[3]  started   zset  rq's started registry of the queue
+-- ARGV[1]  most ids to move from the queue
+-- ARGV[2]  rq job key prefix ("rq:job:")
+-- ARGV[3]  started_at stamp (rq's format)
+-- ARGV[4]  started-registry score (when rq would call the claim abandoned)
+-- ARGV[5]  worker name
+-- ARGV[6]  execution id prefix of this claim (each job's is prefix .. "-" .. n)
+-- ARGV[7]  the wake token
+-- ARGV[8..n] ids already on the in-flight list
+-- Returns: a flat list, five entries per claimed id:
+--          id, execution id, data or nil, sequence or nil, interrupt depth or nil
+local out = {}
+local n = 0
+local function claim(id)
+  if id == ARGV[7] then
+    redis.call('LREM', KEYS[2], 0, id)
+    return
+  end
+  n = n + 1
+  local execution = ARGV[6] .. '-' .. n
+  local key = ARGV[2] .. id
+  local fields = redis.call('HMGET', key, 'data', 'ac_seq', 'ac_depth')
+  if fields[1] then
+    redis.call('HSET', key, 'status', 'started', 'started_at', ARGV[3],
+      'last_heartbeat', ARGV[3], 'worker_name', ARGV[5])
+    redis.call('ZADD', KEYS[3], ARGV[4], id .. ':' .. execution)
+  end
+  out[#out + 1] = id
+  out[#out + 1] = execution
+  out[#out + 1] = fields[1]
+  out[#out + 1] = fields[2]
+  out[#out + 1] = fields[3]
+end
+for i = 8, #ARGV do
+  claim(ARGV[i])
+end
+for _ = 1, tonumber(ARGV[1]) do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not id then
+    break
+  end
+  claim(id)
+end
+return out
