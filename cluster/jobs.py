@@ -26,6 +26,7 @@ __all__ = [
     "ClaimRef",
     "ClaimedTurn",
     "Enqueued",
+    "JobFinish",
     "TurnJob",
     "decode_turn",
     "job_id_for",
@@ -82,6 +83,18 @@ class ClaimRef:
     queue_name: str
     execution_id: str
     completed: bool = False
+
+
+@dataclass(frozen=True)
+class JobFinish:
+    """What a turn's commit script needs to complete its rq job in the same round trip.
+
+    Built by :meth:`cluster.transport.TurnQueue.finish_for`; the session store
+    passes it through without knowing rq's keys.
+    """
+
+    keys: tuple[str, ...]
+    args: tuple[str | bytes | int | float, ...]
 
 
 @dataclass(frozen=True)

@@ -96,11 +96,14 @@ class TurnStart:
         lease: The lease when ``status`` is ``ACQUIRED``.
         other: The lease holder (``BUSY``), the owner (``NOT_OWNER``) or the
             earlier pending job (``NOT_HEAD``); ``""`` otherwise.
+        committed_turns: The session's committed turns when the lease was
+            taken (``ACQUIRED``): a cached agent with as many is current.
     """
 
     status: TurnStartStatus
     lease: Lease | None = None
     other: str = ""
+    committed_turns: int = 0
 
 
 def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
@@ -208,7 +211,7 @@ class RedisLeaseStore:
         keys = self._keys.session(session_key)
         reply, (version, generation) = self._scripts.call_with_reads(
             "turn_begin",
-            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies],
+            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies, keys.meta],
             [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
@@ -223,7 +226,7 @@ class RedisLeaseStore:
             config_version=int(version or 0),
             registry_generation=int(generation or 0),
         )
-        return TurnStart(status, lease=lease)
+        return TurnStart(status, lease=lease, committed_turns=int(reply[3]))
 
     def break_held_by(self, session_key: str, worker_id: str) -> bool:
         """Delete the session's lease if ``worker_id`` holds it (that worker is dead or cut off).

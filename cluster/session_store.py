@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import redis
 
 from cluster.errors import InvalidMessage
+from cluster.jobs import JobFinish
 from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
 from cluster.scripts import ScriptSet
@@ -195,6 +196,7 @@ class SessionStore(Protocol):
         job_id: str = "",
         reply_ttl: float = 0.0,
         rollback_reply: Any = None,
+        finish: JobFinish | None = None,
     ) -> Committed: ...
 
     def reply_for(self, session_key: str, message_id: str) -> Any | None: ...
@@ -270,6 +272,7 @@ class RedisSessionStore:
         job_id: str = "",
         reply_ttl: float = 0.0,
         rollback_reply: Any = None,
+        finish: JobFinish | None = None,
     ) -> Committed:
         """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
 
@@ -288,6 +291,9 @@ class RedisSessionStore:
             job_id: The turn's rq job id (``""``: no pending entry to clear).
             reply_ttl: Seconds the delivered reply waits for its caller (0: not delivered).
             rollback_reply: The reply for a rolled-back turn.
+            finish: The turn's rq job (:meth:`TurnQueue.finish_for`): unless
+                the lease was lost, the same script releases the lease and
+                completes the job, so the whole end of a turn is one round trip.
 
         Returns:
             The session's committed-turn count and whether the turn was rolled
@@ -313,6 +319,7 @@ class RedisSessionStore:
                 keys.replies,
                 keys.pending,
                 self._keys.reply_list(lease.session_key, message_id),
+                *(finish.keys if finish is not None else ()),
             ],
             [
                 lease.token,
@@ -323,6 +330,8 @@ class RedisSessionStore:
                 job_id,
                 max(0, math.ceil(reply_ttl * 1000)),
                 pack(reply if rollback_reply is None else rollback_reply),
+                len(finish.args) if finish is not None else 0,
+                *(finish.args if finish is not None else ()),
                 *blobs,
             ],
         )

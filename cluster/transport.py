@@ -66,6 +66,7 @@ from cluster.jobs import (
     ClaimedTurn,
     ClaimRef,
     Enqueued,
+    JobFinish,
     TurnJob,
     decode_turn,
     job_id_for,
@@ -129,6 +130,7 @@ class TurnQueue:
         self._lock = threading.Lock()
         self._queues: dict[str, Queue] = {}
         self._registered: set[str] = set()
+        self._queue_keys: dict[str, QueueKeys] = {}
         self._scripts = ScriptSet(client)
         self._requeuer = Requeuer(
             client,
@@ -155,14 +157,18 @@ class TurnQueue:
             return queue
 
     def _keys(self, queue_name: str) -> QueueKeys:
+        known = self._queue_keys.get(queue_name)
+        if known is not None:
+            return known
         client, serializer = self._client, MsgpackSerializer
-        return QueueKeys(
+        made = self._queue_keys[queue_name] = QueueKeys(
             name=queue_name,
             queue=Queue.redis_queue_namespace_prefix + queue_name,
             started=StartedJobRegistry(queue_name, client, serializer=serializer).key,
             finished=FinishedJobRegistry(queue_name, client, serializer=serializer).key,
             failed=FailedJobRegistry(queue_name, client, serializer=serializer).key,
         )
+        return made
 
     def _worker_keys(self, worker_id: str) -> QueueKeys:
         return self._keys(self._keyspace.worker_queue(worker_id))
@@ -465,6 +471,42 @@ class TurnQueue:
             ok=ok,
             error=error,
             session_key=claimed.job.session_key,
+        )
+
+    def finish_for(self, claim: ClaimRef) -> JobFinish:
+        """What a turn's commit needs to complete ``claim``'s job as finished in the same script.
+
+        The commit then does what :meth:`complete` with ``ok=True`` does (and
+        releases the lease); see ``session_commit.lua``.
+        """
+        keys = self._keys(claim.queue_name)
+        ended = now()
+        result = Result(
+            job_id=claim.job_id,
+            type=Result.Type.SUCCESSFUL,
+            connection=self._client,
+            worker_name=claim.worker_id,
+            serializer=MsgpackSerializer,
+            execution_id=claim.execution_id,
+            execution_ended_at=ended,
+        )
+        fields = [part for pair in result.serialize().items() for part in pair]
+        return JobFinish(
+            keys=(
+                self._keyspace.inflight(claim.worker_id),
+                keys.started,
+                Job.key_for(claim.job_id),
+                keys.finished,
+                Result.get_key(claim.job_id),  # type: ignore[no-untyped-call]
+            ),
+            args=(
+                claim.job_id,
+                f"{claim.job_id}:{claim.execution_id}",
+                utcformat(ended),
+                self._result_ttl,
+                current_timestamp() + self._result_ttl,
+                *fields,
+            ),
         )
 
     def _finish(

@@ -8,15 +8,19 @@ The order of a turn:
    earliest pending one, or whose session's lease another worker holds, is
    deferred (the executor retries it with backoff, holding no thread);
    otherwise the lease is taken, and the same round trip returns the config
-   version and registry generation, so a stale agent can never run;
+   version and registry generation (so a stale agent can never run) and the
+   session's committed-turn count;
 2. the lease keeper keeps the lease alive from here on;
-3. load the session (history, frozen prompt, committed-turn count);
-4. check out the agent from the local cache (a hit needs the same signature and
-   the same committed-turn count; otherwise a new agent is built, from the
-   session's frozen prompt when it was frozen under the same signature);
-5. run the turn with a tool-state store fenced by the lease;
-6. commit history + reply and deliver the reply to the caller in one fenced
-   script (a worker that lost its lease writes nothing), release the lease.
+3. check out the agent from the local cache (a hit needs the same signature and
+   the same committed-turn count); only a miss reads the session (history,
+   frozen prompt) and builds a new agent, from the session's frozen prompt
+   when it was frozen under the same signature;
+4. run the turn with a tool-state store fenced by the lease;
+5. one fenced script ends the turn: commit history + reply, deliver the reply
+   to the caller, release the lease and complete the rq job (a worker that
+   lost its lease writes nothing).
+
+On a cache hit that is two round trips to Redis besides the claim.
 
 A Redis error anywhere defers the turn (retried once Redis answers; a turn
 that committed is then found answered); a lost lease defers it too (the turn
@@ -46,7 +50,7 @@ from cluster.errors import (
     TurnHandedOff,
 )
 from cluster.keys import Keyspace
-from cluster.leases import Lease, RedisLeaseStore, TurnStartStatus
+from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
 from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
 from cluster.tool_state import RedisToolStateStore
@@ -216,7 +220,7 @@ class TurnRunner:
             "error": f"{type(exc).__name__}: {exc}",
         }
 
-    def _begin(self, job: TurnJob, job_id: str) -> Lease | None:
+    def _begin(self, job: TurnJob, job_id: str) -> TurnStart | None:
         """Take the lease, or decide what else happens to the job (``None``: nothing to run)."""
         s = self.s
         if self._cut_off.is_set():
@@ -231,9 +235,8 @@ class TurnRunner:
         )
         status = start.status
         if status is TurnStartStatus.ACQUIRED:
-            assert start.lease is not None
             s.metrics.leases_acquired.inc()
-            return start.lease
+            return start
         if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
             return None
         if status is TurnStartStatus.NOT_OWNER:
@@ -255,10 +258,12 @@ class TurnRunner:
 
     def _run_leased(self, job: TurnJob, job_id: str) -> dict[str, Any] | None:
         s = self.s
-        lease = self._begin(job, job_id)
-        if lease is None:
+        start = self._begin(job, job_id)
+        if start is None:
             s.metrics.turn_outcome("answered")
             return None
+        lease = start.lease
+        assert lease is not None
         s.lease_keeper.hold(lease)
         try:
             if s.config.refresh(lease.config_version, lease.registry_generation):
@@ -267,33 +272,38 @@ class TurnRunner:
                 self._reset(job, job_id, lease)
                 s.metrics.turn_outcome("reset")
                 return None
-            return self._run_with_agent(job, job_id, lease, s.sessions.load(job.session_key))
+            return self._run_with_agent(job, job_id, lease, start.committed_turns)
         finally:
             s.lease_keeper.drop(lease)
-            try:
-                s.leases.release(lease)
-            except redis.RedisError as exc:  # our next attempt takes it over; others wait the TTL
-                log.warning("could not release lease of %s: %s", job.session_key, exc)
+            if job.claim is None or not job.claim.completed:  # else the commit released it
+                try:
+                    s.leases.release(lease)
+                except redis.RedisError as exc:  # our next attempt takes it over; others wait the TTL
+                    log.warning("could not release lease of %s: %s", job.session_key, exc)
 
     def _run_with_agent(
-        self, job: TurnJob, job_id: str, lease: Lease, snapshot: SessionSnapshot
+        self, job: TurnJob, job_id: str, lease: Lease, committed: int
     ) -> dict[str, Any] | None:
         s = self.s
         profile = s.config.profile
         user_id = job.attrs.get("user_id")
         signature = profile.signature(s.environ, user_id=user_id)
-        committed = snapshot.meta.turns if snapshot.meta is not None else 0
-        frozen = (
-            snapshot.frozen_prompt
-            if (
-                snapshot.frozen_prompt is not None and snapshot.frozen_prompt.signature == signature
-            )
-            else None
-        )
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
+        # The session is read only when this worker has no current agent for it.
+        loaded: list[SessionSnapshot] = []
+
+        def snapshot() -> SessionSnapshot:
+            if not loaded:
+                loaded.append(s.sessions.load(job.session_key))
+            return loaded[0]
+
+        def stored_prompt() -> StoredPrompt | None:
+            stored = snapshot().frozen_prompt
+            return stored if stored is not None and stored.signature == signature else None
 
         def build() -> AIAgent:
             s.metrics.agents_built.inc()
+            frozen = stored_prompt()
             return AIAgent(
                 model=profile.model,
                 api_key=profile.api_key(s.environ),
@@ -351,7 +361,7 @@ class TurnRunner:
                     raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
                 result = agent.run_conversation(
                     job.text,
-                    history=None if handle.hit else snapshot.history,
+                    history=None if handle.hit else snapshot().history,
                     interrupt_depth=_depth(job),
                 )
             finally:
@@ -361,7 +371,7 @@ class TurnRunner:
                 raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
             if s.lease_keeper.is_lost(lease):
                 raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
-            if frozen is None:
+            if not handle.hit and stored_prompt() is None:  # frozen on this turn: store it
                 prompt = agent.frozen_prompt()
                 s.sessions.save_frozen_prompt(
                     lease,
@@ -383,6 +393,7 @@ class TurnRunner:
                 "started_at": started_at,
                 "ended_at": time.time(),
             }
+            s.lease_keeper.drop(lease)  # the commit releases it
             outcome = s.sessions.commit(
                 lease,
                 message_id=job.message_id,
@@ -396,7 +407,10 @@ class TurnRunner:
                     "rolled_back": True,
                     "turn": committed,
                 },
+                finish=s.queue.finish_for(job.claim) if job.claim is not None else None,
             )
+            if job.claim is not None:
+                job.claim.completed = True
             if not outcome.rolled_back:
                 handle.committed(outcome.turns)
             s.metrics.turn_committed(

@@ -15,6 +15,11 @@
 -- KEYS[5]  replies    hash    message id -> msgpack reply
 -- KEYS[6]  pending    zset    pending job ids -> sequence
 -- KEYS[7]  reply      list    the message's reply list (the caller pops it)
+-- KEYS[8]  inflight   list    (optional, with KEYS[9..12]) the worker's in-flight job ids
+-- KEYS[9]  started    zset    rq's started registry of the job's queue
+-- KEYS[10] job        hash    the rq job
+-- KEYS[11] finished   zset    rq's finished registry of the job's queue
+-- KEYS[12] result     stream  rq's result records of the job
 -- ARGV[1]  fencing token of the caller
 -- ARGV[2]  message id
 -- ARGV[3]  msgpack reply
@@ -24,7 +29,20 @@
 -- ARGV[7]  reply list TTL in ms (0: do not deliver)
 -- ARGV[8]  msgpack reply for a rolled-back turn (used when the lease's
 --          "interrupt" field says rollback: the turn's messages are discarded)
--- ARGV[9..n] msgpack messages to append, in order
+-- ARGV[9]  k: how many of the next arguments finish the job (0: KEYS[8..12] not given)
+-- when k > 0 (else the messages start at ARGV[10]):
+-- ARGV[10] job id
+-- ARGV[11] its started-registry member
+-- ARGV[12] ended_at stamp (rq's format)
+-- ARGV[13] result TTL in s
+-- ARGV[14] finished-registry score
+-- ARGV[15..9+k] rq result fields (name, value, ...)
+-- ARGV[10+k..n] msgpack messages to append, in order
+--
+-- With the job keys the turn ends here too (one round trip for the whole end
+-- of a turn): the lease is released and the job completed in rq's format
+-- (off the in-flight list and started registry, status finished, into the
+-- finished registry, a result record), unless the lease was lost.
 -- Returns: {1, turns, token} committed; {2, turns, token} duplicate message id
 --          (nothing written); {3, turns, token} rolled back (only the message id
 --          and the rollback reply recorded); {0, 0, current token or ""} lease lost
@@ -33,10 +51,30 @@ local current = redis.call('HGET', KEYS[1], 'token')
 if current ~= ARGV[1] then
   return {0, 0, current or ''}
 end
+local k = tonumber(ARGV[9])
+local function finish_job()
+  if k == 0 then
+    return
+  end
+  redis.call('DEL', KEYS[1])
+  local job_id = ARGV[10]
+  redis.call('LREM', KEYS[8], 1, job_id)
+  redis.call('ZREM', KEYS[9], ARGV[11])
+  redis.call('HSET', KEYS[10], 'status', 'finished', 'ended_at', ARGV[12])
+  redis.call('EXPIRE', KEYS[10], ARGV[13])
+  redis.call('ZADD', KEYS[11], ARGV[14], job_id)
+  local fields = {}
+  for i = 15, 9 + k do
+    fields[#fields + 1] = ARGV[i]
+  end
+  redis.call('XADD', KEYS[12], 'MAXLEN', 10, '*', unpack(fields))
+  redis.call('EXPIRE', KEYS[12], ARGV[13])
+end
 if redis.call('HEXISTS', KEYS[5], ARGV[2]) == 1 then
   if ARGV[6] ~= '' then
     redis.call('ZREM', KEYS[6], ARGV[6])
   end
+  finish_job()
   return {2, tonumber(redis.call('HGET', KEYS[3], 'turns') or '0'), current}
 end
 local t = redis.call('TIME')
@@ -48,7 +86,7 @@ if rolled_back then
   reply = ARGV[8]
   status = 3
 else
-  for i = 9, #ARGV do
+  for i = 10 + k, #ARGV do
     redis.call('RPUSH', KEYS[2], ARGV[i])
   end
 end
@@ -76,4 +114,5 @@ if tonumber(ARGV[7]) > 0 then
   redis.call('RPUSH', KEYS[7], reply)
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
 end
+finish_job()
 return {status, turns, current}
