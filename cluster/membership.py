@@ -25,6 +25,7 @@ from cluster.keys import Keyspace
 from cluster.scripts import ScriptSet
 
 __all__ = [
+    "Beat",
     "Membership",
     "RedisMembership",
     "WorkerInfo",
@@ -40,6 +41,23 @@ class WorkerState(enum.StrEnum):
     """Takes new sessions and turns."""
     DRAINING = "draining"
     """Finishes running turns, takes no new sessions; leaving soon."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat found.
+
+    Attributes:
+        state: The worker's state in Redis; ``None``: not registered any more.
+        next_expiry: Seconds until another worker's heartbeat expires (``None``:
+            no other worker; <= 0: one is dead already).
+        cached_digest: The digest of the cached-sessions set stored with the
+            worker's health record (``None``: none stored).
+    """
+
+    state: WorkerState | None
+    next_expiry: float | None = None
+    cached_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,9 @@ class Membership(Protocol):
         self, worker_id: str, *, host: str, pid: int, queue: str, state: WorkerState = ...
     ) -> None: ...
 
-    def heartbeat(self, worker_id: str) -> WorkerState | None: ...
+    def heartbeat(
+        self, worker_id: str, instance: str = "", *, health: str | None = None
+    ) -> Beat: ...
 
     def set_state(self, worker_id: str, state: WorkerState) -> None: ...
 
@@ -225,28 +245,40 @@ class RedisMembership:
         """The registered facts (host, pid, ...) of ``worker_id``, ``{}`` when unknown."""
         return _holder_facts(self._client.hget(self._keys.members_info(), worker_id))
 
-    def heartbeat(self, worker_id: str, instance: str = "") -> WorkerState | None:
-        """Renew the worker's heartbeat.
+    def heartbeat(
+        self, worker_id: str, instance: str = "", *, health: str | None = None
+    ) -> Beat:
+        """Renew the worker's heartbeat (and store its health record), one round trip.
+
+        Args:
+            worker_id: The worker.
+            instance: Its instance token (from :meth:`register`).
+            health: The worker's health record (JSON), stored with the beat.
 
         Returns:
             The worker's state as stored in Redis (an admin may have set it to
-            draining), or ``None`` when this instance is not registered any
-            more: its heartbeat expired (it may have been declared dead and
-            its turns handed on) or another instance took the id, so it must
-            register again (its sessions may have moved) or stop.
+            draining; ``None`` when this instance is not registered any more:
+            its heartbeat expired and it may have been declared dead and its
+            turns handed on, or another instance took the id, so it must
+            register again or stop), and when the next other worker's
+            heartbeat expires.
         """
         k = self._keys
-        ok, state = self._scripts(
-            "membership_heartbeat",
-            [k.members_live(), k.members_beats(), k.members_state(), k.members_instance()],
-            [worker_id, self._ttl_ms, instance],
-        )
-        if not ok:
-            return None
+        keys = [k.members_live(), k.members_beats(), k.members_state(), k.members_instance()]
+        args: list[str | int] = [worker_id, self._ttl_ms, instance]
+        if health is not None:
+            keys += [k.worker_health(worker_id), k.worker_cached(worker_id)]
+            args.append(health)
+        reply = self._scripts("membership_heartbeat", keys, args)
+        if not reply[0]:
+            return Beat(state=None)
         try:
-            return WorkerState(_text(state))
+            state = WorkerState(_text(reply[1]))
         except ValueError:
-            return WorkerState.DRAINING
+            state = WorkerState.DRAINING
+        next_expiry = None if reply[2] is None else int(reply[2]) / 1000
+        digest = None if reply[3] is None else _text(reply[3])
+        return Beat(state=state, next_expiry=next_expiry, cached_digest=digest)
 
     def set_state(self, worker_id: str, state: WorkerState) -> None:
         """Set a registered worker's state.

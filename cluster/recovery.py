@@ -1,7 +1,8 @@
 """Handing a dead worker's turns on: detection, the recovery lock, requeue, broken leases.
 
-Every worker checks membership every 0.25 s (:meth:`Recovery.recover_dead`,
-one script call when nobody is dead). When a worker's heartbeat has expired,
+A worker checks membership when another worker's heartbeat expires (its own
+heartbeat says when; :meth:`Recovery.recover_dead`, one script call when
+nobody is dead). When a worker's heartbeat has expired,
 one survivor at a time (the recovery lock) prunes it and hands its work on:
 
 * its queued and claimed turns move to each session's new owner (the current

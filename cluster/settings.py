@@ -139,7 +139,7 @@ class ClusterSettings:
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "ac"
-    heartbeat_interval: float = 1.0
+    heartbeat_interval: float = 1.5
     heartbeat_ttl: float = 5.0
     lease_ttl: float = 30.0
     turn_timeout: float = DEFAULT_TURN_TIMEOUT

@@ -2,13 +2,13 @@
 
 A deploy probe (``agent-cluster health WORKER``), ``agent-cluster status`` and
 ``agent-cluster session KEY`` read what a worker is doing without talking to
-its process: the heartbeat thread calls :func:`publish_health` once per beat,
-which writes a :class:`HealthRecord` (JSON) into the worker's health hash and
-keeps the set of its cached session keys next to it, both expiring after the
-heartbeat TTL, so a worker that stops beating (killed, paused, cut off) loses
-its record within the TTL on Redis' own clock.
+its process: the heartbeat thread calls :func:`beat_with_health` once per
+beat, which sends a :class:`HealthRecord` (JSON) with the heartbeat into the
+worker's health hash and keeps the set of its cached session keys next to it,
+both expiring after the heartbeat TTL, so a worker that stops beating
+(killed, paused, cut off) loses its record within the TTL on Redis' own clock.
 
-Cost per beat: one MULTI/EXEC round trip (record, digest read, two PEXPIREs).
+Cost per beat: the heartbeat script's one round trip (it stores the record).
 The cached-sessions set is rewritten (a second round trip) only when the
 cache's contents changed since the last write, judged by a digest stored in
 the same hash, so a worker holding many agents does not resend them every beat.
@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from cluster.keys import Keyspace
-from cluster.membership import WorkerState
+from cluster.membership import Beat, WorkerState
 
 if TYPE_CHECKING:
     from worker.process import WorkerProcess
 
-__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "publish_health", "record_of"]
+__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "beat_with_health", "record_of"]
 
 # When this process loaded the worker code: its start, as far as a probe cares.
 PROCESS_STARTED = time.time()
@@ -154,19 +154,34 @@ class HealthWriter:
     def write(self, record: HealthRecord, cached: Sequence[str]) -> bool:
         """Store ``record`` and, if it changed, the set of cached session keys.
 
+        (A running worker stores its record with its heartbeat instead, then
+        calls :meth:`sync_cached`.)
+
         Returns:
             Whether the cached-sessions set was rewritten.
         """
         health = self._keys.worker_health(record.worker_id)
         members = self._keys.worker_cached(record.worker_id)
-        digest = cached_digest(cached)
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(health, "record", record.to_json())
         pipe.hget(health, "cached")
         pipe.pexpire(health, self._ttl_ms)
         pipe.pexpire(members, self._ttl_ms)
         _, stored, _, _ = pipe.execute()
-        if stored is not None and _text(stored) == digest:
+        return self.sync_cached(
+            record.worker_id, cached, None if stored is None else _text(stored)
+        )
+
+    def sync_cached(self, worker_id: str, cached: Sequence[str], stored: str | None) -> bool:
+        """Rewrite the worker's cached-sessions set unless ``stored`` (its digest) is current.
+
+        Returns:
+            Whether the set was rewritten (no round trip when it was current).
+        """
+        health = self._keys.worker_health(worker_id)
+        members = self._keys.worker_cached(worker_id)
+        digest = cached_digest(cached)
+        if stored == digest:
             return False
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(members)
@@ -212,19 +227,19 @@ def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
     )
 
 
-def publish_health(worker: WorkerProcess, state: WorkerState | None) -> None:
-    """Write ``worker``'s health record (called by its heartbeat thread after each beat).
-
-    Args:
-        worker: The running worker.
-        state: What the heartbeat returned: its state in Redis, or ``None``
-            when it was declared dead and registers again.
+def beat_with_health(worker: WorkerProcess) -> Beat:
+    """Beat ``worker``'s heartbeat with its health record (one round trip when nothing
+    else changed; the cached-sessions set is rewritten only when it changed).
 
     Raises:
         redis.RedisError: Redis failed (the heartbeat loop logs and retries).
     """
-    writer = HealthWriter(worker.client, worker.keyspace, ttl=worker.settings.heartbeat_ttl)
-    writer.write(record_of(worker, state), worker.cache.keys())
+    record = record_of(worker, worker.known_state)
+    beat = worker.membership.heartbeat(worker.worker_id, worker.instance, health=record.to_json())
+    if beat.state is not None:
+        writer = HealthWriter(worker.client, worker.keyspace, ttl=worker.settings.heartbeat_ttl)
+        writer.sync_cached(worker.worker_id, worker.cache.keys(), beat.cached_digest)
+    return beat
 
 
 def _text(value: bytes | str) -> str:

@@ -4,8 +4,8 @@
 registers in the membership set (its id unique among live workers), hands
 its own orphaned in-flight ids back to its queue, heartbeats, claims turn
 jobs from its own rq queue and runs them in-process (many at once, one at a
-time per session), sharing one agent cache. Every 0.25 s it also checks
-for dead workers and, one recoverer at a time, hands their turns on
+time per session), sharing one agent cache. When another worker's heartbeat
+expires (each beat says when the next one may), it checks for dead workers and, one recoverer at a time, hands their turns on
 (:mod:`cluster.recovery`). Config and registry events bust stale agents
 eagerly; every turn also checks the versions its lease reports. A worker that
 finds it was declared dead (paused, cut off from Redis) drops its cached
@@ -62,7 +62,7 @@ from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.executor import ClaimLoop, TurnExecutor
-from worker.health import publish_health
+from worker.health import beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
@@ -72,7 +72,8 @@ from worker.turns import ConfigView, TurnRunner, TurnServices
 log = logging.getLogger("worker.process")
 
 # Seconds between two looks for dead workers (at most; the heartbeat interval if shorter).
-_RECOVERY_TICK = 0.25
+# A worker whose heartbeat expires at t is looked at t + this (Redis' clock and ours differ).
+_EXPIRY_MARGIN = 0.05
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
 # Seconds one blocking claim waits on an empty queue (a drain wakes it at once).
@@ -222,6 +223,7 @@ class WorkerProcess:
         )
         self.probe: ProbeServer | None = None
         self._last_beat: float | None = None  # monotonic time of the last heartbeat Redis took
+        self.known_state: WorkerState | None = WorkerState.ACTIVE  # as of the last heartbeat
         self._stop = threading.Event()
         self.drain_requested = threading.Event()
         self.fatal: BaseException | None = None
@@ -395,20 +397,31 @@ class WorkerProcess:
             self._register(force=True)
 
     def _heartbeat_loop(self) -> None:
-        """Beat every ``heartbeat_interval``; look for dead workers more often.
+        """Beat every ``heartbeat_interval``; look for dead workers when one may have died.
 
-        A dead worker is noticed within its heartbeat TTL plus one recovery
-        tick (a quarter of the interval at most), not plus a whole interval.
+        Each beat says when the next other worker's heartbeat expires; when
+        that falls before the next beat, the dead-worker check runs right
+        then, so a dead worker is noticed at its TTL without polling (an idle
+        worker sends one heartbeat per interval and nothing else).
         """
         failing = False
-        tick = min(self.settings.heartbeat_interval, _RECOVERY_TICK)
-        next_beat = time.monotonic() + self.settings.heartbeat_interval
-        while not self._stop.wait(tick):
+        interval = self.settings.heartbeat_interval
+        next_beat = time.monotonic() + interval
+        next_check: float | None = None
+        while True:
+            due = next_beat if next_check is None else min(next_beat, next_check)
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                return
             try:
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.settings.heartbeat_interval
-                    self._beat()
-                self.recovery.recover_dead()
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + interval
+                    expiry = self._beat()
+                    if expiry is not None and now + expiry < next_beat:
+                        next_check = now + max(0.0, expiry) + _EXPIRY_MARGIN
+                if next_check is not None and time.monotonic() >= next_check:
+                    next_check = None
+                    self.recovery.recover_dead()
                 failing = False
             except WorkerIdInUse as exc:
                 self.fatal = exc
@@ -416,22 +429,27 @@ class WorkerProcess:
                 return
             except redis.RedisError as exc:
                 if not failing:
-                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, tick)
+                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, interval)
                 failing = True
             except Exception:
                 log.exception("heartbeat step failed")
 
-    def _beat(self) -> None:
-        state = self.membership.heartbeat(self.worker_id, self.instance)
+    def _beat(self) -> float | None:
+        """One heartbeat; returns the seconds until another worker's heartbeat expires."""
+        beat = beat_with_health(self)  # read from outside: status, health probe
+        state = beat.state
         if state is None and not self._draining:
             self._rejoin()
         elif state is WorkerState.DRAINING and not self._draining:
             log.info("worker %s was asked to drain", self.worker_id)
             self.drain_requested.set()
-        publish_health(self, state)  # read from outside: status, health probe
+        if state is not None:
+            self.known_state = state
         self._last_beat = time.monotonic()
+        return beat.next_expiry
 
     def _rejoin(self) -> None:
+        self.known_state = None
         dropped = self.cache.clear()
         log.warning(
             "worker %s was declared dead (paused or cut off from Redis longer than %gs): its "

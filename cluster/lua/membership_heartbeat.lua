@@ -1,4 +1,6 @@
--- Heartbeat of a registered worker: push its expiry to now + TTL.
+-- Heartbeat of a registered worker: push its expiry to now + TTL, store its
+-- health record, and tell it when the next other worker's heartbeat expires
+-- (so it looks for dead workers exactly then, instead of polling).
 -- "now" is Redis TIME. A worker that was pruned (declared dead) is not
 -- revived here, nor is one whose id another process instance registered
 -- since: it gets 0 and must register again (or stop).
@@ -7,10 +9,17 @@
 -- KEYS[2]  beats     zset  worker id -> last heartbeat (ms)
 -- KEYS[3]  state     hash  worker id -> state
 -- KEYS[4]  instance  hash  worker id -> instance token
+-- KEYS[5]  health    hash  (optional, with KEYS[6]) the worker's health record
+-- KEYS[6]  cached    set   the worker's cached sessions (its TTL is renewed)
 -- ARGV[1]  worker id
 -- ARGV[2]  heartbeat TTL in ms
 -- ARGV[3]  instance token of the caller
--- Returns: {1, state} when registered, {0, ""} when not (or not this instance).
+-- ARGV[4]  health record (JSON; with KEYS[5])
+-- Returns: {1, state, next expiry, cached digest} when registered: next expiry
+--          is the ms from now until another worker's heartbeat expires (nil:
+--          no other worker; <= 0: one is dead already), cached digest the
+--          health hash's "cached" field (false when unset);
+--          {0, ""} when not registered (or not this instance).
 local state = redis.call('HGET', KEYS[3], ARGV[1])
 if not state or redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[3] then
   return {0, ''}
@@ -24,4 +33,19 @@ if not expiry or tonumber(expiry) <= now then
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
-return {1, state}
+local digest = false
+if #KEYS >= 6 then
+  redis.call('HSET', KEYS[5], 'record', ARGV[4])
+  digest = redis.call('HGET', KEYS[5], 'cached')
+  redis.call('PEXPIRE', KEYS[5], ARGV[2])
+  redis.call('PEXPIRE', KEYS[6], ARGV[2])
+end
+local next_expiry = false
+local first = redis.call('ZRANGE', KEYS[1], 0, 1, 'WITHSCORES')
+for i = 1, #first, 2 do
+  if first[i] ~= ARGV[1] then
+    next_expiry = tonumber(first[i + 1]) - now
+    break
+  end
+end
+return {1, state, next_expiry, digest}

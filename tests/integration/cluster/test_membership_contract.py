@@ -42,7 +42,7 @@ def test_draining_workers_are_live_but_not_active(client: redis.Redis, keyspace:
     m.set_state("w1", WorkerState.DRAINING)
     assert [w.worker_id for w in m.live_workers()] == ["w1", "w2"]
     assert [w.worker_id for w in m.active_workers()] == ["w2"]
-    assert m.heartbeat("w1") is WorkerState.DRAINING
+    assert m.heartbeat("w1").state is WorkerState.DRAINING
     m.set_state("w1", WorkerState.ACTIVE)
     assert [w.worker_id for w in m.active_workers()] == ["w1", "w2"]
 
@@ -58,7 +58,7 @@ def test_deregister_removes_the_worker(client: redis.Redis, keyspace: Keyspace) 
     assert m.deregister("w1")
     assert not m.deregister("w1")
     assert m.live_workers() == [] and not m.is_alive("w1")
-    assert m.heartbeat("w1") is None
+    assert m.heartbeat("w1").state is None
 
 
 def test_missed_heartbeats_mean_death_and_prune_reports_the_dead(
@@ -70,15 +70,28 @@ def test_missed_heartbeats_mean_death_and_prune_reports_the_dead(
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and m.is_alive("dies"):
         time.sleep(0.05)
-        assert m.heartbeat("lives") is WorkerState.ACTIVE
+        assert m.heartbeat("lives").state is WorkerState.ACTIVE
     assert not m.is_alive("dies")
     assert [w.worker_id for w in m.live_workers()] == ["lives"]
     assert m.prune_dead() == ["dies"]
     assert m.prune_dead() == []
     # a pruned worker's heartbeat tells it to register again
-    assert m.heartbeat("dies") is None
+    assert m.heartbeat("dies").state is None
     _register(m, "dies")
     assert m.is_alive("dies")
+
+
+def test_a_heartbeat_says_when_the_next_other_worker_may_be_dead(
+    client: redis.Redis, keyspace: Keyspace
+) -> None:
+    m = _membership(client, keyspace, ttl=5.0)
+    _register(m, "w1")
+    assert m.heartbeat("w1").next_expiry is None  # alone: nobody to look after
+    _register(m, "w2")
+    beat = m.heartbeat("w1")
+    assert beat.next_expiry is not None and 4.0 < beat.next_expiry <= 5.0
+    m.deregister("w2")
+    assert m.heartbeat("w1").next_expiry is None
 
 
 def test_heartbeat_extends_life(client: redis.Redis, keyspace: Keyspace) -> None:

@@ -12,7 +12,7 @@ from cluster.settings import URL_FILE_ENV, ClusterSettings, read_url_file, redac
 def test_defaults_are_valid() -> None:
     s = ClusterSettings()
     assert s.namespace == "ac"
-    assert s.heartbeat_interval == 1.0 and s.heartbeat_ttl == 5.0
+    assert s.heartbeat_interval == 1.5 and s.heartbeat_ttl == 5.0
     assert s.max_message_bytes == 256 * 1024
 
 
