@@ -14,7 +14,11 @@ openai provider against the simulator) and measures:
   agent is a cache hit): turns/s against the ceiling ``C / ttft`` and the
   worker's CPU per turn;
 - after the burst: how long the worker takes to get back to its idle thread
-  count (reported when it does within ``--settle`` seconds).
+  count (reported when it does within ``--settle`` seconds);
+- Redis round trips per cached turn, counted at the client: the caller's (this
+  process's coordinator) and the worker's (its
+  ``agent_cluster_redis_round_trips_total``), and the idle worker's requests
+  per second before the burst.
 
 Baseline, same run: the bare ``openai`` SDK in this process, one shared
 client, C threads sending the same messages as a cached turn (system prompt,
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +48,7 @@ import openai  # noqa: E402
 
 from agent.providers.openai_chat import to_openai_messages, to_openai_tools  # noqa: E402
 from benchmarks.bench_cluster import free_port, redis_server  # noqa: E402
-from cluster.connection import connect  # noqa: E402
+from cluster.connection import connect, count_round_trips  # noqa: E402
 from cluster.errors import AgentClusterError  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.membership import RedisMembership  # noqa: E402
@@ -132,14 +137,30 @@ def settle(pid: int, idle_threads: int, limit: float) -> float | None:
     return None
 
 
-def start_worker(url: str, namespace: str, concurrency: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    url: str, namespace: str, concurrency: int, tmp: Path, metrics_port: int
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "AGENT_CLUSTER_HOME": str(tmp / "home")}
     log = (tmp / f"{namespace}.log").open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", url,
-         "--namespace", namespace, "--id", "w1", "--concurrency", str(concurrency)],
+         "--namespace", namespace, "--id", "w1", "--concurrency", str(concurrency),
+         "--metrics-port", str(metrics_port)],
         env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
+
+
+def worker_round_trips(port: int) -> float | None:
+    """The worker's Redis round trips so far (None: it does not count them)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+    except OSError:
+        return None
+    for line in body.splitlines():
+        if line.startswith("agent_cluster_redis_round_trips_total "):
+            return float(line.split()[1])
+    return None
 
 
 def wait_live(url: str, namespace: str) -> None:
@@ -189,20 +210,36 @@ def run_level(
     RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
         {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim_url + "/v1"}}
     )
-    worker = start_worker(url, namespace, concurrency, tmp)
+    metrics_port = free_port()
+    worker = start_worker(url, namespace, concurrency, tmp, metrics_port)
     try:
         wait_live(url, namespace)
-        time.sleep(1.0)
+        time.sleep(2.0)
         idle_threads, idle_rss, _ = proc_stats(worker.pid)
+        idle_start = worker_round_trips(metrics_port)
+        time.sleep(args.idle)
+        idle_end = worker_round_trips(metrics_port)
+        idle_rate = (
+            None if idle_start is None or idle_end is None else (idle_end - idle_start) / args.idle
+        )
         settings = ClusterSettings(redis_url=url, namespace=namespace, turn_timeout=args.timeout)
         coord = Coordinator(settings=settings)
+        caller_trips = [0]
+
+        def count() -> None:
+            caller_trips[0] += 1
+
+        count_round_trips(coord.client, count)
+        count_round_trips(coord.replies._client, count)
         sessions = [f"s{concurrency}-{i}" for i in range(concurrency)]
         with Sampler(worker.pid) as new_peak:
             ok_new, failed_new, new_seconds = burst(coord, sessions, "hello", args.timeout)
         _, _, cpu_before = proc_stats(worker.pid)
+        trips_before, caller_before = worker_round_trips(metrics_port), caller_trips[0]
         with Sampler(worker.pid) as cached_peak:
             ok_cached, failed_cached, cached_seconds = burst(coord, sessions, "again", args.timeout)
         _, rss_after, cpu_after = proc_stats(worker.pid)
+        trips_after, caller_after = worker_round_trips(metrics_port), caller_trips[0]
         settled = settle(worker.pid, idle_threads, args.settle)
         coord.close()
         return {
@@ -217,6 +254,11 @@ def run_level(
             "peak_threads": max(new_peak.peak_threads, cached_peak.peak_threads),
             "peak_rss": max(new_peak.peak_rss, cached_peak.peak_rss, rss_after),
             "settled": settled,
+            "idle_rate": idle_rate,
+            "caller_trips": (caller_after - caller_before) / max(1, ok_cached),
+            "worker_trips": None
+            if trips_before is None or trips_after is None
+            else (trips_after - trips_before) / max(1, ok_cached),
             "request": cached_request(url, namespace, sessions[0]) if ok_new else None,
         }
     finally:
@@ -244,9 +286,10 @@ def table(rows: list[dict[str, Any]], sdk_ms: Callable[[int], float], ttft: floa
     print(
         "| concurrency | failed | new turns/s | cached turns/s | ceiling C/ttft | "
         "CPU/cached turn | bare SDK CPU/call | ratio | peak threads | idle threads | "
-        "back to idle | peak RSS MB |"
+        "back to idle | peak RSS MB | round trips/cached turn: caller | worker | "
+        "idle worker req/s |"
     )
-    print("|" + "---|" * 12)
+    print("|" + "---|" * 15)
     for r in rows:
         floor = sdk_ms(r["concurrency"])
         back = "no" if r["settled"] is None else f"{r['settled']:.1f} s"
@@ -254,8 +297,13 @@ def table(rows: list[dict[str, Any]], sdk_ms: Callable[[int], float], ttft: floa
             f"| {r['concurrency']} | {r['failed']} | {r['new_tps']:.1f} | {r['cached_tps']:.1f} | "
             f"{r['concurrency'] / ttft:.0f} | {r['cached_cpu_ms']:.2f} ms | {floor:.2f} ms | "
             f"{r['cached_cpu_ms'] / floor:.2f}x | {r['peak_threads']} | {r['idle_threads']} | "
-            f"{back} | {r['peak_rss']:.0f} |"
+            f"{back} | {r['peak_rss']:.0f} | {r['caller_trips']:.2f} | "
+            f"{_maybe(r['worker_trips'])} | {_maybe(r['idle_rate'])} |"
         )
+
+
+def _maybe(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -264,6 +312,7 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--settle", type=float, default=15.0)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds the idle worker is watched")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp_name, redis_server(Path(tmp_name)) as url:
