@@ -51,6 +51,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "session_reset",
     "turn_begin",
     "turn_enqueue",
+    "workspace_save",
 )
 
 KeyOrArg = str | bytes | int | float

@@ -11,11 +11,14 @@ The order of a turn:
    version and registry generation, so a stale agent can never run;
 2. the lease keeper keeps the lease alive from here on;
 3. load the session (history, frozen prompt, committed-turn count);
-4. check out the agent from the local cache (a hit needs the same signature and
+4. restore the session's workspace if it moved here (a notice tells the
+   agent what could not follow), see :mod:`worker.workspace_handoff`;
+5. check out the agent from the local cache (a hit needs the same signature and
    the same committed-turn count; otherwise a new agent is built, from the
    session's frozen prompt when it was frozen under the same signature);
-5. run the turn with a tool-state store fenced by the lease;
-6. commit history + reply and deliver the reply to the caller in one fenced
+6. run the turn with a tool-state store fenced by the lease, then snapshot its
+   workspace if the turn changed it (fenced by the lease too);
+7. commit history + reply and deliver the reply to the caller in one fenced
    script (a worker that lost its lease writes nothing), release the lease.
 
 A Redis error anywhere defers the turn (retried once Redis answers; a turn
@@ -38,6 +41,7 @@ import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry
+from agent.turn_notice import with_notice
 from cluster.errors import (
     AgentClusterError,
     LeaseLost,
@@ -57,6 +61,7 @@ from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.profile import AgentProfile
 from worker.streaming import open_turn_events
+from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.turns")
 
@@ -127,6 +132,7 @@ class TurnServices:
     placement: Placement
     lease_ttl: float
     reply_ttl: float
+    workspaces: WorkspaceHandoff
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
@@ -291,6 +297,7 @@ class TurnRunner:
             else None
         )
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
+        notice = s.workspaces.before_turn(lease)  # the session may have moved here
 
         def build() -> AIAgent:
             s.metrics.agents_built.inc()
@@ -350,7 +357,7 @@ class TurnRunner:
                 if self._cut_off.is_set():
                     raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
                 result = agent.run_conversation(
-                    job.text,
+                    with_notice(job.text, notice),
                     history=None if handle.hit else snapshot.history,
                     interrupt_depth=_depth(job),
                 )
@@ -361,6 +368,7 @@ class TurnRunner:
                 raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
             if s.lease_keeper.is_lost(lease):
                 raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
+            s.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
             if frozen is None:
                 prompt = agent.frozen_prompt()
                 s.sessions.save_frozen_prompt(
