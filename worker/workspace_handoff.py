@@ -335,7 +335,9 @@ class WorkspaceHandoff:
     def _write_mark(self, session: str, mark: SyncMark) -> None:
         directory = self._env.control_dir(session)
         tmp = directory / f".{_MARK_FILE}.{uuid.uuid4().hex[:8]}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump({"digest": mark.digest, "fingerprint": mark.fingerprint}, handle)
         os.replace(tmp, directory / _MARK_FILE)

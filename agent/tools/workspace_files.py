@@ -67,7 +67,9 @@ def scan_workspace(workspace: Path) -> list[ScannedEntry]:
     try:
         root = os.open(workspace, _DIR_FLAGS)
     except OSError as exc:
-        raise ToolError(f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})") from None
+        raise ToolError(
+            f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})"
+        ) from None
     entries: list[ScannedEntry] = []
     try:
         _scan_dir(root, b"", entries)
@@ -124,7 +126,9 @@ def read_members(workspace: Path, plan: SnapshotPlan) -> tuple[list[Member], lis
     try:
         root = os.open(workspace, _DIR_FLAGS)
     except OSError as exc:
-        raise ToolError(f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})") from None
+        raise ToolError(
+            f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})"
+        ) from None
     try:
         for entry in plan.members:
             if entry.kind == "dir":
@@ -132,7 +136,9 @@ def read_members(workspace: Path, plan: SnapshotPlan) -> tuple[list[Member], lis
                 continue
             data = _read_file(root, entry.path, entry.size)
             if data is None:
-                omitted.append(Omitted(entry.path, entry.size, "changed or unreadable while snapshotting"))
+                omitted.append(
+                    Omitted(entry.path, entry.size, "changed or unreadable while snapshotting")
+                )
             else:
                 members.append(Member(entry.path, entry.mode, data))
     finally:
@@ -204,7 +210,9 @@ def write_members(target: Path, members: Sequence[Member], *, owner: int | None)
     try:
         root = os.open(target, _DIR_FLAGS)
     except OSError as exc:
-        raise ToolError(f"restore target {target} is not a plain directory ({exc.strerror})") from None
+        raise ToolError(
+            f"restore target {target} is not a plain directory ({exc.strerror})"
+        ) from None
     try:
         # Parents before children: sorted by path, "a" < "a/b".
         for member in sorted(members, key=lambda m: m.path):
