@@ -26,7 +26,7 @@ from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
 from cluster.scripts import ScriptSet
 
-__all__ = ["RedisWorkspaceStore", "SaveOutcome", "StoredWorkspace"]
+__all__ = ["RedisWorkspaceStore", "StoredWorkspace"]
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,6 @@ class StoredWorkspace:
     worker_id: str
     token: int
     taken_at: float
-
-
-@dataclass(frozen=True)
-class SaveOutcome:
-    """What :meth:`RedisWorkspaceStore.save` did: ``stored`` new bytes, or found them there."""
-
-    stored: bool
-    bytes_sent: int
 
 
 def _text(value: bytes | str | None) -> str:
@@ -96,7 +88,7 @@ class RedisWorkspaceStore:
         members: int,
         raw_bytes: int,
         omitted: int,
-    ) -> SaveOutcome:
+    ) -> bool:
         """Store a snapshot of ``lease``'s session unless that digest is stored already.
 
         The caller compares with :meth:`stored_digest` first, so an unchanged
@@ -110,6 +102,9 @@ class RedisWorkspaceStore:
             members: files and directories in it.
             raw_bytes: its uncompressed size.
             omitted: entries left out of it.
+
+        Returns:
+            Whether it was stored (``False``: that digest was stored already).
 
         Raises:
             LeaseLost: the lease was taken over, or the session now belongs to
@@ -129,4 +124,4 @@ class RedisWorkspaceStore:
                 f"session {lease.session_key!r} is owned by {_text(value) or 'nobody'}, not "
                 f"{lease.worker_id!r}: its workspace snapshot is the new owner's to write"
             )
-        return SaveOutcome(stored=code == 1, bytes_sent=len(data) if code == 1 else 0)
+        return code == 1

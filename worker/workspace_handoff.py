@@ -125,11 +125,6 @@ class WorkspaceHandoff:
         self._lease_ttl = lease_ttl
         self._clock = clock
 
-    @property
-    def enabled(self) -> bool:
-        """Whether snapshots are taken (``snapshot`` mode) or workspaces are shared."""
-        return self._enabled
-
     # -- before a turn -----------------------------------------------------------
 
     def before_turn(self, lease: Lease) -> str | None:
@@ -210,12 +205,10 @@ class WorkspaceHandoff:
         lost = []
         for record in load_table(self._tool_state, session)["items"].values():
             if isinstance(record, dict) and probe(record).state == "lost":
-                host = str(record.get("host", "")).split(":", 1)[0]
                 lost.append(
                     LostProcess(
                         name=str(record.get("id", "?")),
                         command=self._env.redact(str(record.get("command", "")))[:200],
-                        host=host,
                     )
                 )
         return lost
@@ -272,7 +265,7 @@ class WorkspaceHandoff:
                 members=len(members),
                 raw_bytes=raw_size,
                 omitted=len(omitted),
-            ).stored
+            )
         self._write_mark(session, SyncMark(digest, current))
         log.info(
             "workspace of %s: %s (%d entries, %d bytes, %d compressed, %d left out) in %.3fs",

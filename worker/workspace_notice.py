@@ -23,7 +23,6 @@ class LostProcess:
 
     name: str
     command: str
-    host: str
 
 
 def _size(size: int) -> str:

@@ -94,11 +94,6 @@ class SnapshotPlan:
     members: tuple[ScannedEntry, ...]
     omitted: tuple[Omitted, ...]
 
-    @property
-    def file_bytes(self) -> int:
-        """Bytes of file content the snapshot carries."""
-        return sum(m.size for m in self.members if m.kind == "file")
-
 
 @dataclass(frozen=True)
 class Member:
@@ -107,11 +102,6 @@ class Member:
     path: bytes
     mode: int
     data: bytes | None
-
-    @property
-    def is_dir(self) -> bool:
-        """True for a directory."""
-        return self.data is None
 
 
 @dataclass(frozen=True)

@@ -214,7 +214,5 @@ def test_the_notice_is_none_when_nothing_is_missing_and_bounded_otherwise() -> N
     many = [
         Omitted(f"f{i}".encode(), 2 * 1024 * 1024, "over the snapshot size cap") for i in range(30)
     ]
-    text = restore_notice(
-        omitted=many, lost=[LostProcess("p1", "sleep 1", "h")], taken_at=0, now=7200
-    )
+    text = restore_notice(omitted=many, lost=[LostProcess("p1", "sleep 1")], taken_at=0, now=7200)
     assert text is not None and "and 10 more" in text and "2.0 MiB" in text and "2.0 h ago" in text
