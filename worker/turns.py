@@ -11,20 +11,21 @@ The order of a turn:
    version and registry generation, so a stale agent can never run;
 2. the lease keeper keeps the lease alive from here on;
 3. load the session (history, frozen prompt, committed-turn count);
-4. restore the session's workspace if it moved here (a notice tells the
-   agent what could not follow), see :mod:`worker.workspace_handoff`;
-5. check out the agent from the local cache (a hit needs the same signature and
+4. check out the agent from the local cache (a hit needs the same signature and
    the same committed-turn count; otherwise a new agent is built, from the
    session's frozen prompt when it was frozen under the same signature);
-6. run the turn with a tool-state store fenced by the lease, then snapshot its
-   workspace if the turn changed it (fenced by the lease too);
-7. commit history + reply and deliver the reply to the caller in one fenced
+5. run the turn with a tool-state store fenced by the lease;
+6. commit history + reply and deliver the reply to the caller in one fenced
    script (a worker that lost its lease writes nothing), release the lease.
 
 A Redis error anywhere defers the turn (retried once Redis answers; a turn
 that committed is then found answered); a lost lease defers it too (the turn
 start then finds where it belongs). A failing turn is answered with a clear
 error reply.
+
+Around the agent's run, :mod:`worker.workspace_handoff` restores the session's
+workspace if the session moved here (the agent is told what could not follow)
+and, before the commit, snapshots it if the turn changed it (fenced by the lease).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -297,7 +298,6 @@ class TurnRunner:
             else None
         )
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
-        notice = s.workspaces.before_turn(lease)  # the session may have moved here
 
         def build() -> AIAgent:
             s.metrics.agents_built.inc()
@@ -328,6 +328,8 @@ class TurnRunner:
         events = open_turn_events(
             s.client, s.keyspace, job, worker_id=s.worker_id, fence=lease.token, ttl=s.reply_ttl
         )
+        notice = s.workspaces.before_turn(lease)  # the session may have moved here
+        job = replace(job, text=with_notice(job.text, notice))  # what the agent is told
         with s.cache.checkout(
             job.session_key,
             signature=signature,
@@ -357,7 +359,7 @@ class TurnRunner:
                 if self._cut_off.is_set():
                     raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
                 result = agent.run_conversation(
-                    with_notice(job.text, notice),
+                    job.text,
                     history=None if handle.hit else snapshot.history,
                     interrupt_depth=_depth(job),
                 )
@@ -366,9 +368,9 @@ class TurnRunner:
                     self._running.pop(job.session_key, None)
             if self._cut_off.is_set():
                 raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
+            s.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
             if s.lease_keeper.is_lost(lease):
                 raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
-            s.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
             if frozen is None:
                 prompt = agent.frozen_prompt()
                 s.sessions.save_frozen_prompt(
