@@ -50,6 +50,12 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:s:{S}:tools``                    hash    none                tool state store (fenced  tools on any worker
                                                                     when leased): key ->
                                                                     msgpack value
+``{ns}:s:{S}:workspace``                hash    none (deleted by    workspace_save script     worker (turn start:
+                                        the session's       (fenced by lease and      restore on a new host)
+                                        reset)              owner): digest, data
+                                                            (zlib msgpack snapshot),
+                                                            token, worker, epoch,
+                                                            at, files, bytes, omitted
 ``{ns}:s:{S}:pending``                  zset    none                enqueue script: job id -> worker (turn start: the
                                                                     per-session sequence;     lowest sequence runs
                                                                     commit/complete remove)   first), recovery
@@ -168,6 +174,7 @@ class SessionKeys:
     replies: str
     tools: str
     pending: str
+    workspace: str
 
 
 class Keyspace:
@@ -211,6 +218,7 @@ class Keyspace:
             replies=f"{base}:replies",
             tools=f"{base}:tools",
             pending=f"{base}:pending",
+            workspace=f"{base}:workspace",
         )
 
     def tool_state(self, task_id: str) -> str:

@@ -52,6 +52,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "turn_begin",
     "turn_claim",
     "turn_enqueue",
+    "workspace_save",
 )
 
 KeyOrArg = str | bytes | int | float

@@ -344,8 +344,8 @@ class RedisSessionStore:
     ) -> None:
         """Reset the session under its lease and deliver the reset message's reply (one script).
 
-        Deletes history, frozen prompt, meta, processed ids, stored replies and
-        tool state; records ``message_id`` as answered with ``reply``.
+        Deletes history, frozen prompt, meta, processed ids, stored replies,
+        tool state and the workspace snapshot; records ``message_id`` as answered with ``reply``.
 
         Raises:
             LeaseLost: the lease was taken over; nothing was written.
@@ -363,6 +363,7 @@ class RedisSessionStore:
                 keys.tools,
                 keys.pending,
                 self._keys.reply_list(lease.session_key, message_id),
+                keys.workspace,
             ],
             [lease.token, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
         )

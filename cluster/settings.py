@@ -30,10 +30,12 @@ __all__ = [
     "DEFAULT_IDLE_TTL",
     "DEFAULT_SWEEP_INTERVAL",
     "DEFAULT_TURN_TIMEOUT",
+    "DEFAULT_WORKSPACE_SNAPSHOT_BYTES",
     "ENV_PREFIX",
     "LOG_LEVELS",
     "SETTING_HELP",
     "URL_FILE_ENV",
+    "WORKSPACE_MODES",
     "ClusterSettings",
     "read_url_file",
     "redact_url",
@@ -47,6 +49,8 @@ DEFAULT_CACHE_SIZE = 128
 DEFAULT_IDLE_TTL = 3600.0
 DEFAULT_SWEEP_INTERVAL = 60.0
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_WORKSPACE_SNAPSHOT_BYTES = 4 * 1024 * 1024
+WORKSPACE_MODES = ("snapshot", "shared")
 
 ENV_PREFIX = "AGENT_CLUSTER_"
 URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
@@ -135,6 +139,12 @@ class ClusterSettings:
         mcp_from_config: Whether a worker starts the ``mcp_servers`` of the
             cluster config (programs run outside the sandbox: whoever can push
             a config could run any program on the worker).
+        workspace_mode: ``snapshot``: workspaces live on each worker's own disk
+            and follow a moved session as snapshots in Redis; ``shared``:
+            ``AGENT_CLUSTER_HOME`` is on storage every worker mounts (NFS,
+            a ReadWriteMany volume), so no snapshot is taken.
+        workspace_snapshot_max_bytes: File bytes one workspace snapshot carries
+            at most; files past it are listed to the agent, not copied.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -157,6 +167,8 @@ class ClusterSettings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     mcp_from_config: bool = False
+    workspace_mode: str = "snapshot"
+    workspace_snapshot_max_bytes: int = DEFAULT_WORKSPACE_SNAPSHOT_BYTES
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -184,8 +196,13 @@ class ClusterSettings:
         rebalance = self.rebalance_idle
         if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or rebalance < 0:
             raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
-        for name in ("max_message_bytes", "max_config_bytes"):
+        for name in ("max_message_bytes", "max_config_bytes", "workspace_snapshot_max_bytes"):
             _check_positive_int(name, getattr(self, name))
+        if self.workspace_mode not in WORKSPACE_MODES:
+            raise ConfigError(
+                f"workspace_mode must be one of {', '.join(WORKSPACE_MODES)}, "
+                f"got {self.workspace_mode!r}"
+            )
         port = self.metrics_port
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"metrics_port must be a TCP port 0-65535 (0: off), got {port!r}")
@@ -373,5 +390,11 @@ SETTING_HELP: dict[str, str] = {
     "(liveness), /readyz (registered, beating, active); 0 serves none.",
     "metrics_host": "Address the worker's probe endpoint listens on (0.0.0.0 in a container, "
     "so the kubelet and Prometheus reach it).",
+    "workspace_mode": "snapshot: session workspaces live on each worker's own disk and follow a "
+    "moved session as snapshots in Redis (taken at the end of turns that changed them and at "
+    "a drain, restored by the new owner); shared: AGENT_CLUSTER_HOME is on storage every "
+    "worker mounts (NFS, a ReadWriteMany volume), so no snapshot is taken.",
+    "workspace_snapshot_max_bytes": "File bytes one workspace snapshot carries at most; files "
+    "past it are not copied and the agent is told which.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

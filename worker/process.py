@@ -13,8 +13,9 @@ agents and registers again; its old turns were handed on and its stale
 leases can write nothing.
 
 SIGTERM, or ``agent-cluster drain ID``, drains: the worker is marked draining
-(routing stops placing turns on it, atomically), its queued and not-started
-turns move to their sessions' new owners, running turns finish up to the
+(routing stops placing turns on it, atomically), the workspaces of its idle
+sessions are snapshotted to Redis for their next owners (``workspace_mode:
+snapshot``), its queued and not-started turns move to their sessions' new owners, running turns finish up to the
 drain timeout (past it they are cut off and handed on too), cached agents
 are soft-released, the worker deregisters and exits 0.
 """
@@ -58,8 +59,10 @@ from cluster.settings import (
     DEFAULT_SWEEP_INTERVAL,
     ClusterSettings,
 )
+from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
+from cluster.workspace_store import RedisWorkspaceStore
 from worker.cache import AgentCache
 from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import beat_with_health
@@ -68,6 +71,7 @@ from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
 from worker.turns import ConfigView, TurnRunner, TurnServices
+from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.process")
 
@@ -176,6 +180,17 @@ class WorkerProcess:
             self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)
         )
         tool_registry = tool_registry or default_registry()
+        self.workspaces = WorkspaceHandoff(
+            tool_env=tool_env,
+            store=RedisWorkspaceStore(self.client, self.keyspace),
+            tool_state=RedisToolStateStore(self.client, self.keyspace),
+            leases=leases,
+            ownership=RedisOwnershipStore(self.client, self.keyspace),
+            worker_id=self.worker_id,
+            mode=settings.workspace_mode,
+            max_bytes=settings.workspace_snapshot_max_bytes,
+            lease_ttl=settings.lease_ttl,
+        )
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
         )
@@ -198,6 +213,7 @@ class WorkerProcess:
                 placement=self.placement,
                 lease_ttl=settings.lease_ttl,
                 reply_ttl=settings.reply_ttl,
+                workspaces=self.workspaces,
                 environ=self.options.environ,
                 metrics=self.metrics,
             )
@@ -301,6 +317,7 @@ class WorkerProcess:
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
             ("stop claiming", self._stop_claiming),
+            ("snapshot idle workspaces", self.workspaces.snapshot_owned),
             ("hand over queued turns", self._hand_over_waiting),
         ]
         for name, step in steps:

@@ -26,6 +26,10 @@ A Redis error anywhere defers the turn (retried once Redis answers; a turn
 that committed is then found answered); a lost lease defers it too (the turn
 start then finds where it belongs). A failing turn is answered with a clear
 error reply.
+
+Around the agent's run, :mod:`worker.workspace_handoff` restores the session's
+workspace if the session moved here (the agent is told what could not follow)
+and, before the commit, snapshots it if the turn changed it (fenced by the lease).
 """
 
 from __future__ import annotations
@@ -35,13 +39,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry
+from agent.turn_notice import with_notice
 from cluster.errors import (
     AgentClusterError,
     LeaseLost,
@@ -61,6 +66,7 @@ from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.profile import AgentProfile
 from worker.streaming import open_turn_events
+from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.turns")
 
@@ -131,6 +137,7 @@ class TurnServices:
     placement: Placement
     lease_ttl: float
     reply_ttl: float
+    workspaces: WorkspaceHandoff
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
@@ -331,6 +338,8 @@ class TurnRunner:
         events = open_turn_events(
             s.client, s.keyspace, job, worker_id=s.worker_id, fence=lease.token, ttl=s.reply_ttl
         )
+        notice = s.workspaces.before_turn(lease)  # the session may have moved here
+        job = replace(job, text=with_notice(job.text, notice))  # what the agent is told
         with s.cache.checkout(
             job.session_key,
             signature=signature,
@@ -369,6 +378,7 @@ class TurnRunner:
                     self._running.pop(job.session_key, None)
             if self._cut_off.is_set():
                 raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
+            s.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
             if s.lease_keeper.is_lost(lease):
                 raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
             if not handle.hit and stored_prompt() is None:  # frozen on this turn: store it

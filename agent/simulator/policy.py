@@ -6,7 +6,8 @@ HTTP. The policy is a pure function of the neutral messages (see
 docs/architecture.md) and the offered tool names:
 
 - ``!sh CMD`` from the user, with ``terminal`` offered: call ``terminal`` with
-  ``{"command": CMD}``;
+  ``{"command": CMD}`` (a cluster notice before it, see :mod:`agent.turn_notice`,
+  is read past as a model would);
 - ``!tool NAME {json args}`` with ``NAME`` offered: call ``NAME`` with the args
   (arguments that are not a JSON object give a text reply saying so);
 - a tool result last: ``"[NAME] "`` + the first 500 characters of the result;
@@ -20,6 +21,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from agent.turn_notice import split_notice
 
 __all__ = ["TOOL_RESULT_PREVIEW_CHARS", "PolicyReply", "content_text", "decide_reply"]
 
@@ -77,7 +80,7 @@ def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
 
 
 def _tool_command(text: str, tool_names: Sequence[str]) -> PolicyReply | None:
-    stripped = text.strip()
+    stripped = split_notice(text)[1].strip()
     sh = _SH_RE.fullmatch(stripped)
     if sh is not None and "terminal" in tool_names:
         return PolicyReply(tool_calls=(("terminal", {"command": sh.group("command").strip()}),))

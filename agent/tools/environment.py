@@ -186,8 +186,7 @@ class ToolEnvironment:
             ToolError: something other than the task's own directory is in its place.
         """
         path = self.sandbox_path(task_id)
-        resolved = resolve_sandbox(self.sandbox_config)
-        owner = resolved.workspace_owner(path) if isinstance(resolved, Sandbox) else None
+        owner = self.workspace_owner(task_id)
         # A root worker may find the workspace still owned by the uid it gave
         # the session under the other backend (or by itself): it takes it back.
         adoptable = (
@@ -197,6 +196,16 @@ class ToolEnvironment:
         )
         secure_dir(Path(self.sandbox_root))
         return secure_dir(path, owner=owner, adoptable=adoptable)
+
+    def workspace_owner(self, task_id: str) -> int | None:
+        """The host uid the task's workspace and its files belong to (``None``: the worker's own).
+
+        With a root worker and the ``bwrap`` backend, the session's own uid.
+        """
+        resolved = resolve_sandbox(self.sandbox_config)
+        if not isinstance(resolved, Sandbox):
+            return None
+        return resolved.workspace_owner(self.sandbox_path(task_id))
 
     def workspace(self, task_id: str) -> tuple[Sandbox, Path]:
         """The sandbox and the (created, correctly owned) workspace of a task's next command.

@@ -1,6 +1,6 @@
 -- Reset a session (/new, /reset, /clear), fenced by the running-turn lease:
--- delete its history, frozen prompt, meta, processed ids, stored replies and
--- tool state, then record the reset message as answered and deliver its
+-- delete its history, frozen prompt, meta, processed ids, stored replies, tool
+-- state and workspace snapshot, then record the reset message as answered and deliver its
 -- reply, all or nothing. The owner record, the lease and the fencing counter
 -- are kept, so tokens stay monotonic across resets.
 --
@@ -13,6 +13,7 @@
 -- KEYS[7]  tools      hash    tool state
 -- KEYS[8]  pending    zset    pending job ids -> sequence
 -- KEYS[9]  reply      list    the reset message's reply list
+-- KEYS[10] workspace  hash    the workspace snapshot
 -- ARGV[1]  fencing token of the caller
 -- ARGV[2]  message id of the reset command
 -- ARGV[3]  msgpack reply
@@ -23,7 +24,7 @@ local current = redis.call('HGET', KEYS[1], 'token')
 if current ~= ARGV[1] then
   return {0, current or ''}
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[10])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[5], now, ARGV[2])

@@ -58,8 +58,14 @@ class Fleet:
         )
 
     def start(
-        self, worker_id: str, *, concurrency: int = 8, wait: bool = True
+        self,
+        worker_id: str,
+        *,
+        concurrency: int = 8,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
+        """Start a worker process; ``env`` adds to (or overrides) the fleet's environment."""
         log = (self.tmp / f"{worker_id}.log").open("ab")
         proc = subprocess.Popen(
             [
@@ -76,7 +82,7 @@ class Fleet:
                 "--concurrency",
                 str(concurrency),
             ],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

@@ -266,3 +266,31 @@ def test_the_systemd_unit_runs_a_worker_with_secrets_from_a_file_and_time_to_dra
     settings = _check_variables("systemd", env)
     assert int(stop) > settings.drain_timeout + settings.heartbeat_ttl
     assert "KillSignal=SIGTERM" in unit
+
+
+def test_workspaces_snapshot_by_default_and_the_shared_variants_mount_one_volume() -> None:
+    (worker,) = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"]["containers"]
+    assert _check_variables("worker", _env(worker)).workspace_mode == "snapshot"
+    overlay = K8S / "shared-workspaces"
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert kustomization["resources"][0] == ".."
+    for resource in kustomization["resources"][1:]:
+        assert (overlay / resource).is_file(), resource
+    (patch_ref,) = kustomization["patches"]
+    patch = yaml.safe_load((overlay / patch_ref["path"]).read_text())
+    (pvc,) = [d for d in yaml.safe_load_all((overlay / "workspaces-pvc.yaml").read_text()) if d]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    spec = patch["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert _check_variables("shared worker", _env(container)).workspace_mode == "shared"
+    (home,) = spec["volumes"]
+    assert home["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+    assert mounts[home["name"]] == "/var/lib/agent-cluster"  # the image's AGENT_CLUSTER_HOME
+    override = yaml.safe_load((DEPLOY / "compose.shared-workspaces.yaml").read_text())
+    workers = {n: s for n, s in _compose()["services"].items() if s.get("command", [])[1:2] == ["worker"]}
+    assert set(override["services"]) == set(workers)
+    for name, service in override["services"].items():
+        assert _check_variables(name, dict(service["environment"])).workspace_mode == "shared"
+        assert service["volumes"] == ["workspaces:/var/lib/agent-cluster"]
+    assert "workspaces" in override["volumes"]

@@ -1,0 +1,40 @@
+-- Store a session's workspace snapshot, fenced twice: by the running-turn lease
+-- (the caller's token must be the lease's current token) and by ownership
+-- (the caller must be the session's owner). Tokens only grow and the lease holds
+-- the newest one, so a snapshot written under an older token (a stale owner,
+-- a paused worker) can never replace a newer one. A snapshot whose digest is
+-- already stored is not rewritten (the caller reads the stored digest first and
+-- then does not send it at all).
+--
+-- KEYS[1]  lease      hash    fields: token, worker
+-- KEYS[2]  owner      hash    fields: worker, epoch
+-- KEYS[3]  workspace  hash    digest, data, token, worker, epoch, at (Redis TIME, ms),
+--                              files, bytes, omitted
+-- ARGV[1]  fencing token of the caller
+-- ARGV[2]  caller's worker id
+-- ARGV[3]  digest (hex SHA-256 of the uncompressed snapshot)
+-- ARGV[4]  compressed snapshot
+-- ARGV[5]  number of files and directories in it
+-- ARGV[6]  uncompressed size in bytes
+-- ARGV[7]  number of entries left out
+-- Returns: {1, token} stored; {2, token} same digest already stored (nothing written);
+--          {0, current token or ""} lease lost (nothing written); {-1, owner or ""} the
+--          caller is not the session's owner (nothing written).
+local current = redis.call('HGET', KEYS[1], 'token')
+if current ~= ARGV[1] then
+  return {0, current or ''}
+end
+local owner = redis.call('HGET', KEYS[2], 'worker')
+if owner ~= ARGV[2] then
+  return {-1, owner or ''}
+end
+if redis.call('HGET', KEYS[3], 'digest') == ARGV[3] then
+  return {2, current}
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch') or '0'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[3], 'digest', ARGV[3], 'data', ARGV[4], 'token', ARGV[1],
+  'worker', ARGV[2], 'epoch', epoch, 'at', now, 'files', ARGV[5], 'bytes', ARGV[6],
+  'omitted', ARGV[7])
+return {1, current}
