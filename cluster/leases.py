@@ -98,12 +98,15 @@ class TurnStart:
             earlier pending job (``NOT_HEAD``); ``""`` otherwise.
         committed_turns: The session's committed turns when the lease was
             taken (``ACQUIRED``): a cached agent with as many is current.
+        workspace_digest: The digest of the session's stored workspace
+            snapshot (``ACQUIRED``; ``None`` when it has none).
     """
 
     status: TurnStartStatus
     lease: Lease | None = None
     other: str = ""
     committed_turns: int = 0
+    workspace_digest: str | None = None
 
 
 def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
@@ -211,7 +214,7 @@ class RedisLeaseStore:
         keys = self._keys.session(session_key)
         reply, (version, generation) = self._scripts.call_with_reads(
             "turn_begin",
-            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies, keys.meta],
+            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies, keys.meta, keys.workspace],
             [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
@@ -226,7 +229,12 @@ class RedisLeaseStore:
             config_version=int(version or 0),
             registry_generation=int(generation or 0),
         )
-        return TurnStart(status, lease=lease, committed_turns=int(reply[3]))
+        return TurnStart(
+            status,
+            lease=lease,
+            committed_turns=int(reply[3]),
+            workspace_digest=_text(reply[4]) or None,
+        )
 
     def break_held_by(self, session_key: str, worker_id: str) -> bool:
         """Delete the session's lease if ``worker_id`` holds it (that worker is dead or cut off).

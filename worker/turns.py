@@ -279,7 +279,9 @@ class TurnRunner:
                 self._reset(job, job_id, lease)
                 s.metrics.turn_outcome("reset")
                 return None
-            return self._run_with_agent(job, job_id, lease, start.committed_turns)
+            return self._run_with_agent(
+                job, job_id, lease, start.committed_turns, start.workspace_digest
+            )
         finally:
             s.lease_keeper.drop(lease)
             if job.claim is None or not job.claim.completed:  # else the commit released it
@@ -289,7 +291,7 @@ class TurnRunner:
                     log.warning("could not release lease of %s: %s", job.session_key, exc)
 
     def _run_with_agent(
-        self, job: TurnJob, job_id: str, lease: Lease, committed: int
+        self, job: TurnJob, job_id: str, lease: Lease, committed: int, workspace: str | None
     ) -> dict[str, Any] | None:
         s = self.s
         profile = s.config.profile
@@ -338,8 +340,9 @@ class TurnRunner:
         events = open_turn_events(
             s.client, s.keyspace, job, worker_id=s.worker_id, fence=lease.token, ttl=s.reply_ttl
         )
-        notice = s.workspaces.before_turn(lease)  # the session may have moved here
-        job = replace(job, text=with_notice(job.text, notice))  # what the agent is told
+        notice = s.workspaces.before_turn(lease, workspace)  # the session may have moved here
+        if notice:
+            job = replace(job, text=with_notice(job.text, notice))  # what the agent is told
         with s.cache.checkout(
             job.session_key,
             signature=signature,

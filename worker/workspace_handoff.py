@@ -127,8 +127,13 @@ class WorkspaceHandoff:
 
     # -- before a turn -----------------------------------------------------------
 
-    def before_turn(self, lease: Lease) -> str | None:
+    def before_turn(self, lease: Lease, stored_digest: str | None) -> str | None:
         """Bring the session's workspace up to its stored snapshot if this host's copy is not it.
+
+        Args:
+            lease: The turn's lease.
+            stored_digest: The stored snapshot's digest, read with the lease
+                (``TurnStart.workspace_digest``; ``None``: no snapshot).
 
         Returns:
             A notice for the agent when something could not be restored, else ``None``.
@@ -139,7 +144,6 @@ class WorkspaceHandoff:
         if not self._enabled:
             return None
         session = lease.session_key
-        stored_digest = self._store.stored_digest(session)
         mark = self._read_mark(session)
         if stored_digest is None:
             if mark is not None:

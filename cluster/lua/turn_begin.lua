@@ -15,12 +15,14 @@
 -- KEYS[4]  pending  zset    pending job ids -> sequence
 -- KEYS[5]  replies  hash    message id -> msgpack reply
 -- KEYS[6]  meta     hash    the session's meta (its committed turn count)
+-- KEYS[7]  workspace hash   the session's workspace snapshot (its digest)
 -- ARGV[1]  worker id
 -- ARGV[2]  lease TTL in ms
 -- ARGV[3]  job id
 -- ARGV[4]  message id
 -- ARGV[5]  interrupt depth of the turn (kept on the lease for double texting)
--- Returns: {1, token, "", turns}   acquired; turns: the session's committed turns
+-- Returns: {1, token, "", turns, digest}  acquired; turns: the session's committed
+--          turns; digest: its stored workspace snapshot's ("" when none)
 --          {0, holder token, holder worker}  another worker holds the lease
 --          {2, "", ""}             already answered (reply stored): nothing to run
 --          {3, owner or "", ""}    the session is owned by another worker: hand the job on
@@ -51,4 +53,5 @@ local token = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1], 'depth', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, tostring(token), '', tostring(redis.call('HGET', KEYS[6], 'turns') or '0')}
+return {1, tostring(token), '', tostring(redis.call('HGET', KEYS[6], 'turns') or '0'),
+  redis.call('HGET', KEYS[7], 'digest') or ''}

@@ -35,9 +35,10 @@ class Host:
         self.env = ToolEnvironment.default(tmp / worker_id, sandbox=SandboxConfig(backend="local"))
         self.leases = RedisLeaseStore(client, self.keyspace)
         self.ownership = RedisOwnershipStore(client, self.keyspace)
+        self.store = RedisWorkspaceStore(client, self.keyspace)
         self.handoff = WorkspaceHandoff(
             tool_env=self.env,
-            store=RedisWorkspaceStore(client, self.keyspace),
+            store=self.store,
             tool_state=RedisToolStateStore(client, self.keyspace),
             leases=self.leases,
             ownership=self.ownership,
@@ -65,7 +66,7 @@ class Host:
         self.own()
         lease = self.lease()
         try:
-            notice = self.handoff.before_turn(lease)
+            notice = self.handoff.before_turn(lease, self.store.stored_digest(SESSION))
             for name, data in (write or {}).items():
                 path = self.workspace / name
                 path.parent.mkdir(parents=True, exist_ok=True)
