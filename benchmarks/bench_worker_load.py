@@ -5,7 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_worker_load.py [--levels 32,128,512,102
 Starts its own redis-server and provider simulator (a separate process; every
 reply's first token comes after ``--ttft`` seconds), then for each
 concurrency level C starts one worker process (``--concurrency C``, the
-openai provider against the simulator) and measures:
+openai provider against the simulator, a cache holding every session's agent)
+and measures:
 
 - new sessions: C turns of C new sessions submitted at once: failures (error
   replies and callers left without an answer), turns/s, peak thread count and
@@ -145,7 +146,7 @@ def start_worker(
     return subprocess.Popen(
         [sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", url,
          "--namespace", namespace, "--id", "w1", "--concurrency", str(concurrency),
-         "--metrics-port", str(metrics_port)],
+         "--cache-size", str(max(128, concurrency)), "--metrics-port", str(metrics_port)],
         env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ cluster config names another (``providers.<name>.api_key_env``)."""
 log = logging.getLogger("agent.providers")
 
 T = TypeVar("T")
+_RNG = random.Random()  # jitter only; one per process (seeding one per call costs a syscall)
 DeltaCallback = Callable[[str], None]
 
 
@@ -120,7 +121,7 @@ def call_with_retries(
         ProviderUnavailable: the error was still retryable after the last attempt.
         ProviderError: a non-retryable error, at once.
     """
-    rng = rng or random.Random()
+    rng = rng or _RNG
     last: ProviderError | None = None
     for attempt in range(1, policy.attempts + 1):
         try:

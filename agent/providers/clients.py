@@ -1,4 +1,4 @@
-"""The worker's SDK clients: one per provider endpoint and key, shared by every agent.
+"""The worker's SDK clients: shared by the agents of a provider endpoint and key.
 
 An agent takes a reference with :meth:`SharedClients.acquire` and gives it
 back with :meth:`ClientRef.release` (its ``release_clients()``): a release
@@ -24,6 +24,7 @@ from agent.providers.http import CallRegistry, abortable_http_client
 __all__ = ["ClientKey", "ClientRef", "SharedClients", "shared_clients"]
 
 _IDLE_CAP = 4
+_AGENTS_PER_CLIENT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +55,12 @@ class _Shared:
 class ClientRef:
     """One agent's hold on a shared client; :meth:`release` once, from any thread."""
 
-    __slots__ = ("_key", "_owner", "_released", "calls", "client")
+    __slots__ = ("_key", "_owner", "_released", "_shared", "calls", "client")
 
     def __init__(self, owner: SharedClients, key: ClientKey, shared: _Shared) -> None:
         self._owner = owner
         self._key = key
+        self._shared = shared
         self._released = False
         self.client = shared.client
         self.calls = shared.calls
@@ -71,44 +73,60 @@ class ClientRef:
         """Let go of the client (idempotent); it stays open for the other agents."""
         if not self._released:
             self._released = True
-            self._owner._release(self._key)
+            self._owner._release(self._key, self._shared)
 
 
 class SharedClients:
-    """Process-wide SDK clients keyed by :class:`ClientKey`, reference counted."""
+    """Process-wide SDK clients keyed by :class:`ClientKey`, reference counted.
 
-    def __init__(self, *, idle_cap: int = _IDLE_CAP) -> None:
+    An endpoint gets one client for every ``agents_per_client`` agents holding
+    one (a new agent takes the least held): a connection pool scans all its
+    connections under one lock on every request, which a thousand calls in
+    flight on one pool turn into the worker's biggest CPU cost. The clients of
+    a process share one SSL context (the CA bundle is loaded once).
+    """
+
+    def __init__(
+        self, *, idle_cap: int = _IDLE_CAP, agents_per_client: int = _AGENTS_PER_CLIENT
+    ) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[ClientKey, _Shared] = {}
-        self._idle: OrderedDict[ClientKey, None] = OrderedDict()
+        self._clients: dict[ClientKey, list[_Shared]] = {}
+        self._idle: OrderedDict[tuple[ClientKey, int], None] = OrderedDict()
         self._idle_cap = idle_cap
+        self._per_client = agents_per_client
 
     def acquire(self, key: ClientKey, build: Callable[[httpx2.Client], Any]) -> ClientRef:
-        """A reference to the client for ``key``, built with ``build(http_client)`` on first use."""
+        """A reference to a client for ``key``, built with ``build(http_client)`` when needed."""
         with self._lock:
-            shared = self._clients.get(key)
-            if shared is None:
+            shards = self._clients.setdefault(key, [])
+            shared = min(shards, key=lambda shard: shard.refs, default=None)
+            if shared is None or shared.refs >= self._per_client:
                 http, calls = abortable_http_client(key.timeout)
-                shared = self._clients[key] = _Shared(build(http), http, calls)
+                shared = _Shared(build(http), http, calls)
+                shards.append(shared)
             shared.refs += 1
-            self._idle.pop(key, None)
+            self._idle.pop((key, id(shared)), None)
             return ClientRef(self, key, shared)
 
     def open_clients(self) -> int:
         """How many SDK clients are open (held or idle)."""
         with self._lock:
-            return len(self._clients)
+            return sum(len(shards) for shards in self._clients.values())
 
-    def _release(self, key: ClientKey) -> None:
+    def _release(self, key: ClientKey, shared: _Shared) -> None:
         closing: list[_Shared] = []
         with self._lock:
-            shared = self._clients[key]
             shared.refs -= 1
             if shared.refs == 0:
-                self._idle[key] = None
+                self._idle[(key, id(shared))] = None
                 while len(self._idle) > self._idle_cap:
-                    old, _ = self._idle.popitem(last=False)
-                    closing.append(self._clients.pop(old))
+                    (old_key, old_id), _ = self._idle.popitem(last=False)
+                    shards = self._clients[old_key]
+                    old = next(shard for shard in shards if id(shard) == old_id)
+                    shards.remove(old)
+                    if not shards:
+                        del self._clients[old_key]
+                    closing.append(old)
         for old_shared in closing:
             old_shared.client.close()
 

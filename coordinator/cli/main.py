@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -41,6 +40,7 @@ from coordinator.cli.settings import (
     WORKER_SETTINGS,
     HelpFormatter,
     add_settings_options,
+    configure_logging,
     settings_from_args,
 )
 
@@ -116,9 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from worker.process import WorkerOptions, WorkerProcess
 
     settings = settings_from_args(args)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     options = WorkerOptions.from_settings(settings)
     if args.id:
         options.worker_id = args.id

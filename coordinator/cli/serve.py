@@ -10,7 +10,6 @@ caller may chat (a trusted local setup).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -19,6 +18,7 @@ from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     HelpFormatter,
     add_settings_options,
+    configure_logging,
     settings_from_args,
 )
 
@@ -31,9 +31,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from coordinator.http.auth import API_KEYS_ENV, API_KEYS_FILE_ENV
 
     settings = settings_from_args(args)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    configure_logging(settings.log_level)
     credentials = Credentials.from_env(anonymous=args.anonymous)
     if not credentials.api_key_digests and not args.anonymous:
         raise ConfigError(

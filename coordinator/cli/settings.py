@@ -139,3 +139,14 @@ def settings_from_args(args: argparse.Namespace) -> ClusterSettings:
     args.resolved_settings = settings
     args.settings_origins = origins
     return settings
+
+
+def configure_logging(level: str) -> None:
+    """Log at ``level`` to stderr; the HTTP client libraries only from WARNING up.
+
+    httpx logs every request at INFO: one line per model call would cost a
+    busy worker more CPU than the call itself and drown what matters.
+    """
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -133,3 +133,27 @@ def test_clients_nobody_holds_are_closed_past_the_idle_cap() -> None:
     # h0 is still held by `again`; h1 then h2 became idle; the cap keeps the newest one.
     assert closed == ["c1"]
     assert clients.open_clients() == 2
+
+
+def test_an_endpoint_gets_one_more_client_per_so_many_agents() -> None:
+    from agent.providers.clients import ClientKey
+
+    clients = SharedClients(agents_per_client=2)
+    built: list[int] = []
+
+    class Client:
+        def close(self) -> None:
+            pass
+
+    def build(_http: object) -> Client:
+        built.append(1)
+        return Client()
+
+    key = ClientKey.of("openai", "http://h", "sk", 5.0)
+    refs = [clients.acquire(key, build) for _ in range(5)]
+    assert len(built) == 3 and clients.open_clients() == 3
+    assert len({id(ref.client) for ref in refs}) == 3
+    refs[0].release()
+    refs[1].release()  # the first client is free again: the next agent takes it
+    assert clients.acquire(key, build).client is refs[0].client
+    assert len(built) == 3
