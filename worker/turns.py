@@ -180,7 +180,15 @@ class TurnRunner:
             raise self._defer(job_id, "its lease was lost", redis_error=False) from None
         except redis.RedisError as exc:
             s.metrics.turn_outcome("deferred")
-            log.warning("turn %s of %s: Redis failed: %s", job.message_id, job.session_key, exc)
+            hint = (
+                " (every connection of the worker's pool was busy: the turn is retried; "
+                "a worker sizes its pools from --concurrency)"
+                if "No connection available" in str(exc)
+                else ""
+            )
+            log.warning(
+                "turn %s of %s: Redis failed: %s%s", job.message_id, job.session_key, exc, hint
+            )
             raise self._defer(job_id, f"Redis failed ({exc})", redis_error=True) from None
         except AgentClusterError as exc:
             reply = self._error_reply(job, exc)
