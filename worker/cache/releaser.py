@@ -80,19 +80,22 @@ class ReleaseExecutor(Protocol):
 class Releaser:
     """Elastic pool of daemon threads running releases in submission order.
 
-    Threads start on demand (up to ``max_threads``), so a cache that never
-    evicts starts none, and a slow release delays only the releases queued
+    Threads start on demand (up to ``max_threads``) and leave after
+    ``keepalive`` idle seconds, so a cache that never evicts starts none, and a slow release delays only the releases queued
     behind it once every thread is busy. :meth:`close` drains the queue and
     joins the threads; a later :meth:`submit` starts threads again, so a turn
     ending after shutdown still gets its agent released.
     """
 
-    def __init__(self, *, max_threads: int = 2, name: str = "agent-cache-releaser") -> None:
+    def __init__(
+        self, *, max_threads: int = 2, name: str = "agent-cache-releaser", keepalive: float = 5.0
+    ) -> None:
         """Create an idle pool.
 
         Args:
             max_threads: most threads releasing at once (>= 1).
             name: thread name prefix.
+            keepalive: seconds an idle thread waits for a release before it exits.
 
         Raises:
             ConfigError: ``max_threads`` < 1.
@@ -101,6 +104,7 @@ class Releaser:
             raise ConfigError(f"Releaser max_threads must be >= 1, got {max_threads}")
         self._max_threads = max_threads
         self._name = name
+        self._keepalive = keepalive
         lock = threading.Lock()
         # Two conditions on one lock: waking a wait_idle() caller must never
         # consume the notification meant for an idle worker thread.
@@ -176,7 +180,8 @@ class Releaser:
             with self._cond:
                 self._idle_threads += 1
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    if not self._cond.wait(self._keepalive):
+                        break  # idle too long: the thread leaves (a later submit starts one)
                 self._idle_threads -= 1
                 if not self._queue:
                     self._threads.discard(me)
