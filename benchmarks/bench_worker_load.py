@@ -11,9 +11,9 @@ and measures:
 - new sessions: C turns of C new sessions submitted at once: failures (error
   replies and callers left without an answer), turns/s, peak thread count and
   RSS of the worker;
-- cached turns: a second message to each of the C sessions (each worker
-  agent is a cache hit): turns/s against the ceiling ``C / ttft`` and the
-  worker's CPU per turn;
+- cached turns: then each of the C sessions sends its next message as soon as
+  the last was answered, for ``--sustain`` seconds (every turn a cache hit):
+  turns/s against the ceiling ``C / ttft`` and the worker's CPU per turn;
 - after the burst: how long the worker takes to get back to its idle thread
   count (reported when it does within ``--settle`` seconds);
 - Redis round trips per cached turn, counted at the client: the caller's (this
@@ -49,7 +49,7 @@ import openai  # noqa: E402
 
 from agent.providers.openai_chat import to_openai_messages, to_openai_tools  # noqa: E402
 from benchmarks.bench_cluster import free_port, redis_server  # noqa: E402
-from cluster.connection import connect, count_round_trips  # noqa: E402
+from cluster.connection import blocking_client, connect, count_round_trips  # noqa: E402
 from cluster.errors import AgentClusterError  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.membership import RedisMembership  # noqa: E402
@@ -126,6 +126,52 @@ def burst(coord: Coordinator, sessions: list[str], text: str, timeout: float) ->
             ok += answered
             failed += not answered
     return ok, failed, time.monotonic() - started
+
+
+def sustain(
+    coord: Coordinator,
+    sessions: list[str],
+    seconds: float,
+    timeout: float,
+    probe: Callable[[], tuple[Any, ...]],
+    warmup: float,
+) -> tuple[int, int, float, tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    """Closed loop: each session sends its next message when the last was answered.
+
+    Returns (turns answered within the window, failures, window seconds, the
+    ``probe()`` readings at the window's start and end).
+    """
+    start = time.monotonic() + warmup  # every session has sent and been answered by then
+    end = start + seconds
+    readings: list[tuple[Any, ...]] = []
+    lock = threading.Lock()
+    counts = {"ok": 0, "failed": 0}
+
+    def loop(session: str) -> None:
+        turn = 0
+        while time.monotonic() < end:
+            turn += 1
+            try:
+                coord.submit(session, f"message {turn}", timeout=timeout)
+                ok = True
+            except AgentClusterError:
+                ok = False
+            now = time.monotonic()
+            with lock:
+                if not ok:
+                    counts["failed"] += 1
+                elif start <= now <= end:
+                    counts["ok"] += 1
+
+    def read_at(when: float) -> None:
+        time.sleep(max(0.0, when - time.monotonic()))
+        readings.append(probe())
+
+    with ThreadPoolExecutor(len(sessions) + 2) as pool:
+        pool.submit(read_at, start)
+        pool.submit(read_at, end)
+        list(pool.map(loop, sessions))
+    return counts["ok"], counts["failed"], seconds, (readings[0], readings[1])
 
 
 def settle(pid: int, idle_threads: int, limit: float) -> float | None:
@@ -224,24 +270,30 @@ def run_level(
             None if idle_start is None or idle_end is None else (idle_end - idle_start) / args.idle
         )
         settings = ClusterSettings(redis_url=url, namespace=namespace, turn_timeout=args.timeout)
-        coord = Coordinator(settings=settings)
         caller_trips = [0]
 
         def count() -> None:
             caller_trips[0] += 1
 
-        count_round_trips(coord.client, count)
-        count_round_trips(coord.replies._client, count)
+        caller = connect(url, pool_size=concurrency + 16)
+        waiter = blocking_client(url, block_seconds=args.timeout, pool_size=concurrency + 16)
+        count_round_trips(caller, count)  # before their first use: every request is counted
+        count_round_trips(waiter, count)
+        coord = Coordinator(settings=settings, client=caller, blocking=waiter)
         sessions = [f"s{concurrency}-{i}" for i in range(concurrency)]
         with Sampler(worker.pid) as new_peak:
             ok_new, failed_new, new_seconds = burst(coord, sessions, "hello", args.timeout)
-        _, _, cpu_before = proc_stats(worker.pid)
-        trips_before, caller_before = worker_round_trips(metrics_port), caller_trips[0]
         with Sampler(worker.pid) as cached_peak:
-            ok_cached, failed_cached, cached_seconds = burst(coord, sessions, "again", args.timeout)
-        _, rss_after, cpu_after = proc_stats(worker.pid)
-        trips_after, caller_after = worker_round_trips(metrics_port), caller_trips[0]
+            ok_cached, failed_cached, cached_seconds, window = sustain(
+                coord, sessions, args.sustain, args.timeout, lambda: (
+                    proc_stats(worker.pid)[2], worker_round_trips(metrics_port), caller_trips[0]
+                ), warmup=args.ttft + 1.0,
+            )  # fmt: skip
+        _, rss_after, _ = proc_stats(worker.pid)
+        (cpu_before, trips_before, caller_before), (cpu_after, trips_after, caller_after) = window
         settled = settle(worker.pid, idle_threads, args.settle)
+        if settled is None and args.dump_threads:
+            subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "-p", str(worker.pid)])
         coord.close()
         return {
             "concurrency": concurrency,
@@ -313,6 +365,8 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--settle", type=float, default=15.0)
+    parser.add_argument("--sustain", type=float, default=12.0, help="seconds of cached-turn traffic")
+    parser.add_argument("--dump-threads", action="store_true", help="py-spy dump a worker that kept threads")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds the idle worker is watched")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
