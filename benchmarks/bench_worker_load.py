@@ -11,6 +11,8 @@ and measures:
 - new sessions: C turns of C new sessions submitted at once: failures (error
   replies and callers left without an answer), turns/s, peak thread count and
   RSS of the worker;
+- cached burst: a second message to each of the C sessions at once (all
+  cache hits; the 2 s TTFT of the last ones is part of the time);
 - cached turns: then each of the C sessions sends its next message as soon as
   the last was answered, for ``--sustain`` seconds (every turn a cache hit):
   turns/s against the ceiling ``C / ttft`` and the worker's CPU per turn;
@@ -283,6 +285,8 @@ def run_level(
         sessions = [f"s{concurrency}-{i}" for i in range(concurrency)]
         with Sampler(worker.pid) as new_peak:
             ok_new, failed_new, new_seconds = burst(coord, sessions, "hello", args.timeout)
+        with Sampler(worker.pid) as burst_peak:
+            ok_burst, failed_burst, burst_seconds = burst(coord, sessions, "again", args.timeout)
         with Sampler(worker.pid) as cached_peak:
             ok_cached, failed_cached, cached_seconds, window = sustain(
                 coord, sessions, args.sustain, args.timeout, lambda: (
@@ -299,13 +303,14 @@ def run_level(
             "concurrency": concurrency,
             "idle_threads": idle_threads,
             "idle_rss": idle_rss,
-            "failed": failed_new + failed_cached,
-            "ok": ok_new + ok_cached,
+            "failed": failed_new + failed_burst + failed_cached,
+            "ok": ok_new + ok_burst + ok_cached,
             "new_tps": ok_new / new_seconds,
+            "burst_tps": ok_burst / burst_seconds,
             "cached_tps": ok_cached / cached_seconds,
             "cached_cpu_ms": 1000 * (cpu_after - cpu_before) / max(1, ok_cached),
-            "peak_threads": max(new_peak.peak_threads, cached_peak.peak_threads),
-            "peak_rss": max(new_peak.peak_rss, cached_peak.peak_rss, rss_after),
+            "peak_threads": max(p.peak_threads for p in (new_peak, burst_peak, cached_peak)),
+            "peak_rss": max(*(p.peak_rss for p in (new_peak, burst_peak, cached_peak)), rss_after),
             "settled": settled,
             "idle_rate": idle_rate,
             "caller_trips": (caller_after - caller_before) / max(1, ok_cached),
@@ -337,17 +342,19 @@ def start_simulator(ttft: float) -> tuple[subprocess.Popen[bytes], str]:
 
 def table(rows: list[dict[str, Any]], sdk_ms: Callable[[int], float], ttft: float) -> None:
     print(
-        "| concurrency | failed | new turns/s | cached turns/s | ceiling C/ttft | "
+        "| concurrency | failed | new turns/s (burst) | cached turns/s (burst) | "
+        "cached turns/s (closed loop) | ceiling C/ttft | "
         "CPU/cached turn | bare SDK CPU/call | ratio | peak threads | idle threads | "
         "back to idle | peak RSS MB | round trips/cached turn: caller | worker | "
         "idle worker req/s |"
     )
-    print("|" + "---|" * 15)
+    print("|" + "---|" * 16)
     for r in rows:
         floor = sdk_ms(r["concurrency"])
         back = "no" if r["settled"] is None else f"{r['settled']:.1f} s"
         print(
-            f"| {r['concurrency']} | {r['failed']} | {r['new_tps']:.1f} | {r['cached_tps']:.1f} | "
+            f"| {r['concurrency']} | {r['failed']} | {r['new_tps']:.1f} | {r['burst_tps']:.1f} | "
+            f"{r['cached_tps']:.1f} | "
             f"{r['concurrency'] / ttft:.0f} | {r['cached_cpu_ms']:.2f} ms | {floor:.2f} ms | "
             f"{r['cached_cpu_ms'] / floor:.2f}x | {r['peak_threads']} | {r['idle_threads']} | "
             f"{back} | {r['peak_rss']:.0f} | {r['caller_trips']:.2f} | "
