@@ -135,6 +135,36 @@ class ScriptSet:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
+    def call_after_move(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[KeyOrArg],
+        move: tuple[str, str, float],
+    ) -> tuple[Any, Any]:
+        """``BLMOVE source destination seconds LEFT RIGHT``, then the script, in one round trip.
+
+        The script runs as soon as the blocking pop returns (moved or timed
+        out); it must tell from the data what the pop did.
+
+        Returns:
+            ``(what the pop moved or None, script reply)``.
+        """
+        source, destination, seconds = move
+        sha = _sha(name)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        moved, reply = pipe.execute(raise_on_error=False)
+        if isinstance(moved, Exception):
+            raise moved
+        if isinstance(reply, NoScriptError):  # the pop ran; the script did not
+            reply = self(name, keys, args)
+        elif isinstance(reply, Exception):
+            raise reply
+        return moved, reply
+
+
 def scripts_for(client: redis.Redis) -> ScriptSet:
     """Return a :class:`ScriptSet` bound to ``client``."""
     return ScriptSet(client)

@@ -343,26 +343,52 @@ class TurnQueue:
         inflight = self._keyspace.inflight(worker_id)
         rows = self._claim(keys, inflight, worker_id, limit, moved=()) if look_first or block <= 0 else []
         if not rows and block > 0:
-            moved = blocking_read(self._client, self._blmove(keys.queue, inflight), block)
-            if moved is None:
+            popped = blocking_read(
+                self._client,
+                lambda seconds: self._pop_and_claim(keys, inflight, worker_id, limit, seconds),
+                block,
+            )
+            if popped is None:
                 return []
-            rows = self._claim(keys, inflight, worker_id, limit - 1, moved=(moved,))
+            moved, rows = popped
+            if moved is not None and moved != WAKE_TOKEN and moved not in rows[::5]:
+                # The pop moved an id the script could not take (no job hash, say).
+                rows += self._claim(keys, inflight, worker_id, 0, moved=(moved,))
         return self._claimed(worker_id, keys, rows) if rows else []
+
+    def _pop_and_claim(
+        self, keys: QueueKeys, inflight: str, worker_id: str, limit: int, seconds: float
+    ) -> tuple[Any, list[Any]] | None:
+        """A blocking pop and the claim script behind it, one round trip (None: nothing came)."""
+        moved, rows = self._scripts.call_after_move(
+            "turn_claim",
+            [keys.queue, inflight, keys.started],
+            self._claim_args(worker_id, limit - 1, tail=True, moved=()),
+            (keys.queue, inflight, seconds),
+        )
+        if moved is None and not rows:
+            return None
+        return moved, list(rows)
 
     def _claim(
         self, keys: QueueKeys, inflight: str, worker_id: str, limit: int, *, moved: tuple[Any, ...]
     ) -> list[Any]:
         """Run ``turn_claim.lua``: five entries per claimed id (id, execution, data, seq, depth)."""
-        stamp = utcformat(now())
-        score = current_timestamp() + self._job_timeout + _STARTED_MARGIN
         return list(
             self._scripts(
                 "turn_claim",
                 [keys.queue, inflight, keys.started],
-                [limit, Job.redis_job_namespace_prefix, stamp, score, worker_id,
-                 uuid.uuid4().hex, WAKE_TOKEN, *moved],
-            )  # fmt: skip
+                self._claim_args(worker_id, limit, tail=False, moved=moved),
+            )
         )
+
+    def _claim_args(
+        self, worker_id: str, limit: int, *, tail: bool, moved: tuple[Any, ...]
+    ) -> list[Any]:
+        stamp = utcformat(now())
+        score = current_timestamp() + self._job_timeout + _STARTED_MARGIN
+        return [limit, Job.redis_job_namespace_prefix, stamp, score, worker_id,
+                uuid.uuid4().hex, WAKE_TOKEN, "1" if tail else "0", *moved]  # fmt: skip
 
     def _claimed(self, worker_id: str, keys: QueueKeys, rows: list[Any]) -> list[ClaimedTurn]:
         """The claimed turns of a claim script's reply; the rest leave the in-flight list."""
@@ -443,13 +469,6 @@ class TurnQueue:
         """The newest dead-letter entries (job, reason, worker, at), oldest first."""
         raw: list[Any] = list(self._client.lrange(self._keyspace.dead_letter(), -limit, -1))
         return [json.loads(text(entry)) for entry in raw]
-
-    def _blmove(self, source: str, destination: str) -> Callable[[float], Any]:
-        def move(seconds: float) -> Any:
-            # Redis >= 6 takes a decimal timeout; redis-py's hint says int.
-            return self._client.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
-
-        return move
 
     # -- complete --------------------------------------------------------------
 

@@ -2,8 +2,11 @@
 -- from the front of its queue to its in-flight list (stopping at the first
 -- empty pop, so an idle queue costs one command, not a storm of empty ones),
 -- read each job and mark it started in rq's format (status, started registry).
--- Ids a blocking pop already moved to the in-flight list come in ARGV[8..].
--- A wake token (put there to end a blocking pop) is dropped, not claimed. A
+-- Ids a blocking pop already moved to the in-flight list come in ARGV[9..];
+-- with ARGV[8] = "1" the script runs right behind a blocking pop in the same
+-- pipeline and first claims the in-flight list's tail when the pop put a job
+-- there: its status is still "queued" (every claimed job is "started"), so a
+-- pop that timed out claims nothing extra. A wake token (put there to end a blocking pop) is dropped, not claimed. A
 -- job whose hash is gone is returned without data and not marked: the caller
 -- dead-letters it. The job hashes are named here from rq's prefix (ARGV[2]):
 -- which ids are claimed is only known inside the script.
@@ -18,7 +21,8 @@
 -- ARGV[5]  worker name
 -- ARGV[6]  execution id prefix of this claim (each job's is prefix .. "-" .. n)
 -- ARGV[7]  the wake token
--- ARGV[8..n] ids already on the in-flight list
+-- ARGV[8]  "1": claim the in-flight tail a blocking pop just put there (see above)
+-- ARGV[9..n] ids already on the in-flight list
 -- Returns: a flat list, five entries per claimed id:
 --          id, execution id, data or nil, sequence or nil, interrupt depth or nil
 local out = {}
@@ -43,7 +47,13 @@ local function claim(id)
   out[#out + 1] = fields[2]
   out[#out + 1] = fields[3]
 end
-for i = 8, #ARGV do
+if ARGV[8] == '1' then
+  local tail = redis.call('LINDEX', KEYS[2], -1)
+  if tail and (tail == ARGV[7] or redis.call('HGET', ARGV[2] .. tail, 'status') == 'queued') then
+    claim(tail)
+  end
+end
+for i = 9, #ARGV do
   claim(ARGV[i])
 end
 for _ = 1, tonumber(ARGV[1]) do
