@@ -313,9 +313,7 @@ class TurnQueue:
         claimed = self.claim_many(worker_id, 1, block=block)
         return claimed[0] if claimed else None
 
-    def claim_many(
-        self, worker_id: str, limit: int, *, block: float, look_first: bool = True
-    ) -> list[ClaimedTurn]:
+    def claim_many(self, worker_id: str, limit: int, *, block: float) -> list[ClaimedTurn]:
         """Claim up to ``limit`` turns, oldest first, waiting up to ``block`` s for one.
 
         Each job id moves atomically from the queue to the worker's in-flight
@@ -330,9 +328,9 @@ class TurnQueue:
             worker_id: The claiming worker.
             limit: Most turns to claim (the executor's free capacity).
             block: Seconds to wait when the queue is empty; 0 does not wait.
-            look_first: Try a claim before blocking; ``False`` (the last claim
-                found the queue empty) blocks at once, so an idle worker sends
-                one blocking pop per ``block`` seconds and nothing else.
+                A blocking claim is one round trip: the blocking pop and the
+                claim script in one pipeline (an idle worker sends one per
+                ``block`` seconds and nothing else).
 
         Returns:
             The claimed turns, possibly fewer than ``limit`` or none.
@@ -341,8 +339,9 @@ class TurnQueue:
             return []
         keys = self._worker_keys(worker_id)
         inflight = self._keyspace.inflight(worker_id)
-        rows = self._claim(keys, inflight, worker_id, limit, moved=()) if look_first or block <= 0 else []
-        if not rows and block > 0:
+        if block <= 0:
+            rows = self._claim(keys, inflight, worker_id, limit, moved=())
+        else:
             popped = blocking_read(
                 self._client,
                 lambda seconds: self._pop_and_claim(keys, inflight, worker_id, limit, seconds),

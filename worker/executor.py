@@ -421,7 +421,6 @@ class ClaimLoop:
     # -- internals -------------------------------------------------------------
 
     def _loop(self) -> None:
-        idle = False  # the last claim found the queue empty
         while not self._stopping.is_set():
             if self._executor.closed:
                 log.warning("turn executor shut down; %s stops claiming", self._worker_id)
@@ -434,10 +433,7 @@ class ClaimLoop:
                 self._executor.wait_for_capacity(timeout=self._block)
                 continue
             try:
-                claimed = self._queue.claim_many(
-                    self._worker_id, room, block=self._block, look_first=not idle
-                )
-                idle = not claimed
+                claimed = self._queue.claim_many(self._worker_id, room, block=self._block)
             except redis.RedisError as exc:
                 log.warning(
                     "claiming turns for %s failed (%s); retrying in %gs",

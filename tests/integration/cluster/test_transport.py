@@ -345,11 +345,11 @@ def test_a_blocking_claim_takes_what_arrives_in_one_round_trip_and_only_that(
     running = queue.claim("w1", block=0)  # a claimed, running turn sits on the in-flight list
     assert running is not None
     # A pop that times out must not take the running turn again.
-    assert queue.claim_many("w1", 4, block=0.2, look_first=False) == []
+    assert queue.claim_many("w1", 4, block=0.2) == []
     assert queue.inflight_ids("w1") == [running.job_id]
     queue.enqueue("w1", _job("chat:2", 0))
     before = round_trips()
-    claimed = queue.claim_many("w1", 4, block=1, look_first=False)
+    claimed = queue.claim_many("w1", 4, block=1)
     assert round_trips() - before == 1, "pop and claim went in one pipeline"
     assert [turn.job.session_key for turn in claimed] == ["chat:2"]
     assert queue.inflight_ids("w1") == [running.job_id, claimed[0].job_id]
@@ -362,7 +362,7 @@ def test_a_blocking_claim_dead_letters_an_id_without_a_job(
     for job in jobs:
         queue.enqueue("w1", job)
     client.delete(Job.key_for(queue.job_id(jobs[0])))
-    assert queue.claim_many("w1", 1, block=1, look_first=False) == []
+    assert queue.claim_many("w1", 1, block=1) == []
     assert queue.inflight_count("w1") == 0
     assert [entry["job"] for entry in queue.dead_letters()] == [queue.job_id(jobs[0])]
     assert _claim_all(queue, "w1") == [jobs[1]]

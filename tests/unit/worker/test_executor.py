@@ -342,10 +342,8 @@ class LosesOneClaimReply(TurnQueue):
 
     dropped = False
 
-    def claim_many(
-        self, worker_id: str, limit: int, *, block: float, look_first: bool = True
-    ) -> list[ClaimedTurn]:
-        claimed = super().claim_many(worker_id, limit, block=block, look_first=look_first)
+    def claim_many(self, worker_id: str, limit: int, *, block: float) -> list[ClaimedTurn]:
+        claimed = super().claim_many(worker_id, limit, block=block)
         if claimed and not self.dropped:
             self.dropped = True
             raise redis.ConnectionError("Connection closed by server.")
