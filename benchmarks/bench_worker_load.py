@@ -263,7 +263,7 @@ def run_level(
     worker = start_worker(url, namespace, concurrency, tmp, metrics_port)
     try:
         wait_live(url, namespace)
-        time.sleep(2.0)
+        time.sleep(5.0)  # past start-up (script loads, the first health records): steady idle
         idle_threads, idle_rss, _ = proc_stats(worker.pid)
         idle_start = worker_round_trips(metrics_port)
         time.sleep(args.idle)
