@@ -159,7 +159,8 @@ class ScriptSet:
         if isinstance(moved, Exception):
             raise moved
         if isinstance(reply, NoScriptError):  # the pop ran; the script did not
-            reply = self(name, keys, args)
+            self._client.script_load(lua_source(name))
+            reply = self._client.evalsha(sha, len(keys), *keys, *args)
         elif isinstance(reply, Exception):
             raise reply
         return moved, reply

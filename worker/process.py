@@ -81,7 +81,7 @@ _EXPIRY_MARGIN = 0.05
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
 # Seconds one blocking claim waits on an empty queue (a drain wakes it at once).
-CLAIM_BLOCK = 5.0
+CLAIM_BLOCK = 10.0
 # Connections beyond one per turn thread: heartbeat, claims, events, lease keeper, probes.
 _BACKGROUND_CONNECTIONS = 16
 
