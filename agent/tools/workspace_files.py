@@ -58,18 +58,25 @@ def _kind(mode: int) -> str:
     return "special"
 
 
+def _open_root(path: Path, what: str) -> int:
+    """Open a workspace-like directory without following a link at ``path`` itself.
+
+    Raises:
+        ToolError: ``path`` is a symlink or not a directory.
+    """
+    try:
+        return os.open(path, _DIR_FLAGS)
+    except OSError as exc:
+        raise ToolError(f"{what} {path} is not a plain directory ({exc.strerror})") from None
+
+
 def scan_workspace(workspace: Path) -> list[ScannedEntry]:
     """List every entry under ``workspace`` (not the directory itself), never following a link.
 
     Raises:
         ToolError: ``workspace`` is a symlink or not a directory.
     """
-    try:
-        root = os.open(workspace, _DIR_FLAGS)
-    except OSError as exc:
-        raise ToolError(
-            f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})"
-        ) from None
+    root = _open_root(workspace, "workspace")
     entries: list[ScannedEntry] = []
     try:
         _scan_dir(root, b"", entries)
@@ -123,12 +130,7 @@ def read_members(workspace: Path, plan: SnapshotPlan) -> tuple[list[Member], lis
     """
     members: list[Member] = []
     omitted = list(plan.omitted)
-    try:
-        root = os.open(workspace, _DIR_FLAGS)
-    except OSError as exc:
-        raise ToolError(
-            f"workspace {workspace} cannot be opened as a plain directory ({exc.strerror})"
-        ) from None
+    root = _open_root(workspace, "workspace")
     try:
         for entry in plan.members:
             if entry.kind == "dir":
@@ -207,12 +209,7 @@ def write_members(target: Path, members: Sequence[Member], *, owner: int | None)
     """
     give = _owner_of(owner)
     refused: list[Omitted] = []
-    try:
-        root = os.open(target, _DIR_FLAGS)
-    except OSError as exc:
-        raise ToolError(
-            f"restore target {target} is not a plain directory ({exc.strerror})"
-        ) from None
+    root = _open_root(target, "restore target")
     try:
         # Parents before children: sorted by path, "a" < "a/b".
         for member in sorted(members, key=lambda m: m.path):
