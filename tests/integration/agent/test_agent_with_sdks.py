@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -16,7 +14,7 @@ from agent import AIAgent
 from agent.providers import RetryPolicy
 from agent.simulator import ProviderSimulator
 from agent.simulator.recording import RecordedRequest
-from agent.tools import FileToolStateStore, ToolEnvironment
+from agent.tools import ToolEnvironment
 from cluster.errors import ProviderAuthError, ProviderUnavailable
 
 pytestmark = pytest.mark.integration
@@ -27,19 +25,6 @@ LONG_BRIEF = "Operating notes for this deployment. " + " ".join(
     for i in range(120)
 )
 FAST_RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
-
-
-@pytest.fixture
-def sim() -> Iterator[ProviderSimulator]:
-    with ProviderSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def tool_env(tmp_path: Path) -> ToolEnvironment:
-    return ToolEnvironment(
-        sandbox_root=tmp_path / "sandboxes", state=FileToolStateStore(tmp_path / "state")
-    )
 
 
 def make_agent(

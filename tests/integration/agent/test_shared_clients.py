@@ -6,8 +6,6 @@ Real HTTP through the official SDKs against the provider simulator.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,22 +13,9 @@ import pytest
 from agent import AIAgent
 from agent.providers.clients import SharedClients
 from agent.simulator import ProviderSimulator
-from agent.tools import FileToolStateStore, ToolEnvironment
+from agent.tools import ToolEnvironment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def sim() -> Iterator[ProviderSimulator]:
-    with ProviderSimulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def tool_env(tmp_path: Path) -> ToolEnvironment:
-    return ToolEnvironment(
-        sandbox_root=tmp_path / "sandboxes", state=FileToolStateStore(tmp_path / "state")
-    )
 
 
 def agent(
