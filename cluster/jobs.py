@@ -188,25 +188,43 @@ class TurnJob:
 
 @dataclass(frozen=True)
 class ClaimedTurn:
-    """A turn a worker claimed: the job plus what :meth:`TurnQueue.complete` needs.
+    """A turn a worker claimed: the job (whose ``claim`` says where it sits) and when.
 
     Attributes:
-        job: The turn.
-        worker_id: The worker whose in-flight list holds it.
-        job_id: The rq job id.
-        queue_name: The rq queue it was claimed from.
-        execution_id: This claim's id (the started-registry entry is ``job_id:execution_id``).
+        job: The turn; ``job.claim`` is set.
         claimed_at: Wall-clock time of the claim.
         seq: The message's place in its session (assigned at enqueue; lower runs first).
     """
 
     job: TurnJob
-    worker_id: str
-    job_id: str
-    queue_name: str
-    execution_id: str
     claimed_at: float
     seq: int = 0
+
+    @property
+    def claim(self) -> ClaimRef:
+        claim = self.job.claim
+        assert claim is not None, "a claimed turn's job carries its claim"
+        return claim
+
+    @property
+    def worker_id(self) -> str:
+        """The worker whose in-flight list holds it."""
+        return self.claim.worker_id
+
+    @property
+    def job_id(self) -> str:
+        """The rq job id."""
+        return self.claim.job_id
+
+    @property
+    def queue_name(self) -> str:
+        """The rq queue it was claimed from."""
+        return self.claim.queue_name
+
+    @property
+    def execution_id(self) -> str:
+        """This claim's id (the started-registry entry is ``job_id:execution_id``)."""
+        return self.claim.execution_id
 
 
 @dataclass(frozen=True)

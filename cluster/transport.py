@@ -428,15 +428,7 @@ class TurnQueue:
                 continue
             claim = ClaimRef(worker_id, job_id, keys.name, execution_id)
             claimed.append(
-                ClaimedTurn(
-                    replace(turn, claim=claim),
-                    worker_id,
-                    job_id,
-                    keys.name,
-                    execution_id,
-                    claimed_at,
-                    seq=int(seq or 0),
-                )
+                ClaimedTurn(replace(turn, claim=claim), claimed_at, seq=int(seq or 0))
             )
         if undo or dead:
             inflight = self._keyspace.inflight(worker_id)

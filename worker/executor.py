@@ -499,8 +499,7 @@ class ClaimLoop:
         return True
 
     def _complete(self, turn: ClaimedTurn, error: BaseException | None) -> None:
-        claim = turn.job.claim
-        if claim is not None and claim.completed:
+        if turn.claim.completed:
             return  # the turn's commit completed the job
         detail = None if error is None else f"{type(error).__name__}: {error}"
         for attempt in range(1, _COMPLETE_ATTEMPTS + 1):
