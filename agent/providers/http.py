@@ -34,6 +34,7 @@ __all__ = ["Call", "CallRegistry", "abortable_http_client"]
 _CONNECT_TIMEOUT = 10.0
 _KEEPALIVE = 128
 _KEEPALIVE_EXPIRY = 30.0
+_T = typing.TypeVar("_T")
 
 
 class Call:
@@ -93,22 +94,19 @@ class _TrackedStream(httpcore2.NetworkStream):
         self._calls = calls
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        call = self._calls.current()
-        if call is None:
-            return self._inner.read(max_bytes, timeout)
-        call._enter(self)
-        try:
-            return self._inner.read(max_bytes, timeout)
-        finally:
-            call._leave()
+        return self._blocking(self._inner.read, max_bytes, timeout)
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._blocking(self._inner.write, buffer, timeout)
+
+    def _blocking(self, op: typing.Callable[..., _T], *args: typing.Any) -> _T:
+        """Run a socket operation, known to the current thread's call while it blocks."""
         call = self._calls.current()
         if call is None:
-            return self._inner.write(buffer, timeout)
+            return op(*args)
         call._enter(self)
         try:
-            return self._inner.write(buffer, timeout)
+            return op(*args)
         finally:
             call._leave()
 
