@@ -159,7 +159,7 @@ class Subscriber:
     def _run(self) -> None:
         backoff = self._backoff_initial
         while not self._stop.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = self._client.pubsub()
             try:
                 pubsub.subscribe(self._channel)
                 while not self._stop.is_set():
