@@ -43,6 +43,7 @@ class Target:
     worker: subprocess.Popen[bytes]
     coordinator: Coordinator
     client: redis.Redis
+    backend: str = "bwrap"
 
     def send(self, session: str, text: str, timeout: float = 90.0) -> Reply:
         """Submit one message and return the reply (the tool result is quoted in it)."""
@@ -174,11 +175,13 @@ def unprivileged_worker_problem() -> str | None:
 
 
 @contextlib.contextmanager
-def running_target(tmp: Path, *, uid: int | None = None) -> Iterator[Target]:
+def running_target(
+    tmp: Path, *, uid: int | None = None, backend: str = "bwrap"
+) -> Iterator[Target]:
     """Start the password-protected Redis and a real worker (as ``uid``, default ours) under ``tmp``.
 
     ``tmp`` must be reachable by ``uid``: the worker's home and its Redis URL
-    file are handed to it.
+    file are handed to it. ``backend`` is its ``AGENT_CLUSTER_SANDBOX``.
     """
     server = start_redis_server(tmp)
     # Password-protect it once it is up (the fixture's readiness probe does not AUTH).
@@ -205,6 +208,7 @@ def running_target(tmp: Path, *, uid: int | None = None) -> Iterator[Target]:
             "AGENT_CLUSTER_HOME": str(home),
             "AGENT_CLUSTER_SANDBOX_FILE_MB": "64",
             "AGENT_CLUSTER_SANDBOX_WORKSPACE_MB": "128",
+            "AGENT_CLUSTER_SANDBOX": backend,
         }
     )
     prefix: list[str] = []
@@ -239,7 +243,7 @@ def running_target(tmp: Path, *, uid: int | None = None) -> Iterator[Target]:
             assert worker.poll() is None, (tmp / "worker.log").read_text()
             assert time.monotonic() < deadline, "the worker did not register"
             time.sleep(0.05)
-        yield Target(server, url, namespace, home, worker, coordinator, client)
+        yield Target(server, url, namespace, home, worker, coordinator, client, backend)
     finally:
         coordinator.close()
         if worker.poll() is None:

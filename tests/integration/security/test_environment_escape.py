@@ -2,11 +2,15 @@
 
 Each attack plants code in the session's workspace, exports a variable that
 points a host-side launch at it (the workspace's host path is known: it is in
-the sandbox's ``/proc/self/mountinfo``), then triggers a launch. Proof of an
-escape is a file the planted code writes at a host path outside the
-workspace, which nothing inside the sandbox can even see. Every attack runs
-against a root worker and, where this machine allows, a worker running as
-``nobody`` with bwrap's user namespace.
+the sandbox's ``/proc/self/mountinfo``), then triggers a launch. The planted
+code appends its command line to a file at a host path outside the
+workspace, which nothing inside a ``bwrap`` sandbox can even see: any line
+there is code run on the host. Every attack runs against a root worker, a
+worker running as ``nobody`` with bwrap's user namespace (where this machine
+allows it), and a worker with the unsandboxed ``local`` backend, where the
+session's own commands run on the host by design, but the programs the
+worker starts (the command's launcher, the process tool's launcher and
+wrapper) must not run the planted code either.
 """
 
 from __future__ import annotations
@@ -31,11 +35,22 @@ from tests.sandbox_support import require_bwrap
 
 pytestmark = pytest.mark.integration
 
+# The argv0 of the programs the worker itself starts on the host: the shell that
+# loads a command's environment and the process tool's launcher and wrapper.
+WORKER_LAUNCHES = ("ac-enter", "agent-launcher", "agent-process")
+# Appends the running shell's command line to the proof file; planted with
+# printf inside double quotes, hence the escaped $$.
+RECORD = "tr '\\\\0' ' ' < /proc/\\$\\$/cmdline >> {proof}; echo >> {proof}"
 
-@pytest.fixture(scope="module", params=["root", "unprivileged"])
+
+@pytest.fixture(scope="module", params=["root", "unprivileged", "local"])
 def worker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
+    if request.param == "local":
+        with running_target(tmp_path_factory.mktemp("escape"), backend="local") as target:
+            yield target
+        return
     require_bwrap()
     if request.param == "root":
         with running_target(tmp_path_factory.mktemp("escape")) as target:
@@ -63,6 +78,18 @@ def proof_path(target: Target) -> Path:
     return target.home / f"pwned-{uuid.uuid4().hex[:8]}"
 
 
+def host_runs(target: Target, proof: Path) -> list[str]:
+    """Command lines of the host-side processes that ran the planted code.
+
+    Under ``bwrap`` any line is one (a sandbox cannot see the proof's path);
+    under ``local`` only the programs the worker starts count.
+    """
+    lines = proof.read_text().splitlines() if proof.exists() else []
+    if target.backend == "local":
+        return [line for line in lines if any(name in line for name in WORKER_LAUNCHES)]
+    return lines
+
+
 def run_process(target: Target, chat: str, command: str) -> str:
     """Start ``command`` with the process tool and return its poll once it has exited."""
     started = target.tool(chat, "process", action="start", command=command)
@@ -79,30 +106,32 @@ def run_process(target: Target, chat: str, command: str) -> str:
 def test_bash_env_pointing_into_the_workspace_runs_nothing_on_the_host(worker: Target) -> None:
     chat = session()
     proof = proof_path(worker)
+    record = RECORD.format(proof=proof)
     planted = worker.sh(
         chat,
-        f"printf 'id -u > {proof}\\n' > be.sh && "
+        f"printf '%s\\n' \"{record}\" > be.sh && "
         f"export BASH_ENV={worker.workspace(chat)}/be.sh && echo planted",
     )
     assert "planted" in planted
     polled = run_process(worker, chat, "echo job-ran")
     assert "job-ran" in polled and "exited (code 0)" in polled
-    assert not proof.exists(), f"code ran on the host as uid {proof.read_text().strip()}"
+    assert host_runs(worker, proof) == []
 
 
 def test_a_fake_bash_first_on_path_runs_nothing_on_the_host(worker: Target) -> None:
     chat = session()
     proof = proof_path(worker)
+    record = RECORD.format(proof=proof)
     planted = worker.sh(
         chat,
         "mkdir -p bin && "
-        f"printf '#!/bin/sh\\nid -u > {proof}\\nexec /bin/bash \"$@\"\\n' > bin/bash && "
+        f"printf '%s\\n' '#!/bin/sh' \"{record}\" 'exec /bin/bash \"$@\"' > bin/bash && "
         f"chmod 755 bin/bash && export PATH={worker.workspace(chat)}/bin:$PATH && echo planted",
     )
     assert "planted" in planted
     polled = run_process(worker, chat, "echo job-ran")
     assert "job-ran" in polled and "exited (code 0)" in polled
-    assert not proof.exists(), f"code ran on the host as uid {proof.read_text().strip()}"
+    assert host_runs(worker, proof) == []
 
 
 def test_ld_preload_of_a_workspace_library_runs_nothing_on_the_host(worker: Target) -> None:
@@ -111,24 +140,29 @@ def test_ld_preload_of_a_workspace_library_runs_nothing_on_the_host(worker: Targ
     source = (
         "#include <stdio.h>\n"
         "__attribute__((constructor)) static void escape(void) {\n"
-        f'  FILE *f = fopen("{proof}", "w"); if (f) {{ fputs("escaped\\n", f); fclose(f); }}\n'
+        '  FILE *in = fopen("/proc/self/cmdline", "r");\n'
+        f'  FILE *out = fopen("{proof}", "a");\n'
+        "  int c;\n"
+        "  if (in && out) { while ((c = fgetc(in)) != EOF) fputc(c ? c : ' ', out); }\n"
+        "  if (out) { fputc('\\n', out); fclose(out); }\n"
+        "  if (in) fclose(in);\n"
         "}\n"
     )
     planted = worker.sh(
         chat,
         f"cat > p.c <<'EOF'\n{source}EOF\n"
-        "TMPDIR=/workspace gcc -shared -fPIC -o p.so p.c && "
+        "TMPDIR=$PWD gcc -shared -fPIC -o p.so p.c && "
         f"export LD_PRELOAD={worker.workspace(chat)}/p.so && echo planted",
     )
     assert "planted" in planted, planted
     worker.sh(chat, "true")
     run_process(worker, chat, "true")
-    assert not proof.exists(), "the planted library's constructor ran on the host"
+    assert host_runs(worker, proof) == []
 
 
-def test_exported_variables_still_apply_inside_the_sandbox(worker: Target) -> None:
+def test_exported_variables_still_apply_to_the_sessions_commands(worker: Target) -> None:
     chat = session()
-    worker.sh(chat, "export GREETING=hello-from-the-session PATH=/workspace/bin:$PATH")
+    worker.sh(chat, "export GREETING=hello-from-the-session PATH=$PWD/bin:$PATH")
     worker.sh(
         chat,
         "mkdir -p bin && printf '#!/bin/sh\\necho own-tool\\n' > bin/mytool && chmod 755 bin/mytool",
@@ -142,8 +176,8 @@ def test_exported_variables_still_apply_inside_the_sandbox(worker: Target) -> No
 def test_sandbox_tmp_is_writable_and_gcc_works(worker: Target) -> None:
     reply = worker.sh(
         session(),
-        "echo scratch > /tmp/x && cat /tmp/x && printf 'int main(void){return 0;}' > /tmp/t.c "
-        "&& gcc -o t /tmp/t.c && ./t && echo compiled",
+        "echo scratch > /tmp/ac-x-$$ && cat /tmp/ac-x-$$ && rm /tmp/ac-x-$$ && "
+        "printf 'int main(void){return 0;}' > t.c && gcc -o t t.c && ./t && echo compiled",
     )
     assert "scratch" in reply and "compiled" in reply, reply
 
