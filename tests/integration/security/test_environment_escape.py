@@ -105,6 +105,9 @@ def run_process(target: Target, chat: str, command: str) -> str:
 
 def test_bash_env_pointing_into_the_workspace_runs_nothing_on_the_host(worker: Target) -> None:
     chat = session()
+    if worker.backend == "bwrap":  # the attacker learns where its workspace is on the host
+        found = worker.sh(chat, "grep ' /workspace ' /proc/self/mountinfo | cut -d' ' -f4")
+        assert str(worker.workspace(chat)).endswith(found.split()[1]), found
     proof = proof_path(worker)
     record = RECORD.format(proof=proof)
     planted = worker.sh(
