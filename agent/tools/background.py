@@ -137,8 +137,9 @@ def _read_stat(pid: int) -> _ProcStat | None:
 def group_members(pgid: int) -> list[int]:
     """Return the live (non-zombie) pids of process group ``pgid`` on this host."""
     members: list[int] = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
+    # Closed however the walk ends (a process vanishing mid-walk may raise).
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
             if entry.name.isdigit():
                 stat = _read_stat(int(entry.name))
                 if stat is not None and stat.pgrp == pgid and stat.state not in ("Z", "X"):
@@ -330,8 +331,8 @@ def _processes_marked_with(sandbox: Path) -> Iterator[int]:
     """Pids on this host whose environment carries the task's sandbox marker."""
     marker = f"{SANDBOX_ENV_VAR}={sandbox}".encode()
     me = os.getpid()
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
             if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             try:
