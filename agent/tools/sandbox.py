@@ -78,14 +78,15 @@ _ETC_ENTRIES = (
     "timezone",
 )
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-# Replaces the environment the shell was started with (the worker's host
-# environment) by the session's, read NUL-separated from the descriptor in $1,
-# which is closed afterwards. Names bash cannot export (exported functions) are dropped.
+# Replaces the environment the shell was started with (host_environment(),
+# plus the PWD and OLDPWD that bash and its cd export) by the session's, read
+# NUL-separated from the descriptor in $1, which is closed afterwards. Names
+# bash cannot export (exported functions) are dropped. No command
+# substitution: its fork would cost more than all the rest.
 _LOAD_ENVIRONMENT = (
-    "__ac_vars=()\n"
-    'while IFS= read -r -d "" __ac_kv; do __ac_vars+=("$__ac_kv"); done <&"$1"\n'
+    'mapfile -t -d "" __ac_vars <&"$1"\n'
     'eval "exec $1<&-"\n'
-    'for __ac_kv in $(compgen -e); do unset "$__ac_kv"; done\n'
+    "unset OLDPWD PWD " + " ".join(sorted(host_environment())) + "\n"
     'for __ac_kv in "${__ac_vars[@]}"; do export "$__ac_kv" 2>/dev/null; done\n'
     "unset __ac_kv __ac_vars\n"
 )
