@@ -18,8 +18,15 @@ sandbox of its own, built by :meth:`Sandbox.command`:
   interfaces a command never needs. ``ulimit`` sets CPU, memory, file-size and
   process-count limits. ``--die-with-parent``: killing the sandbox's ``bwrap`` (or its
   parent) kills everything inside.
-- ``local``: today's behaviour, the worker's own user, file system and network,
-  for trusted single-user setups only.
+  ``bwrap`` starts with the environment the worker builds
+  (:func:`~agent.tools.host_environment.host_environment`); the command's own
+  (the session's) is handed over in a memory file descriptor and loaded by
+  the shell that starts the command, after ``setpriv`` dropped every
+  privilege, so nothing a session exports reaches a host-side or privileged
+  process. ``/tmp`` is mode ``1777``, writable by the session's uid.
+- ``local``: the worker's own user, file system and network, for trusted
+  single-user setups only; the command's environment is loaded the same way,
+  so the worker's own launches never run with the session's variables.
 
 The workspace is handed to ``bwrap`` as a directory file descriptor opened
 with ``O_NOFOLLOW``, so a symlink planted where the workspace should be is
