@@ -39,6 +39,7 @@ import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
+from agent.tools.redaction import SecretRedactor
 from agent.tools.sandbox_config import SandboxConfig
 from cluster.connection import blocking_client, connect, count_round_trips
 from cluster.errors import WorkerIdInUse
@@ -177,7 +178,10 @@ class WorkerProcess:
         self.config = ConfigView(self.versions)
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
         tool_env = ToolEnvironment.default(
-            self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)
+            self.options.sandbox_root,
+            sandbox=SandboxConfig.from_env(self.options.environ),
+            # The Redis URL may come from a file or the settings file, not the environment.
+            redactor=SecretRedactor.from_environ(self.options.environ, urls=(settings.redis_url,)),
         )
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(

@@ -11,7 +11,9 @@ A process is launched through a short-lived ``bash`` launcher that starts a
 new session (so the process group id is the launcher's pid) and backgrounds
 a wrapper; the launcher is reaped at once and the wrapper is re-parented to
 init (or the nearest subreaper), so this Python process never holds a zombie.
-The wrapper runs on the host, outside the sandbox: it starts the sandboxed
+The launcher and the wrapper run on the host, outside the sandbox, with the
+environment the worker builds (never the session's, which only the
+sandboxed command loads): the wrapper starts the sandboxed
 command (for ``bwrap``, a whole sandbox that dies with the wrapper's group),
 appends its output to a log file, kills it if the session's workspace grows
 past its quota, and writes its exit status to a file. Log and exit files live
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agent.tools.host_environment import BASH, host_environment
 from agent.tools.shell import SANDBOX_ENV_VAR
 from agent.tools.state import ToolStateStore
 from agent.tools.workspace_quota import disk_reserve
@@ -134,8 +137,9 @@ def _read_stat(pid: int) -> _ProcStat | None:
 def group_members(pgid: int) -> list[int]:
     """Return the live (non-zombie) pids of process group ``pgid`` on this host."""
     members: list[int] = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
+    # Closed however the walk ends (a process vanishing mid-walk may raise).
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
             if entry.name.isdigit():
                 stat = _read_stat(int(entry.name))
                 if stat is not None and stat.pgrp == pgid and stat.state not in ("Z", "X"):
@@ -190,7 +194,6 @@ def launch(
     argv: Sequence[str],
     *,
     cwd: Path | None,
-    env: dict[str, str],
     pass_fds: Sequence[int],
     log_path: Path,
     exit_path: Path,
@@ -201,8 +204,7 @@ def launch(
     Args:
         argv: the (sandboxed) command.
         cwd: host working directory (``None``: inherit; a sandbox enters its own).
-        env: its environment.
-        pass_fds: descriptors the command needs (the workspace, for ``bwrap``).
+        pass_fds: descriptors the command needs (its environment, the workspace...).
         log_path: where output is appended.
         exit_path: where the exit status is written.
         watch: ``(workspace, quota bytes)`` to kill the command when the workspace
@@ -215,13 +217,13 @@ def launch(
     report_fd = max([2, *pass_fds]) + 1
     launcher = subprocess.Popen(
         [
-            "bash",
+            BASH,
             "-c",
             _LAUNCHER,
             "agent-launcher",
             str(log_path),
             str(report_fd),
-            "bash",
+            BASH,
             "-c",
             _WRAPPER,
             "agent-process",
@@ -233,7 +235,7 @@ def launch(
             *argv,
         ],
         cwd=cwd,
-        env=env,
+        env=host_environment(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -329,8 +331,8 @@ def _processes_marked_with(sandbox: Path) -> Iterator[int]:
     """Pids on this host whose environment carries the task's sandbox marker."""
     marker = f"{SANDBOX_ENV_VAR}={sandbox}".encode()
     me = os.getpid()
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
+    with contextlib.suppress(OSError), os.scandir("/proc") as entries:
+        for entry in entries:
             if not entry.name.isdigit() or int(entry.name) == me:
                 continue
             try:

@@ -121,7 +121,8 @@ class ToolEnvironment:
         control_root: parent of the per-task control directories (logs and exit
             files of background processes); default ``sandbox_root/../control``.
         redactor: secrets removed from every tool result (default: the secret
-            values of this process' environment).
+            values of this process' environment; a worker also gives the
+            password of the Redis URL it read from a file or settings file).
     """
 
     sandbox_root: Path
@@ -132,7 +133,11 @@ class ToolEnvironment:
 
     @classmethod
     def default(
-        cls, home: Path | str | None = None, *, sandbox: SandboxConfig | None = None
+        cls,
+        home: Path | str | None = None,
+        *,
+        sandbox: SandboxConfig | None = None,
+        redactor: SecretRedactor | None = None,
     ) -> ToolEnvironment:
         """Build the file-backed environment of this host.
 
@@ -145,6 +150,8 @@ class ToolEnvironment:
                 per-user data directory. Workspaces go to ``home/sandboxes``,
                 control files to ``home/control``, tool state to ``home/tool-state``.
             sandbox: sandbox settings; default from ``AGENT_CLUSTER_SANDBOX*``.
+            redactor: the secrets removed from tool results; default those of
+                this process' environment (a worker adds its Redis URL's password).
         """
         base = Path(home) if home is not None else default_home()
         config = sandbox if sandbox is not None else SandboxConfig.from_env()
@@ -154,6 +161,7 @@ class ToolEnvironment:
             state=FileToolStateStore(base / "tool-state"),
             sandbox_config=config,
             control_root=base / "control",
+            redactor=redactor if redactor is not None else SecretRedactor.from_environ(),
         )
 
     def with_state(self, store: ToolStateStore) -> ToolEnvironment:
@@ -225,7 +233,7 @@ class ToolEnvironment:
         return secure_dir(self.control_path(task_id))
 
     def redact(self, text: str) -> str:
-        """``text`` without any secret of the worker's environment."""
+        """``text`` without any secret the worker knows (see :attr:`redactor`)."""
         return self.redactor.redact(text)
 
     def teardown(self, task_id: str) -> None:

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
+from agent.tools.host_environment import host_environment
 from agent.tools.mcp_config import MCPServerConfig
 from cluster.errors import ToolError
 
@@ -106,12 +107,16 @@ class MCPConnection:
 
     async def _hold(self, ready: asyncio.Future[None]) -> None:
         from mcp import Client, StdioServerParameters, stdio_client
+        from mcp.client.stdio import get_default_environment
 
         assert self._stop is not None
+        # The SDK's allow-list of the worker's own variables (HOME, PATH, USER...)
+        # and the server's configured env: nothing of any session.
+        declared = {**get_default_environment(), **expand_env_references(self.config.env or {})}
         params = StdioServerParameters(
             command=self.config.command,
             args=list(self.config.args),
-            env=expand_env_references(self.config.env) if self.config.env is not None else None,
+            env=host_environment(declared),
         )
         try:
             # A transport rather than the bare parameters, so that stderr goes to our file.

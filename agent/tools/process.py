@@ -24,6 +24,7 @@ from agent.tools.background import (
     probe,
     terminate,
 )
+from agent.tools.host_environment import BASH
 from agent.tools.registry import ToolContext, ToolSpec
 from agent.tools.shell import ShellSession
 from cluster.errors import ToolError
@@ -110,14 +111,13 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
     try:
         with sandbox.command(
             workspace,
-            ["bash", "-c", command],
+            [BASH, "-c", command],
             cwd=cwd,
             env=session.environment(visible, isolated),
         ) as spec:
             pid, pgid = launch(
                 spec.argv,
                 cwd=spec.cwd,
-                env=spec.env,
                 pass_fds=spec.pass_fds,
                 log_path=log_path,
                 exit_path=exit_path,

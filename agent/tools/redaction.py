@@ -1,17 +1,20 @@
-"""The last line of defence: secret values of the worker's environment never reach the model.
+"""The last line of defence: secrets the worker knows never reach the model.
 
-The sandbox already keeps the worker's environment out of tool processes;
-this catches what slips through another way (an MCP server that prints its
-token, a secret passed into the sandbox on purpose, a config mistake). Every
-tool result is passed through :meth:`SecretRedactor.redact` before the model
-(and the session history in Redis) sees it.
+A worker knows secrets from its environment and from connection URLs it read
+elsewhere (the Redis URL from ``AGENT_CLUSTER_REDIS_URL_FILE``,
+``--redis-url-file`` or the settings file). The sandbox already keeps them out
+of tool processes; this catches what slips through another way (an MCP server
+that prints its token, a secret passed into the sandbox on purpose, a config
+mistake, a user who learnt one). Every tool result is passed through
+:meth:`SecretRedactor.redact` before the model (and the session history in
+Redis) sees it.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 REDACTED = "[redacted]"
@@ -22,6 +25,17 @@ _SECRET_NAME = re.compile(
 )
 # scheme://user:password@ in any URL-looking value (greedy up to the last '@').
 _URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]*$")
+
+
+def _add_url(found: set[str], value: str) -> bool:
+    """Add ``value`` and its password to ``found`` if it is a URL with a password."""
+    match = _URL_PASSWORD.match(value)
+    if not match:
+        return False
+    found.add(value)
+    if len(match.group("password")) >= 4:
+        found.add(match.group("password"))
+    return True
 
 
 @dataclass(frozen=True)
@@ -36,26 +50,31 @@ class SecretRedactor:
     values: tuple[str, ...] = ()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> SecretRedactor:
-        """Collect the secrets of ``environ`` (default: this process' environment).
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, *, urls: Iterable[str] = ()
+    ) -> SecretRedactor:
+        """Collect the secrets of ``environ`` (default: this process' environment) and ``urls``.
 
         A variable counts when its name looks like a secret (``*_KEY``,
         ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*_URL`` with a password, ...)
         and its value has at least 8 characters; for a URL the password part
         is collected too, so it is hidden wherever it appears alone.
+
+        Args:
+            environ: the environment to read.
+            urls: connection URLs the worker holds from elsewhere (the Redis URL
+                read from a file); each one carrying a password is collected
+                with its password.
         """
         env = os.environ if environ is None else environ
         found: set[str] = set()
         for name, value in env.items():
             if not _SECRET_NAME.search(name) or len(value) < _MIN_SECRET_CHARS:
                 continue
-            match = _URL_PASSWORD.match(value)
-            if match:
+            if not _add_url(found, value) and not name.upper().endswith("_URL"):
                 found.add(value)
-                if len(match.group("password")) >= 4:
-                    found.add(match.group("password"))
-            elif not name.upper().endswith("_URL"):
-                found.add(value)
+        for url in urls:
+            _add_url(found, url)
         return cls(tuple(sorted(found, key=lambda v: (-len(v), v))))
 
     def redact(self, text: str) -> str:

@@ -18,8 +18,15 @@ sandbox of its own, built by :meth:`Sandbox.command`:
   interfaces a command never needs. ``ulimit`` sets CPU, memory, file-size and
   process-count limits. ``--die-with-parent``: killing the sandbox's ``bwrap`` (or its
   parent) kills everything inside.
-- ``local``: today's behaviour, the worker's own user, file system and network,
-  for trusted single-user setups only.
+  ``bwrap`` starts with the environment the worker builds
+  (:func:`~agent.tools.host_environment.host_environment`); the command's own
+  (the session's) is handed over in a memory file descriptor and loaded by
+  the shell that starts the command, after ``setpriv`` dropped every
+  privilege, so nothing a session exports reaches a host-side or privileged
+  process. ``/tmp`` is mode ``1777``, writable by the session's uid.
+- ``local``: the worker's own user, file system and network, for trusted
+  single-user setups only; the command's environment is loaded the same way,
+  so the worker's own launches never run with the session's variables.
 
 The workspace is handed to ``bwrap`` as a directory file descriptor opened
 with ``O_NOFOLLOW``, so a symlink planted where the workspace should be is
@@ -40,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.tools.host_environment import BASH, host_environment
 from agent.tools.sandbox_config import SandboxConfig, SandboxLimits
 from agent.tools.seccomp import filter_fd, host_filter
 from cluster.errors import ToolError
@@ -77,29 +85,48 @@ _ETC_ENTRIES = (
     "timezone",
 )
 _SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
-# Applies the limits, enters the working directory (the workspace when it is
-# gone), then runs the command: ac-enter CWD ARGV...
+# Replaces the environment the shell was started with (host_environment(),
+# plus the PWD and OLDPWD that bash and its cd export) by the session's, read
+# NUL-separated from the descriptor in $1, which is closed afterwards. Names
+# bash cannot export (exported functions) are dropped. No command
+# substitution: its fork would cost more than all the rest.
+_LOAD_ENVIRONMENT = (
+    'mapfile -t -d "" __ac_vars <&"$1"\n'
+    'eval "exec $1<&-"\n'
+    "unset OLDPWD PWD " + " ".join(sorted(host_environment())) + "\n"
+    'for __ac_kv in "${__ac_vars[@]}"; do export "$__ac_kv" 2>/dev/null; done\n'
+    "unset __ac_kv __ac_vars\n"
+)
+# Inside a bwrap sandbox, after every privilege is dropped: applies the limits,
+# enters the working directory (the workspace when it is gone), loads the
+# session's environment, then runs the command: ac-enter ENV_FD CWD ARGV...
 _ENTER = (
     "ulimit -c 0 -t {cpu} -v {mem_kb} -f {file_kb} -u {procs} || exit 126\n"
-    'cd -- "$1" 2>/dev/null || cd -- {workspace} || exit 126\n'
-    'shift; exec "$@"\n'
+    'cd -- "$2" 2>/dev/null || cd -- {workspace} || exit 126\n'
+    + _LOAD_ENVIRONMENT.replace("{", "{{").replace("}", "}}")
+    + 'shift 2; exec "$@"\n'
 )
+# The local backend's counterpart (no limits, the host's own directories).
+_ENTER_LOCAL = 'cd -- "$2" || exit 126\n' + _LOAD_ENVIRONMENT + 'shift 2; exec "$@"\n'
 
 
 @dataclass(frozen=True)
 class SandboxCommand:
     """What to hand to ``subprocess.Popen`` to run one command in a sandbox.
 
+    Start it with ``env=host_environment()``: the command's own environment
+    travels in a descriptor of ``pass_fds`` and is loaded by the shell that
+    starts it (inside the sandbox for ``bwrap``).
+
     Attributes:
-        argv: the full argument vector (``bwrap ...`` or the command itself).
-        env: the environment the command sees (nothing else of the worker's).
+        argv: the full argument vector (``bwrap ...``, or ``bash`` starting the command).
         cwd: host working directory for ``Popen`` (``None`` for ``bwrap``: it
             enters the directory inside the sandbox).
-        pass_fds: descriptors the sandbox needs (the workspace directory).
+        pass_fds: descriptors the sandbox needs (its environment, the workspace
+            directory, the seccomp filter).
     """
 
     argv: list[str]
-    env: dict[str, str]
     cwd: Path | None
     pass_fds: tuple[int, ...]
 
@@ -112,6 +139,18 @@ def _enter_script(limits: SandboxLimits) -> str:
         procs=limits.processes,
         workspace=WORKSPACE,
     )
+
+
+def environment_fd(env: dict[str, str]) -> int:
+    """Write ``env`` NUL-separated to a fresh memory file; return its descriptor at offset 0."""
+    fd = os.memfd_create("ac-environment")
+    try:
+        os.write(fd, b"".join(f"{name}={value}\0".encode() for name, value in env.items()))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def session_uid(uid_base: int, workspace: Path) -> int:
@@ -189,15 +228,20 @@ class Sandbox:
                 empty one, for probing).
             argv: the command to run inside.
             cwd: working directory as the command sees it.
-            env: its complete environment.
+            env: its complete environment, applied by the shell that starts it
+                (inside the sandbox, once every privilege is dropped), never
+                seen by a program the worker starts on the host.
 
         Raises:
             ToolError: the workspace is a symlink or not a directory.
         """
-        if not self.isolated:
-            yield SandboxCommand(list(argv), dict(env), Path(cwd), ())
-            return
         with contextlib.ExitStack() as fds:
+            env_fd = environment_fd(env)
+            fds.callback(os.close, env_fd)
+            if not self.isolated:
+                enter = [BASH, "-c", _ENTER_LOCAL, "ac-enter", str(env_fd), cwd]
+                yield SandboxCommand([*enter, *argv], Path(cwd), (env_fd,))
+                return
             workspace_fd = open_workspace(workspace) if workspace is not None else None
             if workspace_fd is not None:
                 fds.callback(os.close, workspace_fd)
@@ -205,10 +249,9 @@ class Sandbox:
             seccomp_fd = filter_fd(program) if program is not None else None
             if seccomp_fd is not None:
                 fds.callback(os.close, seccomp_fd)
-            passed = tuple(fd for fd in (workspace_fd, seccomp_fd) if fd is not None)
+            passed = tuple(fd for fd in (env_fd, workspace_fd, seccomp_fd) if fd is not None)
             yield SandboxCommand(
-                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, argv, cwd),
-                dict(env),
+                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, env_fd, argv, cwd),
                 None,
                 passed,
             )
@@ -218,6 +261,7 @@ class Sandbox:
         workspace: Path | None,
         fd: int | None,
         seccomp_fd: int | None,
+        env_fd: int,
         argv: Sequence[str],
         cwd: str,
     ) -> list[str]:
@@ -242,7 +286,9 @@ class Sandbox:
             args += ["--uid", str(INNER_UID), "--gid", str(INNER_UID)]
         args += _system_mounts()
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(self.config.limits.tmp_bytes), "--tmpfs", "/tmp"]
+        # World-writable and sticky: on a root worker the session's uid is not
+        # the tmpfs' owner.
+        args += ["--perms", "1777", "--size", str(self.config.limits.tmp_bytes), "--tmpfs", "/tmp"]
         if fd is not None:
             args += ["--bind-fd", str(fd), str(WORKSPACE)]
         else:
@@ -262,7 +308,7 @@ class Sandbox:
                 "--bounding-set=-all",
                 "--",
             ]
-        enter = ["/bin/bash", "-c", _enter_script(self.config.limits), "ac-enter", cwd]
+        enter = [BASH, "-c", _enter_script(self.config.limits), "ac-enter", str(env_fd), cwd]
         return [*args, "--", *prefix, *enter, *argv]
 
 
@@ -315,13 +361,15 @@ def _probe(config: SandboxConfig, bwrap: str | None) -> str | None:
         return "the bwrap program is not installed"
     sandbox = Sandbox(config, "bwrap")
     try:
-        with sandbox.command(None, ["true"], cwd=str(WORKSPACE), env={}) as spec:
+        with sandbox.command(
+            None, ["true"], cwd=str(WORKSPACE), env={"PATH": _SANDBOX_PATH}
+        ) as spec:
             result = subprocess.run(
                 spec.argv,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=20,
-                env={"PATH": _SANDBOX_PATH},
+                env=host_environment(),
                 pass_fds=spec.pass_fds,
             )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -383,6 +431,7 @@ __all__ = [
     "Sandbox",
     "SandboxCommand",
     "bwrap_problem",
+    "environment_fd",
     "open_workspace",
     "resolve_sandbox",
     "session_uid",

@@ -2,7 +2,9 @@
 
 Each call starts a fresh ``bash`` in a sandbox of its own (see
 :mod:`agent.tools.sandbox`), in the cwd and environment the task's previous
-command left behind (see :mod:`agent.tools.shell`). An ``EXIT`` trap writes
+command left behind (see :mod:`agent.tools.shell`); that environment is
+loaded inside the sandbox, while ``bwrap`` itself starts with the worker's own
+(:func:`agent.tools.host_environment.host_environment`). An ``EXIT`` trap writes
 the stray-process count, ``$PWD`` and ``env -0`` to a pipe the worker reads
 (never to a file in the workspace, which the command could swap for a
 symlink), and they are persisted in the state store, so ``cd`` and ``export``
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.tools.background import group_members
+from agent.tools.host_environment import BASH, host_environment
 from agent.tools.registry import ToolContext, ToolSpec
 from agent.tools.sandbox import Sandbox
 from agent.tools.shell import ShellSession, parse_env_dump
@@ -255,12 +258,12 @@ def run_command(
     state_r, state_w = os.pipe()
     try:
         scan = "1" if sandbox.isolated else "0"
-        argv = ["bash", "-c", _SCRIPT, "agent-terminal", command, str(state_w), scan]
+        argv = [BASH, "-c", _SCRIPT, "agent-terminal", command, str(state_w), scan]
         with sandbox.command(workspace, argv, cwd=cwd, env=env) as spec:
             proc = subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
-                env=spec.env,
+                env=host_environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

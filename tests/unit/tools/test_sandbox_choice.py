@@ -108,3 +108,12 @@ def test_tool_results_are_redacted(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     failed, content = run(env, "echo tok-0123456789abcdef")
     assert not failed and "tok-0123456789abcdef" not in content and "[redacted]" in content
     assert os.environ["SOME_SERVICE_TOKEN"] == "tok-0123456789abcdef"
+
+
+def test_redaction_covers_the_password_of_a_url_read_from_a_file() -> None:
+    """The worker's Redis URL may come from AGENT_CLUSTER_REDIS_URL_FILE, not the environment."""
+    url = "redis://:pw-from-a-file-0123@10.0.0.5:6379/0"
+    redactor = SecretRedactor.from_environ({}, urls=[url, "redis://10.0.0.5:6379/0"])
+    assert redactor.redact(f"url {url} alone pw-from-a-file-0123 host 10.0.0.5") == (
+        "url [redacted] alone [redacted] host 10.0.0.5"
+    )
