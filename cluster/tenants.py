@@ -257,7 +257,7 @@ class TenantStore:
         ks = self._keyspace
         names = sorted(
             name.decode() if isinstance(name, bytes) else str(name)
-            for name in self._client.smembers(ks.tenants())  # type: ignore[union-attr]
+            for name in self._client.smembers(ks.tenants())
         )
         names = [name for name in names if TENANT_NAME_RE.match(name)]
         pipe = self._client.pipeline(transaction=False)

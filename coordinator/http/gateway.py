@@ -31,6 +31,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
+from cluster.tenants import TenantLimits, TenantStore
 from coordinator.ingress import Coordinator, TurnHandle
 
 __all__ = ["EVENT_ID_RE", "Gateway", "async_client"]
@@ -91,6 +92,11 @@ class Gateway:
         self.keyspace = Keyspace(settings.namespace)
         self.coordinator = coordinator
         self.client = client
+        self.tenants = TenantStore(coordinator.client, self.keyspace)
+        self.tenant_limits = TenantLimits(
+            requests_per_minute=settings.tenant_requests_per_minute,
+            turns_in_flight=settings.tenant_turns_in_flight,
+        )
         self._limiter = anyio.CapacityLimiter(threads)
 
     @classmethod
