@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from cluster.errors import InvalidMessage
+from cluster.errors import ConfigError, InvalidMessage
 from cluster.keys import TENANT_NAME_RE, Keyspace
 from cluster.scripts import ScriptSet
 
@@ -45,6 +45,7 @@ __all__ = [
     "check_client_name",
     "check_tenant",
     "client_name",
+    "limits_by_tenant",
     "scoped_key",
     "tenant_of",
 ]
@@ -128,6 +129,36 @@ class TenantLimits:
 
     requests_per_minute: int = 0
     turns_in_flight: int = 0
+
+
+def limits_by_tenant(text: str) -> dict[str, TenantLimits]:
+    """Parse per-tenant limits: ``TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT``, comma-separated.
+
+    Example: ``acme=600/8,trial=30/1`` (0: no limit for that tenant).
+
+    Raises:
+        ConfigError: an entry is not of that form (the message says which one).
+    """
+    found: dict[str, TenantLimits] = {}
+    for number, raw in enumerate(text.split(","), start=1):
+        entry = raw.strip()
+        if not entry:
+            continue
+        tenant, _, values = entry.partition("=")
+        rpm, slash, inflight = values.partition("/")
+        tenant = tenant.strip()
+        if (
+            not TENANT_NAME_RE.match(tenant)
+            or not slash
+            or not rpm.strip().isdigit()
+            or not inflight.strip().isdigit()
+        ):
+            raise ConfigError(
+                f"tenant_limits entry {number} must be TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT "
+                f"with whole numbers (e.g. acme=600/8, 0: no limit), got {entry[:80]!r}"
+            )
+        found[tenant] = TenantLimits(int(rpm), int(inflight))
+    return found
 
 
 @dataclass(frozen=True)

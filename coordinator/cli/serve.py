@@ -82,6 +82,7 @@ def register(sub: Any) -> None:
             "reply_ttl",
             "tenant_requests_per_minute",
             "tenant_turns_in_flight",
+            "tenant_limits",
             "http_header_timeout",
         ),
     )

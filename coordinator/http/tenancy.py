@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from cluster.errors import TenantLimited
-from cluster.tenants import check_client_name, scoped_key
+from cluster.tenants import TenantLimits, check_client_name, scoped_key
 from coordinator.http.context import gateway, require_api_key
 from coordinator.validation import validate_session_key
 
@@ -46,10 +46,11 @@ async def caller(request: Request) -> str:
     """
     tenant = require_api_key(request)
     gw = gateway(request)
-    if gw.tenant_limits.requests_per_minute:
+    limits = gw.limits_for(tenant)
+    if limits.requests_per_minute:
         admission = await gw.run(
             lambda: gw.tenants.admit(
-                tenant, gw.tenant_limits, job_id=None, lifetime=gw.settings.turn_timeout
+                tenant, limits, job_id=None, lifetime=gw.settings.turn_timeout
             )
         )
         if not admission.allowed:
@@ -64,10 +65,10 @@ async def admit_turn(request: Request, tenant: str, job_id: str) -> None:
         TenantLimited: the tenant has its limit of turns in flight (429).
     """
     gw = gateway(request)
-    limits = gw.tenant_limits
+    limits = gw.limits_for(tenant)
     if not limits.turns_in_flight:
         return
-    only_turns = type(limits)(turns_in_flight=limits.turns_in_flight)
+    only_turns = TenantLimits(turns_in_flight=limits.turns_in_flight)
     admission = await gw.run(
         lambda: gw.tenants.admit(
             tenant,
@@ -83,7 +84,7 @@ async def admit_turn(request: Request, tenant: str, job_id: str) -> None:
 async def release_turn(request: Request, tenant: str, job_id: str) -> None:
     """Take back a turn counted by :func:`admit_turn` that no worker will answer."""
     gw = gateway(request)
-    if gw.tenant_limits.turns_in_flight:
+    if gw.limits_for(tenant).turns_in_flight:
         await gw.run(gw.tenants.release, tenant, job_id)
 
 

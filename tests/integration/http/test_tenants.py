@@ -40,9 +40,10 @@ BETA = "beta-key-" + "2" * 24
 LEGACY = "legacy-key-" + "3" * 22
 GAMMA = "gamma-key-" + "4" * 23
 DELTA = "delta-key-" + "5" * 23
+ZETA = "zeta-key-" + "6" * 24
 KEYS = (
     f"acme:{key_digest(ACME)},beta:{key_digest(BETA)},{key_digest(LEGACY)},"
-    f"gamma:{key_digest(GAMMA)},delta:{key_digest(DELTA)}"
+    f"gamma:{key_digest(GAMMA)},delta:{key_digest(DELTA)},zeta:{key_digest(ZETA)}"
 )
 RPM = 6
 HEADER_TIMEOUT = 1.0
@@ -69,6 +70,7 @@ def tc(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         **env,
         "AGENT_CLUSTER_TENANT_REQUESTS_PER_MINUTE": str(RPM),
         "AGENT_CLUSTER_TENANT_TURNS_IN_FLIGHT": "1",
+        "AGENT_CLUSTER_TENANT_LIMITS": "zeta=2/0",
     }
     started: list[Gateway] = []
     with ProviderSimulator() as sim, fleet(redis_server.url, namespace, tmp) as workers:
@@ -275,6 +277,14 @@ def test_requests_per_minute_are_counted_over_every_gateway(tc: TenantCluster, n
             assert 1 <= int(refused.headers["retry-after"]) <= 60 // RPM + 1
             assert "requests per minute" in refused.json()["error"]["message"]
         assert other.get(f"/v1/sessions/{name}").status_code == 404  # another tenant: its own count
+
+
+def test_a_tenants_own_limit_overrides_the_default(tc: TenantCluster, name: str) -> None:
+    l1, l2 = tc.limited
+    with l1.client(key=ZETA) as one, l2.client(key=ZETA) as two:
+        assert [c.get(f"/v1/sessions/{name}").status_code for c in (one, two)] == [404, 404]
+        refused = one.get(f"/v1/sessions/{name}")
+        assert refused.status_code == 429 and 29 <= int(refused.headers["retry-after"]) <= 31
 
 
 def test_turns_in_flight_are_counted_over_every_gateway_and_released_at_the_reply(

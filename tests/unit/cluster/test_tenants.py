@@ -7,13 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.errors import InvalidMessage
+from cluster.errors import ConfigError, InvalidMessage
 from cluster.keys import Keyspace
 from cluster.tenants import (
     DEFAULT_TENANT,
     TenantLimits,
     TenantStore,
     client_name,
+    limits_by_tenant,
     scoped_key,
     tenant_of,
 )
@@ -94,3 +95,13 @@ def test_an_answered_turn_adds_its_usage_to_its_sessions_tenant(store: TenantSto
         "input_tokens": 20, "cache_read_tokens": 180, "cache_write_tokens": 0, "output_tokens": 8
     }
     assert found[DEFAULT_TENANT].turns == 1
+
+
+def test_per_tenant_limits_parse_and_a_bad_entry_is_named() -> None:
+    assert limits_by_tenant(" acme=600/8, trial=30/0 ,") == {
+        "acme": TenantLimits(600, 8),
+        "trial": TenantLimits(30, 0),
+    }
+    for bad in ("acme=600", "acme=-1/2", "Acme=1/1", "acme=x/1"):
+        with pytest.raises(ConfigError, match="tenant_limits entry 1 must be TENANT="):
+            limits_by_tenant(bad)
