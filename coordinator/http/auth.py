@@ -136,10 +136,6 @@ class Credentials:
                 tenant = owner
         return tenant
 
-    def api_key_ok(self, key: str | None) -> bool:
-        """Whether ``key`` is one of the accepted API keys."""
-        return self.tenant_for(key) is not None
-
     def admin_ok(self, token: str | None) -> bool:
         """Whether ``token`` is the admin token (constant time)."""
         if self.admin_digest is None or not token:
