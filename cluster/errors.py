@@ -143,6 +143,7 @@ __all__ = [
     "ProviderUnavailable",
     "ProviderUnreachable",
     "SessionBusy",
+    "TenantLimited",
     "ToolError",
     "TurnDeferred",
     "TurnHandedOff",
@@ -166,3 +167,17 @@ class RequestRefused(AgentClusterError):
         super().__init__(message)
         self.status = status
         self.kind = kind
+
+
+class TenantLimited(AgentClusterError):
+    """A tenant is past one of its limits (requests per minute, turns in flight): retry later.
+
+    Attributes:
+        retry_after: Seconds after which a retry can be admitted.
+        limit: The limit (``requests_per_minute`` or ``turns_in_flight``).
+    """
+
+    def __init__(self, message: str, *, retry_after: float, limit: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limit = limit

@@ -3,7 +3,8 @@
 No other module (and no Lua script) spells a key: they ask a :class:`Keyspace`
 for it, and Lua scripts receive every key through ``KEYS``. ``{ns}`` below is
 the configured namespace (``ClusterSettings.namespace``), ``{S}`` a session's
-hash tag (see :func:`session_tag`), ``W`` a worker id.
+hash tag (see :func:`session_tag`), ``W`` a worker id, ``T`` a tenant name
+(``cluster.tenants``: letters, digits, ``_-``, so it is used verbatim).
 
 Keys of one session share the Redis Cluster hash tag ``{S}``, so every
 session script runs on one slot. Membership keys share ``{m}`` and config keys
@@ -87,6 +88,17 @@ Key                                     Type    TTL                 Written by  
                                                                     worker join/drain,
                                                                     recovery: kind, worker,
                                                                     detail, data (JSON)
+``{ns}:t:{T}:rate``                     hash    until the tenant's  gateway (tenant_admit     gateway (admission)
+                                        backlog drains      script): tat, the
+                                                            request-rate cell
+``{ns}:t:{T}:inflight``                 zset    longest entry       gateway (admit: job id -> gateway (admission),
+                                        lifetime            expiry ms), worker (ZREM  status
+                                                            at commit / error reply)
+``{ns}:t:{T}:usage``                    hash    none                worker (after a commit):  status, /metrics
+                                                            turns, tokens by kind,
+                                                            cost_usd
+``{ns}:tenants``                        set     none                worker (after a commit):  status, /metrics
+                                                            tenant names with usage
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
 ``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
@@ -120,7 +132,7 @@ from dataclasses import dataclass
 
 from cluster.errors import ConfigError, InvalidMessage
 
-__all__ = ["Keyspace", "SessionKeys", "session_tag"]
+__all__ = ["TENANT_NAME_RE", "Keyspace", "SessionKeys", "session_tag"]
 
 # Session keys made only of these characters (and not too long) are used
 # verbatim inside the hash tag, so keys stay readable in redis-cli. Anything
@@ -130,6 +142,7 @@ __all__ = ["Keyspace", "SessionKeys", "session_tag"]
 _VERBATIM_RE = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,100}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _WORKER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
+TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
 def session_tag(session_key: str) -> str:
@@ -289,6 +302,31 @@ class Keyspace:
     def worker_cached(self, worker_id: str) -> str:
         """Set of the session keys a worker had cached at its last heartbeat (same slot as its health)."""
         return f"{self.worker_health(worker_id)}:cached"
+
+    # -- tenants ---------------------------------------------------------------
+
+    def _tenant(self, tenant: str) -> str:
+        if not isinstance(tenant, str) or not TENANT_NAME_RE.match(tenant):
+            raise InvalidMessage(
+                f"tenant must be 1-32 characters of lowercase letters, digits, '_-', got {tenant!r}"
+            )
+        return f"{self.namespace}:t:{{{tenant}}}"
+
+    def tenant_rate(self, tenant: str) -> str:
+        """Hash holding a tenant's request-rate cell (``tat``, ms), shared by every gateway."""
+        return f"{self._tenant(tenant)}:rate"
+
+    def tenant_inflight(self, tenant: str) -> str:
+        """Sorted set of a tenant's turns in flight: job id -> expiry (ms, Redis clock)."""
+        return f"{self._tenant(tenant)}:inflight"
+
+    def tenant_usage(self, tenant: str) -> str:
+        """Hash of a tenant's committed turns, provider tokens by kind and estimated cost."""
+        return f"{self._tenant(tenant)}:usage"
+
+    def tenants(self) -> str:
+        """Set of the tenants that have usage recorded (the index the status reads)."""
+        return f"{self.namespace}:tenants"
 
     # -- config, registry, events -------------------------------------------
 

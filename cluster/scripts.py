@@ -49,6 +49,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "session_commit",
     "session_prompt",
     "session_reset",
+    "tenant_admit",
     "turn_begin",
     "turn_claim",
     "turn_enqueue",

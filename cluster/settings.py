@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import ConfigError
+from cluster.tenants import limits_by_tenant
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -145,6 +146,14 @@ class ClusterSettings:
             a ReadWriteMany volume), so no snapshot is taken.
         workspace_snapshot_max_bytes: File bytes one workspace snapshot carries
             at most; files past it are listed to the agent, not copied.
+        tenant_requests_per_minute: Requests one tenant's API keys may make
+            per minute over every gateway (0: no limit).
+        tenant_turns_in_flight: Turns of one tenant accepted and not answered
+            yet, over every gateway (0: no limit).
+        tenant_limits: Per-tenant overrides of the two limits above,
+            ``TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT`` comma-separated.
+        http_header_timeout: Seconds the gateway waits for a complete request
+            head (request line and headers) before closing the connection.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -169,6 +178,10 @@ class ClusterSettings:
     mcp_from_config: bool = False
     workspace_mode: str = "snapshot"
     workspace_snapshot_max_bytes: int = DEFAULT_WORKSPACE_SNAPSHOT_BYTES
+    tenant_requests_per_minute: int = 0
+    tenant_turns_in_flight: int = 0
+    tenant_limits: str = ""
+    http_header_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -187,8 +200,16 @@ class ClusterSettings:
             "reply_ttl",
             "idle_ttl",
             "sweep_interval",
+            "http_header_timeout",
         ):
             _check_positive_float(name, getattr(self, name))
+        for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0 (0: no limit), got {value!r}")
+        if not isinstance(self.tenant_limits, str):
+            raise ConfigError(f"tenant_limits must be a string, got {self.tenant_limits!r}")
+        limits_by_tenant(self.tenant_limits)
         for name in ("concurrency", "cache_size"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
         if self.log_level not in LOG_LEVELS:
@@ -396,5 +417,16 @@ SETTING_HELP: dict[str, str] = {
     "worker mounts (NFS, a ReadWriteMany volume), so no snapshot is taken.",
     "workspace_snapshot_max_bytes": "File bytes one workspace snapshot carries at most; files "
     "past it are not copied and the agent is told which.",
+    "tenant_requests_per_minute": "Requests one tenant's API keys may make per minute, counted "
+    "in Redis over every gateway (a whole minute may come in one burst); past it: 429 with "
+    "Retry-After. 0: no limit.",
+    "tenant_turns_in_flight": "Turns of one tenant accepted and not answered yet, counted in "
+    "Redis over every gateway; past it: 429 with Retry-After. 0: no limit.",
+    "tenant_limits": "Per-tenant overrides of tenant_requests_per_minute and "
+    "tenant_turns_in_flight: TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT, comma-separated "
+    "(e.g. acme=600/8,trial=30/1; 0: no limit for that tenant).",
+    "http_header_timeout": "Seconds the gateway waits for a connection's complete request head "
+    "(request line and headers) before closing it, so slow-header clients cannot hold "
+    "connections.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

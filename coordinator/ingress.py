@@ -74,7 +74,14 @@ class Reply:
 
 
 class TurnHandle:
-    """A submitted turn; :meth:`result` waits for its reply."""
+    """A submitted turn; :meth:`result` waits for its reply.
+
+    Attributes:
+        status: What the submission did: ``queued`` (a new turn job),
+            ``pending`` (the message's job was already waiting), ``answered``
+            (its stored reply was delivered again, no turn runs) or
+            ``stopped`` (``/stop``: nothing queued).
+    """
 
     def __init__(
         self,
@@ -84,11 +91,13 @@ class TurnHandle:
         worker_id: str,
         *,
         reply: Reply | None = None,
+        status: str = "queued",
     ) -> None:
         self._replies = replies
         self.session_key = session_key
         self.message_id = message_id
         self.worker_id = worker_id
+        self.status = status
         self._reply = reply
 
     def result(self, timeout: float = 120.0) -> Reply:
@@ -272,8 +281,11 @@ class Coordinator:
                     cache_hit=False,
                     raw={"ok": True, "stopped": stopped, "message_id": message_id},
                 ),
+                status="stopped",
             )
-        return TurnHandle(self.replies, session_key, message_id, placed.worker_id)
+        return TurnHandle(
+            self.replies, session_key, message_id, placed.worker_id, status=placed.status
+        )
 
     def _place(self, job: TurnJob, strategy: str = "enqueue") -> Enqueued:
         """Route and enqueue, following the script's reroutes; recover a stranded job's worker."""

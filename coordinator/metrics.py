@@ -11,8 +11,9 @@ Two parts, both served at ``/metrics`` by the HTTP app:
   (:func:`coordinator.status.read_status`): workers by state, sessions owned,
   turns running and queued, dead letters, the published config version and
   registry generation, each worker's cache and provider figures from its
-  health record. Any instance reports the same values; scrape one, or
-  aggregate with ``max``.
+  health record, and each tenant's usage (turns, tokens by kind, estimated
+  cost) and turns in flight. Any instance reports the same values; scrape
+  one, or aggregate with ``max``.
 
 Nothing uses the module-level default registry: tests and an embedded
 cluster build as many as they like.
@@ -31,7 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from coordinator.status import ClusterStatus
 from worker.metrics import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 
-__all__ = ["CoordinatorMetrics", "MetricsMiddleware", "cluster_families", "exposition"]
+__all__ = [
+    "CoordinatorMetrics",
+    "MetricsMiddleware",
+    "cluster_families",
+    "exposition",
+    "tenant_families",
+]
 
 
 class CoordinatorMetrics:
@@ -155,7 +162,36 @@ def cluster_families(status: ClusterStatus | None) -> list[Metric]:
         per_worker["cost"].add_metric([w.worker_id], float(h.provider_cost_usd))
         for kind in TOKEN_KINDS:
             tokens.add_metric([w.worker_id, kind], float(h.provider_tokens.get(kind, 0)))
-    return [*families, *per_worker.values(), tokens]
+    return [*families, *per_worker.values(), tokens, *tenant_families(status)]
+
+
+def tenant_families(status: ClusterStatus) -> list[Metric]:
+    """Each tenant's usage as recorded in Redis by the workers (same on every instance)."""
+    turns = CounterMetricFamily(
+        f"{PREFIX}_tenant_turns", "Committed turns of each tenant.", labels=["tenant"]
+    )
+    tokens = CounterMetricFamily(
+        f"{PREFIX}_tenant_provider_tokens",
+        "Provider tokens of each tenant's committed turns, by kind.",
+        labels=["tenant", "kind"],
+    )
+    cost = CounterMetricFamily(
+        f"{PREFIX}_tenant_provider_cost_dollars",
+        "Estimated provider cost of each tenant's committed turns at list price.",
+        labels=["tenant"],
+    )
+    in_flight = GaugeMetricFamily(
+        f"{PREFIX}_tenant_turns_in_flight",
+        "Turns of each tenant accepted and not answered (counted under a turns-in-flight limit).",
+        labels=["tenant"],
+    )
+    for t in status.tenants:
+        turns.add_metric([t.tenant], float(t.turns))
+        for kind in TOKEN_KINDS:
+            tokens.add_metric([t.tenant, kind], float(t.tokens.get(f"{kind}_tokens", 0)))
+        cost.add_metric([t.tenant], t.cost_usd)
+        in_flight.add_metric([t.tenant], float(t.in_flight))
+    return [turns, tokens, cost, in_flight]
 
 
 class _Families(Collector):

@@ -22,6 +22,7 @@ from cluster.keys import Keyspace
 from cluster.leases import LeaseHolder, RedisLeaseStore
 from cluster.membership import RedisMembership, WorkerInfo
 from cluster.ownership import RedisOwnershipStore
+from cluster.tenants import TenantStore, TenantUsage, client_name, tenant_of
 from cluster.transport import TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.health import HealthRecord
@@ -89,6 +90,8 @@ class ClusterStatus:
         workers: Registered workers, sorted by id.
         dead_letters: Entries in the dead-letter list (turns no worker can run).
         recent_dead_letters: The newest few of them, oldest first.
+        tenants: Each tenant's usage (turns, tokens by kind, estimated cost)
+            and turns in flight, sorted by name.
     """
 
     namespace: str
@@ -98,6 +101,7 @@ class ClusterStatus:
     workers: list[WorkerStatus]
     dead_letters: int
     recent_dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    tenants: list[TenantUsage] = field(default_factory=list)
 
     @property
     def queued(self) -> int:
@@ -121,6 +125,7 @@ class ClusterStatus:
             "dead_letters": self.dead_letters,
             "recent_dead_letters": self.recent_dead_letters,
             "workers": [w.as_dict() for w in self.workers],
+            "tenants": [t.as_dict() for t in self.tenants],
         }
 
 
@@ -189,6 +194,7 @@ def read_status(client: redis.Redis, keyspace: Keyspace) -> ClusterStatus:
         ],
         dead_letters=int(client.llen(keyspace.dead_letter())),
         recent_dead_letters=queue.dead_letters(RECENT_DEAD_LETTERS),
+        tenants=TenantStore(client, keyspace).usage(),
     )
 
 
@@ -242,9 +248,19 @@ class SessionStatus:
         """Whether anything of the session is stored."""
         return bool(self.owner or self.turns or self.history_messages or self.pending)
 
+    @property
+    def tenant(self) -> str:
+        """The tenant the session belongs to (from its key, see :mod:`cluster.tenants`)."""
+        return tenant_of(self.session_key)
+
+    @property
+    def name(self) -> str:
+        """The name the session's tenant knows it by."""
+        return client_name(self.session_key)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form, for ``session KEY --json``."""
-        return {**asdict(self), "exists": self.exists}
+        return {**asdict(self), "tenant": self.tenant, "name": self.name, "exists": self.exists}
 
 
 def read_session(client: redis.Redis, keyspace: Keyspace, session_key: str) -> SessionStatus:

@@ -107,6 +107,7 @@ def summarize(status: ClusterStatus) -> dict[str, Any]:
             "cost_usd": round(cost, 6),
         },
         "workers": workers,
+        "tenants": [t.as_dict() for t in status.tenants],
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cluster.tenants import USAGE_TOKEN_FIELDS
 from coordinator.status import ClusterStatus, SessionStatus, WorkerStatus
 
 __all__ = ["render_session", "render_status", "table"]
@@ -82,6 +83,24 @@ def render_status(status: ClusterStatus) -> str:
         )
     else:
         lines.append("no worker registered: start one with `agent-cluster worker`")
+    if status.tenants:
+        lines.append("")
+        lines.append(
+            table(
+                ["tenant", "turns", "in flight", "input", "cache read", "cache write", "output",
+                 "est. cost $"],
+                [
+                    [
+                        t.tenant,
+                        t.turns,
+                        t.in_flight,
+                        *(t.tokens.get(name, 0) for name in USAGE_TOKEN_FIELDS),
+                        f"{t.cost_usd:.4f}",
+                    ]
+                    for t in status.tenants
+                ],
+            )
+        )
     for entry in status.recent_dead_letters:
         lines.append(
             f"dead letter: {entry.get('job')} from {entry.get('worker')}: {entry.get('reason')}"
@@ -111,6 +130,7 @@ def render_session(session: SessionStatus) -> str:
     )
     lines = [
         f"session {session.session_key}",
+        f"  tenant:         {session.tenant} (its API keys call it {session.name!r})",
         f"  owner:          {owner}",
         f"  turns:          {session.turns} committed, {session.history_messages} messages in history",
         f"  lease:          {running}",

@@ -7,7 +7,10 @@ ingress calls it before routing, so a refused message leaves no trace in Redis
 =================  ========================================================  ===============
 field              accepted                                                  limit
 =================  ========================================================  ===============
-``session_key``    non-blank string, valid UTF-8, no control characters      256 bytes
+``session_key``    non-blank string, valid UTF-8, no control characters      256 bytes (of a
+                                                                             tenant's key
+                                                                             ``@T/name``: the
+                                                                             name)
 ``message_id``     non-empty string, valid UTF-8, no control characters      256 bytes
 ``text``           non-blank string, valid UTF-8                             ``max_message_bytes``
                                                                              (256 KiB default)
@@ -29,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.errors import InvalidMessage, PayloadTooLarge
+from cluster.tenants import client_name
 
 SESSION_KEY_MAX_BYTES = 256
 MESSAGE_ID_MAX_BYTES = 256
@@ -50,12 +54,16 @@ def _utf8_size(field: str, value: str) -> int:
         ) from None
 
 
-def _check_id(field: str, value: Any, limit: int, *, allow_int: bool = False) -> None:
+def _check_id(
+    field: str, value: Any, limit: int, *, allow_int: bool = False, scoped: bool = False
+) -> None:
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidMessage(f"{field} must be a non-empty string, got {type(value).__name__}")
-    size = _utf8_size(field, value)
+    # A tenant's session key (@T/name) is held to the limit of the name its client chose.
+    size = _utf8_size(field, client_name(value) if scoped else value)
+    _utf8_size(field, value)
     if size > limit:
         raise PayloadTooLarge(f"{field} is {size} bytes of UTF-8, more than the limit of {limit}")
     if _CONTROL.search(value):
@@ -108,7 +116,7 @@ def validate_message(
         PayloadTooLarge: a field is longer than its limit (the message names
             the field and the limit).
     """
-    _check_id("session_key", session_key, SESSION_KEY_MAX_BYTES)
+    _check_id("session_key", session_key, SESSION_KEY_MAX_BYTES, scoped=True)
     _check_id("message_id", message_id, MESSAGE_ID_MAX_BYTES)
     if not isinstance(text, str) or not text.strip():
         raise InvalidMessage(f"text must be a non-empty string, got {type(text).__name__}")

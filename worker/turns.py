@@ -58,12 +58,13 @@ from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
 from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
+from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
 from worker.cache import AgentCache
 from worker.lease_keeper import LeaseKeeper
-from worker.metrics import WorkerMetrics
+from worker.metrics import WorkerMetrics, estimated_cost
 from worker.profile import AgentProfile
 from worker.streaming import open_turn_events
 from worker.workspace_handoff import WorkspaceHandoff
@@ -153,6 +154,7 @@ class TurnRunner:
         # (session, lease token) -> reason: interrupts that arrived before their turn ran
         self._pending_interrupts: dict[tuple[str, int], str] = {}
         self._cut_off = threading.Event()
+        self._tenants = TenantStore(services.client, services.keyspace)
 
     def run(self, job: TurnJob) -> None:
         """Run one turn; its reply (or a clear error) reaches the caller.
@@ -203,6 +205,7 @@ class TurnRunner:
                 s.replies.push(job.session_key, job.message_id, reply)
             except redis.RedisError as exc:
                 raise self._defer(job_id, f"its error reply could not be pushed ({exc})", redis_error=True) from None
+            self._tenant_answered(job, job_id, usage=None, cost=0.0)
 
     def cut_off(self) -> int:
         """Interrupt every running turn for a hand-over (drain past its timeout).
@@ -226,6 +229,19 @@ class TurnRunner:
             self._attempts[job_id] = attempt + 1
         first, cap = (REDIS_RETRY_FIRST, REDIS_RETRY_CAP) if redis_error else (RETRY_FIRST, RETRY_CAP)
         return TurnDeferred(f"turn {job_id} deferred: {why}", delay=min(cap, first * 2**attempt))
+
+    def _tenant_answered(
+        self, job: TurnJob, job_id: str, *, usage: dict[str, Any] | None, cost: float
+    ) -> None:
+        """Release the turn from its tenant's turns in flight and add its usage (best effort).
+
+        The reply is already committed or delivered: a Redis error here only
+        leaves the in-flight entry to expire and this turn out of the usage.
+        """
+        try:
+            self._tenants.turn_answered(job.session_key, job_id, usage=usage, cost=cost)
+        except redis.RedisError as exc:
+            log.warning("turn %s of %s: tenant usage not recorded: %s", job.message_id, job.session_key, exc)
 
     def _error_reply(self, job: TurnJob, exc: BaseException) -> dict[str, Any]:
         return {
@@ -276,6 +292,7 @@ class TurnRunner:
         start = self._begin(job, job_id)
         if start is None:
             s.metrics.turn_outcome("answered")
+            self._tenant_answered(job, job_id, usage=None, cost=0.0)
             return None
         lease = start.lease
         assert lease is not None
@@ -438,6 +455,10 @@ class TurnRunner:
                 {**reply, "rolled_back": outcome.rolled_back},
                 provider=profile.provider,
                 model=agent.model,
+            )
+            usage = result.usage.as_dict()
+            self._tenant_answered(
+                job, job_id, usage=usage, cost=estimated_cost(profile.provider, agent.model, usage)
             )
             events.finish(reply, rolled_back=outcome.rolled_back)
         if outcome.rolled_back or agent.fallback_active:

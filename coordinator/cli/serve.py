@@ -74,5 +74,16 @@ def register(sub: Any) -> None:
     serve.add_argument(
         "--anonymous", action="store_true", help="accept chat requests without an API key"
     )
-    add_settings_options(serve, (*CONNECTION_SETTINGS, "turn_timeout", "reply_ttl"))
+    add_settings_options(
+        serve,
+        (
+            *CONNECTION_SETTINGS,
+            "turn_timeout",
+            "reply_ttl",
+            "tenant_requests_per_minute",
+            "tenant_turns_in_flight",
+            "tenant_limits",
+            "http_header_timeout",
+        ),
+    )
     serve.set_defaults(func=cmd_serve)

@@ -1,7 +1,11 @@
 """The admin HTTP API (``Authorization: Bearer <AGENT_CLUSTER_ADMIN_TOKEN>``).
 
 =============================================  ===============================================
-``GET /v1/admin/status``                       workers, queues, dead letters (``status --json``)
+``GET /v1/admin/status``                       workers, queues, dead letters, every tenant's
+                                               usage (``status --json``)
+``GET /v1/admin/sessions/{key}``               any tenant's session by its stored key (``name``
+                                               for the default tenant, ``@TENANT/name`` for
+                                               the others), with its tenant (``session --json``)
 ``GET /v1/admin/config[?version=N]``           the current (or an earlier) config document
 ``POST /v1/admin/config[?check=1&note=..]``    validate (secrets, schema) and publish a YAML or
                                                JSON document as the next version
@@ -35,7 +39,8 @@ from coordinator.admin import drain_progress, drain_worker
 from coordinator.http.body import read_body, read_object
 from coordinator.http.context import gateway, options, require_admin
 from coordinator.http.gateway import Gateway
-from coordinator.status import read_status
+from coordinator.status import read_session, read_status
+from coordinator.validation import validate_session_key
 
 __all__ = ["admin_routes"]
 
@@ -86,6 +91,17 @@ async def status(request: Request) -> Response:
     gw = gateway(request)
     snapshot = await gw.run(read_status, gw.coordinator.client, gw.keyspace)
     return JSONResponse(snapshot.as_dict())
+
+
+async def session(request: Request) -> Response:
+    """Any tenant's session by its stored key (404 when nothing of it is stored)."""
+    require_admin(request)
+    gw = gateway(request)
+    key = validate_session_key(request.path_params["key"])
+    found = await gw.run(read_session, gw.coordinator.client, gw.keyspace, key)
+    if not found.exists:
+        raise RequestRefused(f"no session {key!r} is stored", status=404, kind="not_found")
+    return JSONResponse(found.as_dict())
 
 
 async def show_config(request: Request) -> Response:
@@ -227,6 +243,7 @@ def admin_routes() -> list[BaseRoute]:
     """The admin API's routes."""
     return [
         Route("/v1/admin/status", status, methods=["GET"]),
+        Route("/v1/admin/sessions/{key:session_key}", session, methods=["GET"]),
         Route("/v1/admin/config", show_config, methods=["GET"]),
         Route("/v1/admin/config", push_config, methods=["POST"]),
         Route("/v1/admin/config/history", config_history, methods=["GET"]),

@@ -129,8 +129,22 @@ def serve(
     extra_routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
 ) -> None:
-    """Serve the gateway with uvicorn until SIGINT/SIGTERM (graceful: running requests finish)."""
+    """Serve the gateway with uvicorn until SIGINT/SIGTERM (graceful: running requests finish).
+
+    A connection whose request head (request line and headers) is not
+    complete within ``settings.http_header_timeout`` is closed
+    (:mod:`coordinator.http.head_timeout`).
+    """
     import uvicorn
 
+    from coordinator.http.head_timeout import head_timeout_protocol
+
     app = build_app(settings, options=options, extra_routes=extra_routes, middleware=middleware)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        http=head_timeout_protocol(settings.http_header_timeout),
+    )

@@ -50,16 +50,17 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def require_api_key(request: Request) -> None:
-    """Refuse (401) a chat request without an accepted API key.
+def require_api_key(request: Request) -> str:
+    """The tenant of the request's API key; refuse (401) a request without an accepted key.
 
     The key comes as ``Authorization: Bearer KEY`` (what OpenAI clients send)
     or ``X-API-Key: KEY``.
     """
     credentials = options(request).credentials
     key = _bearer(request) or request.headers.get("x-api-key")
-    if credentials.api_key_ok(key):
-        return
+    tenant = credentials.tenant_for(key)
+    if tenant is not None:
+        return tenant
     if not credentials.api_key_digests:
         message = (
             f"this gateway accepts no API key: set {API_KEYS_ENV} (SHA-256 digests) where it runs"

@@ -3,13 +3,14 @@
 The body has the shape of OpenAI's error objects, so the OpenAI-compatible
 endpoint and the native one answer alike. Cluster errors map to statuses by
 what the caller should do: fix the request (400, 404, 409, 413, 415), retry
-later (503), wait again (504), or report the worker's failure (502). Only a
+later (429 past a tenant's limit and 503, both with ``Retry-After``), wait again (504), or report the worker's failure (502). Only a
 bug answers 500, and its body says nothing of the internals.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,6 +23,7 @@ from cluster.errors import (
     NoLiveWorkers,
     PayloadTooLarge,
     RequestRefused,
+    TenantLimited,
     TurnFailed,
     TurnRejected,
     TurnTimeout,
@@ -40,6 +42,7 @@ _STATUS: tuple[tuple[type[AgentClusterError], int, str], ...] = (
     (ConfigError, 400, "invalid_config"),
     (UnknownWorker, 404, "unknown_worker"),
     (TurnRejected, 409, "session_busy"),
+    (TenantLimited, 429, "rate_limited"),
     (NoLiveWorkers, 503, "no_live_workers"),
     (ClusterUnavailable, 503, "cluster_unavailable"),
     (TurnTimeout, 504, "turn_timeout"),
@@ -74,4 +77,7 @@ async def handle_cluster_error(_request: Request, exc: Exception) -> JSONRespons
     status, kind = status_of(exc)
     if status >= 500 and status != 503:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
-    return error_response(status, kind, str(exc))
+    response = error_response(status, kind, str(exc))
+    if isinstance(exc, TenantLimited):
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response

@@ -31,6 +31,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
+from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
 from coordinator.ingress import Coordinator, TurnHandle
 
 __all__ = ["EVENT_ID_RE", "Gateway", "async_client"]
@@ -91,6 +92,12 @@ class Gateway:
         self.keyspace = Keyspace(settings.namespace)
         self.coordinator = coordinator
         self.client = client
+        self.tenants = TenantStore(coordinator.client, self.keyspace)
+        self._default_limits = TenantLimits(
+            requests_per_minute=settings.tenant_requests_per_minute,
+            turns_in_flight=settings.tenant_turns_in_flight,
+        )
+        self._tenant_limits = limits_by_tenant(settings.tenant_limits)
         self._limiter = anyio.CapacityLimiter(threads)
 
     @classmethod
@@ -101,6 +108,10 @@ class Gateway:
             coordinator=Coordinator(settings=settings),
             client=async_client(settings.redis_url),
         )
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        """A tenant's limits: its ``tenant_limits`` entry, else the cluster's defaults."""
+        return self._tenant_limits.get(tenant, self._default_limits)
 
     async def close(self) -> None:
         """Close every connection."""

@@ -5,8 +5,9 @@ the gateway and an API key of the gateway. The conversation lives on the
 server (the session's history in Redis), so the request's ``messages`` are
 read like this:
 
-* the session key comes from the ``X-Session-Key`` header, else the ``user``
-  field; a request with neither is refused (400);
+* the session name comes from the ``X-Session-Key`` header, else the ``user``
+  field; a request with neither is refused (400); like every session name it
+  is the API key's tenant's own (:mod:`coordinator.http.tenancy`);
 * only the **last** message is new: it must be a ``user`` message (text, or
   text parts); earlier messages, which a stateless client resends every
   time, are ignored because the server already has them (a ``system``
@@ -42,9 +43,10 @@ from starlette.routing import BaseRoute, Route
 
 from cluster.errors import InvalidMessage
 from coordinator.http.body import read_json
-from coordinator.http.context import gateway, options, require_api_key
-from coordinator.http.routes import SSE_HEADERS, turn_timeout, wait_reply
+from coordinator.http.context import gateway, options
+from coordinator.http.routes import SSE_HEADERS, submit_turn, turn_timeout, wait_reply
 from coordinator.http.sse import turn_events
+from coordinator.http.tenancy import caller, session_key
 from worker.streaming import STREAM_ATTR
 
 __all__ = ["chat_completion_routes", "message_text", "openai_usage"]
@@ -98,14 +100,14 @@ def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _session_key(request: Request, body: Mapping[str, Any]) -> str:
-    key = request.headers.get("x-session-key") or body.get("user")
-    if not isinstance(key, str) or not key:
+def _session_name(request: Request, body: Mapping[str, Any]) -> str:
+    name = request.headers.get("x-session-key") or body.get("user")
+    if not isinstance(name, str) or not name:
         raise InvalidMessage(
             "no session key: send the X-Session-Key header or the user field (the gateway keeps "
             "one conversation per key)"
         )
-    return key
+    return name
 
 
 def _message_id(request: Request, key: str, messages: list[Any]) -> str:
@@ -135,12 +137,12 @@ def _chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish: st
 
 async def chat_completions(request: Request) -> Response:
     """An OpenAI chat completion whose conversation the cluster keeps."""
-    require_api_key(request)
+    tenant = await caller(request)
     gw = gateway(request)
     body = await read_json(request, limit=options(request).max_body_bytes)
     if not isinstance(body, dict):
         raise InvalidMessage("request body must be a JSON object")
-    key = _session_key(request, body)
+    key = session_key(tenant, _session_name(request, body))
     messages = body.get("messages")
     text = message_text(messages)
     assert isinstance(messages, list)
@@ -157,7 +159,9 @@ async def chat_completions(request: Request) -> Response:
     if stream:
         attrs[STREAM_ATTR] = 1
     message_id = _message_id(request, key, messages)
-    handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)
+    handle = await submit_turn(
+        request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
+    )
     cid = f"chatcmpl-{hashlib.sha256(message_id.encode('utf-8', 'surrogatepass')).hexdigest()[:24]}"
     created = int(time.time())
     timeout = turn_timeout(gw, None)

@@ -54,10 +54,11 @@ _REASONS = {
     400: "invalid request (the message says which field and why)",
     401: "missing or wrong API key / admin token",
     403: "the admin API is disabled",
-    404: "no such session, message or worker",
+    404: "no such session (of this API key's tenant), message or worker",
     409: "strategy reject and a turn of the session is running",
     413: "body or field larger than its limit",
     415: "wrong Content-Type",
+    429: "the API key's tenant is past its requests per minute or turns in flight (Retry-After)",
     502: "the worker ran the turn and it failed",
     503: "Redis unreachable, or no live worker",
     504: "no reply within the timeout (resend the same message_id to get it)",
@@ -148,7 +149,7 @@ def openapi_document() -> dict[str, Any]:
                     "(resume: same message_id and Last-Event-ID)",
                     ok=_REPLY,
                     body=_json(_MESSAGE),
-                    errors=(400, 409, 413, 415, 502, 503, 504),
+                    errors=(400, 409, 413, 415, 429, 502, 503, 504),
                     params=[_KEY, _LAST_ID],
                     sse=True,
                 )
@@ -156,7 +157,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/sessions/{key}/messages/{message_id}/events": {
                 "get": _op(
                     "a message's turn events (SSE) after Last-Event-ID",
-                    errors=(400, 404),
+                    errors=(400, 404, 429),
                     params=[
                         _KEY,
                         {"name": "message_id", "in": "path", "required": True, "schema": _STR},
@@ -167,27 +168,39 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/sessions/{key}": {
                 "get": _op(
-                    "owner, turns, pending turns, state", errors=(400, 404, 503), params=[_KEY]
+                    "owner, turns, pending turns, state, tenant",
+                    errors=(400, 404, 429, 503),
+                    params=[_KEY],
                 ),
                 "delete": _op(
                     "reset the session (/new)",
                     ok=_REPLY,
-                    errors=(400, 502, 503, 504),
+                    errors=(400, 404, 429, 502, 503, 504),
                     params=[_KEY],
                 ),
             },
             "/v1/sessions/{key}/interrupt": {
-                "post": _op("stop the running turn (/stop)", errors=(400, 503), params=[_KEY])
+                "post": _op(
+                    "stop the running turn (/stop)", errors=(400, 404, 429, 503), params=[_KEY]
+                )
             },
             "/v1/chat/completions": {
                 "post": _op(
                     "OpenAI-compatible chat completion; session from X-Session-Key or user",
                     body=_json(_CHAT),
-                    errors=(400, 409, 413, 415, 502, 503, 504),
+                    errors=(400, 409, 413, 415, 429, 502, 503, 504),
                     sse=True,
                 )
             },
             "/v1/admin/status": {"get": _op("cluster status", security=admin, errors=(403,))},
+            "/v1/admin/sessions/{key}": {
+                "get": _op(
+                    "any tenant's session by its stored key (@TENANT/name), with its tenant",
+                    security=admin,
+                    errors=(400, 403, 404),
+                    params=[_KEY],
+                )
+            },
             "/v1/admin/config": {
                 "get": _op("current config (or ?version=N)", security=admin, errors=(400, 403)),
                 "post": _op(

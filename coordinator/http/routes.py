@@ -12,6 +12,11 @@
 ``POST /v1/sessions/{key}/interrupt``                      stop the running turn (``/stop``)
 ``GET /healthz``, ``GET /readyz``                          alive; Redis answers and a worker lives
 =========================================================  =====================================
+
+``{key}`` is the client's session name within its API key's tenant
+(:mod:`coordinator.http.tenancy`): another tenant's session of the same name
+is another session, and a request about a session its tenant does not have
+is answered 404, whoever else has one by that name.
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ from starlette.routing import BaseRoute, Route
 from cluster.errors import InvalidMessage, RequestRefused, TurnFailed, TurnTimeout
 from cluster.jobs import job_id_for
 from coordinator.http.body import read_object
-from coordinator.http.context import gateway, options, require_api_key
+from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
 from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
-from coordinator.ingress import TurnHandle
-from coordinator.status import read_session
-from coordinator.validation import validate_session_key
+from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
+from coordinator.ingress import RESET_COMMANDS, TurnHandle
+from coordinator.status import SessionStatus, read_session
 from worker.streaming import STREAM_ATTR, final_event
 
 __all__ = ["MESSAGE_FIELDS", "routes", "sse_response", "wait_reply"]
@@ -168,14 +173,54 @@ def sse_response(
     )
 
 
-def _session_key(request: Request) -> str:
-    return validate_session_key(request.path_params["key"])
+async def submit_turn(
+    request: Request,
+    tenant: str,
+    key: str,
+    text: str,
+    *,
+    message_id: str,
+    strategy: str,
+    attrs: dict[str, Any],
+) -> TurnHandle:
+    """Submit a message of ``tenant``; a chat turn counts against its turns in flight.
+
+    The count is taken back when no turn runs: the submission failed, the
+    message was answered before (its stored reply comes again) or was a
+    command. The worker takes it back when it answers the turn.
+    """
+    gw = gateway(request)
+    command = isinstance(text, str) and (
+        text.strip().lower() in RESET_COMMANDS or text.strip().lower() == "/stop"
+    )
+    job_id = None
+    if not command and isinstance(message_id, str) and message_id:
+        job_id = job_id_for(gw.keyspace.namespace, key, message_id)
+        await admit_turn(request, tenant, job_id)
+    try:
+        handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)
+    except BaseException:
+        if job_id is not None:
+            await release_turn(request, tenant, job_id)
+        raise
+    if job_id is not None and handle.status not in ("queued", "pending"):
+        await release_turn(request, tenant, job_id)
+    return handle
+
+
+async def _stored_session(gw: Gateway, key: str) -> SessionStatus:
+    """The session of ``key``, or 404 when nothing of it is stored (for its tenant)."""
+    status = await gw.run(read_session, gw.coordinator.client, gw.keyspace, key)
+    if not status.exists:
+        raise RequestRefused(f"no session {status.name!r} is stored", status=404, kind="not_found")
+    return status
 
 
 async def post_message(request: Request) -> Response:
     """Send a message to a session; answer with its reply (JSON) or stream its turn (SSE)."""
-    require_api_key(request)
-    key = _session_key(request)
+    tenant = await caller(request)
+    name = request.path_params["key"]
+    key = session_key(tenant, name)
     gw = gateway(request)
     body = await read_object(request, limit=options(request).max_body_bytes, allowed=MESSAGE_FIELDS)
     stream = body.get("stream", False)
@@ -194,13 +239,15 @@ async def post_message(request: Request) -> Response:
     text = body.get("text")
     if not isinstance(text, str):
         raise InvalidMessage(f"text must be a non-empty string, got {type(text).__name__}")
-    handle = await gw.submit(key, text, message_id=message_id, strategy=strategy, attrs=attrs)
+    handle = await submit_turn(
+        request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
+    )
     if text.strip().lower() == "/stop":
         return JSONResponse(reply_body(dict((await gw.run(handle.result, 0.0)).raw)))
     if streaming:
         accepted = {
             "message_id": handle.message_id,
-            "session_key": key,
+            "session_key": name,
             "worker_id": handle.worker_id,
         }
         return sse_response(
@@ -212,14 +259,15 @@ async def post_message(request: Request) -> Response:
 
 async def get_events(request: Request) -> Response:
     """A message's turn events (SSE) from ``Last-Event-ID``: the resume path for EventSource."""
-    require_api_key(request)
-    key = _session_key(request)
+    tenant = await caller(request)
+    name = request.path_params["key"]
+    key = session_key(tenant, name)
     message_id = request.path_params["message_id"]
     gw = gateway(request)
     after = event_id_or_none(request.headers.get("last-event-id"))
     if not await _message_known(gw, key, message_id):
         raise RequestRefused(
-            f"session {key!r} has no message {message_id!r} pending, running or recently answered",
+            f"session {name!r} has no message {message_id!r} pending, running or recently answered",
             status=404,
             kind="not_found",
         )
@@ -238,35 +286,37 @@ async def _message_known(gw: Gateway, key: str, message_id: str) -> bool:
 
 
 async def get_session(request: Request) -> Response:
-    """A session's owner, turns, pending messages and state (``running``, ``queued``, ``idle``)."""
-    require_api_key(request)
-    key = _session_key(request)
+    """A session's owner, turns, pending messages and state (``running``, ``queued``, ``idle``).
+
+    ``session_key`` is the name the caller used; ``tenant`` its API key's tenant.
+    """
+    tenant = await caller(request)
     gw = gateway(request)
-    status = await gw.run(read_session, gw.coordinator.client, gw.keyspace, key)
-    if not status.exists:
-        raise RequestRefused(f"no session {key!r} is stored", status=404, kind="not_found")
+    status = await _stored_session(gw, session_key(tenant, request.path_params["key"]))
     state = "running" if status.lease is not None else "queued" if status.pending else "idle"
-    return JSONResponse({**status.as_dict(), "state": state})
+    return JSONResponse({**status.as_dict(), "session_key": status.name, "state": state})
 
 
 async def delete_session(request: Request) -> Response:
-    """Reset a session: ``/new`` runs on its owner after its earlier messages."""
-    require_api_key(request)
-    key = _session_key(request)
+    """Reset a stored session: ``/new`` runs on its owner after its earlier messages."""
+    tenant = await caller(request)
+    key = session_key(tenant, request.path_params["key"])
     gw = gateway(request)
+    await _stored_session(gw, key)
     handle = await gw.submit(key, "/new", message_id=None, strategy="enqueue", attrs={})
     raw = await wait_reply(gw, handle, gw.settings.turn_timeout)
     return JSONResponse(reply_body(raw))
 
 
 async def interrupt_session(request: Request) -> Response:
-    """Stop the session's running turn at its next safe point (``/stop``)."""
-    require_api_key(request)
-    key = _session_key(request)
+    """Stop the stored session's running turn at its next safe point (``/stop``)."""
+    tenant = await caller(request)
+    key = session_key(tenant, request.path_params["key"])
     gw = gateway(request)
     await read_object(
         request, limit=options(request).max_body_bytes, allowed=frozenset(), required=False
     )
+    await _stored_session(gw, key)
     handle = await gw.submit(key, "/stop", message_id=None, strategy="enqueue", attrs={})
     reply = await gw.run(handle.result, 0.0)
     return JSONResponse(

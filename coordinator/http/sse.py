@@ -27,6 +27,8 @@ __all__ = ["KEEPALIVE", "SseEvent", "encode", "event_id_or_none", "turn_events"]
 KEEPALIVE = 15.0
 """Seconds of silence after which a comment line keeps proxies from closing the stream."""
 
+# Each part of a Redis stream id is an unsigned 64-bit number.
+_ID_PART_MAX = 2**64 - 1
 # Wait for the worker's own final event this long after its reply arrived.
 FINAL_GRACE = 0.5
 # Stream reads block this long at first, doubling up to the cap while nothing comes.
@@ -65,7 +67,7 @@ def event_id_or_none(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     value = value.strip()
-    if not EVENT_ID_RE.match(value):
+    if not EVENT_ID_RE.match(value) or any(int(part) > _ID_PART_MAX for part in value.split("-")):
         raise InvalidMessage(
             f"Last-Event-ID must be the id of an event this API sent (like 1700000000000-0), "
             f"got {value[:80]!r}"
