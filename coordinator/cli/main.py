@@ -280,8 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     chat = sub.add_parser("chat", help="talk to an in-process agent", formatter_class=HelpFormatter)
-    chat.add_argument("--provider", default="offline", choices=["offline", "openai", "anthropic"])
-    chat.add_argument("--model", default="offline-echo")
+    chat.add_argument(
+        "--provider",
+        default="offline",
+        choices=["offline", "openai", "anthropic"],
+        help="model provider (openai and anthropic read OPENAI_API_KEY / ANTHROPIC_API_KEY)",
+    )
+    chat.add_argument("--model", default="offline-echo", help="model name sent to the provider")
     chat.add_argument("--base-url", default=None, help="provider base URL (e.g. the simulator's)")
     chat.add_argument(
         "--session", default="cli", help="session id (tool state is kept per session)"

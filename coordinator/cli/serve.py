@@ -10,6 +10,7 @@ caller may chat (a trusted local setup).
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from typing import Any
@@ -86,7 +87,7 @@ def _cannot_listen(host: str, port: int) -> str | None:
         with socket.create_server((host, port), family=family):
             return None
     except OSError as exc:
-        return exc.strerror or str(exc)
+        return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
 def register(sub: Any) -> None:
