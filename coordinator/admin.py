@@ -1,6 +1,6 @@
 """Operator actions on a running cluster: drain a worker and watch it leave.
 
-``agent-cluster drain WORKER [--timeout S] [--wait]`` marks the worker
+``agent-cluster drain WORKER [--drain-timeout S] [--wait]`` marks the worker
 draining in Redis (from that instant the enqueue script places no turn on
 it) and announces it; the worker, which hears the event or reads the state at
 its next heartbeat, hands its queued turns over, finishes its running ones
@@ -45,8 +45,18 @@ class DrainProgress:
     sessions: int
 
     def line(self) -> str:
-        """One progress line for a terminal."""
-        state = "draining" if self.registered else "gone"
+        """One progress line for a terminal.
+
+        Once the worker is gone, the sessions it owned are not moved yet:
+        each goes to its next owner with its next message.
+        """
+        if not self.registered:
+            return (
+                f"{self.worker_id}: gone (deregistered, {self.in_flight} turn(s) running, "
+                f"{self.queued} queued); the {self.sessions} session(s) it owned move to "
+                "their next owner with their next message"
+            )
+        state = "draining"
         return (
             f"{self.worker_id}: {state}, {self.in_flight} turn(s) running or claimed, "
             f"{self.queued} queued, {self.sessions} session(s) still owned"

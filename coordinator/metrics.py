@@ -1,19 +1,26 @@
 """Prometheus metrics of a coordinator (the HTTP gateway), defined on a registry passed in.
 
-Two parts, both served at ``/metrics`` by the HTTP app:
+Two parts, served at two paths by the HTTP app so that a sum over
+Prometheus targets never counts anything twice:
 
-* :class:`CoordinatorMetrics`: what this gateway instance saw, counted by an
-  ASGI middleware (:class:`MetricsMiddleware`): requests by route template
-  and status, and their duration (for ``POST /v1/sessions/{key}/messages``
-  and ``/v1/chat/completions`` that is the turn's latency as the caller sees
-  it: queue wait, the turn, the reply);
-* :func:`cluster_families`: the cluster as Redis shows it at scrape time
-  (:func:`coordinator.status.read_status`): workers by state, sessions owned,
-  turns running and queued, dead letters, the published config version and
-  registry generation, each worker's cache and provider figures from its
-  health record, and each tenant's usage (turns, tokens by kind, estimated
-  cost) and turns in flight. Any instance reports the same values; scrape
-  one, or aggregate with ``max``.
+* ``/metrics``, :class:`CoordinatorMetrics`: what this gateway instance saw,
+  counted by an ASGI middleware (:class:`MetricsMiddleware`): requests by
+  route template (``/v1/sessions/{key}/messages``, without Starlette's
+  converter syntax) and status, and their duration (for a message and
+  ``/v1/chat/completions`` that is the turn's latency as the caller sees it:
+  queue wait, the turn, the reply). Scrape it on every replica.
+* ``/metrics/cluster``, :func:`cluster_families`: the cluster as Redis shows
+  it at scrape time (:func:`coordinator.status.read_status`): workers by
+  state, sessions owned, turns running and queued, dead letters, the
+  published config version and registry generation, each worker's cache and
+  provider figures from its health record, and each tenant's usage (turns,
+  tokens by kind, estimated cost) and turns in flight. Every replica reports the same
+  values: scrape it through one target (the Service), not per replica.
+
+A dead worker is pruned by the survivor that recovers it within a heartbeat
+or two, which is shorter than a scrape interval; ``workers{state="dead"}``
+therefore also counts workers whose ``worker_dead`` event is less than
+:data:`DEAD_VISIBLE_SECONDS` old and that have not registered again.
 
 Nothing uses the module-level default registry: tests and an embedded
 cluster build as many as they like.
@@ -21,24 +28,62 @@ cluster build as many as they like.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cluster.event_log import ClusterEvent
 from coordinator.status import ClusterStatus
 from worker.metrics import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 
 __all__ = [
+    "DEAD_VISIBLE_SECONDS",
     "CoordinatorMetrics",
     "MetricsMiddleware",
+    "cluster_exposition",
     "cluster_families",
     "exposition",
+    "recently_dead",
+    "route_label",
     "tenant_families",
 ]
+
+DEAD_VISIBLE_SECONDS = 300.0
+"""How long a recovered (pruned) worker still counts in ``workers{state="dead"}``."""
+
+_CONVERTER = re.compile(r"\{([^{}:]+):[^{}]+\}")
+
+
+def route_label(path: str) -> str:
+    """A route's template as a label value: ``/v1/sessions/{key:session_key}`` -> ``/v1/sessions/{key}``."""
+    return _CONVERTER.sub(r"{\1}", path)
+
+
+def recently_dead(
+    events: Iterable[ClusterEvent], status: ClusterStatus, *, window: float = DEAD_VISIBLE_SECONDS
+) -> set[str]:
+    """Workers pruned as dead less than ``window`` seconds ago and not registered since.
+
+    Args:
+        events: Recent cluster events (any order).
+        status: The cluster read at the same time (its ``now`` is Redis' clock,
+            the clock event times are on).
+        window: Seconds a death stays visible.
+    """
+    registered = {w.worker_id for w in status.workers}
+    return {
+        e.worker
+        for e in events
+        if e.kind == "worker_dead"
+        and e.worker
+        and e.worker not in registered
+        and status.now - e.at < window
+    }
 
 
 class CoordinatorMetrics:
@@ -97,21 +142,33 @@ class MetricsMiddleware:
             template = getattr(route, "path", None) if route is not None else None
             self.metrics.observe(
                 str(scope.get("method", "GET")),
-                str(template) if template else "unmatched",
+                route_label(str(template)) if template else "unmatched",
                 status,
                 time.monotonic() - started,
             )
 
 
-def cluster_families(status: ClusterStatus | None) -> list[Metric]:
-    """The cluster's state as metric families (``agent_cluster_up`` 0 when Redis could not be read)."""
+def cluster_families(status: ClusterStatus | None, dead: Sequence[str] = ()) -> list[Metric]:
+    """The cluster's state as metric families (``agent_cluster_up`` 0 when Redis could not be read).
+
+    Args:
+        status: The cluster read from Redis, ``None`` when it could not be read.
+        dead: Workers pruned as dead recently (:func:`recently_dead`), counted
+            as ``dead`` on top of the registered workers whose heartbeat expired.
+    """
     up = GaugeMetricFamily(f"{PREFIX}_up", "1 when the coordinator could read the cluster from Redis.")
     up.add_metric([], 0.0 if status is None else 1.0)
     if status is None:
         return [up]
-    workers = GaugeMetricFamily(f"{PREFIX}_workers", "Registered workers by state.", labels=["state"])
+    workers = GaugeMetricFamily(
+        f"{PREFIX}_workers",
+        f"Workers by state; dead: heartbeat expired, or recovered less than "
+        f"{DEAD_VISIBLE_SECONDS:g}s ago.",
+        labels=["state"],
+    )
     for state in ("active", "draining", "dead"):
-        workers.add_metric([state], float(sum(1 for w in status.workers if w.state == state)))
+        count = sum(1 for w in status.workers if w.state == state)
+        workers.add_metric([state], float(count + (len(dead) if state == "dead" else 0)))
     families: list[Metric] = [up, workers]
     for name, doc, value in (
         ("queued_turns", "Turn jobs waiting on the workers' queues.", status.queued),
@@ -202,8 +259,13 @@ class _Families(Collector):
         return iter(self._families)
 
 
-def exposition(metrics: CoordinatorMetrics, status: ClusterStatus | None) -> bytes:
-    """The ``/metrics`` body: this instance's counters, then the cluster's state."""
+def exposition(metrics: CoordinatorMetrics) -> bytes:
+    """The ``/metrics`` body: this instance's request counters and durations."""
+    return generate_latest(metrics.registry)
+
+
+def cluster_exposition(status: ClusterStatus | None, dead: Sequence[str] = ()) -> bytes:
+    """The ``/metrics/cluster`` body: the cluster's state (see :func:`cluster_families`)."""
     cluster = CollectorRegistry(auto_describe=False)
-    cluster.register(_Families(cluster_families(status)))
-    return generate_latest(metrics.registry) + generate_latest(cluster)
+    cluster.register(_Families(cluster_families(status, dead)))
+    return generate_latest(cluster)

@@ -54,13 +54,19 @@ def _utf8_size(field: str, value: str) -> int:
         ) from None
 
 
+def _check_non_empty_string(field: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidMessage(f"{field} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise InvalidMessage(f"{field} must not be empty (nor only whitespace)")
+
+
 def _check_id(
     field: str, value: Any, limit: int, *, allow_int: bool = False, scoped: bool = False
 ) -> None:
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidMessage(f"{field} must be a non-empty string, got {type(value).__name__}")
+    _check_non_empty_string(field, value)
     # A tenant's session key (@T/name) is held to the limit of the name its client chose.
     size = _utf8_size(field, client_name(value) if scoped else value)
     _utf8_size(field, value)
@@ -118,8 +124,7 @@ def validate_message(
     """
     _check_id("session_key", session_key, SESSION_KEY_MAX_BYTES, scoped=True)
     _check_id("message_id", message_id, MESSAGE_ID_MAX_BYTES)
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidMessage(f"text must be a non-empty string, got {type(text).__name__}")
+    _check_non_empty_string("text", text)
     size = _utf8_size("text", text)
     if size > max_text_bytes:
         raise PayloadTooLarge(

@@ -181,8 +181,15 @@ def cmd_registry_bump(args: argparse.Namespace) -> int:
             if not waiting or time.monotonic() >= deadline:
                 break
             time.sleep(0.05)
+        has_mcp = bool(store.current_config()[1].get("mcp_servers"))
     done = len(live) - len(waiting)
-    print(f"MCP tools re-discovered on {done}/{len(live)} live worker(s)")
+    if has_mcp:
+        print(f"MCP tools re-discovered on {done}/{len(live)} live worker(s)")
+    else:
+        print(
+            f"generation {generation} applied by {done}/{len(live)} live worker(s) "
+            "(the config has no mcp_servers: no MCP tools to re-discover)"
+        )
     if waiting:
         print(
             f"error: not yet acknowledged after {args.timeout:g}s by: {', '.join(waiting)} "

@@ -15,12 +15,16 @@ import redis
 from cluster.errors import AgentClusterError
 from cluster.settings import ClusterSettings, redact_url
 
-__all__ = ["EXIT_USAGE", "EXIT_UNAVAILABLE", "explain"]
+__all__ = ["EXIT_NO", "EXIT_USAGE", "EXIT_UNAVAILABLE", "EXIT_CANNOT_LISTEN", "explain"]
 
+EXIT_NO = 1
+"""The answer is no: an unhealthy worker, an unknown session, an unfinished drain."""
 EXIT_USAGE = 2
 """A mistake in what was asked (bad config, unknown worker, bad setting)."""
 EXIT_UNAVAILABLE = 3
 """Redis could not be used (unreachable, refused credentials, no such database)."""
+EXIT_CANNOT_LISTEN = 4
+"""``serve`` cannot listen on its address (the port is taken, or not allowed)."""
 
 _DB_RE = re.compile(r"/(\d+)(?:\?|$)")
 

@@ -1,4 +1,4 @@
-"""The ``agent-cluster`` command line.
+"""The agent-cluster command line.
 
 Subcommands:
     demo          the product in seconds: embedded cluster, provider simulator, push, drain
@@ -14,11 +14,18 @@ Subcommands:
     status        workers, sessions owned, caches, queues, dead letters (--json)
     session       one session: owner, turns, pending messages, lease, cached
     health        deploy probe: exit 0 when the worker is beating and active
-    serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin (coordinator/cli/serve.py)
+    serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
-that order (docs/settings.md). A mistake prints one line and exits non-zero:
-2 for a wrong request (bad config, unknown worker), 3 when Redis cannot be used.
+that order (see docs/settings.md). A mistake prints one line and exits non-zero.
+
+Exit status:
+    0  done, or the answer is yes (health: the worker is healthy)
+    1  the answer is no: an unhealthy worker, an unknown session, a drain
+       that did not finish in time, a coordinator line that failed
+    2  a wrong request: bad config, setting or flag, unknown worker
+    3  Redis cannot be used: unreachable, credentials refused, no such database
+    4  serve cannot listen on its address (the port is taken, or not allowed)
 """
 
 from __future__ import annotations
@@ -27,14 +34,15 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
+from typing import Any
 
 from cluster.errors import AgentClusterError, InvalidMessage
 from coordinator.cli import config as cli_config
 from coordinator.cli import serve as cli_serve
 from coordinator.cli import status as cli_status
-from coordinator.cli.errors import explain
+from coordinator.cli.errors import EXIT_NO, explain
 from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     WORKER_SETTINGS,
@@ -63,6 +71,16 @@ def _chat_lines(args: argparse.Namespace) -> Iterable[str]:
             yield line
 
 
+def _tool_calls(messages: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """``name {arguments}`` of each tool the turn called (the reply carries what they printed)."""
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            arguments = json.dumps(call.get("arguments"), ensure_ascii=False)
+            if len(arguments) > 200:
+                arguments = arguments[:199] + "…"
+            yield f"{call.get('name')} {arguments}"
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     """An interactive conversation with one in-process agent."""
     from agent import AIAgent
@@ -89,9 +107,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 print("(new conversation)")
                 continue
             result = agent.run_conversation(line)
-            for message in result.new_messages:
-                if message["role"] == "tool":
-                    print(f"  [{message['name']}] {message['content'][:400]}")
+            for call in _tool_calls(result.new_messages):
+                print(f"  [{call}]")
             print(f"agent> {result.text}")
             u = result.usage
             print(
@@ -179,11 +196,16 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         coordinator.close()
     if failed:
         print(f"error: {failed} line(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_NO if failed else 0
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    """Mark a worker draining; with --wait, show progress until it has left."""
+    """Mark a worker draining; with --wait, show progress until it has left.
+
+    ``--drain-timeout`` given on the command line is sent to the worker (its
+    running turns get that long); without it the worker uses its own
+    ``drain_timeout``, and ``--wait`` waits for the one in effect here.
+    """
     import time
 
     from cluster.connection import connect
@@ -194,11 +216,11 @@ def cmd_drain(args: argparse.Namespace) -> int:
     client = connect(settings.redis_url)
     keyspace = Keyspace(settings.namespace)
     try:
-        drain_worker(client, keyspace, args.worker, timeout=args.timeout)
+        drain_worker(client, keyspace, args.worker, timeout=args.setting_drain_timeout)
         print(f"{args.worker}: marked draining", flush=True)
         if not args.wait:
             return 0
-        limit = settings.drain_timeout if args.timeout is None else args.timeout
+        limit = settings.drain_timeout
         deadline = time.monotonic() + limit + 3 * settings.heartbeat_ttl
         left = wait_for_drain(
             client,
@@ -208,8 +230,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
             report=lambda progress: print(progress.line(), flush=True),
         )
         if not left:
-            print(f"{args.worker}: still registered after {limit:g}s + grace", file=sys.stderr)
-        return 0 if left else 1
+            print(
+                f"error: {args.worker} is still registered after {limit:g}s + grace; "
+                "see its log (agent-cluster health WORKER says why)",
+                file=sys.stderr,
+            )
+        return 0 if left else EXIT_NO
     finally:
         client.close()
 
@@ -245,7 +271,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="agent-cluster",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -254,8 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     chat = sub.add_parser("chat", help="talk to an in-process agent", formatter_class=HelpFormatter)
-    chat.add_argument("--provider", default="offline", choices=["offline", "openai", "anthropic"])
-    chat.add_argument("--model", default="offline-echo")
+    chat.add_argument(
+        "--provider",
+        default="offline",
+        choices=["offline", "openai", "anthropic"],
+        help="model provider (openai and anthropic read OPENAI_API_KEY / ANTHROPIC_API_KEY)",
+    )
+    chat.add_argument("--model", default="offline-echo", help="model name sent to the provider")
     chat.add_argument("--base-url", default=None, help="provider base URL (e.g. the simulator's)")
     chat.add_argument(
         "--session", default="cli", help="session id (tool state is kept per session)"
@@ -294,15 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     drain = sub.add_parser(
         "drain",
         help="drain a worker: its turns move to other workers, then it exits",
+        description="Mark a worker draining: it takes no new turn, hands its queued turns on, "
+        "finishes its running ones (up to --drain-timeout when given, else its own "
+        "drain_timeout), releases its agents and exits. --wait shows progress until it is gone.",
         formatter_class=HelpFormatter,
     )
     drain.add_argument("worker", help="id of the worker to drain")
-    drain.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        help="seconds for running turns to finish (default: the worker's drain_timeout)",
-    )
     drain.add_argument("--wait", action="store_true", help="show progress until it is gone")
     add_settings_options(drain, (*CONNECTION_SETTINGS, "drain_timeout", "heartbeat_ttl"))
     drain.set_defaults(func=cmd_drain)
@@ -325,12 +353,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the OpenAI/Anthropic provider simulator",
         formatter_class=HelpFormatter,
     )
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8199)
+    sim.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)"
+    )
+    sim.add_argument("--port", type=int, default=8199, help="port to listen on")
     sim.add_argument("--ttft", type=float, default=0.0, help="seconds to first token")
     sim.add_argument("--tps", type=float, default=None, help="output tokens per second")
     sim.set_defaults(func=cmd_simulate_llm)
     return parser
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser without prefix matching that knows which command it parses.
+
+    With abbreviations on, ``worker --name w1`` would mean ``--namespace w1``
+    and join another cluster without a word. Subparsers are made of the same
+    class (argparse uses the parent's class), and each records itself as
+    ``cli_parser`` (the innermost one wins), so an unknown flag is reported
+    with the usage of the command that was given.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+        self.set_defaults(cli_parser=self)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -338,9 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A mistake (bad setting or config, unknown worker, Redis unreachable,
     refused credentials, no such database) prints one line on stderr and
-    exits non-zero (:mod:`coordinator.cli.errors`); only a bug shows a traceback.
+    exits non-zero (coordinator.cli.errors); only a bug shows a traceback.
     """
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.cli_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

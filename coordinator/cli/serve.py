@@ -10,10 +10,13 @@ caller may chat (a trusted local setup).
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
 from typing import Any
 
 from cluster.errors import ConfigError
+from coordinator.cli.errors import EXIT_CANNOT_LISTEN
 from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     HelpFormatter,
@@ -23,6 +26,16 @@ from coordinator.cli.settings import (
 )
 
 __all__ = ["register"]
+
+_DESCRIPTION = """\
+Serve the gateway's HTTP API: native JSON and SSE, OpenAI-compatible, admin.
+
+API keys are configured as SHA-256 digests only (AGENT_CLUSTER_API_KEY_SHA256,
+comma-separated, or AGENT_CLUSTER_API_KEY_SHA256_FILE, one per line); the admin
+token as AGENT_CLUSTER_ADMIN_TOKEN. Without any API key the gateway refuses to
+start unless --anonymous says that every caller may chat (a trusted local
+setup). Exit status 4: the address cannot be listened on (the port is taken).
+"""
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,6 +59,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.max_body_bytes < 1024:
             raise ConfigError(f"--max-body-bytes must be at least 1024, got {args.max_body_bytes}")
         options = HttpOptions(credentials=credentials, max_body_bytes=args.max_body_bytes)
+    refused = _cannot_listen(args.host, args.port)
+    if refused is not None:
+        print(
+            f"error: cannot listen on {args.host}:{args.port} ({refused}); stop what uses it "
+            "or choose another --port",
+            file=sys.stderr,
+        )
+        return EXIT_CANNOT_LISTEN
     serve(
         settings,
         options=options,
@@ -55,12 +76,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on right now, or ``None`` when it can.
+
+    Binds and closes a socket the way uvicorn will (``SO_REUSEADDR``), so a
+    taken port is one line here instead of uvicorn's startup log.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, port), family=family):
+            return None
+    except OSError as exc:
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
 def register(sub: Any) -> None:
     """Add ``serve`` to the top-level subparsers."""
     serve = sub.add_parser(
         "serve",
         help="serve the HTTP API (JSON, SSE, OpenAI-compatible, admin)",
-        description=__doc__,
+        description=_DESCRIPTION,
         formatter_class=HelpFormatter,
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")

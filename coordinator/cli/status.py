@@ -3,7 +3,8 @@
 The reading lives in :mod:`coordinator.status` (imported when a command
 runs, so ``cluster`` itself imports nothing above it). ``health`` is a deploy
 probe: exit 0 and one line when the worker is registered, beating, fresh and
-active; exit 1 and one line saying why otherwise.
+active; exit 1 and one line saying why otherwise. ``session KEY`` exits 1 for
+a session with nothing stored, as the HTTP API answers 404 for it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import redis
 
 from cluster.connection import connect
 from cluster.keys import Keyspace
+from coordinator.cli.errors import EXIT_NO
 from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
     HelpFormatter,
@@ -57,7 +59,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    """Print one session's owner, turns, lease, pending messages and cache presence."""
+    """Print one session's owner, turns, lease, pending messages and cache presence.
+
+    Exits 1 when nothing is stored for the key (the HTTP API's 404).
+    """
     from coordinator.status import read_session
     from coordinator.status_view import render_session
 
@@ -66,7 +71,7 @@ def cmd_session(args: argparse.Namespace) -> int:
         _print_json(session.as_dict())
     else:
         print(render_session(session))
-    return 0
+    return 0 if session.exists else EXIT_NO
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -78,7 +83,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         _print_json(verdict.as_dict())
     else:
         print(verdict.reason)
-    return 0 if verdict.healthy else 1
+    return 0 if verdict.healthy else EXIT_NO
 
 
 def register(sub: Any) -> None:

@@ -1,8 +1,10 @@
 """Operator routes of the HTTP app: Prometheus ``/metrics`` and the live status page.
 
-* ``GET /metrics``: this gateway's request counters and durations, then the
-  cluster's state read from Redis at scrape time (:mod:`coordinator.metrics`);
-  Redis unreachable gives ``agent_cluster_up 0``, never an error.
+* ``GET /metrics``: this gateway's request counters and durations
+  (:mod:`coordinator.metrics`); scrape it on every replica.
+* ``GET /metrics/cluster``: the cluster's state read from Redis at scrape
+  time, the same on every replica (scrape one); Redis unreachable gives
+  ``agent_cluster_up 0``, never an error.
 * ``GET /status``: the status page (:mod:`coordinator.status_page`), a
   picture of the cluster refreshed every second from
 * ``GET /status.json``: workers and their state, sessions per worker, cache
@@ -33,8 +35,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from cluster.event_log import ClusterEvent, ClusterEventLog
 from coordinator.http.context import gateway
-from coordinator.metrics import CoordinatorMetrics, MetricsMiddleware, exposition
+from coordinator.metrics import (
+    CoordinatorMetrics,
+    MetricsMiddleware,
+    cluster_exposition,
+    exposition,
+    recently_dead,
+)
 from coordinator.status import ClusterStatus, read_status
 from coordinator.status_page import STATUS_PAGE_HTML, status_snapshot
 
@@ -80,19 +89,34 @@ def _metrics(request: Request) -> CoordinatorMetrics:
     return made
 
 
+# Enough events to reach back DEAD_VISIBLE_SECONDS on a busy cluster's log.
+_EVENTS_READ = 200
+
+
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: this instance, then the cluster."""
+    """Prometheus text format: this instance's requests."""
+    return Response(exposition(_metrics(request)), media_type=_PROMETHEUS_TEXT)
+
+
+async def cluster_metrics(request: Request) -> Response:
+    """Prometheus text format: the cluster as Redis shows it (the same on every instance)."""
     gw = gateway(request)
 
-    def read() -> ClusterStatus | None:
+    def read() -> tuple[ClusterStatus, list[ClusterEvent]] | None:
         try:
-            return read_status(gw.coordinator.client, gw.keyspace)
+            status = read_status(gw.coordinator.client, gw.keyspace)
+            events = ClusterEventLog(gw.coordinator.client, gw.keyspace).recent(_EVENTS_READ)
         except redis.RedisError as exc:
-            log.warning("/metrics: cannot read the cluster from Redis: %s", exc)
+            log.warning("/metrics/cluster: cannot read the cluster from Redis: %s", exc)
             return None
+        return status, events
 
-    status = await _recent(request, "status", read)
-    return Response(exposition(_metrics(request), status), media_type=_PROMETHEUS_TEXT)
+    reading = await _recent(request, "cluster", read)
+    if reading is None:
+        return Response(cluster_exposition(None), media_type=_PROMETHEUS_TEXT)
+    status, events = reading
+    dead = sorted(recently_dead(events, status))
+    return Response(cluster_exposition(status, dead), media_type=_PROMETHEUS_TEXT)
 
 
 async def status_page(_request: Request) -> Response:
@@ -115,9 +139,10 @@ async def status_json(request: Request) -> Response:
 
 
 def observability_routes() -> list[BaseRoute]:
-    """``/metrics``, ``/status`` and ``/status.json``."""
+    """``/metrics``, ``/metrics/cluster``, ``/status`` and ``/status.json``."""
     return [
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/cluster", cluster_metrics, methods=["GET"]),
         Route("/status", status_page, methods=["GET"]),
         Route("/status.json", status_json, methods=["GET"]),
     ]

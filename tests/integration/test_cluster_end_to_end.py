@@ -165,9 +165,9 @@ def test_embedded_mode_runs_the_same_conversations(tmp_path: Path) -> None:
 
 def test_bad_messages_are_refused_with_a_clear_error(tmp_path: Path) -> None:
     with EmbeddedCluster(workers=1, sandbox_root=tmp_path) as cluster:
-        with pytest.raises(InvalidMessage, match="session_key must be a non-empty string"):
+        with pytest.raises(InvalidMessage, match="session_key must not be empty"):
             cluster.submit("", "hi")
-        with pytest.raises(InvalidMessage, match="text must be a non-empty string"):
+        with pytest.raises(InvalidMessage, match="text must be a string, got int"):
             cluster.submit("s", 42)  # type: ignore[arg-type]
         with pytest.raises(PayloadTooLarge, match="max_message_bytes"):
             cluster.submit("s", "x" * (cluster.settings.max_message_bytes + 1))

@@ -63,7 +63,7 @@ def test_drain_command_waits_for_the_running_turn_then_the_worker_exits(
                 "drain",
                 "w0",
                 "--wait",
-                "--timeout",
+                "--drain-timeout",
                 "30",
                 "--redis-url",
                 workers.redis_url,

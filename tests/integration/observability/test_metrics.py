@@ -85,9 +85,11 @@ def test_worker_and_gateway_metrics_move_with_traffic(observed: ObservedCluster)
         for (name, labels) in gateway
         if name == "agent_cluster_http_requests_total" and dict(labels)["route"].endswith("/messages")
     }
-    assert route.startswith("/v1/sessions/{key")
+    assert route == "/v1/sessions/{key}/messages"
     assert value(gateway, "agent_cluster_http_requests_total", route=route, status="200") == turns
     assert value(gateway, "agent_cluster_http_request_duration_seconds_count", route=route) == turns
+    assert not any(name.startswith("agent_cluster_worker") for name, _ in gateway)
+    gateway = scrape(f"{observed.gateway_url}/metrics/cluster")
     assert value(gateway, "agent_cluster_up") == 1
     assert value(gateway, "agent_cluster_workers", state="active") == 3
     assert value(gateway, "agent_cluster_published_config_version") == 1
@@ -96,7 +98,7 @@ def test_worker_and_gateway_metrics_move_with_traffic(observed: ObservedCluster)
     ) == SESSIONS + 1
     # The workers' health records (one heartbeat later) carry their provider figures.
     _wait_for(
-        lambda: value(scrape(f"{observed.gateway_url}/metrics"), "agent_cluster_worker_provider_tokens_total", kind="output")
+        lambda: value(scrape(f"{observed.gateway_url}/metrics/cluster"), "agent_cluster_worker_provider_tokens_total", kind="output")
         == tokens["output"]
     )
 
@@ -138,5 +140,7 @@ def test_a_dead_worker_is_recovered_and_counted(observed: ObservedCluster) -> No
     finally:
         client.close()
     assert any(e.kind == "worker_dead" and e.worker == victim for e in events)
-    gateway = scrape(f"{observed.gateway_url}/metrics")
+    gateway = scrape(f"{observed.gateway_url}/metrics/cluster")
     assert value(gateway, "agent_cluster_workers", state="active") == 2
+    # Pruned by its recovery already, it still shows as dead to the next scrapes.
+    assert value(gateway, "agent_cluster_workers", state="dead") == 1

@@ -124,7 +124,7 @@ def test_session_shows_owner_turns_pending_lease_and_cache(
         waiting.result(timeout=60)
     assert cli.json("session", "talk")["turns"] == 4
     nothing = cli.run("session", "never-seen")
-    assert nothing.returncode == 0 and "nothing stored" in nothing.stdout
+    assert nothing.returncode == 1 and "nothing stored" in nothing.stdout
 
 
 def test_dead_letters_are_counted(

@@ -10,7 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership, WorkerState
-from coordinator.metrics import CoordinatorMetrics, exposition
+from coordinator.metrics import (
+    DEAD_VISIBLE_SECONDS,
+    CoordinatorMetrics,
+    cluster_exposition,
+    exposition,
+    recently_dead,
+    route_label,
+)
 from coordinator.status import read_status
 from coordinator.status_page import STATUS_PAGE_HTML, status_snapshot
 from tests.unit.worker.test_health import RECORD
@@ -60,16 +67,43 @@ def _families(body: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
     return out
 
 
-def test_exposition_has_this_gateway_then_the_cluster() -> None:
+def test_metrics_has_this_gateway_only_and_the_cluster_is_apart() -> None:
     client, keys = _cluster()
     metrics = CoordinatorMetrics()
     metrics.observe("POST", "/v1/sessions/{key}/messages", 200, 0.25)
-    got = _families(exposition(metrics, read_status(client, keys)))
-    assert got["agent_cluster_http_requests_total"] == [
+    own = _families(exposition(metrics))
+    assert own["agent_cluster_http_requests_total"] == [
         ({"method": "POST", "route": "/v1/sessions/{key}/messages", "status": "200"}, 1.0)
     ]
+    # Cluster-wide figures are not in every replica's /metrics: a sum over replicas counts each once.
+    assert not {name for name in own if name.startswith(("agent_cluster_worker", "agent_cluster_up"))}
+    got = _families(cluster_exposition(read_status(client, keys)))
+    assert "agent_cluster_http_requests_total" not in got
     assert got["agent_cluster_up"] == [({}, 1.0)]
     assert ({"state": "draining"}, 1.0) in got["agent_cluster_workers"]
     assert ({"worker": "w1"}, 0.5) in got["agent_cluster_worker_provider_cost_dollars_total"]
-    down = _families(exposition(metrics, None))
+    down = _families(cluster_exposition(None))
     assert down["agent_cluster_up"] == [({}, 0.0)] and "agent_cluster_workers" not in down
+
+
+def test_the_route_label_is_the_template_without_converter_syntax() -> None:
+    assert route_label("/v1/sessions/{key:session_key}/messages") == "/v1/sessions/{key}/messages"
+    assert (
+        route_label("/v1/sessions/{key:session_key}/messages/{message_id:path}/events")
+        == "/v1/sessions/{key}/messages/{message_id}/events"
+    )
+    assert route_label("/v1/admin/workers/{worker_id}/drain") == "/v1/admin/workers/{worker_id}/drain"
+
+
+def test_a_recovered_worker_stays_visible_as_dead_for_a_while() -> None:
+    client, keys = _cluster()
+    log = ClusterEventLog(client, keys)
+    log.record("worker_dead", "w3 died", worker="w3", moved=1)
+    log.record("worker_dead", "w1 died", worker="w1", moved=0)  # w1 registered again since
+    status = read_status(client, keys)
+    events = log.recent()
+    assert recently_dead(events, status) == {"w3"}
+    got = _families(cluster_exposition(status, sorted(recently_dead(events, status))))
+    assert ({"state": "dead"}, 1.0) in got["agent_cluster_workers"]
+    later = dataclasses.replace(status, now=status.now + DEAD_VISIBLE_SECONDS + 1)
+    assert recently_dead(events, later) == set()

@@ -90,3 +90,18 @@ def test_a_refused_message_leaves_no_trace_in_redis(coordinator: Coordinator) ->
         with pytest.raises(InvalidMessage):
             coordinator.submit_async(**message)
     assert sorted(coordinator.client.keys("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        ({"text": ""}, "text must not be empty (nor only whitespace)"),
+        ({"text": "  \n"}, "text must not be empty (nor only whitespace)"),
+        ({"session": ""}, "session_key must not be empty (nor only whitespace)"),
+        ({"text": 42}, "text must be a string, got int"),
+    ],
+)
+def test_an_empty_or_mistyped_field_says_which(kwargs: dict[str, Any], line: str) -> None:
+    with pytest.raises(InvalidMessage) as refused:
+        check(**kwargs)
+    assert str(refused.value) == line

@@ -159,13 +159,17 @@ def test_compose_runs_redis_simulator_gateway_and_three_workers() -> None:
         assert f"127.0.0.1:{settings.metrics_port}/readyz" in " ".join(worker["healthcheck"]["test"])
         assert _seconds(worker["stop_grace_period"]) > settings.drain_timeout + settings.heartbeat_ttl
         assert worker["depends_on"]["config-push"]["condition"] == "service_completed_successfully"
+        assert worker["depends_on"]["simulator"]["condition"] == "service_healthy"
         assert not any(p for p in worker.get("ports", [])), "workers publish no port"
     gateway = services["coordinator"]["command"]
     port = gateway[gateway.index("--port") + 1]
     assert services["coordinator"]["ports"] == [f"127.0.0.1:{port}:{port}"]
-    assert f"127.0.0.1:{port}/readyz" in " ".join(services["coordinator"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in " ".join(services["coordinator"]["healthcheck"]["test"])
     assert "--anonymous" not in gateway and services["coordinator"]["environment"][API_KEYS_ENV]
     simulator = services["simulator"]["command"]
+    sim_port = simulator[simulator.index("--port") + 1]
+    assert f"127.0.0.1:{sim_port}/health'" in " ".join(services["simulator"]["healthcheck"]["test"])
+    assert "ports" not in services["redis"], "a Redis of the host keeps its port"
     config = parse_config((DEPLOY / "cluster.compose.yaml").read_text(), source="cluster.compose.yaml")
     assert config["model"]["base_url"] == f"http://simulator:{simulator[simulator.index('--port') + 1]}/v1"
     push = services["config-push"]
@@ -234,13 +238,119 @@ def test_kubernetes_config_map_is_pushed_by_a_job_and_passes_the_schema() -> Non
     assert args.file == f"{mount['mountPath']}/cluster.yaml"
 
 
-def test_kubernetes_redis_does_not_evict_and_keeps_an_append_only_file() -> None:
-    (redis,) = _by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]["containers"]
+def _memory_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(Mi|Gi|mb|gb)", text)
+    assert match, text
+    return int(match[1]) * 1024 ** (2 if match[2].lower().startswith("m") else 3)
+
+
+def test_kubernetes_redis_does_not_evict_keeps_an_append_only_file_and_needs_a_password() -> None:
+    statefulset = _by_kind("StatefulSet")["redis"]["spec"]["template"]["spec"]
+    (redis,) = statefulset["containers"]
     args = " ".join(redis["args"])
     assert "--maxmemory-policy noeviction" in args and "--appendonly yes" in args
-    secret = yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
-    urls = [d["stringData"]["url"] for d in secret if d and d["metadata"]["name"] == "agent-cluster-redis"]
-    assert urls == ["redis://redis:6379/0"]
+    # Full before the kernel's OOM killer: Redis refuses writes, nothing is lost.
+    maxmemory = _memory_bytes(redis["args"][redis["args"].index("--maxmemory") + 1])
+    assert maxmemory < _memory_bytes(redis["resources"]["limits"]["memory"])
+    assert redis["resources"]["requests"]["cpu"]
+    # The password comes from the Secret as a config file, never argv.
+    conf = redis["args"][0]
+    mounts = {m["name"]: m["mountPath"] for m in redis["volumeMounts"]}
+    (auth,) = [v for v in statefulset["volumes"] if conf.startswith(mounts[v["name"]] + "/")]
+    assert auth["secret"]["secretName"] == "agent-cluster-redis"
+    secret = {
+        d["metadata"]["name"]: d["stringData"]
+        for d in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
+        if d
+    }
+    (item,) = auth["secret"]["items"]
+    password = re.fullmatch(r"requirepass (\S+)\n?", secret["agent-cluster-redis"][item["key"]])
+    assert password
+    assert secret["agent-cluster-redis"]["url"] == f"redis://:{password[1]}@redis:6379/0"
+    assert "requirepass" not in args
+
+
+def test_the_example_secrets_ship_placeholders_not_a_usable_digest() -> None:
+    from cluster.errors import ConfigError
+    from coordinator.http import Credentials
+
+    secret = {
+        d["metadata"]["name"]: d["stringData"]
+        for d in yaml.safe_load_all((K8S / "secrets.example.yaml").read_text())
+        if d
+    }
+    digest = secret["agent-cluster-gateway"]["api-key-sha256"]
+    assert digest.startswith("REPLACE")
+    # Applied unfilled, the gateway refuses to start with one line naming the variable.
+    with pytest.raises(ConfigError, match=API_KEYS_ENV):
+        Credentials.from_env({API_KEYS_ENV: digest})
+    text = (K8S / "secrets.example.yaml").read_text()
+    assert "sha256sum" in text and "openssl rand" in text
+
+
+def test_kubernetes_disruption_budgets_keep_a_gateway_and_drain_one_worker_at_a_time() -> None:
+    budgets = _by_kind("PodDisruptionBudget")
+    deployments = _by_kind("Deployment")
+    gateway = budgets["agent-cluster-coordinator"]["spec"]
+    assert gateway["selector"] == deployments["agent-cluster-coordinator"]["spec"]["selector"]
+    assert gateway["minAvailable"] == 1
+    workers = budgets["agent-cluster-worker"]["spec"]
+    assert workers["selector"] == deployments["agent-cluster-worker"]["spec"]["selector"]
+    assert workers["maxUnavailable"] == 1
+
+
+def test_with_no_worker_the_gateway_stays_ready_and_answers_503_json() -> None:
+    """The readiness probe's path passes with no worker, so the Service keeps the gateway,
+    and a client gets a JSON 503 instead of a refused connection."""
+    from starlette.testclient import TestClient
+
+    from coordinator.http import Credentials, HttpOptions, build_app
+
+    (container,) = _by_kind("Deployment")["agent-cluster-coordinator"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    ready_path = container["readinessProbe"]["httpGet"]["path"]
+    settings = ClusterSettings(redis_url="fakeredis://deploy-no-worker", namespace="noworker")
+    app = build_app(settings, options=HttpOptions(credentials=Credentials(anonymous=True)))
+    with TestClient(app) as client:
+        assert client.get(ready_path).status_code == 200
+        reply = client.post("/v1/sessions/chat-1/messages", json={"text": "hello"})
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "no_live_workers"
+
+
+def _schema_checked_documents() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted([*K8S.glob("*.yaml"), *(K8S / "shared-workspaces").glob("*.yaml")]):
+        for doc in yaml.safe_load_all(path.read_text()):
+            # A kustomization is kustomize's file, a strategic-merge patch a fragment: no schema.
+            if not doc or doc.get("kind") == "Kustomization" or path.name == "worker-shared-home.yaml":
+                continue
+            yield f"{path.relative_to(DEPLOY)}: {doc['kind']} {doc['metadata']['name']}", doc
+
+
+def test_every_kubernetes_manifest_passes_the_kubernetes_schema() -> None:
+    """kubernetes-validate: the Kubernetes OpenAPI schema as JSON schema, strict (unknown fields fail)."""
+    import kubernetes_validate
+
+    version = kubernetes_validate.latest_version()
+    checked = 0
+    for where, doc in _schema_checked_documents():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where}: {exc.message} at {'.'.join(map(str, exc.path))} (Kubernetes {version})")
+        checked += 1
+    assert checked >= 10
+
+
+def test_the_schema_check_finds_a_misplaced_field() -> None:
+    import kubernetes_validate
+
+    _, deployment = next(d for d in _schema_checked_documents() if d[1]["kind"] == "Deployment")
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_kustomization_lists_existing_files_and_the_dockerfile_matches() -> None:
