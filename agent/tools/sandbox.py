@@ -104,11 +104,11 @@ class SandboxCommand:
     pass_fds: tuple[int, ...]
 
 
-def _enter_script(limits: SandboxLimits) -> str:
+def _enter_script(limits: SandboxLimits, file_bytes: int) -> str:
     return _ENTER.format(
         cpu=limits.cpu_seconds,
         mem_kb=limits.memory_bytes // 1024,
-        file_kb=limits.file_bytes // 1024,
+        file_kb=file_bytes // 1024,
         procs=limits.processes,
         workspace=WORKSPACE,
     )
@@ -177,7 +177,13 @@ class Sandbox:
 
     @contextlib.contextmanager
     def command(
-        self, workspace: Path | None, argv: Sequence[str], *, cwd: str, env: dict[str, str]
+        self,
+        workspace: Path | None,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        env: dict[str, str],
+        file_bytes: int | None = None,
     ) -> Iterator[SandboxCommand]:
         """Yield the Popen arguments for ``argv`` in the session's sandbox.
 
@@ -190,6 +196,8 @@ class Sandbox:
             argv: the command to run inside.
             cwd: working directory as the command sees it.
             env: its complete environment.
+            file_bytes: its RLIMIT_FSIZE (default the configured file-size
+                limit; the quota's accounting passes what is left of it).
 
         Raises:
             ToolError: the workspace is a symlink or not a directory.
@@ -206,8 +214,9 @@ class Sandbox:
             if seccomp_fd is not None:
                 fds.callback(os.close, seccomp_fd)
             passed = tuple(fd for fd in (workspace_fd, seccomp_fd) if fd is not None)
+            limit = self.config.limits.file_bytes if file_bytes is None else file_bytes
             yield SandboxCommand(
-                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, argv, cwd),
+                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, argv, cwd, limit),
                 dict(env),
                 None,
                 passed,
@@ -220,6 +229,7 @@ class Sandbox:
         seccomp_fd: int | None,
         argv: Sequence[str],
         cwd: str,
+        file_bytes: int,
     ) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [
@@ -262,7 +272,7 @@ class Sandbox:
                 "--bounding-set=-all",
                 "--",
             ]
-        enter = ["/bin/bash", "-c", _enter_script(self.config.limits), "ac-enter", cwd]
+        enter = ["/bin/bash", "-c", _enter_script(self.config.limits, file_bytes), "ac-enter", cwd]
         return [*args, "--", *prefix, *enter, *argv]
 
 
