@@ -40,21 +40,31 @@ def require_volumes() -> None:
         pytest.skip("workspace volumes need a root worker and mkfs.ext4 (e2fsprogs)")
 
 
-@pytest.fixture(params=["volume", "watch"])
-def mode(request: pytest.FixtureRequest) -> str:
-    if request.param == "volume":
-        require_volumes()
-    return str(request.param)
-
-
-@pytest.fixture
-def env(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolEnvironment]:
+def quota_env(home: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> ToolEnvironment:
     require_bwrap()
+    if mode == "volume":
+        require_volumes()
     monkeypatch.setenv("AGENT_CLUSTER_SANDBOX", "bwrap")
     monkeypatch.setenv("AGENT_CLUSTER_SANDBOX_WORKSPACE_MB", str(QUOTA // MIB))
     monkeypatch.setenv("AGENT_CLUSTER_SANDBOX_FILE_MB", "64")
     monkeypatch.setenv("AGENT_CLUSTER_SANDBOX_WORKSPACE_FS", mode)
-    environment = ToolEnvironment.default(tmp_path / "home")
+    return ToolEnvironment.default(home)
+
+
+@pytest.fixture(params=["volume", "watch"])
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ToolEnvironment]:
+    """Either way of enforcing the quota."""
+    environment = quota_env(tmp_path / "home", str(request.param), monkeypatch)
+    yield environment
+    environment.teardown(TASK)
+
+
+@pytest.fixture
+def volume_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolEnvironment]:
+    """Workspaces are volumes (accounting bounds each file, not parallel writers: README)."""
+    environment = quota_env(tmp_path / "home", "volume", monkeypatch)
     yield environment
     environment.teardown(TASK)
 
@@ -81,23 +91,23 @@ def loop_devices_backed_by(path: Path) -> int:
     return found
 
 
-def test_parallel_writers_keep_within_the_quota(env: ToolEnvironment, mode: str) -> None:
-    if mode == "watch":
-        pytest.skip("accounting bounds each file, not parallel writers (README: quota)")
+def test_parallel_writers_keep_within_the_quota(volume_env: ToolEnvironment) -> None:
+    env = volume_env
     result = run(
         env,
         "terminal",
         command="for i in 1 2 3 4; do head -c 80M /dev/zero > f$i & done; wait; echo done",
         timeout=60,
     )
-    assert "No space left on device" in result.content
     assert usage(env) <= LIMIT, f"the workspace holds {usage(env) / MIB:.1f} MiB"
-    assert "can still delete" in run(env, "terminal", command="rm f*; echo can still delete").content
+    assert "No space left on device" in result.content
+    assert (
+        "can still delete" in run(env, "terminal", command="rm f*; echo can still delete").content
+    )
 
 
-def test_parallel_background_writers_keep_within_the_quota(env: ToolEnvironment, mode: str) -> None:
-    if mode == "watch":
-        pytest.skip("accounting bounds each file, not parallel writers (README: quota)")
+def test_parallel_background_writers_keep_within_the_quota(volume_env: ToolEnvironment) -> None:
+    env = volume_env
     for i in range(4):
         started = run(env, "process", action="start", command=f"head -c 80M /dev/zero > g{i}")
         assert "started" in started.content
@@ -119,8 +129,8 @@ def test_many_files_then_a_slow_writer_keep_within_the_quota(env: ToolEnvironmen
         command="for i in $(seq 40); do head -c 1M /dev/zero >> slow || break; sleep 0.02; done",
         timeout=60,
     )
-    assert "No space left on device" in slow.content or "File size limit" in slow.content
     assert usage(env) <= LIMIT, f"the workspace holds {usage(env) / MIB:.1f} MiB"
+    assert "No space left on device" in slow.content or "File size limit" in slow.content
 
 
 def test_one_writer_gets_only_what_is_left_of_the_quota(env: ToolEnvironment) -> None:
@@ -131,10 +141,9 @@ def test_one_writer_gets_only_what_is_left_of_the_quota(env: ToolEnvironment) ->
 
 
 def test_a_volume_outlives_its_agent_and_teardown_leaves_no_mount(
-    env: ToolEnvironment, mode: str, tmp_path: Path
+    volume_env: ToolEnvironment, tmp_path: Path
 ) -> None:
-    if mode == "watch":
-        pytest.skip("no volume to mount")
+    env = volume_env
     run(env, "terminal", command="echo kept > note")
     workspace = env.sandbox_path(TASK)
     assert mounts_of(workspace) == 1 and loop_devices_backed_by(tmp_path) == 1
@@ -148,12 +157,10 @@ def test_a_volume_outlives_its_agent_and_teardown_leaves_no_mount(
 
 
 def test_a_plain_workspace_moves_into_a_volume_with_its_files(
-    env: ToolEnvironment, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    volume_env: ToolEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if mode == "watch":
-        pytest.skip("no volume to move into")
-    monkeypatch.setenv("AGENT_CLUSTER_SANDBOX_WORKSPACE_FS", "watch")
-    plain = ToolEnvironment.default(tmp_path / "home")
+    env = volume_env
+    plain = quota_env(tmp_path / "home", "watch", monkeypatch)
     run(plain, "terminal", command="mkdir -p d && echo hello > d/f && chmod 0 d")
     workspace = env.sandbox_path(TASK)
     assert mounts_of(workspace) == 0
