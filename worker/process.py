@@ -179,6 +179,7 @@ class WorkerProcess:
         tool_env = ToolEnvironment.default(
             self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)
         )
+        self._tool_env = tool_env
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(
             tool_env=tool_env,
@@ -262,6 +263,8 @@ class WorkerProcess:
             WorkerIdInUse: another live worker process has this id.
         """
         with contextlib.ExitStack() as started:
+            # Last at a stop: the workspaces' volumes, once no turn runs (images stay).
+            started.callback(self._tool_env.unmount_volumes)
             if self.settings.metrics_port:
                 self.probe = self._start_probe()
                 started.callback(self.probe.stop)

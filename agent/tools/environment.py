@@ -40,6 +40,8 @@ from agent.tools.workspace_volume import (
     drop_volume,
     is_volume,
     mount_volume,
+    mounted_volumes,
+    unmount_volume,
     volumes_chosen,
 )
 from cluster.errors import ToolError
@@ -246,6 +248,20 @@ class ToolEnvironment:
                 f"the workspace volume could not be mounted ({exc}); set "
                 "AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=watch to enforce the quota by accounting"
             ) from exc
+
+    def unmount_volumes(self) -> int:
+        """Unmount every workspace volume of this environment (a worker stops); return how many.
+
+        Images stay: each task's next command mounts its volume again with its files.
+        """
+        unmounted = 0
+        for workspace in mounted_volumes(Path(self.sandbox_root)):
+            try:
+                unmount_volume(workspace)
+                unmounted += 1
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.error("workspace volume %s not unmounted: %s", workspace, exc)
+        return unmounted
 
     def drop_workspace_volume(self, task_id: str) -> None:
         """Unmount the task's workspace volume and delete its image (its files with it).

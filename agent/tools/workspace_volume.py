@@ -20,9 +20,12 @@ Layout and life cycle:
   (made before volumes were on, or just restored from a snapshot) is copied
   into a new volume, unless it is larger than the quota (then it stays plain
   and accounting applies to it);
-- it stays mounted across soft releases and worker restarts (background
-  processes keep running in it); a worker that finds the image unmounted
-  (after a reboot) mounts it again;
+- it stays mounted across soft releases; a stopping worker unmounts the
+  volumes of its workspaces (:func:`mounted_volumes`). A sandbox still running
+  (a background process) keeps its file system alive in its own mount
+  namespace, and mounting the image again reuses that loop device, so both
+  see one file system. A worker that finds the image unmounted (after a stop,
+  a crash or a reboot) mounts it again at the task's next command;
 - a hard teardown unmounts it (lazily when a process still holds it) and
   deletes the image; the loop device is freed with the mount (autoclear).
 """
@@ -34,6 +37,7 @@ import fcntl
 import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -301,6 +305,24 @@ def unmount_volume(workspace: Path) -> None:
         _run([programs.umount, "--lazy", str(workspace)])
 
 
+def _octal(match: re.Match[str]) -> str:
+    return chr(int(match.group(1), 8))
+
+
+def mounted_volumes(root: Path) -> list[Path]:
+    """The volumes mounted in ``root`` or below, deepest first (from ``/proc/self/mountinfo``)."""
+    prefix = str(root).rstrip("/") + "/"
+    found = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split(" ")
+            # Field 5 is the mount point (octal escapes for spaces and the like).
+            point = re.sub(r"\\([0-7]{3})", _octal, fields[4]) if len(fields) > 4 else ""
+            if point.startswith(prefix) and " - ext4 " in line:
+                found.append(Path(point))
+    return sorted(found, key=lambda path: len(path.parts), reverse=True)
+
+
 def drop_volume(workspace: Path, image: Path) -> None:
     """Unmount the task's volume and delete its image (its files go with it)."""
     if not image.parent.is_dir():
@@ -317,6 +339,7 @@ __all__ = [
     "drop_volume",
     "is_volume",
     "mount_volume",
+    "mounted_volumes",
     "unmount_volume",
     "volume_problem",
     "volumes_chosen",
