@@ -68,8 +68,9 @@ def disk_reserve(path: Path) -> int:
 
 
 class QuotaWatch:
-    """The quota of one command: its file-size limit, and whether it must die, checked
-    at most once per :data:`CHECK_INTERVAL`.
+    """The quota of one command: its file-size limit, and whether it must die now.
+
+    :meth:`check` looks at most once per :data:`CHECK_INTERVAL`.
 
     Args:
         workspace: the session's host workspace.

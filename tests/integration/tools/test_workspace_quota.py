@@ -173,3 +173,23 @@ def test_a_plain_workspace_moves_into_a_volume_with_its_files(
     moved = run(env, "terminal", command="chmod 700 d && cat d/f && df --output=target .")
     assert "hello" in moved.content and "/workspace" in moved.content
     assert mounts_of(workspace) == 1
+
+
+def test_a_plain_workspace_over_the_quota_stays_plain_and_is_accounted(
+    volume_env: ToolEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = volume_env
+    plain = quota_env(tmp_path / "home", "watch", monkeypatch)
+    workspace = plain.sandbox_dir(TASK)
+    (workspace / "big").write_bytes(b"x" * (QUOTA + MIB))  # e.g. from before the quota was lowered
+    again = run(env, "terminal", command="ls; head -c 1M /dev/zero > more; echo rc=$?")
+    assert "big" in again.content and "rc=153" in again.content, "nothing left to write"
+    assert not os.path.ismount(workspace)
+
+
+def test_the_sandbox_does_not_see_the_hosts_path_of_a_volume(
+    volume_env: ToolEnvironment,
+) -> None:
+    mounts = run(volume_env, "terminal", command="grep ' /workspace ' /proc/self/mountinfo")
+    assert str(volume_env.sandbox_root) not in mounts.content
+    assert " / /workspace " in mounts.content
