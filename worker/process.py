@@ -176,9 +176,10 @@ class WorkerProcess:
         )
         self.config = ConfigView(self.versions)
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        tool_env = ToolEnvironment.default(
-            self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)
-        )
+        sandbox = SandboxConfig.from_env(self.options.environ)
+        if settings.workspace_mode == "shared":
+            sandbox = sandbox.for_shared_workspaces()
+        tool_env = ToolEnvironment.default(self.options.sandbox_root, sandbox=sandbox)
         self._tool_env = tool_env
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(

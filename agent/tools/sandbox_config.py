@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +153,21 @@ class SandboxConfig:
                 raise ConfigError(f"{_PREFIX}ENV: {name!r} is not a variable name")
         if not 1000 <= self.uid_base <= 2**32 - 2**16 - 2:
             raise ConfigError(f"{_PREFIX}UID_BASE must be in [1000, 4294901758], got {self.uid_base}")
+
+    def for_shared_workspaces(self) -> SandboxConfig:
+        """This config for workspaces on storage every worker mounts (``workspace_mode: shared``).
+
+        Never volumes there: two hosts mounting one ext4 image at once would corrupt it.
+
+        Raises:
+            ConfigError: ``AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=volume`` was asked for.
+        """
+        if self.workspace_fs == "volume":
+            raise ConfigError(
+                f"{_PREFIX}WORKSPACE_FS=volume cannot be used with workspace_mode shared "
+                "(two hosts would mount one image at once); set it to auto or watch"
+            )
+        return replace(self, workspace_fs="watch")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SandboxConfig:

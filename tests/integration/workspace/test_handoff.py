@@ -163,6 +163,8 @@ def test_a_shared_root_takes_no_snapshot(
         assert (
             coord.submit("nfs", "!sh echo on the volume > f.txt", timeout=TIMEOUT).worker_id == "w0"
         )
+        # Volumes would be mounted by two hosts at once: shared workspaces are plain.
+        assert not mounted_volumes(workers.tmp)
         workers.start("w1", env=shared)
         assert workers.terminate("w0") == 0, workers.log("w0")
         second = coord.submit("nfs", "!sh cat f.txt", timeout=TIMEOUT)

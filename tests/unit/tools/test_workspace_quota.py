@@ -74,3 +74,9 @@ def test_the_way_the_quota_is_enforced_is_a_worker_setting() -> None:
     assert (config.workspace_fs, config.limits.workspace_files) == ("watch", 9)
     with pytest.raises(ConfigError, match="AGENT_CLUSTER_SANDBOX_WORKSPACE_FS must be one of"):
         SandboxConfig.from_env({"AGENT_CLUSTER_SANDBOX_WORKSPACE_FS": "quota"})
+
+
+def test_shared_workspaces_are_never_volumes() -> None:
+    assert SandboxConfig().for_shared_workspaces().workspace_fs == "watch"
+    with pytest.raises(ConfigError, match="cannot be used with workspace_mode shared"):
+        SandboxConfig(workspace_fs="volume").for_shared_workspaces()
