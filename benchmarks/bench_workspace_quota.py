@@ -11,7 +11,8 @@ sandbox:
   mounts, the workspace) and a later one;
 - four parallel ``head -c 80M`` writers (issue 16: 320 MiB were left);
 - ``--files`` empty files (default 200,010: more than the old scan's cut-off),
-  then a slow writer appending 1 MiB every 20 ms to one file and to new files.
+  then (150 of them deleted) a slow writer adding 1 MiB every 20 ms, to one
+  file and to new files.
 
 Usage is what the workspace's files hold afterwards (nothing is deleted, so it
 is the most they ever held). Not a test: it never fails on a number.
@@ -33,8 +34,10 @@ from agent.tools.workspace_volume import volume_problem
 MIB = 1024 * 1024
 QUOTA = 100 * MIB
 PARALLEL = "for i in 1 2 3 4; do head -c 80M /dev/zero > f$i & done; wait"
-SLOW_ONE = "for i in $(seq 150); do head -c 1M /dev/zero >> slow || break; sleep 0.02; done"
-SLOW_MANY = "for i in $(seq 150); do head -c 1M /dev/zero > s$i || break; sleep 0.02; done"
+# 150 files deleted first, so a volume's writer has inodes: the bytes are what stop it.
+FREE = "rm -f many/[0-9] many/[0-9][0-9] many/1[0-4][0-9]; "
+SLOW_ONE = FREE + "for i in $(seq 150); do head -c 1M /dev/zero >> slow || break; sleep 0.02; done"
+SLOW_MANY = FREE + "for i in $(seq 150); do head -c 1M /dev/zero > s$i || break; sleep 0.02; done"
 
 
 def many_files(count: int) -> str:

@@ -153,9 +153,10 @@ class ToolEnvironment:
     ) -> ToolEnvironment:
         """Build the file-backed environment of this host.
 
-        Resolves the sandbox backend at once, so a worker logs at start-up
-        that tools run unsandboxed (``local``) or are refused (``bwrap`` cannot
-        run here).
+        Resolves the sandbox backend and the workspace quota's enforcement at
+        once, so a worker logs at start-up that tools run unsandboxed
+        (``local``) or are refused (``bwrap`` cannot run here), or that quotas
+        are accounted because volumes cannot be mounted here.
 
         Args:
             home: base directory; defaults to ``$AGENT_CLUSTER_HOME`` or the
@@ -165,7 +166,9 @@ class ToolEnvironment:
         """
         base = Path(home) if home is not None else default_home()
         config = sandbox if sandbox is not None else SandboxConfig.from_env()
-        resolve_sandbox(config)
+        resolved = resolve_sandbox(config)
+        if isinstance(resolved, Sandbox) and resolved.isolated:
+            volumes_chosen(config.workspace_fs)  # tries a mount once; logs a fallback or refusal
         return cls(
             sandbox_root=base / "sandboxes",
             state=FileToolStateStore(base / "tool-state"),

@@ -150,6 +150,7 @@ def volumes_chosen(mode: str) -> bool | str:
     if problem is None:
         return True
     if mode == "volume":
+        _refusal_once(problem)
         return (
             f"AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=volume, but workspace volumes cannot be "
             f"mounted here ({problem}); run the worker as root with e2fsprogs and loop "
@@ -157,6 +158,11 @@ def volumes_chosen(mode: str) -> bool | str:
         )
     _notice_once(problem)
     return False
+
+
+@functools.cache
+def _refusal_once(problem: str) -> None:
+    log.error("tools are refused: AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=volume, but %s", problem)
 
 
 @functools.cache
