@@ -121,3 +121,20 @@ def sandbox_backend_for_tests() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(BACKEND_ENV_VAR, "auto")
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_workspace_volume_outlives_the_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Unmount the workspace volumes (root only) that tests and their workers left mounted.
+
+    A worker keeps a session's volume mounted between turns, as it keeps its
+    directory; workers a test kills, and environments a test never tears down,
+    leave theirs behind.
+    """
+    yield
+    from agent.tools.workspace_volume import mounted_volumes, unmount_volume
+
+    for workspace in mounted_volumes(tmp_path_factory.getbasetemp()):
+        unmount_volume(workspace)

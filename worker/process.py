@@ -177,12 +177,16 @@ class WorkerProcess:
         )
         self.config = ConfigView(self.versions)
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
+        sandbox = SandboxConfig.from_env(self.options.environ)
+        if settings.workspace_mode == "shared":
+            sandbox = sandbox.for_shared_workspaces()
         tool_env = ToolEnvironment.default(
             self.options.sandbox_root,
-            sandbox=SandboxConfig.from_env(self.options.environ),
+            sandbox=sandbox,
             # The Redis URL may come from a file or the settings file, not the environment.
             redactor=SecretRedactor.from_environ(self.options.environ, urls=(settings.redis_url,)),
         )
+        self._tool_env = tool_env
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(
             tool_env=tool_env,
@@ -266,6 +270,8 @@ class WorkerProcess:
             WorkerIdInUse: another live worker process has this id.
         """
         with contextlib.ExitStack() as started:
+            # Last at a stop: the workspaces' volumes, once no turn runs (images stay).
+            started.callback(self._tool_env.unmount_volumes)
             if self.settings.metrics_port:
                 self.probe = self._start_probe()
                 started.callback(self.probe.stop)

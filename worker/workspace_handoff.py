@@ -198,6 +198,9 @@ class WorkspaceHandoff:
             refused = write_members(staging, members, owner=owner)
             if owner is not None:
                 os.chown(staging, owner, owner, follow_symlinks=False)
+            # A volume mounted at the workspace goes with the old files; the next
+            # use copies the restored ones into a new volume.
+            self._env.drop_workspace_volume(session)
             remove_tree(final)
             os.rename(staging, final)
         except BaseException:

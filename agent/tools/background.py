@@ -39,24 +39,28 @@ from typing import Any, Literal
 from agent.tools.host_environment import BASH, host_environment
 from agent.tools.shell import SANDBOX_ENV_VAR
 from agent.tools.state import ToolStateStore
-from agent.tools.workspace_quota import disk_reserve
+from agent.tools.workspace_quota import QuotaWatch, disk_reserve
 
 PROCESSES_STATE_KEY = "processes"
 
 # $1 = the descriptor to report the pid on, $2 = exit-status file, $3 = workspace
-# to watch ("" for none), $4 = its quota in KiB, $5 = free space (KiB) the disk
-# must keep, then the command's argv. Closes the report descriptor after use so
-# the command does not inherit it.
+# whose usage to count ("" for none: no quota, or a volume the kernel limits),
+# $4 = its quota in KiB, $5 = directory whose disk to watch ("" for none),
+# $6 = free space (KiB) that disk must keep, then the command's argv. Closes
+# the report descriptor after use so the command does not inherit it.
 _WRAPPER = """\
 report=$1; shift
 echo "$$" >&"$report"; eval "exec $report>&-"
-exit_file=$1; workspace=$2; quota_kb=$3; reserve_kb=$4; shift 4
+exit_file=$1; workspace=$2; quota_kb=$3; disk=$4; reserve_kb=$5; shift 5
 "$@" & child=$!
-if [ -n "$workspace" ]; then
+if [ -n "$disk" ]; then
     while kill -0 "$child" 2>/dev/null; do
         sleep 0.5
-        used=$(du -skx -- "$workspace" 2>/dev/null | cut -f1)
-        free=$(df -Pk -- "$workspace" 2>/dev/null | awk 'NR == 2 {print $4}')
+        used=0
+        if [ -n "$workspace" ]; then
+            used=$(du -skx -- "$workspace" 2>/dev/null | cut -f1)
+        fi
+        free=$(df -Pk -- "$disk" 2>/dev/null | awk 'NR == 2 {print $4}')
         why=""
         if [ "${used:-0}" -gt "$quota_kb" ]; then
             why="the workspace grew past its quota of $((quota_kb / 1024)) MiB"
@@ -197,7 +201,7 @@ def launch(
     pass_fds: Sequence[int],
     log_path: Path,
     exit_path: Path,
-    watch: tuple[Path, int] | None = None,
+    watch: QuotaWatch | None = None,
 ) -> tuple[int, int]:
     """Start ``argv`` detached in its own session; return ``(pid, pgid)`` of its wrapper.
 
@@ -207,13 +211,15 @@ def launch(
         pass_fds: descriptors the command needs (its environment, the workspace...).
         log_path: where output is appended.
         exit_path: where the exit status is written.
-        watch: ``(workspace, quota bytes)`` to kill the command when the workspace
-            outgrows its quota.
+        watch: the session's quota, to kill the command when the workspace
+            outgrows it (accounting) or the disk is down to its reserve.
 
     Raises:
         OSError: bash could not be started or did not report the pid.
     """
-    workspace, quota = watch if watch is not None else (None, 0)
+    counted = str(watch.workspace) if watch is not None and watch.quota is not None else ""
+    quota = watch.quota if watch is not None and watch.quota is not None else 0
+    disk = watch.disk if watch is not None else None
     report_fd = max([2, *pass_fds]) + 1
     launcher = subprocess.Popen(
         [
@@ -229,9 +235,10 @@ def launch(
             "agent-process",
             str(report_fd),
             str(exit_path),
-            str(workspace or ""),
+            counted,
             str(max(1, quota // 1024)),
-            str(disk_reserve(workspace) // 1024 if workspace is not None else 0),
+            str(disk or ""),
+            str(disk_reserve(disk) // 1024 if disk is not None else 0),
             *argv,
         ],
         cwd=cwd,

@@ -12,15 +12,20 @@ per-user data directory), every directory ``0700`` and owned by the worker's
 user (a root worker hands each workspace to the session's own uid)::
 
     sandboxes/<task>/   the task's workspace, the only place its commands may write
-    control/<task>/     background-process logs and exit files, outside the sandbox
+                        (a mounted volume of its own where the kernel enforces the
+                        quota: see :mod:`agent.tools.workspace_volume`)
+    control/<task>/     background-process logs and exit files, the workspace's
+                        volume image, outside the sandbox
     tool-state/         the file-backed state store (a worker uses Redis instead)
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
+import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +34,19 @@ from agent.tools.redaction import SecretRedactor
 from agent.tools.sandbox import Sandbox, resolve_sandbox, session_uid
 from agent.tools.sandbox_config import HOME_ENV_VAR, SandboxConfig, default_home
 from agent.tools.state import FileToolStateStore, ToolStateStore, safe_task_id
+from agent.tools.workspace_volume import (
+    IMAGE_NAME,
+    VolumeSpec,
+    drop_volume,
+    is_volume,
+    mount_volume,
+    mounted_volumes,
+    unmount_volume,
+    volumes_chosen,
+)
 from cluster.errors import ToolError
+
+log = logging.getLogger(__name__)
 
 
 def _unlock(path: str) -> None:
@@ -141,9 +158,10 @@ class ToolEnvironment:
     ) -> ToolEnvironment:
         """Build the file-backed environment of this host.
 
-        Resolves the sandbox backend at once, so a worker logs at start-up
-        that tools run unsandboxed (``local``) or are refused (``bwrap`` cannot
-        run here).
+        Resolves the sandbox backend and the workspace quota's enforcement at
+        once, so a worker logs at start-up that tools run unsandboxed
+        (``local``) or are refused (``bwrap`` cannot run here), or that quotas
+        are accounted because volumes cannot be mounted here.
 
         Args:
             home: base directory; defaults to ``$AGENT_CLUSTER_HOME`` or the
@@ -155,7 +173,9 @@ class ToolEnvironment:
         """
         base = Path(home) if home is not None else default_home()
         config = sandbox if sandbox is not None else SandboxConfig.from_env()
-        resolve_sandbox(config)
+        resolved = resolve_sandbox(config)
+        if isinstance(resolved, Sandbox) and resolved.isolated:
+            volumes_chosen(config.workspace_fs)  # tries a mount once; logs a fallback or refusal
         return cls(
             sandbox_root=base / "sandboxes",
             state=FileToolStateStore(base / "tool-state"),
@@ -203,7 +223,67 @@ class ToolEnvironment:
             else frozenset()
         )
         secure_dir(Path(self.sandbox_root))
-        return secure_dir(path, owner=owner, adoptable=adoptable)
+        secure_dir(path, owner=owner, adoptable=adoptable)
+        if self.uses_volumes():
+            self._mount_volume(task_id, path, os.geteuid() if owner is None else owner)
+        return path
+
+    def uses_volumes(self) -> bool:
+        """True when bwrap workspaces are volumes whose quota the kernel enforces.
+
+        Raises:
+            ToolError: ``AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=volume`` and volumes
+                cannot be mounted here (the message says why and what to do).
+        """
+        resolved = resolve_sandbox(self.sandbox_config)
+        if not (isinstance(resolved, Sandbox) and resolved.isolated):
+            return False
+        chosen = volumes_chosen(self.sandbox_config.workspace_fs)
+        if isinstance(chosen, str):
+            raise ToolError(chosen)
+        return chosen
+
+    def _mount_volume(self, task_id: str, path: Path, owner: int) -> None:
+        limits = self.sandbox_config.limits
+        spec = VolumeSpec.for_quota(limits.workspace_bytes, limits.workspace_files)
+        try:
+            mount_volume(
+                path,
+                self.control_dir(task_id) / IMAGE_NAME,
+                spec,
+                owner=owner,
+                remove_tree=remove_tree,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolError(
+                f"the workspace volume could not be mounted ({exc}); set "
+                "AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=watch to enforce the quota by accounting"
+            ) from exc
+
+    def unmount_volumes(self) -> int:
+        """Unmount every workspace volume of this environment (a worker stops); return how many.
+
+        Images stay: each task's next command mounts its volume again with its files.
+        """
+        unmounted = 0
+        for workspace in mounted_volumes(Path(self.sandbox_root)):
+            try:
+                unmount_volume(workspace)
+                unmounted += 1
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.error("workspace volume %s not unmounted: %s", workspace, exc)
+        return unmounted
+
+    def drop_workspace_volume(self, task_id: str) -> None:
+        """Unmount the task's workspace volume and delete its image (its files with it).
+
+        For a caller about to replace or delete the workspace (teardown, a
+        snapshot restore); the next use makes a new volume from what it finds.
+        """
+        workspace = self.sandbox_path(task_id)
+        image = self.control_path(task_id) / IMAGE_NAME
+        if is_volume(workspace) or image.exists():
+            drop_volume(workspace, image)
 
     def workspace_owner(self, task_id: str) -> int | None:
         """The host uid the task's workspace and its files belong to (``None``: the worker's own).
@@ -243,6 +323,10 @@ class ToolEnvironment:
         """
         sandbox = self.sandbox_path(task_id)
         kill_task_processes(self.state, task_id, sandbox)
+        try:
+            self.drop_workspace_volume(task_id)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("workspace volume of %s not unmounted: %s", task_id, exc)
         for path in (sandbox, self.control_path(task_id)):
             for _attempt in range(3):  # a process dying just now may still have been writing
                 remove_tree(path)

@@ -27,6 +27,7 @@ from agent.tools.background import (
 from agent.tools.host_environment import BASH
 from agent.tools.registry import ToolContext, ToolSpec
 from agent.tools.shell import ShellSession
+from agent.tools.workspace_quota import QuotaWatch
 from cluster.errors import ToolError
 
 DEFAULT_POLL_LINES = 20
@@ -107,13 +108,14 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
     visible = sandbox.visible_workspace(workspace)
     isolated = sandbox.base_environment(workspace, dict(os.environ)) if sandbox.isolated else None
     cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
-    limits = sandbox.config.limits
+    quota = QuotaWatch(workspace, sandbox.config.limits) if sandbox.isolated else None
     try:
         with sandbox.command(
             workspace,
             [BASH, "-c", command],
             cwd=cwd,
             env=session.environment(visible, isolated),
+            file_bytes=quota.file_bytes if quota is not None else None,
         ) as spec:
             pid, pgid = launch(
                 spec.argv,
@@ -121,7 +123,7 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
                 pass_fds=spec.pass_fds,
                 log_path=log_path,
                 exit_path=exit_path,
-                watch=(workspace, limits.workspace_bytes) if sandbox.isolated else None,
+                watch=quota,
             )
     except OSError as exc:
         raise ToolError(f"could not start {command!r}: {exc}") from exc

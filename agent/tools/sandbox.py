@@ -131,11 +131,11 @@ class SandboxCommand:
     pass_fds: tuple[int, ...]
 
 
-def _enter_script(limits: SandboxLimits) -> str:
+def _enter_script(limits: SandboxLimits, file_bytes: int) -> str:
     return _ENTER.format(
         cpu=limits.cpu_seconds,
         mem_kb=limits.memory_bytes // 1024,
-        file_kb=limits.file_bytes // 1024,
+        file_kb=file_bytes // 1024,
         procs=limits.processes,
         workspace=WORKSPACE,
     )
@@ -216,7 +216,13 @@ class Sandbox:
 
     @contextlib.contextmanager
     def command(
-        self, workspace: Path | None, argv: Sequence[str], *, cwd: str, env: dict[str, str]
+        self,
+        workspace: Path | None,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        env: dict[str, str],
+        file_bytes: int | None = None,
     ) -> Iterator[SandboxCommand]:
         """Yield the Popen arguments for ``argv`` in the session's sandbox.
 
@@ -231,6 +237,8 @@ class Sandbox:
             env: its complete environment, applied by the shell that starts it
                 (inside the sandbox, once every privilege is dropped), never
                 seen by a program the worker starts on the host.
+            file_bytes: its RLIMIT_FSIZE (default the configured file-size
+                limit; the quota's accounting passes what is left of it).
 
         Raises:
             ToolError: the workspace is a symlink or not a directory.
@@ -250,8 +258,9 @@ class Sandbox:
             if seccomp_fd is not None:
                 fds.callback(os.close, seccomp_fd)
             passed = tuple(fd for fd in (env_fd, workspace_fd, seccomp_fd) if fd is not None)
+            limit = self.config.limits.file_bytes if file_bytes is None else file_bytes
             yield SandboxCommand(
-                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, env_fd, argv, cwd),
+                self._bwrap_argv(workspace, workspace_fd, seccomp_fd, env_fd, argv, cwd, limit),
                 None,
                 passed,
             )
@@ -264,6 +273,7 @@ class Sandbox:
         env_fd: int,
         argv: Sequence[str],
         cwd: str,
+        file_bytes: int,
     ) -> list[str]:
         bwrap = shutil.which("bwrap") or "bwrap"
         args = [
@@ -308,7 +318,9 @@ class Sandbox:
                 "--bounding-set=-all",
                 "--",
             ]
-        enter = [BASH, "-c", _enter_script(self.config.limits), "ac-enter", str(env_fd), cwd]
+        enter = [
+            BASH, "-c", _enter_script(self.config.limits, file_bytes), "ac-enter", str(env_fd), cwd
+        ]
         return [*args, "--", *prefix, *enter, *argv]
 
 

@@ -21,8 +21,14 @@ variable                                    meaning (default)
 ``AGENT_CLUSTER_SANDBOX_MEMORY_MB``         address space per process, MiB (4096)
 ``AGENT_CLUSTER_SANDBOX_FILE_MB``           largest file a process may write, MiB (1024)
 ``AGENT_CLUSTER_SANDBOX_PROCESSES``         processes per sandbox (256)
-``AGENT_CLUSTER_SANDBOX_WORKSPACE_MB``      a session's workspace size; a command or background
-                                            process that grows it past this is killed (2048)
+``AGENT_CLUSTER_SANDBOX_WORKSPACE_MB``      most a session's workspace may hold, MiB (2048)
+``AGENT_CLUSTER_SANDBOX_WORKSPACE_FILES``   most files (inodes) a workspace volume may hold, at
+                                            most one per 8 KiB of the quota (100000)
+``AGENT_CLUSTER_SANDBOX_WORKSPACE_FS``      how the quota is enforced: ``volume`` (a size-limited
+                                            ext4 image mounted at the workspace; needs a root
+                                            worker), ``watch`` (accounting: per-command
+                                            RLIMIT_FSIZE from what is left, usage checks, kill)
+                                            or ``auto`` (default: ``volume`` where it works)
 ``AGENT_CLUSTER_SANDBOX_TMP_MB``            size of the sandbox's private ``/tmp`` (256)
 ``AGENT_CLUSTER_SANDBOX_UID_BASE``          when the worker runs as root, each session's
                                             processes run as host uid ``base + hash(session)
@@ -35,7 +41,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -49,8 +55,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 Backend = Literal["bwrap", "local", "auto"]
 Network = Literal["none", "host"]
+WorkspaceFs = Literal["auto", "volume", "watch"]
 BACKENDS: tuple[Backend, ...] = ("bwrap", "local", "auto")
 NETWORKS: tuple[Network, ...] = ("none", "host")
+WORKSPACE_FS: tuple[WorkspaceFs, ...] = ("auto", "volume", "watch")
 
 
 def default_home(environ: Mapping[str, str] | None = None) -> Path:
@@ -77,8 +85,9 @@ class SandboxLimits:
         memory_bytes: address space per process (RLIMIT_AS).
         file_bytes: largest file a process may write (RLIMIT_FSIZE).
         processes: processes of the sandbox's user (RLIMIT_NPROC).
-        workspace_bytes: size the session's workspace may reach while a command runs.
+        workspace_bytes: most the session's workspace may hold.
         tmp_bytes: size of the private ``/tmp`` (a tmpfs).
+        workspace_files: most files (inodes) a workspace volume may hold.
     """
 
     cpu_seconds: int = 600
@@ -87,6 +96,7 @@ class SandboxLimits:
     processes: int = 256
     workspace_bytes: int = 2048 * _MIB
     tmp_bytes: int = 256 * _MIB
+    workspace_files: int = 100_000
 
     def __post_init__(self) -> None:
         for name in (
@@ -96,6 +106,7 @@ class SandboxLimits:
             "processes",
             "workspace_bytes",
             "tmp_bytes",
+            "workspace_files",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -112,6 +123,7 @@ class SandboxConfig:
         limits: per-process and per-workspace limits.
         pass_env: names of worker environment variables copied into the sandbox.
         uid_base: first host uid of the per-session uids used when the worker is root.
+        workspace_fs: how the workspace quota is enforced (``auto``, ``volume``, ``watch``).
     """
 
     backend: Backend = "bwrap"
@@ -119,6 +131,7 @@ class SandboxConfig:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     pass_env: tuple[str, ...] = ()
     uid_base: int = 1_900_000_000
+    workspace_fs: WorkspaceFs = "auto"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -130,11 +143,31 @@ class SandboxConfig:
                 f"{_PREFIX}NETWORK (sandbox.network) must be one of {', '.join(NETWORKS)}, "
                 f"got {self.network!r}"
             )
+        if self.workspace_fs not in WORKSPACE_FS:
+            raise ConfigError(
+                f"{_PREFIX}WORKSPACE_FS must be one of {', '.join(WORKSPACE_FS)}, "
+                f"got {self.workspace_fs!r}"
+            )
         for name in self.pass_env:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"{_PREFIX}ENV: {name!r} is not a variable name")
         if not 1000 <= self.uid_base <= 2**32 - 2**16 - 2:
             raise ConfigError(f"{_PREFIX}UID_BASE must be in [1000, 4294901758], got {self.uid_base}")
+
+    def for_shared_workspaces(self) -> SandboxConfig:
+        """This config for workspaces on storage every worker mounts (``workspace_mode: shared``).
+
+        Never volumes there: two hosts mounting one ext4 image at once would corrupt it.
+
+        Raises:
+            ConfigError: ``AGENT_CLUSTER_SANDBOX_WORKSPACE_FS=volume`` was asked for.
+        """
+        if self.workspace_fs == "volume":
+            raise ConfigError(
+                f"{_PREFIX}WORKSPACE_FS=volume cannot be used with workspace_mode shared "
+                "(two hosts would mount one image at once); set it to auto or watch"
+            )
+        return replace(self, workspace_fs="watch")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SandboxConfig:
@@ -152,6 +185,7 @@ class SandboxConfig:
             workspace_bytes=_int(env, "WORKSPACE_MB", SandboxLimits.workspace_bytes // _MIB)
             * _MIB,
             tmp_bytes=_int(env, "TMP_MB", SandboxLimits.tmp_bytes // _MIB) * _MIB,
+            workspace_files=_int(env, "WORKSPACE_FILES", SandboxLimits.workspace_files),
         )
         backend = env.get(BACKEND_ENV_VAR, "").strip() or "bwrap"
         network = env.get(_PREFIX + "NETWORK", "").strip() or "none"
@@ -164,6 +198,7 @@ class SandboxConfig:
             limits=limits,
             pass_env=pass_env,
             uid_base=_int(env, "UID_BASE", 1_900_000_000),
+            workspace_fs=env.get(_PREFIX + "WORKSPACE_FS", "").strip() or "auto",  # type: ignore[arg-type]
         )
 
 
@@ -189,5 +224,7 @@ __all__ = [
     "Network",
     "SandboxConfig",
     "SandboxLimits",
+    "WORKSPACE_FS",
+    "WorkspaceFs",
     "default_home",
 ]

@@ -14,7 +14,8 @@ keeping the head and the tail. A command that outlives its timeout is killed
 with its whole sandbox (``local``: its process group); so are background jobs
 a finished command leaves behind (the ``process`` tool is the way to keep
 something running), and a command that grows the workspace past its quota or
-leaves the disk nearly full.
+leaves the disk nearly full (see :mod:`agent.tools.workspace_quota`; where the
+workspace is a volume the kernel refuses writes past the quota instead).
 """
 
 from __future__ import annotations
@@ -254,12 +255,13 @@ def run_command(
     cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
     env["PWD"] = cwd
     output, state = CappedOutput(max_output), bytearray()
-    quota = QuotaWatch(workspace, sandbox.config.limits.workspace_bytes) if sandbox.isolated else None
+    quota = QuotaWatch(workspace, sandbox.config.limits) if sandbox.isolated else None
     state_r, state_w = os.pipe()
     try:
         scan = "1" if sandbox.isolated else "0"
         argv = [BASH, "-c", _SCRIPT, "agent-terminal", command, str(state_w), scan]
-        with sandbox.command(workspace, argv, cwd=cwd, env=env) as spec:
+        file_bytes = quota.file_bytes if quota is not None else None
+        with sandbox.command(workspace, argv, cwd=cwd, env=env, file_bytes=file_bytes) as spec:
             proc = subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,

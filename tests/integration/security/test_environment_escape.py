@@ -105,9 +105,9 @@ def run_process(target: Target, chat: str, command: str) -> str:
 
 def test_bash_env_pointing_into_the_workspace_runs_nothing_on_the_host(worker: Target) -> None:
     chat = session()
-    if worker.backend == "bwrap":  # the attacker learns where its workspace is on the host
-        found = worker.sh(chat, "grep ' /workspace ' /proc/self/mountinfo | cut -d' ' -f4")
-        assert str(worker.workspace(chat)).endswith(found.split()[1]), found
+    # The attacker is handed its workspace's host path (a bind-mounted workspace
+    # shows it in /proc/self/mountinfo; a quota volume does not): the defence
+    # must not rest on that path being secret.
     proof = proof_path(worker)
     record = RECORD.format(proof=proof)
     planted = worker.sh(

@@ -7,6 +7,7 @@ the offline model runs ``!sh`` commands with the terminal tool.
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import msgpack
 import pytest
 import redis
 
+from agent.tools.workspace_volume import mounted_volumes, volume_problem
 from cluster.keys import Keyspace
 from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 from tests.integration.workspace.conftest import home_of, start_host, workspace_of
@@ -41,11 +43,16 @@ def test_after_a_drain_the_next_owner_reads_the_same_files(
         # Written after the turn, as a background process would: only the drain's snapshot has it.
         (workspace_of(workers, "w0", "proj") / "late.txt").write_text("written after the turn\n")
         start_host(workers, "w1")
+        volumes = volume_problem() is None  # a root worker's workspaces are volumes
+        assert os.path.ismount(workspace_of(workers, "w0", "proj")) == volumes
         assert workers.terminate("w0") == 0, workers.log("w0")
+        assert not mounted_volumes(home_of(workers, "w0")), "a stopped worker leaves no mount"
         second = coord.submit("proj", "!sh cat notes.txt src/app.py late.txt", timeout=TIMEOUT)
         assert second.worker_id == "w1"
         assert "hello" in second.text and "print(42)" in second.text, second.text
         assert "written after the turn" in second.text, second.text
+        # Restored into a volume of w1's own.
+        assert os.path.ismount(workspace_of(workers, "w1", "proj")) == volumes
         assert (workspace_of(workers, "w1", "proj") / "notes.txt").read_text() == "hello\n"
         assert redis_client.exists(_workspace_key(namespace, "proj")) == 1
         coord.submit("proj", "/new", timeout=TIMEOUT)
@@ -156,6 +163,8 @@ def test_a_shared_root_takes_no_snapshot(
         assert (
             coord.submit("nfs", "!sh echo on the volume > f.txt", timeout=TIMEOUT).worker_id == "w0"
         )
+        # Volumes would be mounted by two hosts at once: shared workspaces are plain.
+        assert not mounted_volumes(workers.tmp)
         workers.start("w1", env=shared)
         assert workers.terminate("w0") == 0, workers.log("w0")
         second = coord.submit("nfs", "!sh cat f.txt", timeout=TIMEOUT)
