@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 
 __all__ = [
@@ -145,6 +146,10 @@ class ClusterSettings:
             a ReadWriteMany volume), so no snapshot is taken.
         workspace_snapshot_max_bytes: File bytes one workspace snapshot carries
             at most; files past it are listed to the agent, not copied.
+        endpoints: The provider endpoints this worker declares on top of the
+            built-in ones (:mod:`cluster.endpoints`); given as a mapping of name
+            to ``{provider, base_url, api_key_env}`` (or its YAML text), kept
+            as a tuple of :class:`~cluster.endpoints.Endpoint`.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -169,9 +174,16 @@ class ClusterSettings:
     mcp_from_config: bool = False
     workspace_mode: str = "snapshot"
     workspace_snapshot_max_bytes: int = DEFAULT_WORKSPACE_SNAPSHOT_BYTES
+    endpoints: tuple[Endpoint, ...] = ()
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
+        if not (
+            isinstance(self.endpoints, tuple)
+            and all(isinstance(e, Endpoint) for e in self.endpoints)
+        ):
+            declared = parse_endpoints(self.endpoints)
+            object.__setattr__(self, "endpoints", tuple(declared.values()))
         if not isinstance(self.namespace, str) or not _NAMESPACE_RE.match(self.namespace):
             raise ConfigError(
                 f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
@@ -216,6 +228,10 @@ class ClusterSettings:
                 f"({2 * self.heartbeat_interval:g} s), got {self.heartbeat_ttl:g} s: "
                 "a single late heartbeat would declare the worker dead"
             )
+
+    def endpoint_table(self) -> EndpointTable:
+        """The endpoints this process may call: the built-ins overlaid with :attr:`endpoints`."""
+        return EndpointTable({endpoint.name: endpoint for endpoint in self.endpoints})
 
     def redacted_url(self) -> str:
         """The Redis URL with its password masked, safe for logs."""
@@ -314,6 +330,8 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
         raise ConfigError(f"{key} must be true or false, got {raw!r}")
+    if kind is tuple:  # endpoints: a mapping or its YAML text, checked by __post_init__
+        return raw
     if kind is str:
         if not isinstance(raw, str):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
@@ -396,5 +414,13 @@ SETTING_HELP: dict[str, str] = {
     "worker mounts (NFS, a ReadWriteMany volume), so no snapshot is taken.",
     "workspace_snapshot_max_bytes": "File bytes one workspace snapshot carries at most; files "
     "past it are not copied and the agent is told which.",
+    "endpoints": "Provider endpoints this worker may call, on top of the built-in ones, as a "
+    "YAML mapping of name to {provider, base_url, api_key_env}; the cluster config's "
+    "model.endpoint chooses one by name, so a config push can never send a key elsewhere. "
+    "Built in: offline; openai (https://api.openai.com/v1, key OPENAI_API_KEY); anthropic "
+    "(https://api.anthropic.com, key ANTHROPIC_API_KEY); simulator and simulator-anthropic "
+    "(http://127.0.0.1:8199/v1 and http://127.0.0.1:8199, no key sent). A declared name "
+    "replaces a built-in one. api_key_env names a variable of the worker's environment "
+    "(never an AGENT_CLUSTER_* one); without it a placeholder, not a secret, is sent.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

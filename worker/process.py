@@ -174,7 +174,7 @@ class WorkerProcess:
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
-        self.config = ConfigView(self.versions)
+        self.config = ConfigView(self.versions, endpoints=settings.endpoint_table())
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
         tool_env = ToolEnvironment.default(
             self.options.sandbox_root, sandbox=SandboxConfig.from_env(self.options.environ)

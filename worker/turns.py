@@ -45,8 +45,10 @@ from typing import Any
 import redis
 
 from agent import AIAgent
+from agent.providers import DEFAULT_MAX_TOKENS
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
+from cluster.endpoints import EndpointTable
 from cluster.errors import (
     AgentClusterError,
     LeaseLost,
@@ -90,8 +92,9 @@ class ConfigView:
     never let a turn run on a stale agent) and when an event announces one.
     """
 
-    def __init__(self, versions: RedisVersionStore) -> None:
+    def __init__(self, versions: RedisVersionStore, *, endpoints: EndpointTable) -> None:
         self._versions = versions
+        self._endpoints = endpoints
         self._lock = threading.Lock()
         self.config_version = -1
         self.registry_generation = -1
@@ -112,7 +115,7 @@ class ConfigView:
             _, document = self._versions.current_config()
             old = self.profile.busting_digest()
             self.profile = AgentProfile.from_config(
-                document, registry_generation=registry_generation
+                document, registry_generation=registry_generation, endpoints=self._endpoints
             )
             self.config_version, self.registry_generation = config_version, registry_generation
             return self.profile.busting_digest() != old
@@ -332,6 +335,7 @@ class TurnRunner:
                 toolsets=list(profile.toolsets),
                 ephemeral_system_prompt=profile.ephemeral_prompt,
                 max_iterations=profile.max_iterations,
+                max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
                 user_id=user_id,
                 fallback=profile.fallback_runtime(s.environ),
                 tool_registry=s.tool_registry,
