@@ -66,9 +66,8 @@ _ENDPOINT = Scalar(
     pattern_doc="an endpoint name such as openai",
 )
 _ENDPOINTS_ARE_WORKER_SIDE = (
-    "provider endpoints and the variable holding each one's key are declared in each "
-    "worker's settings (endpoints, docs/settings.md), never pushed; choose one by name "
-    "with model.endpoint"
+    "endpoints (provider, URL, key variable) are declared in each worker's settings "
+    "(endpoints, docs/settings.md), never pushed; name one with model.endpoint"
 )
 _NOT_SUPPORTED = "not supported yet (the agent does not act on it); remove it from the config"
 
@@ -92,7 +91,7 @@ CONFIG_SCHEMA = Section(
                     pattern=_ENDPOINT.pattern,
                     pattern_doc=_ENDPOINT.pattern_doc,
                 ),
-                "provider": Refused("the provider comes with the endpoint: " + _ENDPOINTS_ARE_WORKER_SIDE),
+                "provider": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                 "base_url": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                 "api_key_env": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                 "api_mode": Scalar(
@@ -122,9 +121,7 @@ CONFIG_SCHEMA = Section(
                             pattern=_ENDPOINT.pattern,
                             pattern_doc=_ENDPOINT.pattern_doc,
                         ),
-                        "provider": Refused(
-                            "the provider comes with the endpoint: " + _ENDPOINTS_ARE_WORKER_SIDE
-                        ),
+                        "provider": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                         "base_url": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                         "api_key_env": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                     },
