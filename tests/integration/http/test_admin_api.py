@@ -17,9 +17,8 @@ YAML = "application/yaml"
 def model_yaml(cluster: HttpCluster, max_iterations: int) -> str:
     return (
         "model:\n"
-        "  provider: openai\n"
+        "  endpoint: sim\n"
         "  default: sim-gpt\n"
-        f"  base_url: {cluster.sim.openai_base_url}\n"
         "agent:\n"
         f"  max_iterations: {max_iterations}\n"
     )
