@@ -98,7 +98,9 @@ BUILTIN_ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
             "anthropic", "anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY"
         ),
         "simulator": Endpoint("simulator", "openai", "http://127.0.0.1:8199/v1"),
-        "simulator-anthropic": Endpoint("simulator-anthropic", "anthropic", "http://127.0.0.1:8199"),
+        "simulator-anthropic": Endpoint(
+            "simulator-anthropic", "anthropic", "http://127.0.0.1:8199"
+        ),
     }
 )
 """Endpoints every worker has unless its settings declare another under the same name:
@@ -110,9 +112,7 @@ def _entry(name: Any, raw: Any) -> Endpoint:
     if isinstance(raw, Endpoint):
         return raw
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(
-            f"endpoints entry {name!r}: a name is 1-32 letters, digits, '_' or '-'"
-        )
+        raise ConfigError(f"endpoints entry {name!r}: a name is 1-32 letters, digits, '_' or '-'")
     where = f"endpoints entry {name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -125,7 +125,9 @@ def _entry(name: Any, raw: Any) -> Endpoint:
         )
     provider = raw.get("provider")
     if provider not in _PROVIDERS:
-        raise ConfigError(f"{where}: provider must be one of {', '.join(_PROVIDERS)}, got {provider!r}")
+        raise ConfigError(
+            f"{where}: provider must be one of {', '.join(_PROVIDERS)}, got {provider!r}"
+        )
     base_url = raw.get("base_url")
     key_env = raw.get("api_key_env")
     if provider == "offline":
@@ -166,7 +168,7 @@ def parse_endpoints(raw: Any) -> Mapping[str, Endpoint]:
             raw = yaml.safe_load(raw) if raw.strip() else {}
         except yaml.YAMLError:
             raise ConfigError(
-                'endpoints is not valid YAML; write a mapping such as {sim: {provider: openai, '
+                "endpoints is not valid YAML; write a mapping such as {sim: {provider: openai, "
                 'base_url: "http://127.0.0.1:8199/v1"}}'
             ) from None
     if raw is None:

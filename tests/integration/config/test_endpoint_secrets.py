@@ -44,7 +44,12 @@ class Listener:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                seen.append(str(self.headers) + self.rfile.read(int(self.headers.get("content-length") or 0)).decode(errors="replace"))
+                seen.append(
+                    str(self.headers)
+                    + self.rfile.read(int(self.headers.get("content-length") or 0)).decode(
+                        errors="replace"
+                    )
+                )
                 self.send_response(500)
                 self.end_headers()
 
@@ -111,7 +116,9 @@ def test_a_push_pairing_a_key_with_a_url_is_refused_naming_the_key(
     store = RedisVersionStore(redis_client, Keyspace(worker.namespace))
     refused = push(worker, tmp_path, text.format(url=listener.url), "attack.yaml")
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"error: {key} is refused: endpoints (provider, URL, key variable) are declared")
+    assert refused.stderr.startswith(
+        f"error: {key} is refused: endpoints (provider, URL, key variable) are declared"
+    )
     assert len(refused.stderr.strip().splitlines()) == 1
     assert store.versions() == (0, 0), "nothing published"
     with coordinator(worker.settings()) as coord:
@@ -131,9 +138,15 @@ def test_a_document_written_behind_the_cli_sends_no_key_anywhere(
     ):
         store.publish_config(
             {
-                "model": {"provider": provider, "default": "m", "base_url": f"{listener.url}/v1",
-                          "api_key_env": variable},
-                "providers": {provider: {"api_key_env": variable, "base_url": f"{listener.url}/v1"}},
+                "model": {
+                    "provider": provider,
+                    "default": "m",
+                    "base_url": f"{listener.url}/v1",
+                    "api_key_env": variable,
+                },
+                "providers": {
+                    provider: {"api_key_env": variable, "base_url": f"{listener.url}/v1"}
+                },
             }
         )
         with coordinator(worker.settings()) as coord, pytest.raises(TurnFailed) as failed:
@@ -151,7 +164,10 @@ def test_a_document_written_behind_the_cli_sends_no_key_anywhere(
 
 
 def test_a_declared_endpoint_sends_only_its_own_key(
-    redis_server: RedisServer, namespace: str, tmp_path: Path, listener: Listener,
+    redis_server: RedisServer,
+    namespace: str,
+    tmp_path: Path,
+    listener: Listener,
     redis_client: redis.Redis,
 ) -> None:
     """The operator's declaration decides which key goes where; the config only picks the name."""

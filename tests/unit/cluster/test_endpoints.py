@@ -40,21 +40,36 @@ def test_endpoints_come_from_the_settings_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("{x: {provider: openai, base_url: 'http://u:pw@h/v1'}}",
-         "AGENT_CLUSTER_ENDPOINTS entry x: base_url must be an http:// or https:// URL without user or password"),
-        ("{x: {provider: openai, base_url: 'http://h/v1', api_key_env: AGENT_CLUSTER_REDIS_URL}}",
-         "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env AGENT_CLUSTER_REDIS_URL is one of the cluster's own settings"),
-        ("{x: {provider: openai, base_url: 'http://h/v1', api_key_env: 'my key'}}",
-         "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env must be an environment variable name"),
-        ("{x: {provider: gemini, base_url: 'http://h'}}",
-         "AGENT_CLUSTER_ENDPOINTS entry x: provider must be one of offline, openai, anthropic, got 'gemini'"),
-        ("{x: {provider: openai, url: 'http://h'}}",
-         "AGENT_CLUSTER_ENDPOINTS entry x: unknown key 'url'"),
-        ("[a, b]", "AGENT_CLUSTER_ENDPOINTS must be a mapping of name to {provider, base_url, api_key_env}"),
+        (
+            "{x: {provider: openai, base_url: 'http://u:pw@h/v1'}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: base_url must be an http:// or https:// URL without user or password",
+        ),
+        (
+            "{x: {provider: openai, base_url: 'http://h/v1', api_key_env: AGENT_CLUSTER_REDIS_URL}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env AGENT_CLUSTER_REDIS_URL is one of the cluster's own settings",
+        ),
+        (
+            "{x: {provider: openai, base_url: 'http://h/v1', api_key_env: 'my key'}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env must be an environment variable name",
+        ),
+        (
+            "{x: {provider: gemini, base_url: 'http://h'}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: provider must be one of offline, openai, anthropic, got 'gemini'",
+        ),
+        (
+            "{x: {provider: openai, url: 'http://h'}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: unknown key 'url'",
+        ),
+        (
+            "[a, b]",
+            "AGENT_CLUSTER_ENDPOINTS must be a mapping of name to {provider, base_url, api_key_env}",
+        ),
         ("{x: [", "AGENT_CLUSTER_ENDPOINTS is not valid YAML"),
     ],
 )
-def test_a_bad_endpoint_is_one_line_naming_the_variable_and_entry(value: str, expected: str) -> None:
+def test_a_bad_endpoint_is_one_line_naming_the_variable_and_entry(
+    value: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         ClusterSettings.from_env({"AGENT_CLUSTER_ENDPOINTS": value})
     assert str(err.value).startswith(expected) and "\n" not in str(err.value)
