@@ -40,6 +40,7 @@ __all__ = [
     "ClusterSettings",
     "read_url_file",
     "redact_url",
+    "unescaped_password_problem",
 ]
 
 # Defaults other modules need as plain constants (the agent cache, the worker
@@ -83,6 +84,30 @@ def redact_url(url: str) -> str:
     if not colon:  # redis://secret@host: redis-py reads it as a user name; it may be a password
         return f"{scheme}://***@{hostpart}"
     return f"{scheme}://{user}:***@{hostpart}"
+
+
+def unescaped_password_problem(url: str) -> str | None:
+    """Why a URL's password breaks its parsing, or ``None`` when it does not.
+
+    A ``/``, ``?`` or ``#`` left raw in the password ends the host part early
+    for every URL parser: ``redis://:pa/ss@redis:6379/0`` is host ``""``, port
+    ``pa``, path ``/ss@redis:6379/0``, and the client then connects to a host
+    taken from the password while a masked message names the real one.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0 or scheme not in ("redis", "rediss"):
+        return None
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=-1)
+    if cut < 0 or cut > at:
+        return None
+    char = rest[cut]
+    return (
+        f"the password in {redact_url(url)!r} holds an unescaped {char!r}, which ends the host "
+        "part early (the client would connect to a host taken from the password): "
+        "percent-encode the password's special characters (/ as %2F, ? as %3F, # as %23, "
+        "@ as %40, : as %3A)"
+    )
 
 
 def read_url_file(path: str | os.PathLike[str]) -> str:
@@ -373,6 +398,9 @@ def _check_url(name: str, url: Any) -> None:
             f"{name} must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}, "
             f"got {redact_url(url)!r}"
         )
+    problem = unescaped_password_problem(url)
+    if problem:
+        raise ConfigError(f"{name} is malformed: {problem}")
 
 
 SETTING_HELP: dict[str, str] = {
