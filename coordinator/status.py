@@ -359,5 +359,10 @@ def check_health(client: redis.Redis, keyspace: Keyspace, worker_id: str) -> Hea
         True,
         f"healthy: active, heartbeat {now - info.last_heartbeat:.1f}s ago, record expires in "
         f"{max(0, int(pttl)) / 1000:.1f}s, {record.turns_running} turn(s) running, "
-        f"{record.cache_size}/{record.cache_cap} agents cached, config v{record.config_version}",
+        f"{record.cache_size}/{record.cache_cap} agents cached, config v{record.config_version}"
+        + (
+            f" (Redis lost config v{record.config_version_lost}: push the config again)"
+            if record.config_version_lost
+            else ""
+        ),
     )

@@ -36,6 +36,8 @@ def _worker_row(w: WorkerStatus, config_version: int, registry_generation: int) 
         running = f"{h.turns_running} (+{h.turns_waiting} waiting)"
         stale = h.config_version != config_version or h.registry_generation != registry_generation
         seen = f"v{h.config_version}/g{h.registry_generation}" + (" (behind)" if stale else "")
+        if h.config_version_lost:
+            seen += f" (Redis lost v{h.config_version_lost}: push the config again)"
     return [
         w.worker_id,
         w.state,
