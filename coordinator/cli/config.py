@@ -89,7 +89,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(f"{args.file}: valid")
         return 0
     with _store(args) as store:
-        before = store.current_config()[1]
+        current, before = store.current_config()
         if args.check:
             changes = diff_configs(before, document)
             removed = removed_paths(before, document)
@@ -103,7 +103,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         if not args.yes:
             check_removals(before, document, confirm="--yes")
         version = store.publish_config(
-            document, author=args.author or _author(), source=args.file, note=args.note or ""
+            document,
+            author=args.author or _author(),
+            source=args.file,
+            note=args.note or "",
+            expect_version=current,
         )
     changes = diff_configs(before, document)
     print(f"config version {version} published ({len(changes)} key(s) changed)")

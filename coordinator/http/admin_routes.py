@@ -130,12 +130,14 @@ async def push_config(request: Request) -> Response:
     store = _store(gw)
     if request.query_params.get("check") in ("1", "true", "yes"):
         return JSONResponse({"valid": True})
-    before = (await gw.run(store.current_config))[1]
+    current, before = await gw.run(store.current_config)
     if request.query_params.get("confirm_removals") not in ("1", "true", "yes"):
         check_removals(before, document, confirm="?confirm_removals=1")
 
     def publish() -> int:
-        return store.publish_config(document, author=_author(request), source="http", note=note)
+        return store.publish_config(
+            document, author=_author(request), source="http", note=note, expect_version=current
+        )
 
     version = await gw.run(publish)
     return JSONResponse(
