@@ -95,7 +95,9 @@ def test_a_config_version_that_goes_back_is_said_loudly_until_a_new_push(
     assert "turns were handed on" not in log, "nothing was handed on"
     status = cli(worker, "status")
     assert status.returncode == 0, status.stderr
-    assert "Redis lost v3: push the config again" in status.stdout
+    assert "WARNING: Redis lost config v3" in status.stdout and "(lost v3)" in status.stdout
+    gateway_view = json.loads(cli(worker, "status", "--json").stdout)
+    assert gateway_view["config_version_lost"] == 3
     metrics_free = cli(worker, "health", "w1")
     assert "Redis lost config v3" in metrics_free.stdout + metrics_free.stderr
 
