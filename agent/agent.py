@@ -30,6 +30,7 @@ from agent.activity import init_for_turn
 from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
 from agent.prompt import FrozenPrompt, build_system_prompt, read_context_files, read_skills
 from agent.providers import (
+    DEFAULT_MAX_TOKENS,
     ModelRequest,
     ModelResponse,
     Provider,
@@ -90,7 +91,7 @@ class AIAgent:
         retry_policy: RetryPolicy | None = None,
         context_dir: Path | None = None,
         skills_dir: Path | None = None,
-        max_tokens: int = 1024,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         request_timeout: float = 120.0,
         fallback: Mapping[str, Any] | None = None,
         clock: Callable[[], float] = time.time,

@@ -16,6 +16,7 @@ against a baseline in the same process:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 from rq import Queue
@@ -42,6 +44,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def use_simulator(openai_base_url: str) -> dict[str, Any]:
+    """Point the built-in ``simulator`` endpoint of the worker processes started from here
+    on (they inherit this environment) at a simulator; returns the config naming it."""
+    os.environ["AGENT_CLUSTER_ENDPOINTS"] = json.dumps(
+        {"simulator": {"provider": "openai", "base_url": openai_base_url}}
+    )
+    return {"model": {"default": "sim-gpt", "endpoint": "simulator"}}
 
 
 @contextmanager

@@ -123,7 +123,7 @@ def main() -> None:
             for push in range(args.pushes):
                 handles = [coordinator.submit_async(s, "hi") for s in sessions]
                 used = {h.result(30).worker_id for h in handles}
-                document = {"compression": {"threshold": round(0.1 + 0.001 * push, 4)}}
+                document = {"model": {"max_tokens": 1000 + push}}
                 started = time.time()
                 version = store.publish_config(document, author="bench", source="bench")
                 deadline = time.monotonic() + 10

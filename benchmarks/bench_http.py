@@ -42,7 +42,7 @@ from cluster.versions import RedisVersionStore
 from coordinator.ingress import Coordinator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cluster import free_port, redis_server  # noqa: E402
+from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
 
 NAMESPACE = "benchhttp"
 
@@ -167,9 +167,8 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft, tokens_per_second=100) as sim:
         client = redis.Redis.from_url(url)
-        RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(use_simulator(sim.openai_base_url))
+        env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
         common = ["--redis-url", url, "--namespace", NAMESPACE]
         port = free_port()
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.simulator import ProviderSimulator  # noqa: E402
-from benchmarks.bench_cluster import redis_server  # noqa: E402
+from benchmarks.bench_cluster import redis_server, use_simulator  # noqa: E402
 from benchmarks.bench_recovery import start_worker, wait_live  # noqa: E402
 from cluster.connection import connect  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url, ProviderSimulator() as sim:
         client = connect(url)
         RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
+            use_simulator(sim.openai_base_url)
         )
         settings = ClusterSettings(redis_url=url, namespace=namespace)
         workers = [start_worker(url, namespace, f"w{i}", Path(tmp) / f"w{i}.log") for i in range(2)]

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.simulator import ProviderSimulator  # noqa: E402
-from benchmarks.bench_cluster import redis_server  # noqa: E402
+from benchmarks.bench_cluster import redis_server, use_simulator  # noqa: E402
 from cluster.connection import connect  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.membership import RedisMembership  # noqa: E402
@@ -119,7 +119,7 @@ def main() -> None:
             for run in range(args.runs):
                 for namespace in (f"crash{run}", f"drain{run}"):
                     RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
-                        {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
+                        use_simulator(sim.openai_base_url)
                     )
                 crashes.append(crash_run(url, run, args.turn, Path(tmp_dir)))
                 drains.append(drain_run(url, run, args.turn, Path(tmp_dir)))

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import openai  # noqa: E402
 
 from agent.providers.openai_chat import to_openai_messages, to_openai_tools  # noqa: E402
-from benchmarks.bench_cluster import free_port, redis_server  # noqa: E402
+from benchmarks.bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
 from cluster.connection import blocking_client, connect, count_round_trips  # noqa: E402
 from cluster.errors import AgentClusterError  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
@@ -257,7 +257,7 @@ def run_level(
     namespace = f"load{concurrency}-{uuid.uuid4().hex[:6]}"
     client = connect(url)
     RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
-        {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim_url + "/v1"}}
+        use_simulator(sim_url + "/v1")
     )
     metrics_port = free_port()
     worker = start_worker(url, namespace, concurrency, tmp, metrics_port)

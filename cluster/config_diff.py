@@ -1,7 +1,9 @@
 """Differences between two config documents, key path by key path (pure).
 
 ``agent-cluster config diff A B`` prints :func:`diff_configs` of two stored
-versions, and marks the keys whose change rebuilds cached agents.
+versions. A push that would remove keys from the current config is refused
+by :func:`check_removals` unless confirmed (``config push --yes``, HTTP
+``?confirm_removals=1``): a removed key silently falls back to its default.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConfigChange", "diff_configs"]
+from cluster.errors import ConfigError
+
+__all__ = ["ConfigChange", "check_removals", "diff_configs", "removed_paths"]
+
+_SHOWN_REMOVALS = 8
 
 _MISSING: Any = object()
 
@@ -65,3 +71,30 @@ def diff_configs(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Co
     Mappings are compared key by key; lists and scalars as whole values.
     """
     return list(_walk(before, after, ""))
+
+
+def removed_paths(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The key paths of ``before`` that ``after`` no longer has, sorted."""
+    return [change.path for change in diff_configs(before, after) if change.kind == "removed"]
+
+
+def check_removals(before: Mapping[str, Any], after: Mapping[str, Any], *, confirm: str) -> None:
+    """Refuse a push that removes keys of the current config unless it was confirmed.
+
+    Args:
+        before: The current config document.
+        after: The document about to be published.
+        confirm: How the caller confirms (``--yes``), named in the error.
+
+    Raises:
+        ConfigError: one line naming the removed keys and how to confirm.
+    """
+    removed = removed_paths(before, after)
+    if not removed:
+        return
+    shown = ", ".join(removed[:_SHOWN_REMOVALS])
+    more = f" and {len(removed) - _SHOWN_REMOVALS} more" if len(removed) > _SHOWN_REMOVALS else ""
+    raise ConfigError(
+        f"this push removes {len(removed)} key(s) of the current config: {shown}{more}; "
+        f"they would fall back to their defaults: add {confirm} if that is intended"
+    )

@@ -7,10 +7,11 @@ reads (``worker/profile.py``, ``worker/signature.py``,
 range is refused with one line naming the key path, what is expected and the
 line of the YAML document, e.g.::
 
-    compression.threshold must be a number in (0, 1], got 'high' (cluster.yaml line 12)
+    agent.max_iterations must be a whole number in [1, 1000], got 'many' (cluster.yaml line 12)
 
-The schema is a tree of small, pure node types (:class:`Section`,
-:class:`Table`, :class:`Scalar`, :class:`ListOf`); :data:`CONFIG_SCHEMA` is
+An empty document is refused (it would remove every key). The schema is a
+tree of small, pure node types (:class:`Section`, :class:`Table`,
+:class:`Scalar`, :class:`ListOf`, :class:`Refused`); :data:`CONFIG_SCHEMA` is
 the whole document and :func:`schema_lines` renders it as documentation.
 Everything here is pure: no Redis, no environment, no clock.
 """
@@ -25,13 +26,23 @@ import yaml
 
 from cluster.config_secrets import check_secrets
 from cluster.errors import ConfigError
-from cluster.schema_nodes import ListOf, Located, Node, Scalar, Section, Table, describe
+from cluster.schema_nodes import (
+    ListOf,
+    Located,
+    Node,
+    Refused,
+    Scalar,
+    Section,
+    Table,
+    describe,
+)
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
     "CONFIG_SCHEMA",
     "ListOf",
+    "Refused",
     "Scalar",
     "Section",
     "Table",
@@ -47,7 +58,18 @@ _TOOLSET = Scalar(
     pattern_doc="a toolset name",
 )
 _BUSTS = " Editing it rebuilds every cached agent."
-_NOT_USED_YET = " Recorded in each agent's signature (editing it rebuilds cached agents); the agent does not act on it yet."
+
+_ENDPOINT = Scalar(
+    "str",
+    "",
+    pattern=re.compile(r"^[A-Za-z0-9_-]{1,32}$"),
+    pattern_doc="an endpoint name such as openai",
+)
+_ENDPOINTS_ARE_WORKER_SIDE = (
+    "endpoints (provider, URL, key variable) are declared in each worker's settings "
+    "(endpoints, docs/settings.md), never pushed; name one with model.endpoint"
+)
+_NOT_SUPPORTED = "not supported yet (the agent does not act on it); remove it from the config"
 
 CONFIG_SCHEMA = Section(
     "The cluster config document, read by every worker.",
@@ -59,32 +81,33 @@ CONFIG_SCHEMA = Section(
                     "str",
                     "Model name sent to the provider (e.g. gpt-4.1, claude-sonnet-4-5)." + _BUSTS,
                 ),
-                "provider": Scalar(
+                "endpoint": Scalar(
                     "str",
-                    "Which wire format: offline (deterministic echo, no network), openai, anthropic."
-                    + _BUSTS,
-                    choices=("offline", "openai", "anthropic"),
+                    "Which provider endpoint, by name: one the workers declare in their "
+                    "settings (endpoints), or a built-in one: offline (the default: a "
+                    "deterministic echo, no network), openai, anthropic, simulator, "
+                    "simulator-anthropic. The endpoint fixes the wire format, the URL and "
+                    "the key sent." + _BUSTS,
+                    pattern=_ENDPOINT.pattern,
+                    pattern_doc=_ENDPOINT.pattern_doc,
                 ),
-                "base_url": Scalar(
-                    "str",
-                    "Provider endpoint; the simulator's is http://HOST:PORT/v1 (openai) or http://HOST:PORT (anthropic); null for the provider's own."
-                    + _BUSTS,
-                    nullable=True,
-                    pattern=re.compile(r"^https?://\S+$"),
-                    pattern_doc="an http:// or https:// URL",
-                ),
+                "provider": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
+                "base_url": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
+                "api_key_env": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                 "api_mode": Scalar(
                     "str",
-                    "Must fit the provider (chat_completions, anthropic_messages, offline); null picks it."
-                    + _BUSTS,
+                    "Must fit the endpoint's provider (chat_completions, anthropic_messages, "
+                    "offline); null picks it." + _BUSTS,
                     choices=("chat_completions", "anthropic_messages", "offline"),
                     nullable=True,
                 ),
-                "context_length": Scalar(
-                    "int", "Context window in tokens." + _NOT_USED_YET, low=1, nullable=True
-                ),
+                "context_length": Refused(_NOT_SUPPORTED),
                 "max_tokens": Scalar(
-                    "int", "Output tokens per reply." + _NOT_USED_YET, low=1, nullable=True
+                    "int",
+                    "Most output tokens per model call, sent with every request (openai: "
+                    "max_completion_tokens; anthropic: max_tokens); null: 1024." + _BUSTS,
+                    low=1,
+                    nullable=True,
                 ),
                 "fallback": Section(
                     "A second model used for the rest of a turn when the primary stays "
@@ -92,50 +115,20 @@ CONFIG_SCHEMA = Section(
                     "so its next turn tries the primary again." + _BUSTS,
                     {
                         "default": Scalar("str", "Fallback model name."),
-                        "provider": Scalar(
+                        "endpoint": Scalar(
                             "str",
-                            "Fallback wire format.",
-                            choices=("offline", "openai", "anthropic"),
+                            "Fallback endpoint, by name (as model.endpoint); default: model.endpoint.",
+                            pattern=_ENDPOINT.pattern,
+                            pattern_doc=_ENDPOINT.pattern_doc,
                         ),
-                        "base_url": Scalar(
-                            "str",
-                            "Fallback endpoint; null for the provider's own.",
-                            nullable=True,
-                            pattern=re.compile(r"^https?://\S+$"),
-                            pattern_doc="an http:// or https:// URL",
-                        ),
-                        "api_key_env": Scalar(
-                            "str",
-                            "NAME of the environment variable holding the fallback's api key.",
-                            pattern=ENV_NAME,
-                            pattern_doc="an environment variable name such as ANTHROPIC_API_KEY",
-                        ),
+                        "provider": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
+                        "base_url": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
+                        "api_key_env": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
                     },
                 ),
             },
         ),
-        "providers": Table(
-            Section(
-                "Per-provider settings.",
-                {
-                    "api_key_env": Scalar(
-                        "str",
-                        "NAME of the worker environment variable holding the api key (the key itself never goes to Redis). Default OPENAI_API_KEY / ANTHROPIC_API_KEY.",
-                        pattern=ENV_NAME,
-                        pattern_doc="an environment variable name such as OPENAI_API_KEY",
-                    ),
-                    "base_url": Scalar(
-                        "str",
-                        "Endpoint used when model.base_url is not set.",
-                        nullable=True,
-                        pattern=re.compile(r"^https?://\S+$"),
-                        pattern_doc="an http:// or https:// URL",
-                    ),
-                },
-            ),
-            "Providers by name (openai, anthropic).",
-            names=("openai", "anthropic"),
-        ),
+        "providers": Refused(_ENDPOINTS_ARE_WORKER_SIDE),
         "agent": Section(
             "How each agent runs.",
             {
@@ -165,37 +158,8 @@ CONFIG_SCHEMA = Section(
                 ),
             },
         ),
-        "compression": Section(
-            "Transcript compression.",
-            {
-                "enabled": Scalar(
-                    "bool", "Compress long transcripts." + _NOT_USED_YET, nullable=True
-                ),
-                "threshold": Scalar(
-                    "number",
-                    "Fraction of the context that triggers compression." + _NOT_USED_YET,
-                    low=0,
-                    high=1,
-                    low_open=True,
-                    nullable=True,
-                ),
-                "target_ratio": Scalar(
-                    "number",
-                    "Fraction to compress down to." + _NOT_USED_YET,
-                    low=0,
-                    high=1,
-                    low_open=True,
-                    nullable=True,
-                ),
-                "protect_last_n": Scalar(
-                    "int", "Messages never compressed." + _NOT_USED_YET, low=0, nullable=True
-                ),
-            },
-        ),
-        "memory": Section(
-            "Long-term memory.",
-            {"provider": Scalar("str", "Memory backend name." + _NOT_USED_YET, nullable=True)},
-        ),
+        "compression": Refused(_NOT_SUPPORTED),
+        "memory": Refused(_NOT_SUPPORTED),
         "mcp_servers": Table(
             Section(
                 "One MCP server started over stdio by every worker.",
@@ -302,10 +266,10 @@ def parse_config(text: str, *, source: str = "config") -> dict[str, Any]:
         source: Its file name, shown in errors.
 
     Returns:
-        The document as plain data (an empty document gives ``{}``).
+        The document as plain data.
 
     Raises:
-        ConfigError: not YAML, not a mapping, holding a secret
+        ConfigError: not YAML, empty, not a mapping, holding a secret
             (:func:`cluster.config_secrets.check_secrets`), or failing the
             schema (one line with the key path and the YAML line number).
     """
@@ -317,8 +281,12 @@ def parse_config(text: str, *, source: str = "config") -> dict[str, Any]:
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}{line} is not valid YAML: {problem}") from None
-    if document is None:
-        return {}
+    if document is None or document == {}:
+        raise ConfigError(
+            f"{source} is empty: publishing it would remove every key (the cluster would "
+            "fall back to the offline model); write the keys you want, or roll back with "
+            "`agent-cluster config rollback N`"
+        )
     check_secrets(document)  # first: a secret under a wrong key must be refused as a secret
     lines: dict[str, int] = {}
     if node is not None:
@@ -338,6 +306,8 @@ def _walk(node: Node, path: str) -> Iterator[tuple[str, str, str]]:
             yield from _walk(node.entry, f"{path}.<name>")
         else:
             yield (path, "mapping of NAME to string", node.doc)
+    elif isinstance(node, Refused):
+        yield (path, "refused", node.reason)
     elif isinstance(node, ListOf):
         yield (
             path,

@@ -6,10 +6,12 @@ free of secrets, because they belong in each worker's environment, never in
 Redis: refused are a key named like a secret in any naming style (``api_key``,
 ``apiKey``, ``accessToken``, ``privateKey``, ``db_password``, ...) holding
 anything but null, a boolean or an environment reference (``"${NAME}"``); a
-value that looks like a credential wherever it is (a provider key pattern, a
-bearer token, a JWT, a private key, a URL with a password); and a secret flag
-with its value inside an argument list (``"--api-key=..."`` or
-``["--api-key", "..."]``).
+value that looks like a credential wherever it is (a provider key pattern,
+short ones such as ``sk-test-...`` included, a bearer token, a JWT, a private
+key, a URL with a password); a secret flag with its value, in one string or
+an argument list (``"--api-key=..."``, ``"--auth VALUE"``,
+``["--api-key", "..."]``, a password-looking ``-p VALUE``); and a secret
+variable set inline (``"env PGPASS=... psql"``).
 """
 
 from __future__ import annotations
@@ -43,14 +45,20 @@ _SECRET_SUFFIXES = (
     "cookie",
     "credential",
     "credentials",
+    "auth",
+    "pass",
+    "pwd",
 )
 _SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "privatekey", "credential")
-_NOT_SECRET = frozenset({"maxtokens", "tokenizer", "cachekeys"})
+# ``PWD``/``OLDPWD`` are directories; ``compass``, ``bypass`` merely end like ``pass``.
+_NOT_SECRET = frozenset(
+    {"maxtokens", "tokenizer", "cachekeys", "pwd", "oldpwd", "compass", "bypass", "author"}
+)
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # Values that are unmistakably credentials, wherever they appear in a string.
 _SECRET_VALUE_RE = re.compile(
     r"""(
-        \bsk-(ant-|proj-)?[A-Za-z0-9_-]{16,}        # OpenAI / Anthropic keys
+        \bsk-[A-Za-z0-9_-]{6,}                      # OpenAI / Anthropic keys, short test ones too
       | \bAKIA[0-9A-Z]{16}\b                        # AWS access key id
       | \bgh[pousr]_[A-Za-z0-9]{20,}                # GitHub tokens
       | \bgithub_pat_[A-Za-z0-9_]{20,}
@@ -65,8 +73,13 @@ _SECRET_VALUE_RE = re.compile(
     )""",
     re.VERBOSE,
 )
-# ``--api-key=VALUE`` / ``-password=VALUE`` inside a string (an argument list item).
-_FLAG_WITH_VALUE = re.compile(r"(?:^|\s)--?([A-Za-z][A-Za-z0-9_.-]*)=(\S+)")
+# ``--api-key=VALUE`` / ``-password=VALUE`` / ``--auth VALUE`` inside a string.
+_FLAG_WITH_VALUE = re.compile(r"(?:^|\s)--?([A-Za-z][A-Za-z0-9_.-]*)(?:=|\s+(?=[^\s-]))(\S+)")
+# ``PGPASS=VALUE`` (``env PGPASS=... psql``, a shell command line) inside a string.
+_ASSIGNMENT = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+# What follows ``-p`` when it is not a password: a port or port mapping, a path,
+# or a plain lower-case name (``mkdir -p build``, ``ssh -p 22``, ``docker -p 80:80``).
+_NOT_A_PASSWORD = re.compile(r"^(?:[0-9:.,/-]+|[/.~$].*|[a-z][a-z_-]*)$")
 _ENV_REFERENCE = re.compile(r"^\$\{?[A-Za-z_][A-Za-z0-9_]*\}?$")
 
 
@@ -103,22 +116,33 @@ def _check_string(value: str, path: str) -> None:
         )
     for match in _FLAG_WITH_VALUE.finditer(value):
         if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
-            raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)}=...)")
+            raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)} ...)")
+        if match.group(1) == "p" and _is_password_like(match.group(2)):
+            raise _secret_error(path, "passes what looks like a password on a command line (-p ...)")
+    for match in _ASSIGNMENT.finditer(value):
+        if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
+            raise _secret_error(path, f"sets a secret variable inline ({match.group(1)}=...)")
+
+
+def _is_password_like(value: str) -> bool:
+    """Whether the value of a ``-p`` flag looks like a password rather than a port or a path."""
+    return not _is_env_reference(value) and not _NOT_A_PASSWORD.match(value)
 
 
 def _check_argument_list(items: list[Any] | tuple[Any, ...], path: str) -> None:
     """``["--api-key", "VALUE"]``: a secret-named flag followed by its value."""
     for index, item in enumerate(items[:-1]):
         following = items[index + 1]
-        if (
+        if not (
             isinstance(item, str)
             and item.startswith("-")
             and "=" not in item
-            and is_secret_key(item.lstrip("-"))
             and isinstance(following, str)
             and not following.startswith("-")
             and not _is_env_reference(following)
         ):
+            continue
+        if is_secret_key(item.lstrip("-")) or (item == "-p" and _is_password_like(following)):
             raise _secret_error(f"{path}[{index + 1}]", f"is the value of a secret flag ({item})")
 
 

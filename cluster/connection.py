@@ -30,7 +30,7 @@ import fakeredis
 import redis
 
 from cluster.errors import ConfigError
-from cluster.settings import redact_url
+from cluster.settings import redact_url, unescaped_password_problem
 
 __all__ = [
     "EMBEDDED_SCHEME",
@@ -139,6 +139,9 @@ def connect(
             f"got {redact_url(url)!r}"
         )
     kwargs.update(tls_given)
+    problem = unescaped_password_problem(url)
+    if problem:
+        raise ConfigError(f"invalid Redis URL: {problem}")
     try:
         if pool_size is not None:
             pool = redis.BlockingConnectionPool.from_url(

@@ -53,11 +53,14 @@ class Beat:
             no other worker; <= 0: one is dead already).
         cached_digest: The digest of the cached-sessions set stored with the
             worker's health record (``None``: none stored).
+        versions: The cluster's ``(config version, registry generation)``
+            (read with a beat that carries a health record; ``None`` otherwise).
     """
 
     state: WorkerState | None
     next_expiry: float | None = None
     cached_digest: str | None = None
+    versions: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,13 +264,15 @@ class RedisMembership:
             its heartbeat expired and it may have been declared dead and its
             turns handed on, or another instance took the id, so it must
             register again or stop), and when the next other worker's
-            heartbeat expires.
+            heartbeat expires; with ``health``, the cluster's config version and
+            registry generation too.
         """
         k = self._keys
         keys = [k.members_live(), k.members_beats(), k.members_state(), k.members_instance()]
         args: list[str | int] = [worker_id, self._ttl_ms, instance]
         if health is not None:
             keys += [k.worker_health(worker_id), k.worker_cached(worker_id)]
+            keys += [k.config_version(), k.registry_generation()]
             args.append(health)
         reply = self._scripts("membership_heartbeat", keys, args)
         if not reply[0]:
@@ -278,7 +283,8 @@ class RedisMembership:
             state = WorkerState.DRAINING
         next_expiry = None if reply[2] is None else int(reply[2]) / 1000
         digest = None if reply[3] is None else _text(reply[3])
-        return Beat(state=state, next_expiry=next_expiry, cached_digest=digest)
+        versions = None if len(reply) < 6 or reply[4] is None else (int(reply[4]), int(reply[5]))
+        return Beat(state=state, next_expiry=next_expiry, cached_digest=digest, versions=versions)
 
     def set_state(self, worker_id: str, state: WorkerState) -> None:
         """Set a registered worker's state.

@@ -2,7 +2,9 @@
 
 A :class:`Section` has fixed keys, a :class:`Table` maps free names to
 entries of one shape, a :class:`ListOf` holds scalars and a :class:`Scalar`
-is a leaf with a type, a range or a set of choices. ``check(value, path,
+is a leaf with a type, a range or a set of choices; a :class:`Refused` key is
+one the product knows but does not take (retired, or not supported yet),
+refused with the reason whatever its value. ``check(value, path,
 where)`` raises :class:`~cluster.errors.ConfigError` naming the key path, what
 was expected, what was found and (through :class:`Located`) the YAML line.
 Pure: no I/O.
@@ -18,7 +20,7 @@ from typing import Any
 
 from cluster.errors import ConfigError
 
-__all__ = ["ListOf", "Located", "Node", "Scalar", "Section", "Table", "describe"]
+__all__ = ["ListOf", "Located", "Node", "Refused", "Scalar", "Section", "Table", "describe"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -183,4 +185,23 @@ class Table:
             self.entry.check(entry, child, where)
 
 
-Node = Scalar | ListOf | Section | Table
+@dataclass(frozen=True)
+class Refused:
+    """A key the product knows but does not take: any value (even null) is refused.
+
+    Attributes:
+        reason: Why, and what to do instead (the end of the one-line error).
+    """
+
+    reason: str
+
+    @property
+    def doc(self) -> str:
+        """What the schema says of the key: the reason it is refused."""
+        return self.reason
+
+    def check(self, value: Any, path: str, where: Located) -> None:
+        raise ConfigError(f"{path} is refused: {self.reason}{where.at(path)}")
+
+
+Node = Scalar | ListOf | Section | Table | Refused

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 from cluster.tenants import limits_by_tenant
 
@@ -40,6 +41,7 @@ __all__ = [
     "ClusterSettings",
     "read_url_file",
     "redact_url",
+    "unescaped_password_problem",
 ]
 
 # Defaults other modules need as plain constants (the agent cache, the worker
@@ -83,6 +85,30 @@ def redact_url(url: str) -> str:
     if not colon:  # redis://secret@host: redis-py reads it as a user name; it may be a password
         return f"{scheme}://***@{hostpart}"
     return f"{scheme}://{user}:***@{hostpart}"
+
+
+def unescaped_password_problem(url: str) -> str | None:
+    """Why a URL's password breaks its parsing, or ``None`` when it does not.
+
+    A ``/``, ``?`` or ``#`` left raw in the password ends the host part early
+    for every URL parser: ``redis://:pa/ss@redis:6379/0`` is host ``""``, port
+    ``pa``, path ``/ss@redis:6379/0``, and the client then connects to a host
+    taken from the password while a masked message names the real one.
+    """
+    scheme, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0 or scheme not in ("redis", "rediss"):
+        return None
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=-1)
+    if cut < 0 or cut > at:
+        return None
+    char = rest[cut]
+    return (
+        f"the password in {redact_url(url)!r} holds an unescaped {char!r}, which ends the host "
+        "part early (the client would connect to a host taken from the password): "
+        "percent-encode the password's special characters (/ as %2F, ? as %3F, # as %23, "
+        "@ as %40, : as %3A)"
+    )
 
 
 def read_url_file(path: str | os.PathLike[str]) -> str:
@@ -154,6 +180,10 @@ class ClusterSettings:
             ``TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT`` comma-separated.
         http_header_timeout: Seconds the gateway waits for a complete request
             head (request line and headers) before closing the connection.
+        endpoints: The provider endpoints this worker declares on top of the
+            built-in ones (:mod:`cluster.endpoints`); given as a mapping of name
+            to ``{provider, base_url, api_key_env}`` (or its YAML text), kept
+            as a tuple of :class:`~cluster.endpoints.Endpoint`.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -182,9 +212,25 @@ class ClusterSettings:
     tenant_turns_in_flight: int = 0
     tenant_limits: str = ""
     http_header_timeout: float = 10.0
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def _check_tenant_limits(self) -> None:
+        for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0 (0: no limit), got {value!r}")
+        if not isinstance(self.tenant_limits, str):
+            raise ConfigError(f"tenant_limits must be a string, got {self.tenant_limits!r}")
+        limits_by_tenant(self.tenant_limits)
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
+        if not (
+            isinstance(self.endpoints, tuple)
+            and all(isinstance(e, Endpoint) for e in self.endpoints)
+        ):
+            declared = parse_endpoints(self.endpoints)
+            object.__setattr__(self, "endpoints", tuple(declared.values()))
         if not isinstance(self.namespace, str) or not _NAMESPACE_RE.match(self.namespace):
             raise ConfigError(
                 f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
@@ -203,13 +249,7 @@ class ClusterSettings:
             "http_header_timeout",
         ):
             _check_positive_float(name, getattr(self, name))
-        for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0 (0: no limit), got {value!r}")
-        if not isinstance(self.tenant_limits, str):
-            raise ConfigError(f"tenant_limits must be a string, got {self.tenant_limits!r}")
-        limits_by_tenant(self.tenant_limits)
+        self._check_tenant_limits()
         for name in ("concurrency", "cache_size"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
         if self.log_level not in LOG_LEVELS:
@@ -237,6 +277,10 @@ class ClusterSettings:
                 f"({2 * self.heartbeat_interval:g} s), got {self.heartbeat_ttl:g} s: "
                 "a single late heartbeat would declare the worker dead"
             )
+
+    def endpoint_table(self) -> EndpointTable:
+        """The endpoints this process may call: the built-ins overlaid with :attr:`endpoints`."""
+        return EndpointTable({endpoint.name: endpoint for endpoint in self.endpoints})
 
     def redacted_url(self) -> str:
         """The Redis URL with its password masked, safe for logs."""
@@ -335,6 +379,8 @@ def _coerce(key: str, raw: Any, kind: type) -> Any:
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
         raise ConfigError(f"{key} must be true or false, got {raw!r}")
+    if kind is tuple:  # endpoints: a mapping or its YAML text, checked by __post_init__
+        return raw
     if kind is str:
         if not isinstance(raw, str):
             raise ConfigError(f"{key} must be a string, got {raw!r}")
@@ -376,6 +422,9 @@ def _check_url(name: str, url: Any) -> None:
             f"{name} must start with one of {', '.join(s + '://' for s in _URL_SCHEMES)}, "
             f"got {redact_url(url)!r}"
         )
+    problem = unescaped_password_problem(url)
+    if problem:
+        raise ConfigError(f"{name} is malformed: {problem}")
 
 
 SETTING_HELP: dict[str, str] = {
@@ -428,5 +477,13 @@ SETTING_HELP: dict[str, str] = {
     "http_header_timeout": "Seconds the gateway waits for a connection's complete request head "
     "(request line and headers) before closing it, so slow-header clients cannot hold "
     "connections.",
+    "endpoints": "Provider endpoints this worker may call, on top of the built-in ones, as a "
+    "YAML mapping of name to {provider, base_url, api_key_env}; the cluster config's "
+    "model.endpoint chooses one by name, so a config push can never send a key elsewhere. "
+    "Built in: offline; openai (https://api.openai.com/v1, key OPENAI_API_KEY); anthropic "
+    "(https://api.anthropic.com, key ANTHROPIC_API_KEY); simulator and simulator-anthropic "
+    "(http://127.0.0.1:8199/v1 and http://127.0.0.1:8199, no key sent). A declared name "
+    "replaces a built-in one. api_key_env names a variable of the worker's environment "
+    "(never an AGENT_CLUSTER_* one); without it a placeholder, not a secret, is sent.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

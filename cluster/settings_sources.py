@@ -158,6 +158,8 @@ def _shown_default(name: str) -> str:
     value = default_of(name)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, tuple):
+        return "none (the built-ins)"
     return str(value)
 
 
@@ -188,9 +190,9 @@ def settings_markdown() -> str:
         "",
         "The tool sandbox reads its own variables (`AGENT_CLUSTER_SANDBOX*`, `AGENT_CLUSTER_HOME`)",
         "from each worker's environment only, never from Redis; they are listed in the README's",
-        "Security section. Provider api keys come from each worker's environment too, from the",
-        "variable the cluster config names (`providers.<name>.api_key_env`, default",
-        "`OPENAI_API_KEY` / `ANTHROPIC_API_KEY`).",
+        "Security section. Provider api keys come from each worker's environment too: from the",
+        "variable its endpoint declares (`endpoints` above); the cluster config only names the",
+        "endpoint (`model.endpoint`).",
         "",
     ]
     return "\n".join(lines)

@@ -129,6 +129,7 @@ class RedisVersionStore:
         author: str = "api",
         source: str = "api",
         note: str = "",
+        expect_version: int | None = None,
     ) -> int:
         """Validate, store, record in the history and announce a config document.
 
@@ -138,16 +139,24 @@ class RedisVersionStore:
             author: Who publishes it (kept in the history).
             source: Where it came from (a file name, ``rollback``...).
             note: Free text for the history.
+            expect_version: Publish only if this is still the current version
+                (the one the caller compared the document with).
 
         Returns:
             The new config version.
 
         Raises:
-            ConfigError: invalid or holding secrets (nothing is stored).
+            ConfigError: invalid or holding secrets, or ``expect_version`` is
+                no longer current (nothing is stored).
             PayloadTooLarge: larger than the limit (nothing is stored).
         """
         data = encode_config(config, max_bytes=self._max_bytes)
         record = {"author": author, "digest": config_digest(data), "source": source, "note": note}
+        args: list[bytes | str | int] = [
+            data, self._keys.events_channel(), json.dumps(record), HISTORY_LIMIT
+        ]
+        if expect_version is not None:
+            args.append(expect_version)
         version = self._scripts(
             "config_publish",
             [
@@ -156,8 +165,13 @@ class RedisVersionStore:
                 self._keys.config_docs(),
                 self._keys.config_history(),
             ],
-            [data, self._keys.events_channel(), json.dumps(record), HISTORY_LIMIT],
+            args,
         )
+        if int(version) < 0:
+            raise ConfigError(
+                f"the config changed while this push was checked (it was compared with version "
+                f"{expect_version}, now {self.versions()[0]}); push again to compare with the new one"
+            )
         ClusterEventLog(self._client, self._keys).record(
             "config",
             f"config v{int(version)} published by {author} ({source})" + (f": {note}" if note else ""),

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.simulator import ProviderSimulator, call_cost
+from cluster.endpoints import Endpoint
 from cluster.settings import ClusterSettings
 from coordinator.embedded import EmbeddedCluster
 from coordinator.ingress import Reply
@@ -191,15 +192,8 @@ class _Demo:
         return busiest
 
 
-def _config(base_url: str, max_tokens: int) -> dict[str, Any]:
-    return {
-        "model": {
-            "provider": "openai",
-            "default": MODEL,
-            "base_url": base_url,
-            "max_tokens": max_tokens,
-        },
-    }
+def _config(max_tokens: int) -> dict[str, Any]:
+    return {"model": {"endpoint": "simulator", "default": MODEL, "max_tokens": max_tokens}}
 
 
 def run_demo(
@@ -223,11 +217,15 @@ def run_demo(
         tempfile.TemporaryDirectory(prefix="agent-cluster-demo-") as tmp,
         ProviderSimulator() as sim,
     ):
+        # The workers' "simulator" endpoint is this simulator (a free port, not 8199).
+        simulator = Endpoint("simulator", "openai", sim.openai_base_url)
         with EmbeddedCluster(
             workers=workers,
-            settings=ClusterSettings(heartbeat_interval=0.2, heartbeat_ttl=2.0),
+            settings=ClusterSettings(
+                heartbeat_interval=0.2, heartbeat_ttl=2.0, endpoints=(simulator,)
+            ),
             sandbox_root=Path(tmp),
-            environ={**os.environ, "OPENAI_API_KEY": "sk-demo-not-a-real-key"},
+            environ=dict(os.environ),
         ) as cluster:
             say(
                 f"agent-cluster demo: a coordinator and {workers} workers on one in-process "
@@ -243,14 +241,14 @@ def run_demo(
             )
             demo.push(
                 1,
-                _config(sim.openai_base_url, 1024),
+                _config(1024),
                 f"every worker now builds openai agents for {MODEL} at the simulator",
             )
             demo.turn(2, STEPS[0])
             demo.turn(3, STEPS[1])
             demo.push(
                 4,
-                _config(sim.openai_base_url, 2048),
+                _config(2048),
                 "model.max_tokens 1024 -> 2048, a cache-busting key",
             )
             demo.turn(5, STEPS[2])

@@ -175,6 +175,9 @@ def cluster_families(status: ClusterStatus | None, dead: Sequence[str] = ()) -> 
         ("inflight_turns", "Turn jobs claimed by workers and not completed.", status.in_flight),
         ("dead_letters", "Entries in the dead-letter list (turns no worker can run).", status.dead_letters),
         ("published_config_version", "The cluster config version in Redis.", status.config_version),
+        ("published_config_version_lost",
+         "Highest config version a worker applied before Redis lost it (0: none).",
+         status.config_version_lost),
         ("published_registry_generation", "The tool registry generation in Redis.",
          status.registry_generation),
     ):

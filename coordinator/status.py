@@ -113,12 +113,18 @@ class ClusterStatus:
         """Turn jobs claimed and not completed, over every worker."""
         return sum(w.in_flight for w in self.workers)
 
+    @property
+    def config_version_lost(self) -> int:
+        """The highest config version a worker applied before Redis lost it (0: none)."""
+        return max((w.health.config_version_lost for w in self.workers if w.health), default=0)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe form, for ``status --json``."""
         return {
             "namespace": self.namespace,
             "now": self.now,
             "config_version": self.config_version,
+            "config_version_lost": self.config_version_lost,
             "registry_generation": self.registry_generation,
             "queued": self.queued,
             "in_flight": self.in_flight,
@@ -375,5 +381,10 @@ def check_health(client: redis.Redis, keyspace: Keyspace, worker_id: str) -> Hea
         True,
         f"healthy: active, heartbeat {now - info.last_heartbeat:.1f}s ago, record expires in "
         f"{max(0, int(pttl)) / 1000:.1f}s, {record.turns_running} turn(s) running, "
-        f"{record.cache_size}/{record.cache_cap} agents cached, config v{record.config_version}",
+        f"{record.cache_size}/{record.cache_cap} agents cached, config v{record.config_version}"
+        + (
+            f" (Redis lost config v{record.config_version_lost}: push the config again)"
+            if record.config_version_lost
+            else ""
+        ),
     )

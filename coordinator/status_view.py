@@ -37,6 +37,8 @@ def _worker_row(w: WorkerStatus, config_version: int, registry_generation: int) 
         running = f"{h.turns_running} (+{h.turns_waiting} waiting)"
         stale = h.config_version != config_version or h.registry_generation != registry_generation
         seen = f"v{h.config_version}/g{h.registry_generation}" + (" (behind)" if stale else "")
+        if h.config_version_lost:
+            seen += f" (lost v{h.config_version_lost})"
     return [
         w.worker_id,
         w.state,
@@ -60,6 +62,11 @@ def render_status(status: ClusterStatus) -> str:
         f"{status.dead_letters} dead letter(s)",
         "",
     ]
+    if status.config_version_lost:
+        lines[1:1] = [
+            f"WARNING: Redis lost config v{status.config_version_lost} (it came back empty or "
+            "old); workers run what it holds now: push the cluster config again"
+        ]
     if status.workers:
         lines.append(
             table(

@@ -8,6 +8,7 @@ in CI (``CI=true``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from agent.simulator import ProviderSimulator
+from cluster.endpoints import Endpoint
 
 
 def free_port() -> int:
@@ -138,3 +142,26 @@ def no_workspace_volume_outlives_the_tests(
 
     for workspace in mounted_volumes(tmp_path_factory.getbasetemp()):
         unmount_volume(workspace)
+SIM_ENDPOINT = "sim"
+"""The endpoint name the tests' workers declare for their provider simulator (OpenAI wire format)."""
+
+
+def sim_endpoints(sim: ProviderSimulator) -> tuple[Endpoint, ...]:
+    """A worker's declared endpoints for ``sim``: ``sim`` (OpenAI) and ``sim-anthropic``,
+    both sending the key in ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` like a real provider."""
+    return (
+        Endpoint(SIM_ENDPOINT, "openai", sim.openai_base_url, "OPENAI_API_KEY"),
+        Endpoint(f"{SIM_ENDPOINT}-anthropic", "anthropic", sim.anthropic_base_url, "ANTHROPIC_API_KEY"),
+    )
+
+
+def sim_endpoints_env(sim: ProviderSimulator, *extra: Endpoint) -> dict[str, str]:
+    """The same (and ``extra``), as the ``AGENT_CLUSTER_ENDPOINTS`` variable of a worker process."""
+    declared = {e.name: {"provider": e.provider, "base_url": e.base_url, "api_key_env": e.api_key_env}
+                for e in (*sim_endpoints(sim), *extra)}
+    return {"AGENT_CLUSTER_ENDPOINTS": json.dumps(declared)}
+
+
+def sim_config(**model: object) -> dict[str, object]:
+    """A cluster config whose agents talk to the tests' simulator endpoint (model sim-gpt)."""
+    return {"model": {"default": "sim-gpt", "endpoint": SIM_ENDPOINT, **model}}

@@ -63,6 +63,8 @@ class HealthRecord:
         turns_waiting: Turns claimed and waiting behind their session's or for a slot.
         concurrency: Most turns the worker runs at once.
         config_version: The cluster config version the worker has applied.
+        config_version_lost: The highest version it applied before Redis
+            reported a lower one (Redis lost its data); 0 when none.
         registry_generation: The tool registry generation it has applied.
         provider_tokens: Provider tokens its committed turns used since it
             started, by kind (``input``, ``cache_read``, ``cache_write``, ``output``).
@@ -88,6 +90,7 @@ class HealthRecord:
     registry_generation: int
     provider_tokens: dict[str, int] = field(default_factory=dict)
     provider_cost_usd: float = 0.0
+    config_version_lost: int = 0
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -128,6 +131,7 @@ class HealthRecord:
                     str(k): int(v) for k, v in dict(data.get("provider_tokens") or {}).items()
                 },
                 provider_cost_usd=float(data.get("provider_cost_usd", 0.0)),
+                config_version_lost=int(data.get("config_version_lost", 0)),
             )
         except (ValueError, TypeError, KeyError):
             return None
@@ -224,6 +228,7 @@ def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
             "output": usage.output_tokens,
         },
         provider_cost_usd=round(usage.cost_usd, 6),
+        config_version_lost=worker.config.lost_version,
     )
 
 

@@ -324,6 +324,7 @@ class WorkerMetrics:
         turns_running: Callable[[], int],
         turns_in_flight: Callable[[], int],
         config_version: Callable[[], int],
+        config_version_lost: Callable[[], int],
         registry_generation: Callable[[], int],
     ) -> None:
         """Read the cache, the executor and the config view at each scrape.
@@ -339,6 +340,10 @@ class WorkerMetrics:
             ),
             ("config_version", "Cluster config version this worker applied.",
              lambda: float(config_version())),
+            ("config_version_lost",
+             "Highest config version this worker applied before Redis reported a lower one "
+             "(Redis lost its data); 0 when none, or once a config was pushed since.",
+             lambda: float(config_version_lost())),
             ("registry_generation", "Tool registry generation this worker applied.",
              lambda: float(registry_generation())),
         ]

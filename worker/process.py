@@ -175,7 +175,7 @@ class WorkerProcess:
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
-        self.config = ConfigView(self.versions)
+        self.config = ConfigView(self.versions, endpoints=settings.endpoint_table())
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
         sandbox = SandboxConfig.from_env(self.options.environ)
         if settings.workspace_mode == "shared":
@@ -243,6 +243,7 @@ class WorkerProcess:
             turns_running=self.executor.running,
             turns_in_flight=self.executor.in_flight,
             config_version=lambda: self.config.config_version,
+            config_version_lost=lambda: self.config.lost_version,
             registry_generation=lambda: self.config.registry_generation,
         )
         self.probe: ProbeServer | None = None
@@ -290,6 +291,7 @@ class WorkerProcess:
             started.callback(self._stop_heartbeat)
             self._subscriber = self.events.subscribe(self._on_event, on_reconnect=self._on_reconnect)
             started.callback(self._stop_subscriber)
+            self._on_reconnect()  # a push between the first read and the subscription went unheard
             self.lease_keeper.start()
             started.callback(self.lease_keeper.stop)
             self.cache.start_sweeper()
@@ -473,14 +475,17 @@ class WorkerProcess:
         if state is not None:
             self.known_state = state
         self._last_beat = time.monotonic()
+        if beat.versions is not None:  # an idle worker catches up with a push it did not hear
+            self._apply_versions(*beat.versions)
         return beat.next_expiry
 
     def _rejoin(self) -> None:
         self.known_state = None
         dropped = self.cache.clear()
         log.warning(
-            "worker %s was declared dead (paused or cut off from Redis longer than %gs): its "
-            "turns were handed on; dropped %d cached agent(s), registering again",
+            "worker %s is no longer registered in Redis: declared dead (paused or cut off "
+            "longer than %gs; survivors hand on its queued and running turns) or Redis lost "
+            "its data; dropped %d cached agent(s), registering again",
             self.worker_id,
             self.settings.heartbeat_ttl,
             dropped,
@@ -505,8 +510,14 @@ class WorkerProcess:
             self.drain_requested.set()
 
     def _on_reconnect(self) -> None:
-        # Eager bust; the turn-start check is what guarantees freshness.
-        if self.config.refresh():
+        self._apply_versions()
+
+    def _apply_versions(
+        self, config_version: int | None = None, registry_generation: int | None = None
+    ) -> None:
+        """Apply the given (or current) versions; eager bust (the turn-start check is what
+        guarantees freshness)."""
+        if self.config.refresh(config_version, registry_generation):
             busted = self.cache.clear()
             log.info(
                 "config changed (version %d, registry %d): released %d cached agents",

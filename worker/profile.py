@@ -1,11 +1,13 @@
 """What agent a worker builds for a session, from the cluster config document.
 
 The config document is published to Redis by the admin (``cluster.versions``,
-validated against ``cluster.config_schema``); api keys never are: they come
-from the worker's environment, from the variable that ``providers.<name>.api_key_env``
-names (default ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``). This module is
-pure: it turns (config, registry generation, environment) into an
-:class:`AgentProfile` and a per-session signature for the agent cache.
+validated against ``cluster.config_schema``); it names the provider endpoint
+(``model.endpoint``), and the worker's own settings say what that endpoint is
+(``cluster.endpoints``): its URL and the environment variable whose key it
+sends. Nothing in the config can pair a key with another URL. This module is
+pure: it turns (config, registry generation, the worker's endpoints,
+environment) into an :class:`AgentProfile` and a per-session signature for
+the agent cache.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.providers import KEY_ENV
+from cluster.endpoints import Endpoint, EndpointTable
 from cluster.errors import ConfigError
 from worker.cache.signature import config_signature, extract_cache_busting_config
 
 DEFAULT_TOOLSETS = ("memory", "process", "terminal", "todo")
+# Keys of documents published before endpoints were declared by workers: such a
+# document is not run on a guessed endpoint; its turns fail saying to push it again.
+_RETIRED_MODEL_KEYS = ("provider", "base_url", "api_key_env")
 
 
 def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -33,34 +38,57 @@ class AgentProfile:
     """The agent settings every session of the cluster shares.
 
     Attributes:
-        model, provider, base_url, api_mode: the model endpoint (``base_url``
-            from ``model.base_url``, else ``providers.<provider>.base_url``).
-        api_key_env: the worker environment variable holding the provider's key.
+        model: the model name sent to the provider.
+        endpoint: the worker-declared endpoint ``model.endpoint`` names
+            (provider, URL, key variable); ``None`` when :attr:`problem` says why.
+        api_mode: ``model.api_mode``.
+        max_tokens: ``model.max_tokens``, sent with every model call (``None``: the agent's default).
         toolsets: enabled toolsets (``agent.toolsets`` minus ``agent.disabled_toolsets``), sorted.
         ephemeral_prompt: extra system prompt text (``agent.ephemeral_system_prompt``).
         max_iterations: tool-loop bound per turn.
         busting: the cache-busting config values (DESIGN: editing one busts agents).
-        fallback: ``model.fallback`` (default, provider, base_url, api_key_env), or None.
+        fallback: ``model.fallback``'s model name and endpoint, or None.
         reasoning_effort: the default reasoning of every turn (``agent.reasoning_effort``).
+        problem: why the config cannot be run on this worker (an endpoint it
+            does not declare, a document of the retired shape), raised at each turn.
     """
 
     model: str = "offline-echo"
-    provider: str = "offline"
-    base_url: str | None = None
+    endpoint: Endpoint | None = Endpoint("offline", "offline")
     api_mode: str | None = None
-    api_key_env: str | None = None
+    max_tokens: int | None = None
     toolsets: tuple[str, ...] = DEFAULT_TOOLSETS
     ephemeral_prompt: str | None = None
     max_iterations: int = 10
     busting: Mapping[str, Any] = field(default_factory=dict)
-    fallback: Mapping[str, Any] | None = None
+    fallback: tuple[str, Endpoint] | None = None
     reasoning_effort: str | None = None
+    problem: str | None = None
+
+    @property
+    def provider(self) -> str:
+        """The endpoint's wire format (``offline`` when the endpoint is unknown)."""
+        return self.endpoint.provider if self.endpoint is not None else "offline"
+
+    @property
+    def base_url(self) -> str | None:
+        """The endpoint's URL."""
+        return self.endpoint.base_url if self.endpoint is not None else None
 
     @classmethod
     def from_config(
-        cls, config: Mapping[str, Any] | None, *, registry_generation: int
+        cls,
+        config: Mapping[str, Any] | None,
+        *,
+        registry_generation: int,
+        endpoints: EndpointTable | None = None,
     ) -> AgentProfile:
         """Read the profile from a config document.
+
+        Args:
+            config: The published document.
+            registry_generation: The cluster's tool registry generation.
+            endpoints: The endpoints this worker declares (default: the built-ins).
 
         Raises:
             ConfigError: a value has the wrong type (the message names the key).
@@ -79,62 +107,71 @@ class AgentProfile:
             raise ConfigError(
                 f"agent.max_iterations must be a positive integer, got {max_iterations!r}"
             )
-        providers = _section(config, "providers")
-        provider = str(model.get("provider", "offline"))
-        provider_section = providers.get(provider)
-        provider_settings = provider_section if isinstance(provider_section, Mapping) else {}
-        key_env = provider_settings.get("api_key_env") or KEY_ENV.get(provider)
+        table = endpoints or EndpointTable()
+        problem: str | None = None
+        endpoint: Endpoint | None = None
+        fallback: tuple[str, Endpoint] | None = None
+        retired = [key for key in _RETIRED_MODEL_KEYS if key in model] + (
+            ["providers"] if "providers" in config else []
+        )
+        try:
+            if retired:
+                raise ConfigError(
+                    f"the cluster config sets {', '.join(retired)}, which workers no longer "
+                    "read: endpoints and their keys are declared in each worker's settings; "
+                    "push the config again naming one with model.endpoint"
+                )
+            endpoint = table.get(str(model.get("endpoint", "offline")))
+            fallback = _fallback(model, endpoint, table)
+        except ConfigError as exc:
+            problem = str(exc)
+        max_tokens = model.get("max_tokens")
         with_generation = {
             **config,
             "tools": {**_section(config, "tools"), "registry_generation": registry_generation},
         }
         return cls(
             model=str(model.get("default", "offline-echo")),
-            provider=provider,
-            base_url=model.get("base_url") or provider_settings.get("base_url"),
+            endpoint=endpoint,
             api_mode=model.get("api_mode"),
-            api_key_env=None if key_env is None else str(key_env),
+            max_tokens=max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None,
             toolsets=tuple(sorted(set(toolsets) - set(disabled))),
             ephemeral_prompt=agent.get("ephemeral_system_prompt"),
             reasoning_effort=agent.get("reasoning_effort"),
             max_iterations=max_iterations,
             busting=extract_cache_busting_config(with_generation),
-            fallback=_fallback(model),
+            fallback=fallback,
+            problem=problem,
         )
 
     def fallback_runtime(self, environ: Mapping[str, str]) -> dict[str, Any] | None:
-        """The fallback endpoint for ``AIAgent(fallback=...)``, key from the environment."""
+        """The fallback endpoint for ``AIAgent(fallback=...)``, its key as its endpoint declares.
+
+        Raises:
+            ConfigError: the fallback endpoint's key variable is not set.
+        """
         if self.fallback is None:
             return None
-        provider = str(self.fallback.get("provider", self.provider))
-        env_name = self.fallback.get("api_key_env") or KEY_ENV.get(provider)
+        model, endpoint = self.fallback
         return {
-            "model": self.fallback.get("default", self.model),
-            "provider": provider,
-            "base_url": self.fallback.get("base_url"),
-            "api_key": environ.get(str(env_name)) if env_name else None,
+            "model": model,
+            "provider": endpoint.provider,
+            "base_url": endpoint.base_url,
+            "api_key": endpoint.api_key(environ),
         }
 
     def api_key(self, environ: Mapping[str, str]) -> str | None:
-        """The provider's api key from the worker's environment (never from Redis).
+        """The key the endpoint sends, from the variable the worker declared for it.
 
-        ``None`` for a provider that needs none (offline).
+        ``None`` for the offline provider.
 
         Raises:
-            ConfigError: the variable is not set; the message names it (the
-                variable the config chose, never silently another one).
+            ConfigError: the config cannot run on this worker (:attr:`problem`),
+                or the endpoint's variable is not set (the message names it).
         """
-        env_name = self.api_key_env or KEY_ENV.get(self.provider)
-        if not env_name:
-            return None
-        key = environ.get(env_name)
-        if not key:
-            raise ConfigError(
-                f"provider {self.provider!r} needs an api key: set {env_name} in every worker's "
-                "environment (the cluster config names the variable in "
-                f"providers.{self.provider}.api_key_env; default {KEY_ENV.get(self.provider)})"
-            )
-        return key
+        if self.endpoint is None:
+            raise ConfigError(self.problem or "no model endpoint")
+        return self.endpoint.api_key(environ)
 
     def runtime(self, environ: Mapping[str, str]) -> dict[str, Any]:
         """The runtime dict of ``config_signature``."""
@@ -161,13 +198,13 @@ class AgentProfile:
         blob = json.dumps(
             [
                 self.model,
-                self.provider,
-                self.base_url,
+                self.endpoint,
                 self.api_mode,
+                self.max_tokens,
                 list(self.toolsets),
                 self.ephemeral_prompt,
                 dict(self.busting),
-                dict(self.fallback or {}),
+                self.fallback,
                 self.reasoning_effort,
             ],
             sort_keys=True,
@@ -176,7 +213,17 @@ class AgentProfile:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _fallback(model: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """``model.fallback`` as plain settings (validated by the config schema at push)."""
+def _fallback(
+    model: Mapping[str, Any], primary: Endpoint, table: EndpointTable
+) -> tuple[str, Endpoint] | None:
+    """``model.fallback`` as (model name, endpoint); its endpoint defaults to the primary's.
+
+    Raises:
+        ConfigError: it names an endpoint this worker does not declare.
+    """
     fallback = model.get("fallback")
-    return dict(fallback) if isinstance(fallback, Mapping) and fallback else None
+    if not isinstance(fallback, Mapping) or not fallback:
+        return None
+    name = fallback.get("endpoint")
+    endpoint = primary if name is None else table.get(str(name))
+    return str(fallback.get("default", model.get("default", "offline-echo"))), endpoint

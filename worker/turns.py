@@ -45,8 +45,10 @@ from typing import Any
 import redis
 
 from agent import AIAgent
+from agent.providers import DEFAULT_MAX_TOKENS
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
+from cluster.endpoints import EndpointTable
 from cluster.errors import (
     AgentClusterError,
     LeaseLost,
@@ -88,14 +90,22 @@ class ConfigView:
     """The worker's view of the cluster config: version, registry generation, profile.
 
     Refreshed when a turn's lease reports a newer version (so a missed event can
-    never let a turn run on a stale agent) and when an event announces one.
+    never let a turn run on a stale agent), when an event announces one, and at
+    every heartbeat (so an idle worker catches up with a push it did not hear).
+
+    A version lower than one already applied means Redis lost its data (it came
+    back empty, or from an old snapshot): the lower version is applied (turns
+    keep running) and logged as an error, and :attr:`lost_version` keeps the
+    highest version seen until a push made after the loss is applied.
     """
 
-    def __init__(self, versions: RedisVersionStore) -> None:
+    def __init__(self, versions: RedisVersionStore, *, endpoints: EndpointTable) -> None:
         self._versions = versions
+        self._endpoints = endpoints
         self._lock = threading.Lock()
         self.config_version = -1
         self.registry_generation = -1
+        self.lost_version = 0
         self.profile = AgentProfile()
 
     def refresh(
@@ -103,20 +113,46 @@ class ConfigView:
     ) -> bool:
         """Reload when the given (or current) versions differ; return True if the profile changed."""
         with self._lock:
-            if config_version is None or registry_generation is None:
+            if (
+                config_version is None
+                or registry_generation is None
+                or config_version < self.config_version  # read before a newer one was applied?
+            ):
                 config_version, registry_generation = self._versions.versions()
             if (config_version, registry_generation) == (
                 self.config_version,
                 self.registry_generation,
             ):
                 return False
+            self._note_version(config_version)
             _, document = self._versions.current_config()
             old = self.profile.busting_digest()
             self.profile = AgentProfile.from_config(
-                document, registry_generation=registry_generation
+                document, registry_generation=registry_generation, endpoints=self._endpoints
             )
             self.config_version, self.registry_generation = config_version, registry_generation
             return self.profile.busting_digest() != old
+
+    def _note_version(self, version: int) -> None:
+        """Say loudly when the config version goes back; note when a later push ends that."""
+        if version < self.config_version:
+            self.lost_version = max(self.lost_version, self.config_version)
+            log.error(
+                "the cluster config version went back from %d to %d: Redis lost its data "
+                "(restarted empty or from an old snapshot); agents now run config version %d%s. "
+                "Push the cluster config again (agent-cluster config push FILE)",
+                self.config_version,
+                version,
+                version,
+                " (no config: the offline model)" if version == 0 else "",
+            )
+        elif self.lost_version and version > self.config_version:
+            log.warning(
+                "config version %d was published after Redis lost version %d: running it",
+                version,
+                self.lost_version,
+            )
+            self.lost_version = 0
 
 
 @dataclass
@@ -349,6 +385,7 @@ class TurnRunner:
                 toolsets=list(profile.toolsets),
                 ephemeral_system_prompt=profile.ephemeral_prompt,
                 max_iterations=profile.max_iterations,
+                max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
                 user_id=user_id,
                 fallback=profile.fallback_runtime(s.environ),
                 tool_registry=s.tool_registry,

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 from agent.providers.base import (
+    DEFAULT_MAX_TOKENS,
     KEY_ENV,
     ModelRequest,
     ModelResponse,
@@ -66,6 +67,7 @@ def make_provider(
 
 __all__ = [
     "DEFAULT_API_MODE",
+    "DEFAULT_MAX_TOKENS",
     "KEY_ENV",
     "PROVIDERS",
     "ModelRequest",

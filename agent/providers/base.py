@@ -16,6 +16,9 @@ from agent.providers.clients import ClientKey, ClientRef, SharedClients, shared_
 from agent.providers.http import Call
 from cluster.errors import ProviderError, ProviderUnavailable, ProviderUnreachable
 
+DEFAULT_MAX_TOKENS = 1024
+"""Output tokens per model call when the cluster config sets no ``model.max_tokens``."""
+
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 """The worker environment variable holding each provider's api key, unless the
 cluster config names another (``providers.<name>.api_key_env``)."""
@@ -47,7 +50,7 @@ class ModelRequest:
     messages: Sequence[Message]
     session_id: str
     reasoning: dict[str, Any] | None = None
-    max_tokens: int = 1024
+    max_tokens: int = DEFAULT_MAX_TOKENS
 
 
 @dataclass

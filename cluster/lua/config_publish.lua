@@ -10,7 +10,12 @@
 -- ARGV[3]  JSON object describing the publish (author, digest, source, note);
 --          the script adds "version" and "at" (Redis TIME, seconds)
 -- ARGV[4]  how many versions the history and the docs hash keep
--- Returns: the new config version.
+-- ARGV[5]  (optional) the version the caller compared its document with:
+--          nothing is published when the current version differs
+-- Returns: the new config version; -1 when ARGV[5] is not the current version.
+if ARGV[5] and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[5]) then
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[1])
 local version = redis.call('INCR', KEYS[2])
 local keep = tonumber(ARGV[4])

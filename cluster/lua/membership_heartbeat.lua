@@ -1,6 +1,8 @@
 -- Heartbeat of a registered worker: push its expiry to now + TTL, store its
 -- health record, and tell it when the next other worker's heartbeat expires
--- (so it looks for dead workers exactly then, instead of polling).
+-- (so it looks for dead workers exactly then, instead of polling) and the
+-- current config version and registry generation (so an idle worker catches
+-- up with a push it did not hear, in the same round trip).
 -- "now" is Redis TIME. A worker that was pruned (declared dead) is not
 -- revived here, nor is one whose id another process instance registered
 -- since: it gets 0 and must register again (or stop).
@@ -11,14 +13,18 @@
 -- KEYS[4]  instance  hash  worker id -> instance token
 -- KEYS[5]  health    hash  (optional, with KEYS[6]) the worker's health record
 -- KEYS[6]  cached    set   the worker's cached sessions (its TTL is renewed)
+-- KEYS[7]  config    string  (optional, with KEYS[8]) the config version counter
+-- KEYS[8]  registry  string  the registry generation counter
 -- ARGV[1]  worker id
 -- ARGV[2]  heartbeat TTL in ms
 -- ARGV[3]  instance token of the caller
 -- ARGV[4]  health record (JSON; with KEYS[5])
--- Returns: {1, state, next expiry, cached digest} when registered: next expiry
---          is the ms from now until another worker's heartbeat expires (nil:
---          no other worker; <= 0: one is dead already), cached digest the
---          health hash's "cached" field (false when unset);
+-- Returns: {1, state, next expiry, cached digest, config version, registry
+--          generation} when registered: next expiry is the ms from now until
+--          another worker's heartbeat expires (nil: no other worker; <= 0: one
+--          is dead already), cached digest the health hash's "cached" field
+--          (false when unset), the two counters (0 when unset; false without
+--          KEYS[7]);
 --          {0, ""} when not registered (or not this instance).
 local state = redis.call('HGET', KEYS[3], ARGV[1])
 if not state or redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[3] then
@@ -48,4 +54,10 @@ for i = 1, #first, 2 do
     break
   end
 end
-return {1, state, next_expiry, digest}
+local config_version = false
+local registry_generation = false
+if #KEYS >= 8 then
+  config_version = tonumber(redis.call('GET', KEYS[7]) or '0')
+  registry_generation = tonumber(redis.call('GET', KEYS[8]) or '0')
+end
+return {1, state, next_expiry, digest, config_version, registry_generation}

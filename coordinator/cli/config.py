@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from cluster.config_diff import diff_configs
+from cluster.config_diff import check_removals, diff_configs, removed_paths
 from cluster.config_schema import parse_config
 from cluster.connection import connect
 from cluster.errors import ConfigError
@@ -78,15 +78,36 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    """Validate FILE, then publish it as the next config version."""
+    """Validate FILE, then publish it as the next config version.
+
+    A push that removes keys of the current config is refused unless
+    ``--yes`` confirms it; ``--check`` validates without Redis, or with
+    ``--diff`` also lists what the push would change (removals included).
+    """
     document = read_config_file(args.file)
-    if args.check:
+    if args.check and not args.diff:
         print(f"{args.file}: valid")
         return 0
     with _store(args) as store:
-        before = store.current_config()[1]
+        current, before = store.current_config()
+        if args.check:
+            changes = diff_configs(before, document)
+            removed = removed_paths(before, document)
+            print(
+                f"{args.file}: valid; {len(changes)} key(s) would change"
+                + (f", {len(removed)} removed (push needs --yes)" if removed else "")
+            )
+            for change in changes:
+                print(f"  {change.line()}")
+            return 0
+        if not args.yes:
+            check_removals(before, document, confirm="--yes")
         version = store.publish_config(
-            document, author=args.author or _author(), source=args.file, note=args.note or ""
+            document,
+            author=args.author or _author(),
+            source=args.file,
+            note=args.note or "",
+            expect_version=current,
         )
     changes = diff_configs(before, document)
     print(f"config version {version} published ({len(changes)} key(s) changed)")
@@ -223,6 +244,16 @@ def register(sub: Any) -> None:
     push.add_argument("--note", default=None, help="kept in the history")
     push.add_argument("--author", default=None, help="kept in the history (default user@host)")
     push.add_argument("--check", action="store_true", help="only validate; touch nothing")
+    push.add_argument(
+        "--diff",
+        action="store_true",
+        help="with --check: also list what the push would change (reads the current config)",
+    )
+    push.add_argument(
+        "--yes",
+        action="store_true",
+        help="publish even though the document removes keys of the current config",
+    )
     show = _command(verbs, "show", "print the current config (or an earlier version)", cmd_show)
     show.add_argument("--version", type=int, default=None, help="an earlier version")
     show.add_argument("--json", action="store_true", help="JSON instead of YAML")

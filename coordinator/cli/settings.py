@@ -48,6 +48,7 @@ WORKER_SETTINGS = (
     "metrics_port",
     "metrics_host",
     "mcp_from_config",
+    "endpoints",
 )
 
 
@@ -68,7 +69,8 @@ def _flag_bool(text: str) -> bool:
     return lowered in ("1", "true", "yes", "on")
 
 
-_TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: _flag_bool}
+# endpoints (a tuple once parsed) is given on the command line as its YAML text.
+_TYPES: dict[type, Any] = {int: int, float: float, str: str, bool: _flag_bool, tuple: str}
 
 
 def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
@@ -87,6 +89,8 @@ def add_settings_options(parser: argparse.ArgumentParser, names: tuple[str, ...]
     for name in names:
         default = default_of(name)
         shown = redact_url(default) if name == "redis_url" else default
+        if isinstance(default, tuple):
+            shown = "none: the built-in endpoints only"
         help_text = f"{SETTING_HELP[name]} (env {env_name(name)}; default {shown})"
         group.add_argument(
             flag_name(name),

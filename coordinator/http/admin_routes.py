@@ -8,7 +8,8 @@
                                                the others), with its tenant (``session --json``)
 ``GET /v1/admin/config[?version=N]``           the current (or an earlier) config document
 ``POST /v1/admin/config[?check=1&note=..]``    validate (secrets, schema) and publish a YAML or
-                                               JSON document as the next version
+                                               JSON document as the next version; one that
+                                               removes keys needs ``confirm_removals=1``
 ``GET /v1/admin/config/history[?limit=N]``     who published which version, when
 ``POST /v1/admin/config/rollback``             ``{"version": N}``: publish N's document again
 ``POST /v1/admin/registry/bump``               ``{"reason": ...}``: agents rebuild, MCP re-discovered
@@ -31,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from cluster.config_diff import diff_configs
+from cluster.config_diff import check_removals, diff_configs
 from cluster.config_schema import parse_config
 from cluster.errors import InvalidMessage, RequestRefused
 from cluster.versions import HISTORY_LIMIT, RedisVersionStore
@@ -117,7 +118,11 @@ async def show_config(request: Request) -> Response:
 
 
 async def push_config(request: Request) -> Response:
-    """Validate a YAML/JSON document (secrets first, then the schema) and publish it."""
+    """Validate a YAML/JSON document (secrets first, then the schema) and publish it.
+
+    A document that removes keys of the current config is refused (400) unless
+    ``?confirm_removals=1`` confirms it.
+    """
     require_admin(request)
     gw = gateway(request)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -141,10 +146,14 @@ async def push_config(request: Request) -> Response:
     store = _store(gw)
     if request.query_params.get("check") in ("1", "true", "yes"):
         return JSONResponse({"valid": True})
-    before = (await gw.run(store.current_config))[1]
+    current, before = await gw.run(store.current_config)
+    if request.query_params.get("confirm_removals") not in ("1", "true", "yes"):
+        check_removals(before, document, confirm="?confirm_removals=1")
 
     def publish() -> int:
-        return store.publish_config(document, author=_author(request), source="http", note=note)
+        return store.publish_config(
+            document, author=_author(request), source="http", note=note, expect_version=current
+        )
 
     version = await gw.run(publish)
     return JSONResponse(

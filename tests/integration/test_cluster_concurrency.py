@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from agent.simulator import ProviderSimulator
+from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
 from coordinator.embedded import EmbeddedCluster
+from tests.conftest import sim_config, sim_endpoints
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +27,7 @@ def test_one_worker_keeps_32_slow_turns_in_flight_and_serves_the_published_confi
             concurrency=32,
             sandbox_root=tmp_path,
             environ={"OPENAI_API_KEY": "sk-sim-test"},
+            settings=ClusterSettings(endpoints=sim_endpoints(sim)),
         ) as cluster,
     ):
         assert cluster.coordinator is not None
@@ -33,9 +36,7 @@ def test_one_worker_keeps_32_slow_turns_in_flight_and_serves_the_published_confi
             cluster.coordinator.keyspace,
             max_config_bytes=cluster.settings.max_config_bytes,
         )
-        versions.publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        versions.publish_config(sim_config())
         handles = [cluster.submit_async(f"slow-{i}", f"hello {i}") for i in range(32)]
         replies = [h.result(timeout=60) for h in handles]
     assert [r.text for r in replies] == [f"echo: hello {i}" for i in range(32)]

@@ -101,3 +101,16 @@ def test_subscriber_reconnects_after_redis_drops_it(
     finally:
         subscriber.stop()
     assert not subscriber.running
+
+
+def test_a_publish_compared_with_an_old_version_changes_nothing(
+    client: redis.Redis, keyspace: Keyspace
+) -> None:
+    """`config push` checks removals against the version it read; a push in between wins."""
+    store = RedisVersionStore(client, keyspace)
+    assert store.publish_config({"model": {"max_tokens": 1}}, expect_version=0) == 1
+    assert store.publish_config({"model": {"max_tokens": 2}}) == 2  # someone else's push
+    with pytest.raises(ConfigError, match=r"compared with version 1, now 2\); push again"):
+        store.publish_config({"model": {"max_tokens": 3}}, expect_version=1)
+    assert store.current_config() == (2, {"model": {"max_tokens": 2}})
+    assert len(store.history()) == 2

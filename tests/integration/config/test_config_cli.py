@@ -63,7 +63,7 @@ def builds(replies: dict[str, tuple[bool, str]]) -> int:
     return sum(1 for hit, _ in replies.values() if not hit)
 
 
-BASE = "agent:\n  max_iterations: 5\ncompression:\n  threshold: 0.8\n"
+BASE = "agent:\n  max_iterations: 5\nmodel:\n  max_tokens: 800\n"
 
 
 def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
@@ -83,7 +83,7 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
         assert builds(turn_round(coord)) == 0
 
         # A busting edit: every worker's next turn of every session builds a new agent.
-        busting = BASE.replace("5", "6").replace("0.8", "0.9")
+        busting = BASE.replace("5", "6").replace("800", "900")
         assert push(workers, tmp_path, busting).returncode == 0
         replies = turn_round(coord)
         assert builds(replies) == len(SESSIONS)
@@ -92,12 +92,12 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
 
         # Invalid and secret-holding pushes: one line, exit 2, nothing stored or announced.
         before = (store.versions(), store.history(), store.current_config())
-        invalid = push(workers, tmp_path, "compression:\n  threshold: high\n", "bad.yaml")
+        invalid = push(workers, tmp_path, BASE.replace("800", "many"), "bad.yaml")
         assert invalid.returncode == 2
         assert invalid.stderr.strip() == (
-            "error: compression.threshold must be a number in (0, 1] or null, got 'high' (bad.yaml line 2)"
+            "error: model.max_tokens must be a whole number >= 1 or null, got 'many' (bad.yaml line 4)"
         )
-        secret = push(workers, tmp_path, BASE + "model:\n  default: m\n  api_key: sk-proj-abcdefghijklmnopqrstuvwxyz\n")
+        secret = push(workers, tmp_path, "model:\n  default: m\n  api_key: sk-proj-abcdefghijklmnopqrstuvwxyz\n")
         assert secret.returncode == 2 and "model.api_key is named like a secret" in secret.stderr
         assert "sk-proj" not in secret.stderr
         assert "Traceback" not in invalid.stderr + secret.stderr
@@ -121,9 +121,9 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
     assert [row.split("|")[1].strip() for row in rows] == ["4 (current)", "3", "2", "1"]
     assert "rollback to 1" in rows[0]
     diff = cli(workers, "config", "diff", "2", "3")
-    assert diff.stdout.strip() == "~ compression.threshold: 0.8 -> 0.9"
+    assert diff.stdout.strip() == "~ model.max_tokens: 800 -> 900"
     show = cli(workers, "config", "show", "--version", "2", "--json")
-    assert json.loads(show.stdout) == {"agent": {"max_iterations": 6}, "compression": {"threshold": 0.8}}
+    assert json.loads(show.stdout) == {"agent": {"max_iterations": 6}, "model": {"max_tokens": 800}}
 
 
 def test_without_the_announcement_the_turn_start_check_still_prevents_stale_agents(
@@ -135,13 +135,42 @@ def test_without_the_announcement_the_turn_start_check_still_prevents_stale_agen
         turn_round(coord)
         assert builds(turn_round(coord)) == 0
         # The new version is stored but never announced: no subscriber hears anything.
-        redis_client.set(keys.config_doc(), json.dumps({"compression": {"threshold": 0.5}}))
+        redis_client.set(keys.config_doc(), json.dumps({"model": {"max_tokens": 500}}))
         redis_client.incr(keys.config_version())
         replies = turn_round(coord)
         assert builds(replies) == len(SESSIONS), "every turn noticed the version and rebuilt"
         assert builds(turn_round(coord)) == 0
         redis_client.incr(keys.registry_generation())
         assert builds(turn_round(coord)) == len(SESSIONS)
+
+
+def test_an_empty_document_and_unconfirmed_removals_are_refused_and_change_nothing(
+    redis_server: RedisServer, namespace: str, tmp_path: Path, redis_client: redis.Redis
+) -> None:
+    """Issue 17.4: `config push empty.yaml` published a version that removed every key."""
+    made = Fleet(redis_server.url, namespace, tmp_path)  # the CLI's environment; no worker needed
+    store = RedisVersionStore(redis_client, Keyspace(namespace))
+    assert push(made, tmp_path, BASE).returncode == 0
+    before = (store.versions(), store.current_config())
+    empty = push(made, tmp_path, "# nothing yet\n", "empty.yaml")
+    assert empty.returncode == 2
+    assert empty.stderr.startswith("error: empty.yaml is empty: publishing it would remove every key")
+    smaller = push(made, tmp_path, "agent:\n  max_iterations: 5\n", "smaller.yaml")
+    assert smaller.returncode == 2
+    assert smaller.stderr.strip() == (
+        "error: this push removes 1 key(s) of the current config: model; they would "
+        "fall back to their defaults: add --yes if that is intended"
+    )
+    assert (store.versions(), store.current_config()) == before, "nothing published"
+    check = cli(made, "config", "push", "--check", "--diff", str(tmp_path / "smaller.yaml"))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines() == [
+        f"{tmp_path / 'smaller.yaml'}: valid; 1 key(s) would change, 1 removed (push needs --yes)",
+        '  - model: {"max_tokens": 800}',
+    ]
+    confirmed = cli(made, "config", "push", "--yes", str(tmp_path / "smaller.yaml"))
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert store.current_config() == (2, {"agent": {"max_iterations": 5}})
 
 
 @pytest.fixture

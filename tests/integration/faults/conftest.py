@@ -11,7 +11,7 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import Fleet, fleet
 
 MODEL_LATENCY = 1.0
@@ -24,12 +24,14 @@ def workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
-def slow_model(redis_client: redis.Redis, namespace: str) -> Iterator[ProviderSimulator]:
-    """Every turn of the namespace takes about MODEL_LATENCY seconds (published config)."""
+def slow_model(
+    redis_client: redis.Redis, namespace: str, workers: Fleet
+) -> Iterator[ProviderSimulator]:
+    """Every turn of the namespace takes about MODEL_LATENCY seconds (published config);
+    the fleet's workers declare the simulator as endpoint ``sim``."""
     with ProviderSimulator(ttft=MODEL_LATENCY) as sim:
+        workers.env.update(sim_endpoints_env(sim))
         RedisVersionStore(
             redis_client, Keyspace(namespace), max_config_bytes=1 << 20
-        ).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        ).publish_config(sim_config())
         yield sim

@@ -14,7 +14,7 @@ from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.ring import HashRing
 from cluster.versions import RedisVersionStore
-from tests.conftest import RedisServer, start_redis_server
+from tests.conftest import RedisServer, sim_config, sim_endpoints_env, start_redis_server
 from tests.integration.faults.fleet import Fleet, coordinator, fleet
 from tests.integration.faults.traffic import Traffic
 
@@ -53,7 +53,7 @@ def test_a_redis_restart_under_traffic_loses_nothing(tmp_path: Path) -> None:
     try:
         with (
             ProviderSimulator(ttft=0.2) as sim,
-            fleet(own_redis.url, namespace, tmp_path) as workers,
+            fleet(own_redis.url, namespace, tmp_path, **sim_endpoints_env(sim)) as workers,
         ):
             _traffic_through_a_restart(sim, workers, servers)
     finally:
@@ -69,9 +69,7 @@ def _traffic_through_a_restart(
     versions = RedisVersionStore(
         first.client(), Keyspace(workers.namespace), max_config_bytes=1 << 20
     )
-    versions.publish_config(
-        {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-    )
+    versions.publish_config(sim_config())
     for worker in ("w0", "w1"):
         workers.start(worker)
     with coordinator(workers.settings()) as coord:

@@ -18,10 +18,11 @@ import pytest
 import redis
 
 from agent.simulator import ProviderSimulator
+from cluster.endpoints import Endpoint
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from coordinator.http.auth import key_digest
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import FAST, Fleet, fleet
 
 API_KEY = "gw-test-key-" + "7" * 20
@@ -122,6 +123,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+DEAD_ENDPOINT = Endpoint("dead", "openai", "http://127.0.0.1:9/v1", "OPENAI_API_KEY")
+"""An endpoint the workers declare where nothing listens (a failing provider)."""
+
+
 @pytest.fixture(scope="module")
 def cluster(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
@@ -129,10 +134,10 @@ def cluster(
     namespace = f"h{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp("http")
     client = redis.Redis.from_url(redis_server.url)
-    with ProviderSimulator() as sim, fleet(redis_server.url, namespace, tmp) as workers:
-        RedisVersionStore(client, Keyspace(namespace)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+    with ProviderSimulator() as sim, fleet(
+        redis_server.url, namespace, tmp, **sim_endpoints_env(sim, DEAD_ENDPOINT)
+    ) as workers:
+        RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in WORKERS:
             workers.start(worker_id, wait=False)
         for worker_id in WORKERS:

@@ -17,9 +17,8 @@ YAML = "application/yaml"
 def model_yaml(cluster: HttpCluster, max_iterations: int) -> str:
     return (
         "model:\n"
-        "  provider: openai\n"
+        "  endpoint: sim\n"
         "  default: sim-gpt\n"
-        f"  base_url: {cluster.sim.openai_base_url}\n"
         "agent:\n"
         f"  max_iterations: {max_iterations}\n"
     )
@@ -133,3 +132,25 @@ def test_drain_a_worker_and_keep_serving(cluster: HttpCluster, session_key: str)
             assert reply.status_code == 200 and reply.json()["worker_id"] in ("h1", "h2")
         ready = httpx.get(f"{cluster.b.url}/readyz").json()
         assert ready == {"ready": True, "live_workers": 2}
+
+
+def test_an_empty_or_key_removing_push_is_refused_unless_confirmed(cluster: HttpCluster) -> None:
+    """Issue 17.4 through the admin API: nothing is published without ?confirm_removals=1."""
+    with cluster.admin() as admin:
+        current = admin.get("/v1/admin/config").json()
+        empty = admin.post("/v1/admin/config", content="# nothing\n", headers={"Content-Type": YAML})
+        assert empty.status_code == 400
+        assert empty.json()["error"]["message"].startswith(
+            "request body is empty: publishing it would remove every key"
+        )
+        smaller = {"model": {"endpoint": "sim"}}
+        refused = admin.post("/v1/admin/config", json=smaller)
+        assert refused.status_code == 400
+        message = refused.json()["error"]["message"]
+        assert "model.default" in message and "?confirm_removals=1" in message
+        assert admin.get("/v1/admin/config").json()["version"] == current["version"]
+        confirmed = admin.post("/v1/admin/config?confirm_removals=1", json=smaller)
+        assert confirmed.status_code == 200, confirmed.text
+        assert "- model.default: \"sim-gpt\"" in confirmed.json()["changes"]
+        restored = admin.post("/v1/admin/config", json=current["document"])  # only adds keys
+        assert restored.status_code == 200, restored.text

@@ -185,7 +185,7 @@ def test_a_failing_turn_is_a_502_or_an_error_event(cluster: HttpCluster, session
     client = redis.Redis.from_url(cluster.redis_url)
     store = RedisVersionStore(client, Keyspace(cluster.namespace))
     good = store.current_config()[1]
-    dead = {"model": {**good["model"], "base_url": "http://127.0.0.1:9/v1"}}  # nothing listens
+    dead = {"model": {**good["model"], "endpoint": "dead"}}  # nothing listens at its URL
     store.publish_config(dead)
     try:
         with cluster.a.client() as a:

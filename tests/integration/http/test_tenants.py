@@ -28,7 +28,7 @@ from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from coordinator.http.auth import key_digest
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import Fleet, fleet, user_texts
 from tests.integration.http.conftest import ADMIN_TOKEN, Gateway, start_gateway, stop
 from tests.integration.http.sse_client import events
@@ -73,10 +73,10 @@ def tc(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "AGENT_CLUSTER_TENANT_LIMITS": "zeta=2/0",
     }
     started: list[Gateway] = []
-    with ProviderSimulator() as sim, fleet(redis_server.url, namespace, tmp) as workers:
-        RedisVersionStore(client, Keyspace(namespace)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+    with ProviderSimulator() as sim, fleet(
+        redis_server.url, namespace, tmp, **sim_endpoints_env(sim)
+    ) as workers:
+        RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in ("w1", "w2"):
             workers.start(worker_id, wait=False)
         for worker_id in ("w1", "w2"):

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import FAST, Fleet, fleet
 
 WORKERS = ("m1", "m2", "m3")
@@ -104,9 +104,12 @@ def start_gateway(redis_url: str, namespace: str, tmp: Path) -> tuple[str, subpr
 def observed(redis_server: RedisServer, tmp_path: Path) -> Iterator[ObservedCluster]:
     namespace = f"o{uuid.uuid4().hex[:10]}"
     client = redis.Redis.from_url(redis_server.url)
-    with ProviderSimulator() as sim, fleet(redis_server.url, namespace, tmp_path) as workers:
+    with (
+        ProviderSimulator() as sim,
+        fleet(redis_server.url, namespace, tmp_path, **sim_endpoints_env(sim)) as workers,
+    ):
         RedisVersionStore(client, Keyspace(namespace)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}},
+            sim_config(),
             author="test",
         )
         made = ObservedCluster(redis_server.url, namespace, workers, sim, "", tmp_path)

@@ -10,6 +10,7 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
+from tests.conftest import sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
@@ -19,21 +20,11 @@ def test_a_fallback_turn_evicts_the_agent_so_the_next_turn_retries_the_primary(
     workers: Fleet, redis_client: redis.Redis, namespace: str
 ) -> None:
     with ProviderSimulator() as sim:
+        workers.env.update(sim_endpoints_env(sim))
         RedisVersionStore(
             redis_client, Keyspace(namespace), max_config_bytes=1 << 20
         ).publish_config(
-            {
-                "model": {
-                    "default": "sim-primary",
-                    "provider": "openai",
-                    "base_url": sim.openai_base_url,
-                    "fallback": {
-                        "default": "sim-fallback",
-                        "provider": "openai",
-                        "base_url": sim.openai_base_url,
-                    },
-                }
-            }
+            sim_config(default="sim-primary", fallback={"default": "sim-fallback", "endpoint": "sim"})
         )
         workers.start("w0")
         with coordinator(workers.settings()) as coord:

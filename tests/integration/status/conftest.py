@@ -17,7 +17,7 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import FAST, Fleet, fleet
 
 # Long enough for a CLI call to see a turn running and another waiting behind it.
@@ -67,10 +67,12 @@ def cli(redis_server: RedisServer, namespace: str) -> Cli:
 
 
 @pytest.fixture
-def slow_model(redis_client: redis.Redis, namespace: str) -> Iterator[ProviderSimulator]:
-    """Every turn of the namespace takes MODEL_LATENCY seconds (so a running turn can be seen)."""
+def slow_model(
+    redis_client: redis.Redis, namespace: str, workers: Fleet
+) -> Iterator[ProviderSimulator]:
+    """Every turn of the namespace takes MODEL_LATENCY seconds (so a running turn can be seen);
+    the workers declare the simulator as endpoint ``sim``."""
     with ProviderSimulator(ttft=MODEL_LATENCY) as sim:
-        RedisVersionStore(redis_client, Keyspace(namespace)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        workers.env.update(sim_endpoints_env(sim))
+        RedisVersionStore(redis_client, Keyspace(namespace)).publish_config(sim_config())
         yield sim

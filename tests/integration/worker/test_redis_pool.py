@@ -19,7 +19,7 @@ from cluster.keys import Keyspace
 from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
 from coordinator.ingress import Coordinator
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, sim_config, sim_endpoints
 from worker.process import WorkerOptions, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -31,13 +31,13 @@ def test_an_exhausted_connection_pool_defers_turns_and_every_caller_is_answered(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = ClusterSettings(redis_url=redis_server.url, namespace=namespace)
     with ProviderSimulator(ttft=0.3) as sim:
+        settings = ClusterSettings(
+            redis_url=redis_server.url, namespace=namespace, endpoints=sim_endpoints(sim)
+        )
         RedisVersionStore(
             redis_server.client(), Keyspace(namespace), max_config_bytes=1 << 20
-        ).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        ).publish_config(sim_config())
         worker = WorkerProcess(
             settings=settings,
             options=WorkerOptions(

@@ -35,6 +35,11 @@ from cluster.versions import encode_config, is_secret_key
         "passphrase",
         "authorization",
         "x-api-key",
+        "PGPASS",
+        "DB_PASS",
+        "MYSQL_PWD",
+        "REDISCLI_AUTH",
+        "auth",
     ],
 )
 def test_secret_like_names(name: str) -> None:
@@ -56,6 +61,10 @@ def test_secret_like_names(name: str) -> None:
         "cacheKeys",
         "monkey",
         "keys",
+        "PWD",
+        "author",
+        "compass",
+        "passes",
     ],
 )
 def test_ordinary_names(name: str) -> None:
@@ -79,6 +88,14 @@ def test_ordinary_names(name: str) -> None:
         {"mcp": {"x": {"command": "srv --password=abcdefg123"}}},
         {"extra": ["ghp_abcdefghijklmnopqrstuvwxyz0123456789"]},
         {"header": "Authorization: Bearer abcdefghijklmnopqrstuvwxyz"},
+        # Issue 16: the shapes the check missed.
+        {"notes": "sk-test-abcdefg123"},
+        {"mcp": {"x": {"command": "mysql", "args": ["-u", "root", "-p", "abcdefg123"]}}},
+        {"mcp": {"x": {"command": "mysql -u root -p abcdefg123"}}},
+        {"mcp": {"x": {"command": "redis-cli", "args": ["--auth", "abcdefg123"]}}},
+        {"mcp": {"x": {"command": "redis-cli --auth abcdefg123 ping"}}},
+        {"mcp": {"x": {"command": "env PGPASS=abcdefg123 psql"}}},
+        {"mcp": {"x": {"command": "psql", "env": {"PGPASS": "abcdefg123"}}}},
     ],
 )
 def test_secrets_are_rejected_with_a_pointer_to_the_environment(config: dict[str, object]) -> None:
@@ -103,6 +120,24 @@ def test_environment_references_are_accepted_where_secrets_are_not() -> None:
         },
         "model": {"max_tokens": 1000, "apiKey": None},
     }
+    assert json.loads(encode_config(config)) == config
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"mcp": {"x": {"command": "mkdir", "args": ["-p", "build"]}}},
+        {"mcp": {"x": {"command": "mkdir -p /tmp/work/data2"}}},
+        {"mcp": {"x": {"command": "ssh", "args": ["-p", "2222", "host"]}}},
+        {"mcp": {"x": {"command": "docker run -p 8080:80 image"}}},
+        {"mcp": {"x": {"command": "redis-cli", "args": ["--auth", "${REDIS_PASSWORD}"]}}},
+        {"mcp": {"x": {"command": "env PGPASS=$PGPASS psql", "env": {"PWD": "/srv", "PGPASS": "${PGPASS}"}}}},
+        {"mcp": {"x": {"command": "srv", "args": ["--port", "8080", "--verbose"]}}},
+        {"agent": {"ephemeral_system_prompt": "Tasks: skim the desk-notes, then ask-questions."}},
+        {"model": {"default": "gpt-4.1", "endpoint": "sim-east"}},
+    ],
+)
+def test_ordinary_values_are_not_taken_for_secrets(config: dict[str, object]) -> None:
     assert json.loads(encode_config(config)) == config
 
 

@@ -7,6 +7,7 @@ import redis
 
 from cluster.connection import blocking_client, connect, drop_embedded_server
 from cluster.errors import ConfigError
+from cluster.settings import ClusterSettings
 
 
 def test_embedded_clients_of_one_name_share_data_and_names_are_isolated() -> None:
@@ -87,3 +88,31 @@ def test_blocking_client_outwaits_its_block_time() -> None:
         assert client.connection_pool.connection_kwargs["socket_timeout"] > 30
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "char"),
+    [
+        ("redis://:pa/ss@redis.internal:6379/0", "/"),
+        ("redis://:pa@ss/word@redis.internal:6379/0", "/"),  # parsed as host "ss", port 6379
+        ("redis://app:p#ss@redis.internal:6379/0", "#"),
+        ("rediss://:pa?ss@redis.internal:6380/0", "?"),
+    ],
+)
+def test_an_unescaped_separator_in_the_password_says_to_percent_encode(url: str, char: str) -> None:
+    """Issue 17.11: the client connected to a host taken from the password ("ss:6379")."""
+    with pytest.raises(ConfigError) as err:
+        connect(url)
+    message = str(err.value)
+    assert f"holds an unescaped {char!r}" in message and "percent-encode" in message
+    assert "redis.internal" in message and "ss@" not in message and "\n" not in message
+    with pytest.raises(ConfigError) as from_env:
+        ClusterSettings.from_env({"AGENT_CLUSTER_REDIS_URL": url})
+    assert str(from_env.value).startswith("AGENT_CLUSTER_REDIS_URL is malformed: the password in ")
+    password = url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    escape = {"/": "%2F", "#": "%23", "?": "%3F", "@": "%40"}
+    encoded = url.replace(password, "".join(escape.get(c, c) for c in password))
+    client = connect(encoded)
+    kwargs = client.connection_pool.connection_kwargs
+    client.close()
+    assert (kwargs["host"], kwargs["password"]) == ("redis.internal", password)

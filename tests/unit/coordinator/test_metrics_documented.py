@@ -37,6 +37,7 @@ def _worker() -> dict[str, str]:
         turns_in_flight=lambda: 0,
         config_version=lambda: 1,
         registry_generation=lambda: 0,
+        config_version_lost=lambda: 0,
     )
     return _families(generate_latest(metrics.registry))
 

@@ -171,7 +171,10 @@ def test_compose_runs_redis_simulator_gateway_and_three_workers() -> None:
     assert f"127.0.0.1:{sim_port}/health'" in " ".join(services["simulator"]["healthcheck"]["test"])
     assert "ports" not in services["redis"], "a Redis of the host keeps its port"
     config = parse_config((DEPLOY / "cluster.compose.yaml").read_text(), source="cluster.compose.yaml")
-    assert config["model"]["base_url"] == f"http://simulator:{simulator[simulator.index('--port') + 1]}/v1"
+    for name, worker in workers.items():  # the endpoint the config names is the simulator service
+        settings = _check_variables(name, {k: str(v) for k, v in worker["environment"].items()})
+        endpoint = settings.endpoint_table().get(config["model"]["endpoint"])
+        assert endpoint.base_url == f"http://simulator:{simulator[simulator.index('--port') + 1]}/v1"
     push = services["config-push"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in push["volumes"]}
     assert (ROOT / mounted[push["command"][-1]]).is_file()

@@ -103,12 +103,13 @@ def test_cache_and_executor_state_is_read_at_scrape_time() -> None:
     state = {"hits": 3, "misses": 1, "evictions": {"idle": 2, "config_bust": 1}, "size": 4,
              "cap": 128, "running": 1, "memory_bytes": 2048}
     m.watch(cache_metrics=lambda: state, turns_running=lambda: 1, turns_in_flight=lambda: 3,
-            config_version=lambda: 7, registry_generation=lambda: 2)
+            config_version=lambda: 7, config_version_lost=lambda: 9, registry_generation=lambda: 2)
     assert sample(m, "agent_cluster_cache_hits_total") == 3
     assert sample(m, "agent_cluster_cache_evictions_total", cause="idle") == 2
     assert sample(m, "agent_cluster_cache_agents") == 4
     assert sample(m, "agent_cluster_turns_waiting") == 2
     assert sample(m, "agent_cluster_config_version") == 7
+    assert sample(m, "agent_cluster_config_version_lost") == 9
     state["hits"] = 10
     assert sample(m, "agent_cluster_cache_hits_total") == 10
 
