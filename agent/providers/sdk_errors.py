@@ -61,7 +61,8 @@ def translate_sdk_error(
         reason = f"{type(cause).__name__}: {_short(cause)}" if cause is not None else _short(exc)
         return ProviderUnreachable(
             f"{provider}: cannot connect to {_endpoint(base_url)} ({reason}). Check "
-            "model.base_url (or providers.<name>.base_url) and that the server is up",
+            "the base_url of the endpoint the workers declare (setting endpoints) and that the "
+            "server is up",
             provider=provider,
             retryable=True,
         )

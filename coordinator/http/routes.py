@@ -237,8 +237,10 @@ async def post_message(request: Request) -> Response:
         attrs[STREAM_ATTR] = 1
     message_id = body["message_id"] if "message_id" in body else uuid.uuid4().hex
     text = body.get("text")
+    if text is None:
+        raise InvalidMessage('text is missing: send {"text": "..."}')
     if not isinstance(text, str):
-        raise InvalidMessage(f"text must be a non-empty string, got {type(text).__name__}")
+        raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
     handle = await submit_turn(
         request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
     )

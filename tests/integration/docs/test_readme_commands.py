@@ -85,6 +85,12 @@ class Session:
             MY_KEY=DEV_KEY,
             OPENAI_API_KEY="anything",
             AGENT_CLUSTER_HOME=str(workdir / "home"),
+            # The built-in "simulator" endpoint is the README's port 8199: the
+            # workers declare it at the free port the simulator got instead.
+            AGENT_CLUSTER_ENDPOINTS=(
+                '{"simulator": {"provider": "openai", "base_url": '
+                f'"http://127.0.0.1:{self.ports["simulator"]}/v1"}}}}'
+            ),
         )
         self.env = env
         self.background: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -250,10 +250,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def test_each_tenants_usage_is_in_metrics_and_the_status_page(tc: TenantCluster) -> None:
     tenant = "acme"
     with tc.a.client(key=ACME) as acme:
-        before = acme.get("/metrics").text
+        before = acme.get("/metrics/cluster").text
         for n in range(2):
             assert send(acme, f"usage-{uuid.uuid4().hex[:6]}", f"tokens please {n}").status_code == 200
-    scraped = httpx.get(f"{tc.b.url}/metrics").text  # the other gateway sees the same
+    scraped = httpx.get(f"{tc.b.url}/metrics/cluster").text  # the other gateway sees the same
     turns = _metric(scraped, "agent_cluster_tenant_turns_total", tenant=tenant)
     assert turns - _metric(before, "agent_cluster_tenant_turns_total", tenant=tenant) == 2
     for kind in ("input", "output"):
