@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import ConfigError
+from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
 from cluster.tenants import limits_by_tenant
 
 __all__ = [
@@ -154,6 +155,17 @@ class ClusterSettings:
             ``TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT`` comma-separated.
         http_header_timeout: Seconds the gateway waits for a complete request
             head (request line and headers) before closing the connection.
+        telegram_bots: Telegram bots the gateway serves, ``NAME=poll|webhook[/TENANT]``
+            comma-separated (``cluster.platform_bots``).
+        slack_apps: Slack apps the gateway serves, ``NAME[=TENANT]`` comma-separated.
+        telegram_api_url: Base URL of the Telegram Bot API.
+        slack_api_url: Base URL of the Slack Web API.
+        platform_group_sessions: ``chat``: one session per group chat; ``user``:
+            one per user in a group chat.
+        platform_busy_strategy: What a chat message does while its session's
+            turn runs: ``enqueue``, ``interrupt`` or ``rollback``.
+        platform_lease_ttl: Seconds a bot's lease (its one poller and reply
+            sender) lives unless renewed; a dead holder's bot moves on after it.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -182,6 +194,13 @@ class ClusterSettings:
     tenant_turns_in_flight: int = 0
     tenant_limits: str = ""
     http_header_timeout: float = 10.0
+    telegram_bots: str = ""
+    slack_apps: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    slack_api_url: str = "https://slack.com/api/"
+    platform_group_sessions: str = "chat"
+    platform_busy_strategy: str = "enqueue"
+    platform_lease_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -201,8 +220,10 @@ class ClusterSettings:
             "idle_ttl",
             "sweep_interval",
             "http_header_timeout",
+            "platform_lease_ttl",
         ):
             _check_positive_float(name, getattr(self, name))
+        self._check_platforms()
         for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -236,6 +257,24 @@ class ClusterSettings:
                 f"heartbeat_ttl must be at least twice heartbeat_interval "
                 f"({2 * self.heartbeat_interval:g} s), got {self.heartbeat_ttl:g} s: "
                 "a single late heartbeat would declare the worker dead"
+            )
+
+    def _check_platforms(self) -> None:
+        parse_telegram_bots(self.telegram_bots)
+        parse_slack_apps(self.slack_apps)
+        for name in ("telegram_api_url", "slack_api_url"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        if self.platform_group_sessions not in GROUP_SESSIONS:
+            raise ConfigError(
+                f"platform_group_sessions must be one of {', '.join(GROUP_SESSIONS)}, "
+                f"got {self.platform_group_sessions!r}"
+            )
+        if self.platform_busy_strategy not in ("enqueue", "interrupt", "rollback"):
+            raise ConfigError(
+                "platform_busy_strategy must be one of enqueue, interrupt, rollback, "
+                f"got {self.platform_busy_strategy!r}"
             )
 
     def redacted_url(self) -> str:
@@ -428,5 +467,22 @@ SETTING_HELP: dict[str, str] = {
     "http_header_timeout": "Seconds the gateway waits for a connection's complete request head "
     "(request line and headers) before closing it, so slow-header clients cannot hold "
     "connections.",
+    "telegram_bots": "Telegram bots this gateway serves: NAME=poll or NAME=webhook, optionally "
+    "/TENANT (the tenant their sessions belong to; default: default), comma-separated, e.g. "
+    "support=poll,sales=webhook/acme. The token comes from AGENT_CLUSTER_TELEGRAM_TOKEN_<NAME> "
+    "(and the webhook secret from AGENT_CLUSTER_TELEGRAM_SECRET_<NAME>), never from a setting.",
+    "slack_apps": "Slack apps this gateway serves: NAME or NAME=TENANT, comma-separated. The bot "
+    "token comes from AGENT_CLUSTER_SLACK_TOKEN_<NAME> and the signing secret from "
+    "AGENT_CLUSTER_SLACK_SIGNING_SECRET_<NAME>.",
+    "telegram_api_url": "Base URL of the Telegram Bot API (a simulator's in tests and the demo).",
+    "slack_api_url": "Base URL of the Slack Web API (a simulator's in tests and the demo).",
+    "platform_group_sessions": "chat: one session per group chat (and per thread); user: one "
+    "session per user in a group chat.",
+    "platform_busy_strategy": "What a chat message does while its session's turn runs: "
+    "enqueue (run after it), interrupt (stop it, run this next), rollback (stop it and "
+    "discard its messages).",
+    "platform_lease_ttl": "Seconds a bot's lease lives unless its holder renews it: exactly "
+    "one gateway polls a Telegram token and sends a bot's replies, and another takes over "
+    "within this time after the holder dies.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""
