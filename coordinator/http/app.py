@@ -33,7 +33,6 @@ from coordinator.http.observability import instrument, observability_routes
 from coordinator.http.openai_compat import chat_completion_routes
 from coordinator.http.openapi import openapi_document
 from coordinator.http.routes import routes
-from coordinator.platforms.hub import PlatformHub, platform_routes
 
 __all__ = ["build_app", "serve"]
 
@@ -85,6 +84,9 @@ def build_app(
     Returns:
         The Starlette app (``app.state.gateway`` is set while it runs).
     """
+    # coordinator.platforms builds on coordinator.http: imported here, not at module level
+    from coordinator.platforms.hub import PlatformHub, platform_routes
+
     made_options = options or HttpOptions()
 
     @asynccontextmanager
