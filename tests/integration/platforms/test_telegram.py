@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -132,3 +136,23 @@ def test_poller_killed_with_kill_9_hands_over_with_no_update_lost_or_answered_tw
     assert client.exists(lease)
     platforms.restart_gateway(holder)
     client.close()
+
+
+def test_platforms_command_lists_the_bots_with_their_holder(platforms: PlatformCluster) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "platforms", "--json"],
+        env={
+            **os.environ,
+            "AGENT_CLUSTER_REDIS_URL": platforms.redis_url,
+            "AGENT_CLUSTER_NAMESPACE": platforms.namespace,
+            "AGENT_CLUSTER_TELEGRAM_BOTS": platforms.env["AGENT_CLUSTER_TELEGRAM_BOTS"],
+            "AGENT_CLUSTER_SLACK_APPS": platforms.env["AGENT_CLUSTER_SLACK_APPS"],
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = {row["bot"]: row for row in json.loads(out.stdout)}
+    assert set(rows) == {"pollbot", "hookbot", "helpdesk"}
+    assert rows["pollbot"]["mode"] == "poll" and rows["pollbot"]["holder"]
+    assert rows["helpdesk"]["tenant"] == "acme"
