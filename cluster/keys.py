@@ -4,7 +4,9 @@ No other module (and no Lua script) spells a key: they ask a :class:`Keyspace`
 for it, and Lua scripts receive every key through ``KEYS``. ``{ns}`` below is
 the configured namespace (``ClusterSettings.namespace``), ``{S}`` a session's
 hash tag (see :func:`session_tag`), ``W`` a worker id, ``T`` a tenant name
-(``cluster.tenants``: letters, digits, ``_-``, so it is used verbatim).
+(``cluster.tenants``: letters, digits, ``_-``, so it is used verbatim), ``P``
+a chat platform bot (``telegram.NAME`` or ``slack.NAME``, see
+``coordinator.platforms``; its token is never part of a key).
 
 Keys of one session share the Redis Cluster hash tag ``{S}``, so every
 session script runs on one slot. Membership keys share ``{m}`` and config keys
@@ -99,6 +101,21 @@ Key                                     Type    TTL                 Written by  
                                                             cost_usd
 ``{ns}:tenants``                        set     none                worker (after a commit):  status, /metrics
                                                             tenant names with usage
+``{ns}:p:{P}:lease``                     hash    platform_lease_ttl  gateway (lease scripts):  gateways (who delivers,
+                                                                    token, worker (holder)    who polls)
+``{ns}:p:{P}:fence``                     string  none (never reset)  platform lease acquire    platform lease acquire
+                                                                    (INCR)
+``{ns}:p:{P}:offset``                    string  none                lease holder (fenced      lease holder (getUpdates
+                                                                    script): next update id   offset), status
+``{ns}:p:{P}:inbox``                     hash    none (entries       any gateway (accept       lease holder (delivers
+                                        removed when        script): message id ->    replies), status (lag)
+                                        delivered)          JSON delivery record
+``{ns}:p:{P}:done``                      zset    processed_          lease holder (fenced      accept script (duplicate
+                                        retention (trim)    delivered script): msg    deliveries)
+                                                            id -> delivered ms
+``{ns}:p:{P}:stats``                     hash    none                gateways: accepted,       ``agent-cluster platforms``
+                                                                    duplicates, delivered,
+                                                                    polled_at, rate_limited
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
 ``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
@@ -132,7 +149,7 @@ from dataclasses import dataclass
 
 from cluster.errors import ConfigError, InvalidMessage
 
-__all__ = ["TENANT_NAME_RE", "Keyspace", "SessionKeys", "session_tag"]
+__all__ = ["BOT_NAME_RE", "PLATFORMS", "TENANT_NAME_RE", "Keyspace", "PlatformKeys", "SessionKeys", "session_tag"]
 
 # Session keys made only of these characters (and not too long) are used
 # verbatim inside the hash tag, so keys stay readable in redis-cli. Anything
@@ -143,6 +160,8 @@ _VERBATIM_RE = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,100}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _WORKER_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
 TENANT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+BOT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+PLATFORMS = ("telegram", "slack")
 
 
 def session_tag(session_key: str) -> str:
@@ -188,6 +207,18 @@ class SessionKeys:
     tools: str
     pending: str
     workspace: str
+
+
+@dataclass(frozen=True)
+class PlatformKeys:
+    """All keys of one chat platform bot (they share one hash tag, hence one slot)."""
+
+    lease: str
+    fence: str
+    offset: str
+    inbox: str
+    done: str
+    stats: str
 
 
 class Keyspace:
@@ -327,6 +358,31 @@ class Keyspace:
     def tenants(self) -> str:
         """Set of the tenants that have usage recorded (the index the status reads)."""
         return f"{self.namespace}:tenants"
+
+    # -- chat platforms --------------------------------------------------------
+
+    def platform(self, platform: str, bot: str) -> PlatformKeys:
+        """All keys of one bot of a chat platform (``telegram`` or ``slack``).
+
+        Raises:
+            InvalidMessage: an unknown platform or a bot name that is not 1-32
+                characters of lowercase letters, digits, ``_-``.
+        """
+        if platform not in PLATFORMS:
+            raise InvalidMessage(f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+        if not isinstance(bot, str) or not BOT_NAME_RE.match(bot):
+            raise InvalidMessage(
+                f"bot name must be 1-32 characters of lowercase letters, digits, '_-', got {bot!r}"
+            )
+        base = f"{self.namespace}:p:{{{platform}.{bot}}}"
+        return PlatformKeys(
+            lease=f"{base}:lease",
+            fence=f"{base}:fence",
+            offset=f"{base}:offset",
+            inbox=f"{base}:inbox",
+            done=f"{base}:done",
+            stats=f"{base}:stats",
+        )
 
     # -- config, registry, events -------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
+from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
 from cluster.tenants import limits_by_tenant
 
 __all__ = [
@@ -184,6 +185,17 @@ class ClusterSettings:
             built-in ones (:mod:`cluster.endpoints`); given as a mapping of name
             to ``{provider, base_url, api_key_env}`` (or its YAML text), kept
             as a tuple of :class:`~cluster.endpoints.Endpoint`.
+        telegram_bots: Telegram bots the gateway serves, ``NAME=poll|webhook[/TENANT]``
+            comma-separated (``cluster.platform_bots``).
+        slack_apps: Slack apps the gateway serves, ``NAME[=TENANT]`` comma-separated.
+        telegram_api_url: Base URL of the Telegram Bot API.
+        slack_api_url: Base URL of the Slack Web API.
+        platform_group_sessions: ``chat``: one session per group chat; ``user``:
+            one per user in a group chat.
+        platform_busy_strategy: What a chat message does while its session's
+            turn runs: ``enqueue``, ``interrupt`` or ``rollback``.
+        platform_lease_ttl: Seconds a bot's lease (its one poller and reply
+            sender) lives unless renewed; a dead holder's bot moves on after it.
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -222,6 +234,13 @@ class ClusterSettings:
         if not isinstance(self.tenant_limits, str):
             raise ConfigError(f"tenant_limits must be a string, got {self.tenant_limits!r}")
         limits_by_tenant(self.tenant_limits)
+    telegram_bots: str = ""
+    slack_apps: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
+    slack_api_url: str = "https://slack.com/api/"
+    platform_group_sessions: str = "chat"
+    platform_busy_strategy: str = "enqueue"
+    platform_lease_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -247,9 +266,14 @@ class ClusterSettings:
             "idle_ttl",
             "sweep_interval",
             "http_header_timeout",
+            "platform_lease_ttl",
         ):
             _check_positive_float(name, getattr(self, name))
         self._check_tenant_limits()
+        self._check_platforms()
+        self._check_sizes_ports_and_timing()
+
+    def _check_sizes_ports_and_timing(self) -> None:
         for name in ("concurrency", "cache_size"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
         if self.log_level not in LOG_LEVELS:
@@ -281,6 +305,23 @@ class ClusterSettings:
     def endpoint_table(self) -> EndpointTable:
         """The endpoints this process may call: the built-ins overlaid with :attr:`endpoints`."""
         return EndpointTable({endpoint.name: endpoint for endpoint in self.endpoints})
+    def _check_platforms(self) -> None:
+        parse_telegram_bots(self.telegram_bots)
+        parse_slack_apps(self.slack_apps)
+        for name in ("telegram_api_url", "slack_api_url"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        if self.platform_group_sessions not in GROUP_SESSIONS:
+            raise ConfigError(
+                f"platform_group_sessions must be one of {', '.join(GROUP_SESSIONS)}, "
+                f"got {self.platform_group_sessions!r}"
+            )
+        if self.platform_busy_strategy not in ("enqueue", "interrupt", "rollback"):
+            raise ConfigError(
+                "platform_busy_strategy must be one of enqueue, interrupt, rollback, "
+                f"got {self.platform_busy_strategy!r}"
+            )
 
     def redacted_url(self) -> str:
         """The Redis URL with its password masked, safe for logs."""
@@ -485,5 +526,22 @@ SETTING_HELP: dict[str, str] = {
     "(http://127.0.0.1:8199/v1 and http://127.0.0.1:8199, no key sent). A declared name "
     "replaces a built-in one. api_key_env names a variable of the worker's environment "
     "(never an AGENT_CLUSTER_* one); without it a placeholder, not a secret, is sent.",
+    "telegram_bots": "Telegram bots this gateway serves: NAME=poll or NAME=webhook, optionally "
+    "/TENANT (the tenant their sessions belong to; default: default), comma-separated, e.g. "
+    "support=poll,sales=webhook/acme. The token comes from AGENT_CLUSTER_TELEGRAM_TOKEN_<NAME> "
+    "(and the webhook secret from AGENT_CLUSTER_TELEGRAM_SECRET_<NAME>), never from a setting.",
+    "slack_apps": "Slack apps this gateway serves: NAME or NAME=TENANT, comma-separated. The bot "
+    "token comes from AGENT_CLUSTER_SLACK_TOKEN_<NAME> and the signing secret from "
+    "AGENT_CLUSTER_SLACK_SIGNING_SECRET_<NAME>.",
+    "telegram_api_url": "Base URL of the Telegram Bot API (a simulator's in tests and the demo).",
+    "slack_api_url": "Base URL of the Slack Web API (a simulator's in tests and the demo).",
+    "platform_group_sessions": "chat: one session per group chat (and per thread); user: one "
+    "session per user in a group chat.",
+    "platform_busy_strategy": "What a chat message does while its session's turn runs: "
+    "enqueue (run after it), interrupt (stop it, run this next), rollback (stop it and "
+    "discard its messages).",
+    "platform_lease_ttl": "Seconds a bot's lease lives unless its holder renews it: exactly "
+    "one gateway polls a Telegram token and sends a bot's replies, and another takes over "
+    "within this time after the holder dies.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

@@ -119,6 +119,13 @@ def register(sub: Any) -> None:
             "tenant_turns_in_flight",
             "tenant_limits",
             "http_header_timeout",
+            "telegram_bots",
+            "slack_apps",
+            "telegram_api_url",
+            "slack_api_url",
+            "platform_group_sessions",
+            "platform_busy_strategy",
+            "platform_lease_ttl",
         ),
     )
     serve.set_defaults(func=cmd_serve)

@@ -1,11 +1,12 @@
 """The ASGI app of the gateway (Starlette) and how ``agent-cluster serve`` runs it (uvicorn).
 
 :func:`build_app` wires the routes (native API, OpenAI-compatible endpoint,
-admin, health, the OpenAPI document, and any ``extra_routes`` another part of
+admin, health, the OpenAPI document, the chat platforms' webhooks and any ``extra_routes`` another part of
 the product mounts, such as metrics or a status page), the error handlers
 (every error a JSON body; a bug a 500 that reveals nothing), and the
 lifespan that opens the :class:`~coordinator.http.gateway.Gateway` at start
-and closes it at shutdown.
+(and runs the chat platform bots of ``telegram_bots``/``slack_apps``,
+:mod:`coordinator.platforms`) and closes it at shutdown.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def build_app(
     Returns:
         The Starlette app (``app.state.gateway`` is set while it runs).
     """
+    # coordinator.platforms builds on coordinator.http: imported here, not at module level
+    from coordinator.platforms.hub import PlatformHub, platform_routes
+
     made_options = options or HttpOptions()
 
     @asynccontextmanager
@@ -90,7 +94,12 @@ def build_app(
         owned = gateway is None
         app.state.gateway = Gateway.open(settings) if gateway is None else gateway
         try:
-            yield
+            if settings.telegram_bots or settings.slack_apps:
+                async with PlatformHub(app.state.gateway).running() as hub:
+                    app.state.platforms = hub
+                    yield
+            else:
+                yield
         finally:
             if owned:
                 await app.state.gateway.close()
@@ -102,6 +111,7 @@ def build_app(
             *admin_routes(),
             Route("/openapi.json", _openapi, methods=["GET"]),
             *observability_routes(),
+            *platform_routes(),
             *extra_routes,
         ],
         exception_handlers={

@@ -1,0 +1,17 @@
+-- Store a bot's next getUpdates offset, only for the current holder of the
+-- bot's lease (a deposed poller's confirmation never counts), and never
+-- backwards.
+--
+-- KEYS[1]  lease   hash    fields: token, worker (the holder)
+-- KEYS[2]  offset  string  the next update id to ask Telegram for
+-- ARGV[1]  fencing token of the caller
+-- ARGV[2]  the new offset (a whole number)
+-- Returns: 1 when stored (or already past it), 0 when the caller no longer holds the lease.
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then
+  return 0
+end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[2]) > current then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1

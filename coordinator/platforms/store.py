@@ -1,0 +1,215 @@
+"""A bot's shared state in Redis: its lease, its polling offset, its inbox of deliveries.
+
+Every gateway serving a bot uses one :class:`BotStore` per bot:
+
+* the **lease** (``lease_acquire``/``lease_extend``/``lease_release`` scripts,
+  the same fenced lease a session's turn uses): its holder is the one process
+  of the cluster that polls the bot's Telegram token and sends the bot's
+  replies; its fencing token grows with every new holder;
+* the **offset** (``platform_offset.lua``): the next Telegram ``update_id``
+  to ask for, written only under the current fencing token, so a deposed
+  poller's confirmation never counts;
+* the **inbox** (``platform_accept.lua``): a delivery (update, event) is
+  accepted once by message id, whichever gateway received it and however
+  often; ``platform_delivered.lua`` (fenced) moves it to the ``done`` set
+  once its reply was sent, so a later redelivery is a duplicate too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from cluster.keys import Keyspace, PlatformKeys
+from cluster.scripts import ScriptSet
+
+__all__ = ["BotState", "BotStore", "Delivery"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An accepted platform message whose reply is still to be sent.
+
+    Attributes:
+        message_id: The cluster message id (from the platform's delivery id).
+        session_key: The session it was submitted to.
+        chat: Where to reply (Telegram chat id, Slack channel).
+        thread: The thread or topic to reply in (``""``: none).
+        seq: Order of the delivery within the bot (Telegram ``update_id``,
+            Slack event time in microseconds); replies of a chat go in this order.
+        accepted_at: When a gateway accepted it (seconds since the epoch).
+        inline: The reply when the cluster answered at once (``/stop``), else ``""``.
+    """
+
+    message_id: str
+    session_key: str
+    chat: str
+    thread: str
+    seq: int
+    accepted_at: float
+    inline: str = ""
+
+    def encode(self) -> str:
+        """The JSON record stored in the inbox."""
+        return json.dumps(
+            {
+                "session_key": self.session_key,
+                "chat": self.chat,
+                "thread": self.thread,
+                "seq": self.seq,
+                "at": self.accepted_at,
+                "inline": self.inline,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, message_id: str, raw: str | bytes) -> Delivery:
+        """Read an inbox record (``ValueError`` when it is not one)."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                message_id=message_id,
+                session_key=str(data["session_key"]),
+                chat=str(data["chat"]),
+                thread=str(data.get("thread", "")),
+                seq=int(data["seq"]),
+                accepted_at=float(data["at"]),
+                inline=str(data.get("inline", "")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"inbox record of {message_id!r} is not a delivery: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BotState:
+    """What ``agent-cluster platforms`` shows of one bot.
+
+    Attributes:
+        holder: The process holding the bot's lease (``""``: none).
+        token: The lease's fencing token (0: none).
+        offset: The next update id the poller asks for (Telegram polling).
+        waiting: Deliveries accepted and not answered yet.
+        oldest_wait: Seconds the oldest of them has waited (the bot's lag).
+        stats: Counters: accepted, duplicates, delivered, rate_limited, polled_at.
+    """
+
+    holder: str
+    token: int
+    offset: int
+    waiting: int
+    oldest_wait: float
+    stats: dict[str, float]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class BotStore:
+    """One bot's lease, offset and inbox in Redis (a sync client: called on the gateway's threads)."""
+
+    def __init__(
+        self, client: redis.Redis, keyspace: Keyspace, *, platform: str, bot: str
+    ) -> None:
+        self.client = client
+        self.keys: PlatformKeys = keyspace.platform(platform, bot)
+        self._scripts = ScriptSet(client)
+
+    # -- the lease -------------------------------------------------------------
+
+    def acquire(self, holder: str, ttl: float) -> int | None:
+        """Take the lease if nobody holds it; its fencing token, or ``None`` when held."""
+        got = self._scripts(
+            "lease_acquire", [self.keys.lease, self.keys.fence], [holder, int(ttl * 1000)]
+        )
+        return int(got[1]) if int(got[0]) == 1 else None
+
+    def extend(self, token: int, ttl: float) -> bool:
+        """Renew the lease the caller holds; ``False`` when it was lost."""
+        return bool(self._scripts("lease_extend", [self.keys.lease], [token, int(ttl * 1000)]))
+
+    def release(self, token: int) -> bool:
+        """Give the lease up (a drain or shutdown), so another process takes over at once."""
+        return bool(self._scripts("lease_release", [self.keys.lease], [token]))
+
+    # -- the offset ------------------------------------------------------------
+
+    def offset(self) -> int:
+        """The next update id to ask for (0: from the start)."""
+        raw = self.client.get(self.keys.offset)
+        return int(raw) if raw is not None else 0
+
+    def confirm_offset(self, token: int, offset: int) -> bool:
+        """Store the next offset under ``token``; ``False``: the caller was deposed."""
+        return bool(self._scripts("platform_offset", [self.keys.lease, self.keys.offset], [token, offset]))
+
+    # -- the inbox -------------------------------------------------------------
+
+    def accept(self, delivery: Delivery) -> bool:
+        """Record a delivery once; ``False`` when it is a duplicate (already accepted or answered)."""
+        return bool(
+            self._scripts(
+                "platform_accept",
+                [self.keys.inbox, self.keys.done, self.keys.stats],
+                [delivery.message_id, delivery.encode()],
+            )
+        )
+
+    def forget(self, message_id: str) -> None:
+        """Drop an accepted delivery the cluster refused, so the platform's retry is accepted again."""
+        self.client.hdel(self.keys.inbox, message_id)
+
+    def waiting(self) -> list[Delivery]:
+        """Accepted deliveries whose reply is not sent yet, in order (undecodable ones skipped)."""
+        found = []
+        for mid, raw in self.client.hgetall(self.keys.inbox).items():
+            try:
+                found.append(Delivery.decode(_text(mid), raw))
+            except ValueError:
+                continue
+        return sorted(found, key=lambda d: (d.seq, d.message_id))
+
+    def delivered(self, token: int, message_id: str, retention: float) -> bool:
+        """Record a sent reply under ``token``; ``False``: the caller was deposed."""
+        return bool(
+            self._scripts(
+                "platform_delivered",
+                [self.keys.lease, self.keys.inbox, self.keys.done, self.keys.stats],
+                [token, message_id, int(retention * 1000)],
+            )
+        )
+
+    def holds(self, token: int) -> bool:
+        """Whether ``token`` is still the lease's token (checked before sending a reply)."""
+        raw = self.client.hget(self.keys.lease, "token")
+        return raw is not None and _text(raw) == str(token)
+
+    def count(self, field: str, by: float = 1) -> None:
+        """Add to one of the bot's counters (``rate_limited``, ``polled_at`` is set with :meth:`mark`)."""
+        self.client.hincrbyfloat(self.keys.stats, field, by)
+
+    def mark(self, field: str, value: float) -> None:
+        """Set one of the bot's figures (e.g. ``polled_at``)."""
+        self.client.hset(self.keys.stats, field, value)
+
+    def state(self, now: float) -> BotState:
+        """The bot's lease holder, offset, waiting deliveries and counters."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.lease)
+        pipe.get(self.keys.offset)
+        pipe.hgetall(self.keys.stats)
+        lease, offset, stats = pipe.execute()
+        waiting = self.waiting()
+        lease = {_text(k): _text(v) for k, v in lease.items()}
+        return BotState(
+            holder=lease.get("worker", ""),
+            token=int(lease.get("token", 0)),
+            offset=int(offset or 0),
+            waiting=len(waiting),
+            oldest_wait=max((now - d.accepted_at for d in waiting), default=0.0),
+            stats={_text(k): float(v) for k, v in stats.items()},
+        )
