@@ -37,6 +37,7 @@ from agent.simulator.telegram_api import TelegramSimulator  # noqa: E402
 from benchmarks.bench_cluster import redis_server  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.versions import RedisVersionStore  # noqa: E402
+from tests.conftest import sim_config, sim_endpoints_env  # noqa: E402
 from tests.integration.faults.fleet import fleet  # noqa: E402
 from tests.integration.http.conftest import start_gateway, stop  # noqa: E402
 
@@ -60,14 +61,12 @@ def main() -> None:
             redis_server(tmp) as url,
             ProviderSimulator() as sim,
             TelegramSimulator() as tg,
-            fleet(url, ns, tmp) as workers,
+            fleet(url, ns, tmp, **sim_endpoints_env(sim)) as workers,
         ):
             client = redis.Redis.from_url(url)
             tg.add_bot(POLL)
             tg.add_bot(HOOK)
-            RedisVersionStore(client, Keyspace(ns)).publish_config(
-                {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-            )
+            RedisVersionStore(client, Keyspace(ns)).publish_config(sim_config())
             for worker_id in ("w1", "w2"):
                 workers.start(worker_id)
             env = {

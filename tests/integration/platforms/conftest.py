@@ -19,7 +19,7 @@ from agent.simulator.slack_api import SlackSimulator
 from agent.simulator.telegram_api import TelegramSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, sim_config, sim_endpoints_env
 from tests.integration.faults.fleet import Fleet, fleet
 from tests.integration.http.conftest import Gateway, start_gateway, stop
 
@@ -79,14 +79,12 @@ def platforms(
         ProviderSimulator() as sim,
         TelegramSimulator() as tg,
         SlackSimulator() as sl,
-        fleet(redis_server.url, namespace, tmp) as workers,
+        fleet(redis_server.url, namespace, tmp, **sim_endpoints_env(sim)) as workers,
     ):
         tg.add_bot(POLL_TOKEN)
         tg.add_bot(HOOK_TOKEN)
         sl.add_token(SLACK_TOKEN)
-        RedisVersionStore(client, Keyspace(namespace)).publish_config(
-            {"model": {"default": "sim-gpt", "provider": "openai", "base_url": sim.openai_base_url}}
-        )
+        RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in ("w1", "w2"):
             workers.start(worker_id, wait=False)
         for worker_id in ("w1", "w2"):
