@@ -75,6 +75,12 @@ _PENDING_INTERRUPTS = 1024
 # How long an interrupt waits for its turn's model loop to start (seconds).
 _INTERRUPT_WAIT = 30.0
 _INTERRUPT_POLL = 0.005
+# What the turn's reply says stopped it, by the mode of the interrupt event.
+_STOP_REASONS = {
+    "stop": "stopped by /stop (the chat command or POST /v1/sessions/{key}/interrupt)",
+    "interrupt": "interrupted by a newer message (double texting: interrupt)",
+    "rollback": "rolled back by a newer message (double texting: rollback)",
+}
 
 # Backoff of a deferred turn: first delay, growth, cap (seconds).
 RETRY_FIRST = 0.05
@@ -478,7 +484,7 @@ class TurnRunner:
         Returns:
             Whether the turn runs here now (else the request waits for it).
         """
-        reason = f"{mode} requested by a newer message"
+        reason = stop_reason(mode)
         with self._lock:
             running = self._running.get(session_key)
             if running is None or running[0] != token:
@@ -496,6 +502,11 @@ class TurnRunner:
             return running is not None and running[0] == token
 
         return check
+
+
+def stop_reason(mode: str) -> str:
+    """The reason a stopped turn gives for an interrupt event of ``mode`` (stop, interrupt, rollback)."""
+    return _STOP_REASONS.get(mode, f"stopped ({mode})")
 
 
 def _depth(job: TurnJob) -> int:
