@@ -61,7 +61,7 @@ from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredProm
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
-from worker.cache import AgentCache
+from worker.cache import AgentCache, EvictionCause
 from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics
 from worker.profile import AgentProfile
@@ -453,11 +453,18 @@ class TurnRunner:
         return None  # delivered by the commit
 
     def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
-        """``/new``: hard-close the agent (tools torn down), clear the session, answer."""
+        """``/new``: end the session for good (agent, tools, history), then answer.
+
+        The agent's clients are released and the session's tools are torn down
+        here, under this turn's lease and before the reset releases it: a
+        teardown after that (the cache's hard close runs on another thread,
+        with the fenced store of the agent's last turn) would be refused as
+        a stale writer, and could hit the next turn's fresh sandbox.
+        """
         s = self.s
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
-        if not s.cache.close_session(job.session_key):
-            fenced_env.teardown(job.session_key)  # nothing cached here: close its tools ourselves
+        s.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
+        fenced_env.teardown(job.session_key)
         s.sessions.reset(
             lease,
             message_id=job.message_id,

@@ -18,6 +18,7 @@ from cluster.errors import TurnRejected
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.integration.faults.fleet import Fleet, coordinator, user_texts
+from tests.sandbox_support import require_bwrap
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +167,21 @@ def test_a_global_reasoning_change_clears_cached_agents_on_every_worker(
     efforts = [json.loads(r.body).get("reasoning_effort") for r in slow_model.recorded_requests()]
     assert efforts == ["low"] * len(sessions) + ["high"]
     assert override.cache_hit, "a per-message setting needs no rebuild"
+
+
+def test_a_reset_tears_the_session_down_and_logs_no_error(
+    workers: Fleet, slow_model: ProviderSimulator
+) -> None:
+    require_bwrap()
+    slow_model.set_latency(ttft=0.0)
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        made = coord.submit("gone", "!sh echo notes > kept.txt && cat kept.txt", timeout=30)
+        assert "notes" in made.text
+        reset = coord.submit("gone", "/new", timeout=30)
+        after = coord.submit("gone", "!sh cat kept.txt", timeout=30)
+    assert reset.raw["reset"] is True and after.raw["turn"] == 1
+    assert "No such file" in after.text, "the reset removed the session's files"
+    log = workers.log("w0")
+    for sign in ("Traceback", "LeaseLost", "ERROR", "failed"):
+        assert sign not in log, f"the reset logged {sign!r}:\n{log[-3000:]}"
