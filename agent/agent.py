@@ -343,8 +343,10 @@ class AIAgent:
         on_delta = self.stream_delta_callback
         try:
             return call_with_retries(
-                lambda: provider.complete(
-                    request, on_delta=on_delta, should_stop=self._interrupt.is_set
+                lambda left: provider.complete(
+                    request if left is None else replace(request, timeout=left),
+                    on_delta=on_delta,
+                    should_stop=self._interrupt.is_set,
                 ),
                 policy=self._retry_policy,
                 provider=provider.name,

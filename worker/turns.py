@@ -45,6 +45,7 @@ from typing import Any
 import redis
 
 from agent import AIAgent
+from agent.providers import RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
 from cluster.errors import (
@@ -58,6 +59,7 @@ from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
 from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
+from cluster.settings import DEFAULT_MODEL_CALL_DEADLINE
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
@@ -146,6 +148,7 @@ class TurnServices:
     workspaces: WorkspaceHandoff
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
 
 
 class TurnRunner:
@@ -340,6 +343,7 @@ class TurnRunner:
                 max_iterations=profile.max_iterations,
                 user_id=user_id,
                 fallback=profile.fallback_runtime(s.environ),
+                retry_policy=RetryPolicy(deadline=s.model_call_deadline),
                 tool_registry=s.tool_registry,
                 tool_env=fenced_env,
                 skip_context_files=True,
