@@ -32,9 +32,9 @@ def wait_for_process(marker: str, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def long_command(marker: str) -> str:
-    # The marker names the command's processes on the host; "sleep" is a child of the shell.
-    return f"!sh echo {marker} started; sleep {COMMAND_SECONDS}; echo {marker} done"
+def long_command(marker: str, pause: str) -> str:
+    # ``sleep {pause}`` (a unique duration) runs only once the first echo was written.
+    return f"!sh echo {marker} started; sleep {pause}; echo {marker} done"
 
 
 @pytest.mark.parametrize(
@@ -55,10 +55,11 @@ def test_a_stop_kills_the_running_command_at_once_and_keeps_its_output(
     require_bwrap()
     slow_model.set_latency(ttft=0.0)
     marker = f"mark-{uuid.uuid4().hex[:10]}"
+    pause = f"{COMMAND_SECONDS}.{uuid.uuid4().int % 10**6:06d}"
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
-        running = coord.submit_async("tool", long_command(marker))
-        wait_for_process(marker)
+        running = coord.submit_async("tool", long_command(marker, pause))
+        wait_for_process(f"sleep {pause}")
         sent = time.monotonic()
         if strategy == "/stop":
             assert coord.submit("tool", "/stop", timeout=5).raw["stopped"] is True
@@ -67,7 +68,7 @@ def test_a_stop_kills_the_running_command_at_once_and_keeps_its_output(
             newer = coord.submit_async("tool", "never mind", strategy="interrupt")
         reply = running.result(timeout=30)
         ended = time.monotonic() - sent
-        gone = not processes_with(marker)
+        gone = not processes_with(marker) and not processes_with(f"sleep {pause}")
         if newer is not None:
             assert newer.result(timeout=30).raw["turn"] == 2
     assert ended < COMMAND_SECONDS / 4, f"the turn ended {ended:.2f}s after the stop"
