@@ -17,6 +17,7 @@ from agent.tools.state import safe_task_id
 from cluster.keys import Keyspace
 from cluster.session_store import RedisSessionStore
 from cluster.transport import TurnQueue
+from coordinator.ingress import Reply
 from tests.integration.faults.fleet import Fleet, coordinator
 from tests.integration.faults.traffic import Traffic
 from tests.sandbox_support import processes_with, require_bwrap
@@ -32,12 +33,15 @@ def test_sigterm_under_traffic_hands_every_turn_over(
         workers.start(worker, concurrency=4)
     with coordinator(workers.settings()) as coord:
         traffic = Traffic(coord, sessions=24).start()
-        time.sleep(2.0)
+        _wait_until(lambda: len(_answered(traffic)) >= 24, "traffic flows (24 answers)")
         started = time.monotonic()
         code = workers.terminate("w0")
         drain_time = time.monotonic() - started
         exited = time.time()
-        time.sleep(1.5)
+        _wait_until(
+            lambda: sum(r.raw["started_at"] > exited for r in _answered(traffic)) >= 6,
+            "6 turns started after w0 left were answered",
+        )
         traffic.stop()
         answered = traffic.check()
     assert code == 0, workers.log("w0")
@@ -48,6 +52,10 @@ def test_sigterm_under_traffic_hands_every_turn_over(
     after = [r for rs in traffic.replies.values() for r in rs if r.raw["started_at"] > exited]
     assert after and "w0" not in {r.worker_id for r in after}, "no turn ran on w0 after it left"
     print(f"drain under traffic: {answered} answered, 0 lost; w0 exited in {drain_time:.2f}s")
+
+
+def _answered(traffic: Traffic) -> list[Reply]:
+    return [r for replies in list(traffic.replies.values()) for r in list(replies)]
 
 
 def _wait_until(done: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
@@ -121,12 +129,16 @@ def test_drain_command_waits_for_the_running_turn_then_the_worker_exits(
 def test_a_drain_past_its_timeout_cuts_turns_off_and_hands_them_on(
     workers: Fleet, slow_model: ProviderSimulator
 ) -> None:
-    slow_model.set_latency(ttft=3.0)
+    slow_model.set_latency(ttft=60.0)  # the first try of the turn cannot finish on w0
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         handle = coord.submit_async("stuck", "takes too long")
+        _wait_until(
+            lambda: any(b"takes too long" in r.body for r in slow_model.recorded_requests()),
+            "the turn is inside its model call on w0",
+        )
+        slow_model.set_latency(ttft=0.0)  # for the next requests: the turn handed on to w1
         workers.start("w1")
-        time.sleep(0.3)
         coord_settings = workers.settings()
         from coordinator.admin import drain_worker
 
