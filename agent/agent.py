@@ -285,6 +285,7 @@ class AIAgent:
         new: list[Message] = [user_message(message)]
         usage = Usage()
         tool_names = {schema["name"] for schema in frozen.tool_schemas}
+        cut: Message | None = None
         for iteration in range(1, self.max_iterations + 1):
             if self._interrupt.is_set():
                 return self._interrupted(new, usage, iteration - 1)
@@ -316,10 +317,17 @@ class AIAgent:
                     text=response.text or "", new_messages=new, usage=usage, iterations=iteration
                 )
             for call in response.tool_calls:
-                result = self._run_tool(call, tool_names)
+                stopped_before = self._interrupt.is_set()
+                result = self._run_tool(call, tool_names) if not stopped_before else tool_message(
+                    str(call["id"]), str(call["name"]), f"not run: {self._stop_reason()}"
+                )
                 new.append(result)
                 if self.step_callback is not None:
                     self.step_callback(iteration, result)
+                if self._interrupt.is_set() and not stopped_before:
+                    cut = result  # the tool the stop cut short: its partial output goes in the reply
+            if self._interrupt.is_set():
+                return self._interrupted(new, usage, iteration, cut_tool=cut)
         note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"
         return TurnResult(text=note, new_messages=new, usage=usage, iterations=self.max_iterations)
 
@@ -336,8 +344,10 @@ class AIAgent:
         on_delta = self.stream_delta_callback
         try:
             return call_with_retries(
-                lambda: provider.complete(
-                    request, on_delta=on_delta, should_stop=self._interrupt.is_set
+                lambda left: provider.complete(
+                    request if left is None else replace(request, timeout=left),
+                    on_delta=on_delta,
+                    should_stop=self._interrupt.is_set,
                 ),
                 policy=self._retry_policy,
                 provider=provider.name,
@@ -386,16 +396,27 @@ class AIAgent:
             content = f"error: tool {name!r} is not available in this session"
         else:
             result = self.tool_registry.dispatch(
-                name, arguments, ToolContext(self.task_id, self.tool_env)
+                name, arguments, ToolContext(self.task_id, self.tool_env, stopped=self._stop_reason)
             )
             content = result.content
         self._touch(f"tool {name} finished")
         return tool_message(str(call["id"]), name, content)
 
-    def _interrupted(self, new: list[Message], usage: Usage, iterations: int) -> TurnResult:
+    def _stop_reason(self) -> str | None:
+        """Why the running turn was stopped, or None while it may go on (tools poll this)."""
+        if not self._interrupt.is_set():
+            return None
+        return self._interrupt_reason or "interrupted"
+
+    def _interrupted(
+        self, new: list[Message], usage: Usage, iterations: int, *, cut_tool: Message | None = None
+    ) -> TurnResult:
         reason = self._interrupt_reason or "interrupted"
+        text = f"(interrupted: {reason})"
+        if cut_tool is not None:
+            text += f"\n{cut_tool.get('name') or 'tool'}: {cut_tool.get('content') or ''}"
         return TurnResult(
-            text=f"(interrupted: {reason})",
+            text=text,
             new_messages=new,
             usage=usage,
             interrupted=True,

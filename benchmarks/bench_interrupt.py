@@ -8,8 +8,11 @@ Per run: one coordinator starts a turn, waits until it holds its lease (the
 model call is in flight on whichever worker owns the session), then a second
 coordinator sends a message with ``strategy="interrupt"``. Measured: from that
 submit to the first turn's (interrupted) reply arriving, and to the new
-message's answer. Baseline in the same run: a plain turn's round trip with a
-zero-latency model (what any reply costs to travel back).
+message's answer. Then ``/stop`` while the turn runs ``!sh sleep 30``
+(in its sandbox): from the ``/stop`` submit to the command's processes gone,
+and to the stopped turn's reply (with the command's partial output). Baseline
+in the same run: a plain turn's round trip with a zero-latency model (what any
+reply costs to travel back).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +35,24 @@ from cluster.keys import Keyspace  # noqa: E402
 from cluster.settings import ClusterSettings  # noqa: E402
 from cluster.versions import RedisVersionStore  # noqa: E402
 from coordinator.ingress import Coordinator  # noqa: E402
+
+
+def running(marker: str) -> bool:
+    """Whether a live process has ``marker`` in its command line."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                stat = (entry / "stat").read_text()
+                if stat[stat.rfind(")") + 2] not in "ZX":
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def in_model_call(sim: ProviderSimulator, text: str) -> bool:
+    """Whether the simulator has received the model call of the message ``text``."""
+    return any(text.encode() in r.body for r in sim.recorded_requests())
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -52,7 +74,7 @@ def main() -> None:
         workers = [start_worker(url, namespace, f"w{i}", Path(tmp) / f"w{i}.log") for i in range(2)]
         wait_live(settings, "w0", "w1")
         first, second = Coordinator(settings=settings), Coordinator(settings=settings)
-        stopped, answered, baseline = [], [], []
+        stopped, answered, baseline, killed, stop_replied = [], [], [], [], []
         try:
             for run in range(args.runs):
                 session = f"bench-{run}"
@@ -61,11 +83,10 @@ def main() -> None:
                 first.submit(session, "warm up", timeout=30)
                 baseline.append(time.monotonic() - started)
                 sim.set_latency(ttft=30.0)
-                stuck = first.submit_async(session, "a long question")
-                lease = Keyspace(namespace).session(session).lease
-                while not client.exists(lease):
+                question = f"a long question {run}"
+                stuck = first.submit_async(session, question)
+                while not in_model_call(sim, question):
                     time.sleep(0.005)
-                time.sleep(0.3)  # inside the model call
                 sent = time.monotonic()
                 newer = second.submit_async(session, "this instead", strategy="interrupt")
                 reply = stuck.result(timeout=60)
@@ -74,7 +95,24 @@ def main() -> None:
                 sim.set_latency(ttft=0.0)
                 newer.result(timeout=60)
                 answered.append(time.monotonic() - sent)
-                print(f"run {run + 1}/{args.runs}: stopped in {stopped[-1] * 1000:.1f} ms", flush=True)
+                pause = f"sleep 30.{uuid.uuid4().int % 10**6:06d}"
+                command = first.submit_async(session, f"!sh echo started; {pause}")
+                while not running(pause):
+                    time.sleep(0.002)
+                sent = time.monotonic()
+                first.submit(session, "/stop", timeout=30)
+                while running(pause):
+                    time.sleep(0.002)
+                killed.append(time.monotonic() - sent)
+                reply = command.result(timeout=60)
+                stop_replied.append(time.monotonic() - sent)
+                assert reply.raw["interrupted"] and "started" in reply.text, reply.raw
+                print(
+                    f"run {run + 1}/{args.runs}: interrupt stopped the model call in "
+                    f"{stopped[-1] * 1000:.1f} ms; /stop killed the command in "
+                    f"{killed[-1] * 1000:.1f} ms, its reply in {stop_replied[-1] * 1000:.1f} ms",
+                    flush=True,
+                )
         finally:
             first.close()
             second.close()
@@ -86,7 +124,12 @@ def main() -> None:
     print("| across 2 worker processes | p50 | p99 | p50 vs a plain turn's round trip |")
     print("|---|---|---|---|")
     print(f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | {percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |")
-    for label, samples in (("interrupt in -> running turn stopped, its reply delivered", stopped), ("interrupt in -> the new message answered", answered)):
+    for label, samples in (
+        ("interrupt in -> running turn stopped, its reply delivered", stopped),
+        ("interrupt in -> the new message answered", answered),
+        ("/stop in -> the running `sleep 30` command killed (its sandbox gone)", killed),
+        ("/stop in -> the stopped turn's reply (with the partial output) delivered", stop_replied),
+    ):
         mid = statistics.median(samples)
         print(f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | {mid / base:.2f}x |")
 

@@ -37,6 +37,10 @@ class ProviderBadRequest(ProviderError):
     """The provider rejected the request as malformed (model name, parameters)."""
 
 
+class ProviderTimeout(ProviderError):
+    """One try of a model call got no (complete) answer within its timeout; retryable."""
+
+
 class ProviderUnavailable(ProviderError):
     """Rate limits, 5xx or timeouts persisted through every retry."""
 
@@ -140,6 +144,7 @@ __all__ = [
     "ProviderAuthError",
     "ProviderBadRequest",
     "ProviderError",
+    "ProviderTimeout",
     "ProviderUnavailable",
     "ProviderUnreachable",
     "SessionBusy",

@@ -48,6 +48,7 @@ __all__ = [
 # Defaults other modules need as plain constants (the agent cache, the worker
 # options, the turn runner): defined here once and imported there.
 DEFAULT_TURN_TIMEOUT = 600.0
+DEFAULT_MODEL_CALL_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 32
 DEFAULT_CACHE_SIZE = 128
 DEFAULT_IDLE_TTL = 3600.0
@@ -147,6 +148,8 @@ class ClusterSettings:
             worker extends it while the turn runs.
         turn_timeout: Seconds a turn may run before it is abandoned.
         drain_timeout: Seconds a draining worker waits for running turns.
+        model_call_deadline: Seconds one model call may take across all its
+            tries and backoffs (each try's timeout is what is left of it).
         max_message_bytes: Largest accepted user message / reply, in bytes.
         max_config_bytes: Largest accepted config document (encoded), in bytes.
         processed_retention: Seconds a processed message id (and its stored
@@ -205,6 +208,7 @@ class ClusterSettings:
     lease_ttl: float = 30.0
     turn_timeout: float = DEFAULT_TURN_TIMEOUT
     drain_timeout: float = 120.0
+    model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
     max_message_bytes: int = 256 * 1024
     max_config_bytes: int = 1024 * 1024
     processed_retention: float = 7 * 24 * 3600.0
@@ -261,6 +265,7 @@ class ClusterSettings:
             "lease_ttl",
             "turn_timeout",
             "drain_timeout",
+            "model_call_deadline",
             "processed_retention",
             "reply_ttl",
             "idle_ttl",
@@ -482,6 +487,9 @@ SETTING_HELP: dict[str, str] = {
     "coordinator waits for a reply.",
     "drain_timeout": "Seconds a draining worker lets running turns finish before cutting them "
     "off and handing them on.",
+    "model_call_deadline": "Seconds one model call may take in all, across its tries and the "
+    "backoff between them (each try's timeout is what is left, at most 120 s); then the turn "
+    "answers with an error saying what happened (timeouts or errors, how many tries, how long).",
     "max_message_bytes": "Largest accepted message text or reply, in bytes.",
     "max_config_bytes": "Largest accepted config document (encoded), in bytes.",
     "processed_retention": "Seconds a processed message id and its reply are remembered, so "

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import redis
 
-from cluster.errors import LeaseLost
 from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
 from cluster.scripts import ScriptSet
@@ -107,8 +106,10 @@ class RedisWorkspaceStore:
             Whether it was stored (``False``: that digest was stored already).
 
         Raises:
-            LeaseLost: the lease was taken over, or the session now belongs to
-                another worker; nothing was written.
+            LeaseLost: the lease was taken over; nothing was written. (The
+                session may have a new owner meanwhile: a drain hands a
+                session's queued turns on while its turn runs here; that
+                turn's snapshot is what the new owner restores.)
         """
         keys = self._keys.session(lease.session_key)
         code, value = self._scripts(
@@ -119,9 +120,4 @@ class RedisWorkspaceStore:
         code = int(code)
         if code == 0:
             raise lease_lost(lease, value)
-        if code == -1:
-            raise LeaseLost(
-                f"session {lease.session_key!r} is owned by {_text(value) or 'nobody'}, not "
-                f"{lease.worker_id!r}: its workspace snapshot is the new owner's to write"
-            )
         return code == 1

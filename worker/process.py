@@ -224,6 +224,7 @@ class WorkerProcess:
                 workspaces=self.workspaces,
                 environ=self.options.environ,
                 metrics=self.metrics,
+                model_call_deadline=settings.model_call_deadline,
             )
         )
         self.executor = TurnExecutor(

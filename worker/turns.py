@@ -45,7 +45,7 @@ from typing import Any
 import redis
 
 from agent import AIAgent
-from agent.providers import DEFAULT_MAX_TOKENS
+from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
 from cluster.endpoints import EndpointTable
@@ -60,11 +60,12 @@ from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
 from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
+from cluster.settings import DEFAULT_MODEL_CALL_DEADLINE
 from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
 from cluster.versions import RedisVersionStore
-from worker.cache import AgentCache
+from worker.cache import AgentCache, EvictionCause
 from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics, estimated_cost
 from worker.profile import AgentProfile
@@ -78,6 +79,12 @@ _PENDING_INTERRUPTS = 1024
 # How long an interrupt waits for its turn's model loop to start (seconds).
 _INTERRUPT_WAIT = 30.0
 _INTERRUPT_POLL = 0.005
+# What the turn's reply says stopped it, by the mode of the interrupt event.
+_STOP_REASONS = {
+    "stop": "stopped by /stop (the chat command or POST /v1/sessions/{key}/interrupt)",
+    "interrupt": "interrupted by a newer message (double texting: interrupt)",
+    "rollback": "rolled back by a newer message (double texting: rollback)",
+}
 
 # Backoff of a deferred turn: first delay, growth, cap (seconds).
 RETRY_FIRST = 0.05
@@ -177,6 +184,7 @@ class TurnServices:
     workspaces: WorkspaceHandoff
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
 
 
 class TurnRunner:
@@ -388,6 +396,7 @@ class TurnRunner:
                 max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
                 user_id=user_id,
                 fallback=profile.fallback_runtime(s.environ),
+                retry_policy=RetryPolicy(deadline=s.model_call_deadline),
                 tool_registry=s.tool_registry,
                 tool_env=fenced_env,
                 skip_context_files=True,
@@ -505,11 +514,18 @@ class TurnRunner:
         return None  # delivered by the commit
 
     def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
-        """``/new``: hard-close the agent (tools torn down), clear the session, answer."""
+        """``/new``: end the session for good (agent, tools, history), then answer.
+
+        The agent's clients are released and the session's tools are torn down
+        here, under this turn's lease and before the reset releases it: a
+        teardown after that (the cache's hard close runs on another thread,
+        with the fenced store of the agent's last turn) would be refused as
+        a stale writer, and could hit the next turn's fresh sandbox.
+        """
         s = self.s
         fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
-        if not s.cache.close_session(job.session_key):
-            fenced_env.teardown(job.session_key)  # nothing cached here: close its tools ourselves
+        s.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
+        fenced_env.teardown(job.session_key)
         s.sessions.reset(
             lease,
             message_id=job.message_id,
@@ -536,7 +552,7 @@ class TurnRunner:
         Returns:
             Whether the turn runs here now (else the request waits for it).
         """
-        reason = f"{mode} requested by a newer message"
+        reason = stop_reason(mode)
         with self._lock:
             running = self._running.get(session_key)
             if running is None or running[0] != token:
@@ -554,6 +570,11 @@ class TurnRunner:
             return running is not None and running[0] == token
 
         return check
+
+
+def stop_reason(mode: str) -> str:
+    """The reason a stopped turn gives for an interrupt event of ``mode`` (stop, interrupt, rollback)."""
+    return _STOP_REASONS.get(mode, f"stopped ({mode})")
 
 
 def _depth(job: TurnJob) -> int:

@@ -122,6 +122,7 @@ class AnthropicMessagesProvider(SDKClientHolder):
             "max_tokens": request.max_tokens,
             "system": system,
             "messages": turns,
+            **self._try_timeout(request),
         }
         if tools:
             kwargs["tools"] = tools

@@ -14,7 +14,8 @@ from typing import Any, Protocol, TypeVar
 from agent.messages import Message, Usage
 from agent.providers.clients import ClientKey, ClientRef, SharedClients, shared_clients
 from agent.providers.http import Call
-from cluster.errors import ProviderError, ProviderUnavailable, ProviderUnreachable
+from cluster.errors import ProviderError, ProviderTimeout, ProviderUnavailable, ProviderUnreachable
+from cluster.settings import DEFAULT_MODEL_CALL_DEADLINE
 
 DEFAULT_MAX_TOKENS = 1024
 """Output tokens per model call when the cluster config sets no ``model.max_tokens``."""
@@ -27,6 +28,8 @@ log = logging.getLogger("agent.providers")
 
 T = TypeVar("T")
 _RNG = random.Random()  # jitter only; one per process (seeding one per call costs a syscall)
+# A retry that would have less than this many seconds of the deadline left is not tried.
+MIN_TRY_SECONDS = 1.0
 DeltaCallback = Callable[[str], None]
 
 
@@ -42,6 +45,8 @@ class ModelRequest:
         session_id: sent as the provider's cache-routing key where it has one.
         reasoning: the per-turn reasoning config (e.g. ``{"effort": "low"}``) or None.
         max_tokens: output cap for this call.
+        timeout: seconds this try may take at most (what is left of the
+            call's deadline); ``None``: the client's own timeout.
     """
 
     model: str
@@ -51,6 +56,7 @@ class ModelRequest:
     session_id: str
     reasoning: dict[str, Any] | None = None
     max_tokens: int = DEFAULT_MAX_TOKENS
+    timeout: float | None = None
 
 
 @dataclass
@@ -93,15 +99,24 @@ class Provider(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries with exponential backoff and full jitter.
+    """Bounded retries with exponential backoff and full jitter, within a total deadline.
 
     Only errors marked ``retryable`` (rate limits, 5xx, timeouts, dropped
     connections) are retried; auth errors and bad requests fail at once.
+    ``deadline`` bounds one model call across all its tries and backoffs
+    (``ClusterSettings.model_call_deadline`` on a worker): each try gets
+    what is left as its timeout, and no retry starts with less than
+    ``MIN_TRY_SECONDS`` left. ``None``: only ``attempts`` bounds it.
     """
 
     attempts: int = 4
     base_delay: float = 0.5
     max_delay: float = 8.0
+    deadline: float | None = DEFAULT_MODEL_CALL_DEADLINE
+
+    def time_left(self, elapsed: float) -> float | None:
+        """Seconds of the deadline left after ``elapsed`` seconds (``None``: no deadline)."""
+        return None if self.deadline is None else max(0.0, self.deadline - elapsed)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -110,32 +125,55 @@ class RetryPolicy:
 
 
 def call_with_retries(
-    call: Callable[[], T],
+    call: Callable[[float | None], T],
     *,
     policy: RetryPolicy,
     provider: str,
     stop: threading.Event | None = None,
     sleep: Callable[[float], object] = time.sleep,
     rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run ``call``, retrying retryable :class:`ProviderError`s per ``policy``.
 
+    Args:
+        call: one try; it is given the seconds of the deadline left (its
+            timeout), or ``None`` when the policy has no deadline.
+        policy: how many tries, the backoff between them, the total deadline.
+        provider: named in the messages.
+        stop: set when the turn is stopped: no further try.
+        sleep: waits out a backoff (an interrupt's ``Event.wait`` cuts it short).
+        rng: jitter of the backoff.
+        clock: monotonic seconds, for the deadline.
+
     Raises:
-        ProviderUnavailable: the error was still retryable after the last attempt.
+        ProviderUnavailable: the error was still retryable after the last try
+            (or the deadline left no time for another); the message says what
+            happened: how many tries, how long, timeouts or errors.
         ProviderError: a non-retryable error, at once.
     """
     rng = rng or _RNG
+    began = clock()
     last: ProviderError | None = None
+    tries = 0
+    last_try = 0.0
+    out_of_time = False
     for attempt in range(1, policy.attempts + 1):
+        tries = attempt
+        started = clock()
         try:
-            return call()
+            return call(policy.time_left(started - began))
         except ProviderError as exc:
             if not exc.retryable:
                 raise
-            last = exc
+            last, last_try = exc, clock() - started
             if attempt == policy.attempts or (stop is not None and stop.is_set()):
                 break
             wait = policy.delay(attempt, rng)
+            left = policy.time_left(clock() - began)
+            if left is not None and left - wait < MIN_TRY_SECONDS:
+                out_of_time = True
+                break
             log.warning(
                 "%s call failed (%s); retry %d/%d in %.2fs",
                 provider,
@@ -145,18 +183,47 @@ def call_with_retries(
                 wait,
             )
             sleep(wait)
+    assert last is not None
+    raise _gave_up(
+        last,
+        provider=provider,
+        tries=tries,
+        last_try=last_try,
+        elapsed=clock() - began,
+        deadline=policy.deadline if out_of_time else None,
+    ) from last
+
+
+def _gave_up(
+    last: ProviderError,
+    *,
+    provider: str,
+    tries: int,
+    last_try: float,
+    elapsed: float,
+    deadline: float | None,
+) -> ProviderUnavailable:
+    """The error that ends a model call: what happened, how often, how long, what to do."""
+    what = f"gave up after {tries} attempt{'s' if tries != 1 else ''} in {elapsed:.1f} s"
+    if deadline is not None:
+        what += f" (model_call_deadline {deadline:g} s left no time for another)"
+    detail = str(last).rstrip(". ")
     if isinstance(last, ProviderUnreachable):
-        raise ProviderUnreachable(
-            f"gave up after {policy.attempts} attempts: {last}",
+        return ProviderUnreachable(f"{what}: {detail}", provider=provider, retryable=False)
+    if isinstance(last, ProviderTimeout):
+        return ProviderUnavailable(
+            f"{provider}: {what}: the last try timed out after {last_try:.1f} s ({detail}). "
+            "The provider is slow or not answering; try again later, or raise "
+            "model_call_deadline if its replies take longer.",
             provider=provider,
             retryable=False,
-        ) from last
-    raise ProviderUnavailable(
-        f"{provider}: gave up after {policy.attempts} attempts: {last}. "
+        )
+    return ProviderUnavailable(
+        f"{provider}: {what}: {detail}. "
         "The provider is rate limiting or failing; try again later or lower the load.",
         provider=provider,
         retryable=False,
-    ) from last
+    )
 
 
 class SDKClientHolder:
@@ -194,6 +261,12 @@ class SDKClientHolder:
 
     def _new_client(self, http_client: Any) -> Any:
         raise NotImplementedError
+
+    def _try_timeout(self, request: ModelRequest) -> dict[str, float]:
+        """The SDK's per-request ``timeout``: what is left of the call's deadline, when shorter."""
+        if request.timeout is None or request.timeout >= self._key.timeout:
+            return {}
+        return {"timeout": max(request.timeout, 0.001)}
 
     @contextmanager
     def _calling(self, should_stop: Callable[[], bool]) -> Iterator[Any]:

@@ -124,6 +124,7 @@ class OpenAIChatProvider(SDKClientHolder):
             "messages": to_openai_messages(request.system, list(request.messages)),
             "max_completion_tokens": request.max_tokens,
             "prompt_cache_key": request.session_id,
+            **self._try_timeout(request),
         }
         if request.tools:
             kwargs["tools"] = to_openai_tools(request.tools)

@@ -13,6 +13,7 @@ from cluster.errors import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderError,
+    ProviderTimeout,
     ProviderUnreachable,
 )
 
@@ -51,7 +52,7 @@ def translate_sdk_error(
             provider=provider,
         )
     if isinstance(exc, sdk.APITimeoutError):
-        return ProviderError(
+        return ProviderTimeout(
             f"{provider} timed out ({_endpoint(base_url)}): {_short(exc)}",
             provider=provider,
             retryable=True,

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.tools.arguments import validate_arguments
@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+def _never_stopped() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """What a tool call may know about its caller.
@@ -34,10 +38,14 @@ class ToolContext:
     Attributes:
         task_id: the session's task id; every piece of tool state is keyed by it.
         env: the sandbox root and state store to use.
+        stopped: why the turn was stopped (a ``/stop``, an API interrupt, a
+            newer message, a drain), or ``None`` while it runs; a tool that
+            waits (``terminal``) polls it and kills what it started.
     """
 
     task_id: str
     env: ToolEnvironment
+    stopped: Callable[[], str | None] = field(default=_never_stopped, compare=False)
 
 
 @dataclass(frozen=True)

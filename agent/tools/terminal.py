@@ -16,6 +16,9 @@ a finished command leaves behind (the ``process`` tool is the way to keep
 something running), and a command that grows the workspace past its quota or
 leaves the disk nearly full (see :mod:`agent.tools.workspace_quota`; where the
 workspace is a volume the kernel refuses writes past the quota instead).
+A stopped turn (``/stop``, an API interrupt, a
+newer message, a drain's cut-off) kills the running command with its whole
+sandbox within a poll interval (50 ms); the output it wrote so far is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import selectors
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +126,8 @@ class CommandOutcome:
         strays_killed: processes it left behind were killed.
         session: the shell session it left (``None`` when it did not report one).
         limit_hit: why it was killed for a resource limit (workspace quota, disk), or "".
+        stopped: why it was killed because its turn was stopped (a /stop, a newer message), or "".
+        seconds: how long it ran.
     """
 
     exit_code: int | None
@@ -130,6 +136,8 @@ class CommandOutcome:
     strays_killed: bool
     session: ShellSession | None
     limit_hit: str = ""
+    stopped: str = ""
+    seconds: float = 0.0
 
 
 def _exited_unreaped(pid: int) -> bool:
@@ -159,6 +167,31 @@ class _Pumped:
     timed_out: bool = False
     strays: bool = False
     limit_hit: str = ""
+    stopped: str = ""
+
+
+def _never_stopped() -> str | None:
+    return None
+
+
+def _must_kill(
+    result: _Pumped,
+    now: float,
+    deadline: float,
+    quota: QuotaWatch | None,
+    stopped: Callable[[], str | None],
+) -> bool:
+    """Whether the command must be killed now (its turn stopped, timeout, limit); records why."""
+    reason = stopped()
+    if reason:
+        result.stopped = reason
+        return True
+    problem = quota.check(now) if quota is not None else ""
+    if now >= deadline or problem:
+        result.timed_out = not problem
+        result.limit_hit = problem
+        return True
+    return False
 
 
 def _pump(
@@ -168,8 +201,9 @@ def _pump(
     state_fd: int,
     timeout: float,
     quota: QuotaWatch | None,
+    stopped: Callable[[], str | None] = _never_stopped,
 ) -> _Pumped:
-    """Read output and shell state until the command is done.
+    """Read output and shell state until the command is done, timed out or stopped.
 
     The shell is never reaped here, so its pid (= the group id) stays reserved
     while the caller signals the group.
@@ -186,10 +220,7 @@ def _pump(
         while open_fds:
             now = time.monotonic()
             if drain_deadline is None:
-                problem = quota.check(now) if quota is not None else ""
-                if now >= deadline or problem:
-                    result.timed_out = not problem
-                    result.limit_hit = problem
+                if _must_kill(result, now, deadline, quota, stopped):
                     _kill_group(proc.pid)
                     drain_deadline = now + _DRAIN_SECONDS
                 elif _exited_unreaped(proc.pid):
@@ -212,13 +243,24 @@ def _pump(
                     state += chunk[: _MAX_STATE_BYTES - len(state)]
     if drain_deadline is None:
         # EOF came first (e.g. the jobs left behind do not write to the pipes).
-        while not _exited_unreaped(proc.pid):
-            if time.monotonic() >= deadline:
-                result.timed_out = True
-                return result
-            time.sleep(0.005)
-        result.strays = _has_strays(proc.pid)
+        _wait_for_exit(proc.pid, result, deadline, stopped)
     return result
+
+
+def _wait_for_exit(
+    pid: int, result: _Pumped, deadline: float, stopped: Callable[[], str | None]
+) -> None:
+    """Wait (unreaped) for the shell to exit, its deadline or a stop; records which."""
+    while not _exited_unreaped(pid):
+        reason = stopped()
+        if reason:
+            result.stopped = reason
+            return
+        if time.monotonic() >= deadline:
+            result.timed_out = True
+            return
+        time.sleep(0.005)
+    result.strays = _has_strays(pid)
 
 
 def _parse_state(data: bytes) -> tuple[int, str, dict[str, str]] | None:
@@ -238,6 +280,7 @@ def run_command(
     session: ShellSession,
     timeout: float,
     max_output: int,
+    stopped: Callable[[], str | None] = _never_stopped,
 ) -> CommandOutcome:
     """Run ``command`` with bash in the session's sandbox, cwd and env; capture what it leaves.
 
@@ -248,6 +291,8 @@ def run_command(
         session: the shell session the previous command left.
         timeout: seconds before the command is killed with its sandbox.
         max_output: bytes of output kept.
+        stopped: polled while the command runs; a reason (the turn was stopped)
+            kills it with its sandbox at once.
     """
     visible = sandbox.visible_workspace(workspace)
     isolated = sandbox.base_environment(workspace, dict(os.environ)) if sandbox.isolated else None
@@ -257,6 +302,7 @@ def run_command(
     output, state = CappedOutput(max_output), bytearray()
     quota = QuotaWatch(workspace, sandbox.config.limits) if sandbox.isolated else None
     state_r, state_w = os.pipe()
+    began = time.monotonic()
     try:
         scan = "1" if sandbox.isolated else "0"
         argv = [BASH, "-c", _SCRIPT, "agent-terminal", command, str(state_w), scan]
@@ -276,7 +322,7 @@ def run_command(
         state_w = -1
         with proc:
             try:
-                pumped = _pump(proc, output, state, state_r, timeout, quota)
+                pumped = _pump(proc, output, state, state_r, timeout, quota, stopped)
             finally:
                 # Not reaped yet, so the group id cannot have been reused by anyone else.
                 _kill_group(proc.pid)
@@ -285,14 +331,14 @@ def run_command(
         os.close(state_r)
         if state_w >= 0:
             os.close(state_w)
-    report = None if pumped.timed_out or pumped.limit_hit else _parse_state(bytes(state))
+    killed = pumped.timed_out or bool(pumped.limit_hit) or bool(pumped.stopped)
+    report = None if killed else _parse_state(bytes(state))
     new_session: ShellSession | None = None
     strays = pumped.strays
     if report is not None:
         leftover, final_cwd, final_env = report
         new_session = ShellSession.captured(visible, final_cwd, final_env, isolated)
         strays = strays or (sandbox.isolated and leftover > 0)
-    killed = pumped.timed_out or bool(pumped.limit_hit)
     return CommandOutcome(
         exit_code=None if killed else proc.returncode,
         timed_out=pumped.timed_out,
@@ -300,6 +346,8 @@ def run_command(
         strays_killed=strays,
         session=new_session,
         limit_hit=pumped.limit_hit,
+        stopped=pumped.stopped,
+        seconds=time.monotonic() - began,
     )
 
 
@@ -335,6 +383,7 @@ def terminal_spec(
                 session=session,
                 timeout=timeout,
                 max_output=max_output,
+                stopped=ctx.stopped,
             )
         except OSError as exc:
             raise ToolError(f"could not start bash: {exc}") from exc
@@ -348,6 +397,11 @@ def terminal_spec(
             )
         if outcome.limit_hit:
             raise ToolError(f"command was killed with its whole {what}: {outcome.limit_hit}" + tail)
+        if outcome.stopped:
+            raise ToolError(
+                f"command was killed with its whole {what} after {outcome.seconds:.1f} s: "
+                f"{outcome.stopped}" + tail
+            )
         if outcome.session is not None:
             outcome.session.save(ctx.env.state, ctx.task_id)
             session = outcome.session

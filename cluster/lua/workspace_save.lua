@@ -1,10 +1,12 @@
--- Store a session's workspace snapshot, fenced twice: by the running-turn lease
--- (the caller's token must be the lease's current token) and by ownership
--- (the caller must be the session's owner). Tokens only grow and the lease holds
--- the newest one, so a snapshot written under an older token (a stale owner,
--- a paused worker) can never replace a newer one. A snapshot whose digest is
--- already stored is not rewritten (the caller reads the stored digest first and
--- then does not send it at all).
+-- Store a session's workspace snapshot, fenced by the running-turn lease (the
+-- caller's token must be the lease's current token). Tokens only grow and the
+-- lease holds the newest one, so a snapshot written under an older token (a
+-- stale owner, a paused worker) can never replace a newer one. Ownership is not
+-- checked: a draining worker hands a session's queued turns (and so its
+-- ownership) on while a turn of it still runs there, and that turn's files
+-- must reach the new owner, which cannot start a turn (and restore) before the
+-- lease is released. A snapshot whose digest is already stored is not rewritten
+-- (the caller reads the stored digest first and then does not send it at all).
 --
 -- KEYS[1]  lease      hash    fields: token, worker
 -- KEYS[2]  owner      hash    fields: worker, epoch
@@ -18,15 +20,10 @@
 -- ARGV[6]  uncompressed size in bytes
 -- ARGV[7]  number of entries left out
 -- Returns: {1, token} stored; {2, token} same digest already stored (nothing written);
---          {0, current token or ""} lease lost (nothing written); {-1, owner or ""} the
---          caller is not the session's owner (nothing written).
+--          {0, current token or ""} lease lost (nothing written).
 local current = redis.call('HGET', KEYS[1], 'token')
 if current ~= ARGV[1] then
   return {0, current or ''}
-end
-local owner = redis.call('HGET', KEYS[2], 'worker')
-if owner ~= ARGV[2] then
-  return {-1, owner or ''}
 end
 if redis.call('HGET', KEYS[3], 'digest') == ARGV[3] then
   return {2, current}

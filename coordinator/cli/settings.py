@@ -41,6 +41,7 @@ WORKER_SETTINGS = (
     "lease_ttl",
     "turn_timeout",
     "drain_timeout",
+    "model_call_deadline",
     "concurrency",
     "cache_size",
     "idle_ttl",

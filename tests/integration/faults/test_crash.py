@@ -15,10 +15,20 @@ from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 pytestmark = pytest.mark.integration
 
 
+def wait_in_model_calls(sim: ProviderSimulator, *texts: str) -> None:
+    """Wait until the simulator holds the model call of each message in ``texts``."""
+    deadline = time.monotonic() + 30
+    while not all(
+        any(text.encode() in r.body for r in sim.recorded_requests()) for text in texts
+    ):
+        assert time.monotonic() < deadline, f"the turns of {texts} never called the model"
+        time.sleep(0.01)
+
 
 def test_a_killed_workers_queued_and_running_turns_are_answered_by_a_survivor(
     workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
 ) -> None:
+    slow_model.set_latency(ttft=60.0)  # no turn can finish on the victim
     workers.start("victim", concurrency=2)
     with coordinator(workers.settings()) as coord:
         handles: dict[str, list[TurnHandle]] = {
@@ -27,7 +37,9 @@ def test_a_killed_workers_queued_and_running_turns_are_answered_by_a_survivor(
         }
         assert {h.worker_id for hs in handles.values() for h in hs} == {"victim"}
         workers.start("survivor")
-        time.sleep(0.3)  # two turns are running on the victim, the rest wait
+        # A turn runs on the victim; the rest wait (queued, or claimed behind their session's turn).
+        wait_in_model_calls(slow_model, "says 0")
+        slow_model.set_latency(ttft=1.0)  # the survivor's model calls
         workers.kill("victim")
         killed_at = time.monotonic()
         for session, session_handles in handles.items():
@@ -45,11 +57,13 @@ def test_a_killed_workers_queued_and_running_turns_are_answered_by_a_survivor(
 def test_resubmitting_a_message_stranded_on_a_dead_worker_is_answered(
     workers: Fleet, slow_model: ProviderSimulator
 ) -> None:
+    slow_model.set_latency(ttft=60.0)  # the first turn cannot finish on the victim
     workers.start("victim", concurrency=1)
     with coordinator(workers.settings()) as coord:
         coord.submit_async("chat", "first", message_id="m-1")
         coord.submit_async("chat", "second", message_id="m-2")
-        time.sleep(0.2)
+        wait_in_model_calls(slow_model, "first")
+        slow_model.set_latency(ttft=1.0)  # the survivor's model calls
         workers.kill("victim")
         workers.start("survivor")
         # The caller of m-2 gave up and resubmits the same id: answered once, in order.
@@ -64,11 +78,13 @@ def test_resubmitting_a_message_stranded_on_a_dead_worker_is_answered(
 def test_a_paused_worker_writes_nothing_then_rejoins(
     workers: Fleet, slow_model: ProviderSimulator, redis_client: redis.Redis, namespace: str
 ) -> None:
+    slow_model.set_latency(ttft=60.0)  # the turn cannot finish on sleepy
     workers.start("sleepy")
     with coordinator(workers.settings()) as coord:
         handle = coord.submit_async("napping", "hello", message_id="n-1")
         workers.start("awake")
-        time.sleep(0.3)
+        wait_in_model_calls(slow_model, "hello")
+        slow_model.set_latency(ttft=1.0)  # awake's model calls
         workers.pause("sleepy")  # mid-turn, past the 2 s heartbeat TTL
         reply = handle.result(timeout=60)
         assert reply.worker_id == "awake", "the paused worker's turn ran on the survivor"
@@ -78,7 +94,9 @@ def test_a_paused_worker_writes_nothing_then_rejoins(
         while "declared dead" not in workers.log("sleepy"):
             assert time.monotonic() < deadline, workers.log("sleepy")
             time.sleep(0.1)
-        time.sleep(2.0)  # its cut-off model call (1 s) returned and it tried to commit by now
+        while "lost its lease" not in workers.log("sleepy"):  # its stale turn stopped
+            assert time.monotonic() < deadline, workers.log("sleepy")
+            time.sleep(0.1)
         assert user_texts(redis_client, namespace, "napping") == ["hello"], "written once"
         after = coord.submit("napping", "still there?", timeout=60)
         assert after.raw["turn"] == 2

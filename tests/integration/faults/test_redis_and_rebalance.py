@@ -108,14 +108,14 @@ def test_a_joining_worker_takes_idle_sessions_lazily_never_mid_burst(
     settings = workers.settings(rebalance_idle=0.5)
     sessions = [f"r{i}" for i in range(40)]
     with coordinator(settings) as coord:
-        for session in sessions:
-            coord.submit_async(session, "hello")
+        hellos = [coord.submit_async(session, "hello") for session in sessions]
         busy = next(s for s in sessions if HashRing(["w0", "w1"]).owner(s) == "w1")
         workers.start("w1")
         coord.router.placement.active_workers(fresh=True)
         # A session in the middle of a burst stays where its agent is.
         burst = [coord.submit_async(busy, f"burst {i}") for i in range(3)]
         assert {h.result(timeout=30).worker_id for h in burst} == {"w0"}
+        assert {h.result(timeout=60).worker_id for h in hellos} == {"w0"}
         time.sleep(0.6)  # every session is now idle past rebalance_idle
         moved = {s: coord.submit(s, "again", timeout=30).worker_id for s in sessions}
     ring = HashRing(["w0", "w1"])

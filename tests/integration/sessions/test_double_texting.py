@@ -18,18 +18,19 @@ from cluster.errors import TurnRejected
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.integration.faults.fleet import Fleet, coordinator, user_texts
+from tests.sandbox_support import require_bwrap
 
 pytestmark = pytest.mark.integration
 
 
 
-def wait_running(client: redis.Redis, namespace: str, session: str) -> None:
-    lease = Keyspace(namespace).session(session).lease
+def wait_running(sim: ProviderSimulator, text: str) -> None:
+    """Wait until the turn of the message ``text`` is inside its model call (the simulator has it)."""
+    wanted = json.dumps(text)[1:-1].encode()
     deadline = time.monotonic() + 20
-    while not client.exists(lease):
-        assert time.monotonic() < deadline, "the first turn never started"
+    while not any(wanted in r.body for r in sim.recorded_requests()):
+        assert time.monotonic() < deadline, f"the turn of {text!r} never called the model"
         time.sleep(0.01)
-    time.sleep(0.2)  # inside the model call
 
 
 def test_interrupt_stops_the_running_turn_on_another_worker_and_runs_next(
@@ -40,7 +41,7 @@ def test_interrupt_stops_the_running_turn_on_another_worker_and_runs_next(
     workers.start("w1")
     with coordinator(workers.settings()) as first, coordinator(workers.settings()) as second:
         stuck = first.submit_async("dt", "a long question")
-        wait_running(redis_client, namespace, "dt")
+        wait_running(slow_model, "a long question")
         sent = time.monotonic()
         newer = second.submit_async("dt", "never mind, this instead", strategy="interrupt")
         interrupted = stuck.result(timeout=30)
@@ -64,7 +65,7 @@ def test_reject_refuses_while_a_turn_runs_and_writes_nothing(
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         running = coord.submit_async("busy", "first")
-        wait_running(redis_client, namespace, "busy")
+        wait_running(slow_model, "first")
         with pytest.raises(TurnRejected, match="busy with a turn"):
             coord.submit_async("busy", "second", message_id="rejected-1", strategy="reject")
         assert running.result(timeout=30).raw["turn"] == 1
@@ -82,7 +83,7 @@ def test_rollback_discards_the_running_turn_and_runs_the_new_message(
         assert coord.submit("rb", "kept", timeout=30).raw["turn"] == 1
         slow_model.set_latency(ttft=30.0)
         doomed = coord.submit_async("rb", "oops, wrong question")
-        wait_running(redis_client, namespace, "rb")
+        wait_running(slow_model, "oops, wrong question")
         fixed = coord.submit_async("rb", "the right question", strategy="rollback")
         rolled = doomed.result(timeout=30)
         slow_model.set_latency(ttft=0.0)
@@ -101,7 +102,7 @@ def test_stop_interrupts_without_a_new_turn(
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         running = coord.submit_async("halt", "think hard")
-        wait_running(redis_client, namespace, "halt")
+        wait_running(slow_model, "think hard")
         stop = coord.submit("halt", "/stop", timeout=5)
         assert stop.raw["stopped"] is True and stop.text == "Stopped the running turn."
         assert running.result(timeout=30).raw["interrupted"] is True
@@ -166,3 +167,21 @@ def test_a_global_reasoning_change_clears_cached_agents_on_every_worker(
     efforts = [json.loads(r.body).get("reasoning_effort") for r in slow_model.recorded_requests()]
     assert efforts == ["low"] * len(sessions) + ["high"]
     assert override.cache_hit, "a per-message setting needs no rebuild"
+
+
+def test_a_reset_tears_the_session_down_and_logs_no_error(
+    workers: Fleet, slow_model: ProviderSimulator
+) -> None:
+    require_bwrap()
+    slow_model.set_latency(ttft=0.0)
+    workers.start("w0")
+    with coordinator(workers.settings()) as coord:
+        made = coord.submit("gone", "!sh echo notes > kept.txt && cat kept.txt", timeout=30)
+        assert "notes" in made.text
+        reset = coord.submit("gone", "/new", timeout=30)
+        after = coord.submit("gone", "!sh cat kept.txt", timeout=30)
+    assert reset.raw["reset"] is True and after.raw["turn"] == 1
+    assert "No such file" in after.text, "the reset removed the session's files"
+    log = workers.log("w0")
+    for sign in ("Traceback", "LeaseLost", "ERROR", "failed"):
+        assert sign not in log, f"the reset logged {sign!r}:\n{log[-3000:]}"

@@ -67,7 +67,7 @@ def test_retryable_errors_are_retried_then_given_up_with_a_clear_error() -> None
     calls: list[int] = []
     waits: list[float] = []
 
-    def failing() -> str:
+    def failing(_timeout: float | None) -> str:
         calls.append(1)
         raise ProviderError("openai HTTP 429: slow down", provider="openai", retryable=True)
 
@@ -86,7 +86,7 @@ def test_retryable_errors_are_retried_then_given_up_with_a_clear_error() -> None
 def test_auth_errors_are_not_retried() -> None:
     calls: list[int] = []
 
-    def failing() -> str:
+    def failing(_timeout: float | None) -> str:
         calls.append(1)
         raise ProviderAuthError("bad key", provider="anthropic")
 
@@ -100,7 +100,7 @@ def test_auth_errors_are_not_retried() -> None:
 def test_success_after_a_transient_failure() -> None:
     outcomes = iter([ProviderError("503", provider="openai", retryable=True), "ok"])
 
-    def flaky() -> str:
+    def flaky(_timeout: float | None) -> str:
         item = next(outcomes)
         if isinstance(item, Exception):
             raise item
