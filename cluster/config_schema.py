@@ -287,10 +287,11 @@ def parse_config(text: str, *, source: str = "config") -> dict[str, Any]:
             "fall back to the offline model); write the keys you want, or roll back with "
             "`agent-cluster config rollback N`"
         )
-    check_secrets(document)  # first: a secret under a wrong key must be refused as a secret
     lines: dict[str, int] = {}
     if node is not None:
         _node_lines(node, "", lines)
+    # First: a secret under a wrong key must be refused as a secret.
+    check_secrets(document, source=source, lines=lines)
     validate_config(document, source=source, lines=lines)
     assert isinstance(document, dict)
     return document

@@ -101,12 +101,51 @@ def _is_env_reference(value: str) -> bool:
     return bool(_ENV_REFERENCE.match(value.strip()))
 
 
+class _Refusal(ConfigError):
+    """A secret found at ``path``; :func:`check_secrets` adds where it is in the document."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(path, why)
+        self.path = path
+        self.why = why
+
+
 def _secret_error(path: str, why: str) -> ConfigError:
-    return ConfigError(
-        f"config {path or '<root>'} {why}: secrets belong in each worker's environment, "
-        "not in Redis; set it there (e.g. OPENAI_API_KEY) and reference the environment "
-        'variable instead (e.g. "${GITHUB_TOKEN}" in an MCP server\'s env)'
+    return _Refusal(path, why)
+
+
+def _where_it_belongs(path: str) -> str:
+    """What to do instead, for the part of the document the secret was found in."""
+    if path.startswith("mcp_servers."):
+        return (
+            "put the value in each worker's environment and reference it in the server's "
+            'env (e.g. GITHUB_TOKEN: "${GITHUB_TOKEN}", which the worker expands)'
+        )
+    if path.startswith(("model.", "agent.", "providers.")) or "key" in path.lower():
+        return (
+            "provider keys stay in each worker's environment, named by the endpoints the "
+            "worker declares (settings endpoints: base_url and api_key_env); the config "
+            "chooses an endpoint with model.endpoint"
+        )
+    return "put the value in each worker's environment, not in the cluster config"
+
+
+def _message(refusal: _Refusal, source: str, lines: Mapping[str, int]) -> str:
+    # A list item of an argument list is numbered from 1 in the path; the
+    # nearest enclosing key that has a line is close enough to find it.
+    path = refusal.path
+    line = lines.get(path)
+    while line is None and path:
+        path = _LAST_PART.sub("", path)
+        line = lines.get(path)
+    at = f" ({source} line {line})" if line is not None else ""
+    return (
+        f"config {refusal.path or '<root>'} {refusal.why}{at}: secrets never go to Redis; "
+        f"{_where_it_belongs(refusal.path)}"
     )
+
+
+_LAST_PART = re.compile(r"(\[\d+\]|\.[^.\[]*|^[^.\[]*)$")
 
 
 def _check_string(value: str, path: str) -> None:
@@ -185,18 +224,29 @@ def _check(value: Any, path: str, depth: int) -> None:
     )
 
 
-def check_secrets(config: Any) -> None:
+def check_secrets(
+    config: Any, *, source: str = "config", lines: Mapping[str, int] | None = None
+) -> None:
     """Check that a config document is a JSON-safe mapping holding no secret.
+
+    Args:
+        config: The document.
+        source: Its file name, shown with the line of a refused key.
+        lines: Key path -> YAML line number (from the parsed document), if known.
 
     Raises:
         ConfigError: not a mapping, not JSON-safe, or holding a secret (the
-            message names the offending path and says where the value belongs).
+            message names the offending path, its line, and says where the
+            value belongs).
     """
     if not isinstance(config, Mapping):
         raise ConfigError(
             f"config must be a mapping (a YAML/JSON object), got {type(config).__name__}"
         )
-    _check(config, "", 0)
+    try:
+        _check(config, "", 0)
+    except _Refusal as refusal:
+        raise ConfigError(_message(refusal, source, lines or {})) from None
 
 
 def encode_config(config: Any, *, max_bytes: int = DEFAULT_MAX_CONFIG_BYTES) -> bytes:

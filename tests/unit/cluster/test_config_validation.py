@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cluster.config_schema import parse_config
 from cluster.errors import ConfigError, PayloadTooLarge
 from cluster.versions import encode_config, is_secret_key
 
@@ -77,36 +78,37 @@ def test_ordinary_names(name: str) -> None:
         {"model": {"api_key": "sk-abc"}},
         {"providers": [{"name": "x", "auth_token": "abc"}]},
         {"db": {"password": "pw"}},
-        {"mcp": {"github": {"env": {"GITHUB_TOKEN": "ghp_x"}}}},
+        {"mcp_servers": {"github": {"env": {"GITHUB_TOKEN": "ghp_x"}}}},
         {"notes": "sk-proj-abcdefghijklmnopqrstuvwxyz"},
         {"model": {"apiKey": "abc"}},
         {"auth": {"accessToken": "abc"}},
         {"tls": {"privateKey": "abc"}},
         {"cache": {"url": "redis://:hunter2@redis:6379/0"}},
-        {"mcp": {"x": {"command": "srv", "args": ["--port", "1", "--api-key=abcdefg123"]}}},
-        {"mcp": {"x": {"command": "srv", "args": ["--token", "abcdefg123"]}}},
-        {"mcp": {"x": {"command": "srv --password=abcdefg123"}}},
+        {"mcp_servers": {"x": {"command": "srv", "args": ["--port", "1", "--api-key=abcdefg123"]}}},
+        {"mcp_servers": {"x": {"command": "srv", "args": ["--token", "abcdefg123"]}}},
+        {"mcp_servers": {"x": {"command": "srv --password=abcdefg123"}}},
         {"extra": ["ghp_abcdefghijklmnopqrstuvwxyz0123456789"]},
         {"header": "Authorization: Bearer abcdefghijklmnopqrstuvwxyz"},
         # Issue 16: the shapes the check missed.
         {"notes": "sk-test-abcdefg123"},
-        {"mcp": {"x": {"command": "mysql", "args": ["-u", "root", "-p", "abcdefg123"]}}},
-        {"mcp": {"x": {"command": "mysql -u root -p abcdefg123"}}},
-        {"mcp": {"x": {"command": "redis-cli", "args": ["--auth", "abcdefg123"]}}},
-        {"mcp": {"x": {"command": "redis-cli --auth abcdefg123 ping"}}},
-        {"mcp": {"x": {"command": "env PGPASS=abcdefg123 psql"}}},
-        {"mcp": {"x": {"command": "psql", "env": {"PGPASS": "abcdefg123"}}}},
+        {"mcp_servers": {"x": {"command": "mysql", "args": ["-u", "root", "-p", "abcdefg123"]}}},
+        {"mcp_servers": {"x": {"command": "mysql -u root -p abcdefg123"}}},
+        {"mcp_servers": {"x": {"command": "redis-cli", "args": ["--auth", "abcdefg123"]}}},
+        {"mcp_servers": {"x": {"command": "redis-cli --auth abcdefg123 ping"}}},
+        {"mcp_servers": {"x": {"command": "env PGPASS=abcdefg123 psql"}}},
+        {"mcp_servers": {"x": {"command": "psql", "env": {"PGPASS": "abcdefg123"}}}},
     ],
 )
 def test_secrets_are_rejected_with_a_pointer_to_the_environment(config: dict[str, object]) -> None:
     with pytest.raises(ConfigError) as err:
         encode_config(config)
     message = str(err.value)
-    assert "environment" in message and "not in Redis" in message
+    assert "environment" in message and "never go to Redis" in message
     # the secret value itself is never echoed back
     assert "sk-abc" not in message and "ghp_x" not in message and "abcdefghijklmnop" not in message
     assert "hunter2" not in message and "abcdefg123" not in message
-    assert "reference the environment variable" in message
+    if "mcp_servers" in config:
+        assert '"${GITHUB_TOKEN}"' in message
 
 
 def test_environment_references_are_accepted_where_secrets_are_not() -> None:
@@ -126,13 +128,13 @@ def test_environment_references_are_accepted_where_secrets_are_not() -> None:
 @pytest.mark.parametrize(
     "config",
     [
-        {"mcp": {"x": {"command": "mkdir", "args": ["-p", "build"]}}},
-        {"mcp": {"x": {"command": "mkdir -p /tmp/work/data2"}}},
-        {"mcp": {"x": {"command": "ssh", "args": ["-p", "2222", "host"]}}},
-        {"mcp": {"x": {"command": "docker run -p 8080:80 image"}}},
-        {"mcp": {"x": {"command": "redis-cli", "args": ["--auth", "${REDIS_PASSWORD}"]}}},
-        {"mcp": {"x": {"command": "env PGPASS=$PGPASS psql", "env": {"PWD": "/srv", "PGPASS": "${PGPASS}"}}}},
-        {"mcp": {"x": {"command": "srv", "args": ["--port", "8080", "--verbose"]}}},
+        {"mcp_servers": {"x": {"command": "mkdir", "args": ["-p", "build"]}}},
+        {"mcp_servers": {"x": {"command": "mkdir -p /tmp/work/data2"}}},
+        {"mcp_servers": {"x": {"command": "ssh", "args": ["-p", "2222", "host"]}}},
+        {"mcp_servers": {"x": {"command": "docker run -p 8080:80 image"}}},
+        {"mcp_servers": {"x": {"command": "redis-cli", "args": ["--auth", "${REDIS_PASSWORD}"]}}},
+        {"mcp_servers": {"x": {"command": "env PGPASS=$PGPASS psql", "env": {"PWD": "/srv", "PGPASS": "${PGPASS}"}}}},
+        {"mcp_servers": {"x": {"command": "srv", "args": ["--port", "8080", "--verbose"]}}},
         {"agent": {"ephemeral_system_prompt": "Tasks: skim the desk-notes, then ask-questions."}},
         {"model": {"default": "gpt-4.1", "endpoint": "sim-east"}},
     ],
@@ -189,3 +191,26 @@ def test_depth_limit() -> None:
         node = child
     with pytest.raises(ConfigError, match="deeper"):
         encode_config(deep)
+
+
+@pytest.mark.parametrize(
+    ("document", "line", "hint"),
+    [
+        ("model:\n  endpoint: openai\n  api_key: sk-abcdefghijklmnopqrstuvwx\n", 3, "model.endpoint"),
+        (
+            "mcp_servers:\n  gh:\n    command: gh\n    env:\n      GITHUB_TOKEN: ghp_abcdefghijklmnopqrstuvwxyz0123\n",
+            5,
+            '"${GITHUB_TOKEN}"',
+        ),
+        ("mcp_servers:\n  r:\n    command: redis-cli\n    args: [--auth, abcdefg123]\n", 4, "env"),
+    ],
+)
+def test_a_refused_secret_names_its_yaml_line_and_where_that_kind_of_secret_belongs(
+    document: str, line: int, hint: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(document, source="cluster.yaml")
+    message = str(err.value)
+    assert f"(cluster.yaml line {line})" in message and hint in message
+    if "api_key" in document:  # a provider key is no MCP matter
+        assert "MCP" not in message and "${" not in message
