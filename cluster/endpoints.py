@@ -186,6 +186,10 @@ class EndpointTable:
     def __init__(self, declared: Mapping[str, Endpoint] | None = None) -> None:
         self._all = {**BUILTIN_ENDPOINTS, **(declared or {})}
 
+    def key_variables(self) -> list[str]:
+        """The environment variables whose values these endpoints send as keys, sorted."""
+        return sorted({e.api_key_env for e in self._all.values() if e.api_key_env})
+
     def names(self) -> list[str]:
         """Every endpoint name, sorted."""
         return sorted(self._all)

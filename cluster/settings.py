@@ -310,6 +310,7 @@ class ClusterSettings:
     def endpoint_table(self) -> EndpointTable:
         """The endpoints this process may call: the built-ins overlaid with :attr:`endpoints`."""
         return EndpointTable({endpoint.name: endpoint for endpoint in self.endpoints})
+
     def _check_platforms(self) -> None:
         parse_telegram_bots(self.telegram_bots)
         parse_slack_apps(self.slack_apps)

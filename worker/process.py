@@ -184,7 +184,11 @@ class WorkerProcess:
             self.options.sandbox_root,
             sandbox=sandbox,
             # The Redis URL may come from a file or the settings file, not the environment.
-            redactor=SecretRedactor.from_environ(self.options.environ, urls=(settings.redis_url,)),
+            redactor=SecretRedactor.from_environ(
+                self.options.environ,
+                urls=(settings.redis_url,),
+                secret_names=settings.endpoint_table().key_variables(),
+            ),
         )
         self._tool_env = tool_env
         tool_registry = tool_registry or default_registry()

@@ -51,7 +51,11 @@ class SecretRedactor:
 
     @classmethod
     def from_environ(
-        cls, environ: Mapping[str, str] | None = None, *, urls: Iterable[str] = ()
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        urls: Iterable[str] = (),
+        secret_names: Iterable[str] = (),
     ) -> SecretRedactor:
         """Collect the secrets of ``environ`` (default: this process' environment) and ``urls``.
 
@@ -65,6 +69,9 @@ class SecretRedactor:
             urls: connection URLs the worker holds from elsewhere (the Redis URL
                 read from a file); each one carrying a password is collected
                 with its password.
+            secret_names: variables declared to hold a secret whatever their
+                name (the key variable of each provider endpoint the worker
+                declares); their values are collected at any length of 4 or more.
         """
         env = os.environ if environ is None else environ
         found: set[str] = set()
@@ -75,6 +82,10 @@ class SecretRedactor:
                 found.add(value)
         for url in urls:
             _add_url(found, url)
+        for name in secret_names:
+            value = env.get(name, "")
+            if len(value) >= 4:
+                found.add(value)
         return cls(tuple(sorted(found, key=lambda v: (-len(v), v))))
 
     def redact(self, text: str) -> str:

@@ -30,6 +30,8 @@ from tests.sandbox_support import require_bwrap
 
 FAKE_KEY = "sk-fake-" + "7Qm2xR9vL4kT8nW3pZ6y"
 REDIS_PASSWORD = "pw-" + uuid.uuid4().hex
+TEAM_CRED = "tc-" + uuid.uuid4().hex[:12]
+"""The key of an endpoint the worker declares, in a variable not named like a secret."""
 
 
 @dataclass
@@ -209,6 +211,11 @@ def running_target(
             "AGENT_CLUSTER_SANDBOX_FILE_MB": "64",
             "AGENT_CLUSTER_SANDBOX_WORKSPACE_MB": "128",
             "AGENT_CLUSTER_SANDBOX": backend,
+            "AGENT_CLUSTER_ENDPOINTS": (
+                '{"team": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", '
+                '"api_key_env": "TEAM_CRED"}}'
+            ),
+            "TEAM_CRED": TEAM_CRED,
         }
     )
     prefix: list[str] = []

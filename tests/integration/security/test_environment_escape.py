@@ -26,6 +26,7 @@ import pytest
 from agent.tools.environment import remove_tree
 from tests.integration.security.conftest import (
     REDIS_PASSWORD,
+    TEAM_CRED,
     UNPRIVILEGED_UID,
     Target,
     running_target,
@@ -189,3 +190,11 @@ def test_the_redis_password_from_the_url_file_is_redacted(worker: Target) -> Non
     """The worker read its Redis URL from a file, not its environment: it is still a secret."""
     reply = worker.sh(session(), f"echo {REDIS_PASSWORD}")
     assert REDIS_PASSWORD not in reply and "[redacted]" in reply
+
+
+def test_the_key_of_a_declared_endpoint_is_redacted_whatever_its_variable_is_called(
+    worker: Target,
+) -> None:
+    """TEAM_CRED is not named like a secret; the worker knows it is one (an endpoint's key)."""
+    reply = worker.sh(session(), f"echo {TEAM_CRED}")
+    assert TEAM_CRED not in reply and "[redacted]" in reply
