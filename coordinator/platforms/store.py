@@ -159,6 +159,14 @@ class BotStore:
             )
         )
 
+    def known(self, message_id: str) -> bool:
+        """Whether a delivery was accepted already (waiting for its reply, or answered)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hexists(self.keys.inbox, message_id)
+        pipe.zscore(self.keys.done, message_id)
+        waiting, done = pipe.execute()
+        return bool(waiting) or done is not None
+
     def forget(self, message_id: str) -> None:
         """Drop an accepted delivery the cluster refused, so the platform's retry is accepted again."""
         self.client.hdel(self.keys.inbox, message_id)
