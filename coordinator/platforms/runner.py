@@ -277,7 +277,8 @@ class BotRunner:
         """Send one delivery's reply (streamed into one edited message when enabled)."""
         interval = self.settings.platform_edit_interval
         schedule = PreviewSchedule(interval) if interval > 0 else None
-        preview_id = ""
+        # A previous holder may have shown this reply while it streamed: finish that message.
+        preview_id = await self.gateway.run(self.store.preview_of, delivery.message_id)
         if delivery.inline:
             text = delivery.inline
         elif schedule is None:
@@ -290,8 +291,12 @@ class BotRunner:
                     raise LeaseLost(self.spec.name)
                 if preview_id:
                     await self._edit(delivery, preview_id, preview)
-                else:
-                    preview_id = await self._send(delivery, preview)
+                    return
+                preview_id = await self._send(delivery, preview)
+                if not await self.gateway.run(
+                    self.store.note_preview, token, delivery.message_id, preview_id
+                ):
+                    raise LeaseLost(self.spec.name)
 
             followed = await follow_turn(
                 self.gateway,
@@ -310,9 +315,10 @@ class BotRunner:
         if not await self.gateway.run(self.store.holds, token):
             raise LeaseLost(self.spec.name)
         parts = split_reply(text, self.sender.limit) or ["(empty reply)"]
-        if preview_id and schedule is not None:
-            if parts[0] != schedule.shown:  # the final edit keeps the bounded rate too
-                await anyio.sleep(schedule.wait(time.monotonic()))
+        if preview_id:
+            if schedule is None or parts[0] != schedule.shown:
+                if schedule is not None:  # the final edit keeps the bounded rate too
+                    await anyio.sleep(schedule.wait(time.monotonic()))
                 await self._edit(delivery, preview_id, parts[0])
             parts = parts[1:]
         for part in parts:
