@@ -41,10 +41,6 @@ class ChatPacer:
             self._next = {c: t for c, t in self._next.items() if t > now}
         return at - now
 
-    def hold(self, chat: Hashable, until: float) -> None:
-        """Send nothing more to the chat before ``until`` (the platform answered 429)."""
-        self._next[chat] = max(until, self._next.get(chat, until))
-
 
 class PreviewSchedule:
     """When to edit the message that shows a reply while it streams."""

@@ -16,13 +16,6 @@ def test_sends_to_one_chat_are_spaced_by_the_interval_and_other_chats_are_not_he
     assert pacer.reserve("c1", now=200.0) == 0.0  # an idle chat sends at once
 
 
-def test_a_429_holds_the_chat_until_retry_after() -> None:
-    pacer = ChatPacer(1.0)
-    pacer.reserve("c1", now=0.0)
-    pacer.hold("c1", until=5.0)
-    assert pacer.reserve("c1", now=1.0) == 4.0
-
-
 def test_no_pacing_at_interval_zero_and_negative_refused() -> None:
     assert ChatPacer(0).reserve("c", now=0.0) == 0.0
     assert ChatPacer(0).reserve("c", now=0.0) == 0.0
