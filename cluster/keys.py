@@ -113,6 +113,9 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:p:{P}:done``                      zset    processed_          lease holder (fenced      accept script (duplicate
                                         retention (trim)    delivered script): msg    deliveries)
                                                             id -> delivered ms
+``{ns}:p:{P}:previews``                  hash    none (entries       lease holder (fenced      lease holder (a takeover
+                                        removed when        hset): msg id -> id of    edits that message, not
+                                        delivered)          the streaming message     a new one)
 ``{ns}:p:{P}:stats``                     hash    none                gateways: accepted,       ``agent-cluster platforms``
                                                                     duplicates, delivered,
                                                                     polled_at, rate_limited
@@ -219,6 +222,7 @@ class PlatformKeys:
     inbox: str
     done: str
     stats: str
+    previews: str
 
 
 class Keyspace:
@@ -382,6 +386,7 @@ class Keyspace:
             inbox=f"{base}:inbox",
             done=f"{base}:done",
             stats=f"{base}:stats",
+            previews=f"{base}:previews",
         )
 
     # -- config, registry, events -------------------------------------------

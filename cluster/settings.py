@@ -199,6 +199,11 @@ class ClusterSettings:
             turn runs: ``enqueue``, ``interrupt`` or ``rollback``.
         platform_lease_ttl: Seconds a bot's lease (its one poller and reply
             sender) lives unless renewed; a dead holder's bot moves on after it.
+        platform_edit_interval: Least seconds between two edits of the message
+            that shows a reply while it streams (0: no streaming, the reply is
+            sent when complete).
+        platform_chat_interval: Least seconds between two sends or edits to
+            one chat (0: no pacing).
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -245,6 +250,8 @@ class ClusterSettings:
     platform_group_sessions: str = "chat"
     platform_busy_strategy: str = "enqueue"
     platform_lease_ttl: float = 5.0
+    platform_edit_interval: float = 1.0
+    platform_chat_interval: float = 1.0
 
     def __post_init__(self) -> None:
         _check_url("redis_url", self.redis_url)
@@ -323,6 +330,10 @@ class ClusterSettings:
                 f"platform_group_sessions must be one of {', '.join(GROUP_SESSIONS)}, "
                 f"got {self.platform_group_sessions!r}"
             )
+        for name in ("platform_edit_interval", "platform_chat_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
+                raise ConfigError(f"{name} must be seconds from 0 to 60 (0: off), got {value!r}")
         if self.platform_busy_strategy not in ("enqueue", "interrupt", "rollback"):
             raise ConfigError(
                 "platform_busy_strategy must be one of enqueue, interrupt, rollback, "
@@ -552,5 +563,12 @@ SETTING_HELP: dict[str, str] = {
     "platform_lease_ttl": "Seconds a bot's lease lives unless its holder renews it: exactly "
     "one gateway polls a Telegram token and sends a bot's replies, and another takes over "
     "within this time after the holder dies.",
+    "platform_edit_interval": "While a chat's reply is being written, the bot shows it in one "
+    "message edited at most once per this many seconds, then puts the final text in it (a "
+    "reply past the platform's length limit continues in further messages). 0: no streaming, "
+    "the reply is sent when complete.",
+    "platform_chat_interval": "Least seconds between two messages or edits a bot sends to one "
+    "chat (Telegram allows about one per second per chat and answers 429 past it; every 429 "
+    "is waited out and the call made again). 0: no pacing.",
 }
 """What each :class:`ClusterSettings` field means (``--help`` and ``docs/settings.md``)."""

@@ -11,6 +11,12 @@ python-telegram-bot works against it with ``base_url``): ``getMe``,
 * ``getUpdates(offset=N)`` confirms, and forgets, every update below ``N``;
 * :meth:`TelegramSimulator.rate_limit` makes the next sends answer
   ``429 Too Many Requests`` with ``parameters.retry_after``;
+* a message sent with ``parse_mode=HTML`` is parsed as Telegram does: its
+  length limit counts the visible text, malformed or unsupported markup is
+  ``400 Bad Request: can't parse entities``, and the stored text is the
+  visible text (as Telegram's ``Message.text``);
+* every send and edit is logged with its time (:meth:`TelegramSimulator.calls`),
+  so a test can check the pace per chat;
 * :meth:`TelegramSimulator.post_webhook` posts an update to a webhook URL with
   the ``X-Telegram-Bot-Api-Secret-Token`` header and retries it until a 2xx,
   and can post it again on purpose (redelivery).
@@ -19,29 +25,105 @@ python-telegram-bot works against it with ``base_url``): ``getMe``,
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 
 from agent.simulator._http import Outcome
 from agent.simulator.platform_http import SimulatorThread, parse_params, post_json
 
-__all__ = ["SentMessage", "TelegramSimulator"]
+__all__ = ["ApiCall", "SentMessage", "TelegramSimulator"]
 
 _LONGEST_POLL = 50.0
 
 
 @dataclass
 class SentMessage:
-    """A message the bot sent (its text as last edited)."""
+    """A message the bot sent (its visible text as last edited, and its markup if HTML)."""
 
     chat_id: int
     message_id: int
     text: str
     thread: int | None = None
     edits: int = 0
+    html: str = ""
+    sent_at: float = 0.0
+    edited_at: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """A send or edit the bot made to a chat (accepted or refused)."""
+
+    at: float
+    chat_id: int
+    method: str
+    status: int
+
+
+_HTML_TAGS = frozenset(
+    {
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "code",
+        "pre",
+        "a",
+        "tg-spoiler",
+        "span",
+        "blockquote",
+    }
+)
+
+
+class _TelegramHTML(HTMLParser):
+    """Telegram's HTML subset: known tags, properly nested; collects the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.visible: list[str] = []
+        self.open: list[str] = []
+        self.error = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _HTML_TAGS:
+            self.error = f'unsupported start tag "{tag}"'
+        self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open.pop() != tag:
+            self.error = f'can\'t find end tag corresponding to start tag "{tag}"'
+
+    def handle_data(self, data: str) -> None:
+        self.visible.append(data)
+
+
+_BARE_AMP = re.compile(r"&(?!(?:lt|gt|amp|quot|#[0-9]+|#x[0-9a-fA-F]+);)")
+
+
+def _visible(text: str, parse_mode: Any) -> tuple[str, str]:
+    """The visible text of a message and what is wrong with its markup (``""``: nothing)."""
+    if str(parse_mode or "").upper() != "HTML":
+        return text, ""
+    if "<" in re.sub(r"</?[a-zA-Z][a-zA-Z-]*(\s[^<>]*)?>", "", text) or _BARE_AMP.search(text):
+        return unescape(text), "unescaped < or & outside a tag"
+    parser = _TelegramHTML()
+    parser.feed(text)
+    parser.close()
+    if parser.open and not parser.error:
+        parser.error = f'can\'t find end tag corresponding to start tag "{parser.open[-1]}"'
+    return "".join(parser.visible), parser.error
 
 
 @dataclass
@@ -74,6 +156,7 @@ class TelegramSimulator:
         self._sent: list[SentMessage] = []
         self._rate_limits: list[int] = []
         self._next_message = 1000
+        self._calls: list[ApiCall] = []
         self.conflicts = 0
         """``getUpdates`` calls ended by a newer one of the same token (409)."""
         self.rate_limited = 0
@@ -174,6 +257,11 @@ class TelegramSimulator:
                     return found
                 self._lock.wait(min(left, 0.2))
 
+    def calls(self, chat_id: int) -> list[ApiCall]:
+        """Every ``sendMessage`` and ``editMessageText`` to ``chat_id``, in order, with its time."""
+        with self._lock:
+            return [c for c in self._calls if c.chat_id == chat_id]
+
     def pending_updates(self, token: str) -> int:
         """Updates not confirmed yet by a poller."""
         with self._lock:
@@ -243,24 +331,43 @@ class TelegramSimulator:
             return None
         retry_after = self._rate_limits.pop(0)
         self.rate_limited += 1
-        return _error(
-            429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after
-        )
+        return _error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+
+    def _log(self, params: dict[str, Any], method: str, status: int) -> None:
+        try:
+            chat_id = int(params.get("chat_id", 0))
+        except (TypeError, ValueError):
+            chat_id = 0
+        self._calls.append(ApiCall(time.monotonic(), chat_id, method, status))
 
     def _send_message(self, _bot: _Bot, params: dict[str, Any]) -> Outcome:
-        text = params.get("text")
-        if not isinstance(text, str) or not text:
+        raw = params.get("text")
+        if not isinstance(raw, str) or not raw:
             return _error(400, "Bad Request: message text is empty")
-        if len(text) > 4096:
-            return _error(400, "Bad Request: message is too long")
+        text, problem = _visible(raw, params.get("parse_mode"))
         with self._lock:
+            if problem:
+                self._log(params, "sendMessage", 400)
+                return _error(400, f"Bad Request: can't parse entities: {problem}")
+            if len(text) > 4096:
+                self._log(params, "sendMessage", 400)
+                return _error(400, "Bad Request: message is too long")
             limited = self._limited()
             if limited is not None:
+                self._log(params, "sendMessage", 429)
                 return limited
+            self._log(params, "sendMessage", 200)
             chat_id = int(params["chat_id"])
             thread = params.get("message_thread_id")
             self._next_message += 1
-            sent = SentMessage(chat_id, self._next_message, text, int(thread) if thread else None)
+            sent = SentMessage(
+                chat_id,
+                self._next_message,
+                text,
+                int(thread) if thread else None,
+                html=raw if text != raw or params.get("parse_mode") else "",
+                sent_at=time.monotonic(),
+            )
             self._sent.append(sent)
             self._lock.notify_all()
         return _ok(
@@ -273,15 +380,35 @@ class TelegramSimulator:
         )
 
     def _edit_message(self, _bot: _Bot, params: dict[str, Any]) -> Outcome:
+        raw = str(params.get("text", ""))
+        text, problem = _visible(raw, params.get("parse_mode"))
         with self._lock:
+            if problem:
+                self._log(params, "editMessageText", 400)
+                return _error(400, f"Bad Request: can't parse entities: {problem}")
+            if not text or len(text) > 4096:
+                self._log(params, "editMessageText", 400)
+                return _error(400, "Bad Request: message text is empty or too long")
             limited = self._limited()
             if limited is not None:
+                self._log(params, "editMessageText", 429)
                 return limited
             chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
             for sent in self._sent:
                 if sent.chat_id == chat_id and sent.message_id == message_id:
-                    sent.text = str(params.get("text", ""))
+                    if text == sent.text and raw == (sent.html or sent.text):
+                        self._log(params, "editMessageText", 400)
+                        return _error(
+                            400,
+                            "Bad Request: message is not modified: specified new message content "
+                            "and reply markup are exactly the same as a current content and reply "
+                            "markup of the message",
+                        )
+                    self._log(params, "editMessageText", 200)
+                    sent.text = text
+                    sent.html = raw if params.get("parse_mode") else ""
                     sent.edits += 1
+                    sent.edited_at.append(time.monotonic())
                     self._lock.notify_all()
                     return _ok(
                         {
@@ -291,4 +418,5 @@ class TelegramSimulator:
                             "text": sent.text,
                         }
                     )
+            self._log(params, "editMessageText", 400)
         return _error(400, "Bad Request: message to edit not found")

@@ -244,6 +244,10 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The product in a few seconds: an embedded cluster, the provider simulator, a push, a drain."""
+    if args.platform == "telegram":
+        from coordinator.demo_platform import run_platform_demo
+
+        return run_platform_demo()
     from coordinator.demo import run_demo
 
     return run_demo(workers=args.workers, sessions=args.sessions, messages=args.message)
@@ -310,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sessions", type=int, default=6, help="conversations")
     demo.add_argument(
         "--message", "-m", action="append", help="the messages of turns 1-4, cycled (repeatable)"
+    )
+    demo.add_argument(
+        "--platform",
+        choices=["telegram"],
+        default=None,
+        help="instead: a Telegram bot served by two gateways, one poller, a killed poller "
+        "handing on (simulated Telegram, no token)",
     )
     demo.set_defaults(func=cmd_demo)
 

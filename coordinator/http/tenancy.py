@@ -17,11 +17,11 @@ from cluster.tenants import TenantLimits, check_client_name, scoped_key
 from coordinator.http.context import gateway, require_api_key
 from coordinator.validation import validate_session_key
 
-__all__ = ["admit_turn", "caller", "release_turn", "session_key"]
+__all__ = ["INFLIGHT_LIFETIME_TURNS", "admit_turn", "caller", "release_turn", "session_key"]
 
 # An in-flight entry the worker never removed (its job was lost) expires
 # after this many turn timeouts: a queued turn may wait behind earlier ones.
-_INFLIGHT_LIFETIME_TURNS = 2
+INFLIGHT_LIFETIME_TURNS = 2
 
 
 def _refusal(tenant: str, limit: str, retry_after: float) -> TenantLimited:
@@ -74,7 +74,7 @@ async def admit_turn(request: Request, tenant: str, job_id: str) -> None:
             tenant,
             only_turns,
             job_id=job_id,
-            lifetime=_INFLIGHT_LIFETIME_TURNS * gw.settings.turn_timeout,
+            lifetime=INFLIGHT_LIFETIME_TURNS * gw.settings.turn_timeout,
         )
     )
     if not admission.allowed:

@@ -5,9 +5,11 @@ accepts the bot's webhooks (:meth:`BotRunner.accept`: submit to the cluster
 under the platform's message id, then record the delivery in the bot's
 inbox, once). Exactly one of them, the holder of the bot's lease in Redis,
 polls Telegram (when the bot polls) and sends every reply: it reads the inbox,
-waits for each delivery's reply from the cluster and sends it, one chat at a
-time in the platform's order, then records it as delivered under its fencing
-token. When the holder dies its lease expires (``platform_lease_ttl``) and
+follows each delivery's turn (editing one message with the reply so far, at
+most once per ``platform_edit_interval``; see :mod:`.streaming`) or waits for
+its reply, sends the final text, one chat at a time in the platform's order
+and paced per chat (``platform_chat_interval``), then records it as
+delivered under its fencing token. When the holder dies its lease expires (``platform_lease_ttl``) and
 another gateway takes over the inbox and the offset; a holder that lost its
 lease stops polling and sending at its next renewal or fenced write.
 """
@@ -28,11 +30,15 @@ import anyio
 from cluster.platform_bots import BotSpec
 from cluster.settings import ClusterSettings
 from coordinator.http.gateway import Gateway
+from coordinator.platforms.admission import admit, release
+from coordinator.platforms.pacing import ChatPacer, PreviewSchedule
 from coordinator.platforms.sessions import ChatPlace, message_id_for, session_key_for
 from coordinator.platforms.splitting import split_reply
 from coordinator.platforms.store import BotStore, Delivery
+from coordinator.platforms.streaming import follow_turn
+from worker.streaming import STREAM_ATTR
 
-__all__ = ["BotRunner", "Inbound", "Sender", "holder_id"]
+__all__ = ["BotRunner", "Inbound", "LeaseLost", "Sender", "holder_id"]
 
 log = logging.getLogger("coordinator.platforms")
 
@@ -47,13 +53,20 @@ def holder_id() -> str:
 
 
 class Sender(Protocol):
-    """Sends one message to a chat, waiting out the platform's rate limits (never dropping it)."""
+    """Sends and edits a chat's messages, waiting out the platform's rate limits (never dropping one).
+
+    Texts are Markdown; the sender formats them for its platform.
+    """
 
     limit: int
     """The platform's longest message, in characters."""
 
-    async def send(self, chat: str, thread: str, text: str) -> None:
-        """Send ``text`` to ``chat`` (in ``thread`` when not empty)."""
+    async def send(self, chat: str, thread: str, text: str) -> str:
+        """Send ``text`` to ``chat`` (in ``thread`` when not empty); the new message's id."""
+        ...
+
+    async def edit(self, chat: str, message_id: str, text: str) -> None:
+        """Replace the text of message ``message_id`` of ``chat``."""
         ...
 
 
@@ -104,6 +117,7 @@ class BotRunner:
         self.holder = holder or holder_id()
         self.token: int | None = None
         self._chats_busy: set[tuple[str, str]] = set()
+        self._pacer = ChatPacer(self.settings.platform_chat_interval)
 
     @property
     def ttl(self) -> float:
@@ -119,7 +133,13 @@ class BotRunner:
         redelivery submitting it again runs no second turn; the inbox then
         records it once, so one reply is sent.
 
+        A new message counts against the bot's tenant's limits (requests per
+        minute, turns in flight) first; past them nothing is accepted and the
+        platform delivers it again: a webhook is answered 429, a poller keeps
+        its offset and asks again after ``retry_after``.
+
         Raises:
+            TenantLimited: the tenant is past a limit (nothing was accepted).
             NoLiveWorkers, ClusterUnavailable: nothing was accepted (the
                 platform should retry: the webhook answers 503).
         """
@@ -135,13 +155,25 @@ class BotRunner:
         attrs: dict[str, Any] = {"platform": spec.platform, "chat_id": inbound.place.chat}
         if inbound.place.user:
             attrs["user_id"] = inbound.place.user
-        handle = await self.gateway.submit(
-            session_key,
-            inbound.text,
-            message_id=message_id,
-            strategy=self.settings.platform_busy_strategy,
-            attrs=attrs,
-        )
+        if self.settings.platform_edit_interval > 0:
+            attrs[STREAM_ATTR] = 1
+        counted = False
+        if not await self.gateway.run(self.store.known, message_id):
+            counted = await admit(self.gateway, spec.tenant, session_key, message_id, inbound.text)
+        try:
+            handle = await self.gateway.submit(
+                session_key,
+                inbound.text,
+                message_id=message_id,
+                strategy=self.settings.platform_busy_strategy,
+                attrs=attrs,
+            )
+        except BaseException:
+            if counted:
+                await release(self.gateway, spec.tenant, session_key, message_id)
+            raise
+        if counted and handle.status not in ("queued", "pending"):
+            await release(self.gateway, spec.tenant, session_key, message_id)
         inline = ""
         if handle.status == "stopped":
             inline = (await self.gateway.run(handle.result, 0.0)).text
@@ -165,7 +197,13 @@ class BotRunner:
             if token is None:
                 await anyio.sleep(self.ttl / 4)
                 continue
-            log.info("%s bot %r: %s holds the lease (token %d)", self.spec.platform, self.spec.name, self.holder, token)
+            log.info(
+                "%s bot %r: %s holds the lease (token %d)",
+                self.spec.platform,
+                self.spec.name,
+                self.holder,
+                token,
+            )
             self.token = token
             try:
                 async with anyio.create_task_group() as group:
@@ -214,7 +252,9 @@ class BotRunner:
         try:
             while True:
                 waiting = [
-                    d for d in await self.gateway.run(self.store.waiting) if (d.chat, d.thread) == chat
+                    d
+                    for d in await self.gateway.run(self.store.waiting)
+                    if (d.chat, d.thread) == chat
                 ]
                 if not waiting:
                     return
@@ -222,16 +262,80 @@ class BotRunner:
         finally:
             self._chats_busy.discard(chat)
 
+    async def _paced(self, chat: str) -> None:
+        await anyio.sleep(self._pacer.reserve(chat, time.monotonic()))
+
+    async def _send(self, delivery: Delivery, text: str) -> str:
+        await self._paced(delivery.chat)
+        return await self.sender.send(delivery.chat, delivery.thread, text)
+
+    async def _edit(self, delivery: Delivery, message_id: str, text: str) -> None:
+        await self._paced(delivery.chat)
+        await self.sender.edit(delivery.chat, message_id, text)
+
     async def _deliver_one(self, token: int, delivery: Delivery) -> None:
-        text = delivery.inline or await self._reply_text(delivery)
+        """Send one delivery's reply (streamed into one edited message when enabled)."""
+        interval = self.settings.platform_edit_interval
+        schedule = PreviewSchedule(interval) if interval > 0 else None
+        # A previous holder may have shown this reply while it streamed: finish that message.
+        preview_id = await self.gateway.run(self.store.preview_of, delivery.message_id)
+        if delivery.inline:
+            text = delivery.inline
+        elif schedule is None:
+            text = await self._reply_text(delivery)
+        else:
+
+            async def show(preview: str) -> None:
+                nonlocal preview_id
+                if not await self.gateway.run(self.store.holds, token):
+                    raise LeaseLost(self.spec.name)
+                if preview_id:
+                    await self._edit(delivery, preview_id, preview)
+                    return
+                preview_id = await self._send(delivery, preview)
+                if not await self.gateway.run(
+                    self.store.note_preview, token, delivery.message_id, preview_id
+                ):
+                    raise LeaseLost(self.spec.name)
+
+            followed = await follow_turn(
+                self.gateway,
+                delivery.session_key,
+                delivery.message_id,
+                schedule=schedule,
+                limit=self.sender.limit,
+                show=show,
+                timeout=self.settings.turn_timeout,
+            )
+            if followed.failed:
+                self._log_failure(delivery, followed.error)
+                text = FAILED_TEXT
+            else:
+                text = followed.text if followed.seen else await self._reply_text(delivery)
         if not await self.gateway.run(self.store.holds, token):
             raise LeaseLost(self.spec.name)
-        for part in split_reply(text, self.sender.limit) or ["(empty reply)"]:
-            await self.sender.send(delivery.chat, delivery.thread, part)
+        parts = split_reply(text, self.sender.limit) or ["(empty reply)"]
+        if preview_id:
+            if schedule is None or parts[0] != schedule.shown:
+                if schedule is not None:  # the final edit keeps the bounded rate too
+                    await anyio.sleep(schedule.wait(time.monotonic()))
+                await self._edit(delivery, preview_id, parts[0])
+            parts = parts[1:]
+        for part in parts:
+            await self._send(delivery, part)
         if not await self.gateway.run(
             self.store.delivered, token, delivery.message_id, self.settings.processed_retention
         ):
             raise LeaseLost(self.spec.name)
+
+    def _log_failure(self, delivery: Delivery, error: object) -> None:
+        log.warning(
+            "%s bot %r: message %s failed: %s",
+            self.spec.platform,
+            self.spec.name,
+            delivery.message_id,
+            error,
+        )
 
     async def _reply_text(self, delivery: Delivery) -> str:
         """Wait for a delivery's reply: the reply list, else the stored reply (a takeover)."""
@@ -244,13 +348,7 @@ class BotRunner:
             if raw is not None:
                 if raw.get("ok"):
                     return str(raw.get("text") or "")
-                log.warning(
-                    "%s bot %r: message %s failed: %s",
-                    self.spec.platform,
-                    self.spec.name,
-                    delivery.message_id,
-                    raw.get("error"),
-                )
+                self._log_failure(delivery, raw.get("error"))
                 return FAILED_TEXT
 
 

@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import Clock, SignatureVerifier
 
 from cluster.errors import InvalidMessage, RequestRefused
+from coordinator.platforms.formatting import slack_mrkdwn
 from coordinator.platforms.runner import Inbound, retry_delay
 from coordinator.platforms.sessions import ChatPlace
 from coordinator.platforms.splitting import SLACK_LIMIT
@@ -111,7 +112,10 @@ def inbound_from_event(payload: Mapping[str, Any]) -> Inbound | None:
 
 
 class SlackSender:
-    """Posts replies with ``chat.postMessage``, waiting ``Retry-After`` on every 429."""
+    """Posts replies with ``chat.postMessage`` (mrkdwn), edits them with ``chat.update``.
+
+    Every 429 is waited out (``Retry-After``) and the call made again.
+    """
 
     limit = SLACK_LIMIT
 
@@ -120,12 +124,18 @@ class SlackSender:
         self._store = store
         self._run = run
 
-    async def send(self, chat: str, thread: str, text: str) -> None:
-        """Post ``text`` to channel ``chat`` (in thread ``thread``), retrying until Slack takes it."""
+    async def send(self, chat: str, thread: str, text: str) -> str:
+        """Post ``text`` to channel ``chat`` (in thread ``thread``); the message's ``ts``."""
+        return await self._retrying(self._post, chat, thread, slack_mrkdwn(text))
+
+    async def edit(self, chat: str, message_id: str, text: str) -> None:
+        """Replace the text of message ``message_id`` (its ``ts``) in channel ``chat``."""
+        await self._retrying(self._update, chat, message_id, slack_mrkdwn(text))
+
+    async def _retrying(self, call: Any, *args: str) -> str:
         while True:
             try:
-                await self._run(self._post, chat, thread, text)
-                return
+                return str(await self._run(call, *args))
             except SlackApiError as exc:
                 if exc.response.status_code != 429:
                     raise
@@ -135,8 +145,13 @@ class SlackSender:
                 )
                 await anyio.sleep(retry_delay(float(after) if after else None))
 
-    def _post(self, chat: str, thread: str, text: str) -> None:
-        self.client.chat_postMessage(channel=chat, text=text, thread_ts=thread or None)
+    def _post(self, chat: str, thread: str, text: str) -> str:
+        answer = self.client.chat_postMessage(channel=chat, text=text, thread_ts=thread or None)
+        return str(answer.get("ts", ""))
+
+    def _update(self, chat: str, ts: str, text: str) -> str:
+        self.client.chat_update(channel=chat, ts=ts, text=text)
+        return ts
 
 
 def slack_client(token: str, api_url: str) -> WebClient:

@@ -12,7 +12,10 @@ Every gateway serving a bot uses one :class:`BotStore` per bot:
 * the **inbox** (``platform_accept.lua``): a delivery (update, event) is
   accepted once by message id, whichever gateway received it and however
   often; ``platform_delivered.lua`` (fenced) moves it to the ``done`` set
-  once its reply was sent, so a later redelivery is a duplicate too.
+  once its reply was sent, so a later redelivery is a duplicate too;
+* the **previews** (``fenced_hset.lua``): the chat message that shows a
+  reply while it streams, so a holder that takes over edits it rather than
+  sending the reply a second time.
 """
 
 from __future__ import annotations
@@ -159,6 +162,14 @@ class BotStore:
             )
         )
 
+    def known(self, message_id: str) -> bool:
+        """Whether a delivery was accepted already (waiting for its reply, or answered)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hexists(self.keys.inbox, message_id)
+        pipe.zscore(self.keys.done, message_id)
+        waiting, done = pipe.execute()
+        return bool(waiting) or done is not None
+
     def forget(self, message_id: str) -> None:
         """Drop an accepted delivery the cluster refused, so the platform's retry is accepted again."""
         self.client.hdel(self.keys.inbox, message_id)
@@ -178,10 +189,32 @@ class BotStore:
         return bool(
             self._scripts(
                 "platform_delivered",
-                [self.keys.lease, self.keys.inbox, self.keys.done, self.keys.stats],
+                [
+                    self.keys.lease,
+                    self.keys.inbox,
+                    self.keys.done,
+                    self.keys.stats,
+                    self.keys.previews,
+                ],
                 [token, message_id, int(retention * 1000)],
             )
         )
+
+    def note_preview(self, token: int, message_id: str, sent_id: str) -> bool:
+        """Record under ``token`` which chat message shows ``message_id``'s streamed reply.
+
+        A holder that takes over edits that message instead of sending the
+        reply again. ``False``: the caller was deposed (nothing written).
+        """
+        got = self._scripts(
+            "fenced_hset", [self.keys.lease, self.keys.previews], [token, message_id, sent_id]
+        )
+        return int(got[0]) == 1
+
+    def preview_of(self, message_id: str) -> str:
+        """The chat message showing ``message_id``'s streamed reply (``""``: none was sent)."""
+        raw = self.client.hget(self.keys.previews, message_id)
+        return _text(raw) if raw is not None else ""
 
     def holds(self, token: int) -> bool:
         """Whether ``token`` is still the lease's token (checked before sending a reply)."""

@@ -5,8 +5,10 @@ errors; asynchronous on httpx, so it runs on the gateway's event loop),
 pointed at ``telegram_api_url``. A webhook update is checked against the
 bot's secret token and answered 200 once it is accepted (the turn runs on
 the cluster); a polling bot is polled by the holder of its lease only, from
-the offset stored in Redis under the lease's fencing token. Sends wait out
-Telegram's ``429 retry_after`` and send again: a reply is never dropped.
+the offset stored in Redis under the lease's fencing token. Sends and edits
+go out as ``parse_mode=HTML`` (:func:`~coordinator.platforms.formatting.telegram_html`;
+as plain text if Telegram still cannot parse it) and wait out Telegram's
+``429 retry_after`` and send again: a reply is never dropped.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 
 import anyio
 from telegram import Bot, Message, Update
-from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Conflict, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
-from cluster.errors import AgentClusterError
+from cluster.errors import AgentClusterError, TenantLimited
+from coordinator.platforms.formatting import telegram_html
 from coordinator.platforms.runner import BotRunner, Inbound, LeaseLost, retry_delay
 from coordinator.platforms.sessions import ChatPlace
 from coordinator.platforms.splitting import TELEGRAM_LIMIT
@@ -83,7 +87,10 @@ def inbound_from_update(update: Update) -> Inbound | None:
 
 
 class TelegramSender:
-    """Sends replies with ``sendMessage``, waiting ``retry_after`` on every 429."""
+    """Sends replies with ``sendMessage`` and edits them with ``editMessageText``.
+
+    Every 429 is waited out (``retry_after``) and the call made again.
+    """
 
     limit = TELEGRAM_LIMIT
 
@@ -92,23 +99,56 @@ class TelegramSender:
         self._store = store
         self._run = run
 
-    async def send(self, chat: str, thread: str, text: str) -> None:
+    async def send(self, chat: str, thread: str, text: str) -> str:
         """Send ``text`` to ``chat`` (forum topic ``thread``), retrying until Telegram takes it."""
+        sent: Message = await self._call(
+            chat,
+            lambda html: self.bot.send_message(
+                chat_id=int(chat),
+                text=text if html is None else html,
+                parse_mode=None if html is None else ParseMode.HTML,
+                message_thread_id=int(thread) if thread else None,
+            ),
+            text,
+        )
+        return str(sent.message_id)
+
+    async def edit(self, chat: str, message_id: str, text: str) -> None:
+        """Replace the text of ``message_id`` in ``chat``, retrying until Telegram takes it."""
+        try:
+            await self._call(
+                chat,
+                lambda html: self.bot.edit_message_text(
+                    chat_id=int(chat),
+                    message_id=int(message_id),
+                    text=text if html is None else html,
+                    parse_mode=None if html is None else ParseMode.HTML,
+                ),
+                text,
+            )
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+
+    async def _call(self, chat: str, call: Any, text: str) -> Any:
+        html: str | None = telegram_html(text)
         while True:
             try:
-                await self.bot.send_message(
-                    chat_id=int(chat),
-                    text=text,
-                    message_thread_id=int(thread) if thread else None,
-                )
-                return
+                return await call(html)
             except RetryAfter as exc:
                 await self._run(self._store.count, "rate_limited")
                 await anyio.sleep(retry_delay(_retry_after(exc)))
-            except (TimedOut, NetworkError) as exc:
-                if isinstance(exc, RetryAfter | Conflict):
+            except BadRequest as exc:
+                if html is None or "can't parse entities" not in str(exc).lower():
                     raise
-                log.warning("telegram: send to chat %s failed (%s); retrying", chat, exc)
+                log.warning(
+                    "telegram: chat %s refused the formatting (%s); sending plain text", chat, exc
+                )
+                html = None
+            except (TimedOut, NetworkError) as exc:
+                if isinstance(exc, RetryAfter | Conflict | BadRequest):
+                    raise
+                log.warning("telegram: call to chat %s failed (%s); retrying", chat, exc)
                 await anyio.sleep(0.5)
 
 
@@ -155,8 +195,14 @@ async def poll_updates(runner: BotRunner, token: int) -> None:
                 if inbound is not None:
                     await runner.accept(inbound)
                 done = update.update_id + 1
+        except TenantLimited as exc:  # the offset stays: this update is fetched again
+            log.info("telegram bot %r: %s", runner.spec.name, exc)
+            await gw.run(store.count, "tenant_limited")
+            await anyio.sleep(retry_delay(exc.retry_after))
         except AgentClusterError as exc:  # no worker, Redis down: fetch them again later
-            log.warning("telegram bot %r: update not accepted (%s); retrying", runner.spec.name, exc)
+            log.warning(
+                "telegram bot %r: update not accepted (%s); retrying", runner.spec.name, exc
+            )
             await anyio.sleep(0.5)
         if done != offset:
             offset = done

@@ -26,9 +26,13 @@ from tests.integration.http.conftest import Gateway, start_gateway, stop
 POLL_TOKEN = "111:poll-token-" + "a" * 20
 HOOK_TOKEN = "222:hook-token-" + "b" * 20
 HOOK_SECRET = "hook-secret-" + "c" * 16
+CAPPED_POLL_TOKEN = "333:capped-poll-" + "f" * 20
+CAPPED_HOOK_TOKEN = "444:capped-hook-" + "g" * 20
 SLACK_TOKEN = "xoxb-test-" + "d" * 20
 SLACK_SIGNING = "slack-signing-" + "e" * 18
 LEASE_TTL = "2"
+EDIT_INTERVAL = 0.3
+CHAT_INTERVAL = 0.1
 
 
 @dataclass
@@ -83,6 +87,8 @@ def platforms(
     ):
         tg.add_bot(POLL_TOKEN)
         tg.add_bot(HOOK_TOKEN)
+        tg.add_bot(CAPPED_POLL_TOKEN)
+        tg.add_bot(CAPPED_HOOK_TOKEN)
         sl.add_token(SLACK_TOKEN)
         RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in ("w1", "w2"):
@@ -90,11 +96,20 @@ def platforms(
         for worker_id in ("w1", "w2"):
             workers.wait_live(worker_id)
         env = {
-            "AGENT_CLUSTER_TELEGRAM_BOTS": "pollbot=poll,hookbot=webhook",
+            "AGENT_CLUSTER_TELEGRAM_BOTS": (
+                "pollbot=poll,hookbot=webhook,cappoll=poll/capped,caphook=webhook/capped"
+            ),
+            # Tenant "capped" (the two cap* bots): one turn in flight at a time.
+            "AGENT_CLUSTER_TENANT_LIMITS": "capped=0/1",
+            "AGENT_CLUSTER_TELEGRAM_TOKEN_CAPPOLL": CAPPED_POLL_TOKEN,
+            "AGENT_CLUSTER_TELEGRAM_TOKEN_CAPHOOK": CAPPED_HOOK_TOKEN,
+            "AGENT_CLUSTER_TELEGRAM_SECRET_CAPHOOK": HOOK_SECRET,
             "AGENT_CLUSTER_SLACK_APPS": "helpdesk=acme",
             "AGENT_CLUSTER_TELEGRAM_API_URL": tg.url,
             "AGENT_CLUSTER_SLACK_API_URL": sl.url + "/api/",
             "AGENT_CLUSTER_PLATFORM_LEASE_TTL": LEASE_TTL,
+            "AGENT_CLUSTER_PLATFORM_EDIT_INTERVAL": str(EDIT_INTERVAL),
+            "AGENT_CLUSTER_PLATFORM_CHAT_INTERVAL": str(CHAT_INTERVAL),
             "AGENT_CLUSTER_TELEGRAM_TOKEN_POLLBOT": POLL_TOKEN,
             "AGENT_CLUSTER_TELEGRAM_TOKEN_HOOKBOT": HOOK_TOKEN,
             "AGENT_CLUSTER_TELEGRAM_SECRET_HOOKBOT": HOOK_SECRET,

@@ -14,7 +14,11 @@ import pytest
 import redis
 
 from cluster.keys import Keyspace
+from cluster.ownership import RedisOwnershipStore
+from cluster.tenants import scoped_key
 from tests.integration.platforms.conftest import (
+    CHAT_INTERVAL,
+    EDIT_INTERVAL,
     HOOK_SECRET,
     HOOK_TOKEN,
     POLL_TOKEN,
@@ -25,7 +29,19 @@ pytestmark = pytest.mark.integration
 
 
 def _texts(platforms: PlatformCluster, chat: int, count: int, timeout: float = 30) -> list[str]:
-    return [m.text for m in platforms.telegram.wait_messages(chat, count, timeout)]
+    """The chat's messages once ``count`` came and every reply is final (none waits in an inbox)."""
+    deadline = time.monotonic() + timeout
+    platforms.telegram.wait_messages(chat, count, timeout)
+    client = redis.Redis.from_url(platforms.redis_url)
+    try:
+        while time.monotonic() < deadline and any(
+            platforms.waiting(client, "telegram", bot)
+            for bot in ("pollbot", "hookbot", "cappoll", "caphook")
+        ):
+            time.sleep(0.02)
+    finally:
+        client.close()
+    return [m.text for m in platforms.telegram.messages(chat)]
 
 
 def _stats(platforms: PlatformCluster, bot: str) -> dict[str, float]:
@@ -153,6 +169,75 @@ def test_platforms_command_lists_the_bots_with_their_holder(platforms: PlatformC
         check=True,
     )
     rows = {row["bot"]: row for row in json.loads(out.stdout)}
-    assert set(rows) == {"pollbot", "hookbot", "helpdesk"}
+    assert set(rows) == {"pollbot", "hookbot", "cappoll", "caphook", "helpdesk"}
     assert rows["pollbot"]["mode"] == "poll" and rows["pollbot"]["holder"]
     assert rows["helpdesk"]["tenant"] == "acme"
+
+
+def test_a_streamed_reply_edits_one_message_at_the_bounded_rate_and_ends_with_the_full_text(
+    platforms: PlatformCluster, chat_id: int
+) -> None:
+    tg = platforms.telegram
+    words = " ".join(f"word{n}" for n in range(40))
+    platforms.provider.set_latency(ttft=0.2, tokens_per_second=25)  # ~3 s of streaming
+    try:
+        tg.make_update(POLL_TOKEN, chat_id, f"stream {words} <b>&")
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            sent = tg.messages(chat_id)
+            if sent and sent[0].text == f"echo: stream {words} <b>&":
+                break
+            time.sleep(0.05)
+    finally:
+        platforms.provider.set_latency()
+    time.sleep(EDIT_INTERVAL * 2)  # no edit or message comes after the final text
+    sent = tg.messages(chat_id)
+    assert len(sent) == 1, [m.text for m in sent]  # one message, edited in place
+    message = sent[0]
+    assert message.text == f"echo: stream {words} <b>&"  # escaped as HTML, shown as written
+    assert message.edits >= 3, "the reply was shown while it was written"
+    shown = [message.sent_at, *message.edited_at]
+    gaps = [b - a for a, b in zip(shown, shown[1:], strict=False)]
+    assert min(gaps) >= EDIT_INTERVAL - 0.02, gaps  # never faster than the bounded rate
+    calls = [c for c in tg.calls(chat_id) if c.status == 200]
+    paced = [b.at - a.at for a, b in zip(calls, calls[1:], strict=False)]
+    assert min(paced) >= CHAT_INTERVAL - 0.02
+
+
+def test_drain_of_the_worker_owning_the_chat_mid_conversation_answers_each_message_once_in_order(
+    platforms: PlatformCluster, chat_id: int
+) -> None:
+    tg = platforms.telegram
+    client = redis.Redis.from_url(platforms.redis_url)
+    for n in range(3):
+        tg.make_update(POLL_TOKEN, chat_id, f"before {n}")
+    assert _texts(platforms, chat_id, 3) == [f"echo: before {n}" for n in range(3)]
+    session = scoped_key("default", f"telegram:pollbot:{chat_id}")
+    owner = RedisOwnershipStore(client, Keyspace(platforms.namespace)).owner_of(session)
+    assert owner is not None
+    platforms.provider.set_latency(ttft=0.6)  # turns are queued and running during the drain
+    try:
+        for n in range(3):
+            tg.make_update(POLL_TOKEN, chat_id, f"during {n}")
+        while tg.pending_updates(POLL_TOKEN) or platforms.waiting(client, "telegram", "pollbot") < 3:
+            time.sleep(0.01)
+        drained: list[int] = []
+        drain = threading.Thread(
+            target=lambda: drained.append(platforms.fleet.terminate(owner.worker_id))
+        )
+        drain.start()  # SIGTERM: the owner drains (finishes its running turn, hands the rest on)
+        for n in range(3):
+            tg.make_update(POLL_TOKEN, chat_id, f"after {n}")
+        drain.join(timeout=60)
+    finally:
+        platforms.provider.set_latency()
+    texts = _texts(platforms, chat_id, 9, timeout=60)
+    time.sleep(1.0)  # a duplicate reply would have come by now
+    texts = [m.text for m in tg.messages(chat_id)]
+    expected = [f"echo: {w} {n}" for w in ("before", "during", "after") for n in range(3)]
+    assert texts == expected  # each answered exactly once, in the chat's order
+    assert drained == [0], "the owner drained and exited 0"
+    moved = RedisOwnershipStore(client, Keyspace(platforms.namespace)).owner_of(session)
+    assert moved is not None and moved.worker_id != owner.worker_id
+    platforms.fleet.start(owner.worker_id)
+    client.close()

@@ -93,3 +93,21 @@ def test_a_missing_token_names_its_variable_and_a_token_never_shows() -> None:
         },
     )
     assert "secret" not in repr(secrets) and secrets.token.reveal() == "123:secret-token"
+
+
+def test_a_streaming_message_is_remembered_for_the_next_holder_and_forgotten_once_delivered(
+    store: BotStore,
+) -> None:
+    old = store.acquire("gw-a", 5.0)
+    assert old is not None
+    assert store.accept(_delivery("telegram-support-7", 7))
+    assert store.known("telegram-support-7") and not store.known("telegram-support-8")
+    assert store.note_preview(old, "telegram-support-7", "1001")
+    store.client.delete(store.keys.lease)  # gw-a died mid-stream
+    new = store.acquire("gw-b", 5.0)
+    assert new is not None
+    assert not store.note_preview(old, "telegram-support-7", "1002"), "a deposed holder writes nothing"
+    assert store.preview_of("telegram-support-7") == "1001"  # gw-b edits it, sends no second reply
+    assert store.delivered(new, "telegram-support-7", 60.0)
+    assert store.preview_of("telegram-support-7") == ""
+    assert store.known("telegram-support-7"), "an answered delivery stays known (a duplicate)"
