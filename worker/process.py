@@ -65,13 +65,14 @@ from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
 from worker.cache import AgentCache
+from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
-from worker.turns import ConfigView, TurnRunner, TurnServices
+from worker.turns import TurnRunner, TurnServices
 from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.process")
