@@ -246,7 +246,12 @@ class AIAgent:
     # -- the turn ----------------------------------------------------------------------
 
     def run_conversation(
-        self, message: str, history: Sequence[Message] | None = None, *, interrupt_depth: int = 0
+        self,
+        message: str,
+        history: Sequence[Message] | None = None,
+        *,
+        interrupt_depth: int = 0,
+        on_loop_start: Callable[[], None] | None = None,
     ) -> TurnResult:
         """Run one turn: the tool loop, up to ``max_iterations`` model calls.
 
@@ -256,6 +261,9 @@ class AIAgent:
                 agent's in-memory transcript is used.
             interrupt_depth: > 0 when the turn re-enters after the user interrupted a
                 stuck turn; the activity timestamp is then kept (see ``init_turn``).
+            on_loop_start: called once the turn runs (``is_running``), after older
+                interrupts were cleared and before the first model call: an
+                :meth:`interrupt` from it stops this turn.
 
         Returns:
             The final text, the messages this turn added, and usage.
@@ -273,6 +281,8 @@ class AIAgent:
             self.is_running = True
             watchdog().watch(self)
             try:
+                if on_loop_start is not None:
+                    on_loop_start()
                 result = self._tool_loop(message)
             finally:
                 self.is_running = False

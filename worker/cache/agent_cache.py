@@ -165,7 +165,7 @@ class AgentCache(Generic[A]):
                 apply_turn_state(handle.agent, turn_state)
             yield handle
         except BaseException:
-            handle._turn_failed()
+            handle.turn_failed()
             raise
         finally:
             self._end_turn(handle)

@@ -17,6 +17,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.executor import ClaimLoop, TurnExecutor
+from worker.turn_outcome import Failed, Finished, TurnOutcome
 
 ExecutorFactory = Callable[..., TurnExecutor]
 
@@ -149,15 +150,15 @@ def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
     make_executor: ExecutorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     ran: list[int] = []
-    outcomes: dict[int, BaseException | None] = {}
+    outcomes: dict[int, TurnOutcome] = {}
 
     def handler(job: TurnJob) -> None:
         ran.append(int(job.attrs["seq"]))
         if job.attrs["seq"] == 1:
             raise RuntimeError("model exploded")
 
-    def on_done(job: TurnJob, error: BaseException | None) -> None:
-        outcomes[int(job.attrs["seq"])] = error
+    def on_done(job: TurnJob, outcome: TurnOutcome) -> None:
+        outcomes[int(job.attrs["seq"])] = outcome
 
     executor = make_executor(handler=handler, concurrency=2)
     with caplog.at_level(logging.ERROR, logger="worker.executor"):
@@ -165,8 +166,9 @@ def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
             executor.submit(_job("s", seq), on_done=on_done)
         assert executor.wait_idle(timeout=10)
     assert ran == [0, 1, 2]
-    assert outcomes[0] is None and outcomes[2] is None
-    assert isinstance(outcomes[1], RuntimeError)
+    assert outcomes[0] == Finished() and outcomes[2] == Finished()
+    failed = outcomes[1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, RuntimeError)
     assert any(
         r.name == "worker.executor" and "s-1" in r.getMessage() and r.exc_info
         for r in caplog.records
@@ -178,7 +180,7 @@ def test_a_failing_completion_callback_does_not_stall_either(
 ) -> None:
     ran: list[int] = []
 
-    def on_done(job: TurnJob, error: BaseException | None) -> None:
+    def on_done(job: TurnJob, outcome: TurnOutcome) -> None:
         raise ValueError("metrics down")
 
     executor = make_executor(handler=lambda job: ran.append(int(job.attrs["seq"])), concurrency=1)
@@ -319,7 +321,8 @@ def test_stopping_the_claim_loop_finishes_and_completes_claimed_turns(
         if job.attrs["seq"] == 1:
             raise RuntimeError("provider down")
 
-    def on_done(turn: ClaimedTurn, error: BaseException | None) -> None:
+    def on_done(turn: ClaimedTurn, outcome: TurnOutcome) -> None:
+        error = outcome.error if isinstance(outcome, Failed) else None
         outcomes.append((turn.job.message_id, None if error is None else str(error)))
 
     executor = make_executor(handler=handler, concurrency=2)
