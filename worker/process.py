@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import redis
@@ -46,11 +47,7 @@ from cluster.errors import WorkerIdInUse
 from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
-from cluster.leases import RedisLeaseStore
-from cluster.membership import RedisMembership, WorkerState
-from cluster.ownership import RedisOwnershipStore
-from cluster.placement import Placement
-from cluster.recovery import Recovery
+from cluster.membership import WorkerState
 from cluster.redis_checks import check_eviction_policy
 from cluster.session_store import RedisSessionStore
 from cluster.settings import (
@@ -60,8 +57,8 @@ from cluster.settings import (
     DEFAULT_SWEEP_INTERVAL,
     ClusterSettings,
 )
+from cluster.stores import build_stores
 from cluster.tool_state import RedisToolStateStore
-from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
 from worker.cache import AgentCache
@@ -113,7 +110,14 @@ class WorkerOptions:
 
 
 class WorkerProcess:
-    """One worker: owns its threads; :meth:`start` returns, :meth:`stop` drains."""
+    """One worker: owns its threads and connection pools; :meth:`start` returns, :meth:`stop` drains.
+
+    Also a context manager: ``with WorkerProcess(settings=...) as worker:``
+    starts it and drains it at the end. What :meth:`start` started is stopped
+    in reverse order by :meth:`stop` (every step runs even if one fails), the
+    connection pools the worker opened last; a start that fails part-way stops
+    what it had started and closes the pools.
+    """
 
     def __init__(
         self,
@@ -128,51 +132,42 @@ class WorkerProcess:
         self.options = options or WorkerOptions()
         self.worker_id = Keyspace.check_worker_id(self.options.worker_id)
         self.instance = uuid.uuid4().hex
-        self.keyspace = Keyspace(settings.namespace)
+        # What this worker opened and closes last: its connection pools (not a caller's clients).
+        self._resources = contextlib.ExitStack()
         # Every turn thread may hold a connection of each client at once.
         pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
-        self.client = (
-            client if client is not None else connect(settings.redis_url, pool_size=pool_size)
-        )
-        self.blocking = (
-            blocking
-            if blocking is not None
-            else blocking_client(settings.redis_url, block_seconds=CLAIM_BLOCK, pool_size=pool_size)
-        )
+        if client is None:
+            client = connect(settings.redis_url, pool_size=pool_size)
+            self._resources.callback(client.close)
+        if blocking is None:
+            blocking = blocking_client(
+                settings.redis_url, block_seconds=CLAIM_BLOCK, pool_size=pool_size
+            )
+            self._resources.callback(blocking.close)
+        self.client, self.blocking = client, blocking
         self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
         for counted in {id(self.client): self.client, id(self.blocking): self.blocking}.values():
             count_round_trips(counted, self.metrics.redis_round_trips.inc)
-        self.membership = RedisMembership(
-            self.client, self.keyspace, heartbeat_ttl=settings.heartbeat_ttl
+        stores = build_stores(
+            settings,
+            client=self.client,
+            queue_client=self.blocking,  # blocking claims
+            reply_client=self.client,
+            on_recovered=self.metrics.recovered,
         )
-        self.queue = TurnQueue(
-            self.blocking,
-            self.keyspace,
-            job_timeout=settings.turn_timeout,
-            result_ttl=settings.reply_ttl,
-        )
+        self.keyspace = stores.keyspace
+        self.membership = stores.membership
+        self.queue = stores.queue
+        self.placement = stores.placement
+        self.recovery = stores.recovery
+        leases = stores.leases
         self.events = EventBus(self.client, self.keyspace)
         self.cache: AgentCache[AIAgent] = AgentCache(
             max_size=self.options.cache_size,
             idle_ttl=self.options.idle_ttl,
             sweep_interval=self.options.sweep_interval,
         )
-        leases = RedisLeaseStore(self.client, self.keyspace)
         self.event_log = ClusterEventLog(self.client, self.keyspace)
-        self.placement = Placement(
-            membership=self.membership,
-            ownership=RedisOwnershipStore(self.client, self.keyspace),
-            refresh_interval=min(0.5, settings.heartbeat_interval),
-        )
-        self.recovery = Recovery(
-            client=self.client,
-            keyspace=self.keyspace,
-            membership=self.membership,
-            placement=self.placement,
-            queue=self.queue,
-            leases=leases,
-            on_recovered=self.metrics.recovered,
-        )
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
@@ -194,7 +189,7 @@ class WorkerProcess:
             store=RedisWorkspaceStore(self.client, self.keyspace),
             tool_state=RedisToolStateStore(self.client, self.keyspace),
             leases=leases,
-            ownership=RedisOwnershipStore(self.client, self.keyspace),
+            ownership=stores.ownership,
             worker_id=self.worker_id,
             mode=settings.workspace_mode,
             max_bytes=settings.workspace_snapshot_max_bytes,
@@ -212,7 +207,7 @@ class WorkerProcess:
                 sessions=RedisSessionStore(
                     self.client, self.keyspace, processed_retention=settings.processed_retention
                 ),
-                replies=ReplyChannel(self.client, self.keyspace, reply_ttl=settings.reply_ttl),
+                replies=stores.replies,
                 cache=self.cache,
                 config=self.config,
                 lease_keeper=self.lease_keeper,
@@ -273,7 +268,8 @@ class WorkerProcess:
             WorkerIdInUse: another live worker process has this id.
         """
         with contextlib.ExitStack() as started:
-            # Last at a stop: the workspaces' volumes, once no turn runs (images stay).
+            started.enter_context(self._resources)  # the connection pools close last
+            # Then the workspaces' volumes, once no turn runs (images stay).
             started.callback(self._tool_env.unmount_volumes)
             if self.settings.metrics_port:
                 self.probe = self._start_probe()
@@ -322,6 +318,7 @@ class WorkerProcess:
             True if every running turn finished within the timeout (none was cut off).
         """
         if not self._started:
+            self._resources.close()  # never started (or its start failed): the pools only
             return True
         self._started = False
         self._draining = True
@@ -364,6 +361,18 @@ class WorkerProcess:
             "all turns finished" if finished else "drain timeout: turns were cut off and handed on",
         )
         return finished
+
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def _stop_claiming(self) -> None:
         self.claims.stop(timeout=0)
