@@ -1,4 +1,4 @@
-"""The worker's view of the cluster config: the version and registry generation it applied, and the profile."""
+"""The worker's view of the cluster config: applied version, registry generation, profile."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class ConfigView:
     def refresh(
         self, config_version: int | None = None, registry_generation: int | None = None
     ) -> bool:
-        """Reload when the given (or current) versions differ; return True if the profile changed."""
+        """Reload when the given (or current) versions differ; True if the profile changed."""
         with self._lock:
             if (
                 config_version is None
