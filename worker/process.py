@@ -64,7 +64,7 @@ from cluster.workspace_store import RedisWorkspaceStore
 from worker.cache import AgentCache
 from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
-from worker.health import beat_with_health
+from worker.health import HealthWriter, beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
@@ -168,6 +168,7 @@ class WorkerProcess:
             sweep_interval=self.options.sweep_interval,
         )
         self.event_log = ClusterEventLog(self.client, self.keyspace)
+        self._health = HealthWriter(self.client, self.keyspace, ttl=settings.heartbeat_ttl)
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
@@ -476,7 +477,8 @@ class WorkerProcess:
 
     def _beat(self) -> float | None:
         """One heartbeat; returns the seconds until another worker's heartbeat expires."""
-        beat = beat_with_health(self)  # read from outside: status, health probe
+        # Read from outside: status, health probe.
+        beat = beat_with_health(self, membership=self.membership, writer=self._health)
         state = beat.state
         if state is None and not self._draining:
             self._rejoin()
