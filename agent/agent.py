@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from agent.activity import init_for_turn
 from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
@@ -43,6 +43,16 @@ from agent.watchdog import watchdog
 from cluster.errors import ProviderError, ProviderUnavailable
 
 log = logging.getLogger("agent")
+
+
+class _Endpoint(TypedDict):
+    """The arguments of :func:`make_provider` for the endpoint the agent calls now."""
+
+    provider: str
+    api_key: str | None
+    base_url: str | None
+    api_mode: str | None
+    timeout: float
 
 DEFAULT_INACTIVITY_TIMEOUT = 1800.0
 
@@ -119,14 +129,14 @@ class AIAgent:
         )
         self._retry_policy = retry_policy or RetryPolicy()
         self._clock = clock
-        self._provider_args = {
+        self._provider_args: _Endpoint = {
             "provider": provider,
             "api_key": api_key,
             "base_url": base_url,
             "api_mode": api_mode,
             "timeout": request_timeout,
         }
-        self._provider: Provider | None = make_provider(**self._provider_args)  # type: ignore[arg-type]
+        self._provider: Provider | None = make_provider(**self._provider_args)
         # A second endpoint used when the primary stays unavailable through its
         # retries: {"model", "provider", "api_key", "base_url", "api_mode"}.
         self._fallback = dict(fallback) if fallback else None
@@ -201,23 +211,6 @@ class AIAgent:
         self.last_activity_desc = description
         if self.status_callback is not None:
             self.status_callback(description)
-
-    def activity_summary(self) -> dict[str, Any]:
-        """What the agent is doing and how long it has been quiet, for status pages."""
-        idle = (
-            None
-            if self.last_activity_ts is None
-            else max(0.0, self._clock() - self.last_activity_ts)
-        )
-        return {
-            "session_id": self.session_id,
-            "is_running": self.is_running,
-            "last_activity_ts": self.last_activity_ts,
-            "last_activity_desc": self.last_activity_desc,
-            "seconds_since_activity": idle,
-            "api_call_count": self.api_call_count,
-            "max_iterations": self.max_iterations,
-        }
 
     def interrupt(self, reason: str = "interrupted by user") -> None:
         """Stop the running turn at the next safe point; a stuck model call is aborted."""
@@ -350,7 +343,7 @@ class AIAgent:
         """
         provider = self._provider
         if provider is None:
-            provider = self._provider = make_provider(**self._provider_args)  # type: ignore[arg-type]
+            provider = self._provider = make_provider(**self._provider_args)
         on_delta = self.stream_delta_callback
         try:
             return call_with_retries(
@@ -390,7 +383,7 @@ class AIAgent:
             "api_mode": fallback.get("api_mode"),
             "timeout": self._provider_args["timeout"],
         }
-        old, self._provider = self._provider, make_provider(**self._provider_args)  # type: ignore[arg-type]
+        old, self._provider = self._provider, make_provider(**self._provider_args)
         if old is not None:
             old.close()
         return True
