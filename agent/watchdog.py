@@ -51,11 +51,6 @@ class Watchdog:
         with self._changed:
             self._watched.pop(id(agent), None)
 
-    def watching(self) -> int:
-        """How many turns are watched now."""
-        with self._changed:
-            return len(self._watched)
-
     def _loop(self) -> None:
         while True:
             with self._changed:

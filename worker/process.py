@@ -591,15 +591,6 @@ class WorkerProcess:
             return False, f"{self.worker_id}: last heartbeat reached Redis {age:.1f}s ago"
         return True, f"{self.worker_id}: ready (heartbeat {age:.1f}s ago)"
 
-    def status(self) -> dict[str, Any]:
-        """What this worker is doing, for the status endpoint and tests."""
-        return {
-            "worker_id": self.worker_id,
-            "in_flight": self.executor.in_flight(),
-            "cache": self.cache.metrics(),
-            "config_version": self.config.config_version,
-        }
-
 
 def _dead_here(facts: Mapping[str, Any]) -> bool:
     """Whether registered facts name a process on this host that no longer exists."""
