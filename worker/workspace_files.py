@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.tools.workspace_archive import (
+from cluster.errors import ToolError
+from worker.workspace_archive import (
     Member,
     Omitted,
     ScannedEntry,
     SnapshotPlan,
     check_member_path,
 )
-from cluster.errors import ToolError
 
 __all__ = ["read_members", "scan_workspace", "write_members"]
 
