@@ -131,9 +131,13 @@ class SharedClients:
             old_shared.client.close()
 
 
+# One per process, on purpose: its point is that the agents of one endpoint and
+# key share connections, whichever worker of the process (an embedded cluster
+# runs several) built them. Clients are closed when their last agent releases
+# them past the idle cap; the rest close with the process.
 _SHARED = SharedClients()
 
 
 def shared_clients() -> SharedClients:
-    """This process's shared SDK clients."""
+    """This process's shared SDK clients (a singleton: see the comment above it)."""
     return _SHARED
