@@ -108,11 +108,6 @@ class SharedClients:
             self._idle.pop((key, id(shared)), None)
             return ClientRef(self, key, shared)
 
-    def open_clients(self) -> int:
-        """How many SDK clients are open (held or idle)."""
-        with self._lock:
-            return sum(len(shards) for shards in self._clients.values())
-
     def _release(self, key: ClientKey, shared: _Shared) -> None:
         closing: list[_Shared] = []
         with self._lock:

@@ -249,4 +249,4 @@ def test_releaser_restarts_after_close() -> None:
     agent = FakeAgent("late")
     releaser.submit(Release("late", agent, hard=False, cause=EvictionCause.EVICTED))
     assert agent.released.wait(DEADLINE)
-    assert releaser.close(DEADLINE) and releaser.unfinished == 0
+    assert releaser.close(DEADLINE) and releaser.wait_idle(0), "nothing left unfinished"
