@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeAgent, FakeClock, InlineReleaser
+from tests.support.cache import InspectableCache
 from tests.unit.worker.conftest import CacheFactory
-from worker.cache import AgentCache, EvictionCause, Release, Releaser
+from worker.cache import EvictionCause, Release, Releaser
 
-Cache = AgentCache[FakeAgent]
+Cache = InspectableCache[FakeAgent]
 DEADLINE = 10.0
 
 
