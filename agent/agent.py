@@ -328,7 +328,7 @@ class AIAgent:
                 if self.step_callback is not None:
                     self.step_callback(iteration, result)
                 if self._interrupt.is_set() and not stopped_before:
-                    cut = result  # the tool the stop cut short: its partial output goes in the reply
+                    cut = result  # the tool the stop cut short: its partial output is replied
             if self._interrupt.is_set():
                 return self._interrupted(new, usage, iteration, cut_tool=cut)
         note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"

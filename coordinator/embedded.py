@@ -109,7 +109,7 @@ class EmbeddedCluster:
         return self.coordinator
 
     def publish_config(self, config: Mapping[str, Any], *, note: str = "") -> int:
-        """Publish a cluster config (what ``agent-cluster config push`` stores); returns its version."""
+        """Publish a cluster config (as ``agent-cluster config push`` does); returns its version."""
         coordinator = self._coordinator()
         versions = RedisVersionStore(
             coordinator.client,
@@ -119,7 +119,7 @@ class EmbeddedCluster:
         return versions.publish_config(config, author="embedded", source="embedded", note=note)
 
     def wait_for_config(self, version: int, timeout: float = 5.0) -> bool:
-        """Wait until every running worker has applied config ``version`` (heard the announcement)."""
+        """Wait until every running worker has applied config ``version`` (heard the push)."""
         deadline = time.monotonic() + timeout
         while any(w.config.config_version < version for w in self.running_workers()):
             if time.monotonic() >= deadline:
@@ -171,4 +171,6 @@ class EmbeddedCluster:
 
 def _with_auto_sandbox(environ: Mapping[str, str]) -> dict[str, str]:
     """The workers' environment, with the ``auto`` sandbox unless one is configured."""
-    return {BACKEND_ENV_VAR: "auto", **environ} if not environ.get(BACKEND_ENV_VAR) else dict(environ)
+    if environ.get(BACKEND_ENV_VAR):
+        return dict(environ)
+    return {BACKEND_ENV_VAR: "auto", **environ}

@@ -5,7 +5,8 @@ registers in the membership set (its id unique among live workers), hands
 its own orphaned in-flight ids back to its queue, heartbeats, claims turn
 jobs from its own rq queue and runs them in-process (many at once, one at a
 time per session), sharing one agent cache. When another worker's heartbeat
-expires (each beat says when the next one may), it checks for dead workers and, one recoverer at a time, hands their turns on
+expires (each beat says when the next one may), it checks for dead workers
+and, one recoverer at a time, hands their turns on
 (:mod:`cluster.recovery`). Config and registry events bust stale agents
 eagerly; every turn also checks the versions its lease reports. A worker that
 finds it was declared dead (paused, cut off from Redis) drops its cached
@@ -15,7 +16,8 @@ leases can write nothing.
 SIGTERM, or ``agent-cluster drain ID``, drains: the worker is marked draining
 (routing stops placing turns on it, atomically), the workspaces of its idle
 sessions are snapshotted to Redis for their next owners (``workspace_mode:
-snapshot``), its queued and not-started turns move to their sessions' new owners, running turns finish up to the
+snapshot``), its queued and not-started turns move to their sessions' new
+owners, running turns finish up to the
 drain timeout (past it they are cut off and handed on too), cached agents
 are soft-released, the worker deregisters and exits 0.
 """
@@ -57,7 +59,7 @@ from cluster.settings import (
     DEFAULT_SWEEP_INTERVAL,
     ClusterSettings,
 )
-from cluster.stores import build_stores
+from cluster.stores import ClusterStores, build_stores
 from cluster.tool_state import RedisToolStateStore
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
@@ -110,7 +112,7 @@ class WorkerOptions:
 
 
 class WorkerProcess:
-    """One worker: owns its threads and connection pools; :meth:`start` returns, :meth:`stop` drains.
+    """One worker, owner of its threads and pools: :meth:`start` returns, :meth:`stop` drains.
 
     Also a context manager: ``with WorkerProcess(settings=...) as worker:``
     starts it and drains it at the end. What :meth:`start` started is stopped
@@ -134,17 +136,7 @@ class WorkerProcess:
         self.instance = uuid.uuid4().hex
         # What this worker opened and closes last: its connection pools (not a caller's clients).
         self._resources = contextlib.ExitStack()
-        # Every turn thread may hold a connection of each client at once.
-        pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
-        if client is None:
-            client = connect(settings.redis_url, pool_size=pool_size)
-            self._resources.callback(client.close)
-        if blocking is None:
-            blocking = blocking_client(
-                settings.redis_url, block_seconds=CLAIM_BLOCK, pool_size=pool_size
-            )
-            self._resources.callback(blocking.close)
-        self.client, self.blocking = client, blocking
+        self.client, self.blocking = self._open_clients(client, blocking)
         self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
         for counted in {id(self.client): self.client, id(self.blocking): self.blocking}.values():
             count_round_trips(counted, self.metrics.redis_round_trips.inc)
@@ -174,16 +166,7 @@ class WorkerProcess:
         )
         self.config = ConfigView(self.versions, endpoints=settings.endpoint_table())
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        sandbox = SandboxConfig.from_env(self.options.environ)
-        if settings.workspace_mode == "shared":
-            sandbox = sandbox.for_shared_workspaces()
-        tool_env = ToolEnvironment.default(
-            self.options.sandbox_root,
-            sandbox=sandbox,
-            # The Redis URL may come from a file or the settings file, not the environment.
-            redactor=SecretRedactor.from_environ(self.options.environ, urls=(settings.redis_url,)),
-        )
-        self._tool_env = tool_env
+        self._tool_env = tool_env = worker_tool_environment(settings, self.options)
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(
             tool_env=tool_env,
@@ -199,31 +182,7 @@ class WorkerProcess:
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
         )
-        self.runner = TurnRunner(
-            TurnServices(
-                worker_id=self.worker_id,
-                client=self.client,
-                keyspace=self.keyspace,
-                leases=leases,
-                sessions=RedisSessionStore(
-                    self.client, self.keyspace, processed_retention=settings.processed_retention
-                ),
-                replies=stores.replies,
-                cache=self.cache,
-                config=self.config,
-                lease_keeper=self.lease_keeper,
-                tool_env=tool_env,
-                tool_registry=tool_registry,
-                queue=self.queue,
-                placement=self.placement,
-                lease_ttl=settings.lease_ttl,
-                reply_ttl=settings.reply_ttl,
-                workspaces=self.workspaces,
-                environ=self.options.environ,
-                metrics=self.metrics,
-                model_call_deadline=settings.model_call_deadline,
-            )
-        )
+        self.runner = self._turn_runner(stores, tool_env, tool_registry)
         self.executor = TurnExecutor(
             handler=self.runner.run,
             concurrency=self.options.concurrency,
@@ -234,7 +193,9 @@ class WorkerProcess:
             worker_id=self.worker_id,
             executor=self.executor,
             block=CLAIM_BLOCK,
-            on_done=lambda turn, _error: self.metrics.claimed(turn.job.submitted_at, turn.claimed_at),
+            on_done=lambda turn, _outcome: self.metrics.claimed(
+                turn.job.submitted_at, turn.claimed_at
+            ),
         )
         self.metrics.watch(
             cache_metrics=self.cache.metrics,
@@ -257,6 +218,51 @@ class WorkerProcess:
         self._draining = False
         self._started = False
         self.drain_timeout = settings.drain_timeout
+
+    def _open_clients(
+        self, client: redis.Redis | None, blocking: redis.Redis | None
+    ) -> tuple[redis.Redis, redis.Redis]:
+        """The caller's clients, or pools this worker opens (and closes when it stops)."""
+        # Every turn thread may hold a connection of each client at once.
+        pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
+        url = self.settings.redis_url
+        if client is None:
+            client = connect(url, pool_size=pool_size)
+            self._resources.callback(client.close)
+        if blocking is None:
+            blocking = blocking_client(url, block_seconds=CLAIM_BLOCK, pool_size=pool_size)
+            self._resources.callback(blocking.close)
+        return client, blocking
+
+    def _turn_runner(
+        self, stores: ClusterStores, tool_env: ToolEnvironment, tool_registry: ToolRegistry
+    ) -> TurnRunner:
+        settings = self.settings
+        return TurnRunner(
+            TurnServices(
+                worker_id=self.worker_id,
+                client=self.client,
+                keyspace=self.keyspace,
+                leases=stores.leases,
+                sessions=RedisSessionStore(
+                    self.client, self.keyspace, processed_retention=settings.processed_retention
+                ),
+                replies=stores.replies,
+                cache=self.cache,
+                config=self.config,
+                lease_keeper=self.lease_keeper,
+                tool_env=tool_env,
+                tool_registry=tool_registry,
+                queue=self.queue,
+                placement=self.placement,
+                lease_ttl=settings.lease_ttl,
+                reply_ttl=settings.reply_ttl,
+                workspaces=self.workspaces,
+                environ=self.options.environ,
+                metrics=self.metrics,
+                model_call_deadline=settings.model_call_deadline,
+            )
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -285,10 +291,16 @@ class WorkerProcess:
             self.event_log.record("joined", f"{self.worker_id} joined", worker=self.worker_id)
             orphaned = self.queue.requeue_inflight(self.worker_id)
             if orphaned:
-                log.warning("worker %s: %d orphaned in-flight turn(s) back on its queue", self.worker_id, orphaned)
+                log.warning(
+                    "worker %s: %d orphaned in-flight turn(s) back on its queue",
+                    self.worker_id,
+                    orphaned,
+                )
             self._heartbeat.start()
             started.callback(self._stop_heartbeat)
-            self._subscriber = self.events.subscribe(self._on_event, on_reconnect=self._on_reconnect)
+            self._subscriber = self.events.subscribe(
+                self._on_event, on_reconnect=self._on_reconnect
+            )
             started.callback(self._stop_subscriber)
             self._on_reconnect()  # a push between the first read and the subscription went unheard
             self.lease_keeper.start()
@@ -327,7 +339,10 @@ class WorkerProcess:
         finished = True
         self.event_log.record("drain_started", f"{self.worker_id} draining", worker=self.worker_id)
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
+            (
+                "mark draining",
+                lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING),
+            ),
             ("stop claiming", self._stop_claiming),
             ("snapshot idle workspaces", self.workspaces.snapshot_owned),
             ("hand over queued turns", self._hand_over_waiting),
@@ -342,7 +357,9 @@ class WorkerProcess:
                 self.executor.wait_idle(5.0)
         finally:
             self._step("hand over cut-off turns", lambda: self.recovery.hand_over(self.worker_id))
-            self._step("shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0))
+            self._step(
+                "shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0)
+            )
             # Recorded before the stack deregisters the worker, so whoever sees
             # it gone from membership also finds the event.
             self._step(
@@ -434,7 +451,11 @@ class WorkerProcess:
             facts = self.membership.holder_facts(self.worker_id)
             if force or not _dead_here(facts):
                 raise
-            log.warning("worker id %s was held by pid %s, which is gone; taking it over", self.worker_id, facts.get("pid"))
+            log.warning(
+                "worker id %s was held by pid %s, which is gone; taking it over",
+                self.worker_id,
+                facts.get("pid"),
+            )
             self._register(force=True)
 
     def _heartbeat_loop(self) -> None:
@@ -505,7 +526,9 @@ class WorkerProcess:
         )
         self._register()
         self.event_log.record(
-            "rejoined", f"{self.worker_id} was declared dead and joined again", worker=self.worker_id
+            "rejoined",
+            f"{self.worker_id} was declared dead and joined again",
+            worker=self.worker_id,
         )
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -567,7 +590,12 @@ class WorkerProcess:
             port=self.settings.metrics_port,
         )
         probe.start()
-        log.info("worker %s: /metrics, /livez, /readyz on %s:%d", self.worker_id, self.settings.metrics_host, probe.port)
+        log.info(
+            "worker %s: /metrics, /livez, /readyz on %s:%d",
+            self.worker_id,
+            self.settings.metrics_host,
+            probe.port,
+        )
         return probe
 
     def liveness(self) -> tuple[bool, str]:
@@ -579,7 +607,7 @@ class WorkerProcess:
         return True, f"{self.worker_id}: alive"
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether the worker serves: registered, active, heartbeat taken by Redis within the TTL."""
+        """Whether the worker serves: registered, active, a heartbeat Redis took within the TTL."""
         if self._draining or self.drain_requested.is_set():
             return False, f"{self.worker_id}: draining (takes no new sessions)"
         if not self._started:
@@ -590,6 +618,19 @@ class WorkerProcess:
         if age > self.settings.heartbeat_ttl:
             return False, f"{self.worker_id}: last heartbeat reached Redis {age:.1f}s ago"
         return True, f"{self.worker_id}: ready (heartbeat {age:.1f}s ago)"
+
+
+def worker_tool_environment(settings: ClusterSettings, options: WorkerOptions) -> ToolEnvironment:
+    """The worker's tool environment: sandbox from the environment, secrets redacted."""
+    sandbox = SandboxConfig.from_env(options.environ)
+    if settings.workspace_mode == "shared":
+        sandbox = sandbox.for_shared_workspaces()
+    return ToolEnvironment.default(
+        options.sandbox_root,
+        sandbox=sandbox,
+        # The Redis URL may come from a file or the settings file, not the environment.
+        redactor=SecretRedactor.from_environ(options.environ, urls=(settings.redis_url,)),
+    )
 
 
 def _dead_here(facts: Mapping[str, Any]) -> bool:
