@@ -17,7 +17,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.executor import ClaimLoop, TurnExecutor
-from worker.turn_outcome import Failed, Finished, TurnOutcome
+from worker.turn_outcome import Deferred, Failed, Finished, HandedOff, TurnOutcome
 
 ExecutorFactory = Callable[..., TurnExecutor]
 
@@ -373,3 +373,49 @@ def test_ids_moved_by_a_claim_whose_reply_was_lost_are_taken_back_and_run(
         assert loop.stop(timeout=10)
     assert queue.dropped and ran == ["a-0", "a-1", "a-2"]
     assert _until(lambda: queue.inflight_count("w1") == 0)
+
+
+def test_a_deferred_turn_runs_again_after_its_delay_and_is_done_once(
+    make_executor: ExecutorFactory,
+) -> None:
+    attempts: list[int] = []
+    outcomes: list[TurnOutcome] = []
+
+    def handler(job: TurnJob) -> TurnOutcome:
+        attempts.append(int(job.attrs["seq"]))
+        return Deferred("lease held elsewhere", delay=0.01) if len(attempts) == 1 else Finished()
+
+    executor = make_executor(handler=handler, concurrency=1)
+    executor.submit(_job("s", 0), on_done=lambda _job, outcome: outcomes.append(outcome))
+    executor.submit(_job("s", 1), on_done=lambda _job, outcome: outcomes.append(outcome))
+    assert executor.wait_idle(timeout=10)
+    assert attempts == [0, 0, 1], "the session's next turn waited for the deferred one"
+    assert outcomes == [Finished(), Finished()]
+
+
+def test_the_claim_loop_moves_a_handed_off_job_and_leaves_a_committed_one_alone(
+    make_executor: ExecutorFactory,
+) -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    membership = RedisMembership(client, Keyspace("t"), heartbeat_ttl=3600)
+    for worker in ("w1", "w2"):
+        membership.register(worker, host="test", pid=1, queue=f"t.worker.{worker}")
+    queue = TurnQueue(client, Keyspace("t"), job_timeout=60, result_ttl=60)
+    outcome_of = {
+        "moved-0": HandedOff("session owned by w2", to_worker="w2"),
+        "committed-0": Finished(job_completed=True),  # its commit script completed the job
+    }
+    executor = make_executor(handler=lambda job: outcome_of[job.message_id], concurrency=2)
+    queue.enqueue("w1", _job("moved", 0))
+    queue.enqueue("w1", _job("committed", 0))
+    loop = ClaimLoop(queue=queue, worker_id="w1", executor=executor, block=0.1)
+    loop.start()
+    try:
+        assert _until(lambda: loop.claimed == 2)
+        assert executor.wait_idle(timeout=10)
+    finally:
+        assert loop.stop(timeout=10)
+    assert queue.pending("w2") == 1, "the handed-off job is on its owner's queue"
+    # Nothing here completed the committed job: only its (here absent) commit would have.
+    assert queue.inflight_count("w1") == 1
+    client.close()
