@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from agent.activity import init_for_turn
 from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
@@ -43,6 +43,16 @@ from agent.watchdog import watchdog
 from cluster.errors import ProviderError, ProviderUnavailable
 
 log = logging.getLogger("agent")
+
+
+class _Endpoint(TypedDict):
+    """The arguments of :func:`make_provider` for the endpoint the agent calls now."""
+
+    provider: str
+    api_key: str | None
+    base_url: str | None
+    api_mode: str | None
+    timeout: float
 
 DEFAULT_INACTIVITY_TIMEOUT = 1800.0
 
@@ -119,14 +129,14 @@ class AIAgent:
         )
         self._retry_policy = retry_policy or RetryPolicy()
         self._clock = clock
-        self._provider_args = {
+        self._provider_args: _Endpoint = {
             "provider": provider,
             "api_key": api_key,
             "base_url": base_url,
             "api_mode": api_mode,
             "timeout": request_timeout,
         }
-        self._provider: Provider | None = make_provider(**self._provider_args)  # type: ignore[arg-type]
+        self._provider: Provider | None = make_provider(**self._provider_args)
         # A second endpoint used when the primary stays unavailable through its
         # retries: {"model", "provider", "api_key", "base_url", "api_mode"}.
         self._fallback = dict(fallback) if fallback else None
@@ -202,23 +212,6 @@ class AIAgent:
         if self.status_callback is not None:
             self.status_callback(description)
 
-    def activity_summary(self) -> dict[str, Any]:
-        """What the agent is doing and how long it has been quiet, for status pages."""
-        idle = (
-            None
-            if self.last_activity_ts is None
-            else max(0.0, self._clock() - self.last_activity_ts)
-        )
-        return {
-            "session_id": self.session_id,
-            "is_running": self.is_running,
-            "last_activity_ts": self.last_activity_ts,
-            "last_activity_desc": self.last_activity_desc,
-            "seconds_since_activity": idle,
-            "api_call_count": self.api_call_count,
-            "max_iterations": self.max_iterations,
-        }
-
     def interrupt(self, reason: str = "interrupted by user") -> None:
         """Stop the running turn at the next safe point; a stuck model call is aborted."""
         self._interrupt_reason = reason
@@ -246,7 +239,12 @@ class AIAgent:
     # -- the turn ----------------------------------------------------------------------
 
     def run_conversation(
-        self, message: str, history: Sequence[Message] | None = None, *, interrupt_depth: int = 0
+        self,
+        message: str,
+        history: Sequence[Message] | None = None,
+        *,
+        interrupt_depth: int = 0,
+        on_loop_start: Callable[[], None] | None = None,
     ) -> TurnResult:
         """Run one turn: the tool loop, up to ``max_iterations`` model calls.
 
@@ -256,6 +254,9 @@ class AIAgent:
                 agent's in-memory transcript is used.
             interrupt_depth: > 0 when the turn re-enters after the user interrupted a
                 stuck turn; the activity timestamp is then kept (see ``init_turn``).
+            on_loop_start: called once the turn runs (``is_running``), after older
+                interrupts were cleared and before the first model call: an
+                :meth:`interrupt` from it stops this turn.
 
         Returns:
             The final text, the messages this turn added, and usage.
@@ -273,6 +274,8 @@ class AIAgent:
             self.is_running = True
             watchdog().watch(self)
             try:
+                if on_loop_start is not None:
+                    on_loop_start()
                 result = self._tool_loop(message)
             finally:
                 self.is_running = False
@@ -325,7 +328,7 @@ class AIAgent:
                 if self.step_callback is not None:
                     self.step_callback(iteration, result)
                 if self._interrupt.is_set() and not stopped_before:
-                    cut = result  # the tool the stop cut short: its partial output goes in the reply
+                    cut = result  # the tool the stop cut short: its partial output is replied
             if self._interrupt.is_set():
                 return self._interrupted(new, usage, iteration, cut_tool=cut)
         note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"
@@ -340,7 +343,7 @@ class AIAgent:
         """
         provider = self._provider
         if provider is None:
-            provider = self._provider = make_provider(**self._provider_args)  # type: ignore[arg-type]
+            provider = self._provider = make_provider(**self._provider_args)
         on_delta = self.stream_delta_callback
         try:
             return call_with_retries(
@@ -380,7 +383,7 @@ class AIAgent:
             "api_mode": fallback.get("api_mode"),
             "timeout": self._provider_args["timeout"],
         }
-        old, self._provider = self._provider, make_provider(**self._provider_args)  # type: ignore[arg-type]
+        old, self._provider = self._provider, make_provider(**self._provider_args)
         if old is not None:
             old.close()
         return True

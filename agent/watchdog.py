@@ -51,11 +51,6 @@ class Watchdog:
         with self._changed:
             self._watched.pop(id(agent), None)
 
-    def watching(self) -> int:
-        """How many turns are watched now."""
-        with self._changed:
-            return len(self._watched)
-
     def _loop(self) -> None:
         while True:
             with self._changed:
@@ -74,9 +69,18 @@ def _poll(agent: Watched) -> float:
     return max(_MIN_POLL, min(_MAX_POLL, agent.inactivity_timeout / 4))
 
 
+# One per process, on purpose: every agent's turn (of every worker in the
+# process) is watched by the same thread, which the watchdog itself owns: it
+# starts with the first watched turn and exits when none is left, so there is
+# nothing to join at shutdown.
 _WATCHDOG = Watchdog()
 
 
 def watchdog() -> Watchdog:
-    """This process's watchdog."""
+    """This process's watchdog (a singleton: one thread watches every running turn).
+
+    Module-level because :class:`~agent.AIAgent` is built without a worker to
+    hand it one, and a thread per agent or per worker is what it avoids; it
+    holds no state beyond the turns running now.
+    """
     return _WATCHDOG

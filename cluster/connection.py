@@ -48,6 +48,11 @@ _BLOCKING_MARGIN = 5.0
 # Seconds a thread waits for a free connection of a sized pool.
 _POOL_WAIT = 10.0
 
+# The embedded servers of this process, by name: module-level because a
+# ``fakeredis://NAME`` URL must reach the same server from every client built
+# from it (coordinator and workers of one EmbeddedCluster), like a real URL
+# reaches one Redis. Their owner is whoever named them: EmbeddedCluster drops
+# its server when it stops (:func:`drop_embedded_server`).
 _embedded_lock = threading.Lock()
 _embedded: dict[str, fakeredis.FakeServer] = {}
 

@@ -91,27 +91,6 @@ class ClusterUnavailable(AgentClusterError):
     """Redis could not be reached: the message was not accepted (retry it; nothing was lost)."""
 
 
-class TurnDeferred(AgentClusterError):
-    """A claimed turn cannot start yet (lease busy, earlier message pending): retry after a delay."""
-
-    def __init__(self, message: str, *, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
-class TurnHandedOff(AgentClusterError):
-    """A claimed turn belongs to another worker now: this worker must not complete it.
-
-    Attributes:
-        to_worker: The worker to move the job to, or ``None`` when it was
-            already moved (or stays for the drain's hand-over).
-    """
-
-    def __init__(self, message: str, *, to_worker: str | None = None) -> None:
-        super().__init__(message)
-        self.to_worker = to_worker
-
-
 class TurnRejected(AgentClusterError):
     """Double texting with strategy ``reject``: a turn of the session is running (send it later)."""
 
@@ -150,8 +129,6 @@ __all__ = [
     "SessionBusy",
     "TenantLimited",
     "ToolError",
-    "TurnDeferred",
-    "TurnHandedOff",
     "TurnRejected",
     "TurnFailed",
     "TurnTimeout",

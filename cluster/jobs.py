@@ -72,17 +72,12 @@ def job_id_for(namespace: str, session_key: str, message_id: str) -> str:
 
 @dataclass(slots=True)
 class ClaimRef:
-    """Where a claimed job sits: set on the job at claim time, never queued.
-
-    ``completed`` becomes true when the turn's commit also completed the job
-    (in-flight list, rq status and registries), so nobody completes it again.
-    """
+    """Where a claimed job sits: set on the job at claim time, never queued."""
 
     worker_id: str
     job_id: str
     queue_name: str
     execution_id: str
-    completed: bool = False
 
 
 @dataclass(frozen=True)

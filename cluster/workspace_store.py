@@ -2,7 +2,7 @@
 
 A session's workspace lives on the disk of the worker that runs it. So that
 it can follow the session to another host, the owner stores a compressed
-snapshot (:mod:`agent.tools.workspace_archive` builds it) in the session's
+snapshot (:mod:`worker.workspace_archive` builds it) in the session's
 hash ``{ns}:s:{S}:workspace`` (same slot as its lease and owner record), and
 a new owner restores it before the session's next turn. The snapshot is named
 by the SHA-256 of its content: :meth:`RedisWorkspaceStore.stored_digest` lets

@@ -12,6 +12,7 @@ the demo runs on a fresh machine with nothing but Python).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -29,6 +30,9 @@ from coordinator.admin import drain_worker
 from coordinator.ingress import Coordinator, Reply, TurnHandle
 from coordinator.status import ClusterStatus, read_status
 from worker.process import WorkerOptions, WorkerProcess
+
+# Seconds each worker's drain waits for its running turns when the cluster stops.
+_STOP_TIMEOUT = 10.0
 
 
 class EmbeddedCluster:
@@ -49,6 +53,7 @@ class EmbeddedCluster:
         self.workers = self._build_workers(workers, concurrency, sandbox_root, environ)
         self.coordinator: Coordinator | None = None
         self._drained: set[str] = set()
+        self._stack = contextlib.ExitStack()  # what start() started, stopped by stop()
 
     def _build_workers(
         self,
@@ -71,11 +76,24 @@ class EmbeddedCluster:
         ]
 
     def start(self) -> EmbeddedCluster:
-        for worker in self.workers:
-            worker.start()
-        self.coordinator = Coordinator(
-            settings=self.settings, client=connect(self.settings.redis_url)
-        )
+        """Start every worker, then the coordinator.
+
+        :meth:`stop` stops them in reverse order; a start that fails part-way
+        (a worker that cannot register, say) stops the workers started before
+        it, closes every worker's connections and raises.
+        """
+        with contextlib.ExitStack() as started:
+            started.callback(drop_embedded_server, self.server_name)
+            for worker in self.workers:
+                # Registered before the start: a worker whose start fails closes its pools.
+                started.callback(worker.stop, timeout=_STOP_TIMEOUT)
+                worker.start()
+            coordinator = Coordinator(
+                settings=self.settings, client=connect(self.settings.redis_url)
+            )
+            started.callback(coordinator.close)
+            self.coordinator = coordinator
+            self._stack = started.pop_all()
         return self
 
     def submit(self, session_key: str, text: str, **kwargs: Any) -> Reply:
@@ -91,7 +109,7 @@ class EmbeddedCluster:
         return self.coordinator
 
     def publish_config(self, config: Mapping[str, Any], *, note: str = "") -> int:
-        """Publish a cluster config (what ``agent-cluster config push`` stores); returns its version."""
+        """Publish a cluster config (as ``agent-cluster config push`` does); returns its version."""
         coordinator = self._coordinator()
         versions = RedisVersionStore(
             coordinator.client,
@@ -101,7 +119,7 @@ class EmbeddedCluster:
         return versions.publish_config(config, author="embedded", source="embedded", note=note)
 
     def wait_for_config(self, version: int, timeout: float = 5.0) -> bool:
-        """Wait until every running worker has applied config ``version`` (heard the announcement)."""
+        """Wait until every running worker has applied config ``version`` (heard the push)."""
         deadline = time.monotonic() + timeout
         while any(w.config.config_version < version for w in self.running_workers()):
             if time.monotonic() >= deadline:
@@ -136,11 +154,8 @@ class EmbeddedCluster:
         return read_status(coordinator.client, coordinator.keyspace)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop(timeout=10)
-        if self.coordinator is not None:
-            self.coordinator.close()
-        drop_embedded_server(self.server_name)
+        """Close the coordinator, drain the workers (last started first), forget the server."""
+        self._stack.close()
 
     def __enter__(self) -> EmbeddedCluster:
         return self.start()
@@ -156,4 +171,6 @@ class EmbeddedCluster:
 
 def _with_auto_sandbox(environ: Mapping[str, str]) -> dict[str, str]:
     """The workers' environment, with the ``auto`` sandbox unless one is configured."""
-    return {BACKEND_ENV_VAR: "auto", **environ} if not environ.get(BACKEND_ENV_VAR) else dict(environ)
+    if environ.get(BACKEND_ENV_VAR):
+        return dict(environ)
+    return {BACKEND_ENV_VAR: "auto", **environ}

@@ -31,14 +31,10 @@ from cluster.errors import (
     TurnTimeout,
 )
 from cluster.keys import Keyspace
-from cluster.leases import RedisLeaseStore
-from cluster.membership import RedisMembership
-from cluster.ownership import RedisOwnershipStore
-from cluster.placement import Placement
-from cluster.recovery import Recovery
 from cluster.redis_checks import check_eviction_policy
 from cluster.settings import ClusterSettings
-from cluster.transport import STRATEGIES, Enqueued, ReplyChannel, TurnJob, TurnQueue
+from cluster.stores import build_stores
+from cluster.transport import STRATEGIES, Enqueued, ReplyChannel, TurnJob
 from coordinator.routing import Router
 from coordinator.validation import validate_message
 
@@ -161,30 +157,14 @@ class Coordinator:
             if blocking is not None
             else blocking_client(settings.redis_url, block_seconds=settings.turn_timeout)
         )
-        self.membership = RedisMembership(
-            self.client, self.keyspace, heartbeat_ttl=settings.heartbeat_ttl
+        stores = build_stores(
+            settings, client=self.client, queue_client=self.client, reply_client=self._blocking
         )
-        placement = Placement(
-            membership=self.membership,
-            ownership=RedisOwnershipStore(self.client, self.keyspace),
-            refresh_interval=min(0.5, settings.heartbeat_interval),
-        )
-        self.router = Router(placement)
-        self.queue = TurnQueue(
-            self.client,
-            self.keyspace,
-            job_timeout=settings.turn_timeout,
-            result_ttl=settings.reply_ttl,
-        )
-        self.recovery = Recovery(
-            client=self.client,
-            keyspace=self.keyspace,
-            membership=self.membership,
-            placement=placement,
-            queue=self.queue,
-            leases=RedisLeaseStore(self.client, self.keyspace),
-        )
-        self.replies = ReplyChannel(self._blocking, self.keyspace, reply_ttl=settings.reply_ttl)
+        self.membership = stores.membership
+        self.router = Router(stores.placement)
+        self.queue = stores.queue
+        self.recovery = stores.recovery
+        self.replies = stores.replies
         try:
             check_eviction_policy(self.client, "coordinator")
         except redis.RedisError as exc:

@@ -24,9 +24,11 @@ session's next turn starts. The worker process drains with::
     executor.wait_idle(drain_timeout)  # every turn finished and completed
     executor.shutdown()
 
-A turn that cannot start yet (its session's lease is held elsewhere, or an
-earlier message of the session has not run) is deferred: it goes back to the
-head of its session, which sleeps for a backoff without holding a thread.
+The handler returns a :data:`~worker.turn_outcome.TurnOutcome`. A turn that
+cannot start yet (its session's lease is held elsewhere, or an earlier message
+of the session has not run) is :class:`~worker.turn_outcome.Deferred`: it goes
+back to the head of its session, which sleeps for a backoff without holding a
+thread.
 
 Threads are daemons: a turn still stuck after the drain timeout does not keep
 the process alive; its job stays on the worker's in-flight list, and the
@@ -46,17 +48,21 @@ from dataclasses import dataclass
 
 import redis
 
-from cluster.errors import AgentClusterError, TurnDeferred, TurnHandedOff
+from cluster.errors import AgentClusterError
 from cluster.settings import DEFAULT_CONCURRENCY
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.scheduling import SessionScheduler
+from worker.turn_outcome import Deferred, Failed, Finished, HandedOff, TurnOutcome
 
-__all__ = ["ClaimLoop", "OnTurnDone", "TurnExecutor"]
+__all__ = ["ClaimLoop", "OnTurnDone", "TurnExecutor", "TurnHandler"]
 
 log = logging.getLogger("worker.executor")
 
-OnTurnDone = Callable[[TurnJob, BaseException | None], None]
-"""Called on the turn's thread after its handler: ``(job, exception or None)``."""
+TurnHandler = Callable[[TurnJob], TurnOutcome | None]
+"""Runs one turn; returning ``None`` means :class:`~worker.turn_outcome.Finished`."""
+
+OnTurnDone = Callable[[TurnJob, TurnOutcome], None]
+"""Called on the turn's thread after its handler: ``(job, outcome)``; never for a deferral."""
 
 # complete() is retried this many times on a Redis error before the turn is
 # left on the in-flight list (recovery requeues it; the session store answers
@@ -79,7 +85,7 @@ class TurnExecutor:
     def __init__(
         self,
         *,
-        handler: Callable[[TurnJob], None],
+        handler: TurnHandler,
         concurrency: int = DEFAULT_CONCURRENCY,
         name: str = "turns",
         keepalive: float = THREAD_KEEPALIVE,
@@ -87,12 +93,13 @@ class TurnExecutor:
         """Create the executor; threads start on demand, up to ``concurrency``.
 
         Args:
-            handler: Runs one turn. :class:`~cluster.errors.TurnDeferred` puts
-                the turn back at the head of its session, which sleeps for the
-                error's delay (its ``on_done`` is not called yet). Any other
-                exception is logged (logger ``worker.executor``) unless it is
-                :class:`~cluster.errors.TurnHandedOff`, and reported to the
-                turn's ``on_done``; it never stops the pool or the session's next turn.
+            handler: Runs one turn and returns its outcome. A
+                :class:`~worker.turn_outcome.Deferred` one goes back to the head
+                of its session, which sleeps for its delay (its ``on_done`` is
+                not called yet). An exception is logged (logger
+                ``worker.executor``) and reported to the turn's ``on_done`` as
+                :class:`~worker.turn_outcome.Failed`; it never stops the pool or
+                the session's next turn.
             concurrency: Most turns running at once.
             name: Prefix of the thread names.
             keepalive: Seconds an idle thread waits for a turn before it
@@ -138,7 +145,7 @@ class TurnExecutor:
         Args:
             job: The turn.
             on_done: Called after the handler, before the session's next turn
-                starts, with the exception the handler raised or ``None``.
+                starts, with the turn's outcome.
             order: The turn's place in its session (lower starts first).
 
         Raises:
@@ -295,7 +302,9 @@ class TurnExecutor:
         self._alarm_seq += 1
         heapq.heappush(self._alarms, (time.monotonic() + delay, self._alarm_seq, session))
         if self._waker is None:
-            self._waker = threading.Thread(target=self._wake_loop, name=f"{self._name}-waker", daemon=True)
+            self._waker = threading.Thread(
+                target=self._wake_loop, name=f"{self._name}-waker", daemon=True
+            )
             self._waker.start()
 
     def _wake_loop(self) -> None:
@@ -320,20 +329,18 @@ class TurnExecutor:
     def _run(self, entry: _Entry) -> float | None:
         """Run one turn; returns the delay when the handler deferred it."""
         job = entry.job
-        error: BaseException | None = None
+        outcome: TurnOutcome | None
         try:
-            self._handler(job)
-        except TurnDeferred as exc:
-            return max(0.0, exc.delay)
-        except TurnHandedOff as exc:
-            error = exc
+            outcome = self._handler(job)
         except BaseException as exc:  # a turn's failure must not kill the thread
-            error = exc
+            outcome = Failed(exc)
             log.exception("turn %s of session %s raised", job.message_id, job.session_key)
+        if isinstance(outcome, Deferred):
+            return max(0.0, outcome.delay)
         if entry.on_done is None:
             return None
         try:
-            entry.on_done(job, error)
+            entry.on_done(job, Finished() if outcome is None else outcome)
         except Exception:
             log.exception(
                 "completion of turn %s of session %s failed", job.message_id, job.session_key
@@ -352,7 +359,7 @@ class ClaimLoop:
         executor: TurnExecutor,
         block: float = 1.0,
         retry_delay: float = 1.0,
-        on_done: Callable[[ClaimedTurn, BaseException | None], None] | None = None,
+        on_done: Callable[[ClaimedTurn, TurnOutcome], None] | None = None,
         name: str | None = None,
     ) -> None:
         """Bind the loop; nothing is claimed before :meth:`start`.
@@ -366,7 +373,7 @@ class ClaimLoop:
                 :meth:`stop` waits for the loop to notice.
             retry_delay: Pause after a Redis error before claiming again.
             on_done: Called after each turn has been completed on the queue,
-                with the handler's exception or ``None`` (for metrics).
+                with its outcome (for metrics).
             name: Thread name; ``claims-<worker_id>`` by default.
         """
         if not block > 0:
@@ -467,12 +474,12 @@ class ClaimLoop:
                     self._claimed += 1
 
     def _completer(self, turn: ClaimedTurn) -> OnTurnDone:
-        def done(_job: TurnJob, error: BaseException | None) -> None:
-            self._complete(turn, error)
+        def done(_job: TurnJob, outcome: TurnOutcome) -> None:
+            self._complete(turn, outcome)
             with self._count_lock:
                 self._known.discard(turn.job_id)
             if self._on_done is not None:
-                self._on_done(turn, error)
+                self._on_done(turn, outcome)
 
         return done
 
@@ -498,17 +505,22 @@ class ClaimLoop:
         self._resync.clear()
         return True
 
-    def _complete(self, turn: ClaimedTurn, error: BaseException | None) -> None:
-        if turn.claim.completed:
+    def _complete(self, turn: ClaimedTurn, outcome: TurnOutcome) -> None:
+        if isinstance(outcome, Finished) and outcome.job_completed:
             return  # the turn's commit completed the job
-        detail = None if error is None else f"{type(error).__name__}: {error}"
+        failed = isinstance(outcome, Failed)
+        detail = (
+            f"{type(outcome.error).__name__}: {outcome.error}"
+            if isinstance(outcome, Failed)
+            else None
+        )
         for attempt in range(1, _COMPLETE_ATTEMPTS + 1):
             try:
-                if isinstance(error, TurnHandedOff):
-                    if error.to_worker is not None:
-                        self._queue.hand_off(turn, error.to_worker)
+                if isinstance(outcome, HandedOff):
+                    if outcome.to_worker is not None:
+                        self._queue.hand_off(turn, outcome.to_worker)
                     return
-                self._queue.complete(turn, ok=error is None, error=detail)
+                self._queue.complete(turn, ok=not failed, error=detail)
                 return
             except redis.RedisError as exc:
                 if attempt == _COMPLETE_ATTEMPTS:

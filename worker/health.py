@@ -23,17 +23,22 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 
 from cluster.keys import Keyspace
-from cluster.membership import Beat, WorkerState
+from cluster.membership import Beat, RedisMembership, WorkerState
+from worker.metrics import ProviderTotals
 
-if TYPE_CHECKING:
-    from worker.process import WorkerProcess
-
-__all__ = ["HealthRecord", "HealthWriter", "cached_digest", "beat_with_health", "record_of"]
+__all__ = [
+    "HealthRecord",
+    "HealthSource",
+    "HealthWriter",
+    "beat_with_health",
+    "cached_digest",
+    "record_of",
+]
 
 # When this process loaded the worker code: its start, as far as a probe cares.
 PROCESS_STARTED = time.time()
@@ -198,7 +203,62 @@ class HealthWriter:
         return True
 
 
-def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
+class _CacheFigures(Protocol):
+    def metrics(self) -> Mapping[str, Any]: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class _TurnFigures(Protocol):
+    @property
+    def concurrency(self) -> int: ...
+
+    def running(self) -> int: ...
+
+    def in_flight(self) -> int: ...
+
+
+class _AppliedConfig(Protocol):
+    @property
+    def config_version(self) -> int: ...
+
+    @property
+    def registry_generation(self) -> int: ...
+
+    @property
+    def lost_version(self) -> int: ...
+
+
+class _ProviderUsage(Protocol):
+    def provider_totals(self) -> ProviderTotals: ...
+
+
+class HealthSource(Protocol):
+    """What a health record is read from: a running worker's public parts."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def known_state(self) -> WorkerState | None: ...
+
+    @property
+    def cache(self) -> _CacheFigures: ...
+
+    @property
+    def executor(self) -> _TurnFigures: ...
+
+    @property
+    def config(self) -> _AppliedConfig: ...
+
+    @property
+    def metrics(self) -> _ProviderUsage: ...
+
+
+def record_of(worker: HealthSource, state: WorkerState | None) -> HealthRecord:
     """Build the health record of a running worker from its public parts."""
     metrics: Mapping[str, Any] = worker.cache.metrics()
     running = worker.executor.running()
@@ -232,7 +292,9 @@ def record_of(worker: WorkerProcess, state: WorkerState | None) -> HealthRecord:
     )
 
 
-def beat_with_health(worker: WorkerProcess) -> Beat:
+def beat_with_health(
+    worker: HealthSource, *, membership: RedisMembership, writer: HealthWriter
+) -> Beat:
     """Beat ``worker``'s heartbeat with its health record (one round trip when nothing
     else changed; the cached-sessions set is rewritten only when it changed).
 
@@ -240,9 +302,8 @@ def beat_with_health(worker: WorkerProcess) -> Beat:
         redis.RedisError: Redis failed (the heartbeat loop logs and retries).
     """
     record = record_of(worker, worker.known_state)
-    beat = worker.membership.heartbeat(worker.worker_id, worker.instance, health=record.to_json())
+    beat = membership.heartbeat(worker.worker_id, worker.instance, health=record.to_json())
     if beat.state is not None:
-        writer = HealthWriter(worker.client, worker.keyspace, ttl=worker.settings.heartbeat_ttl)
         writer.sync_cached(worker.worker_id, worker.cache.keys(), beat.cached_digest)
     return beat
 

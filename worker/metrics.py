@@ -36,8 +36,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from agent.simulator.pricing import call_cost
-from cluster.errors import ConfigError, LeaseLost, TurnDeferred, TurnHandedOff
+from cluster.errors import ConfigError
 from cluster.recovery import RecoveryReport
+from worker.turn_outcome import Deferred, HandedOff
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -220,19 +221,19 @@ class WorkerMetrics:
         """Count one turn attempt by outcome (one of :data:`TURN_OUTCOMES`)."""
         self.turns.labels(outcome=outcome if outcome in TURN_OUTCOMES else "error").inc()
 
-    def turn_raised(self, exc: BaseException) -> None:
-        """Count a turn that ended by raising: deferred, handed off or lease lost."""
-        if isinstance(exc, TurnHandedOff):
+    def turn_set_aside(self, outcome: Deferred | HandedOff) -> None:
+        """Count a turn that did not run here now: deferred (retried later) or handed off."""
+        if isinstance(outcome, HandedOff):
             self.turn_outcome("handed_off")
-            if exc.to_worker is not None:
+            if outcome.to_worker is not None:
                 self.ownership_moves.labels(reason="handoff").inc()
-        elif isinstance(exc, LeaseLost):
-            self.turn_outcome("lease_lost")
-            self.leases_lost.inc()
-        elif isinstance(exc, TurnDeferred):
-            self.turn_outcome("deferred")
         else:
-            self.turn_outcome("error")
+            self.turn_outcome("deferred")
+
+    def lease_lost(self) -> None:
+        """Count a turn that lost its running-turn lease (it is deferred and retried)."""
+        self.turn_outcome("lease_lost")
+        self.leases_lost.inc()
 
     def turn_committed(self, reply: Mapping[str, Any], *, provider: str, model: str) -> None:
         """Record a committed turn: outcome, duration, provider tokens and cost.

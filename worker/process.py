@@ -5,7 +5,8 @@ registers in the membership set (its id unique among live workers), hands
 its own orphaned in-flight ids back to its queue, heartbeats, claims turn
 jobs from its own rq queue and runs them in-process (many at once, one at a
 time per session), sharing one agent cache. When another worker's heartbeat
-expires (each beat says when the next one may), it checks for dead workers and, one recoverer at a time, hands their turns on
+expires (each beat says when the next one may), it checks for dead workers
+and, one recoverer at a time, hands their turns on
 (:mod:`cluster.recovery`). Config and registry events bust stale agents
 eagerly; every turn also checks the versions its lease reports. A worker that
 finds it was declared dead (paused, cut off from Redis) drops its cached
@@ -15,7 +16,8 @@ leases can write nothing.
 SIGTERM, or ``agent-cluster drain ID``, drains: the worker is marked draining
 (routing stops placing turns on it, atomically), the workspaces of its idle
 sessions are snapshotted to Redis for their next owners (``workspace_mode:
-snapshot``), its queued and not-started turns move to their sessions' new owners, running turns finish up to the
+snapshot``), its queued and not-started turns move to their sessions' new
+owners, running turns finish up to the
 drain timeout (past it they are cut off and handed on too), cached agents
 are soft-released, the worker deregisters and exits 0.
 """
@@ -33,6 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import redis
@@ -46,11 +49,7 @@ from cluster.errors import WorkerIdInUse
 from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
-from cluster.leases import RedisLeaseStore
-from cluster.membership import RedisMembership, WorkerState
-from cluster.ownership import RedisOwnershipStore
-from cluster.placement import Placement
-from cluster.recovery import Recovery
+from cluster.membership import WorkerState
 from cluster.redis_checks import check_eviction_policy
 from cluster.session_store import RedisSessionStore
 from cluster.settings import (
@@ -60,18 +59,19 @@ from cluster.settings import (
     DEFAULT_SWEEP_INTERVAL,
     ClusterSettings,
 )
+from cluster.stores import ClusterStores, build_stores
 from cluster.tool_state import RedisToolStateStore
-from cluster.transport import ReplyChannel, TurnQueue
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
 from worker.cache import AgentCache
+from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
-from worker.health import beat_with_health
+from worker.health import HealthWriter, beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
-from worker.turns import ConfigView, TurnRunner, TurnServices
+from worker.turns import TurnRunner, TurnServices
 from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.process")
@@ -112,7 +112,14 @@ class WorkerOptions:
 
 
 class WorkerProcess:
-    """One worker: owns its threads; :meth:`start` returns, :meth:`stop` drains."""
+    """One worker, owner of its threads and pools: :meth:`start` returns, :meth:`stop` drains.
+
+    Also a context manager: ``with WorkerProcess(settings=...) as worker:``
+    starts it and drains it at the end. What :meth:`start` started is stopped
+    in reverse order by :meth:`stop` (every step runs even if one fails), the
+    connection pools the worker opened last; a start that fails part-way stops
+    what it had started and closes the pools.
+    """
 
     def __init__(
         self,
@@ -127,77 +134,46 @@ class WorkerProcess:
         self.options = options or WorkerOptions()
         self.worker_id = Keyspace.check_worker_id(self.options.worker_id)
         self.instance = uuid.uuid4().hex
-        self.keyspace = Keyspace(settings.namespace)
-        # Every turn thread may hold a connection of each client at once.
-        pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
-        self.client = (
-            client if client is not None else connect(settings.redis_url, pool_size=pool_size)
-        )
-        self.blocking = (
-            blocking
-            if blocking is not None
-            else blocking_client(settings.redis_url, block_seconds=CLAIM_BLOCK, pool_size=pool_size)
-        )
+        # What this worker opened and closes last: its connection pools (not a caller's clients).
+        self._resources = contextlib.ExitStack()
+        self.client, self.blocking = self._open_clients(client, blocking)
         self.metrics = WorkerMetrics()  # its own registry: several workers may share a process
         for counted in {id(self.client): self.client, id(self.blocking): self.blocking}.values():
             count_round_trips(counted, self.metrics.redis_round_trips.inc)
-        self.membership = RedisMembership(
-            self.client, self.keyspace, heartbeat_ttl=settings.heartbeat_ttl
+        stores = build_stores(
+            settings,
+            client=self.client,
+            queue_client=self.blocking,  # blocking claims
+            reply_client=self.client,
+            on_recovered=self.metrics.recovered,
         )
-        self.queue = TurnQueue(
-            self.blocking,
-            self.keyspace,
-            job_timeout=settings.turn_timeout,
-            result_ttl=settings.reply_ttl,
-        )
+        self.keyspace = stores.keyspace
+        self.membership = stores.membership
+        self.queue = stores.queue
+        self.placement = stores.placement
+        self.recovery = stores.recovery
+        leases = stores.leases
         self.events = EventBus(self.client, self.keyspace)
         self.cache: AgentCache[AIAgent] = AgentCache(
             max_size=self.options.cache_size,
             idle_ttl=self.options.idle_ttl,
             sweep_interval=self.options.sweep_interval,
         )
-        leases = RedisLeaseStore(self.client, self.keyspace)
         self.event_log = ClusterEventLog(self.client, self.keyspace)
-        self.placement = Placement(
-            membership=self.membership,
-            ownership=RedisOwnershipStore(self.client, self.keyspace),
-            refresh_interval=min(0.5, settings.heartbeat_interval),
-        )
-        self.recovery = Recovery(
-            client=self.client,
-            keyspace=self.keyspace,
-            membership=self.membership,
-            placement=self.placement,
-            queue=self.queue,
-            leases=leases,
-            on_recovered=self.metrics.recovered,
-        )
+        self._health = HealthWriter(self.client, self.keyspace, ttl=settings.heartbeat_ttl)
         self.versions = RedisVersionStore(
             self.client, self.keyspace, max_config_bytes=settings.max_config_bytes
         )
         self.config = ConfigView(self.versions, endpoints=settings.endpoint_table())
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        sandbox = SandboxConfig.from_env(self.options.environ)
-        if settings.workspace_mode == "shared":
-            sandbox = sandbox.for_shared_workspaces()
-        tool_env = ToolEnvironment.default(
-            self.options.sandbox_root,
-            sandbox=sandbox,
-            # The Redis URL may come from a file or the settings file, not the environment.
-            redactor=SecretRedactor.from_environ(
-                self.options.environ,
-                urls=(settings.redis_url,),
-                secret_names=settings.endpoint_table().key_variables(),
-            ),
-        )
-        self._tool_env = tool_env
+        self._tool_env = tool_env = worker_tool_environment(settings, self.options)
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(
             tool_env=tool_env,
             store=RedisWorkspaceStore(self.client, self.keyspace),
             tool_state=RedisToolStateStore(self.client, self.keyspace),
             leases=leases,
-            ownership=RedisOwnershipStore(self.client, self.keyspace),
+            ownership=stores.ownership,
             worker_id=self.worker_id,
             mode=settings.workspace_mode,
             max_bytes=settings.workspace_snapshot_max_bytes,
@@ -206,31 +182,7 @@ class WorkerProcess:
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
         )
-        self.runner = TurnRunner(
-            TurnServices(
-                worker_id=self.worker_id,
-                client=self.client,
-                keyspace=self.keyspace,
-                leases=leases,
-                sessions=RedisSessionStore(
-                    self.client, self.keyspace, processed_retention=settings.processed_retention
-                ),
-                replies=ReplyChannel(self.client, self.keyspace, reply_ttl=settings.reply_ttl),
-                cache=self.cache,
-                config=self.config,
-                lease_keeper=self.lease_keeper,
-                tool_env=tool_env,
-                tool_registry=tool_registry,
-                queue=self.queue,
-                placement=self.placement,
-                lease_ttl=settings.lease_ttl,
-                reply_ttl=settings.reply_ttl,
-                workspaces=self.workspaces,
-                environ=self.options.environ,
-                metrics=self.metrics,
-                model_call_deadline=settings.model_call_deadline,
-            )
-        )
+        self.runner = self._turn_runner(stores, tool_env, tool_registry)
         self.executor = TurnExecutor(
             handler=self.runner.run,
             concurrency=self.options.concurrency,
@@ -241,7 +193,9 @@ class WorkerProcess:
             worker_id=self.worker_id,
             executor=self.executor,
             block=CLAIM_BLOCK,
-            on_done=lambda turn, _error: self.metrics.claimed(turn.job.submitted_at, turn.claimed_at),
+            on_done=lambda turn, _outcome: self.metrics.claimed(
+                turn.job.submitted_at, turn.claimed_at
+            ),
         )
         self.metrics.watch(
             cache_metrics=self.cache.metrics,
@@ -265,6 +219,51 @@ class WorkerProcess:
         self._started = False
         self.drain_timeout = settings.drain_timeout
 
+    def _open_clients(
+        self, client: redis.Redis | None, blocking: redis.Redis | None
+    ) -> tuple[redis.Redis, redis.Redis]:
+        """The caller's clients, or pools this worker opens (and closes when it stops)."""
+        # Every turn thread may hold a connection of each client at once.
+        pool_size = self.options.concurrency + _BACKGROUND_CONNECTIONS
+        url = self.settings.redis_url
+        if client is None:
+            client = connect(url, pool_size=pool_size)
+            self._resources.callback(client.close)
+        if blocking is None:
+            blocking = blocking_client(url, block_seconds=CLAIM_BLOCK, pool_size=pool_size)
+            self._resources.callback(blocking.close)
+        return client, blocking
+
+    def _turn_runner(
+        self, stores: ClusterStores, tool_env: ToolEnvironment, tool_registry: ToolRegistry
+    ) -> TurnRunner:
+        settings = self.settings
+        return TurnRunner(
+            TurnServices(
+                worker_id=self.worker_id,
+                client=self.client,
+                keyspace=self.keyspace,
+                leases=stores.leases,
+                sessions=RedisSessionStore(
+                    self.client, self.keyspace, processed_retention=settings.processed_retention
+                ),
+                replies=stores.replies,
+                cache=self.cache,
+                config=self.config,
+                lease_keeper=self.lease_keeper,
+                tool_env=tool_env,
+                tool_registry=tool_registry,
+                queue=self.queue,
+                placement=self.placement,
+                lease_ttl=settings.lease_ttl,
+                reply_ttl=settings.reply_ttl,
+                workspaces=self.workspaces,
+                environ=self.options.environ,
+                metrics=self.metrics,
+                model_call_deadline=settings.model_call_deadline,
+            )
+        )
+
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -276,7 +275,8 @@ class WorkerProcess:
             WorkerIdInUse: another live worker process has this id.
         """
         with contextlib.ExitStack() as started:
-            # Last at a stop: the workspaces' volumes, once no turn runs (images stay).
+            started.enter_context(self._resources)  # the connection pools close last
+            # Then the workspaces' volumes, once no turn runs (images stay).
             started.callback(self._tool_env.unmount_volumes)
             if self.settings.metrics_port:
                 self.probe = self._start_probe()
@@ -291,10 +291,16 @@ class WorkerProcess:
             self.event_log.record("joined", f"{self.worker_id} joined", worker=self.worker_id)
             orphaned = self.queue.requeue_inflight(self.worker_id)
             if orphaned:
-                log.warning("worker %s: %d orphaned in-flight turn(s) back on its queue", self.worker_id, orphaned)
+                log.warning(
+                    "worker %s: %d orphaned in-flight turn(s) back on its queue",
+                    self.worker_id,
+                    orphaned,
+                )
             self._heartbeat.start()
             started.callback(self._stop_heartbeat)
-            self._subscriber = self.events.subscribe(self._on_event, on_reconnect=self._on_reconnect)
+            self._subscriber = self.events.subscribe(
+                self._on_event, on_reconnect=self._on_reconnect
+            )
             started.callback(self._stop_subscriber)
             self._on_reconnect()  # a push between the first read and the subscription went unheard
             self.lease_keeper.start()
@@ -325,6 +331,7 @@ class WorkerProcess:
             True if every running turn finished within the timeout (none was cut off).
         """
         if not self._started:
+            self._resources.close()  # never started (or its start failed): the pools only
             return True
         self._started = False
         self._draining = True
@@ -332,7 +339,10 @@ class WorkerProcess:
         finished = True
         self.event_log.record("drain_started", f"{self.worker_id} draining", worker=self.worker_id)
         steps: list[tuple[str, Callable[[], Any]]] = [
-            ("mark draining", lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING)),
+            (
+                "mark draining",
+                lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING),
+            ),
             ("stop claiming", self._stop_claiming),
             ("snapshot idle workspaces", self.workspaces.snapshot_owned),
             ("hand over queued turns", self._hand_over_waiting),
@@ -347,7 +357,9 @@ class WorkerProcess:
                 self.executor.wait_idle(5.0)
         finally:
             self._step("hand over cut-off turns", lambda: self.recovery.hand_over(self.worker_id))
-            self._step("shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0))
+            self._step(
+                "shut down the executor", lambda: self.executor.shutdown(wait=True, timeout=1.0)
+            )
             # Recorded before the stack deregisters the worker, so whoever sees
             # it gone from membership also finds the event.
             self._step(
@@ -367,6 +379,18 @@ class WorkerProcess:
             "all turns finished" if finished else "drain timeout: turns were cut off and handed on",
         )
         return finished
+
+    def __enter__(self) -> WorkerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     def _stop_claiming(self) -> None:
         self.claims.stop(timeout=0)
@@ -427,7 +451,11 @@ class WorkerProcess:
             facts = self.membership.holder_facts(self.worker_id)
             if force or not _dead_here(facts):
                 raise
-            log.warning("worker id %s was held by pid %s, which is gone; taking it over", self.worker_id, facts.get("pid"))
+            log.warning(
+                "worker id %s was held by pid %s, which is gone; taking it over",
+                self.worker_id,
+                facts.get("pid"),
+            )
             self._register(force=True)
 
     def _heartbeat_loop(self) -> None:
@@ -470,7 +498,8 @@ class WorkerProcess:
 
     def _beat(self) -> float | None:
         """One heartbeat; returns the seconds until another worker's heartbeat expires."""
-        beat = beat_with_health(self)  # read from outside: status, health probe
+        # Read from outside: status, health probe.
+        beat = beat_with_health(self, membership=self.membership, writer=self._health)
         state = beat.state
         if state is None and not self._draining:
             self._rejoin()
@@ -497,7 +526,9 @@ class WorkerProcess:
         )
         self._register()
         self.event_log.record(
-            "rejoined", f"{self.worker_id} was declared dead and joined again", worker=self.worker_id
+            "rejoined",
+            f"{self.worker_id} was declared dead and joined again",
+            worker=self.worker_id,
         )
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -559,7 +590,12 @@ class WorkerProcess:
             port=self.settings.metrics_port,
         )
         probe.start()
-        log.info("worker %s: /metrics, /livez, /readyz on %s:%d", self.worker_id, self.settings.metrics_host, probe.port)
+        log.info(
+            "worker %s: /metrics, /livez, /readyz on %s:%d",
+            self.worker_id,
+            self.settings.metrics_host,
+            probe.port,
+        )
         return probe
 
     def liveness(self) -> tuple[bool, str]:
@@ -571,7 +607,7 @@ class WorkerProcess:
         return True, f"{self.worker_id}: alive"
 
     def readiness(self) -> tuple[bool, str]:
-        """Whether the worker serves: registered, active, heartbeat taken by Redis within the TTL."""
+        """Whether the worker serves: registered, active, a heartbeat Redis took within the TTL."""
         if self._draining or self.drain_requested.is_set():
             return False, f"{self.worker_id}: draining (takes no new sessions)"
         if not self._started:
@@ -583,14 +619,22 @@ class WorkerProcess:
             return False, f"{self.worker_id}: last heartbeat reached Redis {age:.1f}s ago"
         return True, f"{self.worker_id}: ready (heartbeat {age:.1f}s ago)"
 
-    def status(self) -> dict[str, Any]:
-        """What this worker is doing, for the status endpoint and tests."""
-        return {
-            "worker_id": self.worker_id,
-            "in_flight": self.executor.in_flight(),
-            "cache": self.cache.metrics(),
-            "config_version": self.config.config_version,
-        }
+
+def worker_tool_environment(settings: ClusterSettings, options: WorkerOptions) -> ToolEnvironment:
+    """The worker's tool environment: sandbox from the environment, secrets redacted."""
+    sandbox = SandboxConfig.from_env(options.environ)
+    if settings.workspace_mode == "shared":
+        sandbox = sandbox.for_shared_workspaces()
+    return ToolEnvironment.default(
+        options.sandbox_root,
+        sandbox=sandbox,
+        # The Redis URL may come from a file or the settings file, not the environment.
+        redactor=SecretRedactor.from_environ(
+            options.environ,
+            urls=(settings.redis_url,),
+            secret_names=settings.endpoint_table().key_variables(),
+        ),
+    )
 
 
 def _dead_here(facts: Mapping[str, Any]) -> bool:

@@ -1,24 +1,31 @@
-"""One turn of one session on this worker: lease, agent, run, fenced commit, reply.
+"""One turn of one session on this worker, in named phases: begin, prepare, run, commit.
 
-The order of a turn:
+:meth:`TurnRunner.run` is the executor's handler; it returns a
+:class:`~worker.turn_outcome.TurnOutcome` (finished, deferred, handed off).
 
-1. begin the turn (one script, ``turn_begin.lua``): a message already answered
-   runs nothing (its reply was delivered with its commit); a session owned by
-   another worker gets its job handed on; a job that is not its session's
-   earliest pending one, or whose session's lease another worker holds, is
-   deferred (the executor retries it with backoff, holding no thread);
-   otherwise the lease is taken, and the same round trip returns the config
-   version and registry generation (so a stale agent can never run) and the
-   session's committed-turn count;
-2. the lease keeper keeps the lease alive from here on;
-3. check out the agent from the local cache (a hit needs the same signature and
-   the same committed-turn count); only a miss reads the session (history,
-   frozen prompt) and builds a new agent, from the session's frozen prompt
-   when it was frozen under the same signature;
-4. run the turn with a tool-state store fenced by the lease;
-5. one fenced script ends the turn: commit history + reply, deliver the reply
-   to the caller, release the lease and complete the rq job (a worker that
-   lost its lease writes nothing).
+1. :meth:`TurnRunner._begin` (one script, ``turn_begin.lua``): a message
+   already answered runs nothing (its reply was delivered with its commit); a
+   session owned by another worker gets its job handed on; a job that is not
+   its session's earliest pending one, or whose session's lease another worker
+   holds, is deferred (the executor retries it with backoff, holding no
+   thread); otherwise the lease is taken, and the same round trip returns the
+   config version and registry generation (applied before anything else, so a
+   stale agent can never run) and the session's committed-turn count. The
+   lease keeper keeps the lease alive from here on.
+2. :meth:`TurnRunner._prepare`: the config signature, a tool-state store
+   fenced by the lease, the workspace restore (if the session moved here) and
+   the agent's checkout from the local cache (a hit needs the same signature
+   and the same committed-turn count; only a miss reads the session's history
+   and frozen prompt and builds a new agent, from the frozen prompt when it
+   was frozen under the same signature).
+3. :meth:`TurnRunner._run_agent`: the model loop. An interrupt that arrived
+   before it started is applied by the hook the agent calls when the loop
+   starts (:class:`worker.running_turns.RunningTurns`).
+4. :meth:`TurnRunner._commit`: the workspace snapshot (if the turn changed
+   it), the frozen prompt (if frozen on this turn), then one fenced script:
+   history + reply, the reply delivered to the caller, the lease released and
+   the rq job completed (a worker that lost its lease writes nothing); then
+   metrics and the tenant's usage.
 
 On a cache hit that is two round trips to Redis besides the claim.
 
@@ -26,59 +33,51 @@ A Redis error anywhere defers the turn (retried once Redis answers; a turn
 that committed is then found answered); a lost lease defers it too (the turn
 start then finds where it belongs). A failing turn is answered with a clear
 error reply.
-
-Around the agent's run, :mod:`worker.workspace_handoff` restores the session's
-workspace if the session moved here (the agent is told what could not follow)
-and, before the commit, snapshots it if the turn changed it (fenced by the lease).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
-from agent import AIAgent
+from agent import AIAgent, TurnResult
 from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
-from cluster.endpoints import EndpointTable
-from cluster.errors import (
-    AgentClusterError,
-    LeaseLost,
-    NoLiveWorkers,
-    TurnDeferred,
-    TurnHandedOff,
-)
+from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
-from cluster.session_store import RedisSessionStore, SessionSnapshot, StoredPrompt
+from cluster.session_store import (
+    Committed,
+    RedisSessionStore,
+    SessionSnapshot,
+    StoredPrompt,
+)
 from cluster.settings import DEFAULT_MODEL_CALL_DEADLINE
 from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
-from cluster.versions import RedisVersionStore
-from worker.cache import AgentCache, EvictionCause
+from worker.cache import AgentCache, CheckoutHandle, EvictionCause
+from worker.config_view import ConfigView
 from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics, estimated_cost
 from worker.profile import AgentProfile
-from worker.streaming import open_turn_events
+from worker.running_turns import RunningTurns
+from worker.streaming import TurnEvents, open_turn_events
+from worker.turn_outcome import Deferred, Finished, HandedOff, TurnOutcome
 from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.turns")
 
-# Interrupt requests kept for turns that have not reached their model loop yet.
-_PENDING_INTERRUPTS = 1024
-# How long an interrupt waits for its turn's model loop to start (seconds).
-_INTERRUPT_WAIT = 30.0
-_INTERRUPT_POLL = 0.005
 # What the turn's reply says stopped it, by the mode of the interrupt event.
 _STOP_REASONS = {
     "stop": "stopped by /stop (the chat command or POST /v1/sessions/{key}/interrupt)",
@@ -91,75 +90,6 @@ RETRY_FIRST = 0.05
 RETRY_CAP = 1.0
 REDIS_RETRY_FIRST = 0.2
 REDIS_RETRY_CAP = 2.0
-
-
-class ConfigView:
-    """The worker's view of the cluster config: version, registry generation, profile.
-
-    Refreshed when a turn's lease reports a newer version (so a missed event can
-    never let a turn run on a stale agent), when an event announces one, and at
-    every heartbeat (so an idle worker catches up with a push it did not hear).
-
-    A version lower than one already applied means Redis lost its data (it came
-    back empty, or from an old snapshot): the lower version is applied (turns
-    keep running) and logged as an error, and :attr:`lost_version` keeps the
-    highest version seen until a push made after the loss is applied.
-    """
-
-    def __init__(self, versions: RedisVersionStore, *, endpoints: EndpointTable) -> None:
-        self._versions = versions
-        self._endpoints = endpoints
-        self._lock = threading.Lock()
-        self.config_version = -1
-        self.registry_generation = -1
-        self.lost_version = 0
-        self.profile = AgentProfile()
-
-    def refresh(
-        self, config_version: int | None = None, registry_generation: int | None = None
-    ) -> bool:
-        """Reload when the given (or current) versions differ; return True if the profile changed."""
-        with self._lock:
-            if (
-                config_version is None
-                or registry_generation is None
-                or config_version < self.config_version  # read before a newer one was applied?
-            ):
-                config_version, registry_generation = self._versions.versions()
-            if (config_version, registry_generation) == (
-                self.config_version,
-                self.registry_generation,
-            ):
-                return False
-            self._note_version(config_version)
-            _, document = self._versions.current_config()
-            old = self.profile.busting_digest()
-            self.profile = AgentProfile.from_config(
-                document, registry_generation=registry_generation, endpoints=self._endpoints
-            )
-            self.config_version, self.registry_generation = config_version, registry_generation
-            return self.profile.busting_digest() != old
-
-    def _note_version(self, version: int) -> None:
-        """Say loudly when the config version goes back; note when a later push ends that."""
-        if version < self.config_version:
-            self.lost_version = max(self.lost_version, self.config_version)
-            log.error(
-                "the cluster config version went back from %d to %d: Redis lost its data "
-                "(restarted empty or from an old snapshot); agents now run config version %d%s. "
-                "Push the cluster config again (agent-cluster config push FILE)",
-                self.config_version,
-                version,
-                version,
-                " (no config: the offline model)" if version == 0 else "",
-            )
-        elif self.lost_version and version > self.config_version:
-            log.warning(
-                "config version %d was published after Redis lost version %d: running it",
-                version,
-                self.lost_version,
-            )
-            self.lost_version = 0
 
 
 @dataclass
@@ -187,45 +117,88 @@ class TurnServices:
     model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
 
 
+@dataclass(frozen=True)
+class PreparedTurn:
+    """A turn ready to run: what :meth:`TurnRunner._prepare` set up.
+
+    Attributes:
+        job: The job as the agent sees it (a workspace notice before the text).
+        job_id: The rq job id.
+        lease: The session's running-turn lease.
+        committed: The session's committed-turn count when the turn began.
+        profile: The agent profile of the applied config.
+        signature: The profile's config signature for this user.
+        stored: The session as Redis holds it (read only on a cache miss).
+        events: The turn's live events (streaming callers).
+        handle: The agent's checkout from the local cache.
+    """
+
+    job: TurnJob
+    job_id: str
+    lease: Lease
+    committed: int
+    profile: AgentProfile
+    signature: str
+    stored: StoredSession
+    events: TurnEvents
+    handle: CheckoutHandle[AIAgent]
+
+    @property
+    def agent(self) -> AIAgent:
+        """The agent that runs the turn."""
+        return self.handle.agent
+
+
+class StoredSession:
+    """The session's history and frozen prompt in Redis, read at most once, when first asked."""
+
+    def __init__(self, sessions: RedisSessionStore, session_key: str, *, signature: str) -> None:
+        self._sessions = sessions
+        self._session_key = session_key
+        self._signature = signature
+        self._snapshot: SessionSnapshot | None = None
+
+    def snapshot(self) -> SessionSnapshot:
+        """History and frozen prompt (one read, the first time)."""
+        if self._snapshot is None:
+            self._snapshot = self._sessions.load(self._session_key)
+        return self._snapshot
+
+    def frozen_prompt(self) -> StoredPrompt | None:
+        """The stored frozen prompt if it was frozen under this turn's signature."""
+        stored = self.snapshot().frozen_prompt
+        return stored if stored is not None and stored.signature == self._signature else None
+
+
 class TurnRunner:
     """Runs turn jobs; :meth:`run` is the executor's handler."""
 
     def __init__(self, services: TurnServices) -> None:
-        self.s = services
+        self.services = services
+        self.running = RunningTurns()
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._running: dict[str, tuple[int, AIAgent]] = {}  # session -> (lease token, agent)
-        # (session, lease token) -> reason: interrupts that arrived before their turn ran
-        self._pending_interrupts: dict[tuple[str, int], str] = {}
-        self._cut_off = threading.Event()
         self._tenants = TenantStore(services.client, services.keyspace)
 
-    def run(self, job: TurnJob) -> None:
+    def run(self, job: TurnJob) -> TurnOutcome:
         """Run one turn; its reply (or a clear error) reaches the caller.
 
-        Raises:
-            TurnDeferred: the turn cannot start yet or Redis failed: retry later.
-            TurnHandedOff: the job belongs to another worker (moved or to move).
+        Returns:
+            :class:`Finished` (answered: by its commit, an error reply, or
+            before), :class:`Deferred` (cannot start yet, or Redis failed:
+            retry later) or :class:`HandedOff` (the job belongs to another worker).
         """
-        s = self.s
-        job_id = s.queue.job_id(job)
+        metrics = self.services.metrics
+        job_id = self.services.queue.job_id(job)
         try:
-            reply = self._run_leased(job, job_id)
-        except TurnDeferred as exc:
-            s.metrics.turn_raised(exc)
-            raise
-        except TurnHandedOff as exc:  # its backoff count goes with it
-            s.metrics.turn_raised(exc)
-            with self._lock:
-                self._attempts.pop(job_id, None)
-            raise
+            outcome = self._run_leased(job, job_id)
         except LeaseLost as exc:
-            s.metrics.turn_raised(exc)
+            metrics.lease_lost()
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
-            s.cache.evict(job.session_key)
-            raise self._defer(job_id, "its lease was lost", redis_error=False) from None
+            self.services.cache.evict(job.session_key)
+            return self._defer(job_id, "its lease was lost", redis_error=False)
         except redis.RedisError as exc:
-            s.metrics.turn_outcome("deferred")
+            metrics.turn_outcome("deferred")
             hint = (
                 " (every connection of the worker's pool was busy: the turn is retried; "
                 "a worker sizes its pools from --concurrency)"
@@ -235,21 +208,20 @@ class TurnRunner:
             log.warning(
                 "turn %s of %s: Redis failed: %s%s", job.message_id, job.session_key, exc, hint
             )
-            raise self._defer(job_id, f"Redis failed ({exc})", redis_error=True) from None
+            return self._defer(job_id, f"Redis failed ({exc})", redis_error=True)
         except AgentClusterError as exc:
-            reply = self._error_reply(job, exc)
+            return self._answer_error(job, job_id, exc)
         except Exception as exc:  # a bug must still answer the caller, not hang it
             log.exception("turn %s of %s failed", job.message_id, job.session_key)
-            reply = self._error_reply(job, exc)
-        with self._lock:
+            return self._answer_error(job, job_id, exc)
+        if isinstance(outcome, Deferred):
+            metrics.turn_set_aside(outcome)
+            return outcome
+        if isinstance(outcome, HandedOff):
+            metrics.turn_set_aside(outcome)
+        with self._lock:  # a handed-off job's backoff count goes with it
             self._attempts.pop(job_id, None)
-        if reply is not None:
-            s.metrics.turn_outcome("error")
-            try:
-                s.replies.push(job.session_key, job.message_id, reply)
-            except redis.RedisError as exc:
-                raise self._defer(job_id, f"its error reply could not be pushed ({exc})", redis_error=True) from None
-            self._tenant_answered(job, job_id, usage=None, cost=0.0)
+        return outcome
 
     def cut_off(self) -> int:
         """Interrupt every running turn for a hand-over (drain past its timeout).
@@ -260,19 +232,327 @@ class TurnRunner:
         Returns:
             How many turns were interrupted.
         """
-        self._cut_off.set()
-        with self._lock:
-            agents = [agent for _token, agent in self._running.values()]
-        for agent in agents:
-            agent.interrupt("worker draining: turn handed to another worker")
-        return len(agents)
+        return self.running.cut_off_all()
 
-    def _defer(self, job_id: str, why: str, *, redis_error: bool) -> TurnDeferred:
+    def interrupt_turn(self, session_key: str, token: int, mode: str) -> bool:
+        """Stop the session's turn running here under lease ``token`` (double texting).
+
+        The request may arrive while that turn is still loading its session or
+        building its agent: it is then kept and applied as soon as the model
+        loop runs.
+
+        Returns:
+            Whether the turn runs here now (else the request waits for it).
+        """
+        return self.running.interrupt(session_key, token, stop_reason(mode))
+
+    # -- the phases ----------------------------------------------------------------------
+
+    def _run_leased(self, job: TurnJob, job_id: str) -> TurnOutcome:
+        """Begin the turn; with the lease taken, reset or prepare, run and commit."""
+        services = self.services
+        start = self._begin(job, job_id)
+        if not isinstance(start, TurnStart):
+            return start
+        lease = start.lease
+        assert lease is not None
+        services.lease_keeper.hold(lease)
+        outcome: TurnOutcome = Finished()
+        try:
+            if services.config.refresh(lease.config_version, lease.registry_generation):
+                services.cache.clear()
+            if job.attrs.get("command") == "reset":
+                self._reset(job, job_id, lease)
+                services.metrics.turn_outcome("reset")
+                return outcome
+            with self._prepare(job, job_id, start, lease) as turn:
+                result = self._run_agent(turn)
+                if isinstance(result, HandedOff):
+                    turn.handle.turn_failed()  # its transcript holds what was not committed
+                    return result
+                committed = self._commit(turn, result)
+                outcome = Finished(job_completed=job.claim is not None)
+            if committed.rolled_back or turn.agent.fallback_active:
+                # Rolled back: the transcript holds discarded messages. Fallback: the
+                # next turn must try the primary again. Either way: a fresh agent.
+                services.cache.evict(job.session_key)
+            return outcome
+        finally:
+            services.lease_keeper.drop(lease)
+            if not (isinstance(outcome, Finished) and outcome.job_completed):
+                try:  # else the commit released it
+                    services.leases.release(lease)
+                except redis.RedisError as exc:  # our next attempt takes it over, others wait
+                    log.warning("could not release lease of %s: %s", job.session_key, exc)
+
+    def _begin(self, job: TurnJob, job_id: str) -> TurnStart | TurnOutcome:
+        """Take the lease, or decide what else happens to the job (:class:`Finished`: answered)."""
+        services = self.services
+        if self.running.cut_off:
+            return HandedOff(f"worker {services.worker_id} is handing its turns over")
+        start = services.leases.begin_turn(
+            job.session_key,
+            services.worker_id,
+            services.lease_ttl,
+            job_id=job_id,
+            message_id=job.message_id,
+            depth=_depth(job),
+        )
+        status = start.status
+        if status is TurnStartStatus.ACQUIRED:
+            services.metrics.leases_acquired.inc()
+            return start
+        if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
+            services.metrics.turn_outcome("answered")
+            self._tenant_answered(job, job_id, usage=None, cost=0.0)
+            return Finished()
+        if status is TurnStartStatus.NOT_OWNER:
+            owner = start.other
+            if not owner or owner == services.worker_id:
+                try:
+                    owner = services.placement.assign(job.session_key)
+                except NoLiveWorkers:
+                    return self._defer(job_id, "no worker can own its session", redis_error=False)
+            if owner == services.worker_id:
+                return self._defer(job_id, "its session was just assigned here", redis_error=False)
+            log.info(
+                "turn %s of %s: session owned by %s; handing it on",
+                job.message_id,
+                job.session_key,
+                owner,
+            )
+            return HandedOff(f"session {job.session_key!r} is owned by {owner}", to_worker=owner)
+        if status is TurnStartStatus.NOT_HEAD:
+            if services.queue.clear_stale_pending(job.session_key, start.other):
+                return self._defer(job_id, "a stale earlier entry was cleared", redis_error=False)
+            return self._defer(
+                job_id, f"earlier message {start.other} runs first", redis_error=False
+            )
+        return self._defer(
+            job_id, f"worker {start.other} runs a turn of its session", redis_error=False
+        )
+
+    @contextlib.contextmanager
+    def _prepare(
+        self, job: TurnJob, job_id: str, start: TurnStart, lease: Lease
+    ) -> Iterator[PreparedTurn]:
+        """Signature, fenced tools, workspace restore, agent checkout; the checkout ends after."""
+        services = self.services
+        profile = services.config.profile
+        signature = profile.signature(services.environ, user_id=job.attrs.get("user_id"))
+        fenced_env = services.tool_env.with_state(
+            RedisToolStateStore(services.client, services.keyspace, lease=lease)
+        )
+        stored = StoredSession(services.sessions, job.session_key, signature=signature)
+        events = open_turn_events(
+            services.client,
+            services.keyspace,
+            job,
+            worker_id=services.worker_id,
+            fence=lease.token,
+            ttl=services.reply_ttl,
+        )
+        # The session may have moved here: restore its files, tell the agent what could not follow.
+        notice = services.workspaces.before_turn(lease, start.workspace_digest)
+        if notice:
+            job = replace(job, text=with_notice(job.text, notice))
+        with services.cache.checkout(
+            job.session_key,
+            signature=signature,
+            committed_turns=start.committed_turns,
+            build=lambda: self._build_agent(job, profile, fenced_env, stored.frozen_prompt()),
+            config_version=services.config.config_version,
+            turn_state={
+                "reasoning_config": _reasoning(job, profile.reasoning_effort),
+                **events.callbacks(),
+            },
+        ) as handle:
+            agent = handle.agent
+            agent.tool_env = fenced_env
+            agent.stream_delta_callback = services.metrics.first_token_timer(
+                agent.stream_delta_callback, job.submitted_at
+            )
+            services.lease_keeper.on_lost(lease, lambda: agent.interrupt("running-turn lease lost"))
+            yield PreparedTurn(
+                job=job,
+                job_id=job_id,
+                lease=lease,
+                committed=start.committed_turns,
+                profile=profile,
+                signature=signature,
+                stored=stored,
+                events=events,
+                handle=handle,
+            )
+
+    def _build_agent(
+        self,
+        job: TurnJob,
+        profile: AgentProfile,
+        tool_env: ToolEnvironment,
+        frozen: StoredPrompt | None,
+    ) -> AIAgent:
+        """A new agent for the session (a cache miss), from its frozen prompt when it has one."""
+        services = self.services
+        services.metrics.agents_built.inc()
+        return AIAgent(
+            model=profile.model,
+            api_key=profile.api_key(services.environ),
+            base_url=profile.base_url,
+            provider=profile.provider,
+            api_mode=profile.api_mode,
+            session_id=job.session_key,
+            platform=str(job.attrs.get("platform", "http")),
+            toolsets=list(profile.toolsets),
+            ephemeral_system_prompt=profile.ephemeral_prompt,
+            max_iterations=profile.max_iterations,
+            max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
+            user_id=job.attrs.get("user_id"),
+            fallback=profile.fallback_runtime(services.environ),
+            retry_policy=RetryPolicy(deadline=services.model_call_deadline),
+            tool_registry=services.tool_registry,
+            tool_env=tool_env,
+            skip_context_files=True,
+            frozen_prompt=None
+            if frozen is None
+            else {"system_prompt": frozen.system_prompt, "tool_schemas": frozen.tool_schemas},
+        )
+
+    def _run_agent(self, turn: PreparedTurn) -> RanTurn | HandedOff:
+        """The model loop; :class:`HandedOff` when a drain cut the turn off."""
+        job, agent = turn.job, turn.agent
+        worker_id = self.services.worker_id
+        on_loop_start = self.running.started(job.session_key, turn.lease.token, agent)
+        started_at = time.time()
+        try:
+            if self.running.cut_off:
+                return HandedOff(f"worker {worker_id} is handing its turns over")
+            result = agent.run_conversation(
+                job.text,
+                history=None if turn.handle.hit else turn.stored.snapshot().history,
+                interrupt_depth=_depth(job),
+                on_loop_start=on_loop_start,
+            )
+        finally:
+            self.running.ended(job.session_key)
+        if self.running.cut_off:
+            return HandedOff(f"turn {job.message_id} cut off by the drain; handed on")
+        return RanTurn(result=result, started_at=started_at)
+
+    def _commit(self, turn: PreparedTurn, ran: RanTurn) -> Committed:
+        """Workspace snapshot, frozen prompt, then the fenced commit; metrics and usage after."""
+        services = self.services
+        job, lease, agent, result = turn.job, turn.lease, turn.agent, ran.result
+        services.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
+        if services.lease_keeper.is_lost(lease):
+            raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
+        if not turn.handle.hit and turn.stored.frozen_prompt() is None:  # frozen on this turn
+            prompt = agent.frozen_prompt()
+            services.sessions.save_frozen_prompt(
+                lease,
+                StoredPrompt.build(
+                    prompt.system_prompt, list(prompt.tool_schemas), signature=turn.signature
+                ),
+            )
+        reply = {
+            "ok": True,
+            "message_id": job.message_id,
+            "text": result.text,
+            "worker_id": services.worker_id,
+            "cache_hit": turn.handle.hit,
+            "interrupted": result.interrupted,
+            "usage": result.usage.as_dict(),
+            "turn": turn.committed + 1,
+            "fallback": agent.fallback_active,
+            "fence": lease.token,
+            "started_at": ran.started_at,
+            "ended_at": time.time(),
+        }
+        services.lease_keeper.drop(lease)  # the commit releases it
+        committed = services.sessions.commit(
+            lease,
+            message_id=job.message_id,
+            new_messages=result.new_messages,
+            reply=reply,
+            job_id=turn.job_id,
+            reply_ttl=services.reply_ttl,
+            rollback_reply={**reply, "text": "", "rolled_back": True, "turn": turn.committed},
+            finish=services.queue.finish_for(job.claim) if job.claim is not None else None,
+        )
+        if not committed.rolled_back:
+            turn.handle.committed(committed.turns)
+        services.metrics.turn_committed(
+            {**reply, "rolled_back": committed.rolled_back},
+            provider=turn.profile.provider,
+            model=agent.model,
+        )
+        usage = result.usage.as_dict()
+        cost = estimated_cost(turn.profile.provider, agent.model, usage)
+        self._tenant_answered(job, turn.job_id, usage=usage, cost=cost)
+        turn.events.finish(reply, rolled_back=committed.rolled_back)
+        return committed
+
+    def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
+        """``/new``: end the session for good (agent, tools, history), then answer.
+
+        The agent's clients are released and the session's tools are torn down
+        here, under this turn's lease and before the reset releases it: a
+        teardown after that (the cache's hard close runs on another thread,
+        with the fenced store of the agent's last turn) would be refused as
+        a stale writer, and could hit the next turn's fresh sandbox.
+        """
+        services = self.services
+        fenced_env = services.tool_env.with_state(
+            RedisToolStateStore(services.client, services.keyspace, lease=lease)
+        )
+        services.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
+        fenced_env.teardown(job.session_key)
+        services.sessions.reset(
+            lease,
+            message_id=job.message_id,
+            reply={
+                "ok": True,
+                "message_id": job.message_id,
+                "text": "Session reset: history cleared, tools closed. A new conversation starts.",
+                "worker_id": services.worker_id,
+                "reset": True,
+                "turn": 0,
+                "fence": lease.token,
+            },
+            job_id=job_id,
+            reply_ttl=services.reply_ttl,
+        )
+
+    # -- answers besides the commit ------------------------------------------------------
+
+    def _answer_error(self, job: TurnJob, job_id: str, exc: BaseException) -> TurnOutcome:
+        """Answer a failed turn with a clear error reply (deferred if Redis cannot take it)."""
+        with self._lock:
+            self._attempts.pop(job_id, None)
+        self.services.metrics.turn_outcome("error")
+        reply = {
+            "ok": False,
+            "message_id": job.message_id,
+            "worker_id": self.services.worker_id,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+        try:
+            self.services.replies.push(job.session_key, job.message_id, reply)
+        except redis.RedisError as push_error:
+            return self._defer(
+                job_id, f"its error reply could not be pushed ({push_error})", redis_error=True
+            )
+        self._tenant_answered(job, job_id, usage=None, cost=0.0)
+        return Finished()
+
+    def _defer(self, job_id: str, why: str, *, redis_error: bool) -> Deferred:
         with self._lock:
             attempt = self._attempts.get(job_id, 0)
             self._attempts[job_id] = attempt + 1
-        first, cap = (REDIS_RETRY_FIRST, REDIS_RETRY_CAP) if redis_error else (RETRY_FIRST, RETRY_CAP)
-        return TurnDeferred(f"turn {job_id} deferred: {why}", delay=min(cap, first * 2**attempt))
+        first, cap = (
+            (REDIS_RETRY_FIRST, REDIS_RETRY_CAP) if redis_error else (RETRY_FIRST, RETRY_CAP)
+        )
+        return Deferred(f"turn {job_id} deferred: {why}", delay=min(cap, first * 2**attempt))
 
     def _tenant_answered(
         self, job: TurnJob, job_id: str, *, usage: dict[str, Any] | None, cost: float
@@ -285,295 +565,21 @@ class TurnRunner:
         try:
             self._tenants.turn_answered(job.session_key, job_id, usage=usage, cost=cost)
         except redis.RedisError as exc:
-            log.warning("turn %s of %s: tenant usage not recorded: %s", job.message_id, job.session_key, exc)
-
-    def _error_reply(self, job: TurnJob, exc: BaseException) -> dict[str, Any]:
-        return {
-            "ok": False,
-            "message_id": job.message_id,
-            "worker_id": self.s.worker_id,
-            "error": f"{type(exc).__name__}: {exc}",
-        }
-
-    def _begin(self, job: TurnJob, job_id: str) -> TurnStart | None:
-        """Take the lease, or decide what else happens to the job (``None``: nothing to run)."""
-        s = self.s
-        if self._cut_off.is_set():
-            raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
-        start = s.leases.begin_turn(
-            job.session_key,
-            s.worker_id,
-            s.lease_ttl,
-            job_id=job_id,
-            message_id=job.message_id,
-            depth=_depth(job),
-        )
-        status = start.status
-        if status is TurnStartStatus.ACQUIRED:
-            s.metrics.leases_acquired.inc()
-            return start
-        if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
-            return None
-        if status is TurnStartStatus.NOT_OWNER:
-            owner = start.other
-            if not owner or owner == s.worker_id:
-                try:
-                    owner = s.placement.assign(job.session_key)
-                except NoLiveWorkers:
-                    raise self._defer(job_id, "no worker can own its session", redis_error=False) from None
-            if owner == s.worker_id:
-                raise self._defer(job_id, "its session was just assigned here", redis_error=False)
-            log.info("turn %s of %s: session owned by %s; handing it on", job.message_id, job.session_key, owner)
-            raise TurnHandedOff(f"session {job.session_key!r} is owned by {owner}", to_worker=owner)
-        if status is TurnStartStatus.NOT_HEAD:
-            if s.queue.clear_stale_pending(job.session_key, start.other):
-                raise self._defer(job_id, "a stale earlier entry was cleared", redis_error=False)
-            raise self._defer(job_id, f"earlier message {start.other} runs first", redis_error=False)
-        raise self._defer(job_id, f"worker {start.other} runs a turn of its session", redis_error=False)
-
-    def _run_leased(self, job: TurnJob, job_id: str) -> dict[str, Any] | None:
-        s = self.s
-        start = self._begin(job, job_id)
-        if start is None:
-            s.metrics.turn_outcome("answered")
-            self._tenant_answered(job, job_id, usage=None, cost=0.0)
-            return None
-        lease = start.lease
-        assert lease is not None
-        s.lease_keeper.hold(lease)
-        try:
-            if s.config.refresh(lease.config_version, lease.registry_generation):
-                s.cache.clear()
-            if job.attrs.get("command") == "reset":
-                self._reset(job, job_id, lease)
-                s.metrics.turn_outcome("reset")
-                return None
-            return self._run_with_agent(
-                job, job_id, lease, start.committed_turns, start.workspace_digest
-            )
-        finally:
-            s.lease_keeper.drop(lease)
-            if job.claim is None or not job.claim.completed:  # else the commit released it
-                try:
-                    s.leases.release(lease)
-                except redis.RedisError as exc:  # our next attempt takes it over; others wait the TTL
-                    log.warning("could not release lease of %s: %s", job.session_key, exc)
-
-    def _run_with_agent(
-        self, job: TurnJob, job_id: str, lease: Lease, committed: int, workspace: str | None
-    ) -> dict[str, Any] | None:
-        s = self.s
-        profile = s.config.profile
-        user_id = job.attrs.get("user_id")
-        signature = profile.signature(s.environ, user_id=user_id)
-        fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
-        # The session is read only when this worker has no current agent for it.
-        loaded: list[SessionSnapshot] = []
-
-        def snapshot() -> SessionSnapshot:
-            if not loaded:
-                loaded.append(s.sessions.load(job.session_key))
-            return loaded[0]
-
-        def stored_prompt() -> StoredPrompt | None:
-            stored = snapshot().frozen_prompt
-            return stored if stored is not None and stored.signature == signature else None
-
-        def build() -> AIAgent:
-            s.metrics.agents_built.inc()
-            frozen = stored_prompt()
-            return AIAgent(
-                model=profile.model,
-                api_key=profile.api_key(s.environ),
-                base_url=profile.base_url,
-                provider=profile.provider,
-                api_mode=profile.api_mode,
-                session_id=job.session_key,
-                platform=str(job.attrs.get("platform", "http")),
-                toolsets=list(profile.toolsets),
-                ephemeral_system_prompt=profile.ephemeral_prompt,
-                max_iterations=profile.max_iterations,
-                max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
-                user_id=user_id,
-                fallback=profile.fallback_runtime(s.environ),
-                retry_policy=RetryPolicy(deadline=s.model_call_deadline),
-                tool_registry=s.tool_registry,
-                tool_env=fenced_env,
-                skip_context_files=True,
-                frozen_prompt={
-                    "system_prompt": frozen.system_prompt,
-                    "tool_schemas": frozen.tool_schemas,
-                }
-                if frozen is not None
-                else None,
+            log.warning(
+                "turn %s of %s: tenant usage not recorded: %s", job.message_id, job.session_key, exc
             )
 
-        events = open_turn_events(
-            s.client, s.keyspace, job, worker_id=s.worker_id, fence=lease.token, ttl=s.reply_ttl
-        )
-        notice = s.workspaces.before_turn(lease, workspace)  # the session may have moved here
-        if notice:
-            job = replace(job, text=with_notice(job.text, notice))  # what the agent is told
-        with s.cache.checkout(
-            job.session_key,
-            signature=signature,
-            committed_turns=committed,
-            build=build,
-            config_version=s.config.config_version,
-            turn_state={
-                "reasoning_config": _reasoning(job, profile.reasoning_effort),
-                **events.callbacks(),
-            },
-        ) as handle:
-            agent = handle.agent
-            agent.tool_env = fenced_env
-            agent.stream_delta_callback = s.metrics.first_token_timer(
-                agent.stream_delta_callback, job.submitted_at
-            )
-            s.lease_keeper.on_lost(lease, lambda: agent.interrupt("running-turn lease lost"))
-            started_at = time.time()
-            with self._lock:
-                self._running[job.session_key] = (lease.token, agent)
-                early = self._pending_interrupts.pop((job.session_key, lease.token), None)
-            if early is not None:
-                _interrupt_once_running(
-                    agent, early, self._is_running_turn(job.session_key, lease.token)
-                )
-            try:
-                if self._cut_off.is_set():
-                    raise TurnHandedOff(f"worker {s.worker_id} is handing its turns over")
-                result = agent.run_conversation(
-                    job.text,
-                    history=None if handle.hit else snapshot().history,
-                    interrupt_depth=_depth(job),
-                )
-            finally:
-                with self._lock:
-                    self._running.pop(job.session_key, None)
-            if self._cut_off.is_set():
-                raise TurnHandedOff(f"turn {job.message_id} cut off by the drain; handed on")
-            s.workspaces.after_turn(lease)  # before the commit: a crash after it finds the files
-            if s.lease_keeper.is_lost(lease):
-                raise LeaseLost(f"session {job.session_key!r}: lease lost during the turn")
-            if not handle.hit and stored_prompt() is None:  # frozen on this turn: store it
-                prompt = agent.frozen_prompt()
-                s.sessions.save_frozen_prompt(
-                    lease,
-                    StoredPrompt.build(
-                        prompt.system_prompt, list(prompt.tool_schemas), signature=signature
-                    ),
-                )
-            reply = {
-                "ok": True,
-                "message_id": job.message_id,
-                "text": result.text,
-                "worker_id": s.worker_id,
-                "cache_hit": handle.hit,
-                "interrupted": result.interrupted,
-                "usage": result.usage.as_dict(),
-                "turn": committed + 1,
-                "fallback": agent.fallback_active,
-                "fence": lease.token,
-                "started_at": started_at,
-                "ended_at": time.time(),
-            }
-            s.lease_keeper.drop(lease)  # the commit releases it
-            outcome = s.sessions.commit(
-                lease,
-                message_id=job.message_id,
-                new_messages=result.new_messages,
-                reply=reply,
-                job_id=job_id,
-                reply_ttl=s.reply_ttl,
-                rollback_reply={
-                    **reply,
-                    "text": "",
-                    "rolled_back": True,
-                    "turn": committed,
-                },
-                finish=s.queue.finish_for(job.claim) if job.claim is not None else None,
-            )
-            if job.claim is not None:
-                job.claim.completed = True
-            if not outcome.rolled_back:
-                handle.committed(outcome.turns)
-            s.metrics.turn_committed(
-                {**reply, "rolled_back": outcome.rolled_back},
-                provider=profile.provider,
-                model=agent.model,
-            )
-            usage = result.usage.as_dict()
-            self._tenant_answered(
-                job, job_id, usage=usage, cost=estimated_cost(profile.provider, agent.model, usage)
-            )
-            events.finish(reply, rolled_back=outcome.rolled_back)
-        if outcome.rolled_back or agent.fallback_active:
-            # Rolled back: the transcript holds discarded messages. Fallback: the
-            # next turn must try the primary again. Either way: a fresh agent.
-            s.cache.evict(job.session_key)
-        return None  # delivered by the commit
 
-    def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
-        """``/new``: end the session for good (agent, tools, history), then answer.
+@dataclass(frozen=True)
+class RanTurn:
+    """What the run phase produced: the agent's result and when the turn started (wall clock)."""
 
-        The agent's clients are released and the session's tools are torn down
-        here, under this turn's lease and before the reset releases it: a
-        teardown after that (the cache's hard close runs on another thread,
-        with the fenced store of the agent's last turn) would be refused as
-        a stale writer, and could hit the next turn's fresh sandbox.
-        """
-        s = self.s
-        fenced_env = s.tool_env.with_state(RedisToolStateStore(s.client, s.keyspace, lease=lease))
-        s.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
-        fenced_env.teardown(job.session_key)
-        s.sessions.reset(
-            lease,
-            message_id=job.message_id,
-            reply={
-                "ok": True,
-                "message_id": job.message_id,
-                "text": "Session reset: history cleared, tools closed. A new conversation starts.",
-                "worker_id": s.worker_id,
-                "reset": True,
-                "turn": 0,
-                "fence": lease.token,
-            },
-            job_id=job_id,
-            reply_ttl=s.reply_ttl,
-        )
-
-    def interrupt_turn(self, session_key: str, token: int, mode: str) -> bool:
-        """Stop the session's turn running here under lease ``token`` (double texting).
-
-        The request may arrive while that turn is still loading its session or
-        building its agent: it is then kept and applied as soon as the model
-        loop runs.
-
-        Returns:
-            Whether the turn runs here now (else the request waits for it).
-        """
-        reason = stop_reason(mode)
-        with self._lock:
-            running = self._running.get(session_key)
-            if running is None or running[0] != token:
-                self._pending_interrupts[(session_key, token)] = reason
-                while len(self._pending_interrupts) > _PENDING_INTERRUPTS:
-                    self._pending_interrupts.pop(next(iter(self._pending_interrupts)))
-                return False
-        _interrupt_once_running(running[1], reason, self._is_running_turn(session_key, token))
-        return True
-
-    def _is_running_turn(self, session_key: str, token: int) -> Callable[[], bool]:
-        def check() -> bool:
-            with self._lock:
-                running = self._running.get(session_key)
-            return running is not None and running[0] == token
-
-        return check
+    result: TurnResult
+    started_at: float
 
 
 def stop_reason(mode: str) -> str:
-    """The reason a stopped turn gives for an interrupt event of ``mode`` (stop, interrupt, rollback)."""
+    """Why a stopped turn stopped, by the interrupt event's ``mode`` (stop, interrupt, rollback)."""
     return _STOP_REASONS.get(mode, f"stopped ({mode})")
 
 
@@ -589,27 +595,3 @@ def _reasoning(job: TurnJob, default: str | None) -> dict[str, Any] | None:
     if not isinstance(effort, str) or not effort:
         effort = default
     return {"effort": effort} if effort else None
-
-
-def _interrupt_once_running(
-    agent: AIAgent, reason: str, still_current: Callable[[], bool]
-) -> None:
-    """Interrupt ``agent``'s turn once its model loop runs (it clears older interrupts on entry).
-
-    Runs on a short-lived daemon thread so the caller (the event listener)
-    never waits; it gives up when the turn does not start within
-    ``_INTERRUPT_WAIT`` seconds or is no longer the turn meant
-    (``still_current``), so a later turn of the session is never hit.
-    """
-
-    def wait_then_interrupt() -> None:
-        deadline = time.monotonic() + _INTERRUPT_WAIT
-        while not agent.is_running and time.monotonic() < deadline:
-            time.sleep(_INTERRUPT_POLL)
-        if still_current():
-            agent.interrupt(reason)
-
-    if agent.is_running:
-        agent.interrupt(reason)
-        return
-    threading.Thread(target=wait_then_interrupt, name="interrupt", daemon=True).start()

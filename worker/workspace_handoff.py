@@ -47,7 +47,11 @@ from agent.tools import ToolEnvironment
 from agent.tools.background import load_table, probe
 from agent.tools.environment import remove_tree, secure_dir
 from agent.tools.state import ToolStateStore, safe_task_id
-from agent.tools.workspace_archive import (
+from cluster.errors import LeaseLost, ToolError
+from cluster.leases import Lease, RedisLeaseStore
+from cluster.ownership import RedisOwnershipStore
+from cluster.workspace_store import RedisWorkspaceStore
+from worker.workspace_archive import (
     Member,
     Omitted,
     decode_archive,
@@ -55,11 +59,7 @@ from agent.tools.workspace_archive import (
     fingerprint,
     plan_snapshot,
 )
-from agent.tools.workspace_files import read_members, scan_workspace, write_members
-from cluster.errors import LeaseLost, ToolError
-from cluster.leases import Lease, RedisLeaseStore
-from cluster.ownership import RedisOwnershipStore
-from cluster.workspace_store import RedisWorkspaceStore
+from worker.workspace_files import read_members, scan_workspace, write_members
 from worker.workspace_notice import LostProcess, restore_notice
 
 __all__ = ["SyncMark", "WorkspaceHandoff"]
@@ -75,7 +75,7 @@ class SyncMark:
 
     Attributes:
         digest: the snapshot's digest.
-        fingerprint: :func:`~agent.tools.workspace_archive.fingerprint` of the
+        fingerprint: :func:`~worker.workspace_archive.fingerprint` of the
             workspace right after (a different one means it changed since).
     """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.tools.workspace_archive import Omitted
+from worker.workspace_archive import Omitted
 
 __all__ = ["LostProcess", "restore_notice"]
 

@@ -108,11 +108,6 @@ class SharedClients:
             self._idle.pop((key, id(shared)), None)
             return ClientRef(self, key, shared)
 
-    def open_clients(self) -> int:
-        """How many SDK clients are open (held or idle)."""
-        with self._lock:
-            return sum(len(shards) for shards in self._clients.values())
-
     def _release(self, key: ClientKey, shared: _Shared) -> None:
         closing: list[_Shared] = []
         with self._lock:
@@ -131,9 +126,13 @@ class SharedClients:
             old_shared.client.close()
 
 
+# One per process, on purpose: its point is that the agents of one endpoint and
+# key share connections, whichever worker of the process (an embedded cluster
+# runs several) built them. Clients are closed when their last agent releases
+# them past the idle cap; the rest close with the process.
 _SHARED = SharedClients()
 
 
 def shared_clients() -> SharedClients:
-    """This process's shared SDK clients."""
+    """This process's shared SDK clients (a singleton: see the comment above it)."""
     return _SHARED

@@ -42,7 +42,7 @@ from worker.cache.agent import (
     check_turn_state,
 )
 from worker.cache.entry import A, CheckoutHandle, EntryInfo, InvalidationResult
-from worker.cache.policy import EvictionCause, Pending
+from worker.cache.policy import EvictionCause
 from worker.cache.releaser import ReleaseExecutor, Releaser
 from worker.cache.sweeper import Sweeper
 
@@ -165,7 +165,7 @@ class AgentCache(Generic[A]):
                 apply_turn_state(handle.agent, turn_state)
             yield handle
         except BaseException:
-            handle._turn_failed()
+            handle.turn_failed()
             raise
         finally:
             self._end_turn(handle)
@@ -336,17 +336,6 @@ class AgentCache(Generic[A]):
         with self._lock:
             return list(self._state.entries)
 
-    def peek(self, session_id: str) -> A | Pending | None:
-        """The session's cached agent, :data:`PENDING` or ``None``; LRU order unchanged."""
-        with self._lock:
-            entry = self._state.entries.get(session_id)
-            return None if entry is None else entry.agent
-
-    def running_sessions(self) -> frozenset[str]:
-        """Sessions with a turn checked out (or an agent being built) right now."""
-        with self._lock:
-            return frozenset(self._state.running)
-
     def metrics(self) -> dict[str, Any]:
         """A snapshot of the counters and gauges, as a plain JSON-safe dict."""
         with self._lock:
@@ -361,10 +350,6 @@ class AgentCache(Generic[A]):
     def stop_sweeper(self, timeout: float | None = None) -> bool:
         """Stop the sweeper thread, if running; false if it did not stop within ``timeout``."""
         return self._sweeper.stop(timeout)
-
-    def wait_for_releases(self, timeout: float | None = None) -> bool:
-        """Block until every release handed off so far has finished; false on timeout."""
-        return self._releaser.wait_idle(timeout)
 
     def shutdown(self, *, hard: bool = False, timeout: float | None = 10.0) -> bool:
         """Stop the sweeper and let every agent go, then drain the releaser.

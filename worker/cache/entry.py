@@ -137,9 +137,13 @@ class CheckoutHandle(Generic[A]):
         """
         self._discard_hard = hard or bool(self._discard_hard)
 
-    def _turn_failed(self) -> None:
-        # The turn raised before committing: the agent's in-memory transcript may
-        # hold messages the shared store does not, so it must not serve a later turn.
+    def turn_failed(self) -> None:
+        """The turn ends without a commit: release the agent when it ends (cause ``failed_turn``).
+
+        Its in-memory transcript may hold messages the shared store does not, so
+        it must not serve a later turn. The checkout calls this when its block
+        raises; a turn cut off by a drain calls it before leaving the block.
+        """
         if self._committed is None and self._discard_hard is None:
             self._discard_hard = False
             self._discard_cause = EvictionCause.FAILED_TURN

@@ -117,12 +117,6 @@ class Releaser:
         self._stopping = False
         self._spawned = 0
 
-    @property
-    def unfinished(self) -> int:
-        """Releases submitted and not finished yet."""
-        with self._cond:
-            return self._unfinished
-
     def submit(self, release: Release) -> None:
         """Queue a release for a background thread; never blocks on the release."""
         with self._cond:

@@ -19,6 +19,7 @@ import pytest
 
 from agent import AIAgent
 from agent.tools import FileToolStateStore, ToolEnvironment
+from tests.support.cache import InspectableCache
 from worker.cache import AgentCache, config_signature
 
 pytestmark = pytest.mark.integration
@@ -89,12 +90,12 @@ class Harness:
         self.env = ToolEnvironment(
             sandbox_root=tmp_path / "sandboxes", state=FileToolStateStore(tmp_path / "state")
         )
-        self.caches: list[AgentCache[AIAgent]] = []
+        self.caches: list[InspectableCache[AIAgent]] = []
         self.agents: list[AIAgent] = []
         self.turns: dict[str, int] = {}
 
-    def cache(self, max_size: int) -> AgentCache[AIAgent]:
-        cache: AgentCache[AIAgent] = AgentCache(max_size=max_size)
+    def cache(self, max_size: int) -> InspectableCache[AIAgent]:
+        cache: InspectableCache[AIAgent] = InspectableCache(max_size=max_size)
         self.caches.append(cache)
         return cache
 

@@ -60,3 +60,25 @@ def test_an_exhausted_connection_pool_defers_turns_and_every_caller_is_answered(
     assert [reply.text for reply in replies] == [f"echo: hello {i}" for i in range(12)]
     assert "No connection available" in caplog.text, "the pool was never exhausted"
     assert "every connection of the worker's pool was busy: the turn is retried" in caplog.text
+
+
+def test_a_worker_closes_the_connection_pools_it_opened_when_it_stops(
+    redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    observer = redis_server.client()
+
+    def connected() -> int:
+        return len(observer.client_list())
+
+    settings = ClusterSettings(redis_url=redis_server.url, namespace=namespace)
+    before = connected()
+    with WorkerProcess(
+        settings=settings,
+        options=WorkerOptions(worker_id="closes-pools", concurrency=2, sandbox_root=tmp_path),
+    ) as worker:
+        assert worker.readiness()[1] != "closes-pools: starting"
+        during = connected()
+    after = connected()
+    observer.close()
+    assert during > before, "the worker connected to Redis"
+    assert after <= before, f"{after - before} connection(s) of the stopped worker stay open"

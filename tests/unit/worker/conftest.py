@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeAgent, FakeClock
-from worker.cache import AgentCache
+from tests.support.cache import InspectableCache
 
-CacheFactory = Callable[..., AgentCache[FakeAgent]]
+CacheFactory = Callable[..., InspectableCache[FakeAgent]]
 
 
 @pytest.fixture
@@ -25,11 +25,11 @@ def make_cache(clock: FakeClock) -> Iterator[CacheFactory]:
     Every cache is shut down after the test, so no releaser or sweeper thread
     outlives it.
     """
-    made: list[AgentCache[FakeAgent]] = []
+    made: list[InspectableCache[FakeAgent]] = []
 
-    def make(**kwargs: Any) -> AgentCache[FakeAgent]:
+    def make(**kwargs: Any) -> InspectableCache[FakeAgent]:
         kwargs.setdefault("clock", clock)
-        cache: AgentCache[FakeAgent] = AgentCache(**kwargs)
+        cache: InspectableCache[FakeAgent] = InspectableCache(**kwargs)
         made.append(cache)
         return cache
 
@@ -39,6 +39,6 @@ def make_cache(clock: FakeClock) -> Iterator[CacheFactory]:
 
 
 @pytest.fixture
-def cache(make_cache: CacheFactory) -> AgentCache[FakeAgent]:
+def cache(make_cache: CacheFactory) -> InspectableCache[FakeAgent]:
     """A cache with a cap of 3 and a one-hour idle TTL."""
     return make_cache(max_size=3, idle_ttl=3600.0)

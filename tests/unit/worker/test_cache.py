@@ -12,10 +12,11 @@ import pytest
 
 from cluster.errors import AgentCacheError, ConfigError, SessionBusy
 from tests.fakes import FakeAgent, FakeClock
+from tests.support.cache import InspectableCache
 from tests.unit.worker.conftest import CacheFactory
 from worker.cache import PENDING, AgentCache, CheckoutHandle, EvictionCause
 
-Cache = AgentCache[FakeAgent]
+Cache = InspectableCache[FakeAgent]
 
 
 def turn(
@@ -436,7 +437,7 @@ def test_out_of_range_settings_are_rejected(settings: dict[str, Any]) -> None:
 
 
 def test_defaults_match_the_design() -> None:
-    cache: Cache = AgentCache()
+    cache: AgentCache[FakeAgent] = AgentCache()
     assert (cache.max_size, cache.idle_ttl, cache.memory_budget) == (128, 3600.0, None)
 
 

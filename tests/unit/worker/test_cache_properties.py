@@ -32,7 +32,8 @@ from hypothesis.stateful import (
 
 from cluster.errors import SessionBusy
 from tests.fakes import FakeAgent, FakeClock, InlineReleaser
-from worker.cache import AgentCache, CheckoutHandle, init_for_turn
+from tests.support.cache import InspectableCache
+from worker.cache import CheckoutHandle, init_for_turn
 
 TTL = 100.0
 sessions = st.sampled_from(["a", "b", "c", "d", "e", "f"])
@@ -56,7 +57,9 @@ class CacheMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock()
         self.cap = 3
-        self.cache: AgentCache[FakeAgent] = AgentCache(max_size=3, releaser=InlineReleaser())
+        self.cache: InspectableCache[FakeAgent] = InspectableCache(
+            max_size=3, releaser=InlineReleaser()
+        )
         self.order: list[str] = []
         self.model: dict[str, Model] = {}
         self.open: dict[str, tuple[Checkout, CheckoutHandle[FakeAgent]]] = {}
@@ -66,7 +69,7 @@ class CacheMachine(RuleBasedStateMachine):
     @initialize(cap=st.integers(min_value=1, max_value=4))
     def make_cache(self, cap: int) -> None:
         self.cap = cap
-        self.cache = AgentCache(
+        self.cache = InspectableCache(
             max_size=cap, idle_ttl=TTL, clock=self.clock, releaser=InlineReleaser()
         )
 

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeAgent, FakeClock, InlineReleaser
+from tests.support.cache import InspectableCache
 from tests.unit.worker.conftest import CacheFactory
-from worker.cache import AgentCache, EvictionCause, Release, Releaser
+from worker.cache import EvictionCause, Release, Releaser
 
-Cache = AgentCache[FakeAgent]
+Cache = InspectableCache[FakeAgent]
 DEADLINE = 10.0
 
 
@@ -249,4 +250,4 @@ def test_releaser_restarts_after_close() -> None:
     agent = FakeAgent("late")
     releaser.submit(Release("late", agent, hard=False, cause=EvictionCause.EVICTED))
     assert agent.released.wait(DEADLINE)
-    assert releaser.close(DEADLINE) and releaser.unfinished == 0
+    assert releaser.close(DEADLINE) and releaser.wait_idle(0), "nothing left unfinished"

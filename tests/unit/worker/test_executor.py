@@ -17,6 +17,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.executor import ClaimLoop, TurnExecutor
+from worker.turn_outcome import Deferred, Failed, Finished, HandedOff, TurnOutcome
 
 ExecutorFactory = Callable[..., TurnExecutor]
 
@@ -149,15 +150,15 @@ def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
     make_executor: ExecutorFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     ran: list[int] = []
-    outcomes: dict[int, BaseException | None] = {}
+    outcomes: dict[int, TurnOutcome] = {}
 
     def handler(job: TurnJob) -> None:
         ran.append(int(job.attrs["seq"]))
         if job.attrs["seq"] == 1:
             raise RuntimeError("model exploded")
 
-    def on_done(job: TurnJob, error: BaseException | None) -> None:
-        outcomes[int(job.attrs["seq"])] = error
+    def on_done(job: TurnJob, outcome: TurnOutcome) -> None:
+        outcomes[int(job.attrs["seq"])] = outcome
 
     executor = make_executor(handler=handler, concurrency=2)
     with caplog.at_level(logging.ERROR, logger="worker.executor"):
@@ -165,8 +166,9 @@ def test_a_handler_exception_is_logged_and_does_not_stall_the_session(
             executor.submit(_job("s", seq), on_done=on_done)
         assert executor.wait_idle(timeout=10)
     assert ran == [0, 1, 2]
-    assert outcomes[0] is None and outcomes[2] is None
-    assert isinstance(outcomes[1], RuntimeError)
+    assert outcomes[0] == Finished() and outcomes[2] == Finished()
+    failed = outcomes[1]
+    assert isinstance(failed, Failed) and isinstance(failed.error, RuntimeError)
     assert any(
         r.name == "worker.executor" and "s-1" in r.getMessage() and r.exc_info
         for r in caplog.records
@@ -178,7 +180,7 @@ def test_a_failing_completion_callback_does_not_stall_either(
 ) -> None:
     ran: list[int] = []
 
-    def on_done(job: TurnJob, error: BaseException | None) -> None:
+    def on_done(job: TurnJob, outcome: TurnOutcome) -> None:
         raise ValueError("metrics down")
 
     executor = make_executor(handler=lambda job: ran.append(int(job.attrs["seq"])), concurrency=1)
@@ -319,7 +321,8 @@ def test_stopping_the_claim_loop_finishes_and_completes_claimed_turns(
         if job.attrs["seq"] == 1:
             raise RuntimeError("provider down")
 
-    def on_done(turn: ClaimedTurn, error: BaseException | None) -> None:
+    def on_done(turn: ClaimedTurn, outcome: TurnOutcome) -> None:
+        error = outcome.error if isinstance(outcome, Failed) else None
         outcomes.append((turn.job.message_id, None if error is None else str(error)))
 
     executor = make_executor(handler=handler, concurrency=2)
@@ -370,3 +373,49 @@ def test_ids_moved_by_a_claim_whose_reply_was_lost_are_taken_back_and_run(
         assert loop.stop(timeout=10)
     assert queue.dropped and ran == ["a-0", "a-1", "a-2"]
     assert _until(lambda: queue.inflight_count("w1") == 0)
+
+
+def test_a_deferred_turn_runs_again_after_its_delay_and_is_done_once(
+    make_executor: ExecutorFactory,
+) -> None:
+    attempts: list[int] = []
+    outcomes: list[TurnOutcome] = []
+
+    def handler(job: TurnJob) -> TurnOutcome:
+        attempts.append(int(job.attrs["seq"]))
+        return Deferred("lease held elsewhere", delay=0.01) if len(attempts) == 1 else Finished()
+
+    executor = make_executor(handler=handler, concurrency=1)
+    executor.submit(_job("s", 0), on_done=lambda _job, outcome: outcomes.append(outcome))
+    executor.submit(_job("s", 1), on_done=lambda _job, outcome: outcomes.append(outcome))
+    assert executor.wait_idle(timeout=10)
+    assert attempts == [0, 0, 1], "the session's next turn waited for the deferred one"
+    assert outcomes == [Finished(), Finished()]
+
+
+def test_the_claim_loop_moves_a_handed_off_job_and_leaves_a_committed_one_alone(
+    make_executor: ExecutorFactory,
+) -> None:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    membership = RedisMembership(client, Keyspace("t"), heartbeat_ttl=3600)
+    for worker in ("w1", "w2"):
+        membership.register(worker, host="test", pid=1, queue=f"t.worker.{worker}")
+    queue = TurnQueue(client, Keyspace("t"), job_timeout=60, result_ttl=60)
+    outcome_of = {
+        "moved-0": HandedOff("session owned by w2", to_worker="w2"),
+        "committed-0": Finished(job_completed=True),  # its commit script completed the job
+    }
+    executor = make_executor(handler=lambda job: outcome_of[job.message_id], concurrency=2)
+    queue.enqueue("w1", _job("moved", 0))
+    queue.enqueue("w1", _job("committed", 0))
+    loop = ClaimLoop(queue=queue, worker_id="w1", executor=executor, block=0.1)
+    loop.start()
+    try:
+        assert _until(lambda: loop.claimed == 2)
+        assert executor.wait_idle(timeout=10)
+    finally:
+        assert loop.stop(timeout=10)
+    assert queue.pending("w2") == 1, "the handed-off job is on its owner's queue"
+    # Nothing here completed the committed job: only its (here absent) commit would have.
+    assert queue.inflight_count("w1") == 1
+    client.close()

@@ -11,10 +11,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.simulator.pricing import call_cost
-from cluster.errors import ConfigError, LeaseLost, TurnDeferred, TurnHandedOff
+from cluster.errors import ConfigError
 from cluster.recovery import RecoveryReport
 from worker.metrics import WorkerMetrics, estimated_cost
 from worker.probe_server import ProbeServer
+from worker.turn_outcome import Deferred, HandedOff
 
 
 def samples(metrics: WorkerMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -66,12 +67,12 @@ def test_the_offline_model_costs_nothing_and_bad_usage_counts_as_zero() -> None:
     assert estimated_cost("openai", "gpt-4o", {"input_tokens": -5, "output_tokens": True}) == 0.0
 
 
-def test_raised_turns_are_counted_by_what_they_mean() -> None:
+def test_turns_set_aside_are_counted_by_what_they_mean() -> None:
     m = WorkerMetrics()
-    m.turn_raised(TurnDeferred("later", delay=0.1))
-    m.turn_raised(TurnHandedOff("moved", to_worker="w2"))
-    m.turn_raised(TurnHandedOff("cut off by a drain"))
-    m.turn_raised(LeaseLost("lost"))
+    m.turn_set_aside(Deferred("later", delay=0.1))
+    m.turn_set_aside(HandedOff("moved", to_worker="w2"))
+    m.turn_set_aside(HandedOff("cut off by a drain"))
+    m.lease_lost()
     assert sample(m, "agent_cluster_turns_total", outcome="deferred") == 1
     assert sample(m, "agent_cluster_turns_total", outcome="handed_off") == 2
     assert sample(m, "agent_cluster_ownership_moves_total", reason="handoff") == 1

@@ -9,7 +9,6 @@ import pytest
 
 from agent.tools import ToolEnvironment
 from agent.tools.sandbox_config import SandboxConfig
-from agent.tools.workspace_archive import Omitted
 from cluster.errors import LeaseLost
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore
@@ -17,6 +16,7 @@ from cluster.ownership import RedisOwnershipStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.workspace_store import RedisWorkspaceStore
 from tests.fakes import FakeClock
+from worker.workspace_archive import Omitted
 from worker.workspace_handoff import WorkspaceHandoff
 from worker.workspace_notice import LostProcess, restore_notice
 

@@ -1,6 +1,6 @@
 """The workspace snapshot format and its policy: what goes in, how it is encoded, what is safe.
 
-Pure functions only (no file system, no clock): :mod:`agent.tools.workspace_files`
+Pure functions only (no file system, no clock): :mod:`worker.workspace_files`
 reads and writes workspaces with them, the worker moves the bytes through Redis.
 
 A snapshot is one msgpack document, zlib-compressed::

@@ -9,7 +9,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from agent.tools.workspace_archive import (
+from cluster.errors import ToolError
+from worker.workspace_archive import (
     Member,
     ScannedEntry,
     check_member_path,
@@ -18,8 +19,7 @@ from agent.tools.workspace_archive import (
     fingerprint,
     plan_snapshot,
 )
-from agent.tools.workspace_files import read_members, scan_workspace, write_members
-from cluster.errors import ToolError
+from worker.workspace_files import read_members, scan_workspace, write_members
 
 MiB = 1024 * 1024
 

@@ -14,22 +14,21 @@ directories are handed to the uid the sandbox gives the workspace.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.tools.workspace_archive import (
+from cluster.errors import ToolError
+from worker.workspace_archive import (
     Member,
     Omitted,
     ScannedEntry,
     SnapshotPlan,
     check_member_path,
 )
-from cluster.errors import ToolError
 
 __all__ = ["read_members", "scan_workspace", "write_members"]
 
@@ -37,15 +36,6 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
-
-
-@contextlib.contextmanager
-def _opened(path: str | bytes, flags: int, dir_fd: int | None = None) -> Iterator[int]:
-    fd = os.open(path, flags, dir_fd=dir_fd)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def _kind(mode: int) -> str:

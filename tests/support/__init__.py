@@ -1,0 +1,1 @@
+"""Helpers several test directories share (what only tests need stays out of the packages)."""
