@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from rq.job import Job
 
+from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
 from cluster.leases import LeaseHolder, RedisLeaseStore
 from cluster.membership import RedisMembership, WorkerInfo
@@ -25,7 +26,6 @@ from cluster.ownership import RedisOwnershipStore
 from cluster.tenants import TenantStore, TenantUsage, client_name, tenant_of
 from cluster.transport import TurnQueue
 from cluster.versions import RedisVersionStore
-from worker.health import HealthRecord
 
 __all__ = [
     "ClusterStatus",

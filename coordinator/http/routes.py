@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from cluster.errors import InvalidMessage, RequestRefused, TurnFailed, TurnTimeout
 from cluster.jobs import job_id_for
+from cluster.stream_events import STREAM_ATTR, final_event
 from coordinator.http.body import read_object
 from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
@@ -42,7 +43,6 @@ from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, 
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
 from coordinator.ingress import RESET_COMMANDS, TurnHandle
 from coordinator.status import SessionStatus, read_session
-from worker.streaming import STREAM_ATTR, final_event
 
 __all__ = ["MESSAGE_FIELDS", "routes", "sse_response", "wait_reply"]
 

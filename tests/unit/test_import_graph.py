@@ -3,12 +3,17 @@
 ``cluster`` is what both sides share and must import none of ``agent``,
 ``worker`` or ``coordinator`` (the command line, which imports everything,
 lives in ``coordinator/cli/``); ``agent`` imports nothing of ``worker`` or
-``coordinator``; ``worker`` nothing of ``coordinator``.
+``coordinator``; ``worker`` nothing of ``coordinator``. The HTTP gateway
+(``coordinator/http/``) meets the workers only through ``cluster/`` (stream
+events, health records, metric names): it imports nothing of ``worker`` or
+``agent``, and importing it loads none of their modules.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ FORBIDDEN = {
     "cluster": {"agent", "worker", "coordinator"},
     "agent": {"worker", "coordinator"},
     "worker": {"coordinator"},
+    "coordinator/http": {"agent", "worker"},
 }
 
 
@@ -39,3 +45,14 @@ def test_a_package_never_imports_the_layers_above_it(package: str) -> None:
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_importing_the_http_gateway_loads_no_worker_or_agent_module() -> None:
+    code = (
+        "import sys, coordinator.http.app\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('worker', 'agent')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
