@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent.simulator.pricing import call_cost
+from agent.providers.pricing import call_cost
 from cluster.errors import ConfigError, LeaseLost, TurnDeferred, TurnHandedOff
 from cluster.metric_names import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 from cluster.recovery import RecoveryReport
@@ -189,7 +189,7 @@ class WorkerMetrics:
         )
         self.provider_cost = Counter(
             f"{PREFIX}_provider_cost_dollars",
-            "Estimated provider cost of committed turns at list price (agent.simulator.pricing).",
+            "Estimated provider cost of committed turns at list price (agent.providers.pricing).",
             ["provider", "model"], registry=r,
         )
         self.provider_calls = Counter(
