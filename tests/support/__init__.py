@@ -1,0 +1,1 @@
+"""Helpers and fixtures shared by test directories (fleets, gateways, queue shortcuts)."""
