@@ -19,8 +19,9 @@ import redis
 from cluster.blocking import blocking_read
 from cluster.dead_letters import DeadLetters
 from cluster.errors import InvalidMessage
-from cluster.jobs import ClaimedTurn, ClaimRef, TurnJob, decode_turn, job_id_or_none, text
+from cluster.jobs import ClaimedTurn, ClaimRef, TurnJob, decode_turn, job_id_or_none
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.requeue import WAKE_TOKEN
 from cluster.rq_format import QueueKeys, RqFormat
 from cluster.scripts import ScriptSet

@@ -15,8 +15,8 @@ from typing import Any
 
 import redis
 
-from cluster.jobs import text
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 
 __all__ = ["DEAD_LETTER_CAP", "DeadLetters"]
 

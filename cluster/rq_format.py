@@ -25,8 +25,9 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 
-from cluster.jobs import TURN_JOB_TAG, ClaimRef, JobFinish, TurnJob, text
+from cluster.jobs import TURN_JOB_TAG, ClaimRef, JobFinish, TurnJob
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.serialization import MsgpackSerializer
 
 __all__ = ["QueueKeys", "RqFormat"]

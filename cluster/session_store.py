@@ -30,6 +30,7 @@ from cluster.errors import InvalidMessage
 from cluster.jobs import JobFinish
 from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 from cluster.serialization import pack, unpack
 
@@ -163,14 +164,11 @@ def validate_message(message: Any) -> dict[str, Any]:
     return dict(message)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
 
 def _meta(raw: Mapping[bytes, bytes]) -> SessionMeta | None:
     if not raw:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     return SessionMeta(
         session_key=fields.get("session_key", ""),
         created=float(fields.get("created", "0")) / 1000.0,

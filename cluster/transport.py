@@ -61,9 +61,9 @@ from cluster.jobs import (
     TurnJob,
     job_id_for,
     job_id_or_none,
-    text,
 )
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.replies import ReplyChannel
 from cluster.requeue import Requeuer
 from cluster.rq_format import QueueKeys, RqFormat

@@ -27,6 +27,7 @@ from cluster.config_secrets import DEFAULT_MAX_CONFIG_BYTES, encode_config, is_s
 from cluster.errors import ConfigError
 from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = [
@@ -240,7 +241,7 @@ class RedisVersionStore:
     def registry_acks(self, live: list[str]) -> dict[str, int]:
         """The generation each live worker has acknowledged (0: none); forgets gone workers."""
         raw = self._client.hgetall(self._keys.registry_acks())
-        acks = {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+        acks = {text(k): int(v) for k, v in raw.items()}
         gone = [worker for worker in acks if worker not in live]
         if gone:
             self._client.hdel(self._keys.registry_acks(), *gone)

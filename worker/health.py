@@ -28,6 +28,7 @@ import redis
 from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
 from cluster.membership import Beat, WorkerState
+from cluster.redis_text import text
 
 if TYPE_CHECKING:
     from worker.process import WorkerProcess
@@ -77,7 +78,7 @@ class HealthWriter:
         pipe.pexpire(members, self._ttl_ms)
         _, stored, _, _ = pipe.execute()
         return self.sync_cached(
-            record.worker_id, cached, None if stored is None else _text(stored)
+            record.worker_id, cached, None if stored is None else text(stored)
         )
 
     def sync_cached(self, worker_id: str, cached: Sequence[str], stored: str | None) -> bool:
@@ -150,6 +151,3 @@ def beat_with_health(worker: WorkerProcess) -> Beat:
         writer.sync_cached(worker.worker_id, worker.cache.keys(), beat.cached_digest)
     return beat
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
