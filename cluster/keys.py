@@ -155,10 +155,20 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cluster.errors import ConfigError, InvalidMessage
 
-__all__ = ["BOT_NAME_RE", "PLATFORMS", "TENANT_NAME_RE", "Keyspace", "PlatformKeys", "SessionKeys", "session_tag"]
+__all__ = [
+    "BOT_NAME_RE",
+    "PLATFORMS",
+    "TENANT_NAME_RE",
+    "Keyspace",
+    "PlatformKeys",
+    "SessionKeys",
+    "check_namespace",
+    "session_tag",
+]
 
 # Session keys made only of these characters (and not too long) are used
 # verbatim inside the hash tag, so keys stay readable in redis-cli. Anything
@@ -230,6 +240,20 @@ class PlatformKeys:
     stats: str
 
 
+def check_namespace(namespace: Any) -> str:
+    """Return ``namespace`` if it can prefix every key (letters, digits, ``_.-``, 1-32).
+
+    Raises:
+        ConfigError: the namespace is empty, too long or has other characters.
+    """
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+        raise ConfigError(
+            f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
+            f"got {namespace!r}"
+        )
+    return namespace
+
+
 class Keyspace:
     """Builds every Redis key (and the pub/sub channel) of one namespace."""
 
@@ -242,12 +266,7 @@ class Keyspace:
         Raises:
             ConfigError: the namespace is empty or has other characters.
         """
-        if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
-            raise ConfigError(
-                f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
-                f"got {namespace!r}"
-            )
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
 
     def __repr__(self) -> str:
         return f"Keyspace({self.namespace!r})"
