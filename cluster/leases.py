@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
@@ -31,7 +30,6 @@ __all__ = [
     "LeaseHolder",
     "TurnStart",
     "TurnStartStatus",
-    "LeaseStore",
     "RedisLeaseStore",
     "lease_lost",
 ]
@@ -131,18 +129,6 @@ def _ttl_ms(ttl: float) -> int:
     if not ttl > 0:
         raise ConfigError(f"lease ttl must be > 0 seconds, got {ttl!r}")
     return max(1, int(ttl * 1000))
-
-
-class LeaseStore(Protocol):
-    """The lease operations a worker relies on."""
-
-    def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None: ...
-
-    def extend(self, lease: Lease, ttl: float) -> bool: ...
-
-    def release(self, lease: Lease) -> bool: ...
-
-    def holder(self, session_key: str) -> LeaseHolder | None: ...
 
 
 class RedisLeaseStore:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
@@ -29,7 +28,7 @@ from cluster.keys import Keyspace
 from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
-__all__ = ["Ownership", "OwnershipStore", "RedisOwnershipStore"]
+__all__ = ["Ownership", "RedisOwnershipStore"]
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,6 @@ class Ownership:
     epoch: int
     moved: bool
 
-
-
-class OwnershipStore(Protocol):
-    """The ownership operations the coordinator relies on."""
-
-    def lookup_or_assign(
-        self, session_key: str, *, eligible: Sequence[str], proposed: str
-    ) -> Ownership: ...
-
-    def owner_of(self, session_key: str) -> Ownership | None: ...
-
-    def sessions_owned_by(self, worker_id: str) -> list[str]: ...
 
 
 class RedisOwnershipStore:

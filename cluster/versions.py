@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
@@ -36,7 +36,6 @@ __all__ = [
     "ConfigRecord",
     "RedisVersionStore",
     "config_digest",
-    "VersionStore",
     "encode_config",
     "is_secret_key",
 ]
@@ -80,20 +79,6 @@ class ConfigRecord:
             source=str(data.get("source", "")),
             note=str(data.get("note", "")),
         )
-
-
-class VersionStore(Protocol):
-    """The config/registry operations admins and workers rely on."""
-
-    def publish_config(
-        self, config: Mapping[str, Any], *, author: str = ..., source: str = ..., note: str = ...
-    ) -> int: ...
-
-    def current_config(self) -> tuple[int, dict[str, Any]]: ...
-
-    def bump_registry_generation(self, reason: str) -> int: ...
-
-    def versions(self) -> tuple[int, int]: ...
 
 
 class RedisVersionStore:
