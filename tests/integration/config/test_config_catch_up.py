@@ -24,7 +24,7 @@ from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer
 from tests.integration.config.test_config_cli import cli
-from tests.integration.faults.fleet import Fleet, fleet
+from tests.support.fleet import Fleet, fleet
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import fakeredis
 
 from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
-from tests.unit.cluster.test_health_record import RECORD
+from tests.support.records import RECORD
 from worker.health import HealthWriter
 
 
