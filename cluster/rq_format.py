@@ -148,7 +148,11 @@ class RqFormat:
         return fields
 
     def started_stamp(self) -> tuple[str, int]:
-        """A claim's ``started_at`` and its started-registry score (when rq would call it abandoned)."""
+        """A claim's ``started_at`` stamp and started-registry score.
+
+        The score is when rq's registry cleanup would call the claim abandoned:
+        the job timeout plus a margin from now.
+        """
         return utcformat(now()), current_timestamp() + self.job_timeout + _STARTED_MARGIN
 
     def job_status(self, job_id: str) -> str | None:

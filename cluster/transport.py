@@ -221,7 +221,10 @@ class TurnQueue:
     # -- claim ---------------------------------------------------------------
 
     def claim_many(self, worker_id: str, limit: int, *, block: float) -> list[ClaimedTurn]:
-        """Claim up to ``limit`` turns of a worker's queue (see :meth:`cluster.claims.Claimer.claim_many`)."""
+        """Claim up to ``limit`` turns of a worker's queue.
+
+        See :meth:`cluster.claims.Claimer.claim_many`.
+        """
         return self._claimer.claim_many(worker_id, limit, block=block)
 
     def wake_claimer(self, worker_id: str) -> None:
@@ -331,7 +334,9 @@ class TurnQueue:
         status = self._rq.job_status(job_id)
         if status in (JobStatus.QUEUED.value, JobStatus.STARTED.value):
             return False
-        log.warning("session %s: pending job %s has ended or vanished; dropped", session_key, job_id)
+        log.warning(
+            "session %s: pending job %s has ended or vanished; dropped", session_key, job_id
+        )
         self._client.zrem(self._keyspace.session(session_key).pending, job_id)
         return True
 
