@@ -20,7 +20,7 @@ from cluster.redis_text import text
 
 __all__ = ["DEAD_LETTER_CAP", "DeadLetters"]
 
-log = logging.getLogger("cluster.transport")
+log = logging.getLogger("cluster.dead_letters")
 
 DEAD_LETTER_CAP = 10_000
 """Dead-letter entries kept (oldest dropped first)."""
