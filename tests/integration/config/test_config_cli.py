@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 WORKERS = ("w1", "w2", "w3")
 SESSIONS = [f"chat-{i}" for i in range(12)]
-MCP_SERVER = Path(__file__).parents[1] / "tools" / "mcp_server.py"
+MCP_SERVER = Path(__file__).parents[1] / "agent" / "tools" / "mcp_server.py"
 
 
 @pytest.fixture
