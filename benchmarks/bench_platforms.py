@@ -45,8 +45,8 @@ from benchmarks.bench_cluster import redis_server  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.versions import RedisVersionStore  # noqa: E402
 from tests.conftest import sim_config, sim_endpoints_env  # noqa: E402
-from tests.integration.faults.fleet import fleet  # noqa: E402
-from tests.integration.http.conftest import start_gateway, stop  # noqa: E402
+from tests.support.fleet import fleet  # noqa: E402
+from tests.support.gateway import start_gateway, stop  # noqa: E402
 
 POLL, HOOK, SECRET = "1:bench-poll-token", "2:bench-hook-token", "bench-hook-secret"
 

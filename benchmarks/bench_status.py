@@ -28,11 +28,12 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_cluster import redis_server  # noqa: E402
+from cluster.health_record import HealthRecord  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.membership import RedisMembership  # noqa: E402
 from cluster.ownership import RedisOwnershipStore  # noqa: E402
 from coordinator.status import check_health, read_session, read_status  # noqa: E402
-from worker.health import HealthRecord, HealthWriter  # noqa: E402
+from worker.health import HealthWriter  # noqa: E402
 
 CACHED = 128
 

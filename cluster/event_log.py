@@ -25,6 +25,7 @@ from typing import Any
 import redis
 
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 
 __all__ = ["MAX_EVENTS", "ClusterEvent", "ClusterEventLog"]
 
@@ -99,17 +100,14 @@ class ClusterEventLog:
         return [_event(entry_id, fields) for entry_id, fields in entries or []]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
 
 def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> ClusterEvent:
-    decoded = {_text(k): _text(v) for k, v in fields.items()}
+    decoded = {text(k, "replace"): text(v, "replace") for k, v in fields.items()}
     try:
         data = json.loads(decoded.get("data", "{}"))
     except ValueError:
         data = {}
-    millis = _text(entry_id).split("-", 1)[0]
+    millis = text(entry_id, "replace").split("-", 1)[0]
     return ClusterEvent(
         at=int(millis) / 1000.0 if millis.isdigit() else 0.0,
         kind=decoded.get("kind", ""),

@@ -133,17 +133,12 @@ class Subscriber:
         self._backoff_max = backoff_max
         self._poll = poll_interval
         self._stop = threading.Event()
-        self._subscribed = threading.Event()
         self._subscriptions = 0
         self._thread = threading.Thread(target=self._run, name=f"events:{channel}", daemon=True)
 
     def start(self) -> None:
         """Start the thread."""
         self._thread.start()
-
-    def wait_subscribed(self, timeout: float) -> bool:
-        """Block until the first subscription is confirmed; ``False`` on timeout."""
-        return self._subscribed.wait(timeout)
 
     @property
     def running(self) -> bool:
@@ -191,7 +186,6 @@ class Subscriber:
             # redis-py re-subscribes by itself after a transparent reconnect; each
             # confirmation after the first means we may have missed events.
             self._subscriptions += 1
-            self._subscribed.set()
             if self._subscriptions > 1 and self._on_reconnect is not None:
                 self._call(self._on_reconnect)
             return

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cluster.errors import InvalidMessage
+from cluster.redis_text import text
 from cluster.serialization import MsgpackSerializer, pack
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "decode_turn",
     "job_id_for",
     "job_id_or_none",
-    "text",
 ]
 
 STRATEGIES = ("enqueue", "interrupt", "reject", "rollback", "stop")
@@ -248,14 +248,11 @@ class Enqueued:
 
 
 
-def text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
 
 def job_id_or_none(raw: Any) -> str | None:
     """The job id in a list entry, or ``None`` for garbage (not UTF-8, not rq's alphabet)."""
     try:
-        job_id = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        job_id = text(raw)
     except UnicodeDecodeError:
         return None
     return job_id if _CLAIMABLE_RE.match(job_id) else None

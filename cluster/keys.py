@@ -1,7 +1,10 @@
 """The whole Redis keyspace of agent-cluster, built in this one module.
 
 No other module (and no Lua script) spells a key: they ask a :class:`Keyspace`
-for it, and Lua scripts receive every key through ``KEYS``. ``{ns}`` below is
+for it, and Lua scripts receive every key through ``KEYS``, with one
+exception: ``turn_claim.lua`` names the rq job hashes of the ids it pops as
+``ARGV[2] .. id`` (the key prefix ``rq:job:``), since which jobs it claims is
+only known inside the script. ``{ns}`` below is
 the configured namespace (``ClusterSettings.namespace``), ``{S}`` a session's
 hash tag (see :func:`session_tag`), ``W`` a worker id, ``T`` a tenant name
 (``cluster.tenants``: letters, digits, ``_-``, so it is used verbatim), ``P``
@@ -140,8 +143,14 @@ Key                                     Type    TTL                 Written by  
 
 rq builds its own keys from the queue name; :meth:`Keyspace.worker_queue`
 names the queue so that it carries the namespace too. :mod:`cluster.transport`
-drives rq's job hashes (``rq:job:ID``, ID = message id) and the queue's
-started/finished/failed registries itself, with rq's classes naming those keys.
+(with :mod:`cluster.claims` and :mod:`cluster.rq_format`) drives rq's job
+hashes (``rq:job:ID``) and the queue's started/finished/failed registries
+itself, with rq's classes naming those keys. ID is the job id of
+:func:`cluster.jobs.job_id_for`, not the message id: message ids are unique
+only within a session, and rq's keys are shared by every namespace on a
+Redis, so it is ``<namespace>-<message id>-<12 hex digits>`` (SHA-256 of
+namespace, session key and message id), or ``<namespace>-<40 hex digits>``
+for a message id that is long or not made of rq's characters.
 """
 
 from __future__ import annotations
@@ -149,10 +158,20 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from cluster.errors import ConfigError, InvalidMessage
 
-__all__ = ["BOT_NAME_RE", "PLATFORMS", "TENANT_NAME_RE", "Keyspace", "PlatformKeys", "SessionKeys", "session_tag"]
+__all__ = [
+    "BOT_NAME_RE",
+    "PLATFORMS",
+    "TENANT_NAME_RE",
+    "Keyspace",
+    "PlatformKeys",
+    "SessionKeys",
+    "check_namespace",
+    "session_tag",
+]
 
 # Session keys made only of these characters (and not too long) are used
 # verbatim inside the hash tag, so keys stay readable in redis-cli. Anything
@@ -225,6 +244,20 @@ class PlatformKeys:
     previews: str
 
 
+def check_namespace(namespace: Any) -> str:
+    """Return ``namespace`` if it can prefix every key (letters, digits, ``_.-``, 1-32).
+
+    Raises:
+        ConfigError: the namespace is empty, too long or has other characters.
+    """
+    if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
+        raise ConfigError(
+            f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
+            f"got {namespace!r}"
+        )
+    return namespace
+
+
 class Keyspace:
     """Builds every Redis key (and the pub/sub channel) of one namespace."""
 
@@ -237,12 +270,7 @@ class Keyspace:
         Raises:
             ConfigError: the namespace is empty or has other characters.
         """
-        if not isinstance(namespace, str) or not _NAMESPACE_RE.match(namespace):
-            raise ConfigError(
-                f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
-                f"got {namespace!r}"
-            )
-        self.namespace = namespace
+        self.namespace = check_namespace(namespace)
 
     def __repr__(self) -> str:
         return f"Keyspace({self.namespace!r})"

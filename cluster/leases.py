@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
 from cluster.errors import ConfigError, LeaseLost
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "LeaseHolder",
     "TurnStart",
     "TurnStartStatus",
-    "LeaseStore",
     "RedisLeaseStore",
     "lease_lost",
 ]
@@ -116,7 +115,7 @@ def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
         lease: The caller's lease.
         current_token: The token the session's lease has now (empty/None: no lease).
     """
-    current = current_token.decode() if isinstance(current_token, bytes) else current_token
+    current = None if current_token is None else text(current_token)
     now = f"now held with token {current}" if current else "now expired and not held"
     return LeaseLost(
         f"session {lease.session_key!r}: lease token {lease.token} of worker "
@@ -125,26 +124,11 @@ def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
     )
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
 
 def _ttl_ms(ttl: float) -> int:
     if not ttl > 0:
         raise ConfigError(f"lease ttl must be > 0 seconds, got {ttl!r}")
     return max(1, int(ttl * 1000))
-
-
-class LeaseStore(Protocol):
-    """The lease operations a worker relies on."""
-
-    def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None: ...
-
-    def extend(self, lease: Lease, ttl: float) -> bool: ...
-
-    def release(self, lease: Lease) -> bool: ...
-
-    def holder(self, session_key: str) -> LeaseHolder | None: ...
 
 
 class RedisLeaseStore:
@@ -218,7 +202,7 @@ class RedisLeaseStore:
             [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
-        code, value, holder = int(reply[0]), _text(reply[1]), _text(reply[2])
+        code, value, holder = int(reply[0]), text(reply[1]), text(reply[2])
         status = TurnStartStatus(code)
         if status is not TurnStartStatus.ACQUIRED:
             return TurnStart(status, other=holder if status is TurnStartStatus.BUSY else value)
@@ -233,7 +217,7 @@ class RedisLeaseStore:
             status,
             lease=lease,
             committed_turns=int(reply[3]),
-            workspace_digest=_text(reply[4]) or None,
+            workspace_digest=text(reply[4]) or None,
         )
 
     def break_held_by(self, session_key: str, worker_id: str) -> bool:
@@ -274,5 +258,5 @@ class RedisLeaseStore:
         if token is None or worker is None:
             return None
         return LeaseHolder(
-            token=int(token), worker_id=_text(worker), ttl=max(0, int(pttl)) / 1000.0
+            token=int(token), worker_id=text(worker), ttl=max(0, int(pttl)) / 1000.0
         )

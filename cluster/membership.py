@@ -22,6 +22,7 @@ import redis
 
 from cluster.errors import ConfigError, UnknownWorker, WorkerIdInUse
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = [
@@ -97,13 +98,10 @@ class WorkerInfo:
         return self.state is WorkerState.DRAINING
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
 
 def _holder_facts(raw: Any) -> dict[str, Any]:
     try:
-        facts = json.loads(_text(raw) or "{}") if raw is not None else {}
+        facts = json.loads(text(raw) or "{}") if raw is not None else {}
     except ValueError:
         return {}
     return facts if isinstance(facts, dict) else {}
@@ -120,15 +118,15 @@ def parse_snapshot(reply: Sequence[Any]) -> tuple[float, list[WorkerInfo]]:
         pruned yet; filter with :meth:`WorkerInfo.is_alive`. An entry whose
         info is unreadable is kept with empty facts rather than hiding the worker.
     """
-    now = float(_text(reply[0])) / 1000.0
+    now = float(text(reply[0])) / 1000.0
     workers: list[WorkerInfo] = []
     for i in range(1, len(reply) - 4, 5):
-        worker_id = _text(reply[i])
-        expiry = float(_text(reply[i + 1])) / 1000.0
-        beat_raw = _text(reply[i + 2])
-        state_raw = _text(reply[i + 3])
+        worker_id = text(reply[i])
+        expiry = float(text(reply[i + 1])) / 1000.0
+        beat_raw = text(reply[i + 2])
+        state_raw = text(reply[i + 3])
         try:
-            info = json.loads(_text(reply[i + 4]) or "{}")
+            info = json.loads(text(reply[i + 4]) or "{}")
             if not isinstance(info, dict):
                 info = {}
         except ValueError:
@@ -278,11 +276,11 @@ class RedisMembership:
         if not reply[0]:
             return Beat(state=None)
         try:
-            state = WorkerState(_text(reply[1]))
+            state = WorkerState(text(reply[1]))
         except ValueError:
             state = WorkerState.DRAINING
         next_expiry = None if reply[2] is None else int(reply[2]) / 1000
-        digest = None if reply[3] is None else _text(reply[3])
+        digest = None if reply[3] is None else text(reply[3])
         versions = None if len(reply) < 6 or reply[4] is None else (int(reply[4]), int(reply[5]))
         return Beat(state=state, next_expiry=next_expiry, cached_digest=digest, versions=versions)
 
@@ -333,4 +331,4 @@ class RedisMembership:
         The ownership index of a removed worker is kept for recovery.
         """
         removed = self._scripts("membership_prune", self._all_keys())
-        return sorted(_text(x) for x in removed)
+        return sorted(text(x) for x in removed)

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import redis
 
 from cluster.errors import InvalidMessage, NoLiveWorkers
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
-__all__ = ["Ownership", "OwnershipStore", "RedisOwnershipStore"]
+__all__ = ["Ownership", "RedisOwnershipStore"]
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,6 @@ class Ownership:
     epoch: int
     moved: bool
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-class OwnershipStore(Protocol):
-    """The ownership operations the coordinator relies on."""
-
-    def lookup_or_assign(
-        self, session_key: str, *, eligible: Sequence[str], proposed: str
-    ) -> Ownership: ...
-
-    def owner_of(self, session_key: str) -> Ownership | None: ...
-
-    def sessions_owned_by(self, worker_id: str) -> list[str]: ...
 
 
 class RedisOwnershipStore:
@@ -99,7 +84,7 @@ class RedisOwnershipStore:
             [self._keys.session(session_key).owner, self._keys.owned_sessions(proposed)],
             [session_key, proposed, *eligible],
         )
-        return Ownership(worker_id=_text(worker), epoch=int(epoch), moved=bool(moved))
+        return Ownership(worker_id=text(worker), epoch=int(epoch), moved=bool(moved))
 
     def owner_of(self, session_key: str) -> Ownership | None:
         """The session's current owner, or ``None`` when it has none."""
@@ -108,7 +93,7 @@ class RedisOwnershipStore:
         )
         if worker is None:
             return None
-        return Ownership(worker_id=_text(worker), epoch=int(epoch or 0), moved=False)
+        return Ownership(worker_id=text(worker), epoch=int(epoch or 0), moved=False)
 
     def sessions_owned_by(self, worker_id: str) -> list[str]:
         """Session keys ``worker_id`` owns right now, sorted.
@@ -117,7 +102,7 @@ class RedisOwnershipStore:
         (one pipelined round trip) and removes entries that moved away.
         """
         index_key = self._keys.owned_sessions(worker_id)
-        members = sorted(_text(m) for m in self._client.smembers(index_key))
+        members = sorted(text(m) for m in self._client.smembers(index_key))
         if not members:
             return []
         pipe = self._client.pipeline(transaction=False)
@@ -127,10 +112,10 @@ class RedisOwnershipStore:
         owned = [
             s
             for s, o in zip(members, owners, strict=True)
-            if o is not None and _text(o) == worker_id
+            if o is not None and text(o) == worker_id
         ]
         stale = [
-            s for s, o in zip(members, owners, strict=True) if o is None or _text(o) != worker_id
+            s for s, o in zip(members, owners, strict=True) if o is None or text(o) != worker_id
         ]
         if stale:
             # Racy by design: a session moving back to this worker between the

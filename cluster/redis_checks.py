@@ -6,6 +6,8 @@ import logging
 
 import redis
 
+from cluster.redis_text import text
+
 __all__ = ["check_eviction_policy"]
 
 log = logging.getLogger("cluster.redis_checks")
@@ -37,7 +39,7 @@ def check_eviction_policy(client: redis.Redis, who: str) -> str | None:
     if raw is None:
         log.info("%s: Redis did not report maxmemory-policy; make sure it is 'noeviction'", who)
         return None
-    policy = raw.decode() if isinstance(raw, bytes) else str(raw)
+    policy = text(raw)
     if policy != "noeviction":
         log.warning(
             "%s: Redis maxmemory-policy is %r: Redis may silently evict leases, queues or "

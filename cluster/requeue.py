@@ -20,24 +20,14 @@ from rq.utils import current_timestamp
 from cluster.errors import AgentClusterError, InvalidMessage
 from cluster.jobs import TurnJob, decode_turn, job_id_or_none
 from cluster.keys import Keyspace
+from cluster.rq_format import QueueKeys
 
-__all__ = ["QueueKeys", "Requeuer", "WAKE_TOKEN"]
+__all__ = ["Requeuer", "WAKE_TOKEN"]
 
 # Pushed onto a worker's own queue to end its blocking claim at once (a drain);
 # claims and requeues discard it. Not a job id: rq ids never contain "~".
 WAKE_TOKEN = b"~wake"
 _WATCH_ATTEMPTS = 50
-
-
-@dataclass(frozen=True)
-class QueueKeys:
-    """rq's keys of one worker queue."""
-
-    name: str
-    queue: str
-    started: str
-    finished: str
-    failed: str
 
 
 class DeadLetter(Protocol):

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-__all__ = ["SCRIPT_NAMES", "ScriptSet", "lua_source", "scripts_for"]
+__all__ = ["SCRIPT_NAMES", "ScriptSet", "lua_source"]
 
 SCRIPT_NAMES: tuple[str, ...] = (
     "config_publish",
@@ -168,8 +168,3 @@ class ScriptSet:
         elif isinstance(reply, Exception):
             raise reply
         return moved, reply
-
-
-def scripts_for(client: redis.Redis) -> ScriptSet:
-    """Return a :class:`ScriptSet` bound to ``client``."""
-    return ScriptSet(client)

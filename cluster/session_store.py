@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
@@ -30,6 +30,7 @@ from cluster.errors import InvalidMessage
 from cluster.jobs import JobFinish
 from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 from cluster.serialization import pack, unpack
 
@@ -39,7 +40,6 @@ __all__ = [
     "RedisSessionStore",
     "SessionMeta",
     "SessionSnapshot",
-    "SessionStore",
     "validate_message",
 ]
 
@@ -163,47 +163,17 @@ def validate_message(message: Any) -> dict[str, Any]:
     return dict(message)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
 
 def _meta(raw: Mapping[bytes, bytes]) -> SessionMeta | None:
     if not raw:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
+    fields = {text(k): text(v) for k, v in raw.items()}
     return SessionMeta(
         session_key=fields.get("session_key", ""),
         created=float(fields.get("created", "0")) / 1000.0,
         last_active=float(fields.get("last_active", "0")) / 1000.0,
         turns=int(fields.get("turns", "0")),
     )
-
-
-class SessionStore(Protocol):
-    """The session persistence operations a worker relies on."""
-
-    def load(self, session_key: str) -> SessionSnapshot: ...
-
-    def save_frozen_prompt(self, lease: Lease, prompt: StoredPrompt) -> None: ...
-
-    def commit(
-        self,
-        lease: Lease,
-        *,
-        message_id: str,
-        new_messages: Sequence[Mapping[str, Any]],
-        reply: Any,
-        job_id: str = "",
-        reply_ttl: float = 0.0,
-        rollback_reply: Any = None,
-        finish: JobFinish | None = None,
-    ) -> Committed: ...
-
-    def reply_for(self, session_key: str, message_id: str) -> Any | None: ...
-
-    def reset(
-        self, lease: Lease, *, message_id: str, reply: Any, job_id: str, reply_ttl: float
-    ) -> None: ...
 
 
 class RedisSessionStore:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
+from cluster.keys import check_namespace
 from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
 from cluster.tenants import limits_by_tenant
 
@@ -60,7 +60,6 @@ WORKSPACE_MODES = ("snapshot", "shared")
 ENV_PREFIX = "AGENT_CLUSTER_"
 URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
 """A file holding the Redis URL (used when ``AGENT_CLUSTER_REDIS_URL`` is not set)."""
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _URL_SCHEMES = ("redis", "rediss", "unix", "fakeredis")
 
 
@@ -261,11 +260,7 @@ class ClusterSettings:
         ):
             declared = parse_endpoints(self.endpoints)
             object.__setattr__(self, "endpoints", tuple(declared.values()))
-        if not isinstance(self.namespace, str) or not _NAMESPACE_RE.match(self.namespace):
-            raise ConfigError(
-                f"namespace must be 1-32 characters of letters, digits, '_', '.', '-', "
-                f"got {self.namespace!r}"
-            )
+        check_namespace(self.namespace)
         for name in (
             "heartbeat_interval",
             "heartbeat_ttl",

@@ -32,6 +32,7 @@ import redis
 
 from cluster.errors import ConfigError, InvalidMessage
 from cluster.keys import TENANT_NAME_RE, Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = [
@@ -249,8 +250,7 @@ class TenantStore:
         )
         if int(allowed):
             return Admission(True)
-        text = limit.decode() if isinstance(limit, bytes) else str(limit)
-        return Admission(False, retry_after=max(0.001, int(retry_ms) / 1000), limit=text)
+        return Admission(False, retry_after=max(0.001, int(retry_ms) / 1000), limit=text(limit))
 
     def release(self, tenant: str, job_id: str) -> None:
         """Take a turn out of its tenant's in-flight set (it was not queued, or is answered)."""
@@ -287,7 +287,7 @@ class TenantStore:
         """Every tenant's recorded usage, sorted by name (two round trips)."""
         ks = self._keyspace
         names = sorted(
-            name.decode() if isinstance(name, bytes) else str(name)
+            text(name)
             for name in self._client.smembers(ks.tenants())
         )
         names = [name for name in names if TENANT_NAME_RE.match(name)]
@@ -299,7 +299,7 @@ class TenantStore:
         found = []
         for index, name in enumerate(names):
             fields = {
-                (k.decode() if isinstance(k, bytes) else str(k)): v
+                text(k): v
                 for k, v in raw[2 * index].items()
             }
             found.append(

@@ -19,7 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
@@ -27,6 +27,7 @@ from cluster.config_secrets import DEFAULT_MAX_CONFIG_BYTES, encode_config, is_s
 from cluster.errors import ConfigError
 from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "ConfigRecord",
     "RedisVersionStore",
     "config_digest",
-    "VersionStore",
     "encode_config",
     "is_secret_key",
 ]
@@ -79,20 +79,6 @@ class ConfigRecord:
             source=str(data.get("source", "")),
             note=str(data.get("note", "")),
         )
-
-
-class VersionStore(Protocol):
-    """The config/registry operations admins and workers rely on."""
-
-    def publish_config(
-        self, config: Mapping[str, Any], *, author: str = ..., source: str = ..., note: str = ...
-    ) -> int: ...
-
-    def current_config(self) -> tuple[int, dict[str, Any]]: ...
-
-    def bump_registry_generation(self, reason: str) -> int: ...
-
-    def versions(self) -> tuple[int, int]: ...
 
 
 class RedisVersionStore:
@@ -240,7 +226,7 @@ class RedisVersionStore:
     def registry_acks(self, live: list[str]) -> dict[str, int]:
         """The generation each live worker has acknowledged (0: none); forgets gone workers."""
         raw = self._client.hgetall(self._keys.registry_acks())
-        acks = {k.decode() if isinstance(k, bytes) else str(k): int(v) for k, v in raw.items()}
+        acks = {text(k): int(v) for k, v in raw.items()}
         gone = [worker for worker in acks if worker not in live]
         if gone:
             self._client.hdel(self._keys.registry_acks(), *gone)

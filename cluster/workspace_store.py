@@ -23,6 +23,7 @@ import redis
 
 from cluster.keys import Keyspace
 from cluster.leases import Lease, lease_lost
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = ["RedisWorkspaceStore", "StoredWorkspace"]
@@ -47,11 +48,6 @@ class StoredWorkspace:
     taken_at: float
 
 
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
 
 class RedisWorkspaceStore:
     """The ``{ns}:s:{S}:workspace`` hashes."""
@@ -65,7 +61,7 @@ class RedisWorkspaceStore:
     def stored_digest(self, session_key: str) -> str | None:
         """The digest of the session's stored snapshot, or ``None`` when it has none."""
         raw = self._client.hget(self._keys.session(session_key).workspace, "digest")
-        return _text(raw) or None
+        return None if raw is None else (text(raw) or None)
 
     def load(self, session_key: str) -> StoredWorkspace | None:
         """The session's stored snapshot (one atomic read), or ``None``."""
@@ -75,7 +71,7 @@ class RedisWorkspaceStore:
         if digest is None or not isinstance(data, bytes):
             return None
         return StoredWorkspace(
-            _text(digest), data, _text(worker), int(token or 0), int(at or 0) / 1000.0
+            text(digest), data, text(worker or b""), int(token or 0), int(at or 0) / 1000.0
         )
 
     def save(

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.simulator import ProviderSimulator, call_cost
+from agent.providers.pricing import call_cost
+from agent.simulator import ProviderSimulator
 from cluster.endpoints import Endpoint
 from cluster.settings import ClusterSettings
 from coordinator.embedded import EmbeddedCluster

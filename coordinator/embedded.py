@@ -42,7 +42,7 @@ class EmbeddedCluster:
         self,
         *,
         workers: int = 2,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         sandbox_root: Path | None = None,
         settings: ClusterSettings | None = None,
         environ: Mapping[str, str] | None = None,
@@ -50,6 +50,8 @@ class EmbeddedCluster:
         self.server_name = f"embedded-{uuid.uuid4().hex[:8]}"
         base = settings or ClusterSettings()
         self.settings = dataclasses.replace(base, redis_url=f"fakeredis://{self.server_name}")
+        if concurrency is None:
+            concurrency = self.settings.concurrency
         self.workers = self._build_workers(workers, concurrency, sandbox_root, environ)
         self.coordinator: Coordinator | None = None
         self._drained: set[str] = set()

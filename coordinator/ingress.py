@@ -32,7 +32,7 @@ from cluster.errors import (
 )
 from cluster.keys import Keyspace
 from cluster.redis_checks import check_eviction_policy
-from cluster.settings import ClusterSettings
+from cluster.settings import DEFAULT_TURN_TIMEOUT, ClusterSettings
 from cluster.stores import build_stores
 from cluster.transport import STRATEGIES, Enqueued, ReplyChannel, TurnJob
 from coordinator.routing import Router
@@ -88,6 +88,7 @@ class TurnHandle:
         *,
         reply: Reply | None = None,
         status: str = "queued",
+        timeout: float = DEFAULT_TURN_TIMEOUT,
     ) -> None:
         self._replies = replies
         self.session_key = session_key
@@ -95,9 +96,14 @@ class TurnHandle:
         self.worker_id = worker_id
         self.status = status
         self._reply = reply
+        self._timeout = timeout
 
-    def result(self, timeout: float = 120.0) -> Reply:
+    def result(self, timeout: float | None = None) -> Reply:
         """Wait for the reply (through Redis outages, up to ``timeout``).
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits as long as a turn may run
+                (the coordinator's ``turn_timeout``).
 
         Raises:
             TurnTimeout: no reply within ``timeout`` (the turn may still finish).
@@ -105,6 +111,8 @@ class TurnHandle:
         """
         if self._reply is not None:
             return self._reply
+        if timeout is None:
+            timeout = self._timeout
         deadline = time.monotonic() + timeout
         raw: dict[str, Any] | None = None
         outage = ""
@@ -118,17 +126,7 @@ class TurnHandle:
                 if left <= 0:
                     break
                 time.sleep(min(_REDIS_RETRY, max(0.0, left)))
-        if raw is None:
-            raise TurnTimeout(
-                f"no reply for message {self.message_id!r} of session {self.session_key!r} within "
-                f"{timeout:g}s (worker {self.worker_id}){outage}; it may still be answered: wait "
-                "again or resubmit with the same message id (it is answered once)"
-            )
-        if not raw.get("ok"):
-            raise TurnFailed(
-                f"message {self.message_id!r} of session {self.session_key!r} failed on "
-                f"worker {raw.get('worker_id')}: {raw.get('error')}"
-            )
+        raw = checked_reply(self, raw, timeout=timeout, outage=outage)
         self._reply = Reply(
             text=str(raw["text"]),
             message_id=self.message_id,
@@ -137,6 +135,38 @@ class TurnHandle:
             raw=raw,
         )
         return self._reply
+
+
+def checked_reply(
+    handle: TurnHandle, raw: dict[str, Any] | None, *, timeout: float, outage: str = ""
+) -> dict[str, Any]:
+    """A reply record read for ``handle``, or the error the caller gets instead.
+
+    The Python ingress (:meth:`TurnHandle.result`) and the HTTP gateway both
+    answer a missing or failed reply with these errors.
+
+    Args:
+        handle: The submitted message.
+        raw: The reply record read, ``None`` when none came.
+        timeout: Seconds the caller waited.
+        outage: Why the wait was cut short, appended to the timeout's message.
+
+    Raises:
+        TurnTimeout: no reply came (it may still come: resubmit the same message id).
+        TurnFailed: the worker ran the turn and it failed.
+    """
+    if raw is None:
+        raise TurnTimeout(
+            f"no reply for message {handle.message_id!r} of session {handle.session_key!r} "
+            f"within {timeout:g}s (queued on {handle.worker_id}){outage}; it may still be "
+            "answered: send the same message id again to get its answer (it is answered once)"
+        )
+    if not raw.get("ok"):
+        raise TurnFailed(
+            f"message {handle.message_id!r} of session {handle.session_key!r} failed on "
+            f"worker {raw.get('worker_id')}: {raw.get('error')}"
+        )
+    return raw
 
 
 class Coordinator:
@@ -262,9 +292,15 @@ class Coordinator:
                     raw={"ok": True, "stopped": stopped, "message_id": message_id},
                 ),
                 status="stopped",
+                timeout=self.settings.turn_timeout,
             )
         return TurnHandle(
-            self.replies, session_key, message_id, placed.worker_id, status=placed.status
+            self.replies,
+            session_key,
+            message_id,
+            placed.worker_id,
+            status=placed.status,
+            timeout=self.settings.turn_timeout,
         )
 
     def _place(self, job: TurnJob, strategy: str = "enqueue") -> Enqueued:

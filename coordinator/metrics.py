@@ -38,8 +38,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cluster.event_log import ClusterEvent
+from cluster.metric_names import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 from coordinator.status import ClusterStatus
-from worker.metrics import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 
 __all__ = [
     "DEAD_VISIBLE_SECONDS",

@@ -18,14 +18,15 @@ from typing import Any
 import redis
 from rq.job import Job
 
+from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
 from cluster.leases import LeaseHolder, RedisLeaseStore
 from cluster.membership import RedisMembership, WorkerInfo
 from cluster.ownership import RedisOwnershipStore
+from cluster.redis_text import text
 from cluster.tenants import TenantStore, TenantUsage, client_name, tenant_of
 from cluster.transport import TurnQueue
 from cluster.versions import RedisVersionStore
-from worker.health import HealthRecord
 
 __all__ = [
     "ClusterStatus",
@@ -134,9 +135,6 @@ class ClusterStatus:
             "tenants": [t.as_dict() for t in self.tenants],
         }
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _health_records(
@@ -282,7 +280,7 @@ def read_session(client: redis.Redis, keyspace: Keyspace, session_key: str) -> S
     pipe.zrange(keys.pending, 0, -1, withscores=True)
     (turns, last_active), history, pending_raw = pipe.execute()
     owner = RedisOwnershipStore(client, keyspace).owner_of(session_key)
-    job_ids = [_text(member) for member, _ in pending_raw]
+    job_ids = [text(member) for member, _ in pending_raw]
     pipe = client.pipeline(transaction=False)
     for job_id in job_ids:
         pipe.hget(Job.key_for(job_id), "ac_worker")
@@ -305,7 +303,7 @@ def read_session(client: redis.Redis, keyspace: Keyspace, session_key: str) -> S
         history_messages=int(history),
         last_active=float(last_active or 0) / 1000.0,
         pending=[
-            PendingTurn(job_id, int(score), None if holder is None else _text(holder))
+            PendingTurn(job_id, int(score), None if holder is None else text(holder))
             for (job_id, (_, score), holder) in zip(job_ids, pending_raw, holders, strict=True)
         ],
         lease=RedisLeaseStore(client, keyspace).holder(session_key),
@@ -372,7 +370,7 @@ def check_health(client: redis.Redis, keyspace: Keyspace, worker_id: str) -> Hea
         return verdict(False, "no health record within the heartbeat TTL (starting, or stuck)")
     if record is None:
         return verdict(False, "health record unreadable")
-    if instance is not None and record.instance != _text(instance):
+    if instance is not None and record.instance != text(instance):
         return verdict(False, "health record from another process than the registered one")
     if info.draining or record.state != "active":
         state = "draining" if info.draining else record.state

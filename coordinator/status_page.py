@@ -22,8 +22,8 @@ import redis
 
 from cluster.event_log import ClusterEventLog
 from cluster.keys import Keyspace
+from cluster.metric_names import TOKEN_KINDS
 from coordinator.status import ClusterStatus, WorkerStatus, read_status
-from worker.metrics import TOKEN_KINDS
 
 __all__ = ["RECENT_EVENTS", "STATUS_PAGE_HTML", "status_snapshot", "summarize"]
 

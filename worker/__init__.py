@@ -1,13 +1,8 @@
-"""The worker: local agent cache, turn execution, the worker process."""
+"""The worker: local agent cache, turn execution, the worker process.
 
-from worker.cache import AgentCache, config_signature, extract_cache_busting_config, init_for_turn
-from worker.process import WorkerOptions, WorkerProcess
+Importing this package loads nothing: import the part you need
+(``worker.cache``, ``worker.process``), so that code reading one worker
+module (a test, a status tool) does not start the whole worker stack.
+"""
 
-__all__ = [
-    "AgentCache",
-    "WorkerOptions",
-    "WorkerProcess",
-    "config_signature",
-    "extract_cache_busting_config",
-    "init_for_turn",
-]
+__all__: list[str] = []

@@ -35,25 +35,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent.simulator.pricing import call_cost
+from agent.providers.pricing import call_cost
 from cluster.errors import ConfigError
+from cluster.metric_names import LATENCY_BUCKETS, PREFIX, TOKEN_KINDS
 from cluster.recovery import RecoveryReport
 from worker.turn_outcome import Deferred, HandedOff
 
 __all__ = [
-    "LATENCY_BUCKETS",
-    "PREFIX",
-    "TOKEN_KINDS",
     "TURN_OUTCOMES",
     "ProviderTotals",
     "WorkerMetrics",
     "estimated_cost",
 ]
-
-PREFIX = "agent_cluster"
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-"""Histogram buckets (seconds) of turn duration, time to first token and queue wait."""
 
 TURN_OUTCOMES = (
     "ok",
@@ -75,9 +68,6 @@ will be retried; ``handed_off``: its session belongs to another worker, the
 job moved there; ``lease_lost``: the turn lost its lease and committed
 nothing (retried); ``answered``: nothing to run (already answered).
 """
-
-TOKEN_KINDS = ("input", "cache_read", "cache_write", "output")
-"""Values of the ``kind`` label of ``agent_cluster_provider_tokens_total``."""
 
 
 def estimated_cost(provider: str, model: str, usage: Mapping[str, Any]) -> float:
@@ -200,7 +190,7 @@ class WorkerMetrics:
         )
         self.provider_cost = Counter(
             f"{PREFIX}_provider_cost_dollars",
-            "Estimated provider cost of committed turns at list price (agent.simulator.pricing).",
+            "Estimated provider cost of committed turns at list price (agent.providers.pricing).",
             ["provider", "model"], registry=r,
         )
         self.provider_calls = Counter(

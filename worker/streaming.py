@@ -1,28 +1,15 @@
 """A turn's live events, published for callers that stream (HTTP server-sent events).
 
 When the coordinator accepts a message from a streaming caller it sets the
-job attribute :data:`STREAM_ATTR`; the worker then hands the agent the
+job attribute :data:`~cluster.stream_events.STREAM_ATTR`; the worker then hands the agent the
 callbacks of a :class:`RedisTurnEvents` for that turn, which appends each
 event to the message's bounded Redis stream (``Keyspace.turn_stream``:
 ``XADD ... MAXLEN ~``, expiring with the reply TTL). Any coordinator instance
 reads the stream from the client's ``Last-Event-ID``, so a client that
 reconnects, even to another instance, resumes where it left off.
 
-Events (the ``type`` of each JSON entry):
-
-==============  ===================================================================
-``turn_start``  the worker began the turn (``worker_id``, ``fence``); a second one
-                means the turn restarted elsewhere (a drain or a crash handed it on):
-                discard the text deltas received so far
-``delta``       model text (``text``); consecutive deltas are batched
-``tool_start``  the model called a tool (``name``, ``arguments``)
-``tool_progress`` what the agent is doing while a tool runs (``name``, ``text``)
-``tool_result`` the tool's result (``name``, ``tool_call_id``, ``content`` cut at
-                :data:`TOOL_RESULT_CHARS`, ``truncated``)
-``status``      what the agent is doing otherwise (``text``)
-``final``       published after the commit: the reply (``text``, ``usage`` by kind,
-                ``worker_id``, ``turn``, ``cache_hit``, ``interrupted``, ``rolled_back``)
-==============  ===================================================================
+The events' wire shape (types, fields, :func:`~cluster.stream_events.final_event`)
+lives in :mod:`cluster.stream_events`, shared with the gateway that reads them.
 
 A message that did not ask to stream gets :data:`NO_EVENTS`: no callbacks,
 nothing written, so the non-streaming path costs nothing. Publishing never
@@ -44,47 +31,25 @@ import redis
 
 from cluster.jobs import TurnJob
 from cluster.keys import Keyspace
+from cluster.stream_events import STREAM_ATTR, TOOL_RESULT_CHARS, final_event
 
 __all__ = [
     "NO_EVENTS",
-    "STREAM_ATTR",
     "STREAM_MAXLEN",
-    "TOOL_RESULT_CHARS",
     "RedisTurnEvents",
     "TurnEvents",
-    "final_event",
     "open_turn_events",
 ]
 
 log = logging.getLogger("worker.streaming")
 
-STREAM_ATTR: Final = "stream"
-"""Job attribute the coordinator sets (to 1) when the caller streams the turn."""
-
 STREAM_MAXLEN: Final = 2000
 """Approximate bound of a message's event stream (``XADD MAXLEN ~``)."""
-
-TOOL_RESULT_CHARS: Final = 2000
-"""A tool result's content is cut at this many characters in its event."""
 
 # Text deltas are merged until this much time passed since the last publish or
 # this many characters are waiting; any other event publishes them first.
 FLUSH_INTERVAL: Final = 0.02
 FLUSH_CHARS: Final = 1024
-
-# The final event's fields, taken from the committed reply.
-_FINAL_FIELDS: Final = (
-    "message_id",
-    "text",
-    "worker_id",
-    "turn",
-    "cache_hit",
-    "interrupted",
-    "fallback",
-    "usage",
-    "reset",
-    "stopped",
-)
 
 
 class TurnEvents:
@@ -233,14 +198,6 @@ class RedisTurnEvents(TurnEvents):
         except redis.RedisError as exc:
             self._broken = True  # the caller still gets the reply through the reply list
             log.warning("turn events to %s stopped: Redis failed (%s)", self._key, exc)
-
-
-def final_event(reply: Mapping[str, Any], *, rolled_back: bool | None = None) -> dict[str, Any]:
-    """The ``final`` event of a reply record (the coordinator builds the same from a reply it reads)."""
-    final: dict[str, Any] = {"type": "final"}
-    final.update({k: reply[k] for k in _FINAL_FIELDS if k in reply})
-    final["rolled_back"] = bool(reply.get("rolled_back")) if rolled_back is None else rolled_back
-    return final
 
 
 def open_turn_events(

@@ -1,7 +1,7 @@
 """The offline provider: deterministic replies, no network, no api key.
 
 It answers with the same policy as the provider simulator
-(:func:`agent.simulator.policy.decide_reply`), so a conversation reads the same
+(:func:`agent.providers.reply_policy.decide_reply`), so a conversation reads the same
 embedded or against the simulator: ``!sh ls`` calls the terminal tool, a tool
 result is summarised, anything else is echoed.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from agent.messages import Usage
 from agent.providers.base import DeltaCallback, ModelRequest, ModelResponse
-from agent.simulator.policy import decide_reply
+from agent.providers.reply_policy import decide_reply
 
 
 class OfflineClient:

@@ -1,17 +1,16 @@
-"""The provider simulator and the deterministic reply policy.
+"""The provider simulator: a local OpenAI and Anthropic endpoint for tests, demos and benchmarks.
 
 A local HTTP server that speaks the OpenAI Chat Completions and Anthropic
 Messages wire formats well enough for the official SDKs, simulating prompt
 caching, pricing, latency and faults (:class:`ProviderSimulator`,
-:func:`serve`), and the reply policy it shares with the offline provider
-(:func:`decide_reply`).
+:func:`serve`). The reply policy it shares with the offline provider and the
+prices it bills live beside the providers (``agent/providers/reply_policy.py``,
+``agent/providers/pricing.py``).
 """
 
 from __future__ import annotations
 
 from agent.simulator.faults import Fault
-from agent.simulator.policy import PolicyReply, decide_reply
-from agent.simulator.pricing import MODEL_PRICES, ModelPrice, call_cost, price_for
 from agent.simulator.prompt_cache import (
     AnthropicCacheUsage,
     OpenAICacheUsage,
@@ -23,22 +22,16 @@ from agent.simulator.server import ProviderSimulator, serve
 from agent.simulator.tokens import PromptBlock, TokenizedPrompt, count_tokens, tokenize
 
 __all__ = [
-    "MODEL_PRICES",
     "AnthropicCacheUsage",
     "Fault",
-    "ModelPrice",
     "OpenAICacheUsage",
-    "PolicyReply",
     "PromptBlock",
     "PromptCache",
     "ProviderSimulator",
     "RecordedRequest",
     "TokenizedPrompt",
-    "call_cost",
     "cache_partition",
     "count_tokens",
-    "decide_reply",
-    "price_for",
     "serve",
     "tokenize",
 ]

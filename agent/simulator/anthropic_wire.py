@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from agent.providers.reply_policy import content_text
 from agent.simulator.exchange import ParsedRequest, Reply, SseEvent, compact_json, new_id
-from agent.simulator.policy import content_text
 from agent.simulator.prompt_cache import AnthropicCacheUsage
 from agent.simulator.tokens import PromptBlock, count_tokens, tokenize
 from cluster.errors import ProviderBadRequest

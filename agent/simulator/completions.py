@@ -26,12 +26,12 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from agent.providers.pricing import call_cost
+from agent.providers.reply_policy import PolicyReply, decide_reply
 from agent.simulator import anthropic_wire, openai_wire
 from agent.simulator._http import Outcome
 from agent.simulator.exchange import ParsedRequest, Reply, new_id
 from agent.simulator.faults import Fault
-from agent.simulator.policy import PolicyReply, decide_reply
-from agent.simulator.pricing import call_cost
 from agent.simulator.prompt_cache import (
     AnthropicCacheUsage,
     OpenAICacheUsage,

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from agent.providers.reply_policy import PolicyReply
 from agent.simulator._http import Outcome
-from agent.simulator.policy import PolicyReply
 from cluster.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agent.simulator.policy import PolicyReply
+from agent.providers.reply_policy import PolicyReply
 from agent.simulator.tokens import PromptBlock, TokenizedPrompt, count_tokens, tokenize
 
 __all__ = ["ParsedRequest", "Reply", "SseEvent", "ToolCall", "compact_json", "new_id"]

@@ -3,7 +3,7 @@
 :class:`ProviderSimulator` answers OpenAI ``POST /v1/chat/completions`` and
 Anthropic ``POST /v1/messages`` (JSON or server-sent events), with replies
 from a queue of scripted replies or else the deterministic policy
-(:func:`~agent.simulator.policy.decide_reply`). It simulates prompt caching
+(:func:`~agent.providers.reply_policy.decide_reply`). It simulates prompt caching
 and pricing (usage in each provider's format, totals at ``GET /stats``),
 records the last requests, injects faults and paces replies to a configured
 latency. :func:`serve` runs one in the foreground for the
@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+from agent.providers.reply_policy import PolicyReply
 from agent.simulator._http import Outcome, SimulatorHTTPServer
 from agent.simulator.completions import SimulatorState, answer_completion, answer_count_tokens
 from agent.simulator.control import control_outcome
 from agent.simulator.faults import Fault, parse_fault
-from agent.simulator.policy import PolicyReply
 from agent.simulator.prompt_cache import PromptCache
 from agent.simulator.recording import RecordedRequest, RequestLog
 from cluster.errors import ConfigError

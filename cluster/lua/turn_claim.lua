@@ -6,16 +6,21 @@
 -- with ARGV[8] = "1" the script runs right behind a blocking pop in the same
 -- pipeline and first claims the in-flight list's tail when the pop put a job
 -- there: its status is still "queued" (every claimed job is "started"), so a
--- pop that timed out claims nothing extra. A wake token (put there to end a blocking pop) is dropped, not claimed. A
--- job whose hash is gone is returned without data and not marked: the caller
--- dead-letters it. The job hashes are named here from rq's prefix (ARGV[2]):
--- which ids are claimed is only known inside the script.
+-- pop that timed out claims nothing extra. A wake token (put there to end a
+-- blocking pop) is dropped, not claimed. A job whose hash is gone is returned
+-- without data and not marked: the caller dead-letters it.
+--
+-- Keys not in KEYS: the job hashes (rq's "rq:job:" .. id). Which ids are
+-- claimed is only known inside the script (they are popped here), so their
+-- keys cannot be declared up front; the script derives them from the key
+-- prefix ARGV[2] and nothing else. rq's keys carry no hash tag, so this script
+-- (like rq) runs on a single Redis, not on Redis Cluster (cluster/transport.py).
 --
 -- KEYS[1]  queue     list  the worker's rq queue
 -- KEYS[2]  inflight  list  the worker's in-flight job ids
 -- KEYS[3]  started   zset  rq's started registry of the queue
 -- ARGV[1]  most ids to move from the queue
--- ARGV[2]  rq job key prefix ("rq:job:")
+-- ARGV[2]  key prefix: rq's job hashes, ARGV[2] .. id ("rq:job:")
 -- ARGV[3]  started_at stamp (rq's format)
 -- ARGV[4]  started-registry score (when rq would call the claim abandoned)
 -- ARGV[5]  worker name
@@ -34,10 +39,9 @@ local function claim(id)
   end
   n = n + 1
   local execution = ARGV[6] .. '-' .. n
-  local key = ARGV[2] .. id
-  local fields = redis.call('HMGET', key, 'data', 'ac_seq', 'ac_depth')
+  local fields = redis.call('HMGET', ARGV[2] .. id, 'data', 'ac_seq', 'ac_depth')
   if fields[1] then
-    redis.call('HSET', key, 'status', 'started', 'started_at', ARGV[3],
+    redis.call('HSET', ARGV[2] .. id, 'status', 'started', 'started_at', ARGV[3],
       'last_heartbeat', ARGV[3], 'worker_name', ARGV[5])
     redis.call('ZADD', KEYS[3], ARGV[4], id .. ':' .. execution)
   end

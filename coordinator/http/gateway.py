@@ -29,6 +29,7 @@ from cluster.connection import EMBEDDED_SCHEME, embedded_server
 from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
+from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
@@ -180,7 +181,7 @@ class Gateway:
         events: list[tuple[str, bytes]] = []
         for _stream, entries in found or ():
             for entry_id, fields in entries:
-                ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                ident = text(entry_id)
                 events.append((ident, fields.get(b"e") or fields.get("e") or b"{}"))
         return events
 

@@ -42,12 +42,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from cluster.errors import InvalidMessage
+from cluster.stream_events import STREAM_ATTR
 from coordinator.http.body import read_json
 from coordinator.http.context import gateway, options
 from coordinator.http.routes import SSE_HEADERS, submit_turn, turn_timeout, wait_reply
 from coordinator.http.sse import turn_events
 from coordinator.http.tenancy import caller, session_key
-from worker.streaming import STREAM_ATTR
 
 __all__ = ["chat_completion_routes", "message_text", "openai_usage"]
 

@@ -33,16 +33,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from cluster.errors import InvalidMessage, RequestRefused, TurnFailed, TurnTimeout
+from cluster.errors import InvalidMessage, RequestRefused
 from cluster.jobs import job_id_for
+from cluster.stream_events import STREAM_ATTR, final_event
 from coordinator.http.body import read_object
 from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
 from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
-from coordinator.ingress import RESET_COMMANDS, TurnHandle
+from coordinator.ingress import RESET_COMMANDS, TurnHandle, checked_reply
 from coordinator.status import SessionStatus, read_session
-from worker.streaming import STREAM_ATTR, final_event
 
 __all__ = ["MESSAGE_FIELDS", "routes", "sse_response", "wait_reply"]
 
@@ -112,17 +112,7 @@ async def wait_reply(gw: Gateway, handle: TurnHandle, timeout: float) -> dict[st
         TurnFailed: the worker ran the turn and it failed.
     """
     raw = await gw.wait_reply(handle.session_key, handle.message_id, timeout)
-    if raw is None:
-        raise TurnTimeout(
-            f"no reply for message {handle.message_id!r} of session {handle.session_key!r} "
-            f"within {timeout:g}s (queued on {handle.worker_id}); send the same message_id "
-            "again to get its answer (it is answered once)"
-        )
-    if not raw.get("ok"):
-        raise TurnFailed(
-            f"message {handle.message_id!r} failed on worker {raw.get('worker_id')}: {raw.get('error')}"
-        )
-    return raw
+    return checked_reply(handle, raw, timeout=timeout)
 
 
 def reply_body(raw: dict[str, Any]) -> dict[str, Any]:

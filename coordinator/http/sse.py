@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.errors import InvalidMessage
+from cluster.stream_events import final_event
 from coordinator.http.gateway import EVENT_ID_RE, Gateway
-from worker.streaming import final_event
 
 __all__ = ["KEEPALIVE", "SseEvent", "encode", "event_id_or_none", "turn_events"]
 

@@ -29,6 +29,7 @@ import anyio
 
 from cluster.platform_bots import BotSpec
 from cluster.settings import ClusterSettings
+from cluster.stream_events import STREAM_ATTR
 from coordinator.http.gateway import Gateway
 from coordinator.platforms.admission import admit, release
 from coordinator.platforms.pacing import ChatPacer, PreviewSchedule
@@ -36,7 +37,6 @@ from coordinator.platforms.sessions import ChatPlace, message_id_for, session_ke
 from coordinator.platforms.splitting import split_reply
 from coordinator.platforms.store import BotStore, Delivery
 from coordinator.platforms.streaming import follow_turn
-from worker.streaming import STREAM_ATTR
 
 __all__ = ["BotRunner", "Inbound", "LeaseLost", "Sender", "holder_id"]
 

@@ -1,1 +1,1 @@
-"""Helpers several test directories share (what only tests need stays out of the packages)."""
+"""Helpers and fixtures shared by test directories (fleets, gateways, queue shortcuts, cache inspection)."""

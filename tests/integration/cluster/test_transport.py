@@ -22,6 +22,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.serialization import MsgpackSerializer
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
+from tests.support.turn_queue import claim, enqueue
 from worker.executor import ClaimLoop, TurnExecutor
 
 
@@ -68,7 +69,7 @@ def _fetch(client: redis.Redis, job_id: str) -> Job:
 
 def _claim_all(queue: TurnQueue, worker_id: str) -> list[TurnJob]:
     claimed = []
-    while (turn := queue.claim(worker_id, block=0)) is not None:
+    while (turn := claim(queue, worker_id, block=0)) is not None:
         claimed.append(turn.job)
         queue.complete(turn, ok=True)
     return claimed
@@ -78,10 +79,10 @@ def test_enqueue_claim_complete_round_trip(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
     job = _job("chat:1", 0, user_id="u1")
-    assert queue.enqueue("w1", job) is True
+    assert enqueue(queue, "w1", job) is True
     assert queue.pending("w1") == 1 and queue.inflight_count("w1") == 0
 
-    claimed = queue.claim("w1", block=1)
+    claimed = claim(queue, "w1", block=1)
     assert claimed is not None and claimed.job == job and claimed.worker_id == "w1"
     assert queue.pending("w1") == 0 and queue.inflight_count("w1") == 1
     rq_job = _fetch(client, claimed.job_id)
@@ -103,8 +104,8 @@ def test_enqueue_claim_complete_round_trip(
 def test_a_failed_turn_lands_in_the_failed_registry_with_its_reason(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
-    queue.enqueue("w1", _job("chat:1", 0))
-    claimed = queue.claim("w1", block=1)
+    enqueue(queue, "w1", _job("chat:1", 0))
+    claimed = claim(queue, "w1", block=1)
     assert claimed is not None
     queue.complete(claimed, ok=False, error="ProviderUnavailable: 503 three times")
     rq_job = _fetch(client, claimed.job_id)
@@ -119,16 +120,16 @@ def test_a_failed_turn_lands_in_the_failed_registry_with_its_reason(
 def test_round_trips_per_enqueue_claim_and_complete(
     queue: TurnQueue, round_trips: Callable[[], int]
 ) -> None:
-    queue.enqueue("w1", _job("chat:1", 0))  # first use: server version, script load, rq:queues
+    enqueue(queue, "w1", _job("chat:1", 0))  # first use: server version, script load, rq:queues
     assert queue.claim_many("w2", 4, block=0) == []  # first use of the claim script
     counts: dict[str, int] = {}
 
     before = round_trips()
-    assert queue.enqueue("w1", _job("chat:1", 1))
+    assert enqueue(queue, "w1", _job("chat:1", 1))
     counts["enqueue"] = round_trips() - before
 
     before = round_trips()
-    turn = queue.claim("w1", block=1)
+    turn = claim(queue, "w1", block=1)
     counts["claim"] = round_trips() - before
     assert turn is not None
 
@@ -137,7 +138,7 @@ def test_round_trips_per_enqueue_claim_and_complete(
     counts["complete"] = round_trips() - before
 
     for seq in range(2, 6):
-        queue.enqueue("w1", _job("chat:1", seq))
+        enqueue(queue, "w1", _job("chat:1", seq))
     before = round_trips()
     batch = queue.claim_many("w1", 8, block=1)
     counts["claim_many"] = round_trips() - before
@@ -171,8 +172,8 @@ def test_no_stored_value_is_a_pickle(
     queue: TurnQueue, replies: ReplyChannel, client: redis.Redis, namespace: str
 ) -> None:
     for seq in range(4):
-        queue.enqueue("w1", _job("chat:1", seq, nested={"a": [1, 2.5, None]}))
-    ok, bad, running = (queue.claim("w1", block=1) for _ in range(3))
+        enqueue(queue, "w1", _job("chat:1", seq, nested={"a": [1, 2.5, None]}))
+    ok, bad, running = (claim(queue, "w1", block=1) for _ in range(3))
     assert ok is not None and bad is not None and running is not None
     queue.complete(ok, ok=True)
     queue.complete(bad, ok=False, error="boom")
@@ -199,24 +200,24 @@ def test_duplicate_enqueue_of_one_message_yields_one_claim(
     queue: TurnQueue, client: redis.Redis
 ) -> None:
     job = _job("chat:1", 0)
-    assert queue.enqueue("w1", job) is True
-    assert queue.enqueue("w1", job) is False
-    assert queue.enqueue("w2", job) is False  # re-routed meanwhile: still one pending turn
+    assert enqueue(queue, "w1", job) is True
+    assert enqueue(queue, "w1", job) is False
+    assert enqueue(queue, "w2", job) is False  # re-routed meanwhile: still one pending turn
     assert queue.pending("w1") == 1 and queue.pending("w2") == 0
-    claimed = queue.claim("w1", block=0)
+    claimed = claim(queue, "w1", block=0)
     assert claimed is not None
-    assert queue.enqueue("w1", job) is False  # running: not again
-    assert queue.claim("w1", block=0) is None
+    assert enqueue(queue, "w1", job) is False  # running: not again
+    assert claim(queue, "w1", block=0) is None
     queue.complete(claimed, ok=True)
     # Over: a resubmission is queued again, so the worker re-sends the stored reply.
-    assert queue.enqueue("w1", job) is True
-    again = queue.claim("w1", block=0)
+    assert enqueue(queue, "w1", job) is True
+    again = claim(queue, "w1", block=0)
     assert again is not None and again.job == job
 
 
 def test_the_same_message_id_in_two_sessions_is_two_turns(queue: TurnQueue) -> None:
-    assert queue.enqueue("w1", _job("chat:1", 0)) is True
-    assert queue.enqueue("w1", _job("chat:2", 0)) is True
+    assert enqueue(queue, "w1", _job("chat:1", 0)) is True
+    assert enqueue(queue, "w1", _job("chat:2", 0)) is True
     assert [j.session_key for j in _claim_all(queue, "w1")] == ["chat:1", "chat:2"]
 
 
@@ -224,7 +225,7 @@ def test_a_job_id_queued_twice_is_not_run_twice(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
     job = _job("chat:1", 0)
-    queue.enqueue("w1", job)
+    enqueue(queue, "w1", job)
     client.rpush(
         Queue.redis_queue_namespace_prefix + keyspace.worker_queue("w1"), queue.job_id(job)
     )
@@ -237,12 +238,12 @@ def test_a_job_started_long_ago_counts_as_abandoned_and_runs(
     queue: TurnQueue, client: redis.Redis
 ) -> None:
     job = _job("chat:1", 0)
-    queue.enqueue("w1", job)
+    enqueue(queue, "w1", job)
     long_ago = utcformat(now() - timedelta(hours=2))
     client.hset(
         Job.key_for(queue.job_id(job)), mapping={"status": "started", "started_at": long_ago}
     )
-    claimed = queue.claim("w1", block=0)
+    claimed = claim(queue, "w1", block=0)
     assert claimed is not None and claimed.job == job
 
 
@@ -251,10 +252,10 @@ def test_requeue_moves_a_dead_workers_jobs_to_another_queue_in_order(
 ) -> None:
     jobs = [_job("chat:1", seq) for seq in range(5)]
     for job in jobs:
-        queue.enqueue("dead", job)
-    first, second = queue.claim("dead", block=0), queue.claim("dead", block=0)
+        enqueue(queue, "dead", job)
+    first, second = claim(queue, "dead", block=0), claim(queue, "dead", block=0)
     assert first is not None and second is not None
-    queue.enqueue("w2", _job("chat:9", 0))  # already waiting on the new owner
+    enqueue(queue, "w2", _job("chat:9", 0))  # already waiting on the new owner
     assert queue.inflight_count("dead") == 2 and queue.pending("dead") == 3
 
     moved = queue.requeue_inflight("dead", to_queue_of=lambda job: "w2")
@@ -272,8 +273,8 @@ def test_requeue_moves_a_dead_workers_jobs_to_another_queue_in_order(
 def test_requeue_routes_each_job_by_its_session(queue: TurnQueue) -> None:
     jobs = [_job(f"chat:{seq % 2}", seq) for seq in range(6)]
     for job in jobs:
-        queue.enqueue("dead", job)
-    assert queue.claim("dead", block=0) is not None
+        enqueue(queue, "dead", job)
+    assert claim(queue, "dead", block=0) is not None
     owners = {"chat:0": "w0", "chat:1": "w1"}
     assert queue.requeue_inflight("dead", to_queue_of=lambda job: owners[job.session_key]) == 6
     assert _claim_all(queue, "w0") == [j for j in jobs if j.session_key == "chat:0"]
@@ -283,7 +284,7 @@ def test_requeue_routes_each_job_by_its_session(queue: TurnQueue) -> None:
 def test_requeue_without_routing_puts_in_flight_jobs_back_in_front(queue: TurnQueue) -> None:
     jobs = [_job("chat:1", seq) for seq in range(4)]
     for job in jobs:
-        queue.enqueue("w1", job)
+        enqueue(queue, "w1", job)
     queue.claim_many("w1", 2, block=0)
     assert queue.requeue_inflight("w1") == 2
     assert queue.requeue_inflight("w1") == 0
@@ -293,7 +294,7 @@ def test_requeue_without_routing_puts_in_flight_jobs_back_in_front(queue: TurnQu
 def test_requeue_drops_jobs_whose_hash_is_gone(queue: TurnQueue, client: redis.Redis) -> None:
     jobs = [_job("chat:1", seq) for seq in range(3)]
     for job in jobs:
-        queue.enqueue("dead", job)
+        enqueue(queue, "dead", job)
     client.delete(Job.key_for(queue.job_id(jobs[1])))
     assert queue.requeue_inflight("dead", to_queue_of=lambda job: "w2") == 2
     assert _claim_all(queue, "w2") == [jobs[0], jobs[2]]
@@ -304,7 +305,7 @@ def test_a_job_that_is_not_a_turn_is_failed_not_run(
 ) -> None:
     rq_queue = Queue(keyspace.worker_queue("w1"), connection=client, serializer=MsgpackSerializer)
     rq_queue.enqueue_call("os.system", args=["echo pwned"], job_id=f"{namespace}-evil")
-    queue.enqueue("w1", _job("chat:1", 0))
+    enqueue(queue, "w1", _job("chat:1", 0))
     claimed = queue.claim_many("w1", 5, block=0)
     assert [c.job.message_id for c in claimed] == ["m0"]
     assert _fetch(client, f"{namespace}-evil").get_status() == JobStatus.FAILED
@@ -316,9 +317,9 @@ def test_a_job_whose_hash_expired_is_dropped_on_claim(
 ) -> None:
     jobs = [_job("chat:1", seq) for seq in range(2)]
     for job in jobs:
-        queue.enqueue("w1", job)
+        enqueue(queue, "w1", job)
     client.delete(Job.key_for(queue.job_id(jobs[0])))
-    claimed = queue.claim("w1", block=0)
+    claimed = claim(queue, "w1", block=0)
     assert claimed is None  # the first id was dropped, nothing else was moved
     assert not client.exists(Job.key_for(queue.job_id(jobs[0])))
     assert queue.inflight_count("w1") == 0
@@ -327,12 +328,12 @@ def test_a_job_whose_hash_expired_is_dropped_on_claim(
 
 def test_claim_waits_for_a_job_and_returns_none_after_block(queue: TurnQueue) -> None:
     started = time.monotonic()
-    assert queue.claim("w1", block=0.3) is None
+    assert claim(queue, "w1", block=0.3) is None
     assert 0.25 <= time.monotonic() - started < 2.0
-    timer = threading.Timer(0.1, lambda: queue.enqueue("w1", _job("chat:1", 0)))
+    timer = threading.Timer(0.1, lambda: enqueue(queue, "w1", _job("chat:1", 0)))
     timer.start()
     try:
-        claimed = queue.claim("w1", block=5)
+        claimed = claim(queue, "w1", block=5)
     finally:
         timer.join()
     assert claimed is not None and claimed.job.message_id == "m0"
@@ -341,13 +342,13 @@ def test_claim_waits_for_a_job_and_returns_none_after_block(queue: TurnQueue) ->
 def test_a_blocking_claim_takes_what_arrives_in_one_round_trip_and_only_that(
     queue: TurnQueue, client: redis.Redis, round_trips: Callable[[], int]
 ) -> None:
-    queue.enqueue("w1", _job("chat:1", 0))
-    running = queue.claim("w1", block=0)  # a claimed, running turn sits on the in-flight list
+    enqueue(queue, "w1", _job("chat:1", 0))
+    running = claim(queue, "w1", block=0)  # a claimed, running turn sits on the in-flight list
     assert running is not None
     # A pop that times out must not take the running turn again.
     assert queue.claim_many("w1", 4, block=0.2) == []
     assert queue.inflight_ids("w1") == [running.job_id]
-    queue.enqueue("w1", _job("chat:2", 0))
+    enqueue(queue, "w1", _job("chat:2", 0))
     before = round_trips()
     claimed = queue.claim_many("w1", 4, block=1)
     assert round_trips() - before == 1, "pop and claim went in one pipeline"
@@ -360,7 +361,7 @@ def test_a_blocking_claim_dead_letters_an_id_without_a_job(
 ) -> None:
     jobs = [_job("chat:1", seq) for seq in range(2)]
     for job in jobs:
-        queue.enqueue("w1", job)
+        enqueue(queue, "w1", job)
     client.delete(Job.key_for(queue.job_id(jobs[0])))
     assert queue.claim_many("w1", 1, block=1) == []
     assert queue.inflight_count("w1") == 0
@@ -426,7 +427,7 @@ def test_claim_loop_and_executor_answer_200_turns_in_session_order(
     jobs = [_job(f"chat:{s}", seq) for seq in range(10) for s in range(20)]
     try:
         for job in jobs:
-            queue.enqueue("w1", job)
+            enqueue(queue, "w1", job)
         for job in jobs:
             reply = replies.wait(job.session_key, job.message_id, 20)
             assert reply == {"ok": True, "seq": job.attrs["seq"]}, job

@@ -14,21 +14,24 @@ from cluster.errors import ConfigError, PayloadTooLarge
 from cluster.events import EventBus
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
+from tests.support.pubsub import wait_subscribed
 
 WAIT = 5.0
 
 
-def _collect(bus: EventBus, **kwargs: Any) -> tuple[Any, queue.Queue[dict[str, Any]]]:
+def _collect(
+    client: redis.Redis, bus: EventBus, **kwargs: Any
+) -> tuple[Any, queue.Queue[dict[str, Any]]]:
     received: queue.Queue[dict[str, Any]] = queue.Queue()
     subscriber = bus.subscribe(received.put, **kwargs)
-    assert subscriber.wait_subscribed(WAIT)
+    assert wait_subscribed(client, bus.channel, WAIT)
     return subscriber, received
 
 
 def test_publish_config_stores_bumps_and_announces(client: redis.Redis, keyspace: Keyspace) -> None:
     store = RedisVersionStore(client, keyspace)
     assert store.current_config() == (0, {}) and store.versions() == (0, 0)
-    subscriber, received = _collect(EventBus(client, keyspace))
+    subscriber, received = _collect(client, EventBus(client, keyspace))
     try:
         assert store.publish_config({"model": {"name": "a"}}) == 1
         assert store.publish_config({"model": {"name": "b"}, "compression": {"enabled": True}}) == 2
@@ -71,7 +74,7 @@ def test_subscriber_skips_malformed_events_and_survives_callback_errors(
         seen.put(event)
 
     subscriber = bus.subscribe(callback)
-    assert subscriber.wait_subscribed(WAIT)
+    assert wait_subscribed(client, bus.channel, WAIT)
     try:
         with caplog.at_level(logging.WARNING, logger="cluster.events"):
             client.publish(bus.channel, b"not json")
@@ -92,7 +95,9 @@ def test_subscriber_reconnects_after_redis_drops_it(
     keyspace = Keyspace(namespace)
     bus = EventBus(redis_client, keyspace)
     reconnected = threading.Event()
-    subscriber, received = _collect(bus, on_reconnect=reconnected.set, backoff_initial=0.05)
+    subscriber, received = _collect(
+        redis_client, bus, on_reconnect=reconnected.set, backoff_initial=0.05
+    )
     try:
         redis_client.client_kill_filter(_type="pubsub")
         assert reconnected.wait(WAIT)

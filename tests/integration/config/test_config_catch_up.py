@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer
 from tests.integration.config.test_config_cli import cli
-from tests.integration.faults.fleet import Fleet, fleet
-from worker.health import HealthRecord
+from tests.support.fleet import Fleet, fleet
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """`agent-cluster config|registry|mcp` against real Redis and real worker processes.
 
-Each test starts its own worker processes (tests/integration/faults/fleet.py)
+Each test starts its own worker processes (tests/support/fleet.py)
 and drives the command line as an operator would; agent builds are counted by
 the replies' ``cache_hit`` (False: the worker built a new agent for the turn).
 """
@@ -20,13 +20,13 @@ from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from coordinator.ingress import Coordinator
 from tests.conftest import RedisServer
-from tests.integration.faults.fleet import Fleet, coordinator, fleet
+from tests.support.fleet import Fleet, coordinator, fleet
 
 pytestmark = pytest.mark.integration
 
 WORKERS = ("w1", "w2", "w3")
 SESSIONS = [f"chat-{i}" for i in range(12)]
-MCP_SERVER = Path(__file__).parents[1] / "tools" / "mcp_server.py"
+MCP_SERVER = Path(__file__).parents[1] / "agent" / "tools" / "mcp_server.py"
 
 
 @pytest.fixture

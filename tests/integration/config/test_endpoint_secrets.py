@@ -26,7 +26,7 @@ from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer
 from tests.integration.config.test_config_cli import cli, push
-from tests.integration.faults.fleet import Fleet, coordinator, fleet
+from tests.support.fleet import Fleet, coordinator, fleet
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from coordinator.ingress import TurnHandle
-from tests.integration.faults.fleet import Fleet, coordinator, user_texts
+from tests.support.fleet import Fleet, coordinator, user_texts
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from cluster.keys import Keyspace
 from cluster.session_store import RedisSessionStore
 from cluster.transport import TurnQueue
 from coordinator.ingress import Reply
-from tests.integration.faults.fleet import Fleet, coordinator
 from tests.integration.faults.traffic import Traffic
 from tests.sandbox_support import processes_with, require_bwrap
+from tests.support.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
 

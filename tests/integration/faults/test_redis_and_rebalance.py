@@ -15,8 +15,8 @@ from cluster.keys import Keyspace
 from cluster.ring import HashRing
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer, sim_config, sim_endpoints_env, start_redis_server
-from tests.integration.faults.fleet import Fleet, coordinator, fleet
 from tests.integration.faults.traffic import Traffic
+from tests.support.fleet import Fleet, coordinator, fleet
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from tests.integration.http.conftest import API_KEY, WORKERS, HttpCluster
+from tests.integration.http.conftest import WORKERS, HttpCluster
+from tests.support.gateway import API_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.http.conftest import ADMIN_TOKEN, API_KEY, HttpCluster
+from tests.integration.http.conftest import HttpCluster
+from tests.support.gateway import ADMIN_TOKEN, API_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 
-from tests.integration.http.conftest import API_KEY, WORKERS, HttpCluster
+from tests.integration.http.conftest import WORKERS, HttpCluster
+from tests.support.gateway import API_KEY
 
 pytestmark = pytest.mark.integration
 

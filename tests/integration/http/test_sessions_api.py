@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.http.conftest import OTHER_KEY, WORKERS, HttpCluster
+from tests.integration.http.conftest import WORKERS, HttpCluster
+from tests.support.gateway import OTHER_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -29,9 +29,9 @@ from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from coordinator.http.auth import key_digest
 from tests.conftest import RedisServer, sim_config, sim_endpoints_env
-from tests.integration.faults.fleet import Fleet, fleet, user_texts
-from tests.integration.http.conftest import ADMIN_TOKEN, Gateway, start_gateway, stop
 from tests.integration.http.sse_client import events
+from tests.support.fleet import Fleet, fleet, user_texts
+from tests.support.gateway import ADMIN_TOKEN, Gateway, start_gateway, stop
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer, free_port, sim_config, sim_endpoints_env
-from tests.integration.faults.fleet import FAST, Fleet, fleet
+from tests.support.fleet import FAST, Fleet, fleet
 
 WORKERS = ("m1", "m2", "m3")
 

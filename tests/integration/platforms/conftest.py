@@ -20,8 +20,8 @@ from agent.simulator.telegram_api import TelegramSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer, sim_config, sim_endpoints_env
-from tests.integration.faults.fleet import Fleet, fleet
-from tests.integration.http.conftest import Gateway, start_gateway, stop
+from tests.support.fleet import Fleet, fleet
+from tests.support.gateway import Gateway, start_gateway, stop
 
 POLL_TOKEN = "111:poll-token-" + "a" * 20
 HOOK_TOKEN = "222:hook-token-" + "b" * 20

@@ -27,7 +27,7 @@ from tests.sandbox_support import require_bwrap
 
 pytestmark = pytest.mark.integration
 
-SERVER_SCRIPT = Path(__file__).parents[1] / "tools" / "mcp_server.py"
+SERVER_SCRIPT = Path(__file__).parents[1] / "agent" / "tools" / "mcp_server.py"
 SECRET = "mcp-secret-0123456789abcdef"
 
 

@@ -1,5 +1,5 @@
 """Fixtures of the session-command tests: worker processes and a slow provider simulator."""
 
-from tests.integration.faults.conftest import slow_model, workers
+from tests.support.fleet_fixtures import slow_model, workers
 
 __all__ = ["slow_model", "workers"]

@@ -17,8 +17,8 @@ from agent.simulator import ProviderSimulator
 from cluster.errors import TurnRejected
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
-from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 from tests.sandbox_support import require_bwrap
+from tests.support.fleet import Fleet, coordinator, user_texts
 
 pytestmark = pytest.mark.integration
 

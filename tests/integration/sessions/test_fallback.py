@@ -11,7 +11,7 @@ from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import sim_config, sim_endpoints_env
-from tests.integration.faults.fleet import Fleet, coordinator
+from tests.support.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
 

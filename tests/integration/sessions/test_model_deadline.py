@@ -9,7 +9,7 @@ import pytest
 
 from agent.simulator import ProviderSimulator
 from cluster.errors import TurnFailed
-from tests.integration.faults.fleet import Fleet, coordinator
+from tests.support.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
 

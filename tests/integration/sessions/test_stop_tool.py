@@ -17,8 +17,8 @@ import redis
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.session_store import RedisSessionStore
-from tests.integration.faults.fleet import Fleet, coordinator
 from tests.sandbox_support import processes_with, require_bwrap
+from tests.support.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
 

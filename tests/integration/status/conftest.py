@@ -18,7 +18,7 @@ from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.versions import RedisVersionStore
 from tests.conftest import RedisServer, sim_config, sim_endpoints_env
-from tests.integration.faults.fleet import FAST, Fleet, fleet
+from tests.support.fleet import FAST, Fleet, fleet
 
 # Long enough for a CLI call to see a turn running and another waiting behind it.
 MODEL_LATENCY = 6.0

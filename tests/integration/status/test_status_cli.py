@@ -13,8 +13,8 @@ from rq import Queue
 
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
-from tests.integration.faults.fleet import Fleet, coordinator
 from tests.integration.status.conftest import MODEL_LATENCY, Cli
+from tests.support.fleet import Fleet, coordinator
 
 pytestmark = pytest.mark.integration
 

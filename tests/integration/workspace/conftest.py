@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.tools.state import safe_task_id
-from tests.integration.faults.conftest import workers
-from tests.integration.faults.fleet import Fleet
+from tests.support.fleet import Fleet
+from tests.support.fleet_fixtures import workers
 
 __all__ = ["home_of", "start_host", "workers", "workspace_of"]
 

@@ -17,8 +17,8 @@ import redis
 
 from agent.tools.workspace_volume import mounted_volumes, volume_problem
 from cluster.keys import Keyspace
-from tests.integration.faults.fleet import Fleet, coordinator, user_texts
 from tests.integration.workspace.conftest import home_of, start_host, workspace_of
+from tests.support.fleet import Fleet, coordinator, user_texts
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,10 @@
-"""The Lua files document every KEYS[i]/ARGV[i] they use and never spell a key."""
+"""The Lua files document every KEYS[i]/ARGV[i] they use and never spell or build a key.
+
+Every key a script touches comes in ``KEYS`` (so it runs on Redis Cluster),
+except where the keys are only known inside the script: then the header
+declares an ``ARGV[i]  key prefix: ...`` and the script's only other keys are
+``ARGV[i] .. id`` (``turn_claim.lua``: the job hashes of the ids it pops).
+"""
 
 from __future__ import annotations
 
@@ -41,3 +47,28 @@ def test_scripts_never_build_key_names(name: str) -> None:
     # A bare ':' joins rq's started-registry members (job id:execution id), which are not keys.
     literals = re.findall(r"'[^'\"]*:[^'\"]*'", body)
     assert [lit for lit in literals if lit != "':'"] == [], f"{name}.lua spells a key-like literal"
+
+
+# Commands whose first argument is not a key.
+_KEYLESS = {"PUBLISH", "TIME"}
+_CALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z]+)'\s*(?:,\s*([^,)]+))?")
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_every_key_comes_from_KEYS_or_a_declared_key_prefix(name: str) -> None:
+    source = lua_source(name)
+    header = [line for line in source.splitlines() if line.startswith("--")]
+    body = "\n".join(line for line in source.splitlines() if not line.startswith("--"))
+    prefixes = {
+        match.group(1)
+        for line in header
+        if (match := re.match(r"-- (ARGV\[\d+\])\s+key prefix:", line)) is not None
+    }
+    for command, key in _CALL.findall(body):
+        if command.upper() in _KEYLESS or not key:
+            continue
+        key = key.strip()
+        derived = re.fullmatch(r"(ARGV\[\d+\]) \.\. \w+", key)
+        assert re.fullmatch(r"KEYS\[\w+\]", key) or (
+            derived is not None and derived.group(1) in prefixes
+        ), f"{name}.lua: {command} on {key}: pass the key in KEYS (or declare its key prefix)"

@@ -1,6 +1,9 @@
-"""EmbeddedCluster owns its workers: a start that fails part-way leaves none running."""
+"""EmbeddedCluster owns its workers: they run as many turns at once as a worker
+process does, and a start that fails part-way leaves none running."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -8,6 +11,7 @@ from cluster.connection import connect
 from cluster.errors import WorkerIdInUse
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
+from cluster.settings import ClusterSettings
 from coordinator.embedded import EmbeddedCluster
 
 
@@ -26,3 +30,12 @@ def test_a_start_that_fails_part_way_stops_the_workers_it_had_started() -> None:
     assert live == {"embedded-2"}, "the worker started before the failure deregistered"
     assert not any(w.claims.is_alive() for w in cluster.workers), "no worker claims turns"
     client.close()
+
+
+def test_embedded_workers_take_the_concurrency_of_the_settings() -> None:
+    default = EmbeddedCluster(workers=1)
+    assert [w.executor.concurrency for w in default.workers] == [ClusterSettings().concurrency]
+    settings = dataclasses.replace(ClusterSettings(), concurrency=5)
+    configured = EmbeddedCluster(workers=2, settings=settings)
+    assert [w.executor.concurrency for w in configured.workers] == [5, 5]
+    assert EmbeddedCluster(workers=1, concurrency=3).workers[0].executor.concurrency == 3

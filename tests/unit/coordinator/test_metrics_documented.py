@@ -8,10 +8,11 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
+from cluster.metric_names import PREFIX
 from coordinator.metrics import CoordinatorMetrics, cluster_exposition, exposition
 from coordinator.status import ClusterStatus, WorkerStatus
-from tests.unit.worker.test_health import RECORD
-from worker.metrics import PREFIX, WorkerMetrics
+from tests.support.records import RECORD
+from worker.metrics import WorkerMetrics
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

@@ -11,7 +11,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership, WorkerState
 from coordinator.status import check_health, read_session, read_status
 from coordinator.status_view import render_session, render_status, table
-from tests.unit.worker.test_health import RECORD
+from tests.support.records import RECORD
 from worker.health import HealthWriter
 
 

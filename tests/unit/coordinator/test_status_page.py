@@ -20,7 +20,7 @@ from coordinator.metrics import (
 )
 from coordinator.status import read_status
 from coordinator.status_page import STATUS_PAGE_HTML, status_snapshot
-from tests.unit.worker.test_health import RECORD
+from tests.support.records import RECORD
 from worker.health import HealthWriter
 
 

@@ -16,6 +16,7 @@ from cluster.errors import AgentClusterError
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
+from tests.support.turn_queue import enqueue
 from worker.executor import ClaimLoop, TurnExecutor
 from worker.turn_outcome import Deferred, Failed, Finished, HandedOff, TurnOutcome
 
@@ -295,7 +296,7 @@ def test_claim_loop_claims_only_what_the_executor_has_room_for(
     executor = make_executor(handler=lambda job: release.wait(timeout=10), concurrency=4)
     for seq in range(5):
         for session in ("a", "b"):
-            turn_queue.enqueue("w1", _job(session, seq))
+            enqueue(turn_queue, "w1", _job(session, seq))
     loop = ClaimLoop(queue=turn_queue, worker_id="w1", executor=executor, block=0.1)
     loop.start()
     try:
@@ -327,7 +328,7 @@ def test_stopping_the_claim_loop_finishes_and_completes_claimed_turns(
 
     executor = make_executor(handler=handler, concurrency=2)
     for seq in range(4):
-        turn_queue.enqueue("w1", _job("a", seq))
+        enqueue(turn_queue, "w1", _job("a", seq))
     loop = ClaimLoop(
         queue=turn_queue, worker_id="w1", executor=executor, block=0.1, on_done=on_done
     )
@@ -364,7 +365,7 @@ def test_ids_moved_by_a_claim_whose_reply_was_lost_are_taken_back_and_run(
     ran: list[str] = []
     executor = make_executor(handler=lambda job: ran.append(job.message_id), concurrency=4)
     for seq in range(3):
-        queue.enqueue("w1", _job("a", seq))
+        enqueue(queue, "w1", _job("a", seq))
     loop = ClaimLoop(queue=queue, worker_id="w1", executor=executor, block=0.1, retry_delay=0.01)
     loop.start()
     try:
@@ -406,8 +407,8 @@ def test_the_claim_loop_moves_a_handed_off_job_and_leaves_a_committed_one_alone(
         "committed-0": Finished(job_completed=True),  # its commit script completed the job
     }
     executor = make_executor(handler=lambda job: outcome_of[job.message_id], concurrency=2)
-    queue.enqueue("w1", _job("moved", 0))
-    queue.enqueue("w1", _job("committed", 0))
+    enqueue(queue, "w1", _job("moved", 0))
+    enqueue(queue, "w1", _job("committed", 0))
     loop = ClaimLoop(queue=queue, worker_id="w1", executor=executor, block=0.1)
     loop.start()
     try:

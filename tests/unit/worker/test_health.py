@@ -1,4 +1,4 @@
-"""The health record a worker writes at each heartbeat (fakeredis)."""
+"""The worker writes its health record at each heartbeat (fakeredis)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,10 @@ import dataclasses
 
 import fakeredis
 
+from cluster.health_record import HealthRecord
 from cluster.keys import Keyspace
-from worker.health import HealthRecord, HealthWriter
-
-RECORD = HealthRecord(
-    worker_id="w1",
-    instance="i1",
-    state="active",
-    pid=42,
-    host="h",
-    started=1.0,
-    written_at=2.0,
-    cache_size=2,
-    cache_cap=128,
-    cache_hits=3,
-    cache_misses=1,
-    cache_memory_bytes=100,
-    turns_running=1,
-    turns_waiting=0,
-    concurrency=8,
-    config_version=4,
-    registry_generation=1,
-)
+from tests.support.records import RECORD
+from worker.health import HealthWriter
 
 
 def test_record_round_trips_and_expires_with_the_heartbeat_ttl() -> None:
@@ -55,10 +37,3 @@ def test_cached_set_is_rewritten_only_when_the_cache_changed() -> None:
     assert client.smembers(keys.worker_cached("w1")) == {b"c"}
     assert writer.write(RECORD, [])
     assert not client.exists(keys.worker_cached("w1"))
-
-
-def test_unreadable_records_parse_to_none() -> None:
-    assert HealthRecord.from_json(b"{not json") is None
-    assert HealthRecord.from_json(b"[1, 2]") is None
-    assert HealthRecord.from_json(b'{"state": "active"}') is None
-    assert dataclasses.replace(RECORD, cache_hits=0, cache_misses=0).cache_hit_rate is None

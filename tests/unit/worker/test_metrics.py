@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.simulator.pricing import call_cost
+from agent.providers.pricing import call_cost
 from cluster.errors import ConfigError
 from cluster.recovery import RecoveryReport
 from worker.metrics import WorkerMetrics, estimated_cost

@@ -11,14 +11,13 @@ import redis
 
 from cluster.jobs import TurnJob
 from cluster.keys import Keyspace
+from cluster.stream_events import TOOL_RESULT_CHARS, final_event
 from tests.fakes import FakeClock
 from worker.streaming import (
     FLUSH_CHARS,
     FLUSH_INTERVAL,
     NO_EVENTS,
-    TOOL_RESULT_CHARS,
     RedisTurnEvents,
-    final_event,
     open_turn_events,
 )
 

@@ -18,7 +18,7 @@ from agent.tools.host_environment import HOST_PATH, host_environment
 from agent.tools.sandbox import Sandbox
 from agent.tools.sandbox_config import SandboxConfig
 
-TOOLS = Path(__file__).resolve().parents[3] / "agent" / "tools"
+TOOLS = Path(__file__).resolve().parents[4] / "agent" / "tools"
 _SUBPROCESS_CALLS = {"Popen", "run", "call", "check_call", "check_output"}
 # Launchers that take no env= at all (they inherit the worker's, or build argv only).
 _FORBIDDEN = {

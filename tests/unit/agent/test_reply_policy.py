@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.simulator.policy import PolicyReply, decide_reply
+from agent.providers.reply_policy import PolicyReply, decide_reply
 
 
 def user(text: str) -> dict[str, Any]:

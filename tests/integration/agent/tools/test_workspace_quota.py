@@ -19,7 +19,7 @@ import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, ToolResult, default_registry
 from agent.tools.workspace_quota import workspace_usage
-from tests.integration.tools.conftest import wait_for
+from tests.integration.agent.tools.conftest import wait_for
 from tests.sandbox_support import require_bwrap
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry
 from agent.tools.terminal import terminal_spec
-from tests.integration.tools.conftest import Call, visible, wait_for
+from tests.integration.agent.tools.conftest import Call, visible, wait_for
 from tests.sandbox_support import processes_with
 
 pytestmark = pytest.mark.integration

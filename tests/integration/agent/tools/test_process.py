@@ -13,7 +13,7 @@ import pytest
 
 from agent.tools import ToolContext, ToolEnvironment, default_registry
 from agent.tools.background import PROCESSES_STATE_KEY
-from tests.integration.tools.conftest import Call, alive, visible, wait_for
+from tests.integration.agent.tools.conftest import Call, alive, visible, wait_for
 from tests.sandbox_support import processes_with
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,9 @@ from typing import Any
 import openai
 import pytest
 
-from agent.simulator import PolicyReply, ProviderSimulator, call_cost
+from agent.providers.pricing import call_cost
+from agent.providers.reply_policy import PolicyReply
+from agent.simulator import ProviderSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.simulator.pricing import DEFAULT_PRICE, ModelPrice, call_cost, price_for
+from agent.providers.pricing import DEFAULT_PRICE, ModelPrice, call_cost, price_for
 from agent.simulator.stats import CallUsage, UsageStats
 from cluster.errors import ConfigError
 

@@ -8,7 +8,8 @@ from typing import Any
 import anthropic
 import pytest
 
-from agent.simulator import ProviderSimulator, call_cost
+from agent.providers.pricing import call_cost
+from agent.simulator import ProviderSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""MCPManager against a real MCP server (tests/integration/tools/mcp_server.py) over stdio."""
+"""MCPManager against a real MCP server (tests/integration/agent/tools/mcp_server.py) over stdio."""
 
 from __future__ import annotations
 
