@@ -54,6 +54,7 @@ class _Endpoint(TypedDict):
     api_mode: str | None
     timeout: float
 
+
 DEFAULT_INACTIVITY_TIMEOUT = 1800.0
 
 
@@ -231,8 +232,7 @@ class AIAgent:
             self.last_activity_desc,
         )
         self.interrupt(
-            f"inactive for more than {self.inactivity_timeout:g}s "
-            f"(last: {self.last_activity_desc})"
+            f"inactive for more than {self.inactivity_timeout:g}s (last: {self.last_activity_desc})"
         )
         return True
 
@@ -321,8 +321,12 @@ class AIAgent:
                 )
             for call in response.tool_calls:
                 stopped_before = self._interrupt.is_set()
-                result = self._run_tool(call, tool_names) if not stopped_before else tool_message(
-                    str(call["id"]), str(call["name"]), f"not run: {self._stop_reason()}"
+                result = (
+                    self._run_tool(call, tool_names)
+                    if not stopped_before
+                    else tool_message(
+                        str(call["id"]), str(call["name"]), f"not run: {self._stop_reason()}"
+                    )
                 )
                 new.append(result)
                 if self.step_callback is not None:

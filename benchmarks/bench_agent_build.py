@@ -67,7 +67,9 @@ def build_cost(make: Callable[[int], Any], count: int) -> tuple[float, float, fl
     return 1000 * statistics.median(samples), size / count / 1024, rss
 
 
-def cache_plateau(sim: ProviderSimulator, env: ToolEnvironment, sessions: int) -> list[tuple[int, int, int]]:
+def cache_plateau(
+    sim: ProviderSimulator, env: ToolEnvironment, sessions: int
+) -> list[tuple[int, int, int]]:
     """(sessions so far, live AIAgents, tracked objects) after each quarter, gc off."""
     cache: AgentCache[AIAgent] = AgentCache(max_size=128, idle_ttl=3600, sweep_interval=3600)
     rows = []
@@ -87,7 +89,9 @@ def cache_plateau(sim: ProviderSimulator, env: ToolEnvironment, sessions: int) -
                 handle.agent.run_conversation(f"hello from {session}")
                 handle.committed(1)
             if (i + 1) % (sessions // 4) == 0:
-                agents = sum(1 for o in gc.get_objects() if type(o) is AIAgent)  # no lazy-proxy imports
+                agents = sum(
+                    1 for o in gc.get_objects() if type(o) is AIAgent
+                )  # no lazy-proxy imports
                 rows.append((i + 1, agents, len(gc.get_objects())))
     finally:
         gc.enable()
@@ -125,7 +129,9 @@ def main() -> None:
             ("offline agent (no SDK client)", *build_cost(offline, args.agents)),
         ]
         base_ms, base_rss = rows[0][1], rows[0][3]
-        print(f"Building an agent ({args.agents} agents each, median time, memory held per agent):\n")
+        print(
+            f"Building an agent ({args.agents} agents each, median time, memory held per agent):\n"
+        )
         print("| build | ms | vs own client | Python KiB | RSS KiB | vs own client |")
         print("|---|---|---|---|---|---|")
         for name, ms, kib, rss in rows:
@@ -133,7 +139,9 @@ def main() -> None:
                 f"| {name} | {ms:.3f} | {ms / base_ms:.3f}x | {kib:.1f} | {rss:.1f} | "
                 f"{rss / base_rss:.3f}x |"
             )
-        print(f"\nAgent cache at cap 128, {args.sessions} new sessions of one turn, cycle collector off:\n")
+        print(
+            f"\nAgent cache at cap 128, {args.sessions} new sessions of one turn, cycle collector off:\n"
+        )
         print("| sessions | live AIAgent objects | tracked objects |")
         print("|---|---|---|")
         for count, agents, objects in cache_plateau(sim, env, args.sessions):

@@ -98,7 +98,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir, redis_server(Path(tmp_dir)) as url:
         tmp = Path(tmp_dir)
         namespace = "benchpush"
-        env = {**os.environ, "AGENT_CLUSTER_HOME": str(tmp / "home"), "AGENT_CLUSTER_SANDBOX": "auto"}
+        env = {
+            **os.environ,
+            "AGENT_CLUSTER_HOME": str(tmp / "home"),
+            "AGENT_CLUSTER_SANDBOX": "auto",
+        }
         ids = [f"w{i}" for i in range(1, args.workers + 1)]
         procs = []
         for worker_id in ids:
@@ -154,8 +158,10 @@ def main() -> None:
         parse_config(text, source=EXAMPLE.name)
     validate_ms = (time.perf_counter() - started) / 200 * 1000
 
-    print(f"config push -> stale agents released, {args.workers} worker processes, "
-          f"{args.pushes} pushes, {args.sessions} sessions on {len(used)} workers")
+    print(
+        f"config push -> stale agents released, {args.workers} worker processes, "
+        f"{args.pushes} pushes, {args.sessions} sessions on {len(used)} workers"
+    )
     print("| measure | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|")
     rows = (
@@ -164,11 +170,15 @@ def main() -> None:
         ("baseline: bare PUBLISH -> subscriber", floor),
     )
     for name, values in rows:
-        print(f"| {name} | {percentile(values, 0.5):.1f} | {percentile(values, 0.99):.1f} | "
-              f"{max(values):.1f} |")
+        print(
+            f"| {name} | {percentile(values, 0.5):.1f} | {percentile(values, 0.99):.1f} | "
+            f"{max(values):.1f} |"
+        )
     print(f"| validate deploy/cluster.example.yaml (parse_config) | {validate_ms:.2f} | | |")
     ratio = statistics.median(last) / max(statistics.median(floor), 1e-6)
-    print(f"last-worker p50 is {ratio:.0f}x the bare publish p50 (log timestamps have 1 ms resolution)")
+    print(
+        f"last-worker p50 is {ratio:.0f}x the bare publish p50 (log timestamps have 1 ms resolution)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,9 +58,22 @@ def slow_headers(url: str, count: int) -> None:
     port = free_port()
     env = {**os.environ, "AGENT_CLUSTER_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)}
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous", "--port", str(port),
-         "--redis-url", url, "--namespace", "benchguard"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "coordinator.cli",
+            "serve",
+            "--anonymous",
+            "--port",
+            str(port),
+            "--redis-url",
+            url,
+            "--namespace",
+            "benchguard",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     socks: list[socket.socket] = []

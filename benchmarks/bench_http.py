@@ -167,7 +167,9 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft, tokens_per_second=100) as sim:
         client = redis.Redis.from_url(url)
-        RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(use_simulator(sim.openai_base_url))
+        RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
+            use_simulator(sim.openai_base_url)
+        )
         env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
         common = ["--redis-url", url, "--namespace", NAMESPACE]
         port = free_port()

@@ -65,7 +65,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     namespace = "interrupt"
-    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as url, ProviderSimulator() as sim:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_server(Path(tmp)) as url,
+        ProviderSimulator() as sim,
+    ):
         client = connect(url)
         RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
             use_simulator(sim.openai_base_url)
@@ -123,7 +127,9 @@ def main() -> None:
     print()
     print("| across 2 worker processes | p50 | p99 | p50 vs a plain turn's round trip |")
     print("|---|---|---|---|")
-    print(f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | {percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |")
+    print(
+        f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | {percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |"
+    )
     for label, samples in (
         ("interrupt in -> running turn stopped, its reply delivered", stopped),
         ("interrupt in -> the new message answered", answered),
@@ -131,7 +137,9 @@ def main() -> None:
         ("/stop in -> the stopped turn's reply (with the partial output) delivered", stop_replied),
     ):
         mid = statistics.median(samples)
-        print(f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | {mid / base:.2f}x |")
+        print(
+            f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | {mid / base:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -153,7 +153,10 @@ def main() -> None:
                     f"{int(stats[b'duplicates'])} duplicates absorbed"
                 )
 
-                for label, limited in (("no 429s", 0), ("the first 10 sends answered 429 retry_after=1", 10)):
+                for label, limited in (
+                    ("no 429s", 0),
+                    ("the first 10 sends answered 429 retry_after=1", 10),
+                ):
                     chat += 1
                     if limited:
                         tg.rate_limit(limited, retry_after=1)
@@ -191,7 +194,9 @@ def main() -> None:
                 sim.set_latency(ttft=0.2, tokens_per_second=40)
                 for run in range(args.runs):
                     chat += 1
-                    texts = [f"r{run} m{n} " + " ".join(f"w{k}" for k in range(30)) for n in range(4)]
+                    texts = [
+                        f"r{run} m{n} " + " ".join(f"w{k}" for k in range(30)) for n in range(4)
+                    ]
                     for text in texts:
                         tg.make_update(POLL, chat, text)
                     tg.wait_messages(chat, 1, 30)

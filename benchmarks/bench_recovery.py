@@ -52,7 +52,9 @@ def start_worker(url: str, namespace: str, worker_id: str, log: Path) -> subproc
 
 def wait_live(settings: ClusterSettings, *worker_ids: str) -> None:
     membership = RedisMembership(
-        connect(settings.redis_url), Keyspace(settings.namespace), heartbeat_ttl=settings.heartbeat_ttl
+        connect(settings.redis_url),
+        Keyspace(settings.namespace),
+        heartbeat_ttl=settings.heartbeat_ttl,
     )
     deadline = time.monotonic() + 30
     while not all(membership.is_alive(w) for w in worker_ids):
@@ -118,9 +120,9 @@ def main() -> None:
             crashes, drains = [], []
             for run in range(args.runs):
                 for namespace in (f"crash{run}", f"drain{run}"):
-                    RedisVersionStore(client, Keyspace(namespace), max_config_bytes=1 << 20).publish_config(
-                        use_simulator(sim.openai_base_url)
-                    )
+                    RedisVersionStore(
+                        client, Keyspace(namespace), max_config_bytes=1 << 20
+                    ).publish_config(use_simulator(sim.openai_base_url))
                 crashes.append(crash_run(url, run, args.turn, Path(tmp_dir)))
                 drains.append(drain_run(url, run, args.turn, Path(tmp_dir)))
                 print(
@@ -130,15 +132,24 @@ def main() -> None:
                 )
     ttl = settings.heartbeat_ttl
     print()
-    print(f"| crash (kill -9), {args.turn:g} s turns | median | max | vs heartbeat TTL ({ttl:g} s) | vs lease TTL ({settings.lease_ttl:g} s) |")
+    print(
+        f"| crash (kill -9), {args.turn:g} s turns | median | max | vs heartbeat TTL ({ttl:g} s) | vs lease TTL ({settings.lease_ttl:g} s) |"
+    )
     print("|---|---|---|---|---|")
-    for label, index in (("-> handed-on turn started on the survivor", 0), ("-> its answer delivered", 1)):
+    for label, index in (
+        ("-> handed-on turn started on the survivor", 0),
+        ("-> its answer delivered", 1),
+    ):
         values = [c[index] for c in crashes]
         mid = statistics.median(values)
-        print(f"| {label} | {mid:.2f} s | {max(values):.2f} s | TTL + {mid - ttl:.2f} s | {mid / settings.lease_ttl:.2f}x |")
+        print(
+            f"| {label} | {mid:.2f} s | {max(values):.2f} s | TTL + {mid - ttl:.2f} s | {mid / settings.lease_ttl:.2f}x |"
+        )
     overheads = [total - left for total, left in drains]
     print()
-    print("| drain: SIGTERM -> exit 0 | median | max | longest running turn left | overhead over it |")
+    print(
+        "| drain: SIGTERM -> exit 0 | median | max | longest running turn left | overhead over it |"
+    )
     print("|---|---|---|---|---|")
     print(
         f"| {args.runs} runs | {statistics.median(d[0] for d in drains):.2f} s | {max(d[0] for d in drains):.2f} s | "

@@ -62,7 +62,9 @@ def run(repeat: int) -> None:
             for backend, env in envs.items():
                 ctx = ToolContext("bench", env)
                 start = time.perf_counter()
-                started = registry.dispatch("process", {"action": "start", "command": "sleep 60"}, ctx)
+                started = registry.dispatch(
+                    "process", {"action": "start", "command": "sleep 60"}, ctx
+                )
                 proc_id = started.content.split()[1]
                 registry.dispatch("process", {"action": "kill", "id": proc_id}, ctx)
                 samples.setdefault((name, backend), []).append(time.perf_counter() - start)

@@ -104,7 +104,9 @@ class Sampler:
             self.peak_rss = max(self.peak_rss, rss)
 
 
-def burst(coord: Coordinator, sessions: list[str], text: str, timeout: float) -> tuple[int, int, float]:
+def burst(
+    coord: Coordinator, sessions: list[str], text: str, timeout: float
+) -> tuple[int, int, float]:
     """Submit one message per session at once; (answered ok, failed, seconds to the last answer)."""
     started = time.monotonic()
     handles: list[TurnHandle] = []
@@ -297,7 +299,9 @@ def run_level(
         (cpu_before, trips_before, caller_before), (cpu_after, trips_after, caller_after) = window
         settled = settle(worker.pid, idle_threads, args.settle)
         if settled is None and args.dump_threads:
-            subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "-p", str(worker.pid)])
+            subprocess.run(
+                [str(Path(sys.executable).with_name("py-spy")), "dump", "-p", str(worker.pid)]
+            )
         coord.close()
         return {
             "concurrency": concurrency,
@@ -372,9 +376,15 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--settle", type=float, default=15.0)
-    parser.add_argument("--sustain", type=float, default=12.0, help="seconds of cached-turn traffic")
-    parser.add_argument("--dump-threads", action="store_true", help="py-spy dump a worker that kept threads")
-    parser.add_argument("--idle", type=float, default=10.0, help="seconds the idle worker is watched")
+    parser.add_argument(
+        "--sustain", type=float, default=12.0, help="seconds of cached-turn traffic"
+    )
+    parser.add_argument(
+        "--dump-threads", action="store_true", help="py-spy dump a worker that kept threads"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds the idle worker is watched"
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp_name, redis_server(Path(tmp_name)) as url:
@@ -383,13 +393,19 @@ def main() -> None:
         try:
             rows = []
             for level in levels:
-                print(f"concurrency {level}: bursts of {level} new, then {level} cached turns ...", flush=True)
+                print(
+                    f"concurrency {level}: bursts of {level} new, then {level} cached turns ...",
+                    flush=True,
+                )
                 rows.append(run_level(url, sim_url, level, args, tmp))
             floors: dict[int, float] = {}
             for row in rows:
                 if row["request"] is None:
                     continue
-                print(f"bare SDK: {row['concurrency']} calls on {row['concurrency']} threads ...", flush=True)
+                print(
+                    f"bare SDK: {row['concurrency']} calls on {row['concurrency']} threads ...",
+                    flush=True,
+                )
                 floors[row["concurrency"]] = 1000 * bare_sdk_cpu(
                     sim_url + "/v1", row["request"], row["concurrency"], row["concurrency"]
                 )

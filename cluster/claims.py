@@ -28,6 +28,7 @@ from cluster.scripts import ScriptSet
 
 __all__ = ["Claimer", "EndJob"]
 
+
 class EndJob(Protocol):
     """Records a claimed job as ended (off the in-flight list, rq's status and registries)."""
 
@@ -190,9 +191,7 @@ class Claimer:
                 self._end_job(worker_id, keys, job_id, execution_id, ok=False, error=str(exc))
                 continue
             claim = ClaimRef(worker_id, job_id, keys.name, execution_id)
-            claimed.append(
-                ClaimedTurn(replace(turn, claim=claim), claimed_at, seq=int(seq or 0))
-            )
+            claimed.append(ClaimedTurn(replace(turn, claim=claim), claimed_at, seq=int(seq or 0)))
         if undo or dead:
             inflight = self._keyspace.inflight(worker_id)
             with self._client.pipeline(transaction=False) as pipe:

@@ -157,7 +157,9 @@ def _check_string(value: str, path: str) -> None:
         if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
             raise _secret_error(path, f"passes a secret on a command line (--{match.group(1)} ...)")
         if match.group(1) == "p" and _is_password_like(match.group(2)):
-            raise _secret_error(path, "passes what looks like a password on a command line (-p ...)")
+            raise _secret_error(
+                path, "passes what looks like a password on a command line (-p ...)"
+            )
     for match in _ASSIGNMENT.finditer(value):
         if is_secret_key(match.group(1)) and not _is_env_reference(match.group(2)):
             raise _secret_error(path, f"sets a secret variable inline ({match.group(1)}=...)")

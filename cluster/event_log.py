@@ -68,7 +68,9 @@ class ClusterEvent:
 class ClusterEventLog:
     """Appends to and reads the bounded event stream of one namespace."""
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, max_events: int = MAX_EVENTS) -> None:
+    def __init__(
+        self, client: redis.Redis, keyspace: Keyspace, *, max_events: int = MAX_EVENTS
+    ) -> None:
         """Bind to a client (bytes or decoded responses both work)."""
         self._client = client
         self._key = keyspace.event_log()
@@ -98,7 +100,6 @@ class ClusterEventLog:
         """The newest ``count`` events, newest first."""
         entries: Any = self._client.xrevrange(self._key, count=count)
         return [_event(entry_id, fields) for entry_id, fields in entries or []]
-
 
 
 def _event(entry_id: bytes | str, fields: dict[Any, Any]) -> ClusterEvent:

@@ -247,8 +247,6 @@ class Enqueued:
     seq: int = 0
 
 
-
-
 def job_id_or_none(raw: Any) -> str | None:
     """The job id in a list entry, or ``None`` for garbage (not UTF-8, not rq's alphabet)."""
     try:

@@ -401,7 +401,9 @@ class Keyspace:
                 characters of lowercase letters, digits, ``_-``.
         """
         if platform not in PLATFORMS:
-            raise InvalidMessage(f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+            raise InvalidMessage(
+                f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}"
+            )
         if not isinstance(bot, str) or not BOT_NAME_RE.match(bot):
             raise InvalidMessage(
                 f"bot name must be 1-32 characters of lowercase letters, digits, '_-', got {bot!r}"

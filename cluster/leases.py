@@ -124,7 +124,6 @@ def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
     )
 
 
-
 def _ttl_ms(ttl: float) -> int:
     if not ttl > 0:
         raise ConfigError(f"lease ttl must be > 0 seconds, got {ttl!r}")
@@ -198,7 +197,15 @@ class RedisLeaseStore:
         keys = self._keys.session(session_key)
         reply, (version, generation) = self._scripts.call_with_reads(
             "turn_begin",
-            [keys.lease, keys.fence, keys.owner, keys.pending, keys.replies, keys.meta, keys.workspace],
+            [
+                keys.lease,
+                keys.fence,
+                keys.owner,
+                keys.pending,
+                keys.replies,
+                keys.meta,
+                keys.workspace,
+            ],
             [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
@@ -257,6 +264,4 @@ class RedisLeaseStore:
         (token, worker), pttl = pipe.execute()
         if token is None or worker is None:
             return None
-        return LeaseHolder(
-            token=int(token), worker_id=text(worker), ttl=max(0, int(pttl)) / 1000.0
-        )
+        return LeaseHolder(token=int(token), worker_id=text(worker), ttl=max(0, int(pttl)) / 1000.0)

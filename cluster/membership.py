@@ -98,7 +98,6 @@ class WorkerInfo:
         return self.state is WorkerState.DRAINING
 
 
-
 def _holder_facts(raw: Any) -> dict[str, Any]:
     try:
         facts = json.loads(text(raw) or "{}") if raw is not None else {}
@@ -237,7 +236,14 @@ class RedisMembership:
         reply = self._scripts(
             "membership_register",
             self._all_keys(),
-            [worker_id, info, self._ttl_ms, WorkerState(state).value, instance, "1" if force else "0"],
+            [
+                worker_id,
+                info,
+                self._ttl_ms,
+                WorkerState(state).value,
+                instance,
+                "1" if force else "0",
+            ],
         )
         if not reply[0]:
             raise WorkerIdInUse.live(worker_id, _holder_facts(reply[2]))
@@ -246,9 +252,7 @@ class RedisMembership:
         """The registered facts (host, pid, ...) of ``worker_id``, ``{}`` when unknown."""
         return _holder_facts(self._client.hget(self._keys.members_info(), worker_id))
 
-    def heartbeat(
-        self, worker_id: str, instance: str = "", *, health: str | None = None
-    ) -> Beat:
+    def heartbeat(self, worker_id: str, instance: str = "", *, health: str | None = None) -> Beat:
         """Renew the worker's heartbeat (and store its health record), one round trip.
 
         Args:

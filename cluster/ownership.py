@@ -47,7 +47,6 @@ class Ownership:
     moved: bool
 
 
-
 class RedisOwnershipStore:
     """Ownership records in Redis (``{ns}:s:{S}:owner``, ``{ns}:owned:W``)."""
 

@@ -81,14 +81,18 @@ class Placement:
             active = self.active_workers(fresh=True)
         candidates = [w for w in active if w not in exclude]
         if not candidates:
-            raise NoLiveWorkers(f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT)
+            raise NoLiveWorkers(
+                f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT
+            )
         with self._lock:
             ring = self._ring
         # Walking the ring past excluded workers gives what a ring without them would.
         for worker in ring.preference_list(session_key, len(ring)):
             if worker not in exclude:
                 return worker
-        raise NoLiveWorkers(f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT)
+        raise NoLiveWorkers(
+            f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT
+        )
 
     def assign(self, session_key: str, *, exclude: Collection[str] = ()) -> str:
         """The session's owner, assigning the ring's choice when its owner is not eligible.
@@ -110,4 +114,6 @@ class Placement:
             return self._ownership.lookup_or_assign(
                 session_key, eligible=active, proposed=proposed
             ).worker_id
-        raise NoLiveWorkers(f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT)
+        raise NoLiveWorkers(
+            f"no live, non-draining worker can take {session_key!r}: " + NO_WORKERS_HINT
+        )

@@ -129,9 +129,7 @@ class Recovery:
         reports = self._locked(run)
         return reports[0] if reports else None
 
-    def hand_over(
-        self, worker_id: str, *, only: Collection[str] | None = None
-    ) -> RecoveryReport:
+    def hand_over(self, worker_id: str, *, only: Collection[str] | None = None) -> RecoveryReport:
         """Move a dead or draining worker's not-running turns to their sessions' owners.
 
         Args:

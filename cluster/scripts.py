@@ -138,7 +138,6 @@ class ScriptSet:
             return first, list(results[1:])
         raise AssertionError("unreachable")  # pragma: no cover
 
-
     def call_after_move(
         self,
         name: str,

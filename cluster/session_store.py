@@ -79,8 +79,12 @@ class StoredPrompt:
                 f"system prompt must be a string, got {type(system_prompt).__name__}"
             )
         schemas = [dict(s) for s in tool_schemas]
-        blob = pack({"system_prompt": system_prompt, "tool_schemas": schemas, "signature": signature})
-        return cls(system_prompt=system_prompt, tool_schemas=schemas, blob=blob, signature=signature)
+        blob = pack(
+            {"system_prompt": system_prompt, "tool_schemas": schemas, "signature": signature}
+        )
+        return cls(
+            system_prompt=system_prompt, tool_schemas=schemas, blob=blob, signature=signature
+        )
 
     @classmethod
     def from_blob(cls, blob: bytes) -> StoredPrompt:
@@ -161,7 +165,6 @@ def validate_message(message: Any) -> dict[str, Any]:
             + f", got {type(content).__name__}"
         )
     return dict(message)
-
 
 
 def _meta(raw: Mapping[bytes, bytes]) -> SessionMeta | None:
@@ -344,4 +347,3 @@ class RedisSessionStore:
         """The stored reply of an already processed message, or ``None``."""
         raw = self._client.hget(self._keys.session(session_key).replies, message_id)
         return None if raw is None else unpack(raw)
-

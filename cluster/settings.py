@@ -125,7 +125,9 @@ def read_url_file(path: str | os.PathLike[str]) -> str:
         with open(path, encoding="utf-8") as handle:
             text = handle.read(64 * 1024)
     except OSError as exc:
-        raise ConfigError(f"cannot read the Redis URL file {os.fspath(path)!r}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read the Redis URL file {os.fspath(path)!r}: {exc.strerror}"
+        ) from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise ConfigError(f"the Redis URL file {os.fspath(path)!r} is empty")
@@ -238,10 +240,13 @@ class ClusterSettings:
         for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0 (0: no limit), got {value!r}")
+                raise ConfigError(
+                    f"{name} must be a whole number >= 0 (0: no limit), got {value!r}"
+                )
         if not isinstance(self.tenant_limits, str):
             raise ConfigError(f"tenant_limits must be a string, got {self.tenant_limits!r}")
         limits_by_tenant(self.tenant_limits)
+
     telegram_bots: str = ""
     slack_apps: str = ""
     telegram_api_url: str = "https://api.telegram.org"
@@ -284,7 +289,9 @@ class ClusterSettings:
         for name in ("concurrency", "cache_size"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
         if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+            raise ConfigError(
+                f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
+            )
         rebalance = self.rebalance_idle
         if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or rebalance < 0:
             raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
@@ -327,7 +334,11 @@ class ClusterSettings:
             )
         for name in ("platform_edit_interval", "platform_chat_interval"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 60:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= 60
+            ):
                 raise ConfigError(f"{name} must be seconds from 0 to 60 (0: off), got {value!r}")
         if self.platform_busy_strategy not in ("enqueue", "interrupt", "rollback"):
             raise ConfigError(

@@ -286,10 +286,7 @@ class TenantStore:
     def usage(self) -> list[TenantUsage]:
         """Every tenant's recorded usage, sorted by name (two round trips)."""
         ks = self._keyspace
-        names = sorted(
-            text(name)
-            for name in self._client.smembers(ks.tenants())
-        )
+        names = sorted(text(name) for name in self._client.smembers(ks.tenants()))
         names = [name for name in names if TENANT_NAME_RE.match(name)]
         pipe = self._client.pipeline(transaction=False)
         for name in names:
@@ -298,10 +295,7 @@ class TenantStore:
         raw = pipe.execute()
         found = []
         for index, name in enumerate(names):
-            fields = {
-                text(k): v
-                for k, v in raw[2 * index].items()
-            }
+            fields = {text(k): v for k, v in raw[2 * index].items()}
             found.append(
                 TenantUsage(
                     tenant=name,

@@ -82,6 +82,7 @@ __all__ = [
 
 log = logging.getLogger("cluster.transport")
 
+
 class TurnQueue:
     """The worker queues of one namespace, in rq's format, run by our executor.
 
@@ -284,8 +285,13 @@ class TurnQueue:
         with self._client.pipeline(transaction=True) as pipe:
             pipe.lrem(self._keyspace.inflight(worker_id), 1, job_id)
             self._rq.end_job(
-                pipe, keys, worker_id=worker_id, job_id=job_id, execution_id=execution_id,
-                ok=ok, error=error,
+                pipe,
+                keys,
+                worker_id=worker_id,
+                job_id=job_id,
+                execution_id=execution_id,
+                ok=ok,
+                error=error,
             )
             if session_key is not None:
                 pipe.zrem(self._keyspace.session(session_key).pending, job_id)
@@ -369,5 +375,3 @@ class TurnQueue:
     def inflight_count(self, worker_id: str) -> int:
         """Number of job ids a worker has claimed and not completed."""
         return int(self._client.llen(self._keyspace.inflight(worker_id)))
-
-

@@ -42,6 +42,8 @@ __all__ = [
 
 HISTORY_LIMIT = 50
 """Config versions whose document and publish record are kept (show, diff, rollback)."""
+
+
 def config_digest(data: bytes) -> str:
     """A short digest of an encoded config document (shown in the history)."""
     return hashlib.sha256(data).hexdigest()[:12]
@@ -139,7 +141,10 @@ class RedisVersionStore:
         data = encode_config(config, max_bytes=self._max_bytes)
         record = {"author": author, "digest": config_digest(data), "source": source, "note": note}
         args: list[bytes | str | int] = [
-            data, self._keys.events_channel(), json.dumps(record), HISTORY_LIMIT
+            data,
+            self._keys.events_channel(),
+            json.dumps(record),
+            HISTORY_LIMIT,
         ]
         if expect_version is not None:
             args.append(expect_version)
@@ -160,7 +165,8 @@ class RedisVersionStore:
             )
         ClusterEventLog(self._client, self._keys).record(
             "config",
-            f"config v{int(version)} published by {author} ({source})" + (f": {note}" if note else ""),
+            f"config v{int(version)} published by {author} ({source})"
+            + (f": {note}" if note else ""),
             version=int(version),
             digest=record["digest"],
         )
@@ -215,7 +221,9 @@ class RedisVersionStore:
             [self._keys.events_channel(), json.dumps(str(reason))],
         )
         ClusterEventLog(self._client, self._keys).record(
-            "registry", f"registry generation {int(generation)}: {reason}", generation=int(generation)
+            "registry",
+            f"registry generation {int(generation)}: {reason}",
+            generation=int(generation),
         )
         return int(generation)
 

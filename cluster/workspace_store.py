@@ -48,7 +48,6 @@ class StoredWorkspace:
     taken_at: float
 
 
-
 class RedisWorkspaceStore:
     """The ``{ns}:s:{S}:workspace`` hashes."""
 

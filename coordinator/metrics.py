@@ -156,7 +156,9 @@ def cluster_families(status: ClusterStatus | None, dead: Sequence[str] = ()) -> 
         dead: Workers pruned as dead recently (:func:`recently_dead`), counted
             as ``dead`` on top of the registered workers whose heartbeat expired.
     """
-    up = GaugeMetricFamily(f"{PREFIX}_up", "1 when the coordinator could read the cluster from Redis.")
+    up = GaugeMetricFamily(
+        f"{PREFIX}_up", "1 when the coordinator could read the cluster from Redis."
+    )
     up.add_metric([], 0.0 if status is None else 1.0)
     if status is None:
         return [up]
@@ -173,13 +175,22 @@ def cluster_families(status: ClusterStatus | None, dead: Sequence[str] = ()) -> 
     for name, doc, value in (
         ("queued_turns", "Turn jobs waiting on the workers' queues.", status.queued),
         ("inflight_turns", "Turn jobs claimed by workers and not completed.", status.in_flight),
-        ("dead_letters", "Entries in the dead-letter list (turns no worker can run).", status.dead_letters),
+        (
+            "dead_letters",
+            "Entries in the dead-letter list (turns no worker can run).",
+            status.dead_letters,
+        ),
         ("published_config_version", "The cluster config version in Redis.", status.config_version),
-        ("published_config_version_lost",
-         "Highest config version a worker applied before Redis lost it (0: none).",
-         status.config_version_lost),
-        ("published_registry_generation", "The tool registry generation in Redis.",
-         status.registry_generation),
+        (
+            "published_config_version_lost",
+            "Highest config version a worker applied before Redis lost it (0: none).",
+            status.config_version_lost,
+        ),
+        (
+            "published_registry_generation",
+            "The tool registry generation in Redis.",
+            status.registry_generation,
+        ),
     ):
         families.append(GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=float(value)))
     per_worker: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
@@ -187,22 +198,27 @@ def cluster_families(status: ClusterStatus | None, dead: Sequence[str] = ()) -> 
             f"{PREFIX}_worker_sessions_owned", "Sessions each worker owns.", labels=["worker"]
         ),
         "running": GaugeMetricFamily(
-            f"{PREFIX}_worker_turns_running", "Turns running on each worker (its last health record).",
+            f"{PREFIX}_worker_turns_running",
+            "Turns running on each worker (its last health record).",
             labels=["worker"],
         ),
         "agents": GaugeMetricFamily(
             f"{PREFIX}_worker_cache_agents", "Agents cached on each worker.", labels=["worker"]
         ),
         "hits": CounterMetricFamily(
-            f"{PREFIX}_worker_cache_hits", "Cache hits of each worker since its start.", labels=["worker"]
+            f"{PREFIX}_worker_cache_hits",
+            "Cache hits of each worker since its start.",
+            labels=["worker"],
         ),
         "misses": CounterMetricFamily(
-            f"{PREFIX}_worker_cache_misses", "Cache misses of each worker since its start.",
+            f"{PREFIX}_worker_cache_misses",
+            "Cache misses of each worker since its start.",
             labels=["worker"],
         ),
         "cost": CounterMetricFamily(
             f"{PREFIX}_worker_provider_cost_dollars",
-            "Estimated provider cost of each worker's turns since its start.", labels=["worker"],
+            "Estimated provider cost of each worker's turns since its start.",
+            labels=["worker"],
         ),
     }
     tokens = CounterMetricFamily(

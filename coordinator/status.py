@@ -136,7 +136,6 @@ class ClusterStatus:
         }
 
 
-
 def _health_records(
     client: redis.Redis, keyspace: Keyspace, worker_ids: list[str]
 ) -> dict[str, HealthRecord | None]:

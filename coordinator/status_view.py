@@ -94,8 +94,16 @@ def render_status(status: ClusterStatus) -> str:
         lines.append("")
         lines.append(
             table(
-                ["tenant", "turns", "in flight", "input", "cache read", "cache write", "output",
-                 "est. cost $"],
+                [
+                    "tenant",
+                    "turns",
+                    "in flight",
+                    "input",
+                    "cache read",
+                    "cache write",
+                    "output",
+                    "est. cost $",
+                ],
                 [
                     [
                         t.tenant,

@@ -54,12 +54,28 @@ def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed; .ci/run must install it (apt-get install redis-server)")
+            pytest.fail(
+                "redis-server is not installed; .ci/run must install it (apt-get install redis-server)"
+            )
         pytest.skip("redis-server is not installed (integration tests need it)")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_dir), "--notify-keyspace-events", "Ex", *extra_args],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_dir),
+            "--notify-keyspace-events",
+            "Ex",
+            *extra_args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -142,6 +158,8 @@ def no_workspace_volume_outlives_the_tests(
 
     for workspace in mounted_volumes(tmp_path_factory.getbasetemp()):
         unmount_volume(workspace)
+
+
 SIM_ENDPOINT = "sim"
 """The endpoint name the tests' workers declare for their provider simulator (OpenAI wire format)."""
 
@@ -151,14 +169,18 @@ def sim_endpoints(sim: ProviderSimulator) -> tuple[Endpoint, ...]:
     both sending the key in ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` like a real provider."""
     return (
         Endpoint(SIM_ENDPOINT, "openai", sim.openai_base_url, "OPENAI_API_KEY"),
-        Endpoint(f"{SIM_ENDPOINT}-anthropic", "anthropic", sim.anthropic_base_url, "ANTHROPIC_API_KEY"),
+        Endpoint(
+            f"{SIM_ENDPOINT}-anthropic", "anthropic", sim.anthropic_base_url, "ANTHROPIC_API_KEY"
+        ),
     )
 
 
 def sim_endpoints_env(sim: ProviderSimulator, *extra: Endpoint) -> dict[str, str]:
     """The same (and ``extra``), as the ``AGENT_CLUSTER_ENDPOINTS`` variable of a worker process."""
-    declared = {e.name: {"provider": e.provider, "base_url": e.base_url, "api_key_env": e.api_key_env}
-                for e in (*sim_endpoints(sim), *extra)}
+    declared = {
+        e.name: {"provider": e.provider, "base_url": e.base_url, "api_key_env": e.api_key_env}
+        for e in (*sim_endpoints(sim), *extra)
+    }
     return {"AGENT_CLUSTER_ENDPOINTS": json.dumps(declared)}
 
 

@@ -134,9 +134,7 @@ class TurnExecutor:
         with self._lock:
             return self._closed
 
-    def submit(
-        self, job: TurnJob, *, on_done: OnTurnDone | None = None, order: int = 0
-    ) -> None:
+    def submit(self, job: TurnJob, *, on_done: OnTurnDone | None = None, order: int = 0) -> None:
         """Queue a turn behind its session's earlier turns; start it when it may.
 
         Submitting beyond :meth:`capacity` is allowed (the turn waits); the
@@ -464,9 +462,7 @@ class ClaimLoop:
                 with self._count_lock:
                     self._known.add(turn.job_id)
                 try:
-                    self._executor.submit(
-                        turn.job, on_done=self._completer(turn), order=turn.seq
-                    )
+                    self._executor.submit(turn.job, on_done=self._completer(turn), order=turn.seq)
                 except AgentClusterError as exc:
                     log.error("claimed turn %s not run: %s", turn.job.message_id, exc)
                     return

@@ -81,9 +81,7 @@ class HealthWriter:
         pipe.pexpire(health, self._ttl_ms)
         pipe.pexpire(members, self._ttl_ms)
         _, stored, _, _ = pipe.execute()
-        return self.sync_cached(
-            record.worker_id, cached, None if stored is None else text(stored)
-        )
+        return self.sync_cached(record.worker_id, cached, None if stored is None else text(stored))
 
     def sync_cached(self, worker_id: str, cached: Sequence[str], stored: str | None) -> bool:
         """Rewrite the worker's cached-sessions set unless ``stored`` (its digest) is current.
@@ -210,4 +208,3 @@ def beat_with_health(
     if beat.state is not None:
         writer.sync_cached(worker.worker_id, worker.cache.keys(), beat.cached_digest)
     return beat
-

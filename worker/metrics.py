@@ -134,42 +134,50 @@ class WorkerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.turns = Counter(
-            f"{PREFIX}_turns", "Turns by outcome (see worker.metrics.TURN_OUTCOMES).",
-            ["outcome"], registry=r,
+            f"{PREFIX}_turns",
+            "Turns by outcome (see worker.metrics.TURN_OUTCOMES).",
+            ["outcome"],
+            registry=r,
         )
         for outcome in TURN_OUTCOMES:
             self.turns.labels(outcome=outcome)
         self.turn_duration = Histogram(
             f"{PREFIX}_turn_duration_seconds",
             "Seconds from a turn's start (lease taken) to its commit.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.time_to_first_token = Histogram(
             f"{PREFIX}_time_to_first_token_seconds",
             "Seconds from the message's acceptance by a coordinator to the turn's first text delta.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_wait = Histogram(
             f"{PREFIX}_queue_wait_seconds",
             "Seconds from the message's acceptance to its claim by this worker.",
-            buckets=LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.agents_built = Counter(
-            f"{PREFIX}_agents_built", "Agents built (cache misses that constructed an AIAgent).",
+            f"{PREFIX}_agents_built",
+            "Agents built (cache misses that constructed an AIAgent).",
             registry=r,
         )
         self.leases_acquired = Counter(
             f"{PREFIX}_leases_acquired", "Running-turn leases taken.", registry=r
         )
         self.leases_lost = Counter(
-            f"{PREFIX}_leases_lost", "Running-turn leases lost during a turn (nothing committed).",
+            f"{PREFIX}_leases_lost",
+            "Running-turn leases lost during a turn (nothing committed).",
             registry=r,
         )
         self.ownership_moves = Counter(
             f"{PREFIX}_ownership_moves",
             "Sessions this worker moved to another owner: handoff (its turn found the session "
             "owned elsewhere), recovery (a dead worker's sessions it handed on).",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         for reason in ("handoff", "recovery"):
             self.ownership_moves.labels(reason=reason)
@@ -177,25 +185,32 @@ class WorkerMetrics:
             f"{PREFIX}_recoveries", "Dead workers this worker recovered.", registry=r
         )
         self.recovered_turns = Counter(
-            f"{PREFIX}_recovered_turns", "Turn jobs of dead workers this worker moved on.",
+            f"{PREFIX}_recovered_turns",
+            "Turn jobs of dead workers this worker moved on.",
             registry=r,
         )
         self.recovered_leases = Counter(
-            f"{PREFIX}_recovery_leases_broken", "Leases of dead workers broken by this worker.",
+            f"{PREFIX}_recovery_leases_broken",
+            "Leases of dead workers broken by this worker.",
             registry=r,
         )
         self.provider_tokens = Counter(
-            f"{PREFIX}_provider_tokens", "Provider tokens used by committed turns, by kind.",
-            ["provider", "model", "kind"], registry=r,
+            f"{PREFIX}_provider_tokens",
+            "Provider tokens used by committed turns, by kind.",
+            ["provider", "model", "kind"],
+            registry=r,
         )
         self.provider_cost = Counter(
             f"{PREFIX}_provider_cost_dollars",
             "Estimated provider cost of committed turns at list price (agent.providers.pricing).",
-            ["provider", "model"], registry=r,
+            ["provider", "model"],
+            registry=r,
         )
         self.provider_calls = Counter(
-            f"{PREFIX}_provider_calls", "Model calls made by committed turns.",
-            ["provider", "model"], registry=r,
+            f"{PREFIX}_provider_calls",
+            "Model calls made by committed turns.",
+            ["provider", "model"],
+            registry=r,
         )
         self.redis_round_trips = Counter(
             f"{PREFIX}_redis_round_trips",
@@ -329,14 +344,22 @@ class WorkerMetrics:
                 "Turns claimed and waiting behind their session or for a slot.",
                 lambda: float(max(0, turns_in_flight() - turns_running())),
             ),
-            ("config_version", "Cluster config version this worker applied.",
-             lambda: float(config_version())),
-            ("config_version_lost",
-             "Highest config version this worker applied before Redis reported a lower one "
-             "(Redis lost its data); 0 when none, or once a config was pushed since.",
-             lambda: float(config_version_lost())),
-            ("registry_generation", "Tool registry generation this worker applied.",
-             lambda: float(registry_generation())),
+            (
+                "config_version",
+                "Cluster config version this worker applied.",
+                lambda: float(config_version()),
+            ),
+            (
+                "config_version_lost",
+                "Highest config version this worker applied before Redis reported a lower one "
+                "(Redis lost its data); 0 when none, or once a config was pushed since.",
+                lambda: float(config_version_lost()),
+            ),
+            (
+                "registry_generation",
+                "Tool registry generation this worker applied.",
+                lambda: float(registry_generation()),
+            ),
         ]
         for name, doc, read in gauges:
             Gauge(f"{PREFIX}_{name}", doc, registry=self.registry).set_function(read)

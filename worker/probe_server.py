@@ -71,7 +71,11 @@ class ProbeServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 route = routes.get(self.path.split("?", 1)[0])
                 if route is None:
-                    status, kind, body = 404, "text/plain", b"not found: /metrics, /livez, /readyz\n"
+                    status, kind, body = (
+                        404,
+                        "text/plain",
+                        b"not found: /metrics, /livez, /readyz\n",
+                    )
                 else:
                     try:
                         status, kind, body = route()

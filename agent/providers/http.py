@@ -119,7 +119,9 @@ class _TrackedStream(httpcore2.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore2.NetworkStream:
-        return _TrackedStream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._calls)
+        return _TrackedStream(
+            self._inner.start_tls(ssl_context, server_hostname, timeout), self._calls
+        )
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._inner.get_extra_info(info)
@@ -129,7 +131,9 @@ class _TrackedStream(httpcore2.NetworkStream):
         if sock is None:
             return
         try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked reader; the pool drops the connection
+            sock.shutdown(
+                socket.SHUT_RDWR
+            )  # wakes the blocked reader; the pool drops the connection
         except OSError:
             pass  # already closed
 
@@ -156,7 +160,9 @@ class _TrackingBackend(httpcore2.NetworkBackend):
         timeout: float | None = None,
         socket_options: typing.Iterable[typing.Any] | None = None,
     ) -> httpcore2.NetworkStream:
-        return _TrackedStream(self._inner.connect_unix_socket(path, timeout, socket_options), self._calls)
+        return _TrackedStream(
+            self._inner.connect_unix_socket(path, timeout, socket_options), self._calls
+        )
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)

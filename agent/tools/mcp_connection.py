@@ -36,7 +36,6 @@ STOP_TIMEOUT = 15.0
 _MAX_PAGES = 100
 
 
-
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -51,6 +50,7 @@ def expand_env_references(env: Mapping[str, str]) -> dict[str, str]:
         name: _ENV_REFERENCE.sub(lambda m: os.environ.get(m.group(1), ""), value)
         for name, value in env.items()
     }
+
 
 class MCPConnection:
     """A connection to one MCP server; every coroutine must run on the same event loop.

@@ -319,7 +319,12 @@ class Sandbox:
                 "--",
             ]
         enter = [
-            BASH, "-c", _enter_script(self.config.limits, file_bytes), "ac-enter", str(env_fd), cwd
+            BASH,
+            "-c",
+            _enter_script(self.config.limits, file_bytes),
+            "ac-enter",
+            str(env_fd),
+            cwd,
         ]
         return [*args, "--", *prefix, *enter, *argv]
 

@@ -152,7 +152,9 @@ class SandboxConfig:
             if not _ENV_NAME.match(name):
                 raise ConfigError(f"{_PREFIX}ENV: {name!r} is not a variable name")
         if not 1000 <= self.uid_base <= 2**32 - 2**16 - 2:
-            raise ConfigError(f"{_PREFIX}UID_BASE must be in [1000, 4294901758], got {self.uid_base}")
+            raise ConfigError(
+                f"{_PREFIX}UID_BASE must be in [1000, 4294901758], got {self.uid_base}"
+            )
 
     def for_shared_workspaces(self) -> SandboxConfig:
         """This config for workspaces on storage every worker mounts (``workspace_mode: shared``).
@@ -182,8 +184,7 @@ class SandboxConfig:
             memory_bytes=_int(env, "MEMORY_MB", SandboxLimits.memory_bytes // _MIB) * _MIB,
             file_bytes=_int(env, "FILE_MB", SandboxLimits.file_bytes // _MIB) * _MIB,
             processes=_int(env, "PROCESSES", SandboxLimits.processes),
-            workspace_bytes=_int(env, "WORKSPACE_MB", SandboxLimits.workspace_bytes // _MIB)
-            * _MIB,
+            workspace_bytes=_int(env, "WORKSPACE_MB", SandboxLimits.workspace_bytes // _MIB) * _MIB,
             tmp_bytes=_int(env, "TMP_MB", SandboxLimits.tmp_bytes // _MIB) * _MIB,
             workspace_files=_int(env, "WORKSPACE_FILES", SandboxLimits.workspace_files),
         )

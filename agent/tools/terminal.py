@@ -54,8 +54,8 @@ _MAX_STATE_BYTES = 1024 * 1024
 # then the cwd and the environment.
 _SCRIPT = (
     "__ac_fd=$2; __ac_scan=$3\n"
-    "trap '__ac_rc=$?; __ac_n=0; [ \"$__ac_scan\" = 1 ] && for __ac_p in /proc/[0-9]*; do "
-    'case ${__ac_p#/proc/} in 1|$$) ;; *) __ac_n=$((__ac_n+1)) ;; esac; done; '
+    'trap \'__ac_rc=$?; __ac_n=0; [ "$__ac_scan" = 1 ] && for __ac_p in /proc/[0-9]*; do '
+    "case ${__ac_p#/proc/} in 1|$$) ;; *) __ac_n=$((__ac_n+1)) ;; esac; done; "
     '{ printf "%s\\0%s\\0" "$__ac_n" "$PWD"; env -0; } >&"$__ac_fd" 2>/dev/null; '
     "exit $__ac_rc' EXIT\n"
     '__ac_cmd=$1; shift 3; eval "$__ac_cmd"\n'
@@ -406,7 +406,11 @@ def terminal_spec(
             outcome.session.save(ctx.env.state, ctx.task_id)
             session = outcome.session
         visible = sandbox.visible_workspace(workspace)
-        cwd = session.visible_cwd(visible) if sandbox.isolated else str(session.working_dir(workspace))
+        cwd = (
+            session.visible_cwd(visible)
+            if sandbox.isolated
+            else str(session.working_dir(workspace))
+        )
         return _format(outcome, cwd)
 
     return ToolSpec(

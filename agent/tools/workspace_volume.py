@@ -85,8 +85,7 @@ class _Programs:
 
 def _programs() -> _Programs | str:
     found = {
-        name: shutil.which(name, path=HOST_PATH)
-        for name in ("mkfs.ext4", "mount", "umount", "cp")
+        name: shutil.which(name, path=HOST_PATH) for name in ("mkfs.ext4", "mount", "umount", "cp")
     }
     missing = [name for name, path in found.items() if path is None]
     if missing:
@@ -102,7 +101,11 @@ def _programs() -> _Programs | str:
 def _run(argv: list[str]) -> None:
     """Run a host program with the worker-built environment; raise OSError with its stderr."""
     result = subprocess.run(
-        argv, env=host_environment({"LC_ALL": "C"}), stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+        argv,
+        env=host_environment({"LC_ALL": "C"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=60,
     )
     if result.returncode != 0:
         detail = result.stderr.decode("utf-8", "replace").strip() or f"exit {result.returncode}"

@@ -41,7 +41,9 @@ def cmd_platforms(args: argparse.Namespace) -> int:
     try:
         now = time.time()
         for spec in specs:
-            store = BotStore(client, Keyspace(settings.namespace), platform=spec.platform, bot=spec.name)
+            store = BotStore(
+                client, Keyspace(settings.namespace), platform=spec.platform, bot=spec.name
+            )
             state = store.state(now)
             polled = state.stats.get("polled_at")
             rows.append(

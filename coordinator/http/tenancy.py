@@ -49,9 +49,7 @@ async def caller(request: Request) -> str:
     limits = gw.limits_for(tenant)
     if limits.requests_per_minute:
         admission = await gw.run(
-            lambda: gw.tenants.admit(
-                tenant, limits, job_id=None, lifetime=gw.settings.turn_timeout
-            )
+            lambda: gw.tenants.admit(tenant, limits, job_id=None, lifetime=gw.settings.turn_timeout)
         )
         if not admission.allowed:
             raise _refusal(tenant, admission.limit, admission.retry_after)

@@ -115,9 +115,7 @@ def _text(value: Any) -> str:
 class BotStore:
     """One bot's lease, offset and inbox in Redis (a sync client: called on the gateway's threads)."""
 
-    def __init__(
-        self, client: redis.Redis, keyspace: Keyspace, *, platform: str, bot: str
-    ) -> None:
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, platform: str, bot: str) -> None:
         self.client = client
         self.keys: PlatformKeys = keyspace.platform(platform, bot)
         self._scripts = ScriptSet(client)
@@ -148,7 +146,9 @@ class BotStore:
 
     def confirm_offset(self, token: int, offset: int) -> bool:
         """Store the next offset under ``token``; ``False``: the caller was deposed."""
-        return bool(self._scripts("platform_offset", [self.keys.lease, self.keys.offset], [token, offset]))
+        return bool(
+            self._scripts("platform_offset", [self.keys.lease, self.keys.offset], [token, offset])
+        )
 
     # -- the inbox -------------------------------------------------------------
 

@@ -36,8 +36,13 @@ def test_platform_demo_tells_the_handover_and_prints_the_transcript(tmp_path: Pa
     assert killed is not None and took is not None, out
     assert killed.group(1) == first.group(1) != took.group(1), "the other gateway polls on"
     assert float(took.group(2)) < 10
-    assert f"{len(CHAT_MESSAGES)} replies for {len(CHAT_MESSAGES)} messages, none lost, none twice" in out
-    transcript = [line.strip() for line in out.split("\n5. ")[1].splitlines() if "<" in line or ">" in line]
+    assert (
+        f"{len(CHAT_MESSAGES)} replies for {len(CHAT_MESSAGES)} messages, none lost, none twice"
+        in out
+    )
+    transcript = [
+        line.strip() for line in out.split("\n5. ")[1].splitlines() if "<" in line or ">" in line
+    ]
     expected = []
     for text in CHAT_MESSAGES:
         expected += [f"user > {text}", f"bot  < echo: {text}"]

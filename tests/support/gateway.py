@@ -19,6 +19,7 @@ API_KEY = "gw-test-key-" + "7" * 20
 OTHER_KEY = "gw-test-key-other-" + "3" * 14
 ADMIN_TOKEN = "gw-admin-" + "5" * 24
 
+
 @dataclass
 class Gateway:
     """One ``agent-cluster serve`` process."""

@@ -19,7 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 def agent(
-    sim: ProviderSimulator, tool_env: ToolEnvironment, session: str, provider: str = "openai", **kw: Any
+    sim: ProviderSimulator,
+    tool_env: ToolEnvironment,
+    session: str,
+    provider: str = "openai",
+    **kw: Any,
 ) -> AIAgent:
     return AIAgent(
         model="sim-gpt" if provider == "openai" else "sim-claude",
@@ -108,10 +112,14 @@ def test_clients_nobody_holds_are_closed_past_the_idle_cap() -> None:
     from agent.providers.clients import ClientKey
 
     refs = [
-        clients.acquire(ClientKey.of("openai", f"http://h{i}", "sk", 5.0), lambda _http, i=i: Client(f"c{i}"))
+        clients.acquire(
+            ClientKey.of("openai", f"http://h{i}", "sk", 5.0), lambda _http, i=i: Client(f"c{i}")
+        )
         for i in range(3)
     ]
-    again = clients.acquire(ClientKey.of("openai", "http://h0", "sk", 5.0), lambda _http: Client("new"))
+    again = clients.acquire(
+        ClientKey.of("openai", "http://h0", "sk", 5.0), lambda _http: Client("new")
+    )
     assert again.client is refs[0].client  # held: shared, not rebuilt
     for ref in refs:
         ref.release()

@@ -45,7 +45,9 @@ def test_an_unknown_session_exits_1_like_the_http_404(
 ) -> None:
     done = run("session", "never-seen", "--redis-url", redis_server.url, "--namespace", namespace)
     assert done.returncode == 1, done.stderr
-    assert done.stdout.strip() == "session never-seen: nothing stored (never seen, or reset and idle)"
+    assert (
+        done.stdout.strip() == "session never-seen: nothing stored (never seen, or reset and idle)"
+    )
     as_json = run(
         "session", "never-seen", "--json", "--redis-url", redis_server.url, "--namespace", namespace
     )
@@ -66,7 +68,9 @@ def test_registry_bump_mentions_mcp_only_when_the_config_has_servers(
     plain = run("registry", "bump", *where)
     assert plain.returncode == 0, plain.stderr
     assert "re-discovered" not in plain.stdout
-    assert "generation 1 applied by 0/0 live worker(s) (the config has no mcp_servers" in plain.stdout
+    assert (
+        "generation 1 applied by 0/0 live worker(s) (the config has no mcp_servers" in plain.stdout
+    )
     RedisVersionStore(redis_client, Keyspace(namespace)).publish_config(
         {"mcp_servers": {"files": {"command": "mcp-files"}}}
     )

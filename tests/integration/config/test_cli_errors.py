@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "coordinator.cli", *args],
-        capture_output=True, text=True, timeout=60, input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
     )
 
 
@@ -35,7 +38,8 @@ def test_bad_database_number_and_unknown_worker(redis_server: RedisServer, names
     one_line(run("config", "history", "--redis-url", f"{url}/99"), 3, "has no database 99", "/99")
     one_line(
         run("drain", "nosuch", "--redis-url", redis_server.url, "--namespace", namespace),
-        2, "worker 'nosuch' is not registered",
+        2,
+        "worker 'nosuch' is not registered",
     )
 
 
@@ -46,14 +50,18 @@ def test_refused_credentials_name_the_url_without_the_password(tmp_path: Path) -
         bad = f"redis://:wrong-password@127.0.0.1:{server.port}/0"
         result = subprocess.run(
             [sys.executable, "-m", "coordinator.cli", "config", "show"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "AGENT_CLUSTER_REDIS_URL": bad},
         )
         one_line(result, 3, "refused the credentials", f"redis://:***@127.0.0.1:{server.port}/0")
         assert "wrong-password" not in result.stderr
         missing = subprocess.run(
             [sys.executable, "-m", "coordinator.cli", "worker", "--id", "w1"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
             env={**os.environ, "AGENT_CLUSTER_REDIS_URL": f"redis://127.0.0.1:{server.port}/0"},
         )
         one_line(missing, 3, "refused the credentials")
@@ -62,9 +70,13 @@ def test_refused_credentials_name_the_url_without_the_password(tmp_path: Path) -
         server.process.wait(10)
 
 
-def test_the_coordinator_names_what_to_fix_and_exits_non_zero(redis_server: RedisServer, namespace: str) -> None:
+def test_the_coordinator_names_what_to_fix_and_exits_non_zero(
+    redis_server: RedisServer, namespace: str
+) -> None:
     lines = '{"session": "a"}\nnot json\n{"session": "a", "text": 3}\n\n'
-    result = run("coordinator", "--redis-url", redis_server.url, "--namespace", namespace, stdin=lines)
+    result = run(
+        "coordinator", "--redis-url", redis_server.url, "--namespace", namespace, stdin=lines
+    )
     assert result.returncode == 1
     out = result.stdout.splitlines()
     assert len(out) == 3

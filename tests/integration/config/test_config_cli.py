@@ -41,13 +41,26 @@ def workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> Iterat
 
 def cli(workers: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", *args,
-         "--redis-url", workers.redis_url, "--namespace", workers.namespace],
-        capture_output=True, text=True, timeout=60, env=workers.env,
+        [
+            sys.executable,
+            "-m",
+            "coordinator.cli",
+            *args,
+            "--redis-url",
+            workers.redis_url,
+            "--namespace",
+            workers.namespace,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=workers.env,
     )
 
 
-def push(workers: Fleet, tmp_path: Path, text: str, name: str = "cluster.yaml") -> subprocess.CompletedProcess[str]:
+def push(
+    workers: Fleet, tmp_path: Path, text: str, name: str = "cluster.yaml"
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / name
     path.write_text(text)
     return cli(workers, "config", "push", str(path))
@@ -97,7 +110,11 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
         assert invalid.stderr.strip() == (
             "error: model.max_tokens must be a whole number >= 1 or null, got 'many' (bad.yaml line 4)"
         )
-        secret = push(workers, tmp_path, "model:\n  default: m\n  api_key: sk-proj-abcdefghijklmnopqrstuvwxyz\n")
+        secret = push(
+            workers,
+            tmp_path,
+            "model:\n  default: m\n  api_key: sk-proj-abcdefghijklmnopqrstuvwxyz\n",
+        )
         assert secret.returncode == 2 and "model.api_key is named like a secret" in secret.stderr
         assert "sk-proj" not in secret.stderr
         assert "Traceback" not in invalid.stderr + secret.stderr
@@ -117,7 +134,9 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
 
     history = cli(workers, "config", "history")
     assert history.returncode == 0
-    rows = [line for line in history.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    rows = [
+        line for line in history.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()
+    ]
     assert [row.split("|")[1].strip() for row in rows] == ["4 (current)", "3", "2", "1"]
     assert "rollback to 1" in rows[0]
     diff = cli(workers, "config", "diff", "2", "3")
@@ -154,7 +173,9 @@ def test_an_empty_document_and_unconfirmed_removals_are_refused_and_change_nothi
     before = (store.versions(), store.current_config())
     empty = push(made, tmp_path, "# nothing yet\n", "empty.yaml")
     assert empty.returncode == 2
-    assert empty.stderr.startswith("error: empty.yaml is empty: publishing it would remove every key")
+    assert empty.stderr.startswith(
+        "error: empty.yaml is empty: publishing it would remove every key"
+    )
     smaller = push(made, tmp_path, "agent:\n  max_iterations: 5\n", "smaller.yaml")
     assert smaller.returncode == 2
     assert smaller.stderr.strip() == (
@@ -184,9 +205,7 @@ def mcp_workers(redis_server: RedisServer, namespace: str, tmp_path: Path) -> It
         yield made
 
 
-def test_mcp_reload_rediscovers_tools_on_every_worker(
-    mcp_workers: Fleet, tmp_path: Path
-) -> None:
+def test_mcp_reload_rediscovers_tools_on_every_worker(mcp_workers: Fleet, tmp_path: Path) -> None:
     workers = mcp_workers
     tools_file = tmp_path / "tools.json"
     tools_file.write_text(json.dumps(["add"]))
@@ -197,8 +216,11 @@ def test_mcp_reload_rediscovers_tools_on_every_worker(
     )
     assert push(workers, tmp_path, config).returncode == 0
     with coordinator(workers.settings()) as coord:
+
         def shout_round() -> dict[str, str]:
-            handles = {s: coord.submit_async(s, '!tool mcp_test_shout {"text": "hi"}') for s in SESSIONS}
+            handles = {
+                s: coord.submit_async(s, '!tool mcp_test_shout {"text": "hi"}') for s in SESSIONS
+            }
             return {s: h.result(60).text for s, h in handles.items()}
 
         before = shout_round()

@@ -51,47 +51,98 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(r"^python3 -m venv", "skip",
-         "creates a virtual environment and installs from the package index (minutes); "
-         "CI's own install (.ci/run) is this command"),
+    Rule(
+        r"^python3 -m venv",
+        "skip",
+        "creates a virtual environment and installs from the package index (minutes); "
+        "CI's own install (.ci/run) is this command",
+    ),
     Rule(r"^\.venv/bin/ruff check", "skip", "lint, types and the whole suite: what .ci/run runs"),
-    Rule(r"^\.venv/bin/python benchmarks/", "skip",
-         "benchmarks take minutes and print figures; they are not tests"),
-    Rule(r"^\.venv/bin/python -m tests\.integration\.chaos\.run", "skip",
-         "a 600 s chaos run; tests/integration/chaos runs short ones"),
+    Rule(
+        r"^\.venv/bin/python benchmarks/",
+        "skip",
+        "benchmarks take minutes and print figures; they are not tests",
+    ),
+    Rule(
+        r"^\.venv/bin/python -m tests\.integration\.chaos\.run",
+        "skip",
+        "a 600 s chaos run; tests/integration/chaos runs short ones",
+    ),
     Rule(r"^agent-cluster demo", "run", "the demo's story", expect="drained in"),
-    Rule(r"^redis-server --port \d+ &$", "background", "a real redis-server",
-         rewrite=((r" &$", " --bind 127.0.0.1 --save '' --appendonly no &"),)),
+    Rule(
+        r"^redis-server --port \d+ &$",
+        "background",
+        "a real redis-server",
+        rewrite=((r" &$", " --bind 127.0.0.1 --save '' --appendonly no &"),),
+    ),
     Rule(r"^export ", "run", "the variable reaches the later commands"),
     Rule(r"^agent-cluster worker --id w\d &", "background", "a worker process"),
     Rule(r"^agent-cluster simulate-llm --port \d+", "background", "the provider simulator"),
     Rule(r"^agent-cluster serve ", "background", "the HTTP gateway"),
-    Rule(r"^echo '\{\"session\".*\| agent-cluster coordinator", "run", "answered",
-         expect='"ok": true'),
-    Rule(r"^agent-cluster chat --provider openai", "run", "a turn through the simulator",
-         stdin="hello\n", expect="agent>"),
-    Rule(r"^agent-cluster chat\b", "run", "a turn of the offline model", stdin="hello\n",
-         expect="agent> "),
+    Rule(
+        r"^echo '\{\"session\".*\| agent-cluster coordinator",
+        "run",
+        "answered",
+        expect='"ok": true',
+    ),
+    Rule(
+        r"^agent-cluster chat --provider openai",
+        "run",
+        "a turn through the simulator",
+        stdin="hello\n",
+        expect="agent>",
+    ),
+    Rule(
+        r"^agent-cluster chat\b",
+        "run",
+        "a turn of the offline model",
+        stdin="hello\n",
+        expect="agent> ",
+    ),
     Rule(r"^agent-cluster status$", "run", "the worker table", expect="| w1 "),
-    Rule(r"^agent-cluster session chat-1$", "run", "the session the coordinator created",
-         expect="session chat-1"),
+    Rule(
+        r"^agent-cluster session chat-1$",
+        "run",
+        "the session the coordinator created",
+        expect="session chat-1",
+    ),
     Rule(r"^agent-cluster health w2; echo \$\?$", "run", "w2 is healthy", expect="healthy"),
-    Rule(r"^curl -sN \.\.\.", "skip",
-         "its arguments are elided (...); resuming with Last-Event-ID is tested in "
-         "tests/integration/http/test_streaming.py"),
+    Rule(
+        r"^curl -sN \.\.\.",
+        "skip",
+        "its arguments are elided (...); resuming with Last-Event-ID is tested in "
+        "tests/integration/http/test_streaming.py",
+    ),
     Rule(r"^curl ", "run", "no error in the JSON reply (a 415 or 401 would be one)"),
     Rule(r"^cat > real\.yaml <<'YAML'", "run", "writes the file the next push reads"),
-    Rule(r"^agent-cluster config push --check FILE", "run", "validates",
-         rewrite=((r"FILE", "deploy/cluster.example.yaml"),), expect="valid"),
-    Rule(r"^agent-cluster config show \[--version N\] \[--json\]", "run", "the current version",
-         rewrite=((r" \[--version N\] \[--json\]", ""),), expect="# config version"),
-    Rule(r"^agent-cluster config push bad\.yaml$", "skip",
-         "bad.yaml stands for any invalid file; the refusals are tested in "
-         "tests/unit/cluster/test_config_schema.py and tests/integration/config/"),
+    Rule(
+        r"^agent-cluster config push --check FILE",
+        "run",
+        "validates",
+        rewrite=((r"FILE", "deploy/cluster.example.yaml"),),
+        expect="valid",
+    ),
+    Rule(
+        r"^agent-cluster config show \[--version N\] \[--json\]",
+        "run",
+        "the current version",
+        rewrite=((r" \[--version N\] \[--json\]", ""),),
+        expect="# config version",
+    ),
+    Rule(
+        r"^agent-cluster config push bad\.yaml$",
+        "skip",
+        "bad.yaml stands for any invalid file; the refusals are tested in "
+        "tests/unit/cluster/test_config_schema.py and tests/integration/config/",
+    ),
     Rule(r"^agent-cluster config (push|rollback|history|diff) ", "run", "exit 0"),
     Rule(r"^agent-cluster config history$", "run", "exit 0", expect="| version |"),
-    Rule(r"^agent-cluster (registry bump|mcp reload)\b", "run",
-         "every live worker acknowledges", expect="live worker(s)"),
+    Rule(
+        r"^agent-cluster (registry bump|mcp reload)\b",
+        "run",
+        "every live worker acknowledges",
+        expect="live worker(s)",
+    ),
 )
 
 

@@ -118,8 +118,13 @@ class Session:
         exported = re.match(r"export (\w+)=", text)
         script = text + (f'\nprintf "%s" "${exported[1]}"' if exported else "")
         done = subprocess.run(
-            ["bash", "-c", script], cwd=self.workdir, env=self.env, input=rule.stdin,
-            capture_output=True, text=True, timeout=45,
+            ["bash", "-c", script],
+            cwd=self.workdir,
+            env=self.env,
+            input=rule.stdin,
+            capture_output=True,
+            text=True,
+            timeout=45,
         )
         output = done.stdout + done.stderr
         assert done.returncode == rule.status, f"{where}\nexit {done.returncode}\n{output}"
@@ -135,8 +140,12 @@ class Session:
             return  # a later section shows the same server again: it is running
         with (self.workdir / f"background-{len(self.background)}.log").open("wb") as log:
             process = subprocess.Popen(
-                ["bash", "-c", f"exec {text}"], cwd=self.workdir, env=self.env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                ["bash", "-c", f"exec {text}"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.background.append((text, process))
         self.wait_until_serving(text, process, where)

@@ -18,9 +18,7 @@ pytestmark = pytest.mark.integration
 def wait_in_model_calls(sim: ProviderSimulator, *texts: str) -> None:
     """Wait until the simulator holds the model call of each message in ``texts``."""
     deadline = time.monotonic() + 30
-    while not all(
-        any(text.encode() in r.body for r in sim.recorded_requests()) for text in texts
-    ):
+    while not all(any(text.encode() in r.body for r in sim.recorded_requests()) for text in texts):
         assert time.monotonic() < deadline, f"the turns of {texts} never called the model"
         time.sleep(0.01)
 

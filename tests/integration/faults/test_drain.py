@@ -81,7 +81,9 @@ def test_drain_command_waits_for_the_running_turn_then_the_worker_exits(
     workers.start("w0")
     with coordinator(workers.settings()) as coord:
         marker = f"released-{uuid.uuid4().hex[:8]}"
-        running = coord.submit_async("long", f"!sh until [ -e go ]; do sleep 0.02; done; echo {marker}")
+        running = coord.submit_async(
+            "long", f"!sh until [ -e go ]; do sleep 0.02; done; echo {marker}"
+        )
         queued = coord.submit_async("long", "right behind it")
         _wait_until(lambda: bool(processes_with(marker)), "the first turn's command runs")
         workers.start("w1")

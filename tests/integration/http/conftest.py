@@ -56,9 +56,10 @@ def cluster(
     namespace = f"h{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp("http")
     client = redis.Redis.from_url(redis_server.url)
-    with ProviderSimulator() as sim, fleet(
-        redis_server.url, namespace, tmp, **sim_endpoints_env(sim, DEAD_ENDPOINT)
-    ) as workers:
+    with (
+        ProviderSimulator() as sim,
+        fleet(redis_server.url, namespace, tmp, **sim_endpoints_env(sim, DEAD_ENDPOINT)) as workers,
+    ):
         RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in WORKERS:
             workers.start(worker_id, wait=False)

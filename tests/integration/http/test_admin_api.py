@@ -17,11 +17,7 @@ YAML = "application/yaml"
 
 def model_yaml(cluster: HttpCluster, max_iterations: int) -> str:
     return (
-        "model:\n"
-        "  endpoint: sim\n"
-        "  default: sim-gpt\n"
-        "agent:\n"
-        f"  max_iterations: {max_iterations}\n"
+        f"model:\n  endpoint: sim\n  default: sim-gpt\nagent:\n  max_iterations: {max_iterations}\n"
     )
 
 
@@ -139,7 +135,9 @@ def test_an_empty_or_key_removing_push_is_refused_unless_confirmed(cluster: Http
     """Issue 17.4 through the admin API: nothing is published without ?confirm_removals=1."""
     with cluster.admin() as admin:
         current = admin.get("/v1/admin/config").json()
-        empty = admin.post("/v1/admin/config", content="# nothing\n", headers={"Content-Type": YAML})
+        empty = admin.post(
+            "/v1/admin/config", content="# nothing\n", headers={"Content-Type": YAML}
+        )
         assert empty.status_code == 400
         assert empty.json()["error"]["message"].startswith(
             "request body is empty: publishing it would remove every key"
@@ -152,6 +150,6 @@ def test_an_empty_or_key_removing_push_is_refused_unless_confirmed(cluster: Http
         assert admin.get("/v1/admin/config").json()["version"] == current["version"]
         confirmed = admin.post("/v1/admin/config?confirm_removals=1", json=smaller)
         assert confirmed.status_code == 200, confirmed.text
-        assert "- model.default: \"sim-gpt\"" in confirmed.json()["changes"]
+        assert '- model.default: "sim-gpt"' in confirmed.json()["changes"]
         restored = admin.post("/v1/admin/config", json=current["document"])  # only adds keys
         assert restored.status_code == 200, restored.text

@@ -61,11 +61,16 @@ class TenantCluster:
 
 
 @pytest.fixture(scope="module")
-def tc(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TenantCluster]:
+def tc(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TenantCluster]:
     namespace = f"t{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp("tenants")
     client = redis.Redis.from_url(redis_server.url)
-    env = {"AGENT_CLUSTER_API_KEY_SHA256": KEYS, "AGENT_CLUSTER_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)}
+    env = {
+        "AGENT_CLUSTER_API_KEY_SHA256": KEYS,
+        "AGENT_CLUSTER_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+    }
     limits = {
         **env,
         "AGENT_CLUSTER_TENANT_REQUESTS_PER_MINUTE": str(RPM),
@@ -73,9 +78,10 @@ def tc(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "AGENT_CLUSTER_TENANT_LIMITS": "zeta=2/0",
     }
     started: list[Gateway] = []
-    with ProviderSimulator() as sim, fleet(
-        redis_server.url, namespace, tmp, **sim_endpoints_env(sim)
-    ) as workers:
+    with (
+        ProviderSimulator() as sim,
+        fleet(redis_server.url, namespace, tmp, **sim_endpoints_env(sim)) as workers,
+    ):
         RedisVersionStore(client, Keyspace(namespace)).publish_config(sim_config())
         for worker_id in ("w1", "w2"):
             workers.start(worker_id, wait=False)
@@ -170,9 +176,7 @@ def test_posting_natively_or_through_chat_completions_reaches_only_the_callers_o
         assert native.status_code == 200 and "beta-secret" not in native.text
         for how in ({"json": {"user": name}}, {"headers": {"X-Session-Key": name}, "json": {}}):
             body = {**how["json"], "messages": [{"role": "user", "content": "!sh cat notes.txt"}]}
-            reply = acme.post(
-                "/v1/chat/completions", json=body, headers=how.get("headers", {})
-            )
+            reply = acme.post("/v1/chat/completions", json=body, headers=how.get("headers", {}))
             assert reply.status_code == 200, reply.text
             assert "beta-secret" not in reply.text
         assert texts(tc, f"@beta/{name}") == ["!sh echo beta-secret > notes.txt"]
@@ -207,9 +211,11 @@ def test_interrupting_another_tenants_running_turn_is_404_and_the_turn_finishes(
 def test_a_name_cannot_forge_another_tenants_key_and_default_keys_keep_plain_names(
     tc: TenantCluster, name: str
 ) -> None:
-    with tc.a.client(key=BETA) as beta, tc.a.client(key=ACME) as acme, tc.a.client(
-        key=LEGACY
-    ) as legacy:
+    with (
+        tc.a.client(key=BETA) as beta,
+        tc.a.client(key=ACME) as acme,
+        tc.a.client(key=LEGACY) as legacy,
+    ):
         assert send(beta, name, "beta only").status_code == 200
         for forged in (f"@beta/{name}", "@beta"):
             refused = acme.get(f"/v1/sessions/{forged}")
@@ -219,9 +225,7 @@ def test_a_name_cannot_forge_another_tenants_key_and_default_keys_keep_plain_nam
         assert texts(tc, name) == ["from before tenants"]  # the default tenant's key is the name
 
 
-def test_the_admin_sees_every_tenants_sessions_and_usage(
-    tc: TenantCluster, name: str
-) -> None:
+def test_the_admin_sees_every_tenants_sessions_and_usage(tc: TenantCluster, name: str) -> None:
     with tc.a.client(key=BETA) as beta:
         assert send(beta, name, "count me").status_code == 200
     with tc.b.client(key=ADMIN_TOKEN) as admin:
@@ -231,9 +235,21 @@ def test_the_admin_sees_every_tenants_sessions_and_usage(
         status = admin.get("/v1/admin/status").json()
         assert "beta" in {t["tenant"] for t in status["tenants"]}
     shown = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "session", f"@beta/{name}",
-         "--redis-url", tc.redis_url, "--namespace", tc.namespace],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            "-m",
+            "coordinator.cli",
+            "session",
+            f"@beta/{name}",
+            "--redis-url",
+            tc.redis_url,
+            "--namespace",
+            tc.namespace,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     assert f"tenant:         beta (its API keys call it '{name}')" in shown
 
@@ -252,7 +268,9 @@ def test_each_tenants_usage_is_in_metrics_and_the_status_page(tc: TenantCluster)
     with tc.a.client(key=ACME) as acme:
         before = acme.get("/metrics/cluster").text
         for n in range(2):
-            assert send(acme, f"usage-{uuid.uuid4().hex[:6]}", f"tokens please {n}").status_code == 200
+            assert (
+                send(acme, f"usage-{uuid.uuid4().hex[:6]}", f"tokens please {n}").status_code == 200
+            )
     scraped = httpx.get(f"{tc.b.url}/metrics/cluster").text  # the other gateway sees the same
     turns = _metric(scraped, "agent_cluster_tenant_turns_total", tenant=tenant)
     assert turns - _metric(before, "agent_cluster_tenant_turns_total", tenant=tenant) == 2
@@ -269,7 +287,9 @@ def test_each_tenants_usage_is_in_metrics_and_the_status_page(tc: TenantCluster)
 def test_requests_per_minute_are_counted_over_every_gateway(tc: TenantCluster, name: str) -> None:
     l1, l2 = tc.limited
     with l1.client(key=GAMMA) as one, l2.client(key=GAMMA) as two, l2.client(key=BETA) as other:
-        codes = [(one if n % 2 else two).get(f"/v1/sessions/{name}").status_code for n in range(RPM)]
+        codes = [
+            (one if n % 2 else two).get(f"/v1/sessions/{name}").status_code for n in range(RPM)
+        ]
         assert codes == [404] * RPM  # admitted (no such session), alternating gateways
         for client in (one, two):
             refused = client.get(f"/v1/sessions/{name}")

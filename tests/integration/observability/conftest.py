@@ -37,7 +37,9 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     """The sum of ``name``'s samples whose labels include ``labels`` (0 when none)."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
@@ -79,9 +81,23 @@ def start_gateway(redis_url: str, namespace: str, tmp: Path) -> tuple[str, subpr
     log = tmp / "gateway.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous", "--host", "127.0.0.1",
-             "--port", str(port), "--redis-url", redis_url, "--namespace", namespace,
-             "--turn-timeout", "60"],
+            [
+                sys.executable,
+                "-m",
+                "coordinator.cli",
+                "serve",
+                "--anonymous",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--redis-url",
+                redis_url,
+                "--namespace",
+                namespace,
+                "--turn-timeout",
+                "60",
+            ],
             env={**os.environ, **FAST},
             stdout=subprocess.DEVNULL,
             stderr=out,

@@ -83,7 +83,8 @@ def test_worker_and_gateway_metrics_move_with_traffic(observed: ObservedCluster)
     (route,) = {
         dict(labels)["route"]
         for (name, labels) in gateway
-        if name == "agent_cluster_http_requests_total" and dict(labels)["route"].endswith("/messages")
+        if name == "agent_cluster_http_requests_total"
+        and dict(labels)["route"].endswith("/messages")
     }
     assert route == "/v1/sessions/{key}/messages"
     assert value(gateway, "agent_cluster_http_requests_total", route=route, status="200") == turns
@@ -93,13 +94,23 @@ def test_worker_and_gateway_metrics_move_with_traffic(observed: ObservedCluster)
     assert value(gateway, "agent_cluster_up") == 1
     assert value(gateway, "agent_cluster_workers", state="active") == 3
     assert value(gateway, "agent_cluster_published_config_version") == 1
-    assert sum(
-        value(gateway, "agent_cluster_worker_sessions_owned", worker=w) for w in ("m1", "m2", "m3")
-    ) == SESSIONS + 1
+    assert (
+        sum(
+            value(gateway, "agent_cluster_worker_sessions_owned", worker=w)
+            for w in ("m1", "m2", "m3")
+        )
+        == SESSIONS + 1
+    )
     # The workers' health records (one heartbeat later) carry their provider figures.
     _wait_for(
-        lambda: value(scrape(f"{observed.gateway_url}/metrics/cluster"), "agent_cluster_worker_provider_tokens_total", kind="output")
-        == tokens["output"]
+        lambda: (
+            value(
+                scrape(f"{observed.gateway_url}/metrics/cluster"),
+                "agent_cluster_worker_provider_tokens_total",
+                kind="output",
+            )
+            == tokens["output"]
+        )
     )
 
     for worker_id in ("m1", "m2", "m3"):
@@ -123,7 +134,9 @@ def test_a_dead_worker_is_recovered_and_counted(observed: ObservedCluster) -> No
         daemon=True,
     )
     sender.start()
-    _wait_for(lambda: value(scrape(observed.worker_url(victim)), "agent_cluster_turns_running") == 1)
+    _wait_for(
+        lambda: value(scrape(observed.worker_url(victim)), "agent_cluster_turns_running") == 1
+    )
     observed.fleet.kill(victim)
     observed.sim.set_latency(ttft=0.0)
     _wait_for(

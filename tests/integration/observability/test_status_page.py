@@ -71,9 +71,14 @@ def _send(url: str, session: str, text: str) -> dict[str, object]:
     return reply
 
 
-def test_the_status_page_shows_the_cluster_and_a_drain(observed: ObservedCluster, tmp_path: Path) -> None:
+def test_the_status_page_shows_the_cluster_and_a_drain(
+    observed: ObservedCluster, tmp_path: Path
+) -> None:
     page = f"{observed.gateway_url}/status"
-    owners = {f"page-{i}": str(_send(observed.gateway_url, f"page-{i}", "hello")["worker_id"]) for i in range(6)}
+    owners = {
+        f"page-{i}": str(_send(observed.gateway_url, f"page-{i}", "hello")["worker_id"])
+        for i in range(6)
+    }
     for session in owners:
         _send(observed.gateway_url, session, "and again")
 
@@ -100,7 +105,9 @@ def test_the_status_page_shows_the_cluster_and_a_drain(observed: ObservedCluster
 
     # The drained worker's own readiness probe says so too (a kubelet takes it out).
     deadline = time.monotonic() + 5
-    while (ready := httpx.get(observed.worker_url(victim, "/readyz"), timeout=5)).status_code != 503:
+    while (
+        ready := httpx.get(observed.worker_url(victim, "/readyz"), timeout=5)
+    ).status_code != 503:
         assert time.monotonic() < deadline, ready.text
         time.sleep(0.1)
     assert "draining" in ready.text
@@ -110,7 +117,9 @@ def test_the_status_page_shows_the_cluster_and_a_drain(observed: ObservedCluster
     dom = _browse(page, tmp_path)
     states = _worker_states(dom)
     assert states[victim] == "draining", states
-    assert sorted(w for w, s in states.items() if s == "active") == sorted({"m1", "m2", "m3"} - {victim})
+    assert sorted(w for w, s in states.items() if s == "active") == sorted(
+        {"m1", "m2", "m3"} - {victim}
+    )
     assert f"drain of {victim} requested" in dom
     _browse(page, tmp_path, screenshot=shot)
     assert shot.stat().st_size > 10_000

@@ -63,7 +63,9 @@ def test_same_webhook_to_both_gateways_three_times_is_answered_once(
         statuses.append(platforms.telegram.post_webhook(url, update, secret=HOOK_SECRET))
 
     threads = [
-        threading.Thread(target=deliver, args=(g.url,)) for g in platforms.gateways for _ in range(3)
+        threading.Thread(target=deliver, args=(g.url,))
+        for g in platforms.gateways
+        for _ in range(3)
     ]
     for thread in threads:
         thread.start()
@@ -102,9 +104,7 @@ def test_a_429_storm_delays_replies_and_loses_none(
     assert platforms.telegram.rate_limited - limited == 4
 
 
-def test_two_gateways_poll_one_token_without_409s(
-    platforms: PlatformCluster, chat_id: int
-) -> None:
+def test_two_gateways_poll_one_token_without_409s(platforms: PlatformCluster, chat_id: int) -> None:
     conflicts = platforms.telegram.conflicts
     for n in range(3):
         platforms.telegram.make_update(POLL_TOKEN, chat_id, f"steady {n}")
@@ -128,7 +128,9 @@ def test_poller_killed_with_kill_9_hands_over_with_no_update_lost_or_answered_tw
     try:
         for n in range(3):  # mid-conversation: accepted, their turns running
             tg.make_update(POLL_TOKEN, chat_id, f"during {n}")
-        while tg.pending_updates(POLL_TOKEN) or platforms.waiting(client, "telegram", "pollbot") < 3:
+        while (
+            tg.pending_updates(POLL_TOKEN) or platforms.waiting(client, "telegram", "pollbot") < 3
+        ):
             time.sleep(0.01)
         killed_at = time.monotonic()
         platforms.kill_gateway(holder)
@@ -219,7 +221,9 @@ def test_drain_of_the_worker_owning_the_chat_mid_conversation_answers_each_messa
     try:
         for n in range(3):
             tg.make_update(POLL_TOKEN, chat_id, f"during {n}")
-        while tg.pending_updates(POLL_TOKEN) or platforms.waiting(client, "telegram", "pollbot") < 3:
+        while (
+            tg.pending_updates(POLL_TOKEN) or platforms.waiting(client, "telegram", "pollbot") < 3
+        ):
             time.sleep(0.01)
         drained: list[int] = []
         drain = threading.Thread(

@@ -80,7 +80,9 @@ def test_the_workers_argv_and_the_redis_password_are_out_of_reach(target: Target
     reply = target.sh(
         chat, r"cat /proc/$PPID/cmdline /proc/*/cmdline 2>/dev/null | tr '\0' ' '; ps aux"
     )
-    assert REDIS_PASSWORD not in reply and "redis://" not in reply and "coordinator.cli" not in reply
+    assert (
+        REDIS_PASSWORD not in reply and "redis://" not in reply and "coordinator.cli" not in reply
+    )
     assert all(REDIS_PASSWORD.encode() not in value for value in target.stored_values())
 
 
@@ -89,7 +91,7 @@ def test_redis_on_loopback_is_unreachable(target: Target) -> None:
     reply = target.sh(
         session(),
         f"(exec 3<>/dev/tcp/127.0.0.1/{port} && echo CONNECTED) 2>/dev/null || echo BLOCKED; "
-        f'python3 -c "import socket; socket.create_connection((\'127.0.0.1\', {port}), 2); '
+        f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}), 2); "
         f"print('CONNECTED')\" 2>/dev/null || echo BLOCKED",
     )
     assert "CONNECTED" not in reply and reply.count("BLOCKED") == 2
@@ -249,7 +251,7 @@ def test_kernel_interfaces_a_command_never_needs_are_refused(target: Target) -> 
     )
     reply = target.sh(
         session(),
-        "unshare -U true 2>&1; echo userns=$?; python3 -c \"import ctypes; "
+        'unshare -U true 2>&1; echo userns=$?; python3 -c "import ctypes; '
         f'libc = ctypes.CDLL(None, use_errno=True); {probe}"; '
         "python3 -c \"import threading, subprocess; subprocess.run(['true']); print('ok')\"",
     )

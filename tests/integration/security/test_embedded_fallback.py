@@ -20,12 +20,19 @@ def test_demo_falls_back_to_local_with_a_one_line_notice(tmp_path: Path) -> None
         found = shutil.which(tool)
         assert found is not None
         (bin_dir / tool).symlink_to(found)
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("AGENT_CLUSTER_")
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AGENT_CLUSTER_")}
     env.update({"PATH": str(bin_dir), "AGENT_CLUSTER_HOME": str(tmp_path / "home")})
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "demo", "--sessions", "1", "-m", "!sh echo hi there"],
+        [
+            sys.executable,
+            "-m",
+            "coordinator.cli",
+            "demo",
+            "--sessions",
+            "1",
+            "-m",
+            "!sh echo hi there",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -23,7 +23,6 @@ from tests.support.fleet import Fleet, coordinator, user_texts
 pytestmark = pytest.mark.integration
 
 
-
 def wait_running(sim: ProviderSimulator, text: str) -> None:
     """Wait until the turn of the message ``text`` is inside its model call (the simulator has it)."""
     wanted = json.dumps(text)[1:-1].encode()

@@ -24,7 +24,9 @@ def test_a_fallback_turn_evicts_the_agent_so_the_next_turn_retries_the_primary(
         RedisVersionStore(
             redis_client, Keyspace(namespace), max_config_bytes=1 << 20
         ).publish_config(
-            sim_config(default="sim-primary", fallback={"default": "sim-fallback", "endpoint": "sim"})
+            sim_config(
+                default="sim-primary", fallback={"default": "sim-fallback", "endpoint": "sim"}
+            )
         )
         workers.start("w0")
         with coordinator(workers.settings()) as coord:

@@ -34,4 +34,6 @@ def test_a_provider_that_never_answers_ends_the_turn_at_the_deadline_naming_the_
     assert waited is not None and DEADLINE <= float(waited.group(1)) < took, message
     assert "rate limiting" not in message, message
     assert ".." not in message
-    print(f"model call deadline {DEADLINE:g}s: error reply {took:.2f}s after the message: {message}")
+    print(
+        f"model call deadline {DEADLINE:g}s: error reply {took:.2f}s after the message: {message}"
+    )

@@ -26,7 +26,11 @@ def test_a_connection_failure_names_the_url_and_not_rate_limits(provider: str, s
     url = f"http://127.0.0.1:{_closed_port()}{suffix}"
     client = make_provider(provider=provider, api_key="test-key", base_url=url, timeout=5)
     request = ModelRequest(
-        model="m", system="s", tools=[], messages=[{"role": "user", "content": "hi"}], session_id="s"
+        model="m",
+        system="s",
+        tools=[],
+        messages=[{"role": "user", "content": "hi"}],
+        session_id="s",
     )
     with pytest.raises(ProviderUnreachable) as err:
         call_with_retries(
@@ -51,7 +55,9 @@ def _timing_out(clock: FakeClock, offered: list[float | None]) -> Callable[[floa
         offered.append(timeout)
         clock.advance(CLIENT_TIMEOUT if timeout is None else min(timeout, CLIENT_TIMEOUT))
         raise ProviderTimeout(
-            "openai timed out (http://sim/v1): Request timed out.", provider="openai", retryable=True
+            "openai timed out (http://sim/v1): Request timed out.",
+            provider="openai",
+            retryable=True,
         )
 
     return call

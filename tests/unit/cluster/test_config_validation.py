@@ -133,7 +133,14 @@ def test_environment_references_are_accepted_where_secrets_are_not() -> None:
         {"mcp_servers": {"x": {"command": "ssh", "args": ["-p", "2222", "host"]}}},
         {"mcp_servers": {"x": {"command": "docker run -p 8080:80 image"}}},
         {"mcp_servers": {"x": {"command": "redis-cli", "args": ["--auth", "${REDIS_PASSWORD}"]}}},
-        {"mcp_servers": {"x": {"command": "env PGPASS=$PGPASS psql", "env": {"PWD": "/srv", "PGPASS": "${PGPASS}"}}}},
+        {
+            "mcp_servers": {
+                "x": {
+                    "command": "env PGPASS=$PGPASS psql",
+                    "env": {"PWD": "/srv", "PGPASS": "${PGPASS}"},
+                }
+            }
+        },
         {"mcp_servers": {"x": {"command": "srv", "args": ["--port", "8080", "--verbose"]}}},
         {"agent": {"ephemeral_system_prompt": "Tasks: skim the desk-notes, then ask-questions."}},
         {"model": {"default": "gpt-4.1", "endpoint": "sim-east"}},
@@ -196,7 +203,11 @@ def test_depth_limit() -> None:
 @pytest.mark.parametrize(
     ("document", "line", "hint"),
     [
-        ("model:\n  endpoint: openai\n  api_key: sk-abcdefghijklmnopqrstuvwx\n", 3, "model.endpoint"),
+        (
+            "model:\n  endpoint: openai\n  api_key: sk-abcdefghijklmnopqrstuvwx\n",
+            3,
+            "model.endpoint",
+        ),
         (
             "mcp_servers:\n  gh:\n    command: gh\n    env:\n      GITHUB_TOKEN: ghp_abcdefghijklmnopqrstuvwxyz0123\n",
             5,

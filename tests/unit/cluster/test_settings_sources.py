@@ -28,7 +28,9 @@ def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path)
     file = tmp_path / "settings.yaml"
     file.write_text("lease_ttl: 11\ncache_size: 7\nnamespace: fromfile\n")
     env = {"AGENT_CLUSTER_LEASE_TTL": "12", "AGENT_CLUSTER_NAMESPACE": "fromenv"}
-    s = load_settings({"namespace": "fromflag", "turn_timeout": None}, environ=env, settings_file=str(file))
+    s = load_settings(
+        {"namespace": "fromflag", "turn_timeout": None}, environ=env, settings_file=str(file)
+    )
     assert (s.namespace, s.lease_ttl, s.cache_size) == ("fromflag", 12.0, 7)
     assert s.turn_timeout == ClusterSettings().turn_timeout
     env["AGENT_CLUSTER_SETTINGS_FILE"] = str(file)
@@ -53,7 +55,10 @@ def test_each_default_is_defined_once() -> None:
     settings = ClusterSettings()
     options = WorkerOptions()
     assert (options.concurrency, options.cache_size, options.idle_ttl, options.sweep_interval) == (
-        settings.concurrency, settings.cache_size, settings.idle_ttl, settings.sweep_interval
+        settings.concurrency,
+        settings.cache_size,
+        settings.idle_ttl,
+        settings.sweep_interval,
     )
     cache: AgentCache[object] = AgentCache()
     try:
@@ -67,7 +72,11 @@ def test_help_shows_each_default_and_version_exists(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         build_parser().parse_args(["worker", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag, default in (("--turn-timeout", "600.0"), ("--cache-size", "128"), ("--idle-ttl", "3600.0")):
+    for flag, default in (
+        ("--turn-timeout", "600.0"),
+        ("--cache-size", "128"),
+        ("--idle-ttl", "3600.0"),
+    ):
         assert flag in text
         assert f"default {default}" in text
     with pytest.raises(SystemExit) as exited:
@@ -85,10 +94,26 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("argv", "expected", "code"),
     [
-        (["config", "history", "--redis-url", "redis://127.0.0.1:{port}/0"], "error: cannot reach Redis at redis://127.0.0.1:{port}/0", 3),
-        (["config", "push", "/nonexistent.yaml"], "error: cannot read the config file '/nonexistent.yaml'", 2),
-        (["settings", "--lease-ttl", "0"], "error: --lease-ttl must be a finite number of seconds > 0", 2),
-        (["config", "history", "--redis-url", "redis://u:hunter2@127.0.0.1:{port}/0"], "redis://u:***@127.0.0.1", 3),
+        (
+            ["config", "history", "--redis-url", "redis://127.0.0.1:{port}/0"],
+            "error: cannot reach Redis at redis://127.0.0.1:{port}/0",
+            3,
+        ),
+        (
+            ["config", "push", "/nonexistent.yaml"],
+            "error: cannot read the config file '/nonexistent.yaml'",
+            2,
+        ),
+        (
+            ["settings", "--lease-ttl", "0"],
+            "error: --lease-ttl must be a finite number of seconds > 0",
+            2,
+        ),
+        (
+            ["config", "history", "--redis-url", "redis://u:hunter2@127.0.0.1:{port}/0"],
+            "redis://u:***@127.0.0.1",
+            3,
+        ),
     ],
 )
 def test_a_user_mistake_prints_one_line_and_exits_non_zero(
@@ -111,7 +136,10 @@ def test_settings_command_shows_each_value_and_where_it_came_from(
     monkeypatch.setenv("AGENT_CLUSTER_LEASE_TTL", "12")
     monkeypatch.setenv("AGENT_CLUSTER_SETTINGS_FILE", str(file))
     assert main(["settings", "--cache-size", "7"]) == 0
-    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in capsys.readouterr().out.splitlines()[2:]}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:4]
+        for line in capsys.readouterr().out.splitlines()[2:]
+    }
     assert [c.strip() for c in rows["cache_size"]] == ["7", "--cache-size"]
     assert [c.strip() for c in rows["lease_ttl"]] == ["12.0", "AGENT_CLUSTER_LEASE_TTL"]
     assert [c.strip() for c in rows["idle_ttl"]] == ["99.0", f"{file}: idle_ttl"]

@@ -92,7 +92,10 @@ def test_an_answered_turn_adds_its_usage_to_its_sessions_tenant(store: TenantSto
     acme = found["acme"]
     assert (acme.turns, acme.cost_usd) == (2, 0.5)
     assert acme.tokens == {
-        "input_tokens": 20, "cache_read_tokens": 180, "cache_write_tokens": 0, "output_tokens": 8
+        "input_tokens": 20,
+        "cache_read_tokens": 180,
+        "cache_write_tokens": 0,
+        "output_tokens": 8,
     }
     assert found[DEFAULT_TENANT].turns == 1
 

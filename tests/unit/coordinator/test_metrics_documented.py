@@ -49,11 +49,23 @@ def _gateway() -> dict[str, str]:
 
 def _cluster() -> dict[str, str]:
     worker = WorkerStatus(
-        worker_id="w1", state="active", heartbeat_age=0.1, host="h", pid=1, started=0.0,
-        sessions_owned=1, queued=0, in_flight=0, health=dataclasses.replace(RECORD, worker_id="w1"),
+        worker_id="w1",
+        state="active",
+        heartbeat_age=0.1,
+        host="h",
+        pid=1,
+        started=0.0,
+        sessions_owned=1,
+        queued=0,
+        in_flight=0,
+        health=dataclasses.replace(RECORD, worker_id="w1"),
     )
     status = ClusterStatus(
-        namespace="t", now=100.0, config_version=1, registry_generation=0, workers=[worker],
+        namespace="t",
+        now=100.0,
+        config_version=1,
+        registry_generation=0,
+        workers=[worker],
         dead_letters=0,
     )
     return _families(cluster_exposition(status))

@@ -29,12 +29,27 @@ def _cluster() -> tuple[fakeredis.FakeRedis, Keyspace]:
     keys = Keyspace("t")
     membership = RedisMembership(client, keys, heartbeat_ttl=5.0)
     writer = HealthWriter(client, keys, ttl=5.0)
-    for worker_id, cost, tokens in (("w1", 0.5, {"input": 100, "cache_read": 300}),
-                                     ("w2", 0.25, {"input": 100, "cache_read": 100})):
-        membership.register(worker_id, host="h", pid=1, queue=keys.worker_queue(worker_id),
-                            instance=f"i-{worker_id}")
-        writer.write(dataclasses.replace(RECORD, worker_id=worker_id, instance=f"i-{worker_id}",
-                                         provider_tokens=tokens, provider_cost_usd=cost), [])
+    for worker_id, cost, tokens in (
+        ("w1", 0.5, {"input": 100, "cache_read": 300}),
+        ("w2", 0.25, {"input": 100, "cache_read": 100}),
+    ):
+        membership.register(
+            worker_id,
+            host="h",
+            pid=1,
+            queue=keys.worker_queue(worker_id),
+            instance=f"i-{worker_id}",
+        )
+        writer.write(
+            dataclasses.replace(
+                RECORD,
+                worker_id=worker_id,
+                instance=f"i-{worker_id}",
+                provider_tokens=tokens,
+                provider_cost_usd=cost,
+            ),
+            [],
+        )
     membership.set_state("w2", WorkerState.DRAINING)
     ClusterEventLog(client, keys).record("drain_requested", "drain of w2 requested", worker="w2")
     return client, keys
@@ -76,7 +91,9 @@ def test_metrics_has_this_gateway_only_and_the_cluster_is_apart() -> None:
         ({"method": "POST", "route": "/v1/sessions/{key}/messages", "status": "200"}, 1.0)
     ]
     # Cluster-wide figures are not in every replica's /metrics: a sum over replicas counts each once.
-    assert not {name for name in own if name.startswith(("agent_cluster_worker", "agent_cluster_up"))}
+    assert not {
+        name for name in own if name.startswith(("agent_cluster_worker", "agent_cluster_up"))
+    }
     got = _families(cluster_exposition(read_status(client, keys)))
     assert "agent_cluster_http_requests_total" not in got
     assert got["agent_cluster_up"] == [({}, 1.0)]
@@ -92,7 +109,9 @@ def test_the_route_label_is_the_template_without_converter_syntax() -> None:
         route_label("/v1/sessions/{key:session_key}/messages/{message_id:path}/events")
         == "/v1/sessions/{key}/messages/{message_id}/events"
     )
-    assert route_label("/v1/admin/workers/{worker_id}/drain") == "/v1/admin/workers/{worker_id}/drain"
+    assert (
+        route_label("/v1/admin/workers/{worker_id}/drain") == "/v1/admin/workers/{worker_id}/drain"
+    )
 
 
 def test_a_recovered_worker_stays_visible_as_dead_for_a_while() -> None:

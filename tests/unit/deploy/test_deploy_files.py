@@ -30,7 +30,9 @@ K8S = DEPLOY / "k8s"
 OTHER_VARIABLES = {
     URL_FILE_ENV,  # cluster.settings
     SETTINGS_FILE_ENV,  # cluster.settings_sources
-    API_KEYS_ENV, API_KEYS_FILE_ENV, ADMIN_TOKEN_ENV,  # coordinator.http.auth
+    API_KEYS_ENV,
+    API_KEYS_FILE_ENV,
+    ADMIN_TOKEN_ENV,  # coordinator.http.auth
     "AGENT_CLUSTER_HOME",  # agent.tools.environment
 }
 SANDBOX_VARIABLE = re.compile(r"^AGENT_CLUSTER_SANDBOX(_[A-Z_]+)?$")  # agent.tools.sandbox_config
@@ -119,7 +121,9 @@ def test_no_secret_travels_in_argv() -> None:
     for _name, container in _containers():
         for item in container.get("env", []):
             if item["name"] in ("AGENT_CLUSTER_REDIS_URL", API_KEYS_ENV, ADMIN_TOKEN_ENV):
-                assert "secretKeyRef" in item.get("valueFrom", {}), f"{item['name']} not from a Secret"
+                assert "secretKeyRef" in item.get("valueFrom", {}), (
+                    f"{item['name']} not from a Secret"
+                )
 
 
 def _check_variables(where: str, env: dict[str, str]) -> ClusterSettings:
@@ -135,7 +139,9 @@ def _check_variables(where: str, env: dict[str, str]) -> ClusterSettings:
 
 def test_environment_variables_are_settings_with_valid_values() -> None:
     for name, service in _compose()["services"].items():
-        _check_variables(f"compose {name}", {k: str(v) for k, v in service.get("environment", {}).items()})
+        _check_variables(
+            f"compose {name}", {k: str(v) for k, v in service.get("environment", {}).items()}
+        )
     for name, container in _containers():
         _check_variables(f"k8s {name}", _env(container))
 
@@ -156,8 +162,12 @@ def test_compose_runs_redis_simulator_gateway_and_three_workers() -> None:
     for name, worker in workers.items():
         settings = _check_variables(name, {k: str(v) for k, v in worker["environment"].items()})
         assert settings.metrics_port > 0 and settings.metrics_host == "0.0.0.0"
-        assert f"127.0.0.1:{settings.metrics_port}/readyz" in " ".join(worker["healthcheck"]["test"])
-        assert _seconds(worker["stop_grace_period"]) > settings.drain_timeout + settings.heartbeat_ttl
+        assert f"127.0.0.1:{settings.metrics_port}/readyz" in " ".join(
+            worker["healthcheck"]["test"]
+        )
+        assert (
+            _seconds(worker["stop_grace_period"]) > settings.drain_timeout + settings.heartbeat_ttl
+        )
         assert worker["depends_on"]["config-push"]["condition"] == "service_completed_successfully"
         assert worker["depends_on"]["simulator"]["condition"] == "service_healthy"
         assert not any(p for p in worker.get("ports", [])), "workers publish no port"
@@ -170,11 +180,15 @@ def test_compose_runs_redis_simulator_gateway_and_three_workers() -> None:
     sim_port = simulator[simulator.index("--port") + 1]
     assert f"127.0.0.1:{sim_port}/health'" in " ".join(services["simulator"]["healthcheck"]["test"])
     assert "ports" not in services["redis"], "a Redis of the host keeps its port"
-    config = parse_config((DEPLOY / "cluster.compose.yaml").read_text(), source="cluster.compose.yaml")
+    config = parse_config(
+        (DEPLOY / "cluster.compose.yaml").read_text(), source="cluster.compose.yaml"
+    )
     for name, worker in workers.items():  # the endpoint the config names is the simulator service
         settings = _check_variables(name, {k: str(v) for k, v in worker["environment"].items()})
         endpoint = settings.endpoint_table().get(config["model"]["endpoint"])
-        assert endpoint.base_url == f"http://simulator:{simulator[simulator.index('--port') + 1]}/v1"
+        assert (
+            endpoint.base_url == f"http://simulator:{simulator[simulator.index('--port') + 1]}/v1"
+        )
     push = services["config-push"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in push["volumes"]}
     assert (ROOT / mounted[push["command"][-1]]).is_file()
@@ -192,7 +206,9 @@ def _port_number(container: dict[str, Any], port: int | str) -> int:
 
 
 def test_kubernetes_worker_drains_before_it_stops_and_is_probed_where_it_serves() -> None:
-    (worker,) = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"]["containers"]
+    (worker,) = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"][
+        "containers"
+    ]
     spec = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"]
     settings = _check_variables("worker", _env(worker))
     pre_stop = list(_agent_cluster_argvs(worker["lifecycle"]["preStop"]["exec"]["command"]))
@@ -200,7 +216,9 @@ def test_kubernetes_worker_drains_before_it_stops_and_is_probed_where_it_serves(
     drain = _check_argv("preStop", pre_stop[0])
     assert drain.command == "drain" and drain.wait
     assert worker["command"][worker["command"].index("--id") + 1] == "$(POD_NAME)"
-    assert spec["terminationGracePeriodSeconds"] > settings.drain_timeout + 3 * settings.heartbeat_ttl
+    assert (
+        spec["terminationGracePeriodSeconds"] > settings.drain_timeout + 3 * settings.heartbeat_ttl
+    )
     assert settings.metrics_port > 0 and settings.metrics_host == "0.0.0.0"
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
         get = worker[probe]["httpGet"]
@@ -326,7 +344,11 @@ def _schema_checked_documents() -> Iterator[tuple[str, dict[str, Any]]]:
     for path in sorted([*K8S.glob("*.yaml"), *(K8S / "shared-workspaces").glob("*.yaml")]):
         for doc in yaml.safe_load_all(path.read_text()):
             # A kustomization is kustomize's file, a strategic-merge patch a fragment: no schema.
-            if not doc or doc.get("kind") == "Kustomization" or path.name == "worker-shared-home.yaml":
+            if (
+                not doc
+                or doc.get("kind") == "Kustomization"
+                or path.name == "worker-shared-home.yaml"
+            ):
                 continue
             yield f"{path.relative_to(DEPLOY)}: {doc['kind']} {doc['metadata']['name']}", doc
 
@@ -341,7 +363,9 @@ def test_every_kubernetes_manifest_passes_the_kubernetes_schema() -> None:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{where}: {exc.message} at {'.'.join(map(str, exc.path))} (Kubernetes {version})")
+            pytest.fail(
+                f"{where}: {exc.message} at {'.'.join(map(str, exc.path))} (Kubernetes {version})"
+            )
         checked += 1
     assert checked >= 10
 
@@ -351,7 +375,9 @@ def test_the_schema_check_finds_a_misplaced_field() -> None:
 
     _, deployment = next(d for d in _schema_checked_documents() if d[1]["kind"] == "Deployment")
     broken = yaml.safe_load(yaml.safe_dump(deployment))
-    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {"httpGet": {"path": "/"}}
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {
+        "httpGet": {"path": "/"}
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
 
@@ -382,7 +408,9 @@ def test_the_systemd_unit_runs_a_worker_with_secrets_from_a_file_and_time_to_dra
 
 
 def test_workspaces_snapshot_by_default_and_the_shared_variants_mount_one_volume() -> None:
-    (worker,) = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"]["containers"]
+    (worker,) = _by_kind("Deployment")["agent-cluster-worker"]["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert _check_variables("worker", _env(worker)).workspace_mode == "snapshot"
     overlay = K8S / "shared-workspaces"
     kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
@@ -401,7 +429,9 @@ def test_workspaces_snapshot_by_default_and_the_shared_variants_mount_one_volume
     mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
     assert mounts[home["name"]] == "/var/lib/agent-cluster"  # the image's AGENT_CLUSTER_HOME
     override = yaml.safe_load((DEPLOY / "compose.shared-workspaces.yaml").read_text())
-    workers = {n: s for n, s in _compose()["services"].items() if s.get("command", [])[1:2] == ["worker"]}
+    workers = {
+        n: s for n, s in _compose()["services"].items() if s.get("command", [])[1:2] == ["worker"]
+    }
     assert set(override["services"]) == set(workers)
     for name, service in override["services"].items():
         assert _check_variables(name, dict(service["environment"])).workspace_mode == "shared"

@@ -116,7 +116,11 @@ def test_runs_concurrency_turns_at_once_and_no_more(make_executor: ExecutorFacto
 
 
 def _pool_threads(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(f"{name}-") and t.name[len(name) + 1 :].isdigit()]
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith(f"{name}-") and t.name[len(name) + 1 :].isdigit()
+    ]
 
 
 def test_after_a_burst_idle_threads_exit_and_new_turns_still_run(

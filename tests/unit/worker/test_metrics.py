@@ -31,8 +31,13 @@ def sample(metrics: WorkerMetrics, name: str, **labels: str) -> float:
     return samples(metrics).get((name, frozenset(labels.items())), 0.0)
 
 
-USAGE = {"input_tokens": 1000, "cache_read_tokens": 3000, "cache_write_tokens": 0,
-         "output_tokens": 200, "api_calls": 2}
+USAGE = {
+    "input_tokens": 1000,
+    "cache_read_tokens": 3000,
+    "cache_write_tokens": 0,
+    "output_tokens": 200,
+    "api_calls": 2,
+}
 
 
 def test_two_workers_in_one_process_keep_their_figures_apart() -> None:
@@ -54,9 +59,17 @@ def test_a_committed_turn_counts_outcome_duration_tokens_and_cost() -> None:
     labels = {"provider": "openai", "model": "gpt-4o"}
     assert sample(m, "agent_cluster_provider_tokens_total", kind="cache_read", **labels) == 9000
     assert sample(m, "agent_cluster_provider_calls_total", **labels) == 6
-    one = call_cost("openai", "gpt-4o", input_tokens=1000, cache_read_tokens=3000,
-                    cache_write_tokens=0, output_tokens=200)
-    assert sample(m, "agent_cluster_provider_cost_dollars_total", **labels) == pytest.approx(3 * one)
+    one = call_cost(
+        "openai",
+        "gpt-4o",
+        input_tokens=1000,
+        cache_read_tokens=3000,
+        cache_write_tokens=0,
+        output_tokens=200,
+    )
+    assert sample(m, "agent_cluster_provider_cost_dollars_total", **labels) == pytest.approx(
+        3 * one
+    )
     totals = m.provider_totals()
     assert totals.cache_read_tokens == 9000 and totals.cost_usd == pytest.approx(3 * one)
     assert totals.cache_hit_share == pytest.approx(0.75)
@@ -101,10 +114,23 @@ def test_first_token_timer_observes_once_and_never_nests(monkeypatch: pytest.Mon
 
 def test_cache_and_executor_state_is_read_at_scrape_time() -> None:
     m = WorkerMetrics()
-    state = {"hits": 3, "misses": 1, "evictions": {"idle": 2, "config_bust": 1}, "size": 4,
-             "cap": 128, "running": 1, "memory_bytes": 2048}
-    m.watch(cache_metrics=lambda: state, turns_running=lambda: 1, turns_in_flight=lambda: 3,
-            config_version=lambda: 7, config_version_lost=lambda: 9, registry_generation=lambda: 2)
+    state = {
+        "hits": 3,
+        "misses": 1,
+        "evictions": {"idle": 2, "config_bust": 1},
+        "size": 4,
+        "cap": 128,
+        "running": 1,
+        "memory_bytes": 2048,
+    }
+    m.watch(
+        cache_metrics=lambda: state,
+        turns_running=lambda: 1,
+        turns_in_flight=lambda: 3,
+        config_version=lambda: 7,
+        config_version_lost=lambda: 9,
+        registry_generation=lambda: 2,
+    )
     assert sample(m, "agent_cluster_cache_hits_total") == 3
     assert sample(m, "agent_cluster_cache_evictions_total", cause="idle") == 2
     assert sample(m, "agent_cluster_cache_agents") == 4
@@ -119,8 +145,11 @@ def test_probe_server_serves_metrics_and_the_checks() -> None:
     m = WorkerMetrics()
     m.turn_outcome("ok")
     ready = [False]
-    server = ProbeServer(registry=m.registry, live=lambda: (True, "w1: alive"),
-                         ready=lambda: (ready[0], "w1: ready" if ready[0] else "w1: draining"))
+    server = ProbeServer(
+        registry=m.registry,
+        live=lambda: (True, "w1: alive"),
+        ready=lambda: (ready[0], "w1: ready" if ready[0] else "w1: draining"),
+    )
     server.start()
     base = f"http://127.0.0.1:{server.port}"
     try:
@@ -146,7 +175,11 @@ def test_a_taken_probe_port_is_a_clear_error() -> None:
     first = ProbeServer(registry=m.registry, live=lambda: (True, ""), ready=lambda: (True, ""))
     try:
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{first.port}"):
-            ProbeServer(registry=m.registry, live=lambda: (True, ""), ready=lambda: (True, ""),
-                        port=first.port)
+            ProbeServer(
+                registry=m.registry,
+                live=lambda: (True, ""),
+                ready=lambda: (True, ""),
+                port=first.port,
+            )
     finally:
         first.stop()

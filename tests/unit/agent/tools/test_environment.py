@@ -29,7 +29,9 @@ def test_default_home_is_the_per_user_data_directory_not_a_shared_tmp(
 ) -> None:
     monkeypatch.delenv(HOME_ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    assert ToolEnvironment.default().sandbox_root == tmp_path / "data" / "agent-cluster" / "sandboxes"
+    assert (
+        ToolEnvironment.default().sandbox_root == tmp_path / "data" / "agent-cluster" / "sandboxes"
+    )
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "me"))
     home = default_home()
@@ -71,7 +73,9 @@ def test_a_planted_symlink_is_refused_not_followed(tmp_path: Path) -> None:
     assert list(elsewhere.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a directory owned by another user")
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to create a directory owned by another user"
+)
 def test_a_directory_pre_created_by_another_user_is_refused(tmp_path: Path) -> None:
     env = ToolEnvironment.default(tmp_path / "home")
     env.sandbox_dir("someone")

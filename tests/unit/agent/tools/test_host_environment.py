@@ -109,7 +109,9 @@ def test_a_command_sees_exactly_the_sessions_environment_and_argv_carries_none_o
         "BASH_ENV": str(tmp_path / "missing.sh"),
     }
     sandbox = Sandbox(SandboxConfig(backend="local"), "local")
-    with sandbox.command(tmp_path, ["/usr/bin/env", "-0"], cwd=str(tmp_path), env=session_env) as spec:
+    with sandbox.command(
+        tmp_path, ["/usr/bin/env", "-0"], cwd=str(tmp_path), env=session_env
+    ) as spec:
         assert not any("line value" in arg or "missing.sh" in arg for arg in spec.argv)
         done = subprocess.run(
             spec.argv,

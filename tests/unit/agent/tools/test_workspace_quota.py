@@ -69,7 +69,10 @@ def test_a_volume_has_one_file_per_8_kib_of_quota_within_the_configured_count() 
 def test_the_way_the_quota_is_enforced_is_a_worker_setting() -> None:
     assert SandboxConfig.from_env({}).workspace_fs == "auto"
     config = SandboxConfig.from_env(
-        {"AGENT_CLUSTER_SANDBOX_WORKSPACE_FS": "watch", "AGENT_CLUSTER_SANDBOX_WORKSPACE_FILES": "9"}
+        {
+            "AGENT_CLUSTER_SANDBOX_WORKSPACE_FS": "watch",
+            "AGENT_CLUSTER_SANDBOX_WORKSPACE_FILES": "9",
+        }
     )
     assert (config.workspace_fs, config.limits.workspace_files) == ("watch", 9)
     with pytest.raises(ConfigError, match="AGENT_CLUSTER_SANDBOX_WORKSPACE_FS must be one of"):

@@ -28,14 +28,26 @@ def test_sse_encoding() -> None:
     assert encode(SseEvent("accepted", {})).startswith(b"event: accepted\n")
 
 
-@pytest.mark.parametrize("value", ["1700000000000-0", " 1-2 ", "18446744073709551615-18446744073709551615"])
+@pytest.mark.parametrize(
+    "value", ["1700000000000-0", " 1-2 ", "18446744073709551615-18446744073709551615"]
+)
 def test_event_ids_accepted(value: str) -> None:
     assert event_id_or_none(value) == value.strip()
 
 
 @pytest.mark.parametrize(
     "value",
-    ["abc", "1-", "-1", "1-2-3", "$", "+", "1" * 30 + "-0", "18446744073709551616-0", "1-" + "9" * 20],
+    [
+        "abc",
+        "1-",
+        "-1",
+        "1-2-3",
+        "$",
+        "+",
+        "1" * 30 + "-0",
+        "18446744073709551616-0",
+        "1-" + "9" * 20,
+    ],
 )
 def test_event_ids_refused(value: str) -> None:
     with pytest.raises(InvalidMessage, match="Last-Event-ID"):

@@ -21,7 +21,11 @@ def store() -> BotStore:
 
 def _delivery(mid: str, seq: int, chat: str = "42") -> Delivery:
     return Delivery(
-        message_id=mid, session_key=f"telegram:support:{chat}", chat=chat, thread="", seq=seq,
+        message_id=mid,
+        session_key=f"telegram:support:{chat}",
+        chat=chat,
+        thread="",
+        seq=seq,
         accepted_at=1.0,
     )
 
@@ -66,10 +70,19 @@ def test_waiting_deliveries_come_in_platform_order(store: BotStore) -> None:
 
 def test_group_sessions_per_chat_or_per_user_and_threads_apart() -> None:
     place = ChatPlace(chat="-100", user="7", group=True, thread="")
-    assert session_key_for("telegram", "b", "default", place, group_sessions="chat") == "telegram:b:-100"
-    assert session_key_for("telegram", "b", "acme", place, group_sessions="user") == "@acme/telegram:b:-100:u7"
+    assert (
+        session_key_for("telegram", "b", "default", place, group_sessions="chat")
+        == "telegram:b:-100"
+    )
+    assert (
+        session_key_for("telegram", "b", "acme", place, group_sessions="user")
+        == "@acme/telegram:b:-100:u7"
+    )
     topic = ChatPlace(chat="-100", user="7", group=True, thread="5")
-    assert session_key_for("telegram", "b", "default", topic, group_sessions="chat") == "telegram:b:-100:t5"
+    assert (
+        session_key_for("telegram", "b", "default", topic, group_sessions="chat")
+        == "telegram:b:-100:t5"
+    )
 
 
 def test_bot_settings_are_validated_with_a_clear_error() -> None:
@@ -106,7 +119,9 @@ def test_a_streaming_message_is_remembered_for_the_next_holder_and_forgotten_onc
     store.client.delete(store.keys.lease)  # gw-a died mid-stream
     new = store.acquire("gw-b", 5.0)
     assert new is not None
-    assert not store.note_preview(old, "telegram-support-7", "1002"), "a deposed holder writes nothing"
+    assert not store.note_preview(old, "telegram-support-7", "1002"), (
+        "a deposed holder writes nothing"
+    )
     assert store.preview_of("telegram-support-7") == "1001"  # gw-b edits it, sends no second reply
     assert store.delivered(new, "telegram-support-7", 60.0)
     assert store.preview_of("telegram-support-7") == ""
