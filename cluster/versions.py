@@ -161,7 +161,8 @@ class RedisVersionStore:
         if int(version) < 0:
             raise ConfigError(
                 f"the config changed while this push was checked (it was compared with version "
-                f"{expect_version}, now {self.versions()[0]}); push again to compare with the new one"
+                f"{expect_version}, now {self.versions()[0]}); push again to compare with the new "
+                "one"
             )
         ClusterEventLog(self._client, self._keys).record(
             "config",

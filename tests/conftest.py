@@ -55,7 +55,8 @@ def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
     if binary is None:
         if os.environ.get("CI") == "true":
             pytest.fail(
-                "redis-server is not installed; .ci/run must install it (apt-get install redis-server)"
+                "redis-server is not installed; .ci/run must install it (apt-get install "
+                "redis-server)"
             )
         pytest.skip("redis-server is not installed (integration tests need it)")
     port = free_port()

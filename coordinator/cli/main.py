@@ -114,7 +114,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"agent> {result.text}")
             u = result.usage
             print(
-                f"  ({u.api_calls} model calls, {u.input_tokens} input / {u.cache_read_tokens} cached "
+                f"  ({u.api_calls} model calls, {u.input_tokens} input / {u.cache_read_tokens} "
+                "cached "
                 f"/ {u.output_tokens} output tokens)"
             )
     finally:

@@ -718,8 +718,10 @@ def _watch_progress(
             p = traffic.progress()
             say(
                 f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} "
-                f"waiting {p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} "
-                f"| running workers {','.join(pool.running())} | events {len(player.done)}/{len(player.plan)}"
+                f"waiting {p['waiting']} resubmits {p['resubmits']} submit-errors "
+                f"{p['submit_errors']} "
+                f"| running workers {','.join(pool.running())} | events "
+                f"{len(player.done)}/{len(player.plan)}"
             )
 
 
