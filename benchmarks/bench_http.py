@@ -1,4 +1,5 @@
-"""Time to first token through the HTTP gateway against calling the model directly, and SSE cost per event.
+"""Time to first token through the HTTP gateway against calling the model directly, and SSE cost
+per event.
 
 Run: ``.venv/bin/python benchmarks/bench_http.py [--turns 100] [--ttft 0.1] [--events 5000]``
 

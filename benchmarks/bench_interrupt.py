@@ -1,4 +1,4 @@
-"""Interrupt latency across worker processes: a message with strategy ``interrupt`` in, the running turn stopped.
+"""Interrupt latency across workers: a message with strategy ``interrupt`` stops the running turn.
 
 Run: ``.venv/bin/python benchmarks/bench_interrupt.py [--runs 20]``
 

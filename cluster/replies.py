@@ -1,4 +1,5 @@
-"""Per-message reply lists: the worker (or its commit script) pushes one reply, the caller pops it."""
+"""Per-message reply lists: the worker (or its commit script) pushes one reply, the caller pops
+it."""
 
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ class RedisVersionStore:
         Args:
             client: A Redis client.
             keyspace: The cluster's keyspace.
-            max_config_bytes: Largest accepted encoded config (``ClusterSettings.max_config_bytes``).
+            max_config_bytes: Largest accepted encoded config
+                (``ClusterSettings.max_config_bytes``).
         """
         self._client = client
         self._keys = keyspace

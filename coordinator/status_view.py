@@ -1,4 +1,5 @@
-"""Text renderings of :mod:`coordinator.status` for a terminal (``agent-cluster status``, ``session``).
+"""Text renderings of :mod:`coordinator.status` for a terminal (``agent-cluster status``,
+``session``).
 
 Tables are Markdown pipe tables with padded columns: readable in a terminal
 and pasteable into an issue or a runbook.

@@ -162,7 +162,8 @@ def no_workspace_volume_outlives_the_tests(
 
 
 SIM_ENDPOINT = "sim"
-"""The endpoint name the tests' workers declare for their provider simulator (OpenAI wire format)."""
+"""The endpoint name the tests' workers declare for their provider simulator (OpenAI wire
+format)."""
 
 
 def sim_endpoints(sim: ProviderSimulator) -> tuple[Endpoint, ...]:

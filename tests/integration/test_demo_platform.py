@@ -1,4 +1,5 @@
-"""``agent-cluster demo --platform telegram``: two gateways, one poller, a killed poller handing on."""
+"""``agent-cluster demo --platform telegram``: two gateways, one poller, a killed poller handing
+on."""
 
 from __future__ import annotations
 

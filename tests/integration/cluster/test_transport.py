@@ -1,4 +1,5 @@
-"""TurnQueue and ReplyChannel contract, on fakeredis and a real redis-server, and the claim loop end to end."""
+"""TurnQueue and ReplyChannel contract, on fakeredis and a real redis-server, and the claim loop
+end to end."""
 
 from __future__ import annotations
 

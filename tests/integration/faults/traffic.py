@@ -1,4 +1,5 @@
-"""Continuous chat traffic for the fault tests: sessions that each send their next message when answered."""
+"""Continuous chat traffic for the fault tests: sessions that each send their next message when
+answered."""
 
 from __future__ import annotations
 

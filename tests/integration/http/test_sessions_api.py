@@ -1,4 +1,5 @@
-"""The native HTTP API against a running cluster: JSON replies, sessions, strategies, auth, errors."""
+"""The native HTTP API against a running cluster: JSON replies, sessions, strategies, auth,
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``agent-cluster status``, ``session`` and ``health`` against real worker processes on real Redis."""
+"""``agent-cluster status``, ``session`` and ``health`` against real worker processes on real
+Redis."""
 
 from __future__ import annotations
 

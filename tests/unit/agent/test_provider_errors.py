@@ -1,4 +1,5 @@
-"""Giving up on a model call says what happened: unreachable, timing out (within a total deadline), or failing."""
+"""Giving up on a model call says what happened: unreachable, timing out (within a total deadline),
+or failing."""
 
 from __future__ import annotations
 

@@ -15,8 +15,10 @@ from cluster.settings_sources import load_settings
 def test_endpoints_come_from_the_environment_as_yaml_and_overlay_the_builtins() -> None:
     settings = ClusterSettings.from_env(
         {
-            "AGENT_CLUSTER_ENDPOINTS": '{sim: {provider: openai, base_url: "http://10.0.0.5:8199/v1"}, '
-            'simulator: {provider: openai, base_url: "http://simulator:8199/v1"}}'
+            "AGENT_CLUSTER_ENDPOINTS": (
+                '{sim: {provider: openai, base_url: "http://10.0.0.5:8199/v1"}, '
+                'simulator: {provider: openai, base_url: "http://simulator:8199/v1"}}'
+            )
         }
     )
     table = settings.endpoint_table()

@@ -1,4 +1,5 @@
-"""Tenant-scoped session keys are one-to-one; limits and usage as Redis (fakeredis + Lua) keeps them."""
+"""Tenant-scoped session keys are one-to-one; limits and usage as Redis (fakeredis + Lua) keeps
+them."""
 
 from __future__ import annotations
 

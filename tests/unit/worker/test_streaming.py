@@ -1,4 +1,5 @@
-"""A turn's event sink: nothing for non-streaming messages, batched deltas, order, bounds, Redis failures."""
+"""A turn's event sink: nothing for non-streaming messages, batched deltas, order, bounds, Redis
+failures."""
 
 from __future__ import annotations
 
