@@ -108,8 +108,7 @@ class AgentCacheError(AgentClusterError):
 
 
 class SessionBusy(AgentCacheError):
-    """A turn of this session is already checked out on this worker: wait for it to end, then
-    retry."""
+    """A turn of this session is already checked out on this worker: wait for it to end, retry."""
 
 
 __all__ = [

@@ -162,8 +162,7 @@ def no_workspace_volume_outlives_the_tests(
 
 
 SIM_ENDPOINT = "sim"
-"""The endpoint name the tests' workers declare for their provider simulator (OpenAI wire
-format)."""
+"""The endpoint name the tests' workers declare for the provider simulator (OpenAI wire)."""
 
 
 def sim_endpoints(sim: ProviderSimulator) -> tuple[Endpoint, ...]:

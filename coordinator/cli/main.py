@@ -244,8 +244,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The product in a few seconds: an embedded cluster, the provider simulator, a push, a
-    drain."""
+    """The product in a few seconds: an embedded cluster, the simulator, a push, a drain."""
     if args.platform == "telegram":
         from coordinator.demo_platform import run_platform_demo
 

@@ -1,5 +1,4 @@
-"""The config schema: what `agent-cluster config push` accepts, and errors with key path and
-line."""
+"""The config schema: what `agent-cluster config push` accepts; errors with key path and line."""
 
 from __future__ import annotations
 
