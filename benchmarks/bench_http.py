@@ -1,5 +1,4 @@
-"""Time to first token through the HTTP gateway against calling the model directly, and SSE cost
-per event.
+"""Time to first token through the HTTP gateway vs calling the model directly; SSE cost per event.
 
 Run: ``.venv/bin/python benchmarks/bench_http.py [--turns 100] [--ttft 0.1] [--events 5000]``
 

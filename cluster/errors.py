@@ -138,8 +138,7 @@ __all__ = [
 
 
 class RequestRefused(AgentClusterError):
-    """An HTTP request the gateway refuses before it reaches the cluster (wrong key, content type,
-    ...).
+    """An HTTP request the gateway refuses before it reaches the cluster (wrong key, content type).
 
     Attributes:
         status: The HTTP status to answer with (4xx).

@@ -1,5 +1,4 @@
-"""Text renderings of :mod:`coordinator.status` for a terminal (``agent-cluster status``,
-``session``).
+"""Terminal text renderings of :mod:`coordinator.status` (``agent-cluster status``, ``session``).
 
 Tables are Markdown pipe tables with padded columns: readable in a terminal
 and pasteable into an issue or a runbook.

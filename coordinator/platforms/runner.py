@@ -54,8 +54,7 @@ def holder_id() -> str:
 
 
 class Sender(Protocol):
-    """Sends and edits a chat's messages, waiting out the platform's rate limits (never dropping
-    one).
+    """Sends and edits a chat's messages, waiting out the platform's rate limits (dropping none).
 
     Texts are Markdown; the sender formats them for its platform.
     """
