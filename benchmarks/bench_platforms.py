@@ -125,9 +125,8 @@ def main() -> None:
                     gateways[index] = start_gateway(url, ns, tmp, f"g{index}r{run}", **env)
                 print(
                     f"(a) hand-over after kill -9 (lease ttl {args.lease_ttl:g}s, {args.runs} "
-                    "runs): "
-                    f"lease taken over median {statistics.median(lease_times):.2f}s "
-                    f"(max {max(lease_times):.2f}s); first reply median "
+                    f"runs): lease taken over median {statistics.median(lease_times):.2f}s (max "
+                    f"{max(lease_times):.2f}s); first reply median "
                     f"{statistics.median(reply_times):.2f}s"
                 )
 
@@ -171,9 +170,8 @@ def main() -> None:
                     ordered = [m.text for m in sent] == [f"echo: m{n}" for n in range(20)]
                     print(
                         f"(c) 20 messages to one chat, {label}: {len(sent)} replies in "
-                        f"order={ordered}, "
-                        f"{len(sent) / took:.2f} replies/s (pacing {args.chat_interval:g}s per "
-                        "chat)"
+                        f"order={ordered}, {len(sent) / took:.2f} replies/s (pacing "
+                        f"{args.chat_interval:g}s per chat)"
                     )
 
                 chat += 1

@@ -155,9 +155,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     print(
         f"| {args.runs} runs | {statistics.median(d[0] for d in drains):.2f} s | "
-        f"{max(d[0] for d in drains):.2f} s | "
-        f"{statistics.median(d[1] for d in drains):.2f} s | +{statistics.median(overheads):.2f} s "
-        f"(max +{max(overheads):.2f} s) |"
+        f"{max(d[0] for d in drains):.2f} s | {statistics.median(d[1] for d in drains):.2f} s | "
+        f"+{statistics.median(overheads):.2f} s (max +{max(overheads):.2f} s) |"
     )
 
 

@@ -106,10 +106,8 @@ def _user_content(
             if use_id not in expected_results:
                 raise _bad(
                     f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` "
-                    "blocks: "
-                    f"{use_id}. Each `tool_result` block must have a corresponding `tool_use` "
-                    "block "
-                    "in the previous message."
+                    f"blocks: {use_id}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
                 )
             expected_results.discard(use_id)
             neutral.append(

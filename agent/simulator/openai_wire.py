@@ -116,10 +116,8 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
         if awaiting and role != "tool":
             raise _bad(
                 "An assistant message with 'tool_calls' must be followed by tool messages "
-                "responding "
-                "to each 'tool_call_id'. The following tool_call_ids did not have response "
-                "messages: "
-                f"{', '.join(awaiting)}"
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(awaiting)}"
             )
         if role in ("system", "developer"):
             continue
@@ -134,8 +132,7 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
             if not isinstance(call_id, str) or call_id not in names_by_id:
                 raise _bad(
                     "Invalid parameter: messages with role 'tool' must be a response to a "
-                    "preceding "
-                    f"message with 'tool_calls' (messages[{i}].tool_call_id={call_id!r})."
+                    f"preceding message with 'tool_calls' (messages[{i}].tool_call_id={call_id!r})."
                 )
             if call_id in awaiting:
                 awaiting.remove(call_id)
@@ -150,8 +147,7 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
     if awaiting:
         raise _bad(
             "An assistant message with 'tool_calls' must be followed by tool messages responding "
-            "to "
-            f"each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+            "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
             f"{', '.join(awaiting)}"
         )
     return neutral

@@ -115,8 +115,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
             u = result.usage
             print(
                 f"  ({u.api_calls} model calls, {u.input_tokens} input / {u.cache_read_tokens} "
-                "cached "
-                f"/ {u.output_tokens} output tokens)"
+                f"cached / {u.output_tokens} output tokens)"
             )
     finally:
         agent.release_clients()

@@ -718,10 +718,9 @@ def _watch_progress(
             next_line += 5.0
             p = traffic.progress()
             say(
-                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} "
-                f"waiting {p['waiting']} resubmits {p['resubmits']} submit-errors "
-                f"{p['submit_errors']} "
-                f"| running workers {','.join(pool.running())} | events "
+                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} waiting "
+                f"{p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} | "
+                f"running workers {','.join(pool.running())} | events "
                 f"{len(player.done)}/{len(player.plan)}"
             )
 
