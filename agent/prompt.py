@@ -40,7 +40,9 @@ what went wrong. Do not invent tool output.
 PLATFORM_HINTS: Mapping[str, str] = {
     "cli": "You are talking in a terminal. Plain text renders best.",
     "telegram": "You are talking on Telegram. Keep messages short; basic Markdown renders.",
-    "discord": "You are talking on Discord. Markdown renders; messages over 2000 characters are split.",
+    "discord": (
+        "You are talking on Discord. Markdown renders; messages over 2000 characters are split."
+    ),
     "slack": "You are talking on Slack. Use Slack mrkdwn: *bold*, _italic_, `code`.",
     "http": "You are answering an HTTP API client. Plain text is safest.",
 }

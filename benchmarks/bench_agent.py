@@ -120,7 +120,8 @@ def bench_turns(env: ToolEnvironment, sim: ProviderSimulator, turns: int) -> Non
     print(row("fresh agent per turn", fresh_samples, base))
     print("\nSimulated provider cost of those turns")
     print(
-        "| what                    | cache-read tokens | uncached input | cost (USD) | cache-hit share |"
+        "| what                    | cache-read tokens | uncached input | cost (USD) | cache-hit "
+        "share |"
     )
     print(
         "|-------------------------|-------------------|----------------|------------|-----------------|"

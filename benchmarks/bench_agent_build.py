@@ -140,7 +140,8 @@ def main() -> None:
                 f"{rss / base_rss:.3f}x |"
             )
         print(
-            f"\nAgent cache at cap 128, {args.sessions} new sessions of one turn, cycle collector off:\n"
+            f"\nAgent cache at cap 128, {args.sessions} new sessions of one turn, cycle collector "
+            "off:\n"
         )
         print("| sessions | live AIAgent objects | tracked objects |")
         print("|---|---|---|")

@@ -185,7 +185,8 @@ def main() -> None:
         (f"sweep over {args.entries}", *bench_sweeps(args.entries, args.sweeps)),
     ]
     print(
-        f"agent cache vs OrderedDict baseline, {args.entries} entries, Python {sys.version.split()[0]}"
+        f"agent cache vs OrderedDict baseline, {args.entries} entries, Python "
+        f"{sys.version.split()[0]}"
     )
     header = (
         f"{'operation':<24} {'median µs':>10} {'p99 µs':>10} {'ops/s':>11} | "

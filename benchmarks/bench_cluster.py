@@ -240,7 +240,8 @@ def main() -> None:
                 ("agent-cluster turn (offline model)", ours),
             ):
                 print(
-                    f"| {name:<33} | {statistics.median(s) * 1e3:5.2f} | {percentile(s, 0.99) * 1e3:5.2f} | "
+                    f"| {name:<33} | {statistics.median(s) * 1e3:5.2f} | "
+                    f"{percentile(s, 0.99) * 1e3:5.2f} | "
                     f"{statistics.median(s) / statistics.median(raw):8.2f}x | "
                     f"{percentile(s, 0.99) / percentile(raw, 0.99):8.2f}x |"
                 )
@@ -254,7 +255,8 @@ def main() -> None:
             print("|----------------------------------------|------------|-------|")
             print(f"| 2 raw rq SimpleWorkers, no-op (baseline) | {raw_tp:10.0f} | 1.00x |")
             print(
-                f"| 2 agent-cluster workers, offline turns   | {our_tp:10.0f} | {our_tp / raw_tp:4.2f}x |"
+                f"| 2 agent-cluster workers, offline turns   | {our_tp:10.0f} | "
+                f"{our_tp / raw_tp:4.2f}x |"
             )
 
 

@@ -177,7 +177,8 @@ def main() -> None:
     print(f"| validate deploy/cluster.example.yaml (parse_config) | {validate_ms:.2f} | | |")
     ratio = statistics.median(last) / max(statistics.median(floor), 1e-6)
     print(
-        f"last-worker p50 is {ratio:.0f}x the bare publish p50 (log timestamps have 1 ms resolution)"
+        f"last-worker p50 is {ratio:.0f}x the bare publish p50 (log timestamps have 1 ms "
+        "resolution)"
     )
 
 

@@ -110,7 +110,8 @@ def slow_headers(url: str, count: int) -> None:
         last = max(closed.values()) if closed else float("nan")
         print(
             f"{count} slow-header connections, header timeout {HEADER_TIMEOUT:g} s: {len(closed)} "
-            f"closed, the last after {last:.1f} s; /healthz meanwhile: {status} in {healthz_ms:.0f} ms"
+            f"closed, the last after {last:.1f} s; /healthz meanwhile: {status} in "
+            f"{healthz_ms:.0f} ms"
         )
     finally:
         for sock in socks:

@@ -1,4 +1,4 @@
-"""Time to first token through the HTTP gateway against calling the model directly, and SSE cost per event.
+"""Time to first token through the HTTP gateway vs calling the model directly; SSE cost per event.
 
 Run: ``.venv/bin/python benchmarks/bench_http.py [--turns 100] [--ttft 0.1] [--events 5000]``
 
@@ -228,7 +228,8 @@ def main() -> int:
         )
 
     print(
-        f"time to first token, simulator ttft {args.ttft * 1000:.0f} ms, {args.turns} turns each, 8 sessions"
+        f"time to first token, simulator ttft {args.ttft * 1000:.0f} ms, {args.turns} turns each, "
+        "8 sessions"
     )
     print("| path | p50 ms | p99 ms | added p50 ms | added p99 ms | p50 ratio |")
     print("|---|---|---|---|---|---|")
@@ -241,7 +242,8 @@ def main() -> int:
     print("|---|---|---|---|---|")
     p50 = pct(python_turn, 0.5)
     print(
-        f"| Coordinator.submit, Python (baseline) | {p50 * 1000:.1f} | {pct(python_turn, 0.99) * 1000:.1f} | +0.0 | 1.00x |"
+        f"| Coordinator.submit, Python (baseline) | {p50 * 1000:.1f} | "
+        f"{pct(python_turn, 0.99) * 1000:.1f} | +0.0 | 1.00x |"
     )
     j50 = pct(json_turn, 0.5)
     print(
@@ -254,7 +256,8 @@ def main() -> int:
     print("|---|---|---|")
     print(f"| XRANGE + json.loads in Python (baseline) | {redis_event * 1e6:.1f} | 1.00x |")
     print(
-        f"| gateway SSE: XREAD -> SSE -> HTTP -> client parse | {gw_event * 1e6:.1f} | {gw_event / redis_event:.2f}x |"
+        f"| gateway SSE: XREAD -> SSE -> HTTP -> client parse | {gw_event * 1e6:.1f} | "
+        f"{gw_event / redis_event:.2f}x |"
     )
     print(f"| added by the gateway | {(gw_event - redis_event) * 1e6:.1f} | |")
     return 0

@@ -1,4 +1,4 @@
-"""Interrupt latency across worker processes: a message with strategy ``interrupt`` in, the running turn stopped.
+"""Interrupt latency across workers: a message with strategy ``interrupt`` stops the running turn.
 
 Run: ``.venv/bin/python benchmarks/bench_interrupt.py [--runs 20]``
 
@@ -128,7 +128,8 @@ def main() -> None:
     print("| across 2 worker processes | p50 | p99 | p50 vs a plain turn's round trip |")
     print("|---|---|---|---|")
     print(
-        f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | {percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |"
+        f"| plain turn round trip, zero-latency model (baseline) | {base * 1000:.1f} ms | "
+        f"{percentile(baseline, 0.99) * 1000:.1f} ms | 1.00x |"
     )
     for label, samples in (
         ("interrupt in -> running turn stopped, its reply delivered", stopped),
@@ -138,7 +139,8 @@ def main() -> None:
     ):
         mid = statistics.median(samples)
         print(
-            f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | {mid / base:.2f}x |"
+            f"| {label} | {mid * 1000:.1f} ms | {percentile(samples, 0.99) * 1000:.1f} ms | "
+            f"{mid / base:.2f}x |"
         )
 
 

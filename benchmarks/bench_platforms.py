@@ -124,9 +124,9 @@ def main() -> None:
                     reply_times.append(time.monotonic() - killed)
                     gateways[index] = start_gateway(url, ns, tmp, f"g{index}r{run}", **env)
                 print(
-                    f"(a) hand-over after kill -9 (lease ttl {args.lease_ttl:g}s, {args.runs} runs): "
-                    f"lease taken over median {statistics.median(lease_times):.2f}s "
-                    f"(max {max(lease_times):.2f}s); first reply median "
+                    f"(a) hand-over after kill -9 (lease ttl {args.lease_ttl:g}s, {args.runs} "
+                    f"runs): lease taken over median {statistics.median(lease_times):.2f}s (max "
+                    f"{max(lease_times):.2f}s); first reply median "
                     f"{statistics.median(reply_times):.2f}s"
                 )
 
@@ -169,8 +169,9 @@ def main() -> None:
                     sent = tg.messages(chat)
                     ordered = [m.text for m in sent] == [f"echo: m{n}" for n in range(20)]
                     print(
-                        f"(c) 20 messages to one chat, {label}: {len(sent)} replies in order={ordered}, "
-                        f"{len(sent) / took:.2f} replies/s (pacing {args.chat_interval:g}s per chat)"
+                        f"(c) 20 messages to one chat, {label}: {len(sent)} replies in "
+                        f"order={ordered}, {len(sent) / took:.2f} replies/s (pacing "
+                        f"{args.chat_interval:g}s per chat)"
                     )
 
                 chat += 1
@@ -214,7 +215,8 @@ def main() -> None:
                     assert expected <= set(finals), "a message was not answered"
                 sim.set_latency()
                 print(
-                    f"(e) holder killed mid-stream {args.runs} times: {answered} messages answered, "
+                    f"(e) holder killed mid-stream {args.runs} times: {answered} messages "
+                    "answered, "
                     f"{doubled} replies sent twice, {partial} partial messages left beside a reply"
                 )
             finally:

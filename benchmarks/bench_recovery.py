@@ -133,7 +133,8 @@ def main() -> None:
     ttl = settings.heartbeat_ttl
     print()
     print(
-        f"| crash (kill -9), {args.turn:g} s turns | median | max | vs heartbeat TTL ({ttl:g} s) | vs lease TTL ({settings.lease_ttl:g} s) |"
+        f"| crash (kill -9), {args.turn:g} s turns | median | max | vs heartbeat TTL ({ttl:g} s) | "
+        f"vs lease TTL ({settings.lease_ttl:g} s) |"
     )
     print("|---|---|---|---|---|")
     for label, index in (
@@ -143,7 +144,8 @@ def main() -> None:
         values = [c[index] for c in crashes]
         mid = statistics.median(values)
         print(
-            f"| {label} | {mid:.2f} s | {max(values):.2f} s | TTL + {mid - ttl:.2f} s | {mid / settings.lease_ttl:.2f}x |"
+            f"| {label} | {mid:.2f} s | {max(values):.2f} s | TTL + {mid - ttl:.2f} s | "
+            f"{mid / settings.lease_ttl:.2f}x |"
         )
     overheads = [total - left for total, left in drains]
     print()
@@ -152,8 +154,9 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     print(
-        f"| {args.runs} runs | {statistics.median(d[0] for d in drains):.2f} s | {max(d[0] for d in drains):.2f} s | "
-        f"{statistics.median(d[1] for d in drains):.2f} s | +{statistics.median(overheads):.2f} s (max +{max(overheads):.2f} s) |"
+        f"| {args.runs} runs | {statistics.median(d[0] for d in drains):.2f} s | "
+        f"{max(d[0] for d in drains):.2f} s | {statistics.median(d[1] for d in drains):.2f} s | "
+        f"+{statistics.median(overheads):.2f} s (max +{max(overheads):.2f} s) |"
     )
 
 

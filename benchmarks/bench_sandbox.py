@@ -8,7 +8,8 @@ state store, persisted shell session, output capture) for a trivial command
 (``/usr/bin/python3 -c pass``), alternating the two backends so both see the same
 machine state; a fourth row starts and kills a background process (``local``
 sends SIGTERM and waits for the process to go, ``bwrap`` SIGKILLs the
-sandbox's monitor at once). The ratio column is bwrap against local. Not a test: it never fails on a number.
+sandbox's monitor at once). The ratio column is bwrap against local. Not a
+test: it never fails on a number.
 """
 
 from __future__ import annotations

@@ -181,13 +181,14 @@ def main() -> None:
                 snap = statistics.median(r[0] for r in runs) * 1000
                 rest = statistics.median(r[1] for r in runs) * 1000
                 print(
-                    f"| {size / MiB:>6.0f} MB | {snap:>11.1f} | {rest:>10.1f} | {snap + rest:>12.1f} "
-                    f"| {runs[0][2] / MiB:>15.2f} MB |"
+                    f"| {size / MiB:>6.0f} MB | {snap:>11.1f} | {rest:>10.1f} | "
+                    f"{snap + rest:>12.1f} | {runs[0][2] / MiB:>15.2f} MB |"
                 )
             print()
             print(f"drain of a worker process, SIGTERM -> exit (median of {args.runs})")
             print(
-                "| workspace changed since the last turn | drain s | added vs empty | snapshot step ms |"
+                "| workspace changed since the last turn | drain s | added vs empty | snapshot "
+                "step ms |"
             )
             print(
                 "|---------------------------------------|---------|----------------|------------------|"
@@ -200,8 +201,8 @@ def main() -> None:
                 if size == 0:
                     base = median
                 print(
-                    f"| {size / MiB:>34.0f} MB | {median:>7.3f} | {(median - base) * 1000:>11.0f} ms "
-                    f"| {step:>16.1f} |"
+                    f"| {size / MiB:>34.0f} MB | {median:>7.3f} | {(median - base) * 1000:>11.0f} "
+                    f"ms | {step:>16.1f} |"
                 )
 
 

@@ -117,7 +117,8 @@ CONFIG_SCHEMA = Section(
                         "default": Scalar("str", "Fallback model name."),
                         "endpoint": Scalar(
                             "str",
-                            "Fallback endpoint, by name (as model.endpoint); default: model.endpoint.",
+                            "Fallback endpoint, by name (as model.endpoint); default: "
+                            "model.endpoint.",
                             pattern=_ENDPOINT.pattern,
                             pattern_doc=_ENDPOINT.pattern_doc,
                         ),
@@ -134,8 +135,8 @@ CONFIG_SCHEMA = Section(
             {
                 "toolsets": ListOf(
                     _TOOLSET,
-                    "Enabled toolsets: terminal, process, todo, memory, mcp-<server>. Default: terminal, process, todo, memory."
-                    + _BUSTS,
+                    "Enabled toolsets: terminal, process, todo, memory, mcp-<server>. Default: "
+                    "terminal, process, todo, memory." + _BUSTS,
                 ),
                 "disabled_toolsets": ListOf(
                     _TOOLSET, "Toolsets removed from agent.toolsets." + _BUSTS, nullable=True
@@ -179,7 +180,8 @@ CONFIG_SCHEMA = Section(
                 },
                 required=("command",),
             ),
-            "MCP servers by name; their tools form toolset mcp-<name>. `agent-cluster mcp reload` re-discovers them.",
+            "MCP servers by name; their tools form toolset mcp-<name>. `agent-cluster mcp reload` "
+            "re-discovers them.",
         ),
     },
 )

@@ -175,7 +175,8 @@ def parse_endpoints(raw: Any) -> Mapping[str, Endpoint]:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"endpoints must be a mapping of name to {{provider, base_url, api_key_env}}, got {raw!r}"
+            "endpoints must be a mapping of name to {provider, base_url, api_key_env}, got "
+            f"{raw!r}"
         )
     return MappingProxyType({str(name): _entry(name, entry) for name, entry in raw.items()})
 

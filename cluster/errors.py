@@ -108,7 +108,7 @@ class AgentCacheError(AgentClusterError):
 
 
 class SessionBusy(AgentCacheError):
-    """A turn of this session is already checked out on this worker: wait for it to end, then retry."""
+    """A turn of this session is already checked out on this worker: wait for it to end, retry."""
 
 
 __all__ = [
@@ -138,7 +138,7 @@ __all__ = [
 
 
 class RequestRefused(AgentClusterError):
-    """An HTTP request the gateway refuses before it reaches the cluster (wrong key, content type, ...).
+    """An HTTP request the gateway refuses before it reaches the cluster (wrong key, content type).
 
     Attributes:
         status: The HTTP status to answer with (4xx).

@@ -1,4 +1,4 @@
-"""Per-message reply lists: the worker (or its commit script) pushes one reply, the caller pops it."""
+"""Per-message reply lists: the worker (or its commit script) pushes a reply, the caller pops it."""
 
 from __future__ import annotations
 

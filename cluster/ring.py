@@ -131,7 +131,8 @@ def _exact_load_factor(load_factor: float | Fraction) -> Fraction:
         factor = Fraction(0)
     if factor < 1:
         raise ConfigError(
-            f"load_factor must be a number >= 1 (max/mean load bound, e.g. 1.25), got {load_factor!r}"
+            "load_factor must be a number >= 1 (max/mean load bound, e.g. 1.25), got "
+            f"{load_factor!r}"
         )
     return factor
 

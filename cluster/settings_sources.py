@@ -164,7 +164,7 @@ def _shown_default(name: str) -> str:
 
 
 def settings_markdown() -> str:
-    """The settings table of ``docs/settings.md`` (regenerate with ``agent-cluster settings --markdown``)."""
+    """The settings table of ``docs/settings.md`` (``agent-cluster settings --markdown``)."""
     lines = [
         "# Settings",
         "",

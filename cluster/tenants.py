@@ -57,7 +57,7 @@ DEFAULT_TENANT = "default"
 """The tenant of a key configured without one, of ``--anonymous`` callers and of the Python API."""
 
 TENANT_MARK = "@"
-"""First character of another tenant's session key; a client's session name may not start with it."""
+"""First character of another tenant's session key; no client session name starts with it."""
 
 USAGE_TOKEN_FIELDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
 """Token kinds of a reply's ``usage`` that a tenant's usage adds up."""

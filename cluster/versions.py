@@ -98,7 +98,8 @@ class RedisVersionStore:
         Args:
             client: A Redis client.
             keyspace: The cluster's keyspace.
-            max_config_bytes: Largest accepted encoded config (``ClusterSettings.max_config_bytes``).
+            max_config_bytes: Largest accepted encoded config
+                (``ClusterSettings.max_config_bytes``).
         """
         self._client = client
         self._keys = keyspace
@@ -161,7 +162,8 @@ class RedisVersionStore:
         if int(version) < 0:
             raise ConfigError(
                 f"the config changed while this push was checked (it was compared with version "
-                f"{expect_version}, now {self.versions()[0]}); push again to compare with the new one"
+                f"{expect_version}, now {self.versions()[0]}); push again to compare with the new "
+                "one"
             )
         ClusterEventLog(self._client, self._keys).record(
             "config",

@@ -88,7 +88,7 @@ def _wait(condition: Callable[[], bool], timeout: float) -> float:
 
 
 def run_platform_demo(*, say: Callable[[str], None] = print) -> int:
-    """Run the Telegram story and print it; returns the exit code (0, or 1 if a reply is missing)."""
+    """Run the Telegram story and print it; the exit code (0, or 1 if a reply is missing)."""
     started = time.monotonic()
     with (
         ProviderSimulator() as sim,

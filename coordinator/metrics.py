@@ -60,7 +60,8 @@ _CONVERTER = re.compile(r"\{([^{}:]+):[^{}]+\}")
 
 
 def route_label(path: str) -> str:
-    """A route's template as a label value: ``/v1/sessions/{key:session_key}`` -> ``/v1/sessions/{key}``."""
+    """A route's template as a label value: ``/v1/sessions/{key:session_key}`` ->
+    ``/v1/sessions/{key}``."""
     return _CONVERTER.sub(r"{\1}", path)
 
 

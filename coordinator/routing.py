@@ -33,7 +33,8 @@ class Router:
         self._lock = threading.Lock()
 
     def target(self, session_key: str) -> tuple[str, str]:
-        """``(target, proposal)``: the owner last seen for the session (else the ring's choice), and the ring's choice.
+        """``(target, proposal)``: the owner last seen for the session (else the ring's choice),
+        and the ring's choice.
 
         Raises:
             NoLiveWorkers: no live, non-draining worker exists.

@@ -1,4 +1,4 @@
-"""Text renderings of :mod:`coordinator.status` for a terminal (``agent-cluster status``, ``session``).
+"""Terminal text renderings of :mod:`coordinator.status` (``agent-cluster status``, ``session``).
 
 Tables are Markdown pipe tables with padded columns: readable in a terminal
 and pasteable into an issue or a runbook.
@@ -147,7 +147,8 @@ def render_session(session: SessionStatus) -> str:
         f"session {session.session_key}",
         f"  tenant:         {session.tenant} (its API keys call it {session.name!r})",
         f"  owner:          {owner}",
-        f"  turns:          {session.turns} committed, {session.history_messages} messages in history",
+        f"  turns:          {session.turns} committed, {session.history_messages} messages in "
+        "history",
         f"  lease:          {running}",
         f"  cached agent:   {cached}",
         f"  pending:        {len(session.pending)} message(s)",

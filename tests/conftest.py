@@ -55,7 +55,8 @@ def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
     if binary is None:
         if os.environ.get("CI") == "true":
             pytest.fail(
-                "redis-server is not installed; .ci/run must install it (apt-get install redis-server)"
+                "redis-server is not installed; .ci/run must install it (apt-get install "
+                "redis-server)"
             )
         pytest.skip("redis-server is not installed (integration tests need it)")
     port = free_port()
@@ -161,7 +162,7 @@ def no_workspace_volume_outlives_the_tests(
 
 
 SIM_ENDPOINT = "sim"
-"""The endpoint name the tests' workers declare for their provider simulator (OpenAI wire format)."""
+"""The endpoint name the tests' workers declare for the provider simulator (OpenAI wire)."""
 
 
 def sim_endpoints(sim: ProviderSimulator) -> tuple[Endpoint, ...]:

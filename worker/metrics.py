@@ -149,7 +149,8 @@ class WorkerMetrics:
         )
         self.time_to_first_token = Histogram(
             f"{PREFIX}_time_to_first_token_seconds",
-            "Seconds from the message's acceptance by a coordinator to the turn's first text delta.",
+            "Seconds from the message's acceptance by a coordinator to the turn's first text "
+            "delta.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -381,7 +382,8 @@ class _CacheCollector(Collector):
         yield _counter("cache_misses", "Checkouts that had to build an agent.", m.get("misses", 0))
         evictions = CounterMetricFamily(
             f"{PREFIX}_cache_evictions",
-            "Agents that left the cache, by cause (cap, idle, memory, signature, config_bust, ...).",
+            "Agents that left the cache, by cause (cap, idle, memory, signature, config_bust, "
+            "...).",
             labels=["cause"],
         )
         raw = m.get("evictions", {})

@@ -49,7 +49,7 @@ class ProbeServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        """Bind the socket now (so a taken port fails the worker's start); serve after :meth:`start`.
+        """Bind the socket now (a taken port fails the worker's start); serve after :meth:`start`.
 
         Args:
             registry: What ``/metrics`` exposes.

@@ -42,7 +42,8 @@ class AgentProfile:
         endpoint: the worker-declared endpoint ``model.endpoint`` names
             (provider, URL, key variable); ``None`` when :attr:`problem` says why.
         api_mode: ``model.api_mode``.
-        max_tokens: ``model.max_tokens``, sent with every model call (``None``: the agent's default).
+        max_tokens: ``model.max_tokens``, sent with every model call (``None``: the agent's
+            default).
         toolsets: enabled toolsets (``agent.toolsets`` minus ``agent.disabled_toolsets``), sorted.
         ephemeral_prompt: extra system prompt text (``agent.ephemeral_system_prompt``).
         max_iterations: tool-loop bound per turn.

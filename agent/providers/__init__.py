@@ -43,7 +43,8 @@ def make_provider(
     mode = api_mode or DEFAULT_API_MODE[provider]
     if mode != DEFAULT_API_MODE[provider]:
         raise ConfigError(
-            f"api_mode {mode!r} does not fit provider {provider!r}; use {DEFAULT_API_MODE[provider]!r}"
+            f"api_mode {mode!r} does not fit provider {provider!r}; use "
+            f"{DEFAULT_API_MODE[provider]!r}"
         )
     if provider == "offline":
         from agent.providers.offline import OfflineProvider

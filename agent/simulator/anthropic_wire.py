@@ -105,9 +105,9 @@ def _user_content(
             use_id = block.get("tool_use_id")
             if use_id not in expected_results:
                 raise _bad(
-                    f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
-                    f"{use_id}. Each `tool_result` block must have a corresponding `tool_use` block "
-                    "in the previous message."
+                    f"messages.{i}.content: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {use_id}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
                 )
             expected_results.discard(use_id)
             neutral.append(
@@ -212,7 +212,8 @@ def parse_request(body: Any) -> ParsedRequest:
     found = sum(1 for block in blocks if block.cache_breakpoint)
     if found > MAX_CACHE_BREAKPOINTS:
         raise _bad(
-            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. Found {found}."
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {found}."
         )
     return ParsedRequest(
         provider=PROVIDER,

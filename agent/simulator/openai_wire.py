@@ -80,7 +80,8 @@ def _assistant(message: dict[str, Any], index: int, names_by_id: dict[str, str])
             or not isinstance(function, dict)
         ):
             raise _bad(
-                f"Missing required parameter: 'messages[{index}].tool_calls[{j}].id' or '.function'."
+                f"Missing required parameter: 'messages[{index}].tool_calls[{j}].id' or "
+                "'.function'."
             )
         name = str(function.get("name", ""))
         names_by_id[call["id"]] = name
@@ -114,9 +115,9 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
         role = message["role"]
         if awaiting and role != "tool":
             raise _bad(
-                "An assistant message with 'tool_calls' must be followed by tool messages responding "
-                f"to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
-                f"{', '.join(awaiting)}"
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(awaiting)}"
             )
         if role in ("system", "developer"):
             continue
@@ -130,8 +131,8 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in names_by_id:
                 raise _bad(
-                    f"Invalid parameter: messages with role 'tool' must be a response to a preceding "
-                    f"message with 'tool_calls' (messages[{i}].tool_call_id={call_id!r})."
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    f"preceding message with 'tool_calls' (messages[{i}].tool_call_id={call_id!r})."
                 )
             if call_id in awaiting:
                 awaiting.remove(call_id)
@@ -145,8 +146,8 @@ def _neutral_messages(messages: list[Any]) -> list[dict[str, Any]]:
             )
     if awaiting:
         raise _bad(
-            "An assistant message with 'tool_calls' must be followed by tool messages responding to "
-            f"each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+            "An assistant message with 'tool_calls' must be followed by tool messages responding "
+            "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
             f"{', '.join(awaiting)}"
         )
     return neutral

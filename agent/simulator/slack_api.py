@@ -124,7 +124,7 @@ class SlackSimulator:
         retry: int = 0,
         timestamp: int | None = None,
     ) -> int:
-        """POST ``payload`` signed as Slack does (``retry`` > 0: as Slack's nth retry); the status."""
+        """POST ``payload`` signed as Slack does (``retry`` > 0: Slack's nth retry); the status."""
         body = json.dumps(payload).encode()
         stamp = int(time.time()) if timestamp is None else timestamp
         headers = {
@@ -142,7 +142,7 @@ class SlackSimulator:
             return [m for m in self._posted if m.channel == channel]
 
     def wait_messages(self, channel: str, count: int, timeout: float = 30.0) -> list[SlackMessage]:
-        """Wait until the bot posted ``count`` messages to ``channel``; returns them (maybe fewer)."""
+        """Wait until the bot posted ``count`` messages to ``channel``; returns them (or fewer)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:

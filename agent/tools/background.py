@@ -259,7 +259,8 @@ def launch(
         pid = int(out.decode().strip())
     except ValueError:
         raise OSError(
-            f"the process launcher failed: {err.decode(errors='replace').strip() or 'no pid reported'}"
+            "the process launcher failed: "
+            f"{err.decode(errors='replace').strip() or 'no pid reported'}"
         ) from None
     return pid, launcher.pid
 

@@ -41,7 +41,9 @@ PROCESS_PARAMETERS: dict[str, Any] = {
         "action": {
             "type": "string",
             "enum": ["start", "list", "poll", "kill"],
-            "description": "start a command, list processes, poll one (status and output), kill one.",
+            "description": (
+                "start a command, list processes, poll one (status and output), kill one."
+            ),
         },
         "command": {
             "type": "string",
@@ -53,7 +55,9 @@ PROCESS_PARAMETERS: dict[str, Any] = {
             "type": "integer",
             "minimum": 1,
             "maximum": MAX_POLL_LINES,
-            "description": f"For poll: how many last lines of output (default {DEFAULT_POLL_LINES}).",
+            "description": (
+                f"For poll: how many last lines of output (default {DEFAULT_POLL_LINES})."
+            ),
         },
     },
     "required": ["action"],

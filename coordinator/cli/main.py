@@ -114,8 +114,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"agent> {result.text}")
             u = result.usage
             print(
-                f"  ({u.api_calls} model calls, {u.input_tokens} input / {u.cache_read_tokens} cached "
-                f"/ {u.output_tokens} output tokens)"
+                f"  ({u.api_calls} model calls, {u.input_tokens} input / {u.cache_read_tokens} "
+                f"cached / {u.output_tokens} output tokens)"
             )
     finally:
         agent.release_clients()
@@ -243,7 +243,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The product in a few seconds: an embedded cluster, the provider simulator, a push, a drain."""
+    """The product in a few seconds: an embedded cluster, the simulator, a push, a drain."""
     if args.platform == "telegram":
         from coordinator.demo_platform import run_platform_demo
 

@@ -9,9 +9,10 @@ follows each delivery's turn (editing one message with the reply so far, at
 most once per ``platform_edit_interval``; see :mod:`.streaming`) or waits for
 its reply, sends the final text, one chat at a time in the platform's order
 and paced per chat (``platform_chat_interval``), then records it as
-delivered under its fencing token. When the holder dies its lease expires (``platform_lease_ttl``) and
-another gateway takes over the inbox and the offset; a holder that lost its
-lease stops polling and sending at its next renewal or fenced write.
+delivered under its fencing token. When the holder dies its lease expires
+(``platform_lease_ttl``) and another gateway takes over the inbox and the
+offset; a holder that lost its lease stops polling and sending at its next
+renewal or fenced write.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def holder_id() -> str:
 
 
 class Sender(Protocol):
-    """Sends and edits a chat's messages, waiting out the platform's rate limits (never dropping one).
+    """Sends and edits a chat's messages, waiting out the platform's rate limits (dropping none).
 
     Texts are Markdown; the sender formats them for its platform.
     """

@@ -77,7 +77,7 @@ class _FixedClock(Clock):
 
 
 def inbound_from_event(payload: Mapping[str, Any]) -> Inbound | None:
-    """The user message an ``event_callback`` carries, or ``None`` (bot echoes, edits, other events).
+    """The user message an ``event_callback`` carries, or ``None`` (bot echoes, edits, others).
 
     Raises:
         InvalidMessage: the payload lacks ``event_id`` or its event is malformed.

@@ -26,7 +26,7 @@ _SMALLEST_LIMIT = 64
 
 
 def _fence_after(opener: str, piece: str) -> str:
-    """The fence line still open at the end of ``piece`` (``""``: none), given the one open before."""
+    """The fence line still open at the end of ``piece`` (``""``: none), given the one before."""
     open_line = opener
     for line in piece.split("\n"):
         stripped = line.strip()

@@ -113,7 +113,7 @@ def _text(value: Any) -> str:
 
 
 class BotStore:
-    """One bot's lease, offset and inbox in Redis (a sync client: called on the gateway's threads)."""
+    """One bot's lease, offset and inbox in Redis (sync client: called on the gateway's threads)."""
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, *, platform: str, bot: str) -> None:
         self.client = client
@@ -153,7 +153,7 @@ class BotStore:
     # -- the inbox -------------------------------------------------------------
 
     def accept(self, delivery: Delivery) -> bool:
-        """Record a delivery once; ``False`` when it is a duplicate (already accepted or answered)."""
+        """Record a delivery once; ``False`` for a duplicate (already accepted or answered)."""
         return bool(
             self._scripts(
                 "platform_accept",
@@ -171,7 +171,7 @@ class BotStore:
         return bool(waiting) or done is not None
 
     def forget(self, message_id: str) -> None:
-        """Drop an accepted delivery the cluster refused, so the platform's retry is accepted again."""
+        """Drop an accepted delivery the cluster refused, so the platform's retry is accepted."""
         self.client.hdel(self.keys.inbox, message_id)
 
     def waiting(self) -> list[Delivery]:
@@ -222,7 +222,7 @@ class BotStore:
         return raw is not None and _text(raw) == str(token)
 
     def count(self, field: str, by: float = 1) -> None:
-        """Add to one of the bot's counters (``rate_limited``, ``polled_at`` is set with :meth:`mark`)."""
+        """Add to one of the bot's counters (``rate_limited``; :meth:`mark` sets ``polled_at``)."""
         self.client.hincrbyfloat(self.keys.stats, field, by)
 
     def mark(self, field: str, value: float) -> None:

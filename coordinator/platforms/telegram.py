@@ -41,7 +41,7 @@ _POOL = 32
 
 
 def make_bot(token: str, api_url: str) -> Bot:
-    """A python-telegram-bot ``Bot`` for ``token`` at ``api_url`` (its pool sized for many chats)."""
+    """A python-telegram-bot ``Bot`` for ``token`` at ``api_url``, its pool sized for many chats."""
     return Bot(
         token,
         base_url=api_url.rstrip("/") + "/bot",

@@ -1,4 +1,4 @@
-"""``agent-cluster demo --platform telegram``: two gateways, one poller, a killed poller handing on."""
+"""``agent-cluster demo --platform telegram``: two gateways, one poller, a killed one handing on."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Helpers and fixtures shared by test directories (fleets, gateways, queue shortcuts, cache inspection)."""
+"""Helpers and fixtures shared by test directories (fleets, gateways, queues, cache inspection)."""

@@ -81,10 +81,11 @@ class Releaser:
     """Elastic pool of daemon threads running releases in submission order.
 
     Threads start on demand (up to ``max_threads``) and leave after
-    ``keepalive`` idle seconds, so a cache that never evicts starts none, and a slow release delays only the releases queued
-    behind it once every thread is busy. :meth:`close` drains the queue and
-    joins the threads; a later :meth:`submit` starts threads again, so a turn
-    ending after shutdown still gets its agent released.
+    ``keepalive`` idle seconds, so a cache that never evicts starts none, and a
+    slow release delays only the releases queued behind it once every thread is
+    busy. :meth:`close` drains the queue and joins the threads; a later
+    :meth:`submit` starts threads again, so a turn ending after shutdown still
+    gets its agent released.
     """
 
     def __init__(

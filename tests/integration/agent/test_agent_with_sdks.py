@@ -132,7 +132,8 @@ def test_a_rebuilt_agent_sends_the_persisted_prefix_byte_identically(
     history = msgpack.unpackb(msgpack.packb(result.new_messages))
     first.release_clients()
 
-    # Another worker: different ephemeral prompt in its config, but the session's frozen prefix wins.
+    # Another worker: different ephemeral prompt in its config, but the session's frozen prefix
+    # wins.
     rebuilt = make_agent(
         sim,
         "anthropic",

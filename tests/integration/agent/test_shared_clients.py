@@ -1,4 +1,4 @@
-"""Agents share one SDK client per endpoint and key; one agent's release or interrupt spares the others.
+"""Agents share one SDK client per endpoint and key; one agent's release or interrupt spares others.
 
 Real HTTP through the official SDKs against the provider simulator.
 """

@@ -163,10 +163,14 @@ def _check_extra_replies(r: MessageRecord, left: list[dict[str, Any]], f: Findin
                 "copy of the same reply left in list", f"{r.message_id}: turn {first.get('turn')}"
             )
         else:
+            also = (
+                "turn " + str(extra.get("turn"))
+                if extra.get("ok")
+                else "error " + str(extra.get("error"))[:80]
+            )
             f.add(
                 "answered twice (a different reply)",
-                f"{r.message_id}: took turn {first.get('turn')}, also "
-                f"{'turn ' + str(extra.get('turn')) if extra.get('ok') else 'error ' + str(extra.get('error'))[:80]}",
+                f"{r.message_id}: took turn {first.get('turn')}, also {also}",
             )
 
 

@@ -346,7 +346,8 @@ class WorkerPool:
         log = self.directory / f"{worker_id}.log"
         cmd = [
             sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", self.redis_url,
-            "--namespace", self.namespace, "--id", worker_id, "--concurrency", str(self.concurrency),
+            "--namespace", self.namespace, "--id", worker_id,
+            "--concurrency", str(self.concurrency),
         ]  # fmt: skip
         with log.open("ab") as sink:
             proc = subprocess.Popen(
@@ -717,9 +718,10 @@ def _watch_progress(
             next_line += 5.0
             p = traffic.progress()
             say(
-                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} "
-                f"waiting {p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} "
-                f"| running workers {','.join(pool.running())} | events {len(player.done)}/{len(player.plan)}"
+                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} waiting "
+                f"{p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} | "
+                f"running workers {','.join(pool.running())} | events "
+                f"{len(player.done)}/{len(player.plan)}"
             )
 
 
@@ -819,7 +821,8 @@ def build_checks(
         checks.Check("accepted", len(accepted)),
         checks.Check("answered (ok reply popped)", sum(r.answered for r in accepted)),
         row("lost (accepted, never answered)", "lost"),
-        row("  of which answered only after the deadline", "lost: reply arrived after the deadline", assert_zero=False),
+        row("  of which answered only after the deadline",
+            "lost: reply arrived after the deadline", assert_zero=False),
         row("failed (non-transient error reply)", "failed (error reply, not retried)"),
         row("duplicated: answered twice (a different reply)", "answered twice (a different reply)"),
         row("duplicated: copy of the reply left unread", "copy of the same reply left in list"),
@@ -829,22 +832,38 @@ def build_checks(
         row("foreign user messages in history", "foreign user message in history"),
         row("answers that are an interruption notice", "interrupted answer"),
         row("replies for another message / wrong echo", "reply for another message", "wrong text"),
-        row("received turn numbers not +1", "received turns not +1", "reply without an integer turn"),
-        _skippable(row("committed turns not exactly 1..N", "committed turns not 1..N", "committed replies != user messages in history"), "committed replies", findings),
-        _skippable(row("stale fencing token accepted", "fence not increasing (stale token accepted)"), "fence", findings),
-        _skippable(row("overlapping lease intervals", "overlapping turn leases"), "lease intervals", findings),
-        checks.Check("teardown mid-turn in worker logs", len(violations), not violations, violations[:checks.SHOW]),
+        row("received turn numbers not +1",
+            "received turns not +1", "reply without an integer turn"),
+        _skippable(row("committed turns not exactly 1..N", "committed turns not 1..N",
+                       "committed replies != user messages in history"),
+                   "committed replies", findings),
+        _skippable(row("stale fencing token accepted",
+                       "fence not increasing (stale token accepted)"),
+                   "fence", findings),
+        _skippable(row("overlapping lease intervals", "overlapping turn leases"),
+                   "lease intervals", findings),
+        checks.Check("teardown mid-turn in worker logs",
+                     len(violations), not violations, violations[:checks.SHOW]),
         row("wrong text of a !sh turn (tool output)", "wrong text (shell)", assert_zero=False),
-        row("error replies received (then resubmitted)", "error replies received", assert_zero=False),
-        checks.Check("resubmissions (same id, after acceptance)", sum(r.resubmissions for r in records)),
-        checks.Check("attempt timeouts (no reply in time)", sum(r.attempt_timeouts for r in records)),
-        checks.Check("submits that raised (retried, same id)", _counter_text(sum((r.submit_errors for r in records), Counter()))),
-        checks.Check("reply polls that raised", _counter_text(sum((r.poll_errors for r in records), Counter()))),
-        checks.Check("in history though never accepted", c["in history though never accepted (info)"]),
+        row("error replies received (then resubmitted)",
+            "error replies received", assert_zero=False),
+        checks.Check("resubmissions (same id, after acceptance)",
+                     sum(r.resubmissions for r in records)),
+        checks.Check("attempt timeouts (no reply in time)",
+                     sum(r.attempt_timeouts for r in records)),
+        checks.Check("submits that raised (retried, same id)",
+                     _counter_text(sum((r.submit_errors for r in records), Counter()))),
+        checks.Check("reply polls that raised",
+                     _counter_text(sum((r.poll_errors for r in records), Counter()))),
+        checks.Check("in history though never accepted",
+                     c["in history though never accepted (info)"]),
         checks.Check("events played", _counter_text(Counter(e.action for _, e in player.done))),
-        checks.Check("tracebacks in worker logs", sum(tracebacks.values()), None, [f"{n} x {k}" for k, n in tracebacks.most_common(8)]),
-        checks.Check("warnings/errors in worker logs", sum(warnings.values()), None, [f"{n} x {k}" for k, n in warnings.most_common(8)]),
-        checks.Check("exit codes on the final SIGTERM", ", ".join(f"{w}={code}" for w, code in sorted(final_codes.items())) or "-"),
+        checks.Check("tracebacks in worker logs", sum(tracebacks.values()), None,
+                     [f"{n} x {k}" for k, n in tracebacks.most_common(8)]),
+        checks.Check("warnings/errors in worker logs", sum(warnings.values()), None,
+                     [f"{n} x {k}" for k, n in warnings.most_common(8)]),
+        checks.Check("exit codes on the final SIGTERM",
+                     ", ".join(f"{w}={code}" for w, code in sorted(final_codes.items())) or "-"),
     ]  # fmt: skip
     return rows
 

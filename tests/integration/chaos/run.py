@@ -1,9 +1,11 @@
-"""Command line for long chaos runs (the CI test runs the short variant).
+r"""Command line for long chaos runs (the CI test runs the short variant).
 
 Examples::
 
-    .venv/bin/python -m tests.integration.chaos.run --seed 3 --duration 600 --workers 6 --sessions 200
-    .venv/bin/python -m tests.integration.chaos.run --seed 3 --duration 30 --no-chaos   # harness baseline
+    .venv/bin/python -m tests.integration.chaos.run \
+        --seed 3 --duration 600 --workers 6 --sessions 200
+    # harness baseline:
+    .venv/bin/python -m tests.integration.chaos.run --seed 3 --duration 30 --no-chaos
 
 Prints a progress line every 5 s, each chaos event as it is played, then the
 final table. Exit status 0 when every check passed, 1 otherwise. Logs, the

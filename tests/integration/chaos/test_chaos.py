@@ -1,11 +1,12 @@
-"""The seeded chaos test (issue 7): nothing accepted is lost, nothing answered twice.
+r"""The seeded chaos test (issue 7): nothing accepted is lost, nothing answered twice.
 
 CI runs a 60-second variant: a private redis-server (AOF), 4 worker processes,
 100 sessions of continuous traffic, and every ~5 s one seeded event (kill -9,
 SIGSTOP 8 s, drain + replacement, a new worker, a Redis restart, a config
 push). The longer run is a command (see ``run.py``)::
 
-    .venv/bin/python -m tests.integration.chaos.run --seed 3 --duration 600 --workers 6 --sessions 200
+    .venv/bin/python -m tests.integration.chaos.run \
+        --seed 3 --duration 600 --workers 6 --sessions 200
 
 A run is reproducible from its seed (the plan and the message texts; thread
 timing is not). The baseline test runs the same traffic without any event: it

@@ -1,4 +1,4 @@
-"""TurnQueue and ReplyChannel contract, on fakeredis and a real redis-server, and the claim loop end to end."""
+"""TurnQueue and ReplyChannel contract on fakeredis and real Redis; the claim loop end to end."""
 
 from __future__ import annotations
 

@@ -108,7 +108,8 @@ def test_pushes_bust_exactly_what_they_change_and_bad_pushes_change_nothing(
         invalid = push(workers, tmp_path, BASE.replace("800", "many"), "bad.yaml")
         assert invalid.returncode == 2
         assert invalid.stderr.strip() == (
-            "error: model.max_tokens must be a whole number >= 1 or null, got 'many' (bad.yaml line 4)"
+            "error: model.max_tokens must be a whole number >= 1 or null, got 'many' (bad.yaml "
+            "line 4)"
         )
         secret = push(
             workers,

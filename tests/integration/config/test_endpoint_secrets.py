@@ -98,11 +98,13 @@ ATTACKS = {
         "providers",
     ),
     "redis url as the key": (
-        "model:\n  endpoint: openai\n  default: m\n  base_url: {url}/v1\n  api_key_env: AGENT_CLUSTER_REDIS_URL\n",
+        "model:\n  endpoint: openai\n  default: m\n  base_url: {url}/v1\n  api_key_env: "
+        "AGENT_CLUSTER_REDIS_URL\n",
         "model.base_url",
     ),
     "fallback": (
-        "model:\n  endpoint: openai\n  default: m\n  fallback:\n    default: m\n    base_url: {url}/v1\n",
+        "model:\n  endpoint: openai\n  default: m\n  fallback:\n    default: m\n    base_url: "
+        "{url}/v1\n",
         "model.fallback.base_url",
     ),
 }

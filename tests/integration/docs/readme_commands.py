@@ -57,7 +57,11 @@ RULES: tuple[Rule, ...] = (
         "creates a virtual environment and installs from the package index (minutes); "
         "CI's own install (.ci/run) is this command",
     ),
-    Rule(r"^\.venv/bin/ruff check", "skip", "lint, types and the whole suite: what .ci/run runs"),
+    Rule(
+        r"^\.venv/bin/ruff check",
+        "skip",
+        "lint, format, types and the whole suite: what .ci/run runs",
+    ),
     Rule(
         r"^\.venv/bin/python benchmarks/",
         "skip",

@@ -1,4 +1,4 @@
-"""Redis restarts under traffic, a misconfigured eviction policy, and sessions rebalancing to a new worker."""
+"""Redis restarts under traffic, a wrong eviction policy, sessions rebalancing to a new worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Continuous chat traffic for the fault tests: sessions that each send their next message when answered."""
+"""Continuous chat traffic for fault tests: each session sends its next message when answered."""
 
 from __future__ import annotations
 

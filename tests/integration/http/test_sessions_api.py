@@ -1,4 +1,4 @@
-"""The native HTTP API against a running cluster: JSON replies, sessions, strategies, auth, errors."""
+"""The native HTTP API on a running cluster: JSON replies, sessions, strategies, auth, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Telegram in front of two gateways: one poller per token, one reply per update, 429s waited out."""
+"""Telegram in front of two gateways: a poller per token, one reply per update, 429s waited out."""
 
 from __future__ import annotations
 

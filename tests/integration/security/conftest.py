@@ -64,7 +64,8 @@ class Target:
         return self.send(session, f"!tool {name} {json.dumps(args)}").text
 
     def workspace(self, session: str) -> Path:
-        """The session's workspace as the host sees it (an attacker reads it in /proc/self/mountinfo)."""
+        """The session's workspace as the host sees it (an attacker reads it in
+        /proc/self/mountinfo)."""
         return self.home / "sandboxes" / safe_task_id(session)
 
     def worker_alive(self) -> bool:
@@ -180,7 +181,8 @@ def unprivileged_worker_problem() -> str | None:
 def running_target(
     tmp: Path, *, uid: int | None = None, backend: str = "bwrap"
 ) -> Iterator[Target]:
-    """Start the password-protected Redis and a real worker (as ``uid``, default ours) under ``tmp``.
+    """Start the password-protected Redis and a real worker (as ``uid``, default ours) under
+    ``tmp``.
 
     ``tmp`` must be reachable by ``uid``: the worker's home and its Redis URL
     file are handed to it. ``backend`` is its ``AGENT_CLUSTER_SANDBOX``.

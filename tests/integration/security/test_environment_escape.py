@@ -169,7 +169,8 @@ def test_exported_variables_still_apply_to_the_sessions_commands(worker: Target)
     worker.sh(chat, "export GREETING=hello-from-the-session PATH=$PWD/bin:$PATH")
     worker.sh(
         chat,
-        "mkdir -p bin && printf '#!/bin/sh\\necho own-tool\\n' > bin/mytool && chmod 755 bin/mytool",
+        "mkdir -p bin && printf '#!/bin/sh\\necho own-tool\\n' > bin/mytool && chmod 755 "
+        "bin/mytool",
     )
     assert "hello-from-the-session" in worker.sh(chat, 'echo "$GREETING"')
     assert "own-tool" in worker.sh(chat, "mytool")

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 
 def wait_running(sim: ProviderSimulator, text: str) -> None:
-    """Wait until the turn of the message ``text`` is inside its model call (the simulator has it)."""
+    """Wait until the turn of message ``text`` is inside its model call (the simulator has it)."""
     wanted = json.dumps(text)[1:-1].encode()
     deadline = time.monotonic() + 20
     while not any(wanted in r.body for r in sim.recorded_requests()):

@@ -1,4 +1,4 @@
-"""A turn the primary model cannot serve runs on the fallback; the next turn tries the primary again."""
+"""A turn the primary model cannot serve runs on the fallback; the next tries the primary again."""
 
 from __future__ import annotations
 

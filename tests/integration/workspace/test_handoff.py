@@ -1,4 +1,5 @@
-"""A session's files follow it to another host: drain, kill -9, the cap, hostile workspaces, shared roots.
+"""A session's files follow it to another host: drain, kill -9, the cap, hostile workspaces, shared
+roots.
 
 Real worker processes, each with a home of its own (a host), on a real Redis;
 the offline model runs ``!sh`` commands with the terminal tool.

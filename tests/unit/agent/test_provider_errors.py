@@ -1,4 +1,4 @@
-"""Giving up on a model call says what happened: unreachable, timing out (within a total deadline), or failing."""
+"""Giving up on a model call says why: unreachable, timing out (total deadline), or failing."""
 
 from __future__ import annotations
 

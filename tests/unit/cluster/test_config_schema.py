@@ -1,4 +1,4 @@
-"""The config schema: what `agent-cluster config push` accepts, and errors with key path and line."""
+"""The config schema: what `agent-cluster config push` accepts; errors with key path and line."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def test_an_empty_document_is_refused_it_would_remove_every_key() -> None:
     [
         (
             "model:\n  default: m\n  endpoint: 'my sim'\n",
-            "model.endpoint must be a string (an endpoint name such as openai), got 'my sim' (cluster.yaml line 3)",
+            "model.endpoint must be a string (an endpoint name such as openai), got 'my sim' "
+            "(cluster.yaml line 3)",
         ),
         (
             "model:\n  max_tokens: 0\n",
@@ -58,7 +59,8 @@ def test_an_empty_document_is_refused_it_would_remove_every_key() -> None:
         ),
         (
             "agent:\n  max_iterations: true\n",
-            "agent.max_iterations must be a whole number in [1, 1000], got True (cluster.yaml line 2)",
+            "agent.max_iterations must be a whole number in [1, 1000], got True (cluster.yaml line "
+            "2)",
         ),
         (
             "agent:\n  toolsets: [terminal, 3]\n",
@@ -66,11 +68,13 @@ def test_an_empty_document_is_refused_it_would_remove_every_key() -> None:
         ),
         (
             "agent:\n  toolsets: terminal\n",
-            "agent.toolsets must be a list of a string (a toolset name), got 'terminal' (cluster.yaml line 2)",
+            "agent.toolsets must be a list of a string (a toolset name), got 'terminal' "
+            "(cluster.yaml line 2)",
         ),
         (
             "\n\nmodle:\n  default: m\n",
-            "modle is not a known setting (known in the config: agent, compression, mcp_servers, memory, model, providers) (cluster.yaml line 3)",
+            "modle is not a known setting (known in the config: agent, compression, mcp_servers, "
+            "memory, model, providers) (cluster.yaml line 3)",
         ),
         ("model:\n  default: m\n  temprature: 1\n", "model.temprature is not a known setting"),
         ("mcp_servers:\n  files:\n    args: [x]\n", "mcp_servers.files.command is missing"),

@@ -209,7 +209,8 @@ def test_depth_limit() -> None:
             "model.endpoint",
         ),
         (
-            "mcp_servers:\n  gh:\n    command: gh\n    env:\n      GITHUB_TOKEN: ghp_abcdefghijklmnopqrstuvwxyz0123\n",
+            "mcp_servers:\n  gh:\n    command: gh\n    env:\n      GITHUB_TOKEN: "
+            "ghp_abcdefghijklmnopqrstuvwxyz0123\n",
             5,
             '"${GITHUB_TOKEN}"',
         ),

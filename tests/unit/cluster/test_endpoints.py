@@ -15,8 +15,10 @@ from cluster.settings_sources import load_settings
 def test_endpoints_come_from_the_environment_as_yaml_and_overlay_the_builtins() -> None:
     settings = ClusterSettings.from_env(
         {
-            "AGENT_CLUSTER_ENDPOINTS": '{sim: {provider: openai, base_url: "http://10.0.0.5:8199/v1"}, '
-            'simulator: {provider: openai, base_url: "http://simulator:8199/v1"}}'
+            "AGENT_CLUSTER_ENDPOINTS": (
+                '{sim: {provider: openai, base_url: "http://10.0.0.5:8199/v1"}, '
+                'simulator: {provider: openai, base_url: "http://simulator:8199/v1"}}'
+            )
         }
     )
     table = settings.endpoint_table()
@@ -42,11 +44,14 @@ def test_endpoints_come_from_the_settings_file(tmp_path: Path) -> None:
     [
         (
             "{x: {provider: openai, base_url: 'http://u:pw@h/v1'}}",
-            "AGENT_CLUSTER_ENDPOINTS entry x: base_url must be an http:// or https:// URL without user or password",
+            "AGENT_CLUSTER_ENDPOINTS entry x: base_url must be an http:// or https:// URL without "
+            "user or password",
         ),
         (
-            "{x: {provider: openai, base_url: 'http://h/v1', api_key_env: AGENT_CLUSTER_REDIS_URL}}",
-            "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env AGENT_CLUSTER_REDIS_URL is one of the cluster's own settings",
+            "{x: {provider: openai, base_url: 'http://h/v1', api_key_env: "
+            "AGENT_CLUSTER_REDIS_URL}}",
+            "AGENT_CLUSTER_ENDPOINTS entry x: api_key_env AGENT_CLUSTER_REDIS_URL is one of the "
+            "cluster's own settings",
         ),
         (
             "{x: {provider: openai, base_url: 'http://h/v1', api_key_env: 'my key'}}",
@@ -54,7 +59,8 @@ def test_endpoints_come_from_the_settings_file(tmp_path: Path) -> None:
         ),
         (
             "{x: {provider: gemini, base_url: 'http://h'}}",
-            "AGENT_CLUSTER_ENDPOINTS entry x: provider must be one of offline, openai, anthropic, got 'gemini'",
+            "AGENT_CLUSTER_ENDPOINTS entry x: provider must be one of offline, openai, anthropic, "
+            "got 'gemini'",
         ),
         (
             "{x: {provider: openai, url: 'http://h'}}",
@@ -62,7 +68,8 @@ def test_endpoints_come_from_the_settings_file(tmp_path: Path) -> None:
         ),
         (
             "[a, b]",
-            "AGENT_CLUSTER_ENDPOINTS must be a mapping of name to {provider, base_url, api_key_env}",
+            "AGENT_CLUSTER_ENDPOINTS must be a mapping of name to {provider, base_url, "
+            "api_key_env}",
         ),
         ("{x: [", "AGENT_CLUSTER_ENDPOINTS is not valid YAML"),
     ],

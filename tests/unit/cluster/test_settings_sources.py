@@ -1,4 +1,4 @@
-"""One settings source: flags > AGENT_CLUSTER_* > settings file > the one default; a generated table."""
+"""One settings source: flags > AGENT_CLUSTER_* > settings file > the default; a generated table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tenant-scoped session keys are one-to-one; limits and usage as Redis (fakeredis + Lua) keeps them."""
+"""Tenant-scoped session keys are one-to-one; limits and usage kept in Redis (fakeredis + Lua)."""
 
 from __future__ import annotations
 

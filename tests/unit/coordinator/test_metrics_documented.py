@@ -1,4 +1,4 @@
-"""Every metric family a process exports is in the README, under that process, named by the guide."""
+"""Every metric family a process exports is in the README under that process, named by the guide."""
 
 from __future__ import annotations
 

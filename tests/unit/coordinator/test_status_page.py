@@ -90,7 +90,8 @@ def test_metrics_has_this_gateway_only_and_the_cluster_is_apart() -> None:
     assert own["agent_cluster_http_requests_total"] == [
         ({"method": "POST", "route": "/v1/sessions/{key}/messages", "status": "200"}, 1.0)
     ]
-    # Cluster-wide figures are not in every replica's /metrics: a sum over replicas counts each once.
+    # Cluster-wide figures are not in every replica's /metrics: a sum over replicas counts each
+    # once.
     assert not {
         name for name in own if name.startswith(("agent_cluster_worker", "agent_cluster_up"))
     }

@@ -51,7 +51,8 @@ def test_every_dependency_of_the_project_and_its_tests_is_pinned() -> None:
     pins = _locked()
     missing = sorted(_closure("agent-cluster", {"test"}) - set(pins))
     assert not missing, (
-        f"not in {LOCK.relative_to(ROOT)}: {missing}; run `bash .ci/refresh-lock` and commit the lock"
+        f"not in {LOCK.relative_to(ROOT)}: {missing}; run `bash .ci/refresh-lock` and commit the "
+        "lock"
     )
 
 

@@ -1,4 +1,4 @@
-"""A turn's event sink: nothing for non-streaming messages, batched deltas, order, bounds, Redis failures."""
+"""A turn's event sink: nothing when not streaming, batched deltas, order, bounds, Redis errors."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """A tiny MCP server the MCP integration tests start over stdio.
 
 Tools listed by default: ``add(a, b)`` and ``echo(text)``; also available:
-``shout(text)``, ``fail(reason)`` and ``crash()`` (exits the process). If ``MCP_TEST_TOOLS_FILE`` names a
-file holding a JSON list of tool names, only those tools are listed (read at
-every listing), which lets a test make ``shout`` appear or ``echo`` vanish
-and then reload.
+``shout(text)``, ``fail(reason)`` and ``crash()`` (exits the process). If
+``MCP_TEST_TOOLS_FILE`` names a file holding a JSON list of tool names, only
+those tools are listed (read at every listing), which lets a test make
+``shout`` appear or ``echo`` vanish and then reload.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_the_host_environment_takes_nothing_from_the_workers_own(
 def test_a_command_sees_exactly_the_sessions_environment_and_argv_carries_none_of_it(
     tmp_path: Path,
 ) -> None:
-    """The local backend: the worker starts bash with its own environment; the command gets the session's."""
+    """The local backend: bash gets the worker's environment; the command gets the session's."""
     session_env = {
         "PATH": HOST_PATH,
         "MY_SETTING": "multi\nline value with spaces",

@@ -95,7 +95,8 @@ def test_redaction_covers_secret_named_variables_and_url_passwords() -> None:
         }
     )
     text = redactor.redact(
-        "key sk-test-0123456789 tok ghp_abcdefghij pw s3cr3t-pass abc /home/someone-with-a-long-name"
+        "key sk-test-0123456789 tok ghp_abcdefghij pw s3cr3t-pass abc "
+        "/home/someone-with-a-long-name"
     )
     assert "sk-test" not in text and "ghp_" not in text and "s3cr3t" not in text
     assert text.count("[redacted]") == 3

@@ -1,4 +1,4 @@
-"""Pure pieces of the HTTP API: SSE encoding, Last-Event-ID, OpenAI message reading, errors, OpenAPI."""
+"""Pure pieces of the HTTP API: SSE encoding, Last-Event-ID, OpenAI messages, errors, OpenAPI."""
 
 from __future__ import annotations
 
