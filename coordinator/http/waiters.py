@@ -254,11 +254,11 @@ class Waiters:
 
     async def _read_streams(self) -> None:
         while True:
-            if not self._streams:
+            watches = [w for w in self._streams.values() if not w.future.done()]
+            if not watches:  # answered watches stay registered until their caller runs
                 self._stream_wake.clear()
                 await self._stream_wake.wait()
                 continue
-            watches = list(self._streams.values())
             chunks = [watches[i : i + BATCH] for i in range(0, len(watches), BATCH)]
             found = False
             try:
