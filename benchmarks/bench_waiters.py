@@ -5,8 +5,7 @@ Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [-
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
-processes (concurrency high enough that the turns wait on the model, not in a
-queue) and one gateway (``agent-cluster serve``). For each level N it starts
+processes (each running up to 500 turns at once; more callers wait in its queue) and one gateway (``agent-cluster serve``). For each level N it starts
 ``--clients`` client processes (asyncio, raw HTTP/1.1 on loopback) that send
 N callers together, a third each of JSON, native SSE and OpenAI streams, and
 read every answer; bounded by ``--seconds`` per level. While they wait it
@@ -229,7 +228,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     rows = []
     with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft) as sim:
-        client = redis.Redis.from_url(url)
+        client = redis.Redis.from_url(url, socket_timeout=60)
         client.config_set("maxclients", 19000)
         RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
             use_simulator(sim.openai_base_url)
@@ -237,7 +236,8 @@ def main() -> int:
         env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
         common = ["--redis-url", url, "--namespace", NAMESPACE]
         port = free_port()
-        concurrency = str(max(levels) // 2 + 50)
+        # Past this many turns at once per worker, callers wait in the queue (still waiting).
+        concurrency = str(min(500, max(levels) // 2 + 50))
         try:
             for worker in ("w1", "w2"):
                 with (tmp / f"{worker}.log").open("ab") as log:
