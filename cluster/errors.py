@@ -115,6 +115,7 @@ __all__ = [
     "AgentCacheError",
     "AgentClusterError",
     "ClusterUnavailable",
+    "GatewayFull",
     "ConfigError",
     "InvalidMessage",
     "LeaseLost",
@@ -163,3 +164,15 @@ class TenantLimited(AgentClusterError):
         super().__init__(message)
         self.retry_after = retry_after
         self.limit = limit
+
+
+class GatewayFull(AgentClusterError):
+    """A gateway process holds as many waiting callers as it may: retry later or elsewhere.
+
+    Attributes:
+        retry_after: Seconds after which a retry may find room.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -185,6 +185,12 @@ class ClusterSettings:
             ``TENANT=REQUESTS_PER_MINUTE/TURNS_IN_FLIGHT`` comma-separated.
         http_header_timeout: Seconds the gateway waits for a complete request
             head (request line and headers) before closing the connection.
+        gateway_max_waiting: Callers one gateway process holds waiting for a
+            reply or a stream at once; past it: 503 with ``Retry-After``.
+        gateway_redis_connections: Redis connections one gateway process opens
+            at most, for accepting messages and for all its waiting callers.
+        gateway_reply_poll: Longest pause, in seconds, between two checks of a
+            waiting caller's reply list.
         endpoints: The provider endpoints this worker declares on top of the
             built-in ones (:mod:`cluster.endpoints`); given as a mapping of name
             to ``{provider, base_url, api_key_env}`` (or its YAML text), kept
@@ -234,6 +240,9 @@ class ClusterSettings:
     tenant_turns_in_flight: int = 0
     tenant_limits: str = ""
     http_header_timeout: float = 10.0
+    gateway_max_waiting: int = 10000
+    gateway_redis_connections: int = 8
+    gateway_reply_poll: float = 1.0
     endpoints: tuple[Endpoint, ...] = ()
 
     def _check_tenant_limits(self) -> None:
@@ -278,6 +287,7 @@ class ClusterSettings:
             "idle_ttl",
             "sweep_interval",
             "http_header_timeout",
+            "gateway_reply_poll",
             "platform_lease_ttl",
         ):
             _check_positive_float(name, getattr(self, name))
@@ -286,8 +296,14 @@ class ClusterSettings:
         self._check_sizes_ports_and_timing()
 
     def _check_sizes_ports_and_timing(self) -> None:
-        for name in ("concurrency", "cache_size"):
+        for name in ("concurrency", "cache_size", "gateway_max_waiting"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
+        connections = self.gateway_redis_connections
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 3:
+            raise ConfigError(
+                "gateway_redis_connections must be a whole number >= 3 (one to accept "
+                f"messages, one to read streams, one for the rest), got {connections!r}"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
                 f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"
@@ -544,6 +560,14 @@ SETTING_HELP: dict[str, str] = {
     "http_header_timeout": "Seconds the gateway waits for a connection's complete request head "
     "(request line and headers) before closing it, so slow-header clients cannot hold "
     "connections.",
+    "gateway_max_waiting": "Callers one gateway process holds waiting for a reply or a turn's "
+    "stream at once (JSON, SSE and OpenAI streams together); past it the gateway answers 503 "
+    "gateway_full with Retry-After, accepting nothing, and /readyz answers 503.",
+    "gateway_redis_connections": "Redis connections one gateway process opens at most: one "
+    "pool for accepting messages, one for all its waiting callers, whose replies and stream "
+    "events are read in batches by one task (at least 3).",
+    "gateway_reply_poll": "Longest pause, in seconds, between two checks of a waiting caller's "
+    "reply (checks start at 10 ms and double up to it, for all callers in pipelined batches).",
     "endpoints": "Provider endpoints this worker may call, on top of the built-in ones, as a "
     "YAML mapping of name to {provider, base_url, api_key_env}; the cluster config's "
     "model.endpoint chooses one by name, so a config push can never send a key elsewhere. "

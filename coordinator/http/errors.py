@@ -19,6 +19,7 @@ from cluster.errors import (
     AgentClusterError,
     ClusterUnavailable,
     ConfigError,
+    GatewayFull,
     InvalidMessage,
     NoLiveWorkers,
     PayloadTooLarge,
@@ -43,6 +44,7 @@ _STATUS: tuple[tuple[type[AgentClusterError], int, str], ...] = (
     (UnknownWorker, 404, "unknown_worker"),
     (TurnRejected, 409, "session_busy"),
     (TenantLimited, 429, "rate_limited"),
+    (GatewayFull, 503, "gateway_full"),
     (NoLiveWorkers, 503, "no_live_workers"),
     (ClusterUnavailable, 503, "cluster_unavailable"),
     (TurnTimeout, 504, "turn_timeout"),
@@ -78,6 +80,6 @@ async def handle_cluster_error(_request: Request, exc: Exception) -> JSONRespons
     if status >= 500 and status != 503:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
     response = error_response(status, kind, str(exc))
-    if isinstance(exc, TenantLimited):
+    if isinstance(exc, TenantLimited | GatewayFull):
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response

@@ -4,9 +4,13 @@ Accepting a message (validate, route, enqueue in one script; recover a
 stranded job's worker) is the Python :class:`~coordinator.ingress.Coordinator`,
 run on a bounded pool of threads: one short Redis script per message, and
 one implementation of routing for every ingress. Everything that waits, the
-reply of a turn (``BLPOP``) and its event stream (``XREAD BLOCK``), uses
-``redis.asyncio``, so a thousand callers waiting for their turns hold a
-thousand sockets, not a thousand threads.
+reply of a turn and its event stream, goes through the process' one
+:class:`~coordinator.http.waiters.Waiters`, which serves every waiting caller
+from two tasks with batched reads, so ten thousand waiting callers hold ten
+thousand sockets, not threads nor Redis connections. The process opens at
+most ``gateway_redis_connections`` Redis connections in all (a small pool
+for accepting messages, the rest for everything asyncio), each named
+:func:`client_name` in ``CLIENT LIST``.
 
 Nothing here keeps state between requests: the reply list, the event stream
 and the session all live in Redis, so any number of gateway instances serve
@@ -15,9 +19,10 @@ the same cluster and a client may reconnect to any of them.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -25,7 +30,7 @@ import fakeredis
 import redis
 import redis.asyncio as aioredis
 
-from cluster.connection import EMBEDDED_SCHEME, embedded_server
+from cluster.connection import EMBEDDED_SCHEME, connect, embedded_server
 from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
@@ -33,31 +38,60 @@ from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
+from coordinator.http.waiters import Hold, ReplyWatch, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
-__all__ = ["EVENT_ID_RE", "Gateway", "async_client"]
+__all__ = ["EVENT_ID_RE", "Gateway", "async_client", "client_name"]
 
 T = TypeVar("T")
 
-# Longest server-side block of one read; the socket waits a little longer.
-BLOCK_SLICE = 5.0
-_SOCKET_TIMEOUT = BLOCK_SLICE + 5.0
+# Seconds a reply of Redis may take (the waiters block at most 0.2 s per read).
+_SOCKET_TIMEOUT = 10.0
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
 
 
-def async_client(url: str) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``fakeredis://NAME``: the embedded server)."""
+# Share of gateway_redis_connections that accepts messages (on threads); the rest is asyncio's.
+_SUBMIT_SHARE = 4
+
+
+def client_name(namespace: str) -> str:
+    """The ``CLIENT SETNAME`` of every Redis connection of this gateway process."""
+    return f"{namespace}-gateway-{os.getpid()}"
+
+
+def async_client(
+    url: str, *, max_connections: int | None = None, name: str | None = None
+) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` (``fakeredis://NAME``: the embedded server).
+
+    Args:
+        url: The Redis URL.
+        max_connections: Most connections it opens; a caller that finds them
+            all busy waits for one (``None``: redis-py's default pool).
+        name: ``CLIENT SETNAME`` of its connections.
+    """
     if url.startswith(f"{EMBEDDED_SCHEME}://"):
         parts = urlsplit(url)
-        name = (parts.netloc + parts.path).strip("/") or "default"
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server(name))
+        server = (parts.netloc + parts.path).strip("/") or "default"
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server(server))
         return client
-    made: aioredis.Redis = aioredis.Redis.from_url(
-        url, socket_timeout=_SOCKET_TIMEOUT, decode_responses=False
+    if max_connections is None:
+        made: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=_SOCKET_TIMEOUT, decode_responses=False, client_name=name
+        )
+        return made
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=None,
+        socket_timeout=_SOCKET_TIMEOUT,
+        decode_responses=False,
+        client_name=name,
     )
-    return made
+    bounded: aioredis.Redis = aioredis.Redis.from_pool(pool)
+    return bounded
 
 
 def _decode_reply(raw: bytes, message_id: str) -> dict[str, Any]:
@@ -100,22 +134,43 @@ class Gateway:
         )
         self._tenant_limits = limits_by_tenant(settings.tenant_limits)
         self._limiter = anyio.CapacityLimiter(threads)
+        self.waiters = Waiters(
+            client=client,
+            max_waiting=settings.gateway_max_waiting,
+            reply_poll=settings.gateway_reply_poll,
+            reply_ttl=settings.reply_ttl,
+        )
 
     @classmethod
     def open(cls, settings: ClusterSettings) -> Gateway:
-        """Connect to the cluster of ``settings`` (no Redis round trip needed yet)."""
+        """Connect to the cluster of ``settings`` (no Redis round trip needed yet).
+
+        Of ``gateway_redis_connections``, a quarter (at least one) accepts
+        messages on the coordinator's threads; the rest serve every waiting
+        caller and the handlers' own reads.
+        """
+        total = settings.gateway_redis_connections
+        submit = max(1, total // _SUBMIT_SHARE)
+        name = client_name(settings.namespace)
+        sync_client = connect(settings.redis_url, pool_size=submit, client_name=name)
         return cls(
             settings=settings,
-            coordinator=Coordinator(settings=settings),
-            client=async_client(settings.redis_url),
+            # The gateway never blocks on the sync client: /stop's reply is read at once.
+            coordinator=Coordinator(settings=settings, client=sync_client, blocking=sync_client),
+            client=async_client(settings.redis_url, max_connections=total - submit, name=name),
         )
+
+    def admit(self) -> Hold:
+        """A place for one more waiting caller (raises ``GatewayFull`` past the limit)."""
+        return self.waiters.admit()
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """A tenant's limits: its ``tenant_limits`` entry, else the cluster's defaults."""
         return self._tenant_limits.get(tenant, self._default_limits)
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Stop the waiters, close every connection."""
+        await self.waiters.close()
         await self.client.aclose()
         await self.run(self.coordinator.close)
 
@@ -145,16 +200,23 @@ class Gateway:
         self, session_key: str, message_id: str, timeout: float
     ) -> dict[str, Any] | None:
         """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came)."""
-        key = self.keyspace.reply_list(session_key, message_id)
-        left = timeout
-        with anyio.move_on_after(timeout):
-            while left > 0:
-                block = max(1, int(min(BLOCK_SLICE, left)))
-                popped = cast(Any, await self.client.blpop([key], timeout=block))
-                if popped is not None:
-                    return _decode_reply(popped[1], message_id)
-                left -= block
-        return None
+        raw = await self.waiters.reply(self.keyspace.reply_list(session_key, message_id), timeout)
+        return None if raw is None else _decode_reply(raw, message_id)
+
+    def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
+        """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""
+        return self.waiters.watch_reply(self.keyspace.reply_list(session_key, message_id))
+
+    def unwatch_reply(self, watch: ReplyWatch) -> None:
+        """Stop watching a reply list."""
+        self.waiters.unwatch(watch)
+
+    @staticmethod
+    def watched_reply(watch: ReplyWatch, message_id: str) -> dict[str, Any] | None:
+        """The reply a watch popped, if it came."""
+        if not watch.future.done() or watch.future.cancelled():
+            return None
+        return _decode_reply(watch.future.result(), message_id)
 
     async def pop_reply(self, session_key: str, message_id: str) -> dict[str, Any] | None:
         """Take a message's reply if it has arrived, else read its stored reply (no wait).
@@ -175,15 +237,11 @@ class Gateway:
     ) -> list[tuple[str, bytes]]:
         """Events of a message's stream after entry ``after``, waiting up to ``block`` seconds."""
         key = self.keyspace.turn_stream(session_key, message_id)
-        found = cast(
-            Any, await self.client.xread({key: after}, count=256, block=max(1, int(block * 1000)))
-        )
-        events: list[tuple[str, bytes]] = []
-        for _stream, entries in found or ():
-            for entry_id, fields in entries:
-                ident = text(entry_id)
-                events.append((ident, fields.get(b"e") or fields.get("e") or b"{}"))
-        return events
+        entries = await self.waiters.stream(key, after, block)
+        return [
+            (text(entry_id), fields.get(b"e") or fields.get("e") or b"{}")
+            for entry_id, fields in entries
+        ]
 
     async def live_workers(self) -> int:
         """How many workers have a valid heartbeat (readiness)."""

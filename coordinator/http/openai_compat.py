@@ -159,15 +159,23 @@ async def chat_completions(request: Request) -> Response:
     if stream:
         attrs[STREAM_ATTR] = 1
     message_id = _message_id(request, key, messages)
-    handle = await submit_turn(
-        request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
-    )
+    hold = gw.admit()  # a full gateway accepts nothing
+    try:
+        handle = await submit_turn(
+            request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
+        )
+    except BaseException:
+        hold.release()
+        raise
     cid = f"chatcmpl-{hashlib.sha256(message_id.encode('utf-8', 'surrogatepass')).hexdigest()[:24]}"
     created = int(time.time())
     timeout = turn_timeout(gw, None)
     headers = {"X-Message-Id": message_id}
     if not stream:
-        raw = await wait_reply(gw, handle, timeout)
+        try:
+            raw = await wait_reply(gw, handle, timeout)
+        finally:
+            hold.release()
         return JSONResponse(
             {
                 "id": cid,
@@ -188,35 +196,38 @@ async def chat_completions(request: Request) -> Response:
         )
 
     async def chunks() -> AsyncIterator[bytes]:
-        yield _chunk(cid, model, created, {"role": "assistant", "content": ""}, None)
-        streamed = False
-        async for event in turn_events(gw, key, message_id, after=None, timeout=timeout):
-            if event is None:
-                continue
-            if event.type == "delta":
-                streamed = True
-                yield _chunk(
-                    cid, model, created, {"content": str(event.data.get("text", ""))}, None
-                )
-            elif event.type == "final":
-                if not streamed:  # a stored reply, or a model that does not stream
+        try:
+            yield _chunk(cid, model, created, {"role": "assistant", "content": ""}, None)
+            streamed = False
+            async for event in turn_events(gw, key, message_id, after=None, timeout=timeout):
+                if event is None:
+                    continue
+                if event.type == "delta":
+                    streamed = True
                     yield _chunk(
                         cid, model, created, {"content": str(event.data.get("text", ""))}, None
                     )
-                yield _chunk(cid, model, created, {}, "stop")
-                if include_usage:
-                    usage: dict[str, Any] = {
-                        "id": cid,
-                        "object": "chat.completion.chunk",
-                        "created": created,
-                        "model": model,
-                        "choices": [],
-                        "usage": openai_usage(event.data.get("usage")),
-                    }
-                    yield f"data: {json.dumps(usage, separators=(',', ':'))}\n\n".encode()
-            elif event.type == "error":
-                yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
-        yield b"data: [DONE]\n\n"
+                elif event.type == "final":
+                    if not streamed:  # a stored reply, or a model that does not stream
+                        yield _chunk(
+                            cid, model, created, {"content": str(event.data.get("text", ""))}, None
+                        )
+                    yield _chunk(cid, model, created, {}, "stop")
+                    if include_usage:
+                        usage: dict[str, Any] = {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": openai_usage(event.data.get("usage")),
+                        }
+                        yield f"data: {json.dumps(usage, separators=(',', ':'))}\n\n".encode()
+                elif event.type == "error":
+                    yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+        finally:
+            hold.release()
 
     return StreamingResponse(
         chunks(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}

@@ -60,7 +60,7 @@ _REASONS = {
     415: "wrong Content-Type",
     429: "the API key's tenant is past its requests per minute or turns in flight (Retry-After)",
     502: "the worker ran the turn and it failed",
-    503: "Redis unreachable, or no live worker",
+    503: "Redis unreachable, no live worker, or the gateway is full (gateway_full, Retry-After)",
     504: "no reply within the timeout (resend the same message_id to get it)",
 }
 
@@ -140,7 +140,9 @@ def openapi_document() -> dict[str, Any]:
             "/healthz": {"get": _op("liveness", security=None, errors=())},
             "/readyz": {
                 "get": _op(
-                    "readiness: Redis answers and a worker is live", security=None, errors=(503,)
+                    "readiness: room for a waiting caller, Redis answers, a worker is live",
+                    security=None,
+                    errors=(503,),
                 )
             },
             "/v1/sessions/{key}/messages": {

@@ -10,7 +10,8 @@
 ``DELETE /v1/sessions/{key}``                              reset (``/new``, in order with the
                                                            session's messages)
 ``POST /v1/sessions/{key}/interrupt``                      stop the running turn (``/stop``)
-``GET /healthz``, ``GET /readyz``                          alive; Redis answers and a worker lives
+``GET /healthz``, ``GET /readyz``                          alive; room for callers, Redis answers,
+                                                           a worker lives
 =========================================================  =====================================
 
 ``{key}`` is the client's session name within its API key's tenant
@@ -41,6 +42,7 @@ from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
 from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
+from coordinator.http.waiters import Hold
 from coordinator.ingress import RESET_COMMANDS, TurnHandle, checked_reply
 from coordinator.status import SessionStatus, read_session
 
@@ -149,14 +151,21 @@ def sse_response(
     after: str | None,
     timeout: float,
     accepted: dict[str, Any] | None = None,
+    hold: Hold,
 ) -> StreamingResponse:
-    """A message's turn as server-sent events (after an ``accepted`` event, if given)."""
+    """A message's turn as server-sent events (after an ``accepted`` event, if given).
+
+    The caller's place in the gateway (``hold``) is given back when the stream ends.
+    """
 
     async def body() -> AsyncIterator[bytes]:
-        if accepted is not None:
-            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
-        async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
-            yield chunk
+        try:
+            if accepted is not None:
+                yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
+            async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
+                yield chunk
+        finally:
+            hold.release()
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={**SSE_HEADERS, "X-Message-Id": message_id}
@@ -231,22 +240,35 @@ async def post_message(request: Request) -> Response:
         raise InvalidMessage('text is missing: send {"text": "..."}')
     if not isinstance(text, str):
         raise InvalidMessage(f"text must be a string, got {type(text).__name__}")
-    handle = await submit_turn(
-        request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
-    )
-    if text.strip().lower() == "/stop":
-        return JSONResponse(reply_body(dict((await gw.run(handle.result, 0.0)).raw)))
-    if streaming:
-        accepted = {
-            "message_id": handle.message_id,
-            "session_key": name,
-            "worker_id": handle.worker_id,
-        }
-        return sse_response(
-            gw, key, handle.message_id, after=after, timeout=timeout, accepted=accepted
+    hold = gw.admit()  # a full gateway accepts nothing
+    streamed = False
+    try:
+        handle = await submit_turn(
+            request, tenant, key, text, message_id=message_id, strategy=strategy, attrs=attrs
         )
-    raw = await wait_reply(gw, handle, timeout)
-    return JSONResponse(reply_body(raw), headers={"X-Message-Id": handle.message_id})
+        if text.strip().lower() == "/stop":
+            return JSONResponse(reply_body(dict((await gw.run(handle.result, 0.0)).raw)))
+        if streaming:
+            accepted = {
+                "message_id": handle.message_id,
+                "session_key": name,
+                "worker_id": handle.worker_id,
+            }
+            streamed = True
+            return sse_response(
+                gw,
+                key,
+                handle.message_id,
+                after=after,
+                timeout=timeout,
+                accepted=accepted,
+                hold=hold,
+            )
+        raw = await wait_reply(gw, handle, timeout)
+        return JSONResponse(reply_body(raw), headers={"X-Message-Id": handle.message_id})
+    finally:
+        if not streamed:
+            hold.release()
 
 
 async def get_events(request: Request) -> Response:
@@ -263,7 +285,9 @@ async def get_events(request: Request) -> Response:
             status=404,
             kind="not_found",
         )
-    return sse_response(gw, key, message_id, after=after, timeout=gw.settings.turn_timeout)
+    return sse_response(
+        gw, key, message_id, after=after, timeout=gw.settings.turn_timeout, hold=gw.admit()
+    )
 
 
 async def _message_known(gw: Gateway, key: str, message_id: str) -> bool:
@@ -295,8 +319,12 @@ async def delete_session(request: Request) -> Response:
     key = session_key(tenant, request.path_params["key"])
     gw = gateway(request)
     await _stored_session(gw, key)
-    handle = await gw.submit(key, "/new", message_id=None, strategy="enqueue", attrs={})
-    raw = await wait_reply(gw, handle, gw.settings.turn_timeout)
+    hold = gw.admit()
+    try:
+        handle = await gw.submit(key, "/new", message_id=None, strategy="enqueue", attrs={})
+        raw = await wait_reply(gw, handle, gw.settings.turn_timeout)
+    finally:
+        hold.release()
     return JSONResponse(reply_body(raw))
 
 
@@ -322,18 +350,32 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: Redis answers and at least one worker is live."""
+    """Readiness: this gateway has room for a caller, Redis answers and a worker is live.
+
+    The body says how many callers the gateway holds waiting and its limit.
+    """
     gw = gateway(request)
+    held = {"waiting": gw.waiters.waiting, "max_waiting": gw.waiters.max_waiting}
+    if gw.waiters.waiting >= gw.waiters.max_waiting:
+        return JSONResponse(
+            {
+                "ready": False,
+                "reason": "gateway full: it holds its limit of waiting callers",
+                **held,
+            },
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
     try:
         await gw.ping()
         live = await gw.live_workers()
     except (redis.RedisError, OSError) as exc:
         return JSONResponse(
-            {"ready": False, "reason": f"Redis unreachable: {exc}"}, status_code=503
+            {"ready": False, "reason": f"Redis unreachable: {exc}", **held}, status_code=503
         )
     if live == 0:
-        return JSONResponse({"ready": False, "reason": "no live worker"}, status_code=503)
-    return JSONResponse({"ready": True, "live_workers": live})
+        return JSONResponse({"ready": False, "reason": "no live worker", **held}, status_code=503)
+    return JSONResponse({"ready": True, "live_workers": live, **held})
 
 
 def routes() -> list[BaseRoute]:

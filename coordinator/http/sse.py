@@ -2,7 +2,8 @@
 
 :func:`turn_events` yields the events the worker publishes for a message
 (:mod:`worker.streaming`), each with its stream entry id as the SSE ``id``,
-until the ``final`` one. The reply list is checked while the stream is quiet,
+until the ``final`` one. The reply list is watched meanwhile (the gateway's waiters,
+batched with every other caller's),
 so a turn that failed (an error reply, no final event), or a message that was
 answered without streaming, still ends the stream with an ``error`` or a
 ``final`` built from the reply. A client that lost the connection sends the
@@ -112,41 +113,47 @@ async def turn_events(
     cursor = after or "0-0"
     deadline = time.monotonic() + timeout
     block = _BLOCK_FIRST
-    reply: dict[str, Any] | None = None
-    reply_at = 0.0
-    while True:
-        entries = await gateway.read_events(session_key, message_id, cursor, block)
-        for entry_id, raw in entries:
-            cursor = entry_id
-            data = _parse(raw)
-            kind = str(data.get("type", "status"))
-            yield SseEvent(kind, data, entry_id)
-            if kind == "final":
-                return
-        block = _BLOCK_FIRST if entries else min(_BLOCK_CAP, block * 2)
-        if reply is None:
-            reply = await gateway.pop_reply(session_key, message_id)
-            if reply is not None:
-                if not reply.get("ok"):
-                    yield _error(reply, message_id)
+    # A reply already taken from its list (a resumed caller) is still in the stored replies.
+    reply: dict[str, Any] | None = await gateway.pop_reply(session_key, message_id)
+    reply_at = time.monotonic()
+    watch = gateway.watch_reply(session_key, message_id) if reply is None else None
+    try:
+        while True:
+            entries = await gateway.read_events(session_key, message_id, cursor, block)
+            for entry_id, raw in entries:
+                cursor = entry_id
+                data = _parse(raw)
+                kind = str(data.get("type", "status"))
+                yield SseEvent(kind, data, entry_id)
+                if kind == "final":
                     return
+            block = _BLOCK_FIRST if entries else min(_BLOCK_CAP, block * 2)
+            if reply is None and watch is not None:
+                reply = gateway.watched_reply(watch, message_id)
                 reply_at = time.monotonic()
-        if reply is not None and not entries and time.monotonic() - reply_at >= FINAL_GRACE:
-            yield SseEvent("final", final_event(reply))  # the worker published none (or it expired)
-            return
-        now = time.monotonic()
-        if now >= deadline:
-            yield SseEvent(
-                "error",
-                {
-                    "type": "error",
-                    "error": {
-                        "type": "turn_timeout",
-                        "message": f"no reply within {timeout:g}s; the turn may still finish: "
-                        "send the same request (same message_id) again to resume",
+            if reply is not None and not reply.get("ok"):
+                yield _error(reply, message_id)
+                return
+            if reply is not None and not entries and time.monotonic() - reply_at >= FINAL_GRACE:
+                # the worker published no final event (or it expired)
+                yield SseEvent("final", final_event(reply))
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                yield SseEvent(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {
+                            "type": "turn_timeout",
+                            "message": f"no reply within {timeout:g}s; the turn may still finish: "
+                            "send the same request (same message_id) again to resume",
+                        },
+                        "message_id": message_id,
                     },
-                    "message_id": message_id,
-                },
-            )
-            return
-        yield None  # a read round ended: the caller may send what it has
+                )
+                return
+            yield None  # a read round ended: the caller may send what it has
+    finally:
+        if watch is not None:
+            gateway.unwatch_reply(watch)

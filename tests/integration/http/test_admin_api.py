@@ -128,7 +128,7 @@ def test_drain_a_worker_and_keep_serving(cluster: HttpCluster, session_key: str)
             reply = chat.post(f"/v1/sessions/{session_key}-{n}/messages", json={"text": "hi"})
             assert reply.status_code == 200 and reply.json()["worker_id"] in ("h1", "h2")
         ready = httpx.get(f"{cluster.b.url}/readyz").json()
-        assert ready == {"ready": True, "live_workers": 2}
+        assert ready == {"ready": True, "live_workers": 2, "waiting": 0, "max_waiting": 10000}
 
 
 def test_an_empty_or_key_removing_push_is_refused_unless_confirmed(cluster: HttpCluster) -> None:

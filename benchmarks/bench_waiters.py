@@ -1,0 +1,298 @@
+"""How many waiting callers one gateway process holds, on how many Redis connections.
+
+Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [--ttft 8]
+[--clients 3] [--seconds 150]``
+
+Starts its own redis-server on a free loopback port, the provider simulator
+(every model call waits ``--ttft`` seconds before its first token), 2 worker
+processes (each running up to 500 turns at once; more callers wait in its queue) and one gateway (``agent-cluster serve``). For each level N it starts
+``--clients`` client processes (asyncio, raw HTTP/1.1 on loopback) that send
+N callers together, a third each of JSON, native SSE and OpenAI streams, and
+read every answer; bounded by ``--seconds`` per level. While they wait it
+samples the callers held (sent, not answered), the Redis connections the
+gateway process holds (``CLIENT LIST`` entries whose port is one of the
+gateway's sockets), the gateway's RSS and CPU, and a newcomer's quick message
+(``/stop`` to a fresh session: accepted and answered by the gateway without a
+model call) against the same measure on the idle gateway just before.
+Prints one table row per level. Loopback only; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from agent.simulator import ProviderSimulator
+from cluster.keys import Keyspace
+from cluster.settings import ClusterSettings
+from cluster.versions import RedisVersionStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
+
+NAMESPACE = "benchwait"
+_CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _request(port: int, kind: str, n: int, tag: str) -> bytes:
+    session = f"{tag}-{n}"
+    if kind == "openai":
+        path = "/v1/chat/completions"
+        body = (
+            '{"model":"m","stream":true,"messages":[{"role":"user","content":"hello"}],'
+            f'"user":"{session}"}}'
+        )
+    else:
+        path = f"/v1/sessions/{session}/messages"
+        body = f'{{"text":"hello","stream":{"true" if kind == "sse" else "false"}}}'
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+
+async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    try:
+        writer.write(_request(port, kind, n, tag))
+        await writer.drain()
+        with held.get_lock():
+            held.value += 1
+        data = await reader.read()
+    except OSError:
+        return False
+    finally:
+        writer.close()
+    with held.get_lock():
+        held.value -= 1
+    ok = data.startswith(b"HTTP/1.1 200")
+    if kind == "json":
+        return ok and b'"text"' in data
+    if kind == "sse":
+        return ok and b"event: final" in data
+    return ok and b"[DONE]" in data
+
+
+def _client(port: int, first: int, count: int, tag: str, held: Any, out: Any, limit: float) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    kinds = ("json", "sse", "openai")
+
+    async def run() -> list[bool]:
+        tasks = [
+            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, held))
+            for n in range(first, first + count)
+        ]
+        done, pending = await asyncio.wait(tasks, timeout=limit)
+        for task in pending:
+            task.cancel()
+        return [t.result() for t in done if not t.cancelled() and t.exception() is None]
+
+    results = asyncio.run(run())
+    out.put((sum(results), count - sum(results)))
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """RSS in MiB and CPU seconds of a process."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return rss / 1024, (int(fields[11]) + int(fields[12])) / _CLK
+
+
+def _socket_ports(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                parts = line.split()
+                if parts[9] in inodes:
+                    ports.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _redis_connections(client: redis.Redis, pid: int) -> int:
+    ports = _socket_ports(pid)
+    return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
+
+
+def _newcomer(http: httpx.Client, samples: int = 10) -> float:
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        http.post(f"/v1/sessions/new-{uuid.uuid4().hex[:8]}/messages", json={"text": "/stop"})
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def run_level(
+    n: int, port: int, gw_pid: int, client: redis.Redis, clients: int, seconds: float
+) -> dict[str, Any]:
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    idle_ms = _newcomer(http)
+    rss0, cpu0 = _proc_stats(gw_pid)
+    ctx = mp.get_context("spawn")
+    held = ctx.Value("i", 0)
+    out = ctx.Queue()
+    tag = f"l{n}-{uuid.uuid4().hex[:6]}"
+    share = -(-n // clients)
+    procs = [
+        ctx.Process(
+            target=_client,
+            args=(port, i * share, min(share, n - i * share), tag, held, out, seconds),
+        )
+        for i in range(clients)
+        if i * share < n
+    ]
+    started = time.monotonic()
+    for proc in procs:
+        proc.start()
+    peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
+    while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
+        peak_held = max(peak_held, held.value)
+        peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
+        peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
+        if not loaded_ms and held.value >= 0.9 * n:
+            loaded_ms = _newcomer(http)
+        time.sleep(0.2)
+    answers = errors = 0
+    for _ in procs:
+        ok, bad = out.get(timeout=30)
+        answers, errors = answers + ok, errors + bad
+    for proc in procs:
+        proc.join(timeout=30)
+    _rss, cpu1 = _proc_stats(gw_pid)
+    http.close()
+    return {
+        "callers": n,
+        "held": peak_held,
+        "answers": answers,
+        "errors": errors,
+        "redis_conns": peak_conns,
+        "rss_mib": peak_rss,
+        "cpu_s": cpu1 - cpu0,
+        "kib_per_caller": (peak_rss - rss0) * 1024 / max(1, peak_held),
+        "newcomer_idle_ms": idle_ms,
+        "newcomer_loaded_ms": loaded_ms,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--levels", default="100,1000,10000")
+    parser.add_argument("--ttft", type=float, default=8.0, help="the model's time to first token")
+    parser.add_argument("--clients", type=int, default=3, help="client processes")
+    parser.add_argument("--seconds", type=float, default=150.0, help="bound of each level")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-waiters-"))
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "sk-bench",
+        "AGENT_CLUSTER_HOME": str(tmp / "home"),
+        "AGENT_CLUSTER_SANDBOX": "auto",
+    }
+    if "gateway_max_waiting" in {f.name for f in ClusterSettings.__dataclass_fields__.values()}:
+        env["AGENT_CLUSTER_GATEWAY_MAX_WAITING"] = str(max(levels) + 100)
+    procs: list[subprocess.Popen[bytes]] = []
+    rows = []
+    with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft) as sim:
+        client = redis.Redis.from_url(url, socket_timeout=60)
+        client.config_set("maxclients", 19000)
+        RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
+            use_simulator(sim.openai_base_url)
+        )
+        env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
+        common = ["--redis-url", url, "--namespace", NAMESPACE]
+        port = free_port()
+        # Past this many turns at once per worker, callers wait in the queue (still waiting).
+        concurrency = str(min(500, max(levels) // 2 + 50))
+        try:
+            for worker in ("w1", "w2"):
+                with (tmp / f"{worker}.log").open("ab") as log:
+                    procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "coordinator.cli", "worker", "--id", worker]
+                            + ["--concurrency", concurrency, *common],
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                            stderr=log,
+                        )
+                    )
+            with (tmp / "gw.log").open("ab") as log:
+                gw = subprocess.Popen(
+                    [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous"]
+                    + ["--port", str(port), "--turn-timeout", str(args.seconds), *common],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
+                )
+            procs.append(gw)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
+                    if ready.get("live_workers", 0) >= 2:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the cluster did not start"
+                time.sleep(0.2)
+            for n in levels:
+                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds))
+                print(rows[-1], flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
+            client.close()
+    head = (
+        "callers  held  answers  errors  redis_conns  gw_rss_MiB  gw_cpu_s  KiB/caller  "
+        "newcomer_idle_ms  newcomer_loaded_ms  seconds"
+    )
+    print(f"\nttft {args.ttft:g}s, {args.clients} client processes\n{head}")
+    for r in rows:
+        print(
+            f"{r['callers']:>7}  {r['held']:>4}  {r['answers']:>7}  {r['errors']:>6}  "
+            f"{r['redis_conns']:>11}  {r['rss_mib']:>10.1f}  {r['cpu_s']:>8.1f}  "
+            f"{r['kib_per_caller']:>10.1f}  {r['newcomer_idle_ms']:>16.1f}  "
+            f"{r['newcomer_loaded_ms']:>18.1f}  {r['seconds']:>7.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
