@@ -5,7 +5,8 @@ Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [-
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
-processes (each running up to 500 turns at once; more callers wait in its queue) and one gateway (``agent-cluster serve``). For each level N it starts
+processes (each running up to 500 turns at once; more callers wait in its
+queue) and one gateway (``agent-cluster serve``). For each level N it starts
 ``--clients`` client processes (asyncio, raw HTTP/1.1 on loopback) that send
 N callers together, a third each of JSON, native SSE and OpenAI streams, and
 read every answer; bounded by ``--seconds`` per level. While they wait it

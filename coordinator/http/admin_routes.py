@@ -12,7 +12,7 @@
                                                removes keys needs ``confirm_removals=1``
 ``GET /v1/admin/config/history[?limit=N]``     who published which version, when
 ``POST /v1/admin/config/rollback``             ``{"version": N}``: publish N's document again
-``POST /v1/admin/registry/bump``               ``{"reason": ...}``: agents rebuild, MCP re-discovered
+``POST /v1/admin/registry/bump``               ``{"reason": ...}``: agents rebuild, MCP rediscovered
 ``POST /v1/admin/workers/{id}/drain``          ``{"timeout": S}``: drain a worker
 ``GET /v1/admin/workers/{id}/drain``           how far its drain has got
 =============================================  ===============================================

@@ -1,12 +1,13 @@
 """The ASGI app of the gateway (Starlette) and how ``agent-cluster serve`` runs it (uvicorn).
 
 :func:`build_app` wires the routes (native API, OpenAI-compatible endpoint,
-admin, health, the OpenAPI document, the chat platforms' webhooks and any ``extra_routes`` another part of
-the product mounts, such as metrics or a status page), the error handlers
-(every error a JSON body; a bug a 500 that reveals nothing), and the
-lifespan that opens the :class:`~coordinator.http.gateway.Gateway` at start
-(and runs the chat platform bots of ``telegram_bots``/``slack_apps``,
-:mod:`coordinator.platforms`) and closes it at shutdown.
+admin, health, the OpenAPI document, the chat platforms' webhooks and any
+``extra_routes`` another part of the product mounts, such as metrics or a
+status page), the error handlers (every error a JSON body; a bug a 500 that
+reveals nothing), and the lifespan that opens the
+:class:`~coordinator.http.gateway.Gateway` at start (and runs the chat
+platform bots of ``telegram_bots``/``slack_apps``, :mod:`coordinator.platforms`)
+and closes it at shutdown.
 """
 
 from __future__ import annotations

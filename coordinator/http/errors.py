@@ -3,8 +3,9 @@
 The body has the shape of OpenAI's error objects, so the OpenAI-compatible
 endpoint and the native one answer alike. Cluster errors map to statuses by
 what the caller should do: fix the request (400, 404, 409, 413, 415), retry
-later (429 past a tenant's limit and 503, both with ``Retry-After``), wait again (504), or report the worker's failure (502). Only a
-bug answers 500, and its body says nothing of the internals.
+later (429 past a tenant's limit and 503, both with ``Retry-After``), wait
+again (504), or report the worker's failure (502). Only a bug answers 500,
+and its body says nothing of the internals.
 """
 
 from __future__ import annotations

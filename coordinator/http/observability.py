@@ -75,7 +75,7 @@ async def _recent(request: Request, name: str, read: Callable[[], T]) -> T:
 
 
 def instrument(app: Starlette, metrics: CoordinatorMetrics | None = None) -> CoordinatorMetrics:
-    """Count every request of ``app`` (call before it starts); the metrics go to ``app.state.metrics``."""
+    """Count every request of ``app`` (call before it starts) in ``app.state.metrics``."""
     made = metrics if metrics is not None else CoordinatorMetrics()
     app.state.metrics = made
     app.add_middleware(MetricsMiddleware, metrics=made)

@@ -92,7 +92,7 @@ def wants_events(request: Request) -> bool:
 
 
 def turn_timeout(gw: Gateway, value: Any) -> float:
-    """The request's ``timeout`` (seconds to wait for the reply), default the cluster's turn timeout."""
+    """The request's ``timeout``: seconds to wait for the reply (default: the turn timeout)."""
     limit = gw.settings.turn_timeout
     if value is None:
         return limit
