@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
 from cluster.keys import Keyspace, PlatformKeys
+from cluster.redis_text import text
 from cluster.scripts import ScriptSet
 
 __all__ = ["BotState", "BotStore", "Delivery"]
@@ -108,10 +108,6 @@ class BotState:
     stats: dict[str, float]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class BotStore:
     """One bot's lease, offset and inbox in Redis (sync client: called on the gateway's threads)."""
 
@@ -179,7 +175,7 @@ class BotStore:
         found = []
         for mid, raw in self.client.hgetall(self.keys.inbox).items():
             try:
-                found.append(Delivery.decode(_text(mid), raw))
+                found.append(Delivery.decode(text(mid), raw))
             except ValueError:
                 continue
         return sorted(found, key=lambda d: (d.seq, d.message_id))
@@ -214,12 +210,12 @@ class BotStore:
     def preview_of(self, message_id: str) -> str:
         """The chat message showing ``message_id``'s streamed reply (``""``: none was sent)."""
         raw = self.client.hget(self.keys.previews, message_id)
-        return _text(raw) if raw is not None else ""
+        return text(raw) if raw is not None else ""
 
     def holds(self, token: int) -> bool:
         """Whether ``token`` is still the lease's token (checked before sending a reply)."""
         raw = self.client.hget(self.keys.lease, "token")
-        return raw is not None and _text(raw) == str(token)
+        return raw is not None and text(raw) == str(token)
 
     def count(self, field: str, by: float = 1) -> None:
         """Add to one of the bot's counters (``rate_limited``; :meth:`mark` sets ``polled_at``)."""
@@ -237,12 +233,12 @@ class BotStore:
         pipe.hgetall(self.keys.stats)
         lease, offset, stats = pipe.execute()
         waiting = self.waiting()
-        lease = {_text(k): _text(v) for k, v in lease.items()}
+        lease = {text(k): text(v) for k, v in lease.items()}
         return BotState(
             holder=lease.get("worker", ""),
             token=int(lease.get("token", 0)),
             offset=int(offset or 0),
             waiting=len(waiting),
             oldest_wait=max((now - d.accepted_at for d in waiting), default=0.0),
-            stats={_text(k): float(v) for k, v in stats.items()},
+            stats={text(k): float(v) for k, v in stats.items()},
         )
