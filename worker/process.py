@@ -51,6 +51,7 @@ from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
 from cluster.membership import WorkerState
 from cluster.redis_checks import check_eviction_policy
+from cluster.schedules import ScheduleStore
 from cluster.session_store import RedisSessionStore
 from cluster.settings import (
     DEFAULT_CACHE_SIZE,
@@ -71,6 +72,7 @@ from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
+from worker.schedule_loop import ScheduleLoop
 from worker.turns import TurnRunner, TurnServices
 from worker.workspace_handoff import WorkspaceHandoff
 
@@ -197,6 +199,17 @@ class WorkerProcess:
                 turn.job.submitted_at, turn.claimed_at
             ),
         )
+        self.schedules = ScheduleLoop(
+            store=ScheduleStore(self.client, self.keyspace),
+            queue=self.queue,
+            placement=self.placement,
+            recovery=self.recovery,
+            worker_id=self.worker_id,
+            poll=settings.schedule_poll,
+            claim_ttl=settings.schedule_claim_ttl,
+            reply_ttl=settings.reply_ttl,
+            rebalance_idle=settings.rebalance_idle,
+        )
         self.metrics.watch(
             cache_metrics=self.cache.metrics,
             turns_running=self.executor.running,
@@ -310,6 +323,8 @@ class WorkerProcess:
             started.callback(self.executor.shutdown, wait=False)
             self.claims.start()
             started.callback(self.claims.stop)
+            self.schedules.start()  # a drain stops it early: a draining worker claims no firing
+            started.callback(self.schedules.stop)
             self._stack = started.pop_all()
         self._started = True
         log.info(
@@ -344,6 +359,7 @@ class WorkerProcess:
                 lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING),
             ),
             ("stop claiming", self._stop_claiming),
+            ("stop the schedule loop", self.schedules.stop),
             ("snapshot idle workspaces", self.workspaces.snapshot_owned),
             ("hand over queued turns", self._hand_over_waiting),
         ]
