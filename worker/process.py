@@ -50,6 +50,7 @@ from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
 from cluster.membership import WorkerState
+from cluster.memory_budget import parse_memory_budget
 from cluster.redis_checks import check_eviction_policy
 from cluster.schedules import ScheduleStore
 from cluster.session_store import RedisSessionStore
@@ -70,6 +71,7 @@ from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import HealthWriter, beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
+from worker.memory_guard import MemoryGuard, resolve_budget
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
 from worker.schedule_loop import ScheduleLoop
@@ -156,10 +158,20 @@ class WorkerProcess:
         self.recovery = stores.recovery
         leases = stores.leases
         self.events = EventBus(self.client, self.keyspace)
+        budget = parse_memory_budget(settings.agent_cache_memory)
+        budget_bytes, budget_source = resolve_budget(budget) if budget else (None, "")
         self.cache: AgentCache[AIAgent] = AgentCache(
             max_size=self.options.cache_size,
             idle_ttl=self.options.idle_ttl,
             sweep_interval=self.options.sweep_interval,
+            memory_budget=budget_bytes,  # also bounds the sum of the agents' estimates
+        )
+        self.memory_guard = (
+            None
+            if budget_bytes is None
+            else MemoryGuard(
+                budget_bytes=budget_bytes, source=budget_source, shed=self.cache.shed_for_memory
+            )
         )
         self.event_log = ClusterEventLog(self.client, self.keyspace)
         self._health = HealthWriter(self.client, self.keyspace, ttl=settings.heartbeat_ttl)
@@ -320,6 +332,9 @@ class WorkerProcess:
             started.callback(self.lease_keeper.stop)
             self.cache.start_sweeper()
             started.callback(self.cache.shutdown, hard=False)
+            if self.memory_guard is not None:
+                self.memory_guard.start()
+                started.callback(self.memory_guard.stop)
             started.callback(self.executor.shutdown, wait=False)
             self.claims.start()
             started.callback(self.claims.stop)
