@@ -203,6 +203,21 @@ class ScheduleStore:
         seconds, micros = self._client.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
+    def look(self) -> tuple[int, bool]:
+        """Redis' clock and whether any firing is due or overdue, in one round trip.
+
+        What an idle worker's schedule loop sends per poll; the lists are read
+        only when this says there is work.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        pipe.time()
+        pipe.zrange(self._keys.schedules_due(), 0, 0, withscores=True)
+        pipe.zrange(self._keys.schedules_firing(), 0, 0, withscores=True)
+        (seconds, micros), due, firing = pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        earliest = [int(score) for _member, score in (*due, *firing)]
+        return now, any(when <= now for when in earliest)
+
     def due(self, now_ms: int, limit: int) -> list[DueFiring]:
         """Up to ``limit`` firings due by ``now_ms``, oldest first, with their schedules."""
         entries: list[Any] = self._client.zrangebyscore(
@@ -214,10 +229,12 @@ class ScheduleStore:
         for member, _score in entries:
             pipe.hgetall(self._keys.schedule(text(member)))
         firings = []
-        for (member, score), raw in zip(entries, pipe.execute(), strict=True):
-            schedule = Schedule.from_hash(text(member), raw)
-            placeholder = Schedule(text(member), "", "", None, None, None, 0)
-            firings.append(DueFiring(schedule or placeholder, int(score)))
+        for (_member, score), raw in zip(entries, pipe.execute(), strict=True):
+            # A schedule and its due entry go together (create, cancel and done are
+            # scripts), so a due entry whose schedule cannot be read is skipped.
+            schedule = Schedule.from_hash(text(_member), raw)
+            if schedule is not None:
+                firings.append(DueFiring(schedule, int(score)))
         return firings
 
     def claim(self, firing: DueFiring, *, next_ms: int | None, worker_id: str, ttl_ms: int) -> str:
@@ -276,16 +293,12 @@ class ScheduleStore:
                 self._keys.schedules_firing(),
                 self._keys.schedules_due(),
                 self._keys.schedule(schedule_id),
-                self._keys.session_schedules(session_key or schedule_id),
+                self._keys.session_schedules(session_key),
             ],
             [f"{schedule_id}:{fire_ms}", schedule_id],
         )
         return bool(removed)
 
-    def counts(self) -> dict[str, Any]:
-        """Schedules with a firing ahead and firings claimed but not delivered (status)."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.zcard(self._keys.schedules_due())
-        pipe.zcard(self._keys.schedules_firing())
-        due, firing = pipe.execute()
-        return {"scheduled": int(due), "firing": int(firing)}
+    def drop_firing(self, schedule_id: str, fire_ms: int) -> None:
+        """Forget a claimed firing whose schedule was cancelled before it was delivered."""
+        self._client.zrem(self._keys.schedules_firing(), f"{schedule_id}:{fire_ms}")

@@ -109,7 +109,9 @@ class ScheduleLoop:
 
     def poll_once(self) -> int:
         """Take over overdue claims, claim due firings, deliver them; returns how many."""
-        now = self._store.redis_now_ms()
+        now, work = self._store.look()
+        if not work:
+            return 0
         taken: list[tuple[str, int]] = [
             (schedule_id, fire_ms)
             for schedule_id, fire_ms in self._store.overdue_claims(now, _BATCH)
@@ -142,7 +144,7 @@ class ScheduleLoop:
         """Enqueue one claimed firing; 1 when it is delivered (or was already)."""
         schedule = self._store.load(schedule_id)
         if schedule is None:  # cancelled after the claim: nothing to send
-            self._store.done(schedule_id, fire_ms, "")
+            self._store.drop_firing(schedule_id, fire_ms)
             return 0
         job = TurnJob(
             message_id=firing_message_id(schedule_id, fire_ms),
@@ -152,7 +154,7 @@ class ScheduleLoop:
         )
         try:
             status = self._enqueue(job)
-        except (NoLiveWorkers, AgentClusterError) as exc:
+        except AgentClusterError as exc:  # NoLiveWorkers, mostly
             log.warning(
                 "schedules: firing %s of schedule %s (session %r) not enqueued yet: %s; "
                 "retried once its claim expires",

@@ -88,3 +88,18 @@ def test_a_session_at_its_limit_gets_no_more_schedules(store: ScheduleStore) -> 
     with pytest.raises(SchedulesFull, match="schedules_per_session=2"):
         make(store, cron="* * * * *", limit=2)
     assert len(store.of_session("chat")) == 2
+
+
+def test_a_look_finds_work_only_when_a_firing_is_due_or_a_claim_overdue(
+    store: ScheduleStore,
+) -> None:
+    now = store.redis_now_ms()
+    assert store.look()[1] is False  # nothing scheduled
+    store.create(
+        "chat", "later", first_ms=now + 60_000, cron=None, at_ms=now + 60_000, now_ms=now, limit=5
+    )
+    assert store.look()[1] is False  # scheduled, not due
+    due = make(store)
+    assert store.look()[1] is True
+    store.claim(due, next_ms=None, worker_id="w1", ttl_ms=60_000)
+    assert store.look()[1] is False  # claimed, its deadline ahead
