@@ -79,7 +79,6 @@ class ScheduleLoop:
         self._rebalance_idle = rebalance_idle
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.delivered = 0
 
     def start(self) -> None:
         """Start polling on a daemon thread."""
@@ -165,7 +164,6 @@ class ScheduleLoop:
             )
             return 0
         self._store.done(schedule_id, fire_ms, schedule.session_key)
-        self.delivered += 1
         log.info(
             "schedules: schedule %s fired into session %r (%s)",
             schedule_id,
