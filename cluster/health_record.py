@@ -41,6 +41,10 @@ class HealthRecord:
         provider_tokens: Provider tokens its committed turns used since it
             started, by kind (``input``, ``cache_read``, ``cache_write``, ``output``).
         provider_cost_usd: Their estimated cost at list price, in dollars.
+        memory_rss_bytes: The process' resident memory at its last memory
+            check (0 without a memory budget: it is only read to enforce one).
+        memory_budget_bytes: Its memory budget (``agent_cache_memory``), 0 when none.
+        cache_memory_evictions: Agents soft-released for memory since start.
     """
 
     worker_id: str
@@ -63,6 +67,9 @@ class HealthRecord:
     provider_tokens: dict[str, int] = field(default_factory=dict)
     provider_cost_usd: float = 0.0
     config_version_lost: int = 0
+    memory_rss_bytes: int = 0
+    memory_budget_bytes: int = 0
+    cache_memory_evictions: int = 0
 
     @property
     def cache_hit_rate(self) -> float | None:
@@ -104,6 +111,9 @@ class HealthRecord:
                 },
                 provider_cost_usd=float(data.get("provider_cost_usd", 0.0)),
                 config_version_lost=int(data.get("config_version_lost", 0)),
+                memory_rss_bytes=int(data.get("memory_rss_bytes", 0)),
+                memory_budget_bytes=int(data.get("memory_budget_bytes", 0)),
+                cache_memory_evictions=int(data.get("cache_memory_evictions", 0)),
             )
         except (ValueError, TypeError, KeyError):
             return None

@@ -14,7 +14,9 @@ a chat platform bot (``telegram.NAME`` or ``slack.NAME``, see
 Keys of one session share the Redis Cluster hash tag ``{S}``, so every
 session script runs on one slot. Membership keys share ``{m}`` and config keys
 ``{cfg}`` for the same reason (the tag is namespaced by the key prefix, and a
-literal tag is fine: each group is small and hot anyway).
+literal tag is fine: each group is small and hot anyway). Schedule keys share
+``{sc}``: a schedule script touches the due set, the claimed firings, the
+schedule and its session's index at once.
 
 ======================================  ======  ==================  ========================  ===========================
 Key                                     Type    TTL                 Written by                Read by
@@ -122,6 +124,19 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:p:{P}:stats``                     hash    none                gateways: accepted,       ``agent-cluster platforms``
                                                                     duplicates, delivered,
                                                                     polled_at, rate_limited
+``{ns}:sched:{sc}:due``                 zset    none                schedule scripts: schedule   every worker's schedule
+                                                            id -> next firing (ms)    loop (due firings)
+``{ns}:sched:{sc}:firing``              zset    none (entries       claim script: "ID:MS" ->  every worker's schedule
+                                        removed when        claim deadline (ms)       loop (a dead claimer's
+                                        delivered)                                    firings), status
+``{ns}:sched:{sc}:def:ID``              hash    none (deleted when  create script (session,   schedule loop (delivery),
+                                        cancelled or done)  text, cron or at, next,   coordinator (list)
+                                                            created), claim script
+                                                            (fired, last_fire,
+                                                            claimed_by)
+``{ns}:sched:{sc}:by:{S}``              set     none                create/cancel/done        coordinator (list, the
+                                                            scripts: the session's    per-session limit)
+                                                            schedule ids
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
                                                                     script), recovery, drain  recovery, drain
 ``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
@@ -418,6 +433,27 @@ class Keyspace:
             stats=f"{base}:stats",
             previews=f"{base}:previews",
         )
+
+    # -- scheduled messages ------------------------------------------------------
+
+    def _schedules(self) -> str:
+        return f"{self.namespace}:sched:{{sc}}"
+
+    def schedules_due(self) -> str:
+        """Sorted set: schedule id -> its next firing (epoch ms); the workers' claim source."""
+        return f"{self._schedules()}:due"
+
+    def schedules_firing(self) -> str:
+        """Sorted set: claimed firing ``ID:MS`` -> claim deadline (ms); gone once delivered."""
+        return f"{self._schedules()}:firing"
+
+    def schedule(self, schedule_id: str) -> str:
+        """Hash of one schedule (session, text, cron or at, next firing, counters)."""
+        return f"{self._schedules()}:def:{_safe_part(schedule_id, 'schedule id')}"
+
+    def session_schedules(self, session_key: str) -> str:
+        """Set of the schedule ids of one session (same slot as every schedule key)."""
+        return f"{self._schedules()}:by:{session_tag(session_key)}"
 
     # -- config, registry, events -------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any
 from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 from cluster.keys import check_namespace
+from cluster.memory_budget import parse_memory_budget
 from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
 from cluster.tenants import limits_by_tenant
 
@@ -164,6 +165,13 @@ class ClusterSettings:
         idle_ttl: Seconds without activity after which a cached agent is
             soft-released by the idle sweep.
         sweep_interval: Seconds between idle sweeps.
+        agent_cache_memory: A worker's memory budget (``2GiB``, ``80%`` of
+            its cgroup limit or RAM; ``""``: none): least recently used idle
+            agents are soft-released while its RSS nears it.
+        schedules_per_session: Schedules one session may have at once.
+        schedule_poll: Seconds between two looks of a worker at due schedules.
+        schedule_claim_ttl: Seconds a claimed firing may stay undelivered
+            before another worker takes it over.
         log_level: DEBUG, INFO, WARNING or ERROR.
         metrics_port: TCP port of a worker's probe endpoint (Prometheus
             ``/metrics``, ``/livez``, ``/readyz``); 0 serves none.
@@ -230,6 +238,10 @@ class ClusterSettings:
     cache_size: int = DEFAULT_CACHE_SIZE
     idle_ttl: float = DEFAULT_IDLE_TTL
     sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    agent_cache_memory: str = ""
+    schedules_per_session: int = 20
+    schedule_poll: float = 1.0
+    schedule_claim_ttl: float = 30.0
     log_level: str = "INFO"
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
@@ -289,14 +301,17 @@ class ClusterSettings:
             "http_header_timeout",
             "gateway_reply_poll",
             "platform_lease_ttl",
+            "schedule_poll",
+            "schedule_claim_ttl",
         ):
             _check_positive_float(name, getattr(self, name))
+        parse_memory_budget(self.agent_cache_memory)
         self._check_tenant_limits()
         self._check_platforms()
         self._check_sizes_ports_and_timing()
 
     def _check_sizes_ports_and_timing(self) -> None:
-        for name in ("concurrency", "cache_size", "gateway_max_waiting"):
+        for name in ("concurrency", "cache_size", "gateway_max_waiting", "schedules_per_session"):
             _check_positive_int(name, getattr(self, name), unit="a whole number")
         connections = self.gateway_redis_connections
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 3:
@@ -535,6 +550,18 @@ SETTING_HELP: dict[str, str] = {
     "cache_size": "Agents a worker keeps cached (LRU cap).",
     "idle_ttl": "Seconds without activity after which a cached agent is soft-released.",
     "sweep_interval": "Seconds between two idle sweeps of a worker's agent cache.",
+    "agent_cache_memory": "A worker's memory budget, next to the cache_size cap: a size "
+    "(2GiB, 512MB, bytes) or a share of the memory the process may use (80%: of its cgroup v2 "
+    "memory.max, else of the host's RAM). While the worker's RSS is above 90% of it, the least "
+    "recently used idle agents are soft-released (never one mid-turn), until the estimate of "
+    "what they hold brings it under 80%. Empty: no budget.",
+    "schedules_per_session": "Schedules (scheduled messages) one session may have at once; "
+    "creating one more is refused with 400.",
+    "schedule_poll": "Seconds between two looks of each worker at the schedules due (a firing "
+    "is sent within about this much of its time).",
+    "schedule_claim_ttl": "Seconds a firing claimed by a worker may stay undelivered before "
+    "another worker takes it over (the claimer died); the message id makes the second "
+    "delivery a no-op if the first went through.",
     "log_level": "DEBUG, INFO, WARNING or ERROR.",
     "mcp_from_config": "Start the MCP servers the cluster config names (true/false). They run "
     "as the worker's user outside the sandbox, so whoever can push a config could run any "

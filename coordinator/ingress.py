@@ -36,6 +36,7 @@ from cluster.settings import DEFAULT_TURN_TIMEOUT, ClusterSettings
 from cluster.stores import build_stores
 from cluster.transport import STRATEGIES, Enqueued, ReplyChannel, TurnJob
 from coordinator.routing import Router
+from coordinator.schedules import Schedules
 from coordinator.validation import validate_message
 
 log = logging.getLogger("coordinator.ingress")
@@ -195,6 +196,8 @@ class Coordinator:
         self.queue = stores.queue
         self.recovery = stores.recovery
         self.replies = stores.replies
+        # Scheduled messages of sessions (create, list, cancel); the workers send them.
+        self.schedules = Schedules(settings=settings, client=self.client)
         try:
             check_eviction_policy(self.client, "coordinator")
         except redis.RedisError as exc:

@@ -26,11 +26,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
 
 
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.0f}"
+
+
 def _worker_row(w: WorkerStatus, config_version: int, registry_generation: int) -> list[object]:
     h = w.health
+    memory = "-"
     if h is None:
         cache = running = seen = "-"
     else:
+        if h.memory_budget_bytes:
+            memory = (
+                f"{_mib(h.memory_rss_bytes)}/{_mib(h.memory_budget_bytes)} MiB"
+                f" ({h.cache_memory_evictions} shed)"
+            )
         cache = f"{h.cache_size}/{h.cache_cap}"
         if h.cache_hit_rate is not None:
             cache += f" ({h.cache_hit_rate:.0%} hits)"
@@ -45,6 +55,7 @@ def _worker_row(w: WorkerStatus, config_version: int, registry_generation: int) 
         f"{w.heartbeat_age:.1f}s",
         w.sessions_owned,
         cache,
+        memory,
         running,
         w.queued,
         w.in_flight,
@@ -76,6 +87,7 @@ def render_status(status: ClusterStatus) -> str:
                     "heartbeat",
                     "sessions",
                     "cache (hit rate)",
+                    "memory (RSS/budget)",
                     "turns running",
                     "queued",
                     "in flight",

@@ -191,6 +191,9 @@ def record_of(worker: HealthSource, state: WorkerState | None) -> HealthRecord:
         },
         provider_cost_usd=round(usage.cost_usd, 6),
         config_version_lost=worker.config.lost_version,
+        memory_rss_bytes=int(metrics.get("rss_bytes") or 0),
+        memory_budget_bytes=int(metrics.get("rss_budget") or 0),
+        cache_memory_evictions=int(dict(metrics.get("evictions") or {}).get("memory", 0)),
     )
 
 

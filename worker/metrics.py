@@ -395,6 +395,16 @@ class _CacheCollector(Collector):
             ("cap", "cache_capacity", "The cache's cap (agents)."),
             ("running", "cache_agents_running", "Cached agents in a turn now."),
             ("memory_bytes", "cache_memory_bytes", "Estimated bytes held by cached agents."),
+            (
+                "rss_bytes",
+                "memory_rss_bytes",
+                "The worker's resident memory at its last memory-budget check (0: no budget).",
+            ),
+            (
+                "rss_budget",
+                "memory_budget_bytes",
+                "The worker's memory budget, agent_cache_memory (0: none).",
+            ),
         ):
             yield GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=float(m.get(key, 0) or 0))
 

@@ -50,7 +50,9 @@ from cluster.event_log import ClusterEventLog
 from cluster.events import EventBus, Subscriber
 from cluster.keys import Keyspace
 from cluster.membership import WorkerState
+from cluster.memory_budget import parse_memory_budget
 from cluster.redis_checks import check_eviction_policy
+from cluster.schedules import ScheduleStore
 from cluster.session_store import RedisSessionStore
 from cluster.settings import (
     DEFAULT_CACHE_SIZE,
@@ -69,8 +71,10 @@ from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import HealthWriter, beat_with_health
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
+from worker.memory_guard import MemoryGuard, resolve_budget
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
+from worker.schedule_loop import ScheduleLoop
 from worker.turns import TurnRunner, TurnServices
 from worker.workspace_handoff import WorkspaceHandoff
 
@@ -154,10 +158,20 @@ class WorkerProcess:
         self.recovery = stores.recovery
         leases = stores.leases
         self.events = EventBus(self.client, self.keyspace)
+        budget = parse_memory_budget(settings.agent_cache_memory)
+        budget_bytes, budget_source = resolve_budget(budget) if budget else (None, "")
         self.cache: AgentCache[AIAgent] = AgentCache(
             max_size=self.options.cache_size,
             idle_ttl=self.options.idle_ttl,
             sweep_interval=self.options.sweep_interval,
+            memory_budget=budget_bytes,  # also bounds the sum of the agents' estimates
+        )
+        self.memory_guard = (
+            None
+            if budget_bytes is None
+            else MemoryGuard(
+                budget_bytes=budget_bytes, source=budget_source, shed=self.cache.shed_for_memory
+            )
         )
         self.event_log = ClusterEventLog(self.client, self.keyspace)
         self._health = HealthWriter(self.client, self.keyspace, ttl=settings.heartbeat_ttl)
@@ -196,6 +210,17 @@ class WorkerProcess:
             on_done=lambda turn, _outcome: self.metrics.claimed(
                 turn.job.submitted_at, turn.claimed_at
             ),
+        )
+        self.schedules = ScheduleLoop(
+            store=ScheduleStore(self.client, self.keyspace),
+            queue=self.queue,
+            placement=self.placement,
+            recovery=self.recovery,
+            worker_id=self.worker_id,
+            poll=settings.schedule_poll,
+            claim_ttl=settings.schedule_claim_ttl,
+            reply_ttl=settings.reply_ttl,
+            rebalance_idle=settings.rebalance_idle,
         )
         self.metrics.watch(
             cache_metrics=self.cache.metrics,
@@ -307,9 +332,14 @@ class WorkerProcess:
             started.callback(self.lease_keeper.stop)
             self.cache.start_sweeper()
             started.callback(self.cache.shutdown, hard=False)
+            if self.memory_guard is not None:
+                self.memory_guard.start()
+                started.callback(self.memory_guard.stop)
             started.callback(self.executor.shutdown, wait=False)
             self.claims.start()
             started.callback(self.claims.stop)
+            self.schedules.start()  # a drain stops it early: a draining worker claims no firing
+            started.callback(self.schedules.stop)
             self._stack = started.pop_all()
         self._started = True
         log.info(
@@ -344,6 +374,7 @@ class WorkerProcess:
                 lambda: self.membership.set_state(self.worker_id, WorkerState.DRAINING),
             ),
             ("stop claiming", self._stop_claiming),
+            ("stop the schedule loop", self.schedules.stop),
             ("snapshot idle workspaces", self.workspaces.snapshot_owned),
             ("hand over queued turns", self._hand_over_waiting),
         ]

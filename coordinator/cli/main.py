@@ -16,6 +16,7 @@ Subcommands:
     health        deploy probe: exit 0 when the worker is beating and active
     serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin
     platforms     chat platform bots (Telegram, Slack): lease holder, waiting, lag
+    schedules     scheduled messages of a session: add (--at or --cron, UTC), list, cancel
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (see docs/settings.md). A mistake prints one line and exits non-zero.
@@ -42,6 +43,7 @@ from typing import Any
 from cluster.errors import AgentClusterError, InvalidMessage
 from coordinator.cli import config as cli_config
 from coordinator.cli import platforms as cli_platforms
+from coordinator.cli import schedules as cli_schedules
 from coordinator.cli import serve as cli_serve
 from coordinator.cli import status as cli_status
 from coordinator.cli.errors import EXIT_NO, explain
@@ -361,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.register(sub)
     cli_serve.register(sub)
     cli_platforms.register(sub)
+    cli_schedules.register(sub)
 
     sim = sub.add_parser(
         "simulate-llm",

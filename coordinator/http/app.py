@@ -34,6 +34,7 @@ from coordinator.http.observability import instrument, observability_routes
 from coordinator.http.openai_compat import chat_completion_routes
 from coordinator.http.openapi import openapi_document
 from coordinator.http.routes import routes
+from coordinator.http.schedule_routes import schedule_routes
 
 __all__ = ["build_app", "serve"]
 
@@ -107,6 +108,7 @@ def build_app(
 
     app = Starlette(
         routes=[
+            *schedule_routes(),  # before routes(): GET /v1/sessions/{key} would take .../schedules
             *routes(),
             *chat_completion_routes(),
             *admin_routes(),

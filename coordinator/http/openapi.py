@@ -50,6 +50,13 @@ def _op(
     return op
 
 
+def _created(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation answered 201 (created) instead of 200."""
+    ok = op["responses"].pop("200")
+    op["responses"] = {"201": {**ok, "description": "Created"}, **op["responses"]}
+    return op
+
+
 _REASONS = {
     400: "invalid request (the message says which field and why)",
     401: "missing or wrong API key / admin token",
@@ -72,6 +79,27 @@ _KEY = {
 }
 _WORKER = {"name": "worker_id", "in": "path", "required": True, "schema": _STR}
 _LAST_ID = {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _STR}
+
+_SCHEDULE_BODY = {
+    "type": "object",
+    "required": ["text"],
+    "properties": {"text": _STR, "at": _STR, "cron": _STR},
+    "additionalProperties": False,
+}
+_SCHEDULE = {
+    "type": "object",
+    "properties": {
+        "id": _STR,
+        "session_key": _STR,
+        "text": _STR,
+        "cron": {"type": ["string", "null"]},
+        "at": {"type": ["string", "null"]},
+        "next": {"type": ["string", "null"]},
+        "created": _STR,
+        "fired": _INT,
+        "last_fired": {"type": ["string", "null"]},
+    },
+}
 
 _USAGE = {
     "type": "object",
@@ -184,6 +212,36 @@ def openapi_document() -> dict[str, Any]:
             "/v1/sessions/{key}/interrupt": {
                 "post": _op(
                     "stop the running turn (/stop)", errors=(400, 404, 429, 503), params=[_KEY]
+                )
+            },
+            "/v1/sessions/{key}/schedules": {
+                "post": _created(
+                    _op(
+                        "schedule a message: text and at (ISO 8601, UTC) or cron (5 fields, UTC)",
+                        body=_json(_SCHEDULE_BODY),
+                        ok=_SCHEDULE,
+                        errors=(400, 413, 415, 429, 503),
+                        params=[_KEY],
+                    )
+                ),
+                "get": _op(
+                    "the session's schedules, soonest first",
+                    ok={
+                        "type": "object",
+                        "properties": {"schedules": {"type": "array", "items": _SCHEDULE}},
+                    },
+                    errors=(400, 429, 503),
+                    params=[_KEY],
+                ),
+            },
+            "/v1/sessions/{key}/schedules/{schedule_id}": {
+                "delete": _op(
+                    "cancel a schedule of the session",
+                    errors=(400, 404, 429, 503),
+                    params=[
+                        _KEY,
+                        {"name": "schedule_id", "in": "path", "required": True, "schema": _STR},
+                    ],
                 )
             },
             "/v1/chat/completions": {

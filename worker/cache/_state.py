@@ -25,6 +25,7 @@ from worker.cache.policy import (
     plan_idle_sweep,
     plan_invalidation,
     plan_memory_eviction,
+    plan_rss_eviction,
 )
 from worker.cache.releaser import Release
 
@@ -59,6 +60,10 @@ class CacheState(Generic[A]):
         self.max_size = max_size
         self.memory_budget = memory_budget
         self.memory_total = 0
+        self.rss_bytes = 0  # the process' RSS at the last memory check (0: never checked)
+        self.rss_budget: int | None = None  # the budget it was checked against
+        self._rss_skipped: tuple[str, ...] = ()  # warned about at the last check
+        self._rss_starved = False  # over the budget with nothing to shed at the last check
         self.counters = {
             name: 0
             for name in (
@@ -222,6 +227,34 @@ class CacheState(Generic[A]):
         self._apply(plan_idle_sweep(self.entries, self.running, now, idle_ttl), outcome)
         return outcome
 
+    def shed_for_rss(self, rss: int, budget: int) -> Outcome:
+        """Apply :func:`plan_rss_eviction`; warn about skipped mid-turn and pending entries."""
+        self.rss_bytes, self.rss_budget = rss, budget
+        outcome = Outcome()
+        decision = plan_rss_eviction(self.entries, self.running, rss=rss, budget=budget)
+        self._apply(decision, outcome)
+        skipped = (*decision.skipped_mid_turn, *decision.skipped_pending)
+        if skipped and skipped != self._rss_skipped:  # once per set, not at every check
+            self.counters["mid_turn_skips"] += len(decision.skipped_mid_turn)
+            outcome.warnings.append(
+                f"worker memory (RSS {rss} bytes) is near its budget of {budget}: skipped "
+                f"{len(decision.skipped_mid_turn)} mid-turn and {len(decision.skipped_pending)} "
+                f"pending of the least recently used ({', '.join(skipped[:5])}); they are "
+                "shed once their turn ends if memory is still high"
+            )
+        self._rss_skipped = skipped
+        if decision.still_over:
+            self.counters["over_budget_events"] += 1
+        starved = decision.still_over and not decision.victims and not skipped
+        if starved and not self._rss_starved:  # once, when it starts
+            outcome.warnings.append(
+                f"worker memory (RSS {rss} bytes) is near its budget of {budget} with no "
+                "cached agent left to shed: the budget is too small for what the worker "
+                "holds besides its agents (raise agent_cache_memory)"
+            )
+        self._rss_starved = starved
+        return outcome
+
     # -- helpers ---------------------------------------------------------------------
 
     def _enforce_limits(self, outcome: Outcome) -> Outcome:
@@ -283,4 +316,6 @@ class CacheState(Generic[A]):
             "pending": pending,
             "memory_bytes": self.memory_total,
             "memory_budget": self.memory_budget,
+            "rss_bytes": self.rss_bytes,
+            "rss_budget": self.rss_budget,
         }

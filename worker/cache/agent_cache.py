@@ -321,6 +321,21 @@ class AgentCache(Generic[A]):
         self._carry_out(outcome)
         return len(outcome.releases)
 
+    def shed_for_memory(self, rss: int, budget: int) -> int:
+        """Soft-release least recently used idle agents while the process' RSS nears ``budget``.
+
+        The worker's memory guard (:mod:`worker.memory_guard`) calls this with
+        each RSS reading; the decision is :func:`~worker.cache.policy.plan_rss_eviction`.
+        Mid-turn and pending agents are never released (a warning names them).
+
+        Returns:
+            How many agents were released.
+        """
+        with self._lock:
+            outcome = self._state.shed_for_rss(rss, budget)
+        self._carry_out(outcome)
+        return len(outcome.releases)
+
     # -- introspection ---------------------------------------------------------------
 
     def __len__(self) -> int:

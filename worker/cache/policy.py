@@ -38,7 +38,13 @@ __all__ = [
     "plan_idle_sweep",
     "plan_invalidation",
     "plan_memory_eviction",
+    "plan_rss_eviction",
 ]
+
+RSS_HIGH_WATER = 0.9
+"""Shedding starts when the process' RSS passes this share of its memory budget."""
+RSS_LOW_WATER = 0.8
+"""...and frees (by the agents' estimates) what brings it back to this share."""
 
 
 class Pending(enum.Enum):
@@ -248,6 +254,54 @@ def plan_memory_eviction(
         skipped_mid_turn=tuple(mid_turn),
         skipped_pending=tuple(pending),
         still_over=total > budget,
+    )
+
+
+def plan_rss_eviction(
+    entries: Mapping[str, PolicyEntry], running: Container[str], *, rss: int, budget: int
+) -> EvictionDecision:
+    """Choose least recently used idle agents to shed while the process' RSS nears ``budget``.
+
+    Nothing is shed while ``rss`` is at most :data:`RSS_HIGH_WATER` of the
+    budget. Past it, victims are taken from the least recently used end
+    until their memory estimates add up to what brings ``rss`` back to
+    :data:`RSS_LOW_WATER` of the budget (an entry without an estimate counts
+    as one byte: it is shed, and the next reading tells whether that was
+    enough). Mid-turn and pending entries are skipped and reported (the next
+    older idle entries are shed instead); ``still_over`` says the estimates
+    of what could be shed fell short.
+
+    Args:
+        entries: session id -> entry, least recently used first.
+        running: session ids with a turn in progress.
+        rss: the process' resident memory now, in bytes.
+        budget: the memory budget, in bytes.
+
+    Returns:
+        The decision, with cause :attr:`EvictionCause.MEMORY`.
+    """
+    if rss <= budget * RSS_HIGH_WATER:
+        return EvictionDecision(EvictionCause.MEMORY)
+    need = rss - budget * RSS_LOW_WATER
+    freed = 0
+    victims: list[str] = []
+    mid_turn: list[str] = []
+    pending: list[str] = []
+    for key, entry in entries.items():
+        if freed >= need:
+            break
+        why = _protected(key, entry, running)
+        if why is None:
+            victims.append(key)
+            freed += max(1, entry.memory_bytes)
+        else:
+            (mid_turn if why == "mid-turn" else pending).append(key)
+    return EvictionDecision(
+        EvictionCause.MEMORY,
+        victims=tuple(victims),
+        skipped_mid_turn=tuple(mid_turn),
+        skipped_pending=tuple(pending),
+        still_over=freed < need,
     )
 
 

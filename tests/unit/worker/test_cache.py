@@ -451,3 +451,35 @@ def test_metrics_snapshot_is_a_plain_json_safe_dict(cache: Cache) -> None:
     assert set(snapshot["evictions"]) == {cause.value for cause in EvictionCause}
     snapshot["evictions"]["cap"] = 99
     assert cache.metrics()["evictions"]["cap"] == 2
+
+
+def test_rss_near_the_budget_soft_releases_lru_idle_agents_never_mid_turn(
+    make_cache: CacheFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = make_cache(max_size=10, memory_budget=10_000)
+    agents = {k: FakeAgent(k, memory=100) for k in "abc"}
+    for key, agent in agents.items():
+        cache.insert(key, agent, signature="sig")
+    with turn(cache, "a", build=lambda: agents["a"]):  # "a" is mid-turn (a hit on the cached agent)
+        assert cache.shed_for_memory(rss=950, budget=1000) == 2
+        settle(cache)
+        assert cache.keys() == ["a"]
+        assert "mid-turn" not in caplog.text  # "a" is the most recent now: not in the way
+    assert (agents["b"].soft_releases, agents["b"].hard_closes) == (1, 0)
+    assert agents["a"].soft_releases == 0
+    metrics = cache.metrics()
+    assert (metrics["rss_bytes"], metrics["rss_budget"]) == (950, 1000)
+    assert metrics["evictions"]["memory"] == 2
+
+
+def test_rss_shedding_warns_once_about_a_mid_turn_agent_in_the_way(
+    make_cache: CacheFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = make_cache(max_size=10, memory_budget=10_000)
+    with turn(cache, "busy", build=lambda: FakeAgent("busy", memory=500)):
+        fill(cache, "idle")
+        for _ in range(3):
+            assert cache.shed_for_memory(rss=2000, budget=1000) == 0 or "idle" not in cache
+        warnings = [r for r in caplog.records if "mid-turn" in r.getMessage()]
+        assert len(warnings) == 1 and "busy" in warnings[0].getMessage()
+    assert "busy" in cache

@@ -1,4 +1,4 @@
-"""The pure eviction policy: cap window, idle sweep, memory budget, invalidation."""
+"""The pure eviction policy: cap window, idle sweep, memory budget, RSS shedding, invalidation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from worker.cache.policy import (
     plan_idle_sweep,
     plan_invalidation,
     plan_memory_eviction,
+    plan_rss_eviction,
 )
 
 NOW = 100_000.0
@@ -174,3 +175,36 @@ def test_invalidation_releases_idle_matches_and_marks_running_ones_stale() -> No
     decision = plan_invalidation(cache, {"b", "e"}, lambda key, _e: key != "d")
     assert decision.release_now == ("a", "c")
     assert decision.mark_stale == ("b", "e")
+
+
+# -- RSS near the memory budget ----------------------------------------------------------
+
+
+def test_below_the_high_water_mark_nothing_is_shed() -> None:
+    decision = plan_rss_eviction(sized(a=50, b=50), set(), rss=900, budget=1000)
+    assert decision.cause is EvictionCause.MEMORY and decision.victims == ()
+
+
+def test_past_the_high_water_mark_lru_agents_are_shed_down_to_the_low_water_mark() -> None:
+    # RSS 950 of 1000: free 150 to reach 800; a (100) is not enough, a+b (200) is.
+    decision = plan_rss_eviction(sized(a=100, b=100, c=100), set(), rss=950, budget=1000)
+    assert decision.victims == ("a", "b") and not decision.still_over
+
+
+def test_rss_shedding_skips_mid_turn_and_pending_agents_and_says_so() -> None:
+    entries = sized(a=100, b=100, c=100, d=100)
+    entries["b"] = E(PENDING, memory_bytes=0)
+    decision = plan_rss_eviction(entries, {"a"}, rss=950, budget=1000)
+    assert decision.victims == ("c", "d")
+    assert decision.skipped_mid_turn == ("a",) and decision.skipped_pending == ("b",)
+
+
+def test_rss_over_budget_with_too_little_to_shed_is_reported() -> None:
+    decision = plan_rss_eviction(sized(a=10, b=10), {"b"}, rss=2000, budget=1000)
+    assert decision.victims == ("a",) and decision.still_over
+
+
+def test_an_agent_without_an_estimate_is_shed_one_at_a_time() -> None:
+    decision = plan_rss_eviction(sized(a=0, b=0), set(), rss=801 + 100, budget=1000)
+    assert decision.victims == ("a", "b")  # each counts as 1 byte of the 101 to free
+    assert decision.still_over

@@ -18,6 +18,7 @@ from coordinator.http.errors import status_of
 from coordinator.http.openai_compat import chat_completion_routes, message_text, openai_usage
 from coordinator.http.openapi import openapi_document
 from coordinator.http.routes import routes
+from coordinator.http.schedule_routes import schedule_routes
 from coordinator.http.sse import SseEvent, encode, event_id_or_none
 
 
@@ -102,7 +103,7 @@ def test_error_statuses(error: Exception, status: int) -> None:
 def test_every_route_is_documented_and_every_documented_path_routed() -> None:
     documented = openapi_document()["paths"]
     routed = {}
-    for route in [*routes(), *admin_routes(), *chat_completion_routes()]:
+    for route in [*routes(), *schedule_routes(), *admin_routes(), *chat_completion_routes()]:
         path = route.path.replace(":session_key", "")  # type: ignore[attr-defined]
         routed.setdefault(path, set()).update(m.lower() for m in route.methods or ())  # type: ignore[attr-defined]
     routed["/openapi.json"] = {"get"}
