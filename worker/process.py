@@ -261,6 +261,7 @@ class WorkerProcess:
                 environ=self.options.environ,
                 metrics=self.metrics,
                 model_call_deadline=settings.model_call_deadline,
+                collect_window=settings.collect_window,
             )
         )
 
@@ -539,6 +540,10 @@ class WorkerProcess:
             session, token = event.get("session"), event.get("token")
             if isinstance(session, str) and isinstance(token, int):
                 self.runner.interrupt_turn(session, token, str(event.get("mode", "interrupt")))
+        elif kind == "steer" and event.get("worker") == self.worker_id:
+            session, token = event.get("session"), event.get("token")
+            if isinstance(session, str) and isinstance(token, int):
+                self.runner.steer_arrived(session, token)
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
             timeout = event.get("timeout")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
