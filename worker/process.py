@@ -63,6 +63,7 @@ from cluster.stores import ClusterStores, build_stores
 from cluster.tool_state import RedisToolStateStore
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
+from worker.background_notices import BackgroundNotices
 from worker.cache import AgentCache
 from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
@@ -182,6 +183,16 @@ class WorkerProcess:
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
         )
+        self.notices = BackgroundNotices(
+            client=self.client,
+            keyspace=self.keyspace,
+            worker_id=self.worker_id,
+            queue=self.queue,
+            placement=self.placement,
+            membership=self.membership,
+            reply_ttl=settings.reply_ttl,
+            interval=settings.notify_poll_interval,
+        )
         self.runner = self._turn_runner(stores, tool_env, tool_registry)
         self.executor = TurnExecutor(
             handler=self.runner.run,
@@ -262,6 +273,7 @@ class WorkerProcess:
                 metrics=self.metrics,
                 model_call_deadline=settings.model_call_deadline,
                 collect_window=settings.collect_window,
+                notices=self.notices,
             )
         )
 
@@ -311,6 +323,8 @@ class WorkerProcess:
             started.callback(self.executor.shutdown, wait=False)
             self.claims.start()
             started.callback(self.claims.stop)
+            self.notices.start()
+            started.callback(self.notices.stop)
             self._stack = started.pop_all()
         self._started = True
         log.info(

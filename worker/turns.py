@@ -67,6 +67,7 @@ from cluster.settings import DEFAULT_COLLECT_WINDOW, DEFAULT_MODEL_CALL_DEADLINE
 from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
+from worker.background_notices import BackgroundNotices
 from worker.cache import AgentCache, CheckoutHandle, EvictionCause
 from worker.config_view import ConfigView
 from worker.folding import FOLD_ATTR, SteerSignals, TurnFolding
@@ -118,6 +119,7 @@ class TurnServices:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
     collect_window: float = DEFAULT_COLLECT_WINDOW
+    notices: BackgroundNotices | None = None
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,8 @@ class TurnRunner:
         fenced_env = services.tool_env.with_state(
             RedisToolStateStore(services.client, services.keyspace, lease=lease)
         )
+        if services.notices is not None:  # notify_on_complete processes report back
+            fenced_env = replace(fenced_env, completion_watcher=services.notices.for_turn(job))
         stored = StoredSession(services.sessions, job.session_key, signature=signature)
         events = open_turn_events(
             services.client,
