@@ -85,20 +85,20 @@ def test_steer_during_a_kill_9_is_answered_once_in_order(
         assert coord.submit("hand", "warm up", timeout=30).worker_id == "victim"
         workers.start("survivor")
         slow_model.set_latency(ttft=1.5)
-        running = coord.submit_async("hand", "long question", message_id="long")
-        wait_in_request(slow_model, "long question")
+        running = coord.submit_async("hand", "zebra migration", message_id="long")
+        wait_in_request(slow_model, "zebra migration")
         steer = coord.submit_async("hand", "shorter please", message_id="short", strategy="steer")
-        slow_model.set_latency(ttft=30.0)
-        # Wait for the steer message in the victim's model call: the turn took it in.
-        wait_in_request(slow_model, "long question", "shorter please")
-        slow_model.set_latency(ttft=0.5)
+        # The steer message in the victim's next model call: the turn took it in. Kill -9
+        # while that call is in flight (1.5 s), before the turn commits.
+        wait_in_request(slow_model, "zebra migration", "shorter please")
         workers.kill("victim")
+        slow_model.set_latency(ttft=0.2)
         answered, steered = running.result(timeout=60), steer.result(timeout=60)
     assert {answered.worker_id, steered.worker_id} == {"survivor"}
     assert answered.raw["turn"] == 2 and steered.raw["turn"] in (2, 3)
     assert user_texts(redis_client, namespace, "hand") == [
         "warm up",
-        "long question",
+        "zebra migration",
         "shorter please",
     ], "each message once in the history, in order, across the crash"
     assert committed_turns(redis_client, namespace, "hand") == steered.raw["turn"]
@@ -110,8 +110,8 @@ def test_collect_joins_the_messages_sent_during_a_turn_into_one_next_turn(
     slow_model.set_latency(ttft=1.5)
     workers.start("w0", env=COLLECT_ENV)
     with coordinator(workers.settings()) as coord:
-        running = coord.submit_async("co", "first question")
-        wait_in_request(slow_model, "first question")
+        running = coord.submit_async("co", "zebra facts")
+        wait_in_request(slow_model, "zebra facts")
         parts = [coord.submit_async("co", f"part {i}", strategy="collect") for i in range(3)]
         slow_model.set_latency(ttft=0.0)
         assert running.result(timeout=30).raw["turn"] == 1
@@ -119,7 +119,7 @@ def test_collect_joins_the_messages_sent_during_a_turn_into_one_next_turn(
     assert {r.raw["turn"] for r in replies} == {2}, "one joined turn answers all three"
     assert {r.text for r in replies} == {"echo: part 2"}
     assert user_texts(redis_client, namespace, "co") == [
-        "first question",
+        "zebra facts",
         "part 0",
         "part 1",
         "part 2",
@@ -136,20 +136,20 @@ def test_a_collected_turn_cut_by_kill_9_is_joined_again_and_answered_once(
         assert coord.submit("cut", "warm up", timeout=30).worker_id == "victim"
         workers.start("survivor", env=COLLECT_ENV)
         slow_model.set_latency(ttft=1.0)
-        running = coord.submit_async("cut", "question")
-        wait_in_request(slow_model, "question")
+        running = coord.submit_async("cut", "zebra stripes")
+        wait_in_request(slow_model, "zebra stripes")
         parts = [coord.submit_async("cut", f"detail {i}", strategy="collect") for i in range(2)]
-        slow_model.set_latency(ttft=30.0)
         assert running.result(timeout=30).raw["turn"] == 2
+        slow_model.set_latency(ttft=30.0)
         wait_in_request(slow_model, "detail 0", "detail 1")  # the joined turn's model call
-        slow_model.set_latency(ttft=0.3)
         workers.kill("victim")
+        slow_model.set_latency(ttft=0.2)
         replies = [p.result(timeout=60) for p in parts]
     assert {r.worker_id for r in replies} == {"survivor"}
     assert {r.raw["turn"] for r in replies} == {3}, "joined again after the crash, answered once"
     assert user_texts(redis_client, namespace, "cut") == [
         "warm up",
-        "question",
+        "zebra stripes",
         "detail 0",
         "detail 1",
     ]
