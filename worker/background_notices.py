@@ -12,6 +12,7 @@ watches it. Every worker looks at that hash every ``notify_poll_interval``:
   that worker's host), so the session is told the process was lost with its
   host instead of waiting forever.
 
+A session's reset (``/new``) ends its processes and forgets their entries.
 The message is queued through the normal path (routed to whichever worker
 owns the session then, in order with the session's other messages) under a
 message id derived from the process (``bg-<id>-<start ms>``), so however many
@@ -124,6 +125,14 @@ class BackgroundNotices:
             "attrs": dict(attrs),
         }
         self._client.hset(self._key, _field(session_key, str(record["id"])), pack(entry))
+
+    def forget(self, session_key: str) -> int:
+        """Drop the session's pending notifications (its reset killed those processes)."""
+        prefix = _field(session_key, "").encode("utf-8", "surrogatepass")
+        fields = [
+            f for f, _ in self._client.hscan_iter(self._key, count=200) if f.startswith(prefix)
+        ]
+        return int(self._client.hdel(self._key, *fields)) if fields else 0
 
     def check(self) -> int:
         """One look at every pending notification; returns how many were announced."""

@@ -531,6 +531,8 @@ class TurnRunner:
         )
         services.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
         fenced_env.teardown(job.session_key)
+        if services.notices is not None:  # its processes are gone with the old conversation
+            services.notices.forget(job.session_key)
         services.sessions.reset(
             lease,
             message_id=job.message_id,
