@@ -20,10 +20,13 @@
    was frozen under the same signature).
 3. :meth:`TurnRunner._run_agent`: the model loop. An interrupt that arrived
    before it started is applied by the hook the agent calls when the loop
-   starts (:class:`worker.running_turns.RunningTurns`).
+   starts (:class:`worker.running_turns.RunningTurns`); ``steer`` messages
+   are taken in at its safe points, and a ``collect`` turn joined its run of
+   collect messages before it (:mod:`worker.folding`).
 4. :meth:`TurnRunner._commit`: the workspace snapshot (if the turn changed
    it), the frozen prompt (if frozen on this turn), then one fenced script:
-   history + reply, the reply delivered to the caller, the lease released and
+   history + reply (and the replies of the messages folded in), the reply
+   delivered to the caller, the lease released and
    the rq job completed (a worker that lost its lease writes nothing); then
    metrics and the tenant's usage.
 
