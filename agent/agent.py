@@ -38,6 +38,7 @@ from agent.providers import (
     call_with_retries,
     make_provider,
 )
+from agent.steering import may_take_messages
 from agent.tools import ToolContext, ToolEnvironment, ToolRegistry, default_registry, memory_notes
 from agent.watchdog import watchdog
 from cluster.errors import ProviderError, ProviderUnavailable
@@ -150,6 +151,8 @@ class AIAgent:
         self.step_callback: StepCallback | None = None
         self.stream_delta_callback: TextCallback | None = None
         self.status_callback: TextCallback | None = None
+        # New user messages to take into the running turn at a safe point (steer, collect).
+        self.steer_callback: Callable[[], Sequence[str]] | None = None
 
         if isinstance(frozen_prompt, Mapping):
             frozen_prompt = FrozenPrompt.from_dict(frozen_prompt)
@@ -289,9 +292,13 @@ class AIAgent:
         usage = Usage()
         tool_names = {schema["name"] for schema in frozen.tool_schemas}
         cut: Message | None = None
+        taken_after_reply = False
         for iteration in range(1, self.max_iterations + 1):
             if self._interrupt.is_set():
                 return self._interrupted(new, usage, iteration - 1)
+            if not taken_after_reply:  # a safe point: before the next model call
+                new.extend(self._take_messages(iteration))
+            taken_after_reply = False
             request = ModelRequest(
                 model=self.model,
                 system=frozen.system_prompt,
@@ -316,9 +323,17 @@ class AIAgent:
             if self.step_callback is not None:
                 self.step_callback(iteration, reply)
             if not response.tool_calls:
-                return TurnResult(
-                    text=response.text or "", new_messages=new, usage=usage, iterations=iteration
-                )
+                steered = self._take_messages(iteration + 1)  # a safe point: after a final reply
+                if not steered:
+                    return TurnResult(
+                        text=response.text or "",
+                        new_messages=new,
+                        usage=usage,
+                        iterations=iteration,
+                    )
+                new.extend(steered)
+                taken_after_reply = True
+                continue
             for call in response.tool_calls:
                 stopped_before = self._interrupt.is_set()
                 result = (
@@ -337,6 +352,20 @@ class AIAgent:
                 return self._interrupted(new, usage, iteration, cut_tool=cut)
         note = f"(stopped: reached max_iterations={self.max_iterations} without a final answer)"
         return TurnResult(text=note, new_messages=new, usage=usage, iterations=self.max_iterations)
+
+    def _take_messages(self, next_iteration: int) -> list[Message]:
+        """User messages sent while the turn runs, taken in now (``steer_callback``)."""
+        callback = self.steer_callback
+        if callback is None or not may_take_messages(
+            next_iteration=next_iteration,
+            max_iterations=self.max_iterations,
+            stopped=self._interrupt.is_set(),
+        ):
+            return []
+        taken = [user_message(text) for text in callback()]
+        if taken:
+            self._touch(f"took in {len(taken)} new message(s)")
+        return taken
 
     def _call_model(self, request: ModelRequest) -> ModelResponse:
         """Call the model on the turn's own thread, with retries and the fallback endpoint.

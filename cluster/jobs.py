@@ -34,7 +34,7 @@ __all__ = [
     "job_id_or_none",
 ]
 
-STRATEGIES = ("enqueue", "interrupt", "reject", "rollback", "stop")
+STRATEGIES = ("enqueue", "interrupt", "reject", "rollback", "stop", "steer", "collect")
 """Double-texting strategies of a message (what happens while its session's turn runs)."""
 
 TURN_JOB_TAG = "agent_cluster.turn"

@@ -67,6 +67,10 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:s:{S}:pending``                  zset    none                enqueue script: job id -> worker (turn start: the
                                                                     per-session sequence;     lowest sequence runs
                                                                     commit/complete remove)   first), recovery
+``{ns}:s:{S}:folds``                    hash    reply_ttl           enqueue script (steer,    fold script (a running
+                                        (refreshed by each  collect): job id -> "s"   turn takes them), commit
+                                        mark)               or "c" + arrival ms;      script (removes folded
+                                                            commit script removes     ids and its own)
 ``{ns}:s:{S}:reply:M``                  list    reply_ttl           commit script (atomic     coordinator (BLPOP)
                                                                     with the commit), worker
                                                                     (error replies),
@@ -75,6 +79,10 @@ Key                                     Type    TTL                 Written by  
                                         (refreshed by each  message that asked for    XREAD from Last-Event-ID,
                                         XADD), MAXLEN ~     streaming: deltas, tools, any instance)
                                         (bounded)           status, final)
+``{ns}:notify``                         hash    none (entries       worker (process tool,     every worker's notifier
+                                        removed when        notify_on_complete):      (its own processes; the
+                                        announced)          session NUL process id    ones of dead workers)
+                                                            -> msgpack record
 ``{ns}:cfg:{cfg}:doc``                  string  none                admin (publish script):   workers
                                                                     JSON config document
 ``{ns}:cfg:{cfg}:version``              string  none                publish script (INCR)     workers (turn start)
@@ -323,6 +331,14 @@ class Keyspace:
     def turn_stream(self, session_key: str, message_id: str) -> str:
         """Stream of one message's turn events (deltas, tools, status, final) for SSE clients."""
         return f"{self._session(session_key)}:stream:{_safe_part(message_id, 'message id')}"
+
+    def session_folds(self, session_key: str) -> str:
+        """Hash of the session's queued messages a turn may fold in (steer, collect marks)."""
+        return f"{self._session(session_key)}:folds"
+
+    def notifications(self) -> str:
+        """Hash of background processes whose end a session waits to be told about."""
+        return f"{self.namespace}:notify"
 
     # -- ownership index -----------------------------------------------------
 

@@ -61,6 +61,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "turn_begin",
     "turn_claim",
     "turn_enqueue",
+    "turn_fold",
     "workspace_save",
 )
 

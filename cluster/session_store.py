@@ -246,6 +246,7 @@ class RedisSessionStore:
         reply_ttl: float = 0.0,
         rollback_reply: Any = None,
         finish: JobFinish | None = None,
+        folded: Sequence[tuple[str, str, Any]] = (),
     ) -> Committed:
         """Append a turn's messages and record ``message_id -> reply``, atomically and fenced.
 
@@ -267,6 +268,10 @@ class RedisSessionStore:
             finish: The turn's rq job (:meth:`TurnQueue.finish_for`): unless
                 the lease was lost, the same script releases the lease and
                 completes the job, so the whole end of a turn is one round trip.
+            folded: ``(message id, job id, reply)`` of each queued message the
+                turn took in (steer, collect; :mod:`cluster.folds`): unless the
+                turn is rolled back, each is answered with its reply in the same
+                script (processed, off the pending set, delivered).
 
         Returns:
             The session's committed-turn count and whether the turn was rolled
@@ -282,6 +287,9 @@ class RedisSessionStore:
             raise InvalidMessage("a turn's reply must not be None (None means 'not processed')")
         blobs = [pack(validate_message(m)) for m in new_messages]
         keys = self._keys.session(lease.session_key)
+        fold_args: list[str | bytes] = []
+        for folded_id, folded_job, folded_reply in folded:
+            fold_args += [folded_id, folded_job, pack(folded_reply)]
         status, turns, current = self._scripts(
             "session_commit",
             [
@@ -293,6 +301,8 @@ class RedisSessionStore:
                 keys.pending,
                 self._keys.reply_list(lease.session_key, message_id),
                 *(finish.keys if finish is not None else ()),
+                self._keys.session_folds(lease.session_key),
+                *(self._keys.reply_list(lease.session_key, m) for m, _, _ in folded),
             ],
             [
                 lease.token,
@@ -305,6 +315,8 @@ class RedisSessionStore:
                 pack(reply if rollback_reply is None else rollback_reply),
                 len(finish.args) if finish is not None else 0,
                 *(finish.args if finish is not None else ()),
+                len(folded),
+                *fold_args,
                 *blobs,
             ],
         )

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_IDLE_TTL",
     "DEFAULT_SWEEP_INTERVAL",
+    "DEFAULT_COLLECT_WINDOW",
     "DEFAULT_TURN_TIMEOUT",
     "DEFAULT_WORKSPACE_SNAPSHOT_BYTES",
     "ENV_PREFIX",
@@ -49,6 +50,7 @@ __all__ = [
 # Defaults other modules need as plain constants (the agent cache, the worker
 # options, the turn runner): defined here once and imported there.
 DEFAULT_TURN_TIMEOUT = 600.0
+DEFAULT_COLLECT_WINDOW = 2.0
 DEFAULT_MODEL_CALL_DEADLINE = 300.0
 DEFAULT_CONCURRENCY = 32
 DEFAULT_CACHE_SIZE = 128
@@ -160,6 +162,12 @@ class ClusterSettings:
         rebalance_idle: Seconds a sticky session must be idle (nothing pending
             or running) before it moves to a worker that joined and is now its
             ring owner; 0 keeps sessions where they are.
+        collect_window: Debounce of ``collect`` messages, seconds: a turn joins
+            the run of collect messages queued after it once none arrived for
+            this long; 0 joins what is there at once.
+        notify_poll_interval: Seconds between two looks of a worker at the
+            background processes it must report the end of
+            (``notify_on_complete``), and at those whose worker died.
         concurrency: Turns a worker runs at once.
         cache_size: Cached agents a worker keeps (LRU cap).
         idle_ttl: Seconds without activity after which a cached agent is
@@ -234,6 +242,8 @@ class ClusterSettings:
     processed_retention: float = 7 * 24 * 3600.0
     reply_ttl: float = 600.0
     rebalance_idle: float = 60.0
+    collect_window: float = DEFAULT_COLLECT_WINDOW
+    notify_poll_interval: float = 1.0
     concurrency: int = DEFAULT_CONCURRENCY
     cache_size: int = DEFAULT_CACHE_SIZE
     idle_ttl: float = DEFAULT_IDLE_TTL
@@ -303,6 +313,7 @@ class ClusterSettings:
             "platform_lease_ttl",
             "schedule_poll",
             "schedule_claim_ttl",
+            "notify_poll_interval",
         ):
             _check_positive_float(name, getattr(self, name))
         parse_memory_budget(self.agent_cache_memory)
@@ -326,6 +337,12 @@ class ClusterSettings:
         rebalance = self.rebalance_idle
         if isinstance(rebalance, bool) or not isinstance(rebalance, int | float) or rebalance < 0:
             raise ConfigError(f"rebalance_idle must be seconds >= 0, got {rebalance!r}")
+        window = self.collect_window
+        if isinstance(window, bool) or not isinstance(window, int | float) or not window >= 0:
+            raise ConfigError(
+                f"collect_window must be seconds >= 0 (0: join collect messages at once), "
+                f"got {window!r}"
+            )
         for name in ("max_message_bytes", "max_config_bytes", "workspace_snapshot_max_bytes"):
             _check_positive_int(name, getattr(self, name))
         if self.workspace_mode not in WORKSPACE_MODES:
@@ -546,6 +563,11 @@ SETTING_HELP: dict[str, str] = {
     "reply_ttl": "Seconds a reply waits in Redis for its caller.",
     "rebalance_idle": "Seconds a session must be idle before it moves to a worker that joined "
     "and now owns it on the ring; 0 keeps sessions where they are.",
+    "collect_window": "Debounce of messages sent with strategy collect, in seconds: the next "
+    "turn joins the collect messages queued while a turn ran once none arrived for this long "
+    "(0: at once).",
+    "notify_poll_interval": "Seconds between two looks of a worker at the background processes "
+    "started with notify_on_complete (and at those whose worker died).",
     "concurrency": "Turns a worker runs at once.",
     "cache_size": "Agents a worker keeps cached (LRU cap).",
     "idle_ttl": "Seconds without activity after which a cached agent is soft-released.",

@@ -47,6 +47,8 @@ FINAL_FIELDS: Final = (
     "usage",
     "reset",
     "stopped",
+    "folded",
+    "folded_into",
 )
 """The ``final`` event's fields, taken from the committed reply record."""
 

@@ -174,7 +174,10 @@ class TurnQueue:
                 ``proposal`` from an eligible owner; 0 never moves it.
             strategy: What to do when a turn of the session is running
                 (double texting): ``enqueue``, ``interrupt``, ``reject``,
-                ``rollback`` or ``stop`` (see ``turn_enqueue.lua``).
+                ``rollback``, ``stop``, ``steer`` (fold it into the running
+                turn at its next safe point) or ``collect`` (join it with the
+                messages that arrive with it into one next turn); see
+                ``turn_enqueue.lua``.
         """
         if strategy not in STRATEGIES:
             raise InvalidMessage(
@@ -200,6 +203,7 @@ class TurnQueue:
                 self._rq.job_key(job_id),
                 keys.queue,
                 k.owned_sessions(target),
+                k.session_folds(job.session_key),
             ],
             [
                 job.session_key,

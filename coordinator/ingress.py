@@ -30,6 +30,7 @@ from cluster.errors import (
     TurnRejected,
     TurnTimeout,
 )
+from cluster.folds import FOLD_ATTR
 from cluster.keys import Keyspace
 from cluster.redis_checks import check_eviction_policy
 from cluster.settings import DEFAULT_TURN_TIMEOUT, ClusterSettings
@@ -239,7 +240,11 @@ class Coordinator:
                 ``enqueue`` (run after it), ``interrupt`` (stop it at its next
                 safe point, run this next), ``reject`` (refuse with
                 :class:`TurnRejected`), ``rollback`` (stop it and discard its
-                messages, run this next).
+                messages, run this next), ``steer`` (take this message into
+                the running turn at its next safe point, answered by that
+                turn's reply; else it runs as the next turn) or ``collect``
+                (join it with the other collect messages sent while the turn
+                runs into one next turn, after ``collect_window`` of quiet).
             **attrs: ``platform``, ``user_id``, ``chat_id``, ``reasoning``.
 
         Raises:
@@ -252,8 +257,8 @@ class Coordinator:
         self._validate(session_key, text, message_id, attrs)
         if strategy not in STRATEGIES or strategy == "stop":
             raise InvalidMessage(
-                f"strategy must be one of enqueue, interrupt, reject, rollback, got {strategy!r} "
-                "(send /stop as the text to stop a running turn)"
+                "strategy must be one of enqueue, interrupt, reject, rollback, steer, collect, "
+                f"got {strategy!r} (send /stop as the text to stop a running turn)"
             )
         command = text.strip().lower()
         if command in RESET_COMMANDS:
@@ -261,6 +266,8 @@ class Coordinator:
             strategy = "enqueue"
         elif command == "/stop":
             strategy = "stop"
+        elif strategy in ("steer", "collect"):
+            attrs = {**attrs, FOLD_ATTR: strategy}
         job = TurnJob(
             message_id=message_id,
             session_key=session_key,

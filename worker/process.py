@@ -65,6 +65,7 @@ from cluster.stores import ClusterStores, build_stores
 from cluster.tool_state import RedisToolStateStore
 from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
+from worker.background_notices import BackgroundNotices
 from worker.cache import AgentCache
 from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
@@ -196,6 +197,16 @@ class WorkerProcess:
         self.mcp = WorkerMCP(
             registry=tool_registry, worker_id=self.worker_id, enabled=settings.mcp_from_config
         )
+        self.notices = BackgroundNotices(
+            client=self.client,
+            keyspace=self.keyspace,
+            worker_id=self.worker_id,
+            queue=self.queue,
+            placement=self.placement,
+            membership=self.membership,
+            reply_ttl=settings.reply_ttl,
+            interval=settings.notify_poll_interval,
+        )
         self.runner = self._turn_runner(stores, tool_env, tool_registry)
         self.executor = TurnExecutor(
             handler=self.runner.run,
@@ -286,6 +297,8 @@ class WorkerProcess:
                 environ=self.options.environ,
                 metrics=self.metrics,
                 model_call_deadline=settings.model_call_deadline,
+                collect_window=settings.collect_window,
+                notices=self.notices,
             )
         )
 
@@ -340,6 +353,8 @@ class WorkerProcess:
             started.callback(self.claims.stop)
             self.schedules.start()  # a drain stops it early: a draining worker claims no firing
             started.callback(self.schedules.stop)
+            self.notices.start()
+            started.callback(self.notices.stop)
             self._stack = started.pop_all()
         self._started = True
         log.info(
@@ -570,6 +585,10 @@ class WorkerProcess:
             session, token = event.get("session"), event.get("token")
             if isinstance(session, str) and isinstance(token, int):
                 self.runner.interrupt_turn(session, token, str(event.get("mode", "interrupt")))
+        elif kind == "steer" and event.get("worker") == self.worker_id:
+            session, token = event.get("session"), event.get("token")
+            if isinstance(session, str) and isinstance(token, int):
+                self.runner.steer_arrived(session, token)
         elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
             timeout = event.get("timeout")
             if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:

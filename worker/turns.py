@@ -20,10 +20,13 @@
    was frozen under the same signature).
 3. :meth:`TurnRunner._run_agent`: the model loop. An interrupt that arrived
    before it started is applied by the hook the agent calls when the loop
-   starts (:class:`worker.running_turns.RunningTurns`).
+   starts (:class:`worker.running_turns.RunningTurns`); ``steer`` messages
+   are taken in at its safe points, and a ``collect`` turn joined its run of
+   collect messages before it (:mod:`worker.folding`).
 4. :meth:`TurnRunner._commit`: the workspace snapshot (if the turn changed
    it), the frozen prompt (if frozen on this turn), then one fenced script:
-   history + reply, the reply delivered to the caller, the lease released and
+   history + reply (and the replies of the messages folded in), the reply
+   delivered to the caller, the lease released and
    the rq job completed (a worker that lost its lease writes nothing); then
    metrics and the tenant's usage.
 
@@ -53,6 +56,7 @@ from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
 from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers
+from cluster.folds import FoldStore
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
@@ -62,12 +66,14 @@ from cluster.session_store import (
     SessionSnapshot,
     StoredPrompt,
 )
-from cluster.settings import DEFAULT_MODEL_CALL_DEADLINE
+from cluster.settings import DEFAULT_COLLECT_WINDOW, DEFAULT_MODEL_CALL_DEADLINE
 from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
 from cluster.transport import ReplyChannel, TurnJob, TurnQueue
+from worker.background_notices import BackgroundNotices
 from worker.cache import AgentCache, CheckoutHandle, EvictionCause
 from worker.config_view import ConfigView
+from worker.folding import FOLD_ATTR, SteerSignals, TurnFolding
 from worker.lease_keeper import LeaseKeeper
 from worker.metrics import WorkerMetrics, estimated_cost
 from worker.profile import AgentProfile
@@ -115,6 +121,8 @@ class TurnServices:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
+    collect_window: float = DEFAULT_COLLECT_WINDOW
+    notices: BackgroundNotices | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,8 @@ class TurnRunner:
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._tenants = TenantStore(services.client, services.keyspace)
+        self._folds = FoldStore(services.client, services.keyspace)
+        self.steer_signals = SteerSignals()
 
     def run(self, job: TurnJob) -> TurnOutcome:
         """Run one turn; its reply (or a clear error) reaches the caller.
@@ -246,6 +256,10 @@ class TurnRunner:
         """
         return self.running.interrupt(session_key, token, stop_reason(mode))
 
+    def steer_arrived(self, session_key: str, token: int) -> None:
+        """A ``steer`` message was queued while the session's turn under ``token`` ran here."""
+        self.steer_signals.arrived(session_key, token)
+
     # -- the phases ----------------------------------------------------------------------
 
     def _run_leased(self, job: TurnJob, job_id: str) -> TurnOutcome:
@@ -265,12 +279,17 @@ class TurnRunner:
                 self._reset(job, job_id, lease)
                 services.metrics.turn_outcome("reset")
                 return outcome
+            folding = TurnFolding(self._folds, lease, job_id, self.steer_signals)
+            if job.attrs.get(FOLD_ATTR) == "collect":
+                wait = folding.collect(services.collect_window)
+                if wait > 0:
+                    return Deferred(f"turn {job_id} collects the messages sent after it", wait)
             with self._prepare(job, job_id, start, lease) as turn:
-                result = self._run_agent(turn)
+                result = self._run_agent(turn, folding)
                 if isinstance(result, HandedOff):
                     turn.handle.turn_failed()  # its transcript holds what was not committed
                     return result
-                committed = self._commit(turn, result)
+                committed = self._commit(turn, result, folding)
                 outcome = Finished(job_completed=job.claim is not None)
             if committed.rolled_back or turn.agent.fallback_active:
                 # Rolled back: the transcript holds discarded messages. Fallback: the
@@ -343,6 +362,8 @@ class TurnRunner:
         fenced_env = services.tool_env.with_state(
             RedisToolStateStore(services.client, services.keyspace, lease=lease)
         )
+        if services.notices is not None:  # notify_on_complete processes report back
+            fenced_env = replace(fenced_env, completion_watcher=services.notices.for_turn(job))
         stored = StoredSession(services.sessions, job.session_key, signature=signature)
         events = open_turn_events(
             services.client,
@@ -418,12 +439,14 @@ class TurnRunner:
             else {"system_prompt": frozen.system_prompt, "tool_schemas": frozen.tool_schemas},
         )
 
-    def _run_agent(self, turn: PreparedTurn) -> RanTurn | HandedOff:
-        """The model loop; :class:`HandedOff` when a drain cut the turn off."""
+    def _run_agent(self, turn: PreparedTurn, folding: TurnFolding) -> RanTurn | HandedOff:
+        """The model loop (taking in steer and collect messages); :class:`HandedOff` when a
+        drain cut the turn off."""
         job, agent = turn.job, turn.agent
         worker_id = self.services.worker_id
         on_loop_start = self.running.started(job.session_key, turn.lease.token, agent)
         started_at = time.time()
+        agent.steer_callback = folding.poll
         try:
             if self.running.cut_off:
                 return HandedOff(f"worker {worker_id} is handing its turns over")
@@ -434,12 +457,13 @@ class TurnRunner:
                 on_loop_start=on_loop_start,
             )
         finally:
+            agent.steer_callback = None
             self.running.ended(job.session_key)
         if self.running.cut_off:
             return HandedOff(f"turn {job.message_id} cut off by the drain; handed on")
         return RanTurn(result=result, started_at=started_at)
 
-    def _commit(self, turn: PreparedTurn, ran: RanTurn) -> Committed:
+    def _commit(self, turn: PreparedTurn, ran: RanTurn, folding: TurnFolding) -> Committed:
         """Workspace snapshot, frozen prompt, then the fenced commit; metrics and usage after."""
         services = self.services
         job, lease, agent, result = turn.job, turn.lease, turn.agent, ran.result
@@ -468,6 +492,8 @@ class TurnRunner:
             "started_at": ran.started_at,
             "ended_at": time.time(),
         }
+        if folding.taken:
+            reply["folded"] = [m.message_id for m in folding.taken]
         services.lease_keeper.drop(lease)  # the commit releases it
         committed = services.sessions.commit(
             lease,
@@ -478,6 +504,7 @@ class TurnRunner:
             reply_ttl=services.reply_ttl,
             rollback_reply={**reply, "text": "", "rolled_back": True, "turn": turn.committed},
             finish=services.queue.finish_for(job.claim) if job.claim is not None else None,
+            folded=folding.answers(reply),
         )
         if not committed.rolled_back:
             turn.handle.committed(committed.turns)
@@ -507,6 +534,8 @@ class TurnRunner:
         )
         services.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
         fenced_env.teardown(job.session_key)
+        if services.notices is not None:  # its processes are gone with the old conversation
+            services.notices.forget(job.session_key)
         services.sessions.reset(
             lease,
             message_id=job.message_id,

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent.tools.host_environment import BASH, host_environment
 from agent.tools.shell import SANDBOX_ENV_VAR
@@ -84,6 +84,18 @@ _LAUNCHER = 'log=$1; report=$2; shift 2; eval \'"$@" \'"$report"\'>&1 >>"$log" 2
 
 
 ProcessState = Literal["running", "exited", "killed", "lost"]
+
+
+class CompletionWatcher(Protocol):
+    """Who tells a session when a process it started with ``notify_on_complete`` ends.
+
+    A cluster worker gives one per turn (:class:`worker.background_notices.BackgroundNotices`);
+    without one (the single-process chat) the option is refused with a clear error.
+    """
+
+    def watch(self, task_id: str, record: dict[str, Any]) -> None:
+        """Report ``record``'s process to the task's session once it ends (or is lost)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -375,6 +387,7 @@ def kill_task_processes(store: ToolStateStore, task_id: str, sandbox: Path) -> i
 
 __all__ = [
     "PROCESSES_STATE_KEY",
+    "CompletionWatcher",
     "ProcessState",
     "ProcessStatus",
     "group_members",

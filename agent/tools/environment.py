@@ -29,7 +29,7 @@ import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agent.tools.background import kill_task_processes
+from agent.tools.background import CompletionWatcher, kill_task_processes
 from agent.tools.redaction import SecretRedactor
 from agent.tools.sandbox import Sandbox, resolve_sandbox, session_uid
 from agent.tools.sandbox_config import HOME_ENV_VAR, SandboxConfig, default_home
@@ -140,6 +140,9 @@ class ToolEnvironment:
         redactor: secrets removed from every tool result (default: the secret
             values of this process' environment; a worker also gives the
             password of the Redis URL it read from a file or settings file).
+        completion_watcher: who reports the end of a ``notify_on_complete``
+            background process to its session (a cluster worker sets one per
+            turn; ``None``: the option is refused).
     """
 
     sandbox_root: Path
@@ -147,6 +150,7 @@ class ToolEnvironment:
     sandbox_config: SandboxConfig = field(default_factory=SandboxConfig.from_env)
     control_root: Path | None = None
     redactor: SecretRedactor = field(default_factory=SecretRedactor.from_environ, repr=False)
+    completion_watcher: CompletionWatcher | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def default(

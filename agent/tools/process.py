@@ -51,6 +51,13 @@ PROCESS_PARAMETERS: dict[str, Any] = {
             "description": "For start: the bash command to run in the background.",
         },
         "id": {"type": "string", "description": "For poll and kill: the process id, e.g. 'p1'."},
+        "notify_on_complete": {
+            "type": "boolean",
+            "description": (
+                "For start: when the process ends, the session gets a new turn whose "
+                "message is its exit status and last output lines (default false)."
+            ),
+        },
         "lines": {
             "type": "integer",
             "minimum": 1,
@@ -103,6 +110,13 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
     command = args.get("command")
     if not command:
         raise ToolError("action 'start' needs 'command'")
+    notify = bool(args.get("notify_on_complete", False))  # the registry checked its type
+    watcher = ctx.env.completion_watcher
+    if notify and watcher is None:
+        raise ToolError(
+            "notify_on_complete needs a cluster worker to watch the process (this agent runs "
+            "without one); start it without notify_on_complete and poll it instead"
+        )
     sandbox, workspace = ctx.env.workspace(ctx.task_id)
     session = ShellSession.load(ctx.env.state, ctx.task_id)
     table = load_table(ctx.env.state, ctx.task_id)
@@ -133,13 +147,43 @@ def _start(args: dict[str, Any], ctx: ToolContext) -> str:
         raise ToolError(f"could not start {command!r}: {exc}") from exc
     record = new_record(proc_id, command, pid, pgid, log_path, exit_path, time.time())
     record["sandbox"] = sandbox.backend
+    record["notify"] = notify
     table["items"][proc_id] = record
     table["next_id"] = int(table.get("next_id", 1)) + 1
     ctx.env.state.save(ctx.task_id, PROCESSES_STATE_KEY, table)
+    if notify and watcher is not None:
+        watcher.watch(ctx.task_id, record)
     where = "in its own sandbox" if sandbox.isolated else "unsandboxed (local backend)"
+    then = (
+        "you will get a message with its exit status and output when it ends"
+        if notify
+        else f"use action 'poll' with id {proc_id!r} to see its status and output"
+    )
+    return f"started {proc_id} (pid {pid}) {where}: {command}\n{then}"
+
+
+def completion_message(record: dict[str, Any], *, lines: int = DEFAULT_POLL_LINES) -> str:
+    """The message a ``notify_on_complete`` process sends its session when it ended here.
+
+    Args:
+        record: The process' record (see :func:`agent.tools.background.new_record`).
+        lines: How many last lines of its output to quote.
+    """
     return (
-        f"started {proc_id} (pid {pid}) {where}: {command}\n"
-        f"use action 'poll' with id {proc_id!r} to see its status and output"
+        f"[background process {record.get('id')} ended: {probe(record).describe()}]\n"
+        f"$ {record.get('command')}\n"
+        f"--- last {lines} lines of output ---\n"
+        f"{_tail_lines(Path(str(record.get('log'))), lines)}"
+    )
+
+
+def lost_message(record: dict[str, Any], worker_id: str) -> str:
+    """The message a ``notify_on_complete`` process sends when the worker watching it is gone."""
+    return (
+        f"[background process {record.get('id')} lost with its host: worker {worker_id}, "
+        "which ran and watched it, stopped (no heartbeat), so its exit status and output "
+        f"cannot be collected]\n$ {record.get('command')}\n"
+        "Start it again if its result is still needed."
     )
 
 
@@ -198,7 +242,8 @@ def process_spec() -> ToolSpec:
             "Manage background processes of this session (servers, watchers, long builds): "
             "'start' a bash command detached (same cwd and env as the terminal), 'list' them, "
             "'poll' one for its status and last output lines, 'kill' one. They keep running "
-            "between turns until killed or the session ends."
+            "between turns until killed or the session ends. With notify_on_complete the "
+            "session is sent a message when the process ends (or is lost with its host)."
         ),
         parameters=PROCESS_PARAMETERS,
         toolset="process",
@@ -206,4 +251,4 @@ def process_spec() -> ToolSpec:
     )
 
 
-__all__ = ["process_spec"]
+__all__ = ["completion_message", "lost_message", "process_spec"]

@@ -30,14 +30,25 @@
 -- ARGV[8]  msgpack reply for a rolled-back turn (used when the lease's
 --          "interrupt" field says rollback: the turn's messages are discarded)
 -- ARGV[9]  k: how many of the next arguments finish the job (0: KEYS[8..12] not given)
--- when k > 0 (else the messages start at ARGV[10]):
+-- when k > 0 (else f is ARGV[10]):
 -- ARGV[10] job id
 -- ARGV[11] its started-registry member
 -- ARGV[12] ended_at stamp (rq's format)
 -- ARGV[13] result TTL in s
 -- ARGV[14] finished-registry score
 -- ARGV[15..9+k] rq result fields (name, value, ...)
--- ARGV[10+k..n] msgpack messages to append, in order
+-- ARGV[10+k] f: how many queued messages the turn folded in (steer, collect)
+-- ARGV[11+k..10+k+3f] per folded message: message id, job id, msgpack reply
+-- ARGV[11+k+3f..n] msgpack messages to append, in order
+-- KEYS[8] (k = 0) or KEYS[13] (k > 0): folds  hash  the session's foldable job ids
+-- the f keys after it: the folded messages' reply lists
+--
+-- A committed turn answers each folded message with its own reply, as if it
+-- had run (processed, reply stored and delivered, off the pending set and the
+-- folds hash), in the same step: a folded message is answered by this turn or
+-- stays queued to run as its own, never both. A rolled-back turn folds
+-- nothing (its messages are discarded; the folded ones run on their own).
+-- The turn's own job id leaves the folds hash in any case.
 --
 -- With the job keys the turn ends here too (one round trip for the whole end
 -- of a turn): the lease is released and the job completed in rq's format
@@ -52,6 +63,12 @@ if current ~= ARGV[1] then
   return {0, 0, current or ''}
 end
 local k = tonumber(ARGV[9])
+local f = tonumber(ARGV[10 + k])
+local folds_key = 8
+if k > 0 then
+  folds_key = 13
+end
+local first_message = 11 + k + 3 * f
 local function finish_job()
   if k == 0 then
     return
@@ -86,7 +103,7 @@ if rolled_back then
   reply = ARGV[8]
   status = 3
 else
-  for i = 10 + k, #ARGV do
+  for i = first_message, #ARGV do
     redis.call('RPUSH', KEYS[2], ARGV[i])
   end
 end
@@ -113,6 +130,22 @@ end
 if tonumber(ARGV[7]) > 0 then
   redis.call('RPUSH', KEYS[7], reply)
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
+end
+redis.call('HDEL', KEYS[folds_key], ARGV[6])
+if not rolled_back then
+  for i = 1, f do
+    local at = 10 + k + 3 * (i - 1)
+    local folded_id, folded_job, folded_reply = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+    redis.call('ZADD', KEYS[4], now, folded_id)
+    redis.call('HSET', KEYS[5], folded_id, folded_reply)
+    redis.call('ZREM', KEYS[6], folded_job)
+    redis.call('HDEL', KEYS[folds_key], folded_job)
+    local list = folds_key + i
+    if tonumber(ARGV[7]) > 0 then
+      redis.call('RPUSH', KEYS[list], folded_reply)
+      redis.call('PEXPIRE', KEYS[list], ARGV[7])
+    end
+  end
 end
 finish_job()
 return {status, turns, current}

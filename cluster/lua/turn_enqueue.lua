@@ -22,7 +22,12 @@
 -- point) and the message runs next at the running turn's depth + 1 (past
 -- depth 3 it is queued without interrupting); "rollback" interrupts and the
 -- running turn's messages are discarded at its commit; "stop" interrupts
--- and queues nothing.
+-- and queues nothing. "steer" queues the message like "enqueue" and marks it
+-- foldable ("s" in the folds hash) and, while a turn runs, tells that turn's
+-- worker (event "steer"): the turn may take it in at its next safe point
+-- (turn_fold.lua), else it runs as its own turn. "collect" queues it too and,
+-- while a turn runs or messages wait, marks it "c" + arrival ms: the next
+-- turn joins the run of such messages (after a debounce window).
 --
 -- KEYS[1]  owner     hash    session owner: worker, epoch, seq
 -- KEYS[2]  pending   zset    session's pending job ids -> sequence
@@ -35,6 +40,7 @@
 -- KEYS[9]  job       hash    the rq job hash
 -- KEYS[10] queue     list    the target worker's rq queue
 -- KEYS[11] owned     set     the target worker's owned-sessions index
+-- KEYS[12] folds     hash    session's foldable job ids -> "s" | "c" .. arrival ms
 -- ARGV[1]  session key
 -- ARGV[2]  target worker id (whose queue is KEYS[10])
 -- ARGV[3]  ring proposal among the active workers ("" when unknown)
@@ -42,7 +48,7 @@
 -- ARGV[5]  message id
 -- ARGV[6]  job id
 -- ARGV[7]  reply TTL, ms
--- ARGV[8]  strategy: enqueue | interrupt | reject | rollback | stop
+-- ARGV[8]  strategy: enqueue | interrupt | reject | rollback | stop | steer | collect
 -- ARGV[9]  events channel name (a channel, not a key)
 -- ARGV[10..n] rq job hash field, value pairs
 -- Returns: {"queued", owner, epoch, seq}
@@ -90,8 +96,9 @@ end
 local strategy = ARGV[8]
 local running = redis.call('EXISTS', KEYS[4]) == 1
 local depth = 0
+local held = {}
 if running then
-  local held = redis.call('HMGET', KEYS[4], 'worker', 'token', 'depth')
+  held = redis.call('HMGET', KEYS[4], 'worker', 'token', 'depth')
   if strategy == 'reject' then
     return {'busy', held[1] or '', 0, 0}
   end
@@ -146,6 +153,7 @@ else
   epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 end
 
+local waiting = redis.call('ZCARD', KEYS[2]) > 0
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('DEL', KEYS[9])
 for i = 10, #ARGV, 2 do
@@ -154,4 +162,15 @@ end
 redis.call('HSET', KEYS[9], 'status', 'queued', 'ac_worker', owner, 'ac_seq', seq, 'ac_depth', depth)
 redis.call('RPUSH', KEYS[10], ARGV[6])
 redis.call('ZADD', KEYS[2], seq, ARGV[6])
+if strategy == 'steer' then
+  redis.call('HSET', KEYS[12], ARGV[6], 's')
+  redis.call('PEXPIRE', KEYS[12], ARGV[7])
+  if running then
+    redis.call('PUBLISH', ARGV[9], cjson.encode({type = 'steer', session = ARGV[1],
+      token = tonumber(held[2]), worker = held[1]}))
+  end
+elseif strategy == 'collect' and (running or waiting) then
+  redis.call('HSET', KEYS[12], ARGV[6], 'c' .. now)
+  redis.call('PEXPIRE', KEYS[12], ARGV[7])
+end
 return {'queued', owner, epoch, seq}

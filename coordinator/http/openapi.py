@@ -131,7 +131,7 @@ _MESSAGE = {
     "properties": {
         "text": {"type": "string", "minLength": 1},
         "message_id": {"type": "string", "maxLength": 256},
-        "strategy": {"enum": ["enqueue", "interrupt", "reject", "rollback"]},
+        "strategy": {"enum": ["enqueue", "interrupt", "reject", "rollback", "steer", "collect"]},
         "stream": _BOOL,
         "timeout": {"type": "number", "exclusiveMinimum": 0},
         "user_id": _STR,

@@ -119,6 +119,38 @@ def test_strategy_interrupt_stops_the_running_turn_and_runs_next(
         cluster.sim.set_latency()
 
 
+def test_strategy_steer_is_answered_by_the_running_turn_native_and_openai(
+    cluster: HttpCluster, session_key: str
+) -> None:
+    cluster.sim.set_latency(ttft=2.0)
+    results: dict[str, httpx.Response] = {}
+    try:
+        with cluster.a.client() as a, cluster.b.client() as b:
+            slow = threading.Thread(
+                target=lambda: results.setdefault("slow", send(a, session_key, "book a flight"))
+            )
+            slow.start()
+            _wait_running(a, session_key)
+            steered = send(b, session_key, "window seat please", strategy="steer")
+            slow.join(timeout=30)
+            cluster.sim.set_latency(ttft=0.0)
+            plain = b.post(
+                "/v1/chat/completions",
+                headers={"X-Session-Key": session_key, "X-Strategy": "steer"},
+                json={"messages": [{"role": "user", "content": "thanks"}]},
+            )
+        first = results["slow"].json()
+        assert steered.status_code == 200, steered.text
+        assert steered.json()["text"] == first["text"] == "echo: window seat please"
+        assert steered.json()["turn"] == first["turn"] == 1
+        assert steered.json()["folded_into"] == first["message_id"]
+        assert first["folded"] == [steered.json()["message_id"]]
+        assert plain.status_code == 200, plain.text  # no turn ran: the next turn
+        assert plain.json()["choices"][0]["message"]["content"] == "echo: thanks"
+    finally:
+        cluster.sim.set_latency()
+
+
 def _wait_running(client: httpx.Client, key: str) -> None:
     import time
 
