@@ -3,7 +3,9 @@
 Everything a worker needs to rebuild a session's agent on any host:
 
 * **history**: the neutral message dicts of ``docs/architecture.md``, one
-  msgpack element per message in a list, appended by committed turns only;
+  msgpack element per message in a list, appended by committed turns only
+  (a context-compression summary is one of a turn's messages, marked with a
+  ``compaction`` field: the list stays whole, ``agent.compression`` reads it);
 * **frozen prompt**: the system prompt and tool schemas the session's agent
   was built with, stored as one msgpack blob and read back byte-identically,
   so a rebuilt agent sends the same prefix and the provider's prompt cache
