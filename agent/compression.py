@@ -77,6 +77,14 @@ _BUDGET_RE = re.compile(r"at most (\d+) tokens")
 _MESSAGE_OVERHEAD = 4  # role and framing tokens per message, as providers count them
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class CompressionSettings:
     """The compression part of the cluster config.
@@ -96,21 +104,21 @@ class CompressionSettings:
     protect_last_n: int = DEFAULT_PROTECT_LAST_N
 
     def __post_init__(self) -> None:
-        if not isinstance(self.context_length, int) or self.context_length < 1:
+        if not _is_whole(self.context_length) or self.context_length < 1:
             raise ConfigError(
                 f"model.context_length must be a whole number >= 1, got {self.context_length!r}"
             )
-        if not 0 < self.threshold <= 1:
+        if not _is_number(self.threshold) or not 0 < self.threshold <= 1:
             raise ConfigError(
                 f"compression.threshold must be a number in (0, 1], got {self.threshold!r}"
             )
-        if not 0 < self.target_ratio < self.threshold:
+        if not _is_number(self.target_ratio) or not 0 < self.target_ratio < self.threshold:
             raise ConfigError(
                 "compression.target_ratio must be a number above 0 and below "
                 f"compression.threshold ({self.threshold:g}), got {self.target_ratio!r}: "
                 "a compressed prompt above the threshold would be compressed again every turn"
             )
-        if not isinstance(self.protect_last_n, int) or self.protect_last_n < 0:
+        if not _is_whole(self.protect_last_n) or self.protect_last_n < 0:
             raise ConfigError(
                 f"compression.protect_last_n must be a whole number >= 0, "
                 f"got {self.protect_last_n!r}"

@@ -20,6 +20,11 @@ from typing import Any
 
 from agent.compression import CompressionSettings
 from agent.prompt import PROMPT_TEMPLATE_DIGEST
+from cluster.config_schema import (
+    DEFAULT_COMPRESSION_TARGET,
+    DEFAULT_COMPRESSION_THRESHOLD,
+    DEFAULT_PROTECT_LAST_N,
+)
 from cluster.endpoints import Endpoint, EndpointTable
 from cluster.errors import ConfigError
 from worker.cache.signature import config_signature, extract_cache_busting_config
@@ -253,12 +258,11 @@ def _compression(config: Mapping[str, Any]) -> CompressionSettings | None:
     context_length = _section(config, "model").get("context_length")
     if context_length is None:
         raise ConfigError("compression.enabled needs model.context_length, which is not set")
-    defaults = CompressionSettings(context_length=1 << 30)
     return CompressionSettings(
         context_length=context_length,
-        threshold=section.get("threshold", defaults.threshold),
-        target_ratio=section.get("target_ratio", defaults.target_ratio),
-        protect_last_n=section.get("protect_last_n", defaults.protect_last_n),
+        threshold=section.get("threshold", DEFAULT_COMPRESSION_THRESHOLD),
+        target_ratio=section.get("target_ratio", DEFAULT_COMPRESSION_TARGET),
+        protect_last_n=section.get("protect_last_n", DEFAULT_PROTECT_LAST_N),
     )
 
 

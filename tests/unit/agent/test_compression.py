@@ -138,6 +138,8 @@ def test_a_history_without_a_summary_is_sent_as_stored() -> None:
         ({"target_ratio": 0.6}, "compression.target_ratio must be a number above 0 and below"),
         ({"context_length": 0}, "model.context_length must be a whole number >= 1, got 0"),
         ({"protect_last_n": -1}, "compression.protect_last_n must be a whole number >= 0"),
+        ({"threshold": "high"}, "compression.threshold must be a number in (0, 1], got 'high'"),
+        ({"context_length": True}, "model.context_length must be a whole number >= 1, got True"),
     ],
 )
 def test_bad_settings_are_refused_saying_which(overrides: dict[str, Any], message: str) -> None:
