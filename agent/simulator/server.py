@@ -267,7 +267,12 @@ class ProviderSimulator:
 
 
 def serve(
-    host: str, port: int, *, ttft: float = 0.0, tokens_per_second: float | None = None
+    host: str,
+    port: int,
+    *,
+    ttft: float = 0.0,
+    tokens_per_second: float | None = None,
+    context_window: int | None = None,
 ) -> None:
     """Run a provider simulator in the foreground until interrupted (Ctrl-C).
 
@@ -278,8 +283,11 @@ def serve(
         port: TCP port (0 picks a free one; the printed URL shows it).
         ttft: seconds before the first token of every reply.
         tokens_per_second: generation speed; None answers at once.
+        context_window: most prompt tokens a request may have (None: no limit).
     """
-    with ProviderSimulator(host, port, ttft=ttft, tokens_per_second=tokens_per_second) as sim:
+    with ProviderSimulator(
+        host, port, ttft=ttft, tokens_per_second=tokens_per_second, context_window=context_window
+    ) as sim:
         print(
             f"provider simulator listening on {sim.url} "
             f"(openai base_url {sim.openai_base_url}, anthropic base_url {sim.anthropic_base_url})",
