@@ -75,6 +75,8 @@ SUMMARY_HEADER: Final = "[Summary of the earlier conversation, written when it w
 
 _BUDGET_RE = re.compile(r"at most (\d+) tokens")
 _MESSAGE_OVERHEAD = 4  # role and framing tokens per message, as providers count them
+_SUMMARY_REQUEST_TOKENS = 80  # the instruction of summary_request()
+_ESTIMATE_MARGIN = 1.5  # an estimate without a provider count may be short by a third
 
 
 def _is_number(value: object) -> bool:
@@ -144,11 +146,14 @@ class CompressionPlan:
             summary included).
         keep: The messages after them (the last ``protect_last_n`` turns).
         budget: Most tokens the summary may take.
+        dropped: The oldest messages left out of the summary call (their prompt
+            would not fit in the window): replaced too, summarised by nothing.
     """
 
     summarise: list[Message]
     keep: list[Message]
     budget: int
+    dropped: int = 0
 
 
 def is_summary(message: Mapping[str, Any]) -> bool:
@@ -184,8 +189,9 @@ def estimate_tokens(
     system: str, tools: Sequence[Mapping[str, Any]], messages: Sequence[Mapping[str, Any]]
 ) -> int:
     """A provider-independent estimate of a prompt's tokens (about four characters each)."""
-    chars = len(system) + sum(len(json.dumps(t, sort_keys=True, default=str)) for t in tools)
-    return chars // 4 + _messages_tokens(messages)
+    # JSON schemas cut into more tokens than prose: a third of their characters.
+    schemas = sum(len(json.dumps(t, sort_keys=True, default=str)) for t in tools)
+    return len(system) // 4 + schemas // 3 + _messages_tokens(messages)
 
 
 def _messages_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
@@ -204,6 +210,16 @@ def prompt_tokens(
     call whose reply is in ``history`` after the last compression, that figure
     plus an estimate of the messages since.
     """
+    return _measure(system, tools, history, message)[0]
+
+
+def _measure(
+    system: str,
+    tools: Sequence[Mapping[str, Any]],
+    history: Sequence[Mapping[str, Any]],
+    message: Mapping[str, Any],
+) -> tuple[int, bool]:
+    """:func:`prompt_tokens`, and whether a provider-reported count backs it."""
     estimate = estimate_tokens(system, tools, [*history, message])
     protected = 0
     if history and is_summary(history[0]):
@@ -211,8 +227,9 @@ def prompt_tokens(
     for index in range(len(history) - 1, protected, -1):
         reported = history[index].get(PROMPT_TOKENS_FIELD)
         if history[index].get("role") == "assistant" and isinstance(reported, int):
-            return max(estimate, reported + _messages_tokens([*history[index:], message]))
-    return estimate
+            since = reported + _messages_tokens([*history[index:], message])
+            return max(estimate, since), True
+    return estimate, False
 
 
 def _turn_starts(history: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -240,7 +257,8 @@ def plan_compression(
         ``None`` when the prompt stays under the threshold or there is nothing
         before the protected turns to summarise; else the plan.
     """
-    if prompt_tokens(system, tools, history, message) <= settings.trigger_tokens:
+    measured, reported = _measure(system, tools, history, message)
+    if measured <= settings.trigger_tokens:
         return None
     starts = _turn_starts(history)
     if settings.protect_last_n == 0:
@@ -253,9 +271,25 @@ def plan_compression(
     if not summarise or (len(summarise) == 1 and is_summary(summarise[0])):
         return None
     keep = [dict(m) for m in history[cut:]]
+    # The summary call sends the prompt up to the cut, and its reply must fit in the
+    # window too. An estimate alone may be short by a third: room is kept for that.
+    margin = 1.0 if reported else _ESTIMATE_MARGIN
+    request = measured - _messages_tokens([*keep, message]) + _SUMMARY_REQUEST_TOKENS
+    # Past the window (compression switched on for a session already too long), the
+    # oldest turns are left out of the summary, whole turns so no tool result is orphaned.
+    first = 1 if is_summary(summarise[0]) else 0
+    dropped = 0
+    while request * margin + MIN_SUMMARY_TOKENS > settings.context_length:
+        later = [i for i in _turn_starts(summarise) if i > first]
+        if not later:
+            break
+        gone, summarise = summarise[first : later[0]], summarise[:first] + summarise[later[0] :]
+        request -= _messages_tokens(gone)
+        dropped += len(gone)
     kept_tokens = estimate_tokens(system, tools, [*keep, message])
-    budget = max(MIN_SUMMARY_TOKENS, settings.target_tokens - kept_tokens)
-    return CompressionPlan(summarise=summarise, keep=keep, budget=budget)
+    room = int(settings.context_length - request * margin)
+    budget = max(MIN_SUMMARY_TOKENS, min(settings.target_tokens - kept_tokens, room))
+    return CompressionPlan(summarise=summarise, keep=keep, budget=budget, dropped=dropped)
 
 
 def summary_request(plan: CompressionPlan) -> Message:
@@ -319,5 +353,8 @@ def summary_message(plan: CompressionPlan, summary: str) -> Message:
     return {
         "role": "user",
         "content": f"{SUMMARY_HEADER}\n{summary.strip()}",
-        COMPACTION_FIELD: {"kept": len(plan.keep), "summarised": len(plan.summarise)},
+        COMPACTION_FIELD: {
+            "kept": len(plan.keep),
+            "summarised": len(plan.summarise) + plan.dropped,
+        },
     }

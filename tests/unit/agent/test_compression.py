@@ -64,8 +64,9 @@ def test_a_prompt_under_the_threshold_is_not_compressed() -> None:
 
 def test_past_the_threshold_everything_before_the_last_protected_turns_is_summarised() -> None:
     history = turns(6)  # about 700 tokens
+    history[-1] = assistant(history[-1]["content"], prompt_tokens=600)  # the provider's count
     decided = plan(history, target_ratio=0.45)
-    assert decided is not None
+    assert decided is not None and decided.dropped == 0
     assert decided.summarise == history[:8] and decided.keep == history[8:]
     kept = estimate_tokens(SYSTEM, [], [*history[8:], user("next")])
     assert decided.budget == 450 - kept  # target_ratio x context_length, less what is kept
@@ -89,6 +90,20 @@ def test_too_few_turns_to_keep_verbatim_means_no_compression() -> None:
     history = [user("u " + WORDS * 6), assistant("a " + WORDS * 6)]  # one huge turn
     assert plan(history) is None
     assert plan(history, protect_last_n=0) is not None  # nothing protected: all of it
+
+
+def test_a_history_past_the_window_leaves_its_oldest_turns_out_of_the_summary() -> None:
+    history = turns(12)  # about 1400 tokens in a 1000-token window
+    decided = plan(history)
+    assert decided is not None and decided.dropped > 0
+    assert decided.summarise[0]["role"] == "user", "whole turns left out"
+    assert decided.summarise + decided.keep == history[decided.dropped :]
+    request = estimate_tokens(SYSTEM, [], [*decided.summarise, summary_request(decided)])
+    assert request * 1.5 + decided.budget <= 1000  # room for an estimate short by a third
+    assert (
+        summary_message(decided, "- s")["compaction"]["summarised"]
+        == len(decided.summarise) + decided.dropped
+    )
 
 
 def test_the_providers_reported_prompt_size_triggers_when_the_estimate_would_not() -> None:
@@ -149,6 +164,7 @@ def test_bad_settings_are_refused_saying_which(overrides: dict[str, Any], messag
 
 def test_the_offline_model_answers_a_summary_request_within_its_budget() -> None:
     history = turns(6)
+    history[-1] = assistant(history[-1]["content"], prompt_tokens=600)
     decided = plan(history, target_ratio=0.45)
     assert decided is not None
     request = summary_request(decided)
