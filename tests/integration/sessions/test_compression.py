@@ -9,13 +9,20 @@ same compressed prefix, so the provider's cache keeps hitting; a push of
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 import redis
 
-from agent.compression import effective_history, is_summary
-from agent.simulator import ProviderSimulator
+from agent.compression import (
+    SUMMARY_REQUEST_MARK,
+    CompressionSettings,
+    effective_history,
+    is_summary,
+    plan_compression,
+)
+from agent.simulator import Fault, ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.session_store import RedisSessionStore
 from cluster.versions import RedisVersionStore
@@ -27,18 +34,37 @@ pytestmark = pytest.mark.integration
 
 WINDOW = 4000  # simulator tokens; the frozen prompt (system + tool schemas) takes ~1600
 STEP = 128  # the simulator's OpenAI cache granularity
-TEXT = "we compare tram lines, tile museums and bakeries in Lisbon for three days " * 4
+TEXT = "we compare tram lines, tile museums and bakeries in Lisbon for three days " * 7
+
+
+SETTINGS = CompressionSettings(
+    context_length=WINDOW, threshold=0.75, target_ratio=0.5, protect_last_n=1
+)
 
 
 def compressing_config(**model: Any) -> dict[str, Any]:
     config = sim_config(context_length=WINDOW, **model)
     config["compression"] = {
         "enabled": True,
-        "threshold": 0.75,
-        "target_ratio": 0.5,
-        "protect_last_n": 1,
+        "threshold": SETTINGS.threshold,
+        "target_ratio": SETTINGS.target_ratio,
+        "protect_last_n": SETTINGS.protect_last_n,
     }
     return config
+
+
+def compresses_next(store: RedisSessionStore, session: str, text: str) -> bool:
+    """Whether the session's next turn with ``text`` starts with a compression (the policy)."""
+    stored = store.load(session)
+    assert stored.frozen_prompt is not None
+    plan = plan_compression(
+        SETTINGS,
+        system=stored.frozen_prompt.system_prompt,
+        tools=stored.frozen_prompt.tool_schemas,
+        history=effective_history(stored.history),
+        message={"role": "user", "content": text},
+    )
+    return plan is not None
 
 
 def publish(client: redis.Redis, namespace: str, config: dict[str, Any]) -> None:
@@ -113,6 +139,39 @@ def test_a_session_moved_after_a_compression_hits_the_cache_on_its_first_turn_el
     compressed_call = view[-3]  # the compressed turn's reply: the prompt size it was sent with
     assert compressed_call["content"] == compressed.text
     assert moved.raw["usage"]["cache_read_tokens"] >= compressed_call["prompt_tokens"] - STEP
+
+
+def test_a_worker_killed_during_the_summary_call_leaves_the_turn_to_a_survivor_which_compresses(
+    workers: Fleet, redis_client: redis.Redis, namespace: str
+) -> None:
+    store = RedisSessionStore(redis_client, Keyspace(namespace))
+    with ProviderSimulator(context_window=WINDOW) as sim:
+        workers.env.update(sim_endpoints_env(sim))
+        publish(redis_client, namespace, compressing_config())
+        workers.start("w1")
+        workers.start("w2")
+        with coordinator(workers.settings()) as coord:
+            texts = [f"turn {i}: {TEXT}" for i in range(30)]
+            owner = coord.submit("crash", texts[0], timeout=30).worker_id
+            sent = 1
+            while not compresses_next(store, "crash", texts[sent]):
+                assert coord.submit("crash", texts[sent], timeout=30).raw["compressed"] == 0
+                sent += 1
+            sim.inject_faults(Fault.slow(60.0))  # the summary call hangs on the owner
+            handle = coord.submit_async("crash", texts[sent])
+            deadline = time.monotonic() + 30
+            while not any(SUMMARY_REQUEST_MARK.encode() in r.body for r in sim.recorded_requests()):
+                assert time.monotonic() < deadline, "the summary call was never made"
+                time.sleep(0.01)
+            workers.kill(owner)
+            reply = handle.result(timeout=60)
+            after = coord.submit("crash", "after the crash", timeout=30)
+    assert reply.worker_id != owner and reply.raw["compressed"] > 0
+    stored = store.load("crash").history
+    assert sum(is_summary(m) for m in stored) == 1, "one compression, committed once"
+    users = [m["content"] for m in stored if m["role"] == "user" and not is_summary(m)]
+    assert users == [*texts[: sent + 1], "after the crash"], "each message once, in order"
+    assert after.raw["usage"]["cache_read_tokens"] > 0 and after.raw["compressed"] == 0
 
 
 def test_a_max_tokens_push_rebuilds_agents_on_their_stored_prompt_and_keeps_the_cache(
