@@ -27,6 +27,14 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from agent.activity import init_for_turn
+from agent.compression import (
+    PROMPT_TOKENS_FIELD,
+    CompressionSettings,
+    effective_history,
+    plan_compression,
+    summary_message,
+    summary_request,
+)
 from agent.messages import Message, TurnResult, Usage, assistant_message, tool_message, user_message
 from agent.prompt import FrozenPrompt, build_system_prompt, read_context_files, read_skills
 from agent.providers import (
@@ -106,6 +114,7 @@ class AIAgent:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         request_timeout: float = 120.0,
         fallback: Mapping[str, Any] | None = None,
+        compression: CompressionSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
@@ -122,6 +131,8 @@ class AIAgent:
         self.skip_memory = skip_memory
         self.inactivity_timeout = inactivity_timeout
         self.max_tokens = max_tokens
+        # None: the history grows until the provider refuses it (compression off).
+        self.compression = compression
         self.context_dir = context_dir
         self.skills_dir = skills_dir
         self.tool_registry = tool_registry if tool_registry is not None else default_registry()
@@ -253,13 +264,20 @@ class AIAgent:
 
         Args:
             message: the user's text.
-            history: the conversation so far (from the session store); when None the
+            history: the conversation so far as stored (the session store's
+                append-only list: an earlier compression is applied to it, see
+                :func:`agent.compression.effective_history`); when None the
                 agent's in-memory transcript is used.
             interrupt_depth: > 0 when the turn re-enters after the user interrupted a
                 stuck turn; the activity timestamp is then kept (see ``init_turn``).
             on_loop_start: called once the turn runs (``is_running``), after older
                 interrupts were cleared and before the first model call: an
                 :meth:`interrupt` from it stops this turn.
+
+        With compression on, a prompt past its threshold first has its older
+        turns summarised by a model call; the summary is then the first of the
+        turn's new messages (what the session store appends) and the
+        transcript continues on ``[summary] + last turns``.
 
         Returns:
             The final text, the messages this turn added, and usage.
@@ -273,20 +291,71 @@ class AIAgent:
             self._interrupt_reason = None
             self.init_turn(interrupt_depth)
             if history is not None:
-                self._transcript = list(history)
+                self._transcript = effective_history(history)
             self.is_running = True
             watchdog().watch(self)
             try:
                 if on_loop_start is not None:
                     on_loop_start()
-                result = self._tool_loop(message)
+                sent, summary, usage = self._compressed(message)
+                result = self._tool_loop(message, sent)
             finally:
                 self.is_running = False
                 watchdog().unwatch(self)
-            self._transcript.extend(result.new_messages)
+            # Only a turn that ran keeps the compressed transcript (it is committed with it).
+            self._transcript = sent + result.new_messages
+            if summary is not None:
+                result.new_messages.insert(0, summary)
+                result.compressed = int(summary["compaction"]["summarised"])
+                usage.add(result.usage)
+                result.usage = usage
             return result
 
-    def _tool_loop(self, message: str) -> TurnResult:
+    def _compressed(self, message: str) -> tuple[list[Message], Message | None, Usage]:
+        """The history this turn sends: compressed first when past the threshold.
+
+        Returns:
+            The history, the summary message (None: not compressed) and the
+            summary call's usage. A failed summary call leaves the history as
+            it was (logged): the turn then runs uncompressed.
+        """
+        history = list(self._transcript)
+        usage = Usage()
+        if self.compression is None:
+            return history, None, usage
+        frozen = self.frozen_prompt()
+        plan = plan_compression(
+            self.compression,
+            system=frozen.system_prompt,
+            tools=frozen.tool_schemas,
+            history=history,
+            message=user_message(message),
+        )
+        if plan is None:
+            return history, None, usage
+        self._touch(f"compressing {len(plan.summarise)} messages")
+        request = ModelRequest(
+            model=self.model,
+            system=frozen.system_prompt,
+            tools=frozen.tool_schemas,
+            messages=[*plan.summarise, summary_request(plan)],
+            session_id=self.session_id,
+            max_tokens=plan.budget,
+        )
+        try:
+            response = self._call_model(request, stream=False)
+        except ProviderError as exc:
+            log.warning("session %s: compression failed, not compressed: %s", self.session_id, exc)
+            return history, None, usage
+        self.api_call_count += 1
+        usage.add(response.usage)
+        if not response.text:
+            log.warning("session %s: the model wrote no summary; not compressed", self.session_id)
+            return history, None, usage
+        summary = summary_message(plan, response.text)
+        return [summary, *plan.keep], summary, usage
+
+    def _tool_loop(self, message: str, history: list[Message]) -> TurnResult:
         frozen = self.frozen_prompt()
         new: list[Message] = [user_message(message)]
         usage = Usage()
@@ -303,7 +372,7 @@ class AIAgent:
                 model=self.model,
                 system=frozen.system_prompt,
                 tools=frozen.tool_schemas,
-                messages=self._transcript + new,
+                messages=history + new,
                 session_id=self.session_id,
                 reasoning=self.reasoning_config,
                 max_tokens=self.max_tokens,
@@ -318,6 +387,9 @@ class AIAgent:
             self.api_call_count += 1
             usage.add(response.usage)
             reply = assistant_message(response.text, response.tool_calls or None)
+            if self.compression is not None and response.usage.prompt_tokens > 0:
+                # What the provider counted: the next turn's compression decision reads it.
+                reply[PROMPT_TOKENS_FIELD] = response.usage.prompt_tokens
             new.append(reply)
             self._touch("model replied")
             if self.step_callback is not None:
@@ -367,7 +439,7 @@ class AIAgent:
             self._touch(f"took in {len(taken)} new message(s)")
         return taken
 
-    def _call_model(self, request: ModelRequest) -> ModelResponse:
+    def _call_model(self, request: ModelRequest, *, stream: bool = True) -> ModelResponse:
         """Call the model on the turn's own thread, with retries and the fallback endpoint.
 
         An interrupt aborts the call in flight (:meth:`Provider.abort` shuts
@@ -377,7 +449,7 @@ class AIAgent:
         provider = self._provider
         if provider is None:
             provider = self._provider = make_provider(**self._provider_args)
-        on_delta = self.stream_delta_callback
+        on_delta = self.stream_delta_callback if stream else None
         try:
             return call_with_retries(
                 lambda left: provider.complete(
@@ -400,7 +472,7 @@ class AIAgent:
                 exc,
                 self.model,
             )
-            return self._call_model(replace(request, model=self.model))
+            return self._call_model(replace(request, model=self.model), stream=stream)
 
     def _activate_fallback(self) -> bool:
         """Switch this agent to its fallback endpoint (once); False when it has none."""

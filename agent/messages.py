@@ -80,6 +80,8 @@ class TurnResult:
         interrupted: True when the turn stopped early on ``interrupt()`` or the watchdog.
         interrupt_reason: why it was interrupted, if it was.
         iterations: how many model calls the tool loop made.
+        compressed: how many earlier messages a compression at the start of the
+            turn replaced with a summary (0: none; the summary then leads ``new_messages``).
     """
 
     text: str
@@ -88,6 +90,7 @@ class TurnResult:
     interrupted: bool = False
     interrupt_reason: str | None = None
     iterations: int = 0
+    compressed: int = 0
 
     @property
     def api_calls(self) -> int:

@@ -9,6 +9,7 @@ same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ PLATFORM_HINTS: Mapping[str, str] = {
     "http": "You are answering an HTTP API client. Plain text is safest.",
 }
 
+PROMPT_TEMPLATE_DIGEST = hashlib.sha256(
+    json.dumps([DEFAULT_IDENTITY, dict(PLATFORM_HINTS)], sort_keys=True).encode()
+).hexdigest()[:16]
+"""A digest of the built-in prompt text (identity, platform hints): part of what builds a prompt."""
+
 CONTEXT_FILE_NAMES = ("AGENTS.md", "CONTEXT.md")
 MAX_CONTEXT_FILE_CHARS = 20_000
 
@@ -76,8 +82,6 @@ class FrozenPrompt:
 
     def fingerprint(self) -> str:
         """A short digest of the exact prefix, for logs and tests."""
-        import hashlib
-
         blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

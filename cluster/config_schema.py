@@ -41,6 +41,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
     "CONFIG_SCHEMA",
+    "DEFAULT_COMPRESSION_TARGET",
+    "DEFAULT_COMPRESSION_THRESHOLD",
+    "DEFAULT_PROTECT_LAST_N",
     "ListOf",
     "Refused",
     "Scalar",
@@ -69,6 +72,9 @@ _ENDPOINTS_ARE_WORKER_SIDE = (
     "endpoints (provider, URL, key variable) are declared in each worker's settings "
     "(endpoints, docs/settings.md), never pushed; name one with model.endpoint"
 )
+DEFAULT_COMPRESSION_THRESHOLD = 0.75
+DEFAULT_COMPRESSION_TARGET = 0.4
+DEFAULT_PROTECT_LAST_N = 2
 _NOT_SUPPORTED = "not supported yet (the agent does not act on it); remove it from the config"
 
 CONFIG_SCHEMA = Section(
@@ -101,7 +107,13 @@ CONFIG_SCHEMA = Section(
                     choices=("chat_completions", "anthropic_messages", "offline"),
                     nullable=True,
                 ),
-                "context_length": Refused(_NOT_SUPPORTED),
+                "context_length": Scalar(
+                    "int",
+                    "The model's context window in tokens: what compression measures the "
+                    "prompt against (needed by compression.enabled)." + _BUSTS,
+                    low=1,
+                    nullable=True,
+                ),
                 "max_tokens": Scalar(
                     "int",
                     "Most output tokens per model call, sent with every request (openai: "
@@ -159,7 +171,39 @@ CONFIG_SCHEMA = Section(
                 ),
             },
         ),
-        "compression": Refused(_NOT_SUPPORTED),
+        "compression": Section(
+            "Context compression of long sessions: when the next prompt passes threshold x "
+            "model.context_length tokens, the older turns are summarised by a model call and "
+            "the session continues on the summary and its last turns (the frozen system "
+            "prompt untouched, so the provider's prompt cache keeps hitting)." + _BUSTS,
+            {
+                "enabled": Scalar("bool", "Compress long sessions (default false)."),
+                "threshold": Scalar(
+                    "number",
+                    "Share of model.context_length past which the next prompt is compressed "
+                    f"first. Default {DEFAULT_COMPRESSION_THRESHOLD:g}.",
+                    low=0,
+                    high=1,
+                    low_open=True,
+                ),
+                "target_ratio": Scalar(
+                    "number",
+                    "Share of model.context_length a compressed prompt aims at (the summary's "
+                    "budget is what the kept turns leave of it); below threshold. Default "
+                    f"{DEFAULT_COMPRESSION_TARGET:g}.",
+                    low=0,
+                    high=1,
+                    low_open=True,
+                ),
+                "protect_last_n": Scalar(
+                    "int",
+                    "The last turns kept verbatim (never summarised). Default "
+                    f"{DEFAULT_PROTECT_LAST_N}.",
+                    low=0,
+                    high=1000,
+                ),
+            },
+        ),
         "memory": Refused(_NOT_SUPPORTED),
         "mcp_servers": Table(
             Section(
@@ -211,6 +255,27 @@ def _check_mcp_env(document: Mapping[str, Any], where: Located) -> None:
                 )
 
 
+def _check_compression(document: Mapping[str, Any], where: Located) -> None:
+    """Compression needs a context window, and a target below its threshold."""
+    section = document.get("compression")
+    if not isinstance(section, Mapping) or not section.get("enabled"):
+        return
+    model = document.get("model")
+    if not isinstance(model, Mapping) or model.get("context_length") is None:
+        raise ConfigError(
+            "compression.enabled needs model.context_length (the model's context window "
+            f"in tokens), which is not set{where.at('compression.enabled')}"
+        )
+    threshold = section.get("threshold", DEFAULT_COMPRESSION_THRESHOLD)
+    target = section.get("target_ratio", DEFAULT_COMPRESSION_TARGET)
+    if target >= threshold:
+        raise ConfigError(
+            f"compression.target_ratio ({target:g}) must be below compression.threshold "
+            f"({threshold:g}): a compressed prompt past the threshold would be compressed "
+            f"again at every turn{where.at('compression.target_ratio')}"
+        )
+
+
 def validate_config(
     document: Any, *, source: str = "config", lines: Mapping[str, int] | None = None
 ) -> None:
@@ -239,6 +304,7 @@ def validate_config(
             },
         }
     CONFIG_SCHEMA.check(document, "", where)
+    _check_compression(document, where)
 
 
 def _node_lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:

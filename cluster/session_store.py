@@ -3,7 +3,9 @@
 Everything a worker needs to rebuild a session's agent on any host:
 
 * **history**: the neutral message dicts of ``docs/architecture.md``, one
-  msgpack element per message in a list, appended by committed turns only;
+  msgpack element per message in a list, appended by committed turns only
+  (a context-compression summary is one of a turn's messages, marked with a
+  ``compaction`` field: the list stays whole, ``agent.compression`` reads it);
 * **frozen prompt**: the system prompt and tool schemas the session's agent
   was built with, stored as one msgpack blob and read back byte-identically,
   so a rebuilt agent sends the same prefix and the provider's prompt cache
@@ -59,19 +61,22 @@ class StoredPrompt:
         system_prompt: The exact system prompt text.
         tool_schemas: Neutral tool schemas, sorted by name.
         blob: The stored msgpack bytes (what "byte-identical" is about).
-        signature: The agent config signature the prompt was frozen under; a worker
-            reuses the stored prompt only for an agent of the same signature (a
-            config bust or registry bump must produce a new prompt).
+        prompt_key: A digest of what built the prompt (identity, ephemeral
+            prompt, tool schemas, model: ``AgentProfile.prompt_key``); a worker
+            reuses the stored prompt only under the same key, so a push of a
+            request parameter (``model.max_tokens``) keeps the prompt while a
+            new ephemeral prompt, toolset, model or registry generation makes a
+            new one.
     """
 
     system_prompt: str
     tool_schemas: list[dict[str, Any]]
     blob: bytes
-    signature: str = ""
+    prompt_key: str = ""
 
     @classmethod
     def build(
-        cls, system_prompt: str, tool_schemas: Sequence[Mapping[str, Any]], *, signature: str = ""
+        cls, system_prompt: str, tool_schemas: Sequence[Mapping[str, Any]], *, prompt_key: str = ""
     ) -> StoredPrompt:
         """Freeze a prompt and schemas (schemas keep their key order, list order as given)."""
         if not isinstance(system_prompt, str):
@@ -80,10 +85,10 @@ class StoredPrompt:
             )
         schemas = [dict(s) for s in tool_schemas]
         blob = pack(
-            {"system_prompt": system_prompt, "tool_schemas": schemas, "signature": signature}
+            {"system_prompt": system_prompt, "tool_schemas": schemas, "prompt_key": prompt_key}
         )
         return cls(
-            system_prompt=system_prompt, tool_schemas=schemas, blob=blob, signature=signature
+            system_prompt=system_prompt, tool_schemas=schemas, blob=blob, prompt_key=prompt_key
         )
 
     @classmethod
@@ -94,7 +99,7 @@ class StoredPrompt:
             system_prompt=data["system_prompt"],
             tool_schemas=data["tool_schemas"],
             blob=bytes(blob),
-            signature=str(data.get("signature", "")),
+            prompt_key=str(data.get("prompt_key", "")),
         )
 
 

@@ -43,6 +43,7 @@ FINAL_FIELDS: Final = (
     "turn",
     "cache_hit",
     "interrupted",
+    "compressed",
     "fallback",
     "usage",
     "reset",

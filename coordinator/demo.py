@@ -13,7 +13,10 @@ OpenAI wire format, with prompt caching and pricing) through the real
 5. turn 3: agents rebuilt everywhere, the frozen prompt keeps the cache warm;
 6. the busiest worker is drained: it finishes, releases and leaves;
 7. turn 4: its sessions run on their new owners with their history (and
-   their workspace: the file written in turn 2 is read back).
+   their workspace: the file written in turn 2 is read back);
+8. a push gives the model a small context window with compression on, and
+   one session talks on past it: its older turns are summarised, and the
+   turn after the compression still reads its prompt from the cache.
 
 Nothing is written outside a temporary directory, removed at the end.
 """
@@ -180,6 +183,43 @@ class _Demo:
         released = f" ({cached - left} cached agents released)" if cached else ""
         self.say(f"{step}. config v{version} pushed: {line}{released}")
 
+    def long_session(self, step: int, config: dict[str, Any]) -> list[list[object]]:
+        """One session talks past a small context window; rows for the table of its turns."""
+        version = self.cluster.publish_config(config, note="compression")
+        self.cluster.wait_for_config(version)
+        session = self.sessions[0]
+        rows: list[list[object]] = []
+        compressed_at: int | None = None
+        for turn in range(5, 5 + LONG_SESSION_TURNS):
+            reply = self.cluster.submit(session, f"{LONG_MESSAGE} (turn {turn})", timeout=30.0)
+            figures = TurnFigures.of(session, reply)
+            compressed = int(reply.raw.get("compressed") or 0)
+            if compressed and compressed_at is None:
+                compressed_at = turn
+            rows.append(
+                [
+                    turn,
+                    figures.worker,
+                    figures.prompt_tokens,
+                    f"{figures.cached_tokens} ({figures.hit_share:.0%})",
+                    f"{compressed} earlier messages summarised (2 calls)" if compressed else "",
+                ]
+            )
+            if compressed_at is not None and turn >= compressed_at + 2:
+                break
+        window = config["model"]["context_length"]
+        if compressed_at is None:
+            self.say(f"{step}. {session} never passed its context window of {window} tokens")
+            return rows
+        after = rows[compressed_at - 5 + 1]
+        self.say(
+            f"{step}. config v{version}: model.context_length {window} with compression on; "
+            f"{session} talks on: at turn {compressed_at} its older turns were summarised "
+            f"(committed with the turn), and turn {compressed_at + 1} read {after[3]} of its "
+            "prompt from the provider's cache"
+        )
+        return rows
+
     def drain(self) -> str:
         owners = [t.worker for t in self.turns[-1]]
         busiest = max(sorted(set(owners)), key=owners.count)
@@ -195,6 +235,28 @@ class _Demo:
 
 def _config(max_tokens: int) -> dict[str, Any]:
     return {"model": {"endpoint": "simulator", "default": MODEL, "max_tokens": max_tokens}}
+
+
+# The simulated model refuses longer prompts; the last step's config says so.
+CONTEXT_WINDOW = 4000
+LONG_SESSION_TURNS = 16
+LONG_MESSAGE = (
+    "Add to the plan: a second museum in the afternoon, a picnic by the river if the weather "
+    "holds, lunch near the station, and keep a rainy-day option with the indoor market, "
+    "please, with opening hours and what the kids can do there"
+)
+
+
+def _compressing_config() -> dict[str, Any]:
+    return {
+        "model": {**_config(2048)["model"], "context_length": CONTEXT_WINDOW},
+        "compression": {
+            "enabled": True,
+            "threshold": 0.75,
+            "target_ratio": 0.5,
+            "protect_last_n": 1,
+        },
+    }
 
 
 def run_demo(
@@ -216,7 +278,7 @@ def run_demo(
     started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="agent-cluster-demo-") as tmp,
-        ProviderSimulator() as sim,
+        ProviderSimulator(context_window=CONTEXT_WINDOW) as sim,
     ):
         # The workers' "simulator" endpoint is this simulator (a free port, not 8199).
         simulator = Endpoint("simulator", "openai", sim.openai_base_url)
@@ -256,12 +318,18 @@ def run_demo(
             drained = demo.drain()
             workspace = " (and the workspace: turn 2's file is still there)" if not messages else ""
             demo.turn(7, STEPS[3].format(drained=drained) + workspace)
-            _report(demo, cluster, say)
+            long_rows = demo.long_session(8, _compressing_config())
+            _report(demo, cluster, say, long_rows)
     say(f"done in {time.monotonic() - started:.1f}s")
     return 0
 
 
-def _report(demo: _Demo, cluster: EmbeddedCluster, say: Callable[[str], None]) -> None:
+def _report(
+    demo: _Demo,
+    cluster: EmbeddedCluster,
+    say: Callable[[str], None],
+    long_rows: list[list[object]],
+) -> None:
     labels = ("turn 1", "turn 2", "turn 3 (after push)", "turn 4 (after drain)")
     say("")
     rows = []
@@ -295,6 +363,13 @@ def _report(demo: _Demo, cluster: EmbeddedCluster, say: Callable[[str], None]) -
         f"would cost ${uncached:.4f} ({uncached / cost:.1f}x)"
         if cost
         else ""
+    )
+    say("")
+    say(
+        table(
+            [f"{demo.sessions[0]} turn", "worker", "prompt tokens", "cached tokens", "compression"],
+            long_rows,
+        )
     )
     say("")
     say("what `agent-cluster status` shows now:")

@@ -18,6 +18,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.compression import CompressionSettings
+from agent.prompt import PROMPT_TEMPLATE_DIGEST
+from cluster.config_schema import (
+    DEFAULT_COMPRESSION_TARGET,
+    DEFAULT_COMPRESSION_THRESHOLD,
+    DEFAULT_PROTECT_LAST_N,
+)
 from cluster.endpoints import Endpoint, EndpointTable
 from cluster.errors import ConfigError
 from worker.cache.signature import config_signature, extract_cache_busting_config
@@ -50,6 +57,8 @@ class AgentProfile:
         busting: the cache-busting config values (DESIGN: editing one busts agents).
         fallback: ``model.fallback``'s model name and endpoint, or None.
         reasoning_effort: the default reasoning of every turn (``agent.reasoning_effort``).
+        compression: ``model.context_length`` and ``compression.*`` when
+            ``compression.enabled``; ``None``: sessions are never compressed.
         problem: why the config cannot be run on this worker (an endpoint it
             does not declare, a document of the retired shape), raised at each turn.
     """
@@ -64,6 +73,7 @@ class AgentProfile:
     busting: Mapping[str, Any] = field(default_factory=dict)
     fallback: tuple[str, Endpoint] | None = None
     reasoning_effort: str | None = None
+    compression: CompressionSettings | None = None
     problem: str | None = None
 
     @property
@@ -142,6 +152,7 @@ class AgentProfile:
             max_iterations=max_iterations,
             busting=extract_cache_busting_config(with_generation),
             fallback=fallback,
+            compression=_compression(config),
             problem=problem,
         )
 
@@ -194,6 +205,27 @@ class AgentProfile:
             user_id=user_id,
         )
 
+    def prompt_key(self) -> str:
+        """What builds a session's frozen prompt (identity, ephemeral prompt, tools, model).
+
+        A stored frozen prompt is reused by a rebuilt agent while this key is
+        unchanged: a push of a request parameter (``model.max_tokens``,
+        compression settings, the endpoint) rebuilds agents but not their
+        prompt, so the provider's cache keeps hitting.
+        """
+        blob = json.dumps(
+            [
+                PROMPT_TEMPLATE_DIGEST,
+                self.model,
+                list(self.toolsets),
+                self.ephemeral_prompt or "",
+                self.busting.get("tools.registry_generation"),
+                self.busting.get("memory.provider"),
+            ],
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     def busting_digest(self) -> str:
         """A digest of everything that busts cached agents (for config events)."""
         blob = json.dumps(
@@ -212,6 +244,26 @@ class AgentProfile:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _compression(config: Mapping[str, Any]) -> CompressionSettings | None:
+    """The compression settings of a config document (``None`` unless enabled).
+
+    Raises:
+        ConfigError: enabled without ``model.context_length``, or values out of range.
+    """
+    section = _section(config, "compression")
+    if section.get("enabled") is not True:
+        return None
+    context_length = _section(config, "model").get("context_length")
+    if context_length is None:
+        raise ConfigError("compression.enabled needs model.context_length, which is not set")
+    return CompressionSettings(
+        context_length=context_length,
+        threshold=section.get("threshold", DEFAULT_COMPRESSION_THRESHOLD),
+        target_ratio=section.get("target_ratio", DEFAULT_COMPRESSION_TARGET),
+        protect_last_n=section.get("protect_last_n", DEFAULT_PROTECT_LAST_N),
+    )
 
 
 def _fallback(

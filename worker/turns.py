@@ -16,8 +16,8 @@
    fenced by the lease, the workspace restore (if the session moved here) and
    the agent's checkout from the local cache (a hit needs the same signature
    and the same committed-turn count; only a miss reads the session's history
-   and frozen prompt and builds a new agent, from the frozen prompt when it
-   was frozen under the same signature).
+   and frozen prompt and builds a new agent, from the frozen prompt when what
+   builds it is unchanged: ``AgentProfile.prompt_key``, not the signature).
 3. :meth:`TurnRunner._run_agent`: the model loop. An interrupt that arrived
    before it started is applied by the hook the agent calls when the loop
    starts (:class:`worker.running_turns.RunningTurns`); ``steer`` messages
@@ -136,6 +136,7 @@ class PreparedTurn:
         committed: The session's committed-turn count when the turn began.
         profile: The agent profile of the applied config.
         signature: The profile's config signature for this user.
+        prompt_key: What builds the session's frozen prompt (``AgentProfile.prompt_key``).
         stored: The session as Redis holds it (read only on a cache miss).
         events: The turn's live events (streaming callers).
         handle: The agent's checkout from the local cache.
@@ -147,6 +148,7 @@ class PreparedTurn:
     committed: int
     profile: AgentProfile
     signature: str
+    prompt_key: str
     stored: StoredSession
     events: TurnEvents
     handle: CheckoutHandle[AIAgent]
@@ -160,10 +162,10 @@ class PreparedTurn:
 class StoredSession:
     """The session's history and frozen prompt in Redis, read at most once, when first asked."""
 
-    def __init__(self, sessions: RedisSessionStore, session_key: str, *, signature: str) -> None:
+    def __init__(self, sessions: RedisSessionStore, session_key: str, *, prompt_key: str) -> None:
         self._sessions = sessions
         self._session_key = session_key
-        self._signature = signature
+        self._prompt_key = prompt_key
         self._snapshot: SessionSnapshot | None = None
 
     def snapshot(self) -> SessionSnapshot:
@@ -173,9 +175,9 @@ class StoredSession:
         return self._snapshot
 
     def frozen_prompt(self) -> StoredPrompt | None:
-        """The stored frozen prompt if it was frozen under this turn's signature."""
+        """The stored frozen prompt if what builds it is unchanged (its prompt key)."""
         stored = self.snapshot().frozen_prompt
-        return stored if stored is not None and stored.signature == self._signature else None
+        return stored if stored is not None and stored.prompt_key == self._prompt_key else None
 
 
 class TurnRunner:
@@ -364,7 +366,8 @@ class TurnRunner:
         )
         if services.notices is not None:  # notify_on_complete processes report back
             fenced_env = replace(fenced_env, completion_watcher=services.notices.for_turn(job))
-        stored = StoredSession(services.sessions, job.session_key, signature=signature)
+        prompt_key = profile.prompt_key()
+        stored = StoredSession(services.sessions, job.session_key, prompt_key=prompt_key)
         events = open_turn_events(
             services.client,
             services.keyspace,
@@ -401,6 +404,7 @@ class TurnRunner:
                 committed=start.committed_turns,
                 profile=profile,
                 signature=signature,
+                prompt_key=prompt_key,
                 stored=stored,
                 events=events,
                 handle=handle,
@@ -430,6 +434,7 @@ class TurnRunner:
             max_tokens=profile.max_tokens or DEFAULT_MAX_TOKENS,
             user_id=job.attrs.get("user_id"),
             fallback=profile.fallback_runtime(services.environ),
+            compression=profile.compression,
             retry_policy=RetryPolicy(deadline=services.model_call_deadline),
             tool_registry=services.tool_registry,
             tool_env=tool_env,
@@ -475,7 +480,7 @@ class TurnRunner:
             services.sessions.save_frozen_prompt(
                 lease,
                 StoredPrompt.build(
-                    prompt.system_prompt, list(prompt.tool_schemas), signature=turn.signature
+                    prompt.system_prompt, list(prompt.tool_schemas), prompt_key=turn.prompt_key
                 ),
             )
         reply = {
@@ -485,6 +490,7 @@ class TurnRunner:
             "worker_id": services.worker_id,
             "cache_hit": turn.handle.hit,
             "interrupted": result.interrupted,
+            "compressed": result.compressed,
             "usage": result.usage.as_dict(),
             "turn": turn.committed + 1,
             "fallback": agent.fallback_active,

@@ -11,6 +11,8 @@ docs/architecture.md) and the offered tool names:
 - ``!tool NAME {json args}`` with ``NAME`` offered: call ``NAME`` with the args
   (arguments that are not a JSON object give a text reply saying so);
 - a tool result last: ``"[NAME] "`` + the first 500 characters of the result;
+- a context compression request (:mod:`agent.compression`): a deterministic
+  summary of the user messages before it, within the requested budget;
 - anything else: ``"echo: "`` + the user's text.
 """
 
@@ -22,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.compression import deterministic_summary, parse_summary_request
 from agent.turn_notice import split_notice
 
 __all__ = ["TOOL_RESULT_PREVIEW_CHARS", "PolicyReply", "content_text", "decide_reply"]
@@ -126,6 +129,12 @@ def decide_reply(messages: list[dict[str, Any]], tool_names: Sequence[str]) -> P
             result = content_text(last.get("content"))
             return PolicyReply(text=f"[{name}] {result[:TOOL_RESULT_PREVIEW_CHARS]}")
         if role == "user":
+            budget = parse_summary_request(content_text(last.get("content")))
+            if budget is not None:
+                texts = [
+                    content_text(m.get("content")) for m in messages if m.get("role") == "user"
+                ]
+                return PolicyReply(text=deterministic_summary(texts, budget))
             command = _tool_command(content_text(last.get("content")), tool_names)
             if command is not None:
                 return command

@@ -9,7 +9,8 @@ The steps, in the order a provider request meets them:
    or ``Authorization: Bearer`` for Anthropic, whose SDK sends the latter; a
    key starting with ``"bad"`` gets 401);
 4. the body is parsed and validated by the provider's wire module (400 with
-   the reason otherwise);
+   the reason otherwise); a prompt longer than the simulated context window
+   (if one is set) gets 400 too;
 5. the reply is the next scripted one, else the deterministic policy's;
 6. the prompt goes through the provider's prompt cache, the call is priced and
    counted in the stats.
@@ -57,6 +58,8 @@ class SimulatorState:
         faults: faults the next requests get.
         ttft: seconds before the first token.
         tokens_per_second: generation speed, None for instant.
+        context_window: most prompt tokens a request may have (None: no limit); a
+            longer prompt gets 400, as a model's context window refuses it.
         lock: guards every attribute above.
     """
 
@@ -67,6 +70,7 @@ class SimulatorState:
     faults: deque[Fault] = field(default_factory=deque)
     ttft: float = 0.0
     tokens_per_second: float | None = None
+    context_window: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -176,6 +180,16 @@ def answer_completion(
     request = _parse(state, provider, body)
     if isinstance(request, Outcome):
         return request
+    window = state.context_window
+    if window is not None and (tokens := request.prompt().total_tokens) > window:
+        return _error(
+            state,
+            provider,
+            400,
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {tokens} tokens (simulated context window). Please reduce the length "
+            "of the messages.",
+        )
     outcome = _reply(state, request, cache_partition(key, request.model))
     if fault is not None:
         outcome.delay = fault.seconds

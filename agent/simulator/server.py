@@ -63,6 +63,8 @@ class ProviderSimulator:
         clock: monotonic clock of the prompt cache (a fake one in tests).
         max_recorded_requests: how many requests :meth:`recorded_requests` keeps.
         openai_cache_step: OpenAI caches prefixes in steps of this many tokens.
+        context_window: most prompt tokens a request may have; a longer one is
+            refused with 400 as a real model's context window refuses it (None: no limit).
 
     Raises:
         ConfigError: a latency or cache setting is out of range.
@@ -81,8 +83,11 @@ class ProviderSimulator:
         clock: Callable[[], float] = time.monotonic,
         max_recorded_requests: int = 200,
         openai_cache_step: int = 128,
+        context_window: int | None = None,
     ) -> None:
         _check_latency(ttft, tokens_per_second)
+        if context_window is not None and context_window < 1:
+            raise ConfigError(f"context_window must be >= 1 token or None, got {context_window}")
         self._host = host
         self._port = port
         cache = PromptCache(
@@ -97,6 +102,7 @@ class ProviderSimulator:
             log=RequestLog(max_recorded_requests),
             ttft=ttft,
             tokens_per_second=tokens_per_second,
+            context_window=context_window,
         )
         self._httpd: SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -261,7 +267,12 @@ class ProviderSimulator:
 
 
 def serve(
-    host: str, port: int, *, ttft: float = 0.0, tokens_per_second: float | None = None
+    host: str,
+    port: int,
+    *,
+    ttft: float = 0.0,
+    tokens_per_second: float | None = None,
+    context_window: int | None = None,
 ) -> None:
     """Run a provider simulator in the foreground until interrupted (Ctrl-C).
 
@@ -272,8 +283,11 @@ def serve(
         port: TCP port (0 picks a free one; the printed URL shows it).
         ttft: seconds before the first token of every reply.
         tokens_per_second: generation speed; None answers at once.
+        context_window: most prompt tokens a request may have (None: no limit).
     """
-    with ProviderSimulator(host, port, ttft=ttft, tokens_per_second=tokens_per_second) as sim:
+    with ProviderSimulator(
+        host, port, ttft=ttft, tokens_per_second=tokens_per_second, context_window=context_window
+    ) as sim:
         print(
             f"provider simulator listening on {sim.url} "
             f"(openai base_url {sim.openai_base_url}, anthropic base_url {sim.anthropic_base_url})",

@@ -128,7 +128,13 @@ def cmd_simulate_llm(args: argparse.Namespace) -> int:
     """Serve the provider simulator until interrupted."""
     from agent.simulator import serve
 
-    serve(args.host, args.port, ttft=args.ttft, tokens_per_second=args.tps)
+    serve(
+        args.host,
+        args.port,
+        ttft=args.ttft,
+        tokens_per_second=args.tps,
+        context_window=args.context_window,
+    )
     return 0
 
 
@@ -376,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8199, help="port to listen on")
     sim.add_argument("--ttft", type=float, default=0.0, help="seconds to first token")
     sim.add_argument("--tps", type=float, default=None, help="output tokens per second")
+    sim.add_argument(
+        "--context-window",
+        type=int,
+        default=None,
+        help="refuse prompts longer than this many tokens with 400, as a model's context "
+        "window does (default: no limit)",
+    )
     sim.set_defaults(func=cmd_simulate_llm)
     return parser
 

@@ -120,6 +120,7 @@ _REPLY = {
         "turn": _INT,
         "cache_hit": _BOOL,
         "interrupted": _BOOL,
+        "compressed": _INT,
         "rolled_back": _BOOL,
         "usage": _USAGE,
     },

@@ -41,7 +41,7 @@ def test_demo_tells_the_story_with_its_figures(tmp_path: Path) -> None:
     assert all("no bwrap sandbox here" in line for line in done.stderr.splitlines() if line), (
         done.stderr
     )
-    for step in range(1, 8):
+    for step in range(1, 9):
         assert re.search(rf"^{step}\. ", out, re.M), f"step {step} missing:\n{out}"
     assert "6 cached agents released" in out, "the busting push released every agent"
 
@@ -76,5 +76,13 @@ def test_demo_tells_the_story_with_its_figures(tmp_path: Path) -> None:
         sum(drained.group(1) in r[3] for r in sessions),
     ]
     assert "[terminal] day 1: tram 28" in out.split("\n7. ")[1], "the workspace moved on too"
+    long_session = table_rows(out, "chat-1 turn")
+    summarised = [i for i, row in enumerate(long_session) if "summarised" in row[4]]
+    assert len(summarised) == 1 and summarised[0] + 1 < len(long_session), out
+    after = long_session[summarised[0] + 1]
+    assert int(re.search(r"\((\d+)%\)", after[3]).group(1)) >= 50, (
+        f"the turn after the compression reads its prompt from the cache: {after}"
+    )
+    assert re.search(r"^8\. config v3: model.context_length 4000 with compression on", out, re.M)
     status = table_rows(out, "worker")
     assert len(status) == 2 and drained.group(1) not in {row[0] for row in status}

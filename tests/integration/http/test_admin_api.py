@@ -153,3 +153,50 @@ def test_an_empty_or_key_removing_push_is_refused_unless_confirmed(cluster: Http
         assert '- model.default: "sim-gpt"' in confirmed.json()["changes"]
         restored = admin.post("/v1/admin/config", json=current["document"])  # only adds keys
         assert restored.status_code == 200, restored.text
+
+
+# Issue 21.1: compression pushed by the admin API, reported in the replies.
+COMPRESSING = """\
+model:
+  endpoint: sim
+  default: sim-gpt
+  context_length: 3000
+compression:
+  enabled: true
+  threshold: 0.75
+  target_ratio: 0.6
+  protect_last_n: 1
+"""
+TEXT = "the museum opens at ten, the tram stop is two streets away, tickets are sold inside " * 3
+
+
+def test_a_pushed_compression_config_compresses_a_long_session_and_the_reply_says_so(
+    cluster: HttpCluster, session_key: str
+) -> None:
+    with cluster.admin() as admin, cluster.a.client() as chat:
+        bad = admin.post(
+            "/v1/admin/config",
+            content=COMPRESSING.replace("threshold: 0.75", "threshold: high"),
+            headers={"Content-Type": YAML},
+        )
+        assert bad.status_code == 400
+        assert "compression.threshold must be a number in (0, 1], got 'high'" in bad.text
+        before = admin.get("/v1/admin/config").json()["version"]
+        pushed = admin.post("/v1/admin/config", content=COMPRESSING, headers={"Content-Type": YAML})
+        assert pushed.status_code == 200, pushed.text
+        try:
+            replies = []
+            for turn in range(12):
+                sent = chat.post(
+                    f"/v1/sessions/{session_key}/messages", json={"text": f"{turn}: {TEXT}"}
+                )
+                assert sent.status_code == 200, sent.text
+                replies.append(sent.json())
+                if replies[-1]["compressed"]:
+                    break
+            assert replies[-1]["compressed"] > 0, [r["usage"] for r in replies]
+            assert replies[-1]["usage"]["api_calls"] == 2, "the summary call, then the turn's"
+            assert all(r["compressed"] == 0 for r in replies[:-1])
+        finally:
+            rolled = admin.post("/v1/admin/config/rollback", json={"version": before})
+            assert rolled.status_code == 200, rolled.text

@@ -130,14 +130,17 @@ def test_every_documented_key_the_workers_read_is_accepted_and_the_others_refuse
         "agent.max_iterations",
         "agent.ephemeral_system_prompt",
         "mcp_servers.<name>.command",
+        "model.context_length",
+        "compression.enabled",
+        "compression.threshold",
+        "compression.target_ratio",
+        "compression.protect_last_n",
     ):
         assert lines[path] != "refused"
     for path in (
         "model.base_url",
         "model.provider",
-        "model.context_length",
         "providers",
-        "compression",
         "memory",
         "model.fallback.base_url",
     ):
@@ -172,9 +175,6 @@ def test_a_push_cannot_name_a_url_or_a_key_variable(text: str, key: str) -> None
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        ("model:\n  context_length: 8000\n", "model.context_length"),
-        ("compression:\n  enabled: false\n", "compression"),
-        ("compression:\n  threshold: high\n", "compression"),
         ("memory:\n  provider: null\n", "memory"),
     ],
 )
@@ -182,6 +182,64 @@ def test_keys_the_agent_does_not_act_on_are_refused_not_stored(text: str, key: s
     assert refused(text).startswith(
         f"{key} is refused: not supported yet (the agent does not act on it)"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "compression:\n  threshold: high\n",
+            "compression.threshold must be a number in (0, 1], got 'high' (c.yaml line 2)",
+        ),
+        (
+            "compression:\n  threshold: 0\n",
+            "compression.threshold must be a number in (0, 1], got 0 (c.yaml line 2)",
+        ),
+        (
+            "compression:\n  target_ratio: 1.5\n",
+            "compression.target_ratio must be a number in (0, 1], got 1.5 (c.yaml line 2)",
+        ),
+        (
+            "compression:\n  protect_last_n: -1\n",
+            "compression.protect_last_n must be a whole number in [0, 1000], got -1 "
+            "(c.yaml line 2)",
+        ),
+        (
+            "model:\n  context_length: lots\n",
+            "model.context_length must be a whole number >= 1 or null, got 'lots' (c.yaml line 2)",
+        ),
+        (
+            "compression:\n  enabled: true\n",
+            "compression.enabled needs model.context_length (the model's context window in "
+            "tokens), which is not set (c.yaml line 2)",
+        ),
+        (
+            "model:\n  context_length: 8000\ncompression:\n  enabled: true\n"
+            "  threshold: 0.5\n  target_ratio: 0.6\n",
+            "compression.target_ratio (0.6) must be below compression.threshold (0.5): a "
+            "compressed prompt past the threshold would be compressed again at every turn "
+            "(c.yaml line 6)",
+        ),
+    ],
+)
+def test_bad_compression_settings_are_refused_saying_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml")
+    assert str(caught.value) == message
+
+
+def test_compression_settings_reach_the_agent_profile_with_their_defaults() -> None:
+    document = parse_config(
+        "model:\n  context_length: 8000\ncompression:\n  enabled: true\n  threshold: 0.5\n",
+        source="c.yaml",
+    )
+    compression = AgentProfile.from_config(document, registry_generation=0).compression
+    assert compression is not None
+    assert (compression.context_length, compression.threshold) == (8000, 0.5)
+    assert (compression.target_ratio, compression.protect_last_n) == (0.4, 2)
+    assert compression.trigger_tokens == 4000
+    off = parse_config("model:\n  context_length: 8000\n", source="c.yaml")
+    assert AgentProfile.from_config(off, registry_generation=0).compression is None
 
 
 def test_the_endpoint_comes_from_the_worker_and_its_key_from_the_variable_it_declares() -> None:

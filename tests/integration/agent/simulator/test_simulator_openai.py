@@ -250,3 +250,30 @@ def test_scripted_replies_come_before_the_policy(
     assert second.choices[0].message.content == "done"
     third = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "c"}])
     assert third.choices[0].message.content == "echo: c"
+
+
+def test_a_prompt_past_the_context_window_is_refused_and_a_summary_request_answered() -> None:
+    with (
+        ProviderSimulator(context_window=300) as small,
+        openai.OpenAI(api_key="sk-test-key", base_url=small.openai_base_url, max_retries=0) as c,
+    ):
+        with pytest.raises(openai.BadRequestError, match="maximum context length is 300 tokens"):
+            c.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "word " * 400}]
+            )
+        asked = (
+            "[context compression request] Summarise it in at most 40 tokens: the facts a "
+            "continuation needs."
+        )
+        completion = c.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "user", "content": "we fly to Lisbon on the third of May"},
+                {"role": "assistant", "content": "noted"},
+                {"role": "user", "content": asked},
+            ],
+        )
+        assert completion.choices[0].message.content == (
+            "- user: we fly to Lisbon on the third of May"
+        )
+        assert small.stats()["total"]["errors"] == 1
