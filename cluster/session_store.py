@@ -230,7 +230,7 @@ class RedisSessionStore:
         ok, current = self._scripts(
             "session_prompt",
             [keys.lease, keys.prompt, keys.meta],
-            [lease.token, prompt.blob, lease.session_key],
+            [lease.fence, prompt.blob, lease.session_key],
         )
         if not ok:
             raise lease_lost(lease, current)
@@ -295,7 +295,7 @@ class RedisSessionStore:
                 *(finish.keys if finish is not None else ()),
             ],
             [
-                lease.token,
+                lease.fence,
                 message_id,
                 pack(reply),
                 self._retention_ms,
@@ -338,7 +338,7 @@ class RedisSessionStore:
                 self._keys.reply_list(lease.session_key, message_id),
                 keys.workspace,
             ],
-            [lease.token, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
+            [lease.fence, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
         )
         if not ok:
             raise lease_lost(lease, current)

@@ -465,6 +465,7 @@ class TurnRunner:
             "turn": turn.committed + 1,
             "fallback": agent.fallback_active,
             "fence": lease.token,
+            "epoch": lease.epoch,
             "started_at": ran.started_at,
             "ended_at": time.time(),
         }
@@ -518,6 +519,7 @@ class TurnRunner:
                 "reset": True,
                 "turn": 0,
                 "fence": lease.token,
+                "epoch": lease.epoch,
             },
             job_id=job_id,
             reply_ttl=services.reply_ttl,
