@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import redis
 
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import ConfigError, LeaseLost
 from cluster.keys import Keyspace
 from cluster.redis_text import text
@@ -165,11 +166,20 @@ def _ttl_ms(ttl: float) -> int:
 class RedisLeaseStore:
     """Leases in Redis (``{ns}:s:{S}:lease`` and the ``{ns}:s:{S}:fence`` counter)."""
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace) -> None:
-        """Create the store on a bytes client (``decode_responses=False``)."""
+    def __init__(
+        self, client: redis.Redis, keyspace: Keyspace, *, durability: Durability = NO_DURABILITY
+    ) -> None:
+        """Create the store on a bytes client (``decode_responses=False``).
+
+        Args:
+            client: The client.
+            keyspace: The cluster's keyspace.
+            durability: With ``replica``, a grant counts only once a replica
+                has it (:class:`~cluster.errors.NotReplicated` otherwise).
+        """
         self._client = client
         self._keys = keyspace
-        self._scripts = ScriptSet(client)
+        self._scripts = ScriptSet(client, durability=durability)
 
     def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None:
         """Take the session's lease for ``ttl`` seconds, if nobody holds it.

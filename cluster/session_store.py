@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import InvalidMessage
 from cluster.jobs import JobFinish
 from cluster.keys import Keyspace
@@ -188,6 +189,7 @@ class RedisSessionStore:
         keyspace: Keyspace,
         *,
         processed_retention: float = DEFAULT_PROCESSED_RETENTION,
+        durability: Durability = NO_DURABILITY,
     ) -> None:
         """Create the store.
 
@@ -196,6 +198,8 @@ class RedisSessionStore:
             keyspace: The cluster's keyspace.
             processed_retention: Seconds a processed message id and its reply
                 are remembered (``ClusterSettings.processed_retention``).
+            durability: With ``replica``, a commit counts only once a replica
+                has it (:class:`~cluster.errors.NotReplicated` otherwise).
         """
         if not processed_retention > 0:
             raise InvalidMessage(
@@ -203,7 +207,7 @@ class RedisSessionStore:
             )
         self._client = client
         self._keys = keyspace
-        self._scripts = ScriptSet(client)
+        self._scripts = ScriptSet(client, durability=durability)
         self._retention_ms = int(processed_retention * 1000)
 
     def load(self, session_key: str) -> SessionSnapshot:
