@@ -1,4 +1,4 @@
-"""redis_durability replica: an accept, a grant, a claim and a commit count only once a replica has them."""
+"""redis_durability replica: accept, grant, claim and commit count once a replica has them."""
 
 from __future__ import annotations
 
