@@ -1,4 +1,4 @@
-"""redis_durability none: a message a failover lost ends its caller's wait with a retryable error."""
+"""redis_durability none: a message a failover lost ends its wait with a retryable error."""
 
 from __future__ import annotations
 
