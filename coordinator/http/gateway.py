@@ -127,6 +127,7 @@ class Gateway:
             max_waiting=settings.gateway_max_waiting,
             reply_poll=settings.gateway_reply_poll,
             reply_ttl=settings.reply_ttl,
+            durability=settings.durability(),
         )
 
     @classmethod
