@@ -17,15 +17,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.durability import Durability
 from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 from cluster.keys import check_namespace
 from cluster.memory_budget import parse_memory_budget
 from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
+from cluster.sentinel_url import is_sentinel_url, parse_sentinel_url
 from cluster.tenants import limits_by_tenant
 
 __all__ = [
@@ -63,7 +66,9 @@ WORKSPACE_MODES = ("snapshot", "shared")
 ENV_PREFIX = "AGENT_CLUSTER_"
 URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
 """A file holding the Redis URL (used when ``AGENT_CLUSTER_REDIS_URL`` is not set)."""
-_URL_SCHEMES = ("redis", "rediss", "unix", "fakeredis")
+_URL_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "unix", "fakeredis")
+# Query options whose value is a secret (a Sentinel URL's own password).
+_SECRET_QUERY = re.compile(r"([?&]sentinel_password=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
@@ -71,7 +76,8 @@ def redact_url(url: str) -> str:
 
     Works on malformed URLs too: a password holding ``/``, ``?``, ``#`` or
     ``@`` (not percent-encoded) confuses URL parsers, so everything between
-    ``scheme://user:`` and the last ``@`` is masked, whatever it contains.
+    ``scheme://user:`` and the last ``@`` is masked, whatever it contains. A
+    Sentinel URL's ``sentinel_password=`` query option is masked too.
 
     Args:
         url: A Redis URL such as ``redis://user:pw@host:6379/0``.
@@ -79,6 +85,7 @@ def redact_url(url: str) -> str:
     Returns:
         The same URL safe to log, e.g. ``redis://user:***@host:6379/0``.
     """
+    url = _SECRET_QUERY.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url if sep else ("***" if "@" in url else url)
@@ -101,7 +108,7 @@ def unescaped_password_problem(url: str) -> str | None:
     """
     scheme, sep, rest = url.partition("://")
     at = rest.rfind("@")
-    if not sep or at < 0 or scheme not in ("redis", "rediss"):
+    if not sep or at < 0 or scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         return None
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=-1)
     if cut < 0 or cut > at:
@@ -143,7 +150,9 @@ class ClusterSettings:
 
     Attributes:
         redis_url: ``redis://[user:password@]host:port/db``, ``rediss://...``
-            (TLS), ``unix://...`` or ``fakeredis://NAME`` (embedded, in-process).
+            (TLS), ``redis+sentinel://...``/``rediss+sentinel://...``
+            (:mod:`cluster.sentinel_url`), ``unix://...`` or ``fakeredis://NAME``
+            (embedded, in-process).
         namespace: Prefix of every key (letters, digits, ``_.-``; at most 32).
         heartbeat_interval: Seconds between two worker heartbeats.
         heartbeat_ttl: Seconds without a heartbeat after which a worker is dead;
@@ -227,6 +236,11 @@ class ClusterSettings:
             sent when complete).
         platform_chat_interval: Least seconds between two sends or edits to
             one chat (0: no pacing).
+        redis_durability: ``none``: a write counts once the Redis primary has
+            it; ``replica``: an accepted message, a lease grant, a claim and a
+            commit count only once a replica confirms them (``WAIT``).
+        redis_durability_timeout: Milliseconds to wait for that confirmation
+            before the write is reported not acknowledged (retryable).
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -266,6 +280,12 @@ class ClusterSettings:
     gateway_redis_connections: int = 8
     gateway_reply_poll: float = 1.0
     endpoints: tuple[Endpoint, ...] = ()
+    redis_durability: str = "none"
+    redis_durability_timeout: int = 500
+
+    def durability(self) -> Durability:
+        """When a write counts as acknowledged (:mod:`cluster.durability`)."""
+        return Durability(self.redis_durability, self.redis_durability_timeout)
 
     def _check_tenant_limits(self) -> None:
         for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
@@ -318,6 +338,11 @@ class ClusterSettings:
             _check_positive_float(name, getattr(self, name))
         parse_memory_budget(self.agent_cache_memory)
         self._check_tenant_limits()
+        if self.durability().mode == "replica" and self.redis_url.startswith("fakeredis://"):
+            raise ConfigError(
+                "redis_durability replica needs a Redis with replicas; the embedded "
+                "fakeredis:// server has none: set redis_durability to none"
+            )
         self._check_platforms()
         self._check_sizes_ports_and_timing()
 
@@ -537,12 +562,17 @@ def _check_url(name: str, url: Any) -> None:
     problem = unescaped_password_problem(url)
     if problem:
         raise ConfigError(f"{name} is malformed: {problem}")
+    if is_sentinel_url(url):
+        parse_sentinel_url(url, shown=redact_url(url))
 
 
 SETTING_HELP: dict[str, str] = {
     "redis_url": "Redis to use: redis://[user:password@]host:port/db, rediss:// (TLS), unix://, "
-    "fakeredis://NAME (embedded). With a password, prefer the environment variable or "
-    "--redis-url-file (argv is visible to every local user).",
+    "fakeredis://NAME (embedded), or through Sentinel: "
+    "redis+sentinel://[user:password@]host1:port1,host2:port2/SERVICE[/db] (rediss+sentinel:// "
+    "for TLS; ?sentinel_password= when the Sentinels have a password of their own). Every "
+    "process finds the new primary by itself after a failover. With a password, prefer the "
+    "environment variable or --redis-url-file (argv is visible to every local user).",
     "namespace": "Prefix of every Redis key; clusters sharing a Redis need different ones.",
     "heartbeat_interval": "Seconds between two heartbeats of a worker.",
     "heartbeat_ttl": "Seconds without a heartbeat after which a worker is dead and its turns "
@@ -617,6 +647,15 @@ SETTING_HELP: dict[str, str] = {
     "events are read in batches by one task (at least 3).",
     "gateway_reply_poll": "Longest pause, in seconds, between two checks of a waiting caller's "
     "reply (checks start at 10 ms and double up to it, for all callers in pipelined batches).",
+    "redis_durability": "none: a write counts as soon as the Redis primary has it (a failover "
+    "may lose the last writes before the replica got them: a lost message's caller is told to "
+    "resubmit); replica: an accepted message, a lease grant, a job claim and a turn's commit are "
+    "acknowledged only after WAIT confirms one replica has them, so a failover loses nothing "
+    "acknowledged (costs one replication round trip per write; see README). Set it on every "
+    "gateway and worker.",
+    "redis_durability_timeout": "With redis_durability replica: milliseconds to wait for a "
+    "replica's confirmation (1-4000); past it the write is not acknowledged: the caller gets "
+    "503 not_replicated with Retry-After, a worker defers the turn and begins it again.",
     "endpoints": "Provider endpoints this worker may call, on top of the built-in ones, as a "
     "YAML mapping of name to {provider, base_url, api_key_env}; the cluster config's "
     "model.endpoint chooses one by name, so a config push can never send a key elsewhere. "

@@ -78,7 +78,7 @@ class LeaseKeeper:
         """Call ``callback`` (once) if ``lease`` is lost; at once if it already was."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            if held is None or held.lease.token != lease.token:
+            if held is None or held.lease.fence != lease.fence:
                 return
             held.on_lost = callback
             lost = held.lost
@@ -89,19 +89,40 @@ class LeaseKeeper:
         """Whether the keeper found ``lease`` lost."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            return held is not None and held.lease.token == lease.token and held.lost
+            return held is not None and held.lease.fence == lease.fence and held.lost
 
     def drop(self, lease: Lease) -> None:
         """Stop keeping ``lease`` alive (its turn ended)."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            if held is not None and held.lease.token == lease.token:
+            if held is not None and held.lease.fence == lease.fence:
                 del self._held[lease.session_key]
 
     def held(self) -> list[Lease]:
         """The leases held now."""
         with self._lock:
             return [h.lease for h in self._held.values()]
+
+    def fail_over(self) -> None:
+        """Report every held lease lost now: a failover voided them all (each turn stops).
+
+        Called when one fenced write was refused because its lease was granted
+        by an earlier Redis primary; the other running turns would find out
+        at their next extension or write anyway, this just stops them sooner.
+        """
+        with self._lock:
+            fresh = [(h.lease, h.on_lost) for h in self._held.values() if not h.lost]
+            for entry in self._held.values():
+                entry.lost = True
+        for lease, callback in fresh:
+            log.warning(
+                "lease of session %s (fence %s) was voided by a Redis failover; "
+                "interrupting its turn",
+                lease.session_key,
+                lease.fence,
+            )
+            if callback is not None:
+                callback()
 
     def extend_all(self) -> None:
         """Extend every held lease once (the background thread's step)."""
@@ -124,9 +145,9 @@ class LeaseKeeper:
                 entry.lost = True
                 callback = entry.on_lost
             log.warning(
-                "lease of session %s (token %s) is lost; interrupting its turn",
+                "lease of session %s (fence %s) is lost; interrupting its turn",
                 entry.lease.session_key,
-                entry.lease.token,
+                entry.lease.fence,
             )
             if callback is not None:
                 callback()

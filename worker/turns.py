@@ -55,7 +55,13 @@ from agent import AIAgent, TurnResult
 from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
-from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers
+from cluster.errors import (
+    AgentClusterError,
+    LeaseLost,
+    LeaseVoided,
+    NoLiveWorkers,
+    NotReplicated,
+)
 from cluster.folds import FoldStore
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
@@ -205,10 +211,18 @@ class TurnRunner:
         try:
             outcome = self._run_leased(job, job_id)
         except LeaseLost as exc:
+            if isinstance(exc, LeaseVoided):  # a failover: every running turn's lease is void
+                self.services.lease_keeper.fail_over()
             metrics.lease_lost()
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             self.services.cache.evict(job.session_key)
             return self._defer(job_id, "its lease was lost", redis_error=False)
+        except NotReplicated as exc:
+            # Not confirmed by a replica (redis_durability replica): not acquired, or not
+            # committed. Never a success: begun again later (a stored reply ends it then).
+            metrics.turn_outcome("deferred")
+            log.warning("turn %s of %s: %s", job.message_id, job.session_key, exc)
+            return self._defer(job_id, "a replica did not confirm its write", redis_error=True)
         except redis.RedisError as exc:
             metrics.turn_outcome("deferred")
             hint = (
@@ -495,6 +509,7 @@ class TurnRunner:
             "turn": turn.committed + 1,
             "fallback": agent.fallback_active,
             "fence": lease.token,
+            "epoch": lease.epoch,
             "started_at": ran.started_at,
             "ended_at": time.time(),
         }
@@ -553,6 +568,7 @@ class TurnRunner:
                 "reset": True,
                 "turn": 0,
                 "fence": lease.token,
+                "epoch": lease.epoch,
             },
             job_id=job_id,
             reply_ttl=services.reply_ttl,

@@ -19,18 +19,19 @@ the same cluster and a client may reconnect to any of them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
-import fakeredis
 import redis
 import redis.asyncio as aioredis
 
-from cluster.connection import EMBEDDED_SCHEME, connect, embedded_server
+from cluster.async_connection import connect_async
+from cluster.connection import connect
 from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
@@ -38,6 +39,7 @@ from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
+from coordinator.http.failover_watch import PrimaryWatch, check_not_lost
 from coordinator.http.waiters import Hold, ReplyWatch, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
@@ -52,6 +54,9 @@ EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
 
 
+# Longest slice of a reply wait between two looks for a failover that lost the message.
+_FAILOVER_SLICE = 2.0
+
 # Share of gateway_redis_connections that accepts messages (on threads); the rest is asyncio's.
 _SUBMIT_SHARE = 4
 
@@ -64,7 +69,7 @@ def client_name(namespace: str) -> str:
 def async_client(
     url: str, *, max_connections: int | None = None, name: str | None = None
 ) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``fakeredis://NAME``: the embedded server).
+    """An asyncio Redis client for ``url`` (any URL :mod:`cluster.async_connection` takes).
 
     Args:
         url: The Redis URL.
@@ -72,26 +77,9 @@ def async_client(
             all busy waits for one (``None``: redis-py's default pool).
         name: ``CLIENT SETNAME`` of its connections.
     """
-    if url.startswith(f"{EMBEDDED_SCHEME}://"):
-        parts = urlsplit(url)
-        server = (parts.netloc + parts.path).strip("/") or "default"
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server(server))
-        return client
-    if max_connections is None:
-        made: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=_SOCKET_TIMEOUT, decode_responses=False, client_name=name
-        )
-        return made
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=None,
-        socket_timeout=_SOCKET_TIMEOUT,
-        decode_responses=False,
-        client_name=name,
+    return connect_async(
+        url, socket_timeout=_SOCKET_TIMEOUT, max_connections=max_connections, client_name=name
     )
-    bounded: aioredis.Redis = aioredis.Redis.from_pool(pool)
-    return bounded
 
 
 def _decode_reply(raw: bytes, message_id: str) -> dict[str, Any]:
@@ -134,11 +122,13 @@ class Gateway:
         )
         self._tenant_limits = limits_by_tenant(settings.tenant_limits)
         self._limiter = anyio.CapacityLimiter(threads)
+        self.primary = PrimaryWatch(client)
         self.waiters = Waiters(
             client=client,
             max_waiting=settings.gateway_max_waiting,
             reply_poll=settings.gateway_reply_poll,
             reply_ttl=settings.reply_ttl,
+            durability=settings.durability(),
         )
 
     @classmethod
@@ -199,9 +189,37 @@ class Gateway:
     async def wait_reply(
         self, session_key: str, message_id: str, timeout: float
     ) -> dict[str, Any] | None:
-        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came)."""
-        raw = await self.waiters.reply(self.keyspace.reply_list(session_key, message_id), timeout)
-        return None if raw is None else _decode_reply(raw, message_id)
+        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
+
+        The wait goes in slices; between two, a failover seen since the wait
+        began (:mod:`coordinator.http.failover_watch`) makes it check once that
+        Redis still knows the message.
+
+        Raises:
+            MessageLost: a failover lost the message (resubmit it, same id).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = await self.primary.current()
+        watch = self.watch_reply(session_key, message_id)  # one watch: its poll schedule goes on
+        try:
+            while True:
+                left = deadline - loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(watch.future), max(0.0, min(left, _FAILOVER_SLICE))
+                    )
+                reply = self.watched_reply(watch, message_id)
+                if reply is not None or left <= _FAILOVER_SLICE:
+                    return reply
+                primary = await self.primary.current()
+                if primary != seen:
+                    seen = primary
+                    await check_not_lost(self.client, self.keyspace, session_key, message_id)
+        finally:
+            self.unwatch_reply(watch)
+            if not watch.future.done():
+                watch.future.cancel()
 
     def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
         """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""
