@@ -38,6 +38,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -245,6 +246,17 @@ class SentinelTopology:
             finally:
                 client.close()
         return named
+
+    def current_primary(self) -> Address:
+        """The primary most Sentinels name right now (what a managed endpoint resolves to).
+
+        Raises:
+            LookupError: no Sentinel answered.
+        """
+        named = Counter(a for a in self.primary_addresses() if a is not None)
+        if not named:
+            raise LookupError(f"no Sentinel of {self.service} answered")
+        return named.most_common(1)[0][0]
 
     def primary(self) -> RedisNode:
         """The node every Sentinel names as the primary."""

@@ -151,6 +151,11 @@ class Traffic:
             thread.start()
             self._threads.append(thread)
 
+    def end_at(self, traffic_end: float, deadline: float) -> None:
+        """Move the moment no new message is begun, and the clients' final deadline."""
+        self.config.traffic_end = traffic_end
+        self.config.deadline = deadline
+
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
