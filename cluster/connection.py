@@ -7,12 +7,25 @@
 * ``rediss://...``: TLS; certificate options come from the query string
   (``?ssl_ca_certs=/path/ca.pem&ssl_cert_reqs=required&ssl_certfile=...``)
   or from the keyword arguments of :func:`connect`;
+* ``redis+sentinel://[user:password@]host1:port1[,host2:port2]/SERVICE[/db]``
+  and ``rediss+sentinel://...`` (TLS; the same query options as ``rediss://``,
+  plus ``sentinel_username``/``sentinel_password`` for Sentinels with auth of
+  their own): a client of the primary the Sentinels name
+  (:mod:`cluster.sentinel_url`);
 * ``unix:///path/redis.sock?db=0``;
 * ``fakeredis://NAME``: an embedded :class:`fakeredis.FakeServer`. Every
   client for the same NAME in one process talks to the same server, so an
   embedded coordinator and its workers (threads) see the same data. The
   registry of embedded servers is process-wide on purpose: it *is* the
   embedded "network"; tests isolate themselves by name or namespace.
+
+Failover: every client finds the current primary by itself. A Sentinel
+client asks the Sentinels again whenever its connection fails or the server
+answers ``READONLY`` (a demoted primary); a ``redis://`` client drops a
+connection that answers ``READONLY`` and resolves the host name again at its
+next connect, so a managed endpoint whose DNS name moves to the new primary
+is followed too (:mod:`cluster.primary_connections`). Each client retries a
+command once after a connection error.
 
 redis-py 8 gives every socket a 5 s read timeout by default. A blocking call
 that waits longer (``BLPOP`` on a reply list, pub/sub reads) needs a client
@@ -28,8 +41,17 @@ from urllib.parse import urlsplit
 
 import fakeredis
 import redis
+import redis.sentinel
 
 from cluster.errors import ConfigError
+from cluster.primary_connections import (
+    BlockingSentinelPool,
+    PrimaryConnection,
+    PrimarySSLConnection,
+    SentinelPool,
+    failover_retry,
+)
+from cluster.sentinel_url import SentinelTarget, is_sentinel_url, parse_sentinel_url
 from cluster.settings import redact_url, unescaped_password_problem
 
 __all__ = [
@@ -39,6 +61,7 @@ __all__ = [
     "count_round_trips",
     "drop_embedded_server",
     "embedded_server",
+    "sentinel_connection_options",
 ]
 
 EMBEDDED_SCHEME = "fakeredis"
@@ -126,10 +149,10 @@ def connect(
         kwargs["socket_timeout"] = socket_timeout
     if scheme == EMBEDDED_SCHEME:
         return _connect_embedded(url, kwargs)
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in ("redis", "rediss", "unix") and not is_sentinel_url(url):
         raise ConfigError(
-            f"Redis URL scheme must be redis://, rediss://, unix:// or fakeredis://, "
-            f"got {redact_url(url)!r}"
+            f"Redis URL scheme must be redis://, rediss://, redis+sentinel://, "
+            f"rediss+sentinel://, unix:// or fakeredis://, got {redact_url(url)!r}"
         )
     tls = {
         "ssl_ca_certs": ssl_ca_certs,
@@ -138,15 +161,23 @@ def connect(
         "ssl_cert_reqs": ssl_cert_reqs,
     }
     tls_given = {k: v for k, v in tls.items() if v is not None}
-    if tls_given and scheme != "rediss":
+    if tls_given and scheme not in ("rediss", "rediss+sentinel"):
         raise ConfigError(
-            f"TLS options ({', '.join(sorted(tls_given))}) need a rediss:// URL, "
-            f"got {redact_url(url)!r}"
+            f"TLS options ({', '.join(sorted(tls_given))}) need a rediss:// or "
+            f"rediss+sentinel:// URL, got {redact_url(url)!r}"
         )
     kwargs.update(tls_given)
     problem = unescaped_password_problem(url)
     if problem:
         raise ConfigError(f"invalid Redis URL: {problem}")
+    kwargs.setdefault("retry", failover_retry())
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url, shown=redact_url(url))
+        return _connect_sentinel(target, kwargs, pool_size=pool_size, pool_wait=pool_wait)
+    if scheme != "unix":
+        kwargs.setdefault(
+            "connection_class", PrimarySSLConnection if scheme == "rediss" else PrimaryConnection
+        )
     try:
         if pool_size is not None:
             pool = redis.BlockingConnectionPool.from_url(
@@ -206,6 +237,52 @@ def count_round_trips(client: redis.Redis, count: Callable[[], object]) -> None:
 
     Counted.__name__ = f"Counted{base.__name__}"
     pool.connection_class = Counted
+
+
+def sentinel_connection_options(target: SentinelTarget, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a Sentinel's primary connections and of its Sentinel clients.
+
+    Returns:
+        ``{"primary": ..., "sentinel": ...}``: what ``master_for`` and what
+        the Sentinel clients get (credentials, TLS, timeouts; the retry
+        policy only for the primary, as redis-py advises).
+    """
+    primary = dict(kwargs)
+    tls = {**target.tls_options, **{k: v for k, v in kwargs.items() if k.startswith("ssl_")}}
+    primary.update(tls)
+    primary["db"] = target.db
+    if target.username is not None:
+        primary["username"] = target.username
+    if target.password is not None:
+        primary["password"] = target.password
+    sentinel: dict[str, Any] = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    sentinel.update(tls)
+    if target.tls:
+        primary["ssl"] = True
+        sentinel["ssl"] = True
+    if target.sentinel_username is not None:
+        sentinel["username"] = target.sentinel_username
+    if target.sentinel_password is not None:
+        sentinel["password"] = target.sentinel_password
+    return {"primary": primary, "sentinel": sentinel}
+
+
+def _connect_sentinel(
+    target: SentinelTarget, kwargs: dict[str, Any], *, pool_size: int | None, pool_wait: float
+) -> redis.Redis:
+    options = sentinel_connection_options(target, kwargs)
+    sentinel = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs=options["sentinel"])
+    primary = options["primary"]
+    if pool_size is not None:
+        primary.update(max_connections=pool_size, timeout=pool_wait)
+        client: redis.Redis = sentinel.master_for(
+            target.service, connection_pool_class=BlockingSentinelPool, **primary
+        )
+        return client
+    made: redis.Redis = sentinel.master_for(
+        target.service, connection_pool_class=SentinelPool, **primary
+    )
+    return made
 
 
 def _connect_embedded(url: str, kwargs: dict[str, Any]) -> redis.Redis:

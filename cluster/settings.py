@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 from cluster.keys import check_namespace
 from cluster.platform_bots import GROUP_SESSIONS, parse_slack_apps, parse_telegram_bots
+from cluster.sentinel_url import is_sentinel_url, parse_sentinel_url
 from cluster.tenants import limits_by_tenant
 
 __all__ = [
@@ -60,7 +62,9 @@ WORKSPACE_MODES = ("snapshot", "shared")
 ENV_PREFIX = "AGENT_CLUSTER_"
 URL_FILE_ENV = "AGENT_CLUSTER_REDIS_URL_FILE"
 """A file holding the Redis URL (used when ``AGENT_CLUSTER_REDIS_URL`` is not set)."""
-_URL_SCHEMES = ("redis", "rediss", "unix", "fakeredis")
+_URL_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "unix", "fakeredis")
+# Query options whose value is a secret (a Sentinel URL's own password).
+_SECRET_QUERY = re.compile(r"([?&]sentinel_password=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
@@ -68,7 +72,8 @@ def redact_url(url: str) -> str:
 
     Works on malformed URLs too: a password holding ``/``, ``?``, ``#`` or
     ``@`` (not percent-encoded) confuses URL parsers, so everything between
-    ``scheme://user:`` and the last ``@`` is masked, whatever it contains.
+    ``scheme://user:`` and the last ``@`` is masked, whatever it contains. A
+    Sentinel URL's ``sentinel_password=`` query option is masked too.
 
     Args:
         url: A Redis URL such as ``redis://user:pw@host:6379/0``.
@@ -76,6 +81,7 @@ def redact_url(url: str) -> str:
     Returns:
         The same URL safe to log, e.g. ``redis://user:***@host:6379/0``.
     """
+    url = _SECRET_QUERY.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url if sep else ("***" if "@" in url else url)
@@ -98,7 +104,7 @@ def unescaped_password_problem(url: str) -> str | None:
     """
     scheme, sep, rest = url.partition("://")
     at = rest.rfind("@")
-    if not sep or at < 0 or scheme not in ("redis", "rediss"):
+    if not sep or at < 0 or scheme not in ("redis", "rediss", "redis+sentinel", "rediss+sentinel"):
         return None
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=-1)
     if cut < 0 or cut > at:
@@ -140,7 +146,9 @@ class ClusterSettings:
 
     Attributes:
         redis_url: ``redis://[user:password@]host:port/db``, ``rediss://...``
-            (TLS), ``unix://...`` or ``fakeredis://NAME`` (embedded, in-process).
+            (TLS), ``redis+sentinel://...``/``rediss+sentinel://...``
+            (:mod:`cluster.sentinel_url`), ``unix://...`` or ``fakeredis://NAME``
+            (embedded, in-process).
         namespace: Prefix of every key (letters, digits, ``_.-``; at most 32).
         heartbeat_interval: Seconds between two worker heartbeats.
         heartbeat_ttl: Seconds without a heartbeat after which a worker is dead;
@@ -505,12 +513,17 @@ def _check_url(name: str, url: Any) -> None:
     problem = unescaped_password_problem(url)
     if problem:
         raise ConfigError(f"{name} is malformed: {problem}")
+    if is_sentinel_url(url):
+        parse_sentinel_url(url, shown=redact_url(url))
 
 
 SETTING_HELP: dict[str, str] = {
     "redis_url": "Redis to use: redis://[user:password@]host:port/db, rediss:// (TLS), unix://, "
-    "fakeredis://NAME (embedded). With a password, prefer the environment variable or "
-    "--redis-url-file (argv is visible to every local user).",
+    "fakeredis://NAME (embedded), or through Sentinel: "
+    "redis+sentinel://[user:password@]host1:port1,host2:port2/SERVICE[/db] (rediss+sentinel:// "
+    "for TLS; ?sentinel_password= when the Sentinels have a password of their own). Every "
+    "process finds the new primary by itself after a failover. With a password, prefer the "
+    "environment variable or --redis-url-file (argv is visible to every local user).",
     "namespace": "Prefix of every Redis key; clusters sharing a Redis need different ones.",
     "heartbeat_interval": "Seconds between two heartbeats of a worker.",
     "heartbeat_ttl": "Seconds without a heartbeat after which a worker is dead and its turns "

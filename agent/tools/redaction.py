@@ -25,16 +25,20 @@ _SECRET_NAME = re.compile(
 )
 # scheme://user:password@ in any URL-looking value (greedy up to the last '@').
 _URL_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:(?P<password>.+)@[^@]*$")
+# A Sentinel URL's own password travels in its query (redis+sentinel://...?sentinel_password=).
+_QUERY_PASSWORD = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*://.*[?&]sentinel_password=(?P<password>[^&#]+)"
+)
 
 
 def _add_url(found: set[str], value: str) -> bool:
-    """Add ``value`` and its password to ``found`` if it is a URL with a password."""
-    match = _URL_PASSWORD.match(value)
-    if not match:
+    """Add ``value`` and its passwords to ``found`` if it is a URL with a password."""
+    passwords = [m.group("password") for m in (_URL_PASSWORD.match(value),) if m]
+    passwords += [m.group("password") for m in (_QUERY_PASSWORD.match(value),) if m]
+    if not passwords:
         return False
     found.add(value)
-    if len(match.group("password")) >= 4:
-        found.add(match.group("password"))
+    found.update(p for p in passwords if len(p) >= 4)
     return True
 
 

@@ -23,14 +23,13 @@ import os
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
-import fakeredis
 import redis
 import redis.asyncio as aioredis
 
-from cluster.connection import EMBEDDED_SCHEME, connect, embedded_server
+from cluster.async_connection import connect_async
+from cluster.connection import connect
 from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
@@ -64,7 +63,7 @@ def client_name(namespace: str) -> str:
 def async_client(
     url: str, *, max_connections: int | None = None, name: str | None = None
 ) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``fakeredis://NAME``: the embedded server).
+    """An asyncio Redis client for ``url`` (any URL :mod:`cluster.async_connection` takes).
 
     Args:
         url: The Redis URL.
@@ -72,26 +71,9 @@ def async_client(
             all busy waits for one (``None``: redis-py's default pool).
         name: ``CLIENT SETNAME`` of its connections.
     """
-    if url.startswith(f"{EMBEDDED_SCHEME}://"):
-        parts = urlsplit(url)
-        server = (parts.netloc + parts.path).strip("/") or "default"
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=embedded_server(server))
-        return client
-    if max_connections is None:
-        made: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=_SOCKET_TIMEOUT, decode_responses=False, client_name=name
-        )
-        return made
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=None,
-        socket_timeout=_SOCKET_TIMEOUT,
-        decode_responses=False,
-        client_name=name,
+    return connect_async(
+        url, socket_timeout=_SOCKET_TIMEOUT, max_connections=max_connections, client_name=name
     )
-    bounded: aioredis.Redis = aioredis.Redis.from_pool(pool)
-    return bounded
 
 
 def _decode_reply(raw: bytes, message_id: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import redis
 
 from cluster.connection import blocking_client, connect, drop_embedded_server
 from cluster.errors import ConfigError
-from cluster.settings import ClusterSettings
+from cluster.sentinel_url import parse_sentinel_url
+from cluster.settings import ClusterSettings, redact_url
 
 
 def test_embedded_clients_of_one_name_share_data_and_names_are_isolated() -> None:
@@ -116,3 +117,60 @@ def test_an_unescaped_separator_in_the_password_says_to_percent_encode(url: str,
     kwargs = client.connection_pool.connection_kwargs
     client.close()
     assert (kwargs["host"], kwargs["password"]) == ("redis.internal", password)
+
+
+def test_a_sentinel_url_names_sentinels_service_db_and_both_credentials() -> None:
+    url = (
+        "rediss+sentinel://app:pw%2F1@s1.example:26379,s2.example:26380,s3.example/cache/3"
+        "?sentinel_password=sentpw&ssl_ca_certs=/etc/ca.pem"
+    )
+    target = parse_sentinel_url(url, shown=redact_url(url))
+    assert target.sentinels == (
+        ("s1.example", 26379),
+        ("s2.example", 26380),
+        ("s3.example", 26379),
+    )
+    assert (target.service, target.db, target.tls) == ("cache", 3, True)
+    assert (target.username, target.password, target.sentinel_password) == ("app", "pw/1", "sentpw")
+    assert target.tls_options == {"ssl_ca_certs": "/etc/ca.pem"}
+    assert "pw" not in repr(target) and "sentpw" not in repr(target)
+
+
+def test_a_sentinel_client_asks_the_named_sentinels_with_their_own_password() -> None:
+    client = connect("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/svc/2?sentinel_password=sp")
+    try:
+        pool = client.connection_pool
+        assert pool.service_name == "svc"
+        assert (pool.connection_kwargs["password"], pool.connection_kwargs["db"]) == ("pw", 2)
+        sentinels = pool.sentinel_manager.sentinels
+        assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [1, 2]
+        assert {s.connection_pool.connection_kwargs["password"] for s in sentinels} == {"sp"}
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel:///svc", "names no Sentinel"),
+        ("redis+sentinel://h:26379", "SERVICE_NAME"),
+        ("redis+sentinel://h:26379/svc/zero", "db must be a number"),
+        ("redis+sentinel://h:99999/svc", "host:port"),
+        ("redis+sentinel://h/svc?ssl_ca_certs=/ca.pem", r"need a rediss\+sentinel://"),
+        ("redis+sentinel://h/svc?sentinel_pasword=x", "unknown option"),
+    ],
+)
+def test_bad_sentinel_urls_say_what_to_write(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        ClusterSettings(redis_url=url)
+
+
+def test_a_sentinel_password_in_the_query_is_masked_everywhere() -> None:
+    url = "redis+sentinel://u:mainpw@h1:1,h2:2/svc?sentinel_password=sentinelpw"
+    shown = ClusterSettings(redis_url=url).redacted_url()
+    assert "mainpw" not in shown and "sentinelpw" not in shown
+    assert shown == "redis+sentinel://u:***@h1:1,h2:2/svc?sentinel_password=***"
+    assert "sentinelpw" not in repr(ClusterSettings(redis_url=url))
+    with pytest.raises(ConfigError) as err:
+        ClusterSettings(redis_url=url + "&bogus=1")
+    assert "sentinelpw" not in str(err.value) and "mainpw" not in str(err.value)

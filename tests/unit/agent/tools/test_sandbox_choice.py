@@ -118,3 +118,11 @@ def test_redaction_covers_the_password_of_a_url_read_from_a_file() -> None:
     assert redactor.redact(f"url {url} alone pw-from-a-file-0123 host 10.0.0.5") == (
         "url [redacted] alone [redacted] host 10.0.0.5"
     )
+
+
+def test_redaction_covers_a_sentinel_urls_own_sentinel_password() -> None:
+    url = "redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/svc?sentinel_password=sentinel-pw-0123"
+    redactor = SecretRedactor.from_environ({}, urls=[url])
+    assert redactor.redact("the sentinels take sentinel-pw-0123") == (
+        "the sentinels take [redacted]"
+    )
