@@ -48,7 +48,7 @@ def test_compose_sentinel_variant_points_every_process_at_three_sentinels() -> N
     for name in agent_cluster:
         env = services[name]["environment"]
         settings = ClusterSettings.from_env({k: str(v) for k, v in env.items()})
-        target = parse_sentinel_url(settings.redis_url)
+        target = parse_sentinel_url(settings.redis_url, shown="compose")
         assert sorted(h for h, _ in target.sentinels) == sentinels, name
         assert {p for _, p in target.sentinels} == {26379}
         assert target.service == service
@@ -112,11 +112,9 @@ def test_k8s_overlay_replaces_the_single_redis_with_nodes_and_sentinels() -> Non
 
 
 def test_k8s_secret_url_names_every_sentinel_pod_and_the_monitored_service() -> None:
-    (secret,) = [
-        d for d in yaml.safe_load_all((OVERLAY / "secrets.example.yaml").read_text()) if d
-    ]
+    (secret,) = [d for d in yaml.safe_load_all((OVERLAY / "secrets.example.yaml").read_text()) if d]
     data = secret["stringData"]
-    target = parse_sentinel_url(data["url"])
+    target = parse_sentinel_url(data["url"], shown="secrets.example.yaml")
     sentinels = _by("StatefulSet")["redis-sentinel"]
     service = sentinels["spec"]["serviceName"]
     count = sentinels["spec"]["replicas"]
