@@ -34,7 +34,7 @@ from tests.integration.chaos.failover_player import PlayedFault
 from tests.integration.chaos.failover_report import evaluate, first_answer_after, format_table
 from tests.integration.chaos.traffic import MessageRecord
 
-CI_SEED = 1
+CI_SEED = 9  # the kill first, then a 3.7 s stall of a worker's link: about 15 s of faults
 
 
 @pytest.mark.integration
