@@ -230,12 +230,20 @@ def _check_fences(session: str, replies: Sequence[Mapping[str, Any]], f: Finding
         return
     f.checked.add("fence")
     for ra, rb in zip(replies, replies[1:], strict=False):
-        a, b = _number(ra["fence"]), _number(rb["fence"])
+        a, b = _fence_order(ra["fence"]), _fence_order(rb["fence"])
         if not b > a:
             f.add(
                 "fence not increasing (stale token accepted)",
                 f"{session}: turn {ra.get('turn')} fence {a} -> turn {rb.get('turn')} fence {b}",
             )
+
+
+def _fence_order(value: Any) -> tuple[float, float]:
+    """A fence as ``(epoch, token)``: a plain token is epoch 0, ``N:replid/token`` epoch N."""
+    epoch, _, token = (
+        _text(value).rpartition("/") if isinstance(value, str | bytes) else ("", "", value)
+    )
+    return (_number(epoch.split(":", 1)[0]) if epoch else 0.0, _number(token))
 
 
 def _number(value: Any) -> float:

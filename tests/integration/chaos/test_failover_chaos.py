@@ -21,6 +21,7 @@ import fakeredis
 import pytest
 
 from tests.conftest import redis_server_binary
+from tests.integration.chaos import checks
 from tests.integration.chaos.failover import FailoverConfig, FailoverRun, run_failover_chaos
 from tests.integration.chaos.failover_plan import (
     FAULTS,
@@ -135,3 +136,26 @@ def test_the_checks_fail_a_stale_write_a_silent_drop_and_with_replica_a_forgotte
     table = format_table([none_result, replica_result])
     assert "| 1 | none | 1 | 0 | 0 | 0 | 0 | 1 | 24.0 | 2 |" in table
     assert "| 1 | replica | 1 | 0 | 0 | 0 | 0 | 0 | 24.0 | 2 |" in table
+
+
+def test_fences_across_a_failover_order_by_epoch_first() -> None:
+    records = [_answered(n, submitted=float(n), answered=n + 0.5) for n in range(3)]
+
+    def findings(fences: list[object]) -> int:
+        data = checks.SessionData(
+            user_texts=[r.text for r in records],
+            stored={
+                r.message_id: {"turn": n + 1, "fence": fence, "started_at": n, "ended_at": n + 0.5}
+                for n, (r, fence) in enumerate(zip(records, fences, strict=True))
+            },
+            leftover={},
+        )
+        found = checks.Findings()
+        checks.check_session(records, data, found)
+        return found.counts["fence not increasing (stale token accepted)"]
+
+    # The promoted replica's counter went back (12 -> 3), but under a newer epoch.
+    assert findings(["1:aaa/11", "1:aaa/12", "2:bbb/3"]) == 0
+    assert findings([5, 6, 7]) == 0
+    assert findings(["2:bbb/3", "1:aaa/12", "2:bbb/4"]) == 1, "a grant of the old primary"
+    assert findings(["1:aaa/12", "1:aaa/12", "1:aaa/13"]) == 1, "the same token twice"
