@@ -38,6 +38,7 @@ import redis
 
 from cluster.keys import Keyspace
 from tests.integration.chaos import checks
+from tests.integration.chaos.failover_plan import KILL_PRIMARY, NETWORK_CUT, PAUSE_PRIMARY
 from tests.integration.chaos.failover_player import PlayedFault
 from tests.integration.chaos.traffic import MessageRecord
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FailoverResult", "evaluate", "first_answer_after", "format_table"]
 
+_SHORT = {KILL_PRIMARY: "kill", PAUSE_PRIMARY: "stop", NETWORK_CUT: "cut"}
 # Findings that only durability "replica" promises to keep at 0.
 _REPLICA_ONLY = (
     "answered but missing from history",
@@ -204,21 +206,30 @@ def format_table(results: Sequence[FailoverResult]) -> str:
     """The table over seeds and durability settings (one line per run)."""
     header = (
         "| seed | durability | failovers | lost | duplicated | out of order | overlapping leases "
-        "| stale writes accepted | death -> first answered turn (s) | failed checks |"
+        "| stale writes accepted | silently dropped | death -> first answered turn (s) "
+        "| failed checks |"
     )
-    lines = [header, "|" + "|".join("---" for _ in range(10)) + "|"]
+    lines = [header, "|" + "|".join("---" for _ in range(11)) + "|"]
     for result in results:
         cfg = result.run.config
         duplicated = int(result.value("duplicated: answered twice")) + int(
             result.value("duplicated: ran twice (2nd history entry)")
         )
-        firsts = ", ".join(f"{s:.1f}" for s in result.first_answers if s is not None) or "-"
+        firsts = (
+            ", ".join(
+                f"{_SHORT[p.fault.kind]} {s:.1f}"
+                for p, s in zip(result.run.played, result.first_answers, strict=False)
+                if s is not None
+            )
+            or "-"
+        )
+        silent = next(c.value for c in result.checks if c.name.startswith("silently dropped"))
         durability = cfg.durability + ("" if result.run.durability_applied else " (absent)")
         lines.append(
             f"| {cfg.seed} | {durability} | {result.value('failovers')} "
             f"| {result.value('lost (accepted, never answered)')} | {duplicated} "
             f"| {result.value('out of order in history')} "
             f"| {result.value('overlapping leases of one session')} | {result.stale_accepted} "
-            f"| {firsts} | {len(result.failures)} |"
+            f"| {silent} | {firsts} | {len(result.failures)} |"
         )
     return "\n".join(lines)

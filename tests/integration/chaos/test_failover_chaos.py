@@ -134,8 +134,8 @@ def test_the_checks_fail_a_stale_write_a_silent_drop_and_with_replica_a_forgotte
     assert "stale-token writes accepted (probe)" not in replica_failed
     assert none_result.stale_accepted == 1 and replica_result.stale_accepted == 0
     table = format_table([none_result, replica_result])
-    assert "| 1 | none | 1 | 0 | 0 | 0 | 0 | 1 | 24.0 | 2 |" in table
-    assert "| 1 | replica | 1 | 0 | 0 | 0 | 0 | 0 | 24.0 | 2 |" in table
+    assert "| 1 | none | 1 | 0 | 0 | 0 | 0 | 1 | 1 | kill 24.0 | 2 |" in table
+    assert "| 1 | replica | 1 | 0 | 0 | 0 | 0 | 0 | 1 | kill 24.0 | 2 |" in table
 
 
 def test_fences_across_a_failover_order_by_epoch_first() -> None:
