@@ -91,6 +91,38 @@ class ClusterUnavailable(AgentClusterError):
     """Redis could not be reached: the message was not accepted (retry it; nothing was lost)."""
 
 
+class NotReplicated(AgentClusterError):
+    """With ``redis_durability: replica``, no replica confirmed a write in time (retryable).
+
+    The write (an accepted message, a lease, a commit) reached the primary but
+    may be lost at a failover, so it was not acknowledged: resubmit the
+    message with the same id (a message already accepted is not queued twice).
+
+    Attributes:
+        retry_after: Seconds after which a retry may succeed.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MessageLost(AgentClusterError):
+    """A failover lost an accepted message before it was answered (retryable).
+
+    With ``redis_durability: none`` the promoted replica may not have the
+    message: the caller's wait ends with this error instead of waiting for a
+    reply that will never come. Resubmit it with the same message id.
+
+    Attributes:
+        retry_after: Seconds after which a retry may succeed.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class TurnRejected(AgentClusterError):
     """Double texting with strategy ``reject``: a turn of the session is running (send it later)."""
 
@@ -119,7 +151,9 @@ __all__ = [
     "ConfigError",
     "InvalidMessage",
     "LeaseLost",
+    "MessageLost",
     "NoLiveWorkers",
+    "NotReplicated",
     "PayloadTooLarge",
     "ProviderAuthError",
     "ProviderBadRequest",

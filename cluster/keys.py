@@ -40,8 +40,11 @@ Key                                     Type    TTL                 Written by  
 ``{ns}:s:{S}:owner``                    hash    none                ownership script:         coordinator (routing)
                                                                     worker, epoch
 ``{ns}:s:{S}:lease``                    hash    lease TTL           worker (acquire/extend/   worker, fenced scripts
-                                                                    release): token, worker
+                                                                    release): token, worker,
+                                                                    fence (epoch/token)
 ``{ns}:s:{S}:fence``                    string  none (never reset)  lease acquire (INCR)      lease acquire
+``{ns}:s:{S}:fence_epoch``              string  none (never reset)  lease acquire: "N:replid" lease acquire (a new
+                                                                    of the primary it ran on  primary: N + 1)
 ``{ns}:s:{S}:history``                  list    none                commit script (msgpack    worker (load)
                                                                     message per element)
 ``{ns}:s:{S}:prompt``                   string  none                worker, fenced (msgpack   worker (load, rebuild)
@@ -108,6 +111,8 @@ Key                                     Type    TTL                 Written by  
                                                                     token, worker (holder)    who polls)
 ``{ns}:p:{P}:fence``                     string  none (never reset)  platform lease acquire    platform lease acquire
                                                                     (INCR)
+``{ns}:p:{P}:fence_epoch``               string  none (never reset)  platform lease acquire:   platform lease acquire
+                                                                    "N:replid" (as sessions')
 ``{ns}:p:{P}:offset``                    string  none                lease holder (fenced      lease holder (getUpdates
                                                                     script): next update id   offset), status
 ``{ns}:p:{P}:inbox``                     hash    none (entries       any gateway (accept       lease holder (delivers
@@ -221,6 +226,7 @@ class SessionKeys:
     owner: str
     lease: str
     fence: str
+    fence_epoch: str
     history: str
     prompt: str
     meta: str
@@ -237,6 +243,7 @@ class PlatformKeys:
 
     lease: str
     fence: str
+    fence_epoch: str
     offset: str
     inbox: str
     done: str
@@ -287,6 +294,7 @@ class Keyspace:
             owner=f"{base}:owner",
             lease=f"{base}:lease",
             fence=f"{base}:fence",
+            fence_epoch=f"{base}:fence_epoch",
             history=f"{base}:history",
             prompt=f"{base}:prompt",
             meta=f"{base}:meta",
@@ -412,6 +420,7 @@ class Keyspace:
         return PlatformKeys(
             lease=f"{base}:lease",
             fence=f"{base}:fence",
+            fence_epoch=f"{base}:fence_epoch",
             offset=f"{base}:offset",
             inbox=f"{base}:inbox",
             done=f"{base}:done",

@@ -2,12 +2,23 @@
 
 A worker takes a session's lease before running a turn
 (:meth:`RedisLeaseStore.acquire`), extends it while the turn runs and releases
-it afterwards (compare-and-delete on the token). The token is the next value
+it afterwards (compare-and-delete on the fence). The token is the next value
 of a per-session counter that is never reset, so it only grows. Every write
 of the turn (history commit, frozen prompt, tool state) runs in a Lua script
-that first compares the caller's token with the lease's current token: a
+that first compares the caller's fence with the lease's current one: a
 worker whose lease expired and was taken over (GC pause, partition, presumed
 dead) gets :class:`~cluster.errors.LeaseLost` and writes nothing.
+
+Failover: replication is asynchronous, so a promoted replica may have missed
+the newest grants and would hand their token values out again. Each lease is
+therefore granted under an epoch, ``N:replid``: the replication id of the
+primary the grant ran on (the script reads it with ``INFO``; a caller cannot
+get it wrong), numbered up by one whenever a grant finds a new primary. The
+fence a writer presents is ``N:replid/token``; the fenced scripts refuse a
+fence granted on another primary, so after a failover no lease granted
+before it can write, even one the promoted replica never heard of, and the
+worker treats every running turn as having lost its lease (it is deferred and
+begun again under a new epoch).
 
 Acquisition also reads the config version and registry generation in the same
 round trip, so the turn can check its cached agent is not stale.
@@ -20,6 +31,7 @@ from dataclasses import dataclass
 
 import redis
 
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import ConfigError, LeaseLost
 from cluster.keys import Keyspace
 from cluster.redis_text import text
@@ -30,6 +42,7 @@ __all__ = [
     "LeaseHolder",
     "TurnStart",
     "TurnStartStatus",
+    "FAILOVER",
     "RedisLeaseStore",
     "lease_lost",
 ]
@@ -41,10 +54,12 @@ class Lease:
 
     Attributes:
         session_key: The session.
-        token: The fencing token; every fenced write is checked against it.
+        token: The fencing token (grows with every grant of the session).
         worker_id: The holder.
         config_version: The cluster config version when the lease was taken.
         registry_generation: The tool registry generation when the lease was taken.
+        fence: ``N:replid/token``, what every fenced write presents (the
+            token under the epoch of the primary that granted it).
     """
 
     session_key: str
@@ -52,6 +67,13 @@ class Lease:
     worker_id: str
     config_version: int
     registry_generation: int
+    fence: str = ""
+
+    @property
+    def epoch(self) -> int:
+        """The failover epoch ``N`` the lease was granted in (0 for an unfenced lease)."""
+        head = self.fence.split(":", 1)[0]
+        return int(head) if head.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -116,12 +138,23 @@ def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
         current_token: The token the session's lease has now (empty/None: no lease).
     """
     current = None if current_token is None else text(current_token)
+    if current == FAILOVER:
+        return LeaseLost(
+            f"session {lease.session_key!r}: lease token {lease.token} of worker "
+            f"{lease.worker_id!r} was granted by an earlier Redis primary (fence {lease.fence}); "
+            "a failover since voids every lease granted before it, so this turn must stop "
+            "without writing and run again under a new lease"
+        )
     now = f"now held with token {current}" if current else "now expired and not held"
     return LeaseLost(
         f"session {lease.session_key!r}: lease token {lease.token} of worker "
         f"{lease.worker_id!r} is no longer valid (lease {now}); another worker took over "
         "or may take over this session's turn, so this turn must stop without writing"
     )
+
+
+FAILOVER = "failover"
+"""What a fenced script answers for a fence granted on an earlier primary."""
 
 
 def _ttl_ms(ttl: float) -> int:
@@ -133,11 +166,20 @@ def _ttl_ms(ttl: float) -> int:
 class RedisLeaseStore:
     """Leases in Redis (``{ns}:s:{S}:lease`` and the ``{ns}:s:{S}:fence`` counter)."""
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace) -> None:
-        """Create the store on a bytes client (``decode_responses=False``)."""
+    def __init__(
+        self, client: redis.Redis, keyspace: Keyspace, *, durability: Durability = NO_DURABILITY
+    ) -> None:
+        """Create the store on a bytes client (``decode_responses=False``).
+
+        Args:
+            client: The client.
+            keyspace: The cluster's keyspace.
+            durability: With ``replica``, a grant counts only once a replica
+                has it (:class:`~cluster.errors.NotReplicated` otherwise).
+        """
         self._client = client
         self._keys = keyspace
-        self._scripts = ScriptSet(client)
+        self._scripts = ScriptSet(client, durability=durability)
 
     def acquire(self, session_key: str, worker_id: str, ttl: float) -> Lease | None:
         """Take the session's lease for ``ttl`` seconds, if nobody holds it.
@@ -151,19 +193,19 @@ class RedisLeaseStore:
         keys = self._keys.session(session_key)
         reply, (version, generation) = self._scripts.call_with_reads(
             "lease_acquire",
-            [keys.lease, keys.fence],
+            [keys.lease, keys.fence, keys.fence_epoch],
             [worker_id, _ttl_ms(ttl)],
             [self._keys.config_version(), self._keys.registry_generation()],
         )
-        acquired, token, _holder = reply
-        if not acquired:
+        if not int(reply[0]):
             return None
         return Lease(
             session_key=session_key,
-            token=int(token),
+            token=int(reply[1]),
             worker_id=worker_id,
             config_version=int(version or 0),
             registry_generation=int(generation or 0),
+            fence=text(reply[3]),
         )
 
     def begin_turn(
@@ -205,6 +247,7 @@ class RedisLeaseStore:
                 keys.replies,
                 keys.meta,
                 keys.workspace,
+                keys.fence_epoch,
             ],
             [worker_id, _ttl_ms(ttl), job_id, message_id, depth],
             [self._keys.config_version(), self._keys.registry_generation()],
@@ -219,6 +262,7 @@ class RedisLeaseStore:
             worker_id=worker_id,
             config_version=int(version or 0),
             registry_generation=int(generation or 0),
+            fence=text(reply[5]),
         )
         return TurnStart(
             status,
@@ -243,7 +287,7 @@ class RedisLeaseStore:
             self._scripts(
                 "lease_extend",
                 [self._keys.session(lease.session_key).lease],
-                [lease.token, _ttl_ms(ttl)],
+                [lease.fence, _ttl_ms(ttl)],
             )
         )
 
@@ -251,7 +295,7 @@ class RedisLeaseStore:
         """Delete the lease if it is still ``lease``; ``False`` when it was lost."""
         return bool(
             self._scripts(
-                "lease_release", [self._keys.session(lease.session_key).lease], [lease.token]
+                "lease_release", [self._keys.session(lease.session_key).lease], [lease.fence]
             )
         )
 

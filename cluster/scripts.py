@@ -13,6 +13,11 @@ redis-py's ``register_script`` does, minus its extra ``SCRIPT EXISTS`` round
 trip in pipelines. :meth:`ScriptSet.call_with_reads` runs a script and a few
 plain reads in one non-transactional pipeline, i.e. one round trip, and stays
 usable on Redis Cluster (the reads may live on other slots).
+
+With durability ``replica`` (:mod:`cluster.durability`) the scripts that
+acknowledge something to a caller are sent with ``WAIT 1 timeout`` behind them
+in the same pipeline (same connection, one round trip), and their reply is
+returned only once a replica confirmed the write.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any
 
 import redis
 from redis.exceptions import NoScriptError
+
+from cluster.durability import NO_DURABILITY, Durability
 
 __all__ = ["SCRIPT_NAMES", "ScriptSet", "lua_source"]
 
@@ -82,19 +89,31 @@ def _sha(name: str) -> str:
 class ScriptSet:
     """Runs the project's scripts on one client (stores create one each; it is cheap)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, durability: Durability = NO_DURABILITY) -> None:
         """Bind to ``client``; nothing is sent to Redis until a script runs.
 
         Every script's text is read now, so a process keeps running the Lua
         its Python was written for even if the package is upgraded on disk
         under it (the new version's ``ARGV`` may differ).
+
+        Args:
+            client: The Redis client.
+            durability: When a script's write must be confirmed by a replica.
         """
         self._client = client
+        self._durability = durability
         for name in SCRIPT_NAMES:
             _sha(name)
 
     def __call__(self, name: str, keys: Sequence[str], args: Sequence[KeyOrArg] = ()) -> Any:
-        """Run script ``name`` with ``keys`` and ``args``; returns its raw reply."""
+        """Run script ``name`` with ``keys`` and ``args``; returns its raw reply.
+
+        Raises:
+            NotReplicated: a durable script's write was not confirmed by a replica.
+        """
+        if self._durability.waits_for(name):
+            reply, _ = self.call_with_reads(name, keys, args, ())
+            return reply
         sha = _sha(name)
         try:
             return self._client.evalsha(sha, len(keys), *keys, *args)
@@ -117,14 +136,22 @@ class ScriptSet:
 
         Returns:
             ``(script reply, [value of each read key])``.
+
+        Raises:
+            NotReplicated: a durable script's write was not confirmed by a replica.
         """
         sha = _sha(name)
+        waits = self._durability.waits_for(name)
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
             pipe.evalsha(sha, len(keys), *keys, *args)
             for key in reads:
                 pipe.get(key)
+            if waits:
+                self._durability.queue_wait(pipe)
             results = pipe.execute(raise_on_error=False)
+            if waits:
+                acknowledged = results.pop()
             first = results[0]
             if isinstance(first, NoScriptError) and attempt == 0:
                 # The script did not run; load it and send the pipeline again.
@@ -135,6 +162,8 @@ class ScriptSet:
             for value in results[1:]:
                 if isinstance(value, Exception):
                     raise value
+            if waits:
+                self._durability.confirm(name, acknowledged)
             return first, list(results[1:])
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -155,15 +184,20 @@ class ScriptSet:
         """
         source, destination, seconds = move
         sha = _sha(name)
+        waits = self._durability.waits_for(name)
         pipe = self._client.pipeline(transaction=False)
         pipe.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
         pipe.evalsha(sha, len(keys), *keys, *args)
-        moved, reply = pipe.execute(raise_on_error=False)
+        if waits:
+            self._durability.queue_wait(pipe)
+        moved, reply, *acknowledged = pipe.execute(raise_on_error=False)
         if isinstance(moved, Exception):
             raise moved
         if isinstance(reply, NoScriptError):  # the pop ran; the script did not
             self._client.script_load(lua_source(name))
-            reply = self._client.evalsha(sha, len(keys), *keys, *args)
+            reply, _ = self.call_with_reads(name, keys, args, ())
         elif isinstance(reply, Exception):
             raise reply
+        elif waits:
+            self._durability.confirm(name, acknowledged[0])
         return moved, reply

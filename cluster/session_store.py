@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import InvalidMessage
 from cluster.jobs import JobFinish
 from cluster.keys import Keyspace
@@ -188,6 +189,7 @@ class RedisSessionStore:
         keyspace: Keyspace,
         *,
         processed_retention: float = DEFAULT_PROCESSED_RETENTION,
+        durability: Durability = NO_DURABILITY,
     ) -> None:
         """Create the store.
 
@@ -196,6 +198,8 @@ class RedisSessionStore:
             keyspace: The cluster's keyspace.
             processed_retention: Seconds a processed message id and its reply
                 are remembered (``ClusterSettings.processed_retention``).
+            durability: With ``replica``, a commit counts only once a replica
+                has it (:class:`~cluster.errors.NotReplicated` otherwise).
         """
         if not processed_retention > 0:
             raise InvalidMessage(
@@ -203,7 +207,7 @@ class RedisSessionStore:
             )
         self._client = client
         self._keys = keyspace
-        self._scripts = ScriptSet(client)
+        self._scripts = ScriptSet(client, durability=durability)
         self._retention_ms = int(processed_retention * 1000)
 
     def load(self, session_key: str) -> SessionSnapshot:
@@ -230,7 +234,7 @@ class RedisSessionStore:
         ok, current = self._scripts(
             "session_prompt",
             [keys.lease, keys.prompt, keys.meta],
-            [lease.token, prompt.blob, lease.session_key],
+            [lease.fence, prompt.blob, lease.session_key],
         )
         if not ok:
             raise lease_lost(lease, current)
@@ -295,7 +299,7 @@ class RedisSessionStore:
                 *(finish.keys if finish is not None else ()),
             ],
             [
-                lease.token,
+                lease.fence,
                 message_id,
                 pack(reply),
                 self._retention_ms,
@@ -338,7 +342,7 @@ class RedisSessionStore:
                 self._keys.reply_list(lease.session_key, message_id),
                 keys.workspace,
             ],
-            [lease.token, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
+            [lease.fence, message_id, pack(reply), job_id, max(1, math.ceil(reply_ttl * 1000))],
         )
         if not ok:
             raise lease_lost(lease, current)

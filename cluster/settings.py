@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cluster.durability import Durability
 from cluster.endpoints import Endpoint, EndpointTable, parse_endpoints
 from cluster.errors import ConfigError
 from cluster.keys import check_namespace
@@ -219,6 +220,11 @@ class ClusterSettings:
             sent when complete).
         platform_chat_interval: Least seconds between two sends or edits to
             one chat (0: no pacing).
+        redis_durability: ``none``: a write counts once the Redis primary has
+            it; ``replica``: an accepted message, a lease grant, a claim and a
+            commit count only once a replica confirms them (``WAIT``).
+        redis_durability_timeout: Milliseconds to wait for that confirmation
+            before the write is reported not acknowledged (retryable).
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -252,6 +258,12 @@ class ClusterSettings:
     gateway_redis_connections: int = 8
     gateway_reply_poll: float = 1.0
     endpoints: tuple[Endpoint, ...] = ()
+    redis_durability: str = "none"
+    redis_durability_timeout: int = 500
+
+    def durability(self) -> Durability:
+        """When a write counts as acknowledged (:mod:`cluster.durability`)."""
+        return Durability(self.redis_durability, self.redis_durability_timeout)
 
     def _check_tenant_limits(self) -> None:
         for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
@@ -300,6 +312,11 @@ class ClusterSettings:
         ):
             _check_positive_float(name, getattr(self, name))
         self._check_tenant_limits()
+        if self.durability().mode == "replica" and self.redis_url.startswith("fakeredis://"):
+            raise ConfigError(
+                "redis_durability replica needs a Redis with replicas; the embedded "
+                "fakeredis:// server has none: set redis_durability to none"
+            )
         self._check_platforms()
         self._check_sizes_ports_and_timing()
 
@@ -581,6 +598,15 @@ SETTING_HELP: dict[str, str] = {
     "events are read in batches by one task (at least 3).",
     "gateway_reply_poll": "Longest pause, in seconds, between two checks of a waiting caller's "
     "reply (checks start at 10 ms and double up to it, for all callers in pipelined batches).",
+    "redis_durability": "none: a write counts as soon as the Redis primary has it (a failover "
+    "may lose the last writes before the replica got them: a lost message's caller is told to "
+    "resubmit); replica: an accepted message, a lease grant, a job claim and a turn's commit are "
+    "acknowledged only after WAIT confirms one replica has them, so a failover loses nothing "
+    "acknowledged (costs one replication round trip per write; see README). Set it on every "
+    "gateway and worker.",
+    "redis_durability_timeout": "With redis_durability replica: milliseconds to wait for a "
+    "replica's confirmation (1-4000); past it the write is not acknowledged: the caller gets "
+    "503 not_replicated with Retry-After, a worker defers the turn and begins it again.",
     "endpoints": "Provider endpoints this worker may call, on top of the built-in ones, as a "
     "YAML mapping of name to {provider, base_url, api_key_env}; the cluster config's "
     "model.endpoint chooses one by name, so a config push can never send a key elsewhere. "

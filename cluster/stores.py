@@ -71,9 +71,14 @@ def build_stores(
         ownership=ownership,
         refresh_interval=min(PLACEMENT_REFRESH, settings.heartbeat_interval),
     )
-    leases = RedisLeaseStore(client, keyspace)
+    durability = settings.durability()
+    leases = RedisLeaseStore(client, keyspace, durability=durability)
     queue = TurnQueue(
-        queue_client, keyspace, job_timeout=settings.turn_timeout, result_ttl=settings.reply_ttl
+        queue_client,
+        keyspace,
+        job_timeout=settings.turn_timeout,
+        result_ttl=settings.reply_ttl,
+        durability=durability,
     )
     return ClusterStores(
         keyspace=keyspace,

@@ -77,7 +77,7 @@ class RedisToolStateStore:
         ok, current = self._scripts(
             "fenced_hset",
             [self._keys.session(lease.session_key).lease, self._keys.tool_state(task_id)],
-            [lease.token, field, blob],
+            [lease.fence, field, blob],
         )
         if not ok:
             raise lease_lost(lease, current)
@@ -95,7 +95,7 @@ class RedisToolStateStore:
         ok, current = self._scripts(
             "fenced_delete",
             [self._keys.session(lease.session_key).lease, self._keys.tool_state(task_id)],
-            [lease.token],
+            [lease.fence],
         )
         if not ok:
             raise lease_lost(lease, current)

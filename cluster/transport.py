@@ -51,6 +51,7 @@ from rq.job import JobStatus
 
 from cluster.claims import Claimer
 from cluster.dead_letters import DeadLetters
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import ConfigError, InvalidMessage
 from cluster.jobs import (
     STRATEGIES,
@@ -92,7 +93,13 @@ class TurnQueue:
     """
 
     def __init__(
-        self, client: redis.Redis, keyspace: Keyspace, *, job_timeout: float, result_ttl: float
+        self,
+        client: redis.Redis,
+        keyspace: Keyspace,
+        *,
+        job_timeout: float,
+        result_ttl: float,
+        durability: Durability = NO_DURABILITY,
     ) -> None:
         """Bind to a client (``decode_responses=False``) and a keyspace.
 
@@ -103,6 +110,8 @@ class TurnQueue:
                 a claim stays in rq's started registry before rq would call it abandoned).
             result_ttl: Seconds a finished or failed job (hash, result, registry
                 entry) is kept.
+            durability: With ``replica``, an enqueue and a claim count only once
+                a replica has them (:class:`~cluster.errors.NotReplicated` otherwise).
         """
         for name, value in (("job_timeout", job_timeout), ("result_ttl", result_ttl)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -115,7 +124,7 @@ class TurnQueue:
             job_timeout=max(1, math.ceil(job_timeout)),
             result_ttl=max(1, math.ceil(result_ttl)),
         )
-        self._scripts = ScriptSet(client)
+        self._scripts = ScriptSet(client, durability=durability)
         self._dead_letters = DeadLetters(client, keyspace)
         self._claimer = Claimer(
             client,

@@ -110,7 +110,7 @@ class RedisWorkspaceStore:
         code, value = self._scripts(
             "workspace_save",
             [keys.lease, keys.owner, keys.workspace],
-            [lease.token, lease.worker_id, digest, data, members, raw_bytes, omitted],
+            [lease.fence, lease.worker_id, digest, data, members, raw_bytes, omitted],
         )
         code = int(code)
         if code == 0:

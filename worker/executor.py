@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import redis
 
-from cluster.errors import AgentClusterError
+from cluster.errors import AgentClusterError, NotReplicated
 from cluster.settings import DEFAULT_CONCURRENCY
 from cluster.transport import ClaimedTurn, TurnJob, TurnQueue
 from worker.scheduling import SessionScheduler
@@ -439,7 +439,7 @@ class ClaimLoop:
                 continue
             try:
                 claimed = self._queue.claim_many(self._worker_id, room, block=self._block)
-            except redis.RedisError as exc:
+            except (redis.RedisError, NotReplicated) as exc:
                 log.warning(
                     "claiming turns for %s failed (%s); retrying in %gs",
                     self._worker_id,

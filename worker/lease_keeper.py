@@ -78,7 +78,7 @@ class LeaseKeeper:
         """Call ``callback`` (once) if ``lease`` is lost; at once if it already was."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            if held is None or held.lease.token != lease.token:
+            if held is None or held.lease.fence != lease.fence:
                 return
             held.on_lost = callback
             lost = held.lost
@@ -89,13 +89,13 @@ class LeaseKeeper:
         """Whether the keeper found ``lease`` lost."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            return held is not None and held.lease.token == lease.token and held.lost
+            return held is not None and held.lease.fence == lease.fence and held.lost
 
     def drop(self, lease: Lease) -> None:
         """Stop keeping ``lease`` alive (its turn ended)."""
         with self._lock:
             held = self._held.get(lease.session_key)
-            if held is not None and held.lease.token == lease.token:
+            if held is not None and held.lease.fence == lease.fence:
                 del self._held[lease.session_key]
 
     def held(self) -> list[Lease]:
@@ -124,9 +124,9 @@ class LeaseKeeper:
                 entry.lost = True
                 callback = entry.on_lost
             log.warning(
-                "lease of session %s (token %s) is lost; interrupting its turn",
+                "lease of session %s (fence %s) is lost; interrupting its turn",
                 entry.lease.session_key,
-                entry.lease.token,
+                entry.lease.fence,
             )
             if callback is not None:
                 callback()

@@ -245,7 +245,10 @@ class WorkerProcess:
                 keyspace=self.keyspace,
                 leases=stores.leases,
                 sessions=RedisSessionStore(
-                    self.client, self.keyspace, processed_retention=settings.processed_retention
+                    self.client,
+                    self.keyspace,
+                    processed_retention=settings.processed_retention,
+                    durability=settings.durability(),
                 ),
                 replies=stores.replies,
                 cache=self.cache,

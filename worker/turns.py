@@ -52,7 +52,7 @@ from agent import AIAgent, TurnResult
 from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
-from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers
+from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers, NotReplicated
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
@@ -197,6 +197,12 @@ class TurnRunner:
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             self.services.cache.evict(job.session_key)
             return self._defer(job_id, "its lease was lost", redis_error=False)
+        except NotReplicated as exc:
+            # Not confirmed by a replica (redis_durability replica): not acquired, or not
+            # committed. Never a success: begun again later (a stored reply ends it then).
+            metrics.turn_outcome("deferred")
+            log.warning("turn %s of %s: %s", job.message_id, job.session_key, exc)
+            return self._defer(job_id, "a replica did not confirm its write", redis_error=True)
         except redis.RedisError as exc:
             metrics.turn_outcome("deferred")
             hint = (
@@ -465,6 +471,7 @@ class TurnRunner:
             "turn": turn.committed + 1,
             "fallback": agent.fallback_active,
             "fence": lease.token,
+            "epoch": lease.epoch,
             "started_at": ran.started_at,
             "ended_at": time.time(),
         }
@@ -518,6 +525,7 @@ class TurnRunner:
                 "reset": True,
                 "turn": 0,
                 "fence": lease.token,
+                "epoch": lease.epoch,
             },
             job_id=job_id,
             reply_ttl=services.reply_ttl,

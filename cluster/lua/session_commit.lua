@@ -8,7 +8,7 @@
 -- "now" is Redis TIME (ms). Processed ids older than the retention are
 -- forgotten, at most 100 per commit so one commit never does unbounded work.
 --
--- KEYS[1]  lease      hash    fields: token, worker
+-- KEYS[1]  lease      hash    fields: token, worker, fence
 -- KEYS[2]  history    list    msgpack message per element
 -- KEYS[3]  meta       hash    session_key, created, last_active, turns
 -- KEYS[4]  processed  zset    message id -> commit time (ms)
@@ -20,7 +20,9 @@
 -- KEYS[10] job        hash    the rq job
 -- KEYS[11] finished   zset    rq's finished registry of the job's queue
 -- KEYS[12] result     stream  rq's result records of the job
--- ARGV[1]  fencing token of the caller
+-- ARGV[1]  fence of the caller ("N:replid/token" from lease_acquire.lua / turn_begin.lua);
+--          refused when the lease has another fence, or was granted on another
+--          primary (a failover since: the replid in the fence is not this primary's)
 -- ARGV[2]  message id
 -- ARGV[3]  msgpack reply
 -- ARGV[4]  retention of processed ids, ms
@@ -45,12 +47,18 @@
 -- finished registry, a result record), unless the lease was lost.
 -- Returns: {1, turns, token} committed; {2, turns, token} duplicate message id
 --          (nothing written); {3, turns, token} rolled back (only the message id
---          and the rollback reply recorded); {0, 0, current token or ""} lease lost
+--          and the rollback reply recorded); {0, 0, current token or "", or "failover" when granted on an earlier primary} lease lost
 --          (nothing written).
-local current = redis.call('HGET', KEYS[1], 'token')
-if current ~= ARGV[1] then
-  return {0, 0, current or ''}
+local held = redis.call('HMGET', KEYS[1], 'token', 'fence')
+if held[2] ~= ARGV[1] then
+  return {0, 0, held[1] or ''}
 end
+local info = redis.pcall('INFO', 'replication')
+local primary = type(info) == 'string' and string.match(info, 'master_replid%p(%x+)') or ''
+if string.match(ARGV[1], '%p(%x*)/') ~= primary then
+  return {0, 0, 'failover'}
+end
+local current = held[1]
 local k = tonumber(ARGV[9])
 local function finish_job()
   if k == 0 then

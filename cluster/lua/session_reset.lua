@@ -4,7 +4,7 @@
 -- reply, all or nothing. The owner record, the lease and the fencing counter
 -- are kept, so tokens stay monotonic across resets.
 --
--- KEYS[1]  lease      hash    fields: token, worker
+-- KEYS[1]  lease      hash    fields: token, worker, fence
 -- KEYS[2]  history    list
 -- KEYS[3]  prompt     string
 -- KEYS[4]  meta       hash
@@ -14,16 +14,24 @@
 -- KEYS[8]  pending    zset    pending job ids -> sequence
 -- KEYS[9]  reply      list    the reset message's reply list
 -- KEYS[10] workspace  hash    the workspace snapshot
--- ARGV[1]  fencing token of the caller
+-- ARGV[1]  fence of the caller ("N:replid/token" from lease_acquire.lua / turn_begin.lua);
+--          refused when the lease has another fence, or was granted on another
+--          primary (a failover since: the replid in the fence is not this primary's)
 -- ARGV[2]  message id of the reset command
 -- ARGV[3]  msgpack reply
 -- ARGV[4]  job id to take off the pending set
 -- ARGV[5]  reply list TTL in ms
--- Returns: {1, token} reset; {0, current token or ""} lease lost (nothing written).
-local current = redis.call('HGET', KEYS[1], 'token')
-if current ~= ARGV[1] then
-  return {0, current or ''}
+-- Returns: {1, token} reset; {0, current token or "", or "failover" when granted on an earlier primary} lease lost (nothing written).
+local held = redis.call('HMGET', KEYS[1], 'token', 'fence')
+if held[2] ~= ARGV[1] then
+  return {0, held[1] or ''}
 end
+local info = redis.pcall('INFO', 'replication')
+local primary = type(info) == 'string' and string.match(info, 'master_replid%p(%x+)') or ''
+if string.match(ARGV[1], '%p(%x*)/') ~= primary then
+  return {0, 'failover'}
+end
+local current = held[1]
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[10])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

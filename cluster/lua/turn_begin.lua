@@ -7,22 +7,25 @@
 -- wherever they are, run first), and only when no other worker holds the
 -- lease. A lease still held by this same worker is a leftover of a turn of
 -- this worker that was cut off (the worker runs one turn per session at a
--- time), so it is taken over at once instead of waiting out its TTL.
+-- time), so it is taken over at once instead of waiting out its TTL. A lease
+-- granted on another primary (before a failover) is void: see lease_acquire.lua
+-- for the epoch KEYS[8] and the fence "N:replid/token".
 --
--- KEYS[1]  lease    hash    fields: token, worker; expires after the TTL
+-- KEYS[1]  lease    hash    fields: token, worker, fence, depth; expires after the TTL
 -- KEYS[2]  fence    string  the session's fencing counter
 -- KEYS[3]  owner    hash    fields: worker, epoch, seq
 -- KEYS[4]  pending  zset    pending job ids -> sequence
 -- KEYS[5]  replies  hash    message id -> msgpack reply
 -- KEYS[6]  meta     hash    the session's meta (its committed turn count)
 -- KEYS[7]  workspace hash   the session's workspace snapshot (its digest)
+-- KEYS[8]  epoch    string  "N:replid" of the primary the session's last grant ran on
 -- ARGV[1]  worker id
 -- ARGV[2]  lease TTL in ms
 -- ARGV[3]  job id
 -- ARGV[4]  message id
 -- ARGV[5]  interrupt depth of the turn (kept on the lease for double texting)
--- Returns: {1, token, "", turns, digest}  acquired; turns: the session's committed
---          turns; digest: its stored workspace snapshot's ("" when none)
+-- Returns: {1, token, "", turns, digest, fence}  acquired; turns: the session's
+--          committed turns; digest: its stored workspace snapshot's ("" when none)
 --          {0, holder token, holder worker}  another worker holds the lease
 --          {2, "", ""}             already answered (reply stored): nothing to run
 --          {3, owner or "", ""}    the session is owned by another worker: hand the job on
@@ -43,15 +46,22 @@ end
 if head[1] ~= ARGV[3] then
   return {4, head[1], ''}
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local held = redis.call('HMGET', KEYS[1], 'token', 'worker')
-  if held[2] ~= ARGV[1] then
-    return {0, held[1] or '', held[2] or ''}
-  end
+local info = redis.pcall('INFO', 'replication')
+local primary = type(info) == 'string' and string.match(info, 'master_replid%p(%x+)') or ''
+local held = redis.call('HMGET', KEYS[1], 'token', 'worker', 'fence')
+if held[1] and held[2] ~= ARGV[1]
+    and (not held[3] or string.match(held[3], '%p(%x*)/') == primary) then
+  return {0, held[1], held[2] or ''}
+end
+local epoch = redis.call('GET', KEYS[8]) or ''
+if string.match(epoch, '%p(%x*)$') ~= primary then
+  epoch = (tonumber(string.match(epoch, '^%d+') or '0') + 1) .. ':' .. primary
+  redis.call('SET', KEYS[8], epoch)
 end
 local token = redis.call('INCR', KEYS[2])
+local fence = epoch .. '/' .. token
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1], 'depth', ARGV[5])
+redis.call('HSET', KEYS[1], 'token', token, 'worker', ARGV[1], 'depth', ARGV[5], 'fence', fence)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, tostring(token), '', tostring(redis.call('HGET', KEYS[6], 'turns') or '0'),
-  redis.call('HGET', KEYS[7], 'digest') or ''}
+  redis.call('HGET', KEYS[7], 'digest') or '', fence}

@@ -22,7 +22,9 @@ from cluster.errors import (
     ConfigError,
     GatewayFull,
     InvalidMessage,
+    MessageLost,
     NoLiveWorkers,
+    NotReplicated,
     PayloadTooLarge,
     RequestRefused,
     TenantLimited,
@@ -47,6 +49,8 @@ _STATUS: tuple[tuple[type[AgentClusterError], int, str], ...] = (
     (TenantLimited, 429, "rate_limited"),
     (GatewayFull, 503, "gateway_full"),
     (NoLiveWorkers, 503, "no_live_workers"),
+    (NotReplicated, 503, "not_replicated"),
+    (MessageLost, 503, "message_lost"),
     (ClusterUnavailable, 503, "cluster_unavailable"),
     (TurnTimeout, 504, "turn_timeout"),
     (TurnFailed, 502, "turn_failed"),
@@ -81,6 +85,6 @@ async def handle_cluster_error(_request: Request, exc: Exception) -> JSONRespons
     if status >= 500 and status != 503:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
     response = error_response(status, kind, str(exc))
-    if isinstance(exc, TenantLimited | GatewayFull):
+    if isinstance(exc, TenantLimited | GatewayFull | NotReplicated | MessageLost):
         response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response

@@ -95,7 +95,7 @@ class BotRunner:
         spec: BotSpec,
         store: BotStore,
         sender: Sender,
-        poll: Callable[[BotRunner, int], Coroutine[Any, Any, None]] | None = None,
+        poll: Callable[[BotRunner, str], Coroutine[Any, Any, None]] | None = None,
         holder: str | None = None,
     ) -> None:
         """Bind the runner.
@@ -116,7 +116,7 @@ class BotRunner:
         self.sender = sender
         self._poll = poll
         self.holder = holder or holder_id()
-        self.token: int | None = None
+        self.token: str | None = None
         self._chats_busy: set[tuple[str, str]] = set()
         self._pacer = ChatPacer(self.settings.platform_chat_interval)
 
@@ -199,7 +199,7 @@ class BotRunner:
                 await anyio.sleep(self.ttl / 4)
                 continue
             log.info(
-                "%s bot %r: %s holds the lease (token %d)",
+                "%s bot %r: %s holds the lease (fence %s)",
                 self.spec.platform,
                 self.spec.name,
                 self.holder,
@@ -232,13 +232,13 @@ class BotRunner:
             with anyio.CancelScope(shield=True):
                 await self.gateway.run(self.store.release, token)
 
-    async def _renew(self, token: int) -> None:
+    async def _renew(self, token: str) -> None:
         while True:
             await anyio.sleep(self.ttl / 3)
             if not await self.gateway.run(self.store.extend, token, self.ttl):
                 raise LeaseLost(self.spec.name)
 
-    async def _deliver(self, token: int, group: anyio.abc.TaskGroup) -> None:
+    async def _deliver(self, token: str, group: anyio.abc.TaskGroup) -> None:
         while True:
             waiting = await self.gateway.run(self.store.waiting)
             for delivery in waiting:
@@ -248,7 +248,7 @@ class BotRunner:
                     group.start_soon(self._deliver_chat, token, chat)
             await anyio.sleep(_INBOX_SCAN)
 
-    async def _deliver_chat(self, token: int, chat: tuple[str, str]) -> None:
+    async def _deliver_chat(self, token: str, chat: tuple[str, str]) -> None:
         """Send the replies of one chat (thread), oldest first, until none waits."""
         try:
             while True:
@@ -274,7 +274,7 @@ class BotRunner:
         await self._paced(delivery.chat)
         await self.sender.edit(delivery.chat, message_id, text)
 
-    async def _deliver_one(self, token: int, delivery: Delivery) -> None:
+    async def _deliver_one(self, token: str, delivery: Delivery) -> None:
         """Send one delivery's reply (streamed into one edited message when enabled)."""
         interval = self.settings.platform_edit_interval
         schedule = PreviewSchedule(interval) if interval > 0 else None

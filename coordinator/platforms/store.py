@@ -118,18 +118,24 @@ class BotStore:
 
     # -- the lease -------------------------------------------------------------
 
-    def acquire(self, holder: str, ttl: float) -> int | None:
-        """Take the lease if nobody holds it; its fencing token, or ``None`` when held."""
-        got = self._scripts(
-            "lease_acquire", [self.keys.lease, self.keys.fence], [holder, int(ttl * 1000)]
-        )
-        return int(got[1]) if int(got[0]) == 1 else None
+    def acquire(self, holder: str, ttl: float) -> str | None:
+        """Take the lease if nobody holds it; its fence (``N:replid/token``), or ``None`` when held.
 
-    def extend(self, token: int, ttl: float) -> bool:
+        The fence is what every fenced call of the holder presents; one granted
+        by a Redis primary that has since been replaced (a failover) is refused.
+        """
+        got = self._scripts(
+            "lease_acquire",
+            [self.keys.lease, self.keys.fence, self.keys.fence_epoch],
+            [holder, int(ttl * 1000)],
+        )
+        return text(got[3]) if int(got[0]) == 1 else None
+
+    def extend(self, token: str, ttl: float) -> bool:
         """Renew the lease the caller holds; ``False`` when it was lost."""
         return bool(self._scripts("lease_extend", [self.keys.lease], [token, int(ttl * 1000)]))
 
-    def release(self, token: int) -> bool:
+    def release(self, token: str) -> bool:
         """Give the lease up (a drain or shutdown), so another process takes over at once."""
         return bool(self._scripts("lease_release", [self.keys.lease], [token]))
 
@@ -140,7 +146,7 @@ class BotStore:
         raw = self.client.get(self.keys.offset)
         return int(raw) if raw is not None else 0
 
-    def confirm_offset(self, token: int, offset: int) -> bool:
+    def confirm_offset(self, token: str, offset: int) -> bool:
         """Store the next offset under ``token``; ``False``: the caller was deposed."""
         return bool(
             self._scripts("platform_offset", [self.keys.lease, self.keys.offset], [token, offset])
@@ -180,7 +186,7 @@ class BotStore:
                 continue
         return sorted(found, key=lambda d: (d.seq, d.message_id))
 
-    def delivered(self, token: int, message_id: str, retention: float) -> bool:
+    def delivered(self, token: str, message_id: str, retention: float) -> bool:
         """Record a sent reply under ``token``; ``False``: the caller was deposed."""
         return bool(
             self._scripts(
@@ -196,7 +202,7 @@ class BotStore:
             )
         )
 
-    def note_preview(self, token: int, message_id: str, sent_id: str) -> bool:
+    def note_preview(self, token: str, message_id: str, sent_id: str) -> bool:
         """Record under ``token`` which chat message shows ``message_id``'s streamed reply.
 
         A holder that takes over edits that message instead of sending the
@@ -212,10 +218,10 @@ class BotStore:
         raw = self.client.hget(self.keys.previews, message_id)
         return text(raw) if raw is not None else ""
 
-    def holds(self, token: int) -> bool:
-        """Whether ``token`` is still the lease's token (checked before sending a reply)."""
-        raw = self.client.hget(self.keys.lease, "token")
-        return raw is not None and text(raw) == str(token)
+    def holds(self, token: str) -> bool:
+        """Whether ``token`` (a fence) still holds the lease (checked before sending a reply)."""
+        raw = self.client.hget(self.keys.lease, "fence")
+        return raw is not None and text(raw) == token
 
     def count(self, field: str, by: float = 1) -> None:
         """Add to one of the bot's counters (``rate_limited``; :meth:`mark` sets ``polled_at``)."""

@@ -152,7 +152,7 @@ class TelegramSender:
                 await anyio.sleep(0.5)
 
 
-async def poll_updates(runner: BotRunner, token: int) -> None:
+async def poll_updates(runner: BotRunner, token: str) -> None:
     """Long-poll the bot's updates while holding its lease; confirm offsets under ``token``.
 
     Updates are accepted (submitted to the cluster and recorded in the inbox)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import redis
 
 from tests.conftest import RedisServer, free_port, start_redis_server
 
-__all__ = ["ReplicatedRedis", "start_replicated_redis", "wait_until"]
+__all__ = ["ReplicatedRedis", "replicated_redis", "start_replicated_redis", "wait_until"]
 
 SERVICE = "ac-primary"
 """The service name the optional Sentinel monitors the primary under."""
@@ -100,7 +101,12 @@ def start_replicated_redis(tmp_dir: Path, *, sentinel: bool = False) -> Replicat
     # No diskless-sync delay: the replica's first sync starts at once, not after 5 s.
     primary = start_redis_server(tmp_dir / "primary", "--repl-diskless-sync-delay", "0")
     replica = start_redis_server(
-        tmp_dir / "replica", "--replicaof", primary.host, str(primary.port)
+        tmp_dir / "replica",
+        "--replicaof",
+        primary.host,
+        str(primary.port),
+        "--repl-diskless-sync-delay",
+        "0",
     )
     pair = ReplicatedRedis(primary=primary, replica=replica)
     try:
@@ -153,3 +159,11 @@ def _start_sentinel(directory: Path, primary: RedisServer) -> tuple[int, subproc
 
 def _flags(entry: dict[bytes, bytes]) -> str:
     return entry.get(b"flags", b"").decode()
+
+
+@pytest.fixture(scope="session")
+def replicated_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicatedRedis]:
+    """One primary + replica pair for the whole session; tests isolate by namespace."""
+    pair = start_replicated_redis(tmp_path_factory.mktemp("replicated"))
+    yield pair
+    pair.stop()

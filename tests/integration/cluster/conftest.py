@@ -1,4 +1,5 @@
-"""Contract-test fixtures: every test here runs on fakeredis and on a real redis-server."""
+"""Contract-test fixtures: every test here runs on fakeredis, on a real redis-server, and on
+a real primary with a replica (the fenced scripts read the primary's replication id)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,37 @@ import fakeredis
 import pytest
 import redis
 
+from cluster.connection import connect
 from cluster.keys import Keyspace
+from tests.support.replicated_redis import ReplicatedRedis, replicated_redis
+
+__all__ = ["replicated_redis"]  # the session fixture, re-exported for pytest
 
 
-@pytest.fixture(params=["fakeredis", pytest.param("redis", marks=pytest.mark.integration)])
+@pytest.fixture(
+    params=[
+        "fakeredis",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("replicated", marks=pytest.mark.integration),
+    ]
+)
 def client(request: pytest.FixtureRequest, namespace: str) -> Iterator[redis.Redis]:
-    """A bytes client of fakeredis or of the suite's redis-server (namespace cleaned)."""
+    """A bytes client of fakeredis, of the suite's redis-server, or of a replicated primary."""
     if request.param == "fakeredis":
         fake = fakeredis.FakeRedis(server=fakeredis.FakeServer())
         yield fake
         fake.close()
-    else:
+    elif request.param == "redis":
         real: redis.Redis = request.getfixturevalue("redis_client")
         yield real
+    else:
+        pair: ReplicatedRedis = request.getfixturevalue("replicated_redis")
+        primary = connect(pair.url)
+        yield primary
+        for pattern in (f"{namespace}:*", f"{{{namespace}}}*"):
+            for key in primary.scan_iter(match=pattern, count=1000):
+                primary.delete(key)
+        primary.close()
 
 
 @pytest.fixture

@@ -49,8 +49,9 @@ def test_scripts_never_build_key_names(name: str) -> None:
     assert [lit for lit in literals if lit != "':'"] == [], f"{name}.lua spells a key-like literal"
 
 
-# Commands whose first argument is not a key.
-_KEYLESS = {"PUBLISH", "TIME"}
+# Commands whose first argument is not a key (INFO: a section name; the fenced scripts read
+# the primary's replication id with it).
+_KEYLESS = {"INFO", "PUBLISH", "TIME"}
 _CALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z]+)'\s*(?:,\s*([^,)]+))?")
 
 

@@ -1,0 +1,102 @@
+"""redis_durability replica: accept, grant, claim and commit count once a replica has them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from cluster.connection import connect
+from cluster.durability import Durability
+from cluster.errors import NotReplicated
+from cluster.jobs import TurnJob
+from cluster.keys import Keyspace
+from cluster.leases import RedisLeaseStore
+from cluster.membership import RedisMembership
+from cluster.session_store import RedisSessionStore
+from cluster.transport import TurnQueue
+from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis
+
+pytestmark = pytest.mark.integration
+
+REPLICA = Durability("replica", 300)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[ReplicatedRedis]:
+    started = start_replicated_redis(tmp_path)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def primary(pair: ReplicatedRedis) -> Iterator[redis.Redis]:
+    client = connect(pair.url)
+    yield client
+    client.close()
+
+
+def _queue(client: redis.Redis, keyspace: Keyspace, durability: Durability) -> TurnQueue:
+    return TurnQueue(client, keyspace, job_timeout=60, result_ttl=60, durability=durability)
+
+
+def _register(client: redis.Redis, keyspace: Keyspace) -> None:
+    membership = RedisMembership(client, keyspace, heartbeat_ttl=30)
+    membership.register("w1", host="test", pid=1, queue=keyspace.worker_queue("w1"))
+
+
+def _submit(queue: TurnQueue, message_id: str) -> str:
+    job = TurnJob(message_id=message_id, session_key="s1", text="hi", submitted_at=0.0)
+    return queue.submit(job, target="w1", proposal="w1", reply_ttl=60).status
+
+
+def test_with_a_replica_following_every_write_is_acknowledged(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str
+) -> None:
+    keyspace = Keyspace(namespace)
+    _register(primary, keyspace)
+    assert _submit(_queue(primary, keyspace, REPLICA), "m1") == "queued"
+    lease = RedisLeaseStore(primary, keyspace, durability=REPLICA).acquire("s2", "w1", 30)
+    assert lease is not None
+    committed = RedisSessionStore(primary, keyspace, durability=REPLICA).commit(
+        lease, message_id="m1", new_messages=[{"role": "user", "content": "hi"}], reply={}
+    )
+    assert committed.turns == 1
+    replica = pair.replica.client()
+    try:  # acknowledged means the replica has it (WAIT came back 1)
+        assert replica.exists(keyspace.session("s1").pending, keyspace.session("s2").history) == 2
+    finally:
+        replica.close()
+
+
+def test_without_a_replica_nothing_is_acknowledged_and_the_retry_finds_the_message(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str
+) -> None:
+    keyspace = Keyspace(namespace)
+    _register(primary, keyspace)
+    pair.cut_replication()  # the primary has no replica now
+    queue = _queue(primary, keyspace, REPLICA)
+    with pytest.raises(NotReplicated, match="same message id"):
+        _submit(queue, "m1")
+    with pytest.raises(NotReplicated):
+        RedisLeaseStore(primary, keyspace, durability=REPLICA).acquire("s2", "w1", 30)
+    leases = RedisLeaseStore(primary, keyspace)
+    lease = leases.acquire("s3", "w1", 30)
+    assert lease is not None
+    with pytest.raises(NotReplicated):
+        RedisSessionStore(primary, keyspace, durability=REPLICA).commit(
+            lease, message_id="m3", new_messages=[{"role": "user", "content": "hi"}], reply={}
+        )
+    # The writes stayed on the primary: a resubmission is not queued twice.
+    assert _submit(_queue(primary, keyspace, Durability()), "m1") == "pending"
+
+
+def test_durability_none_acknowledges_what_the_primary_has(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str
+) -> None:
+    keyspace = Keyspace(namespace)
+    _register(primary, keyspace)
+    pair.cut_replication()
+    assert _submit(_queue(primary, keyspace, Durability()), "m1") == "queued"
