@@ -152,11 +152,12 @@ class SentinelTopology:
         self.service = service
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
-        self.nodes = [self._data_node(f"redis-{i}", free_port()) for i in range(3)]
+        ports = _distinct_free_ports(6)
+        self.nodes = [self._data_node(f"redis-{i}", ports[i]) for i in range(3)]
         # Each Sentinel's id and its peers are written in its config, so the three know
         # each other from the start instead of after rounds of hello messages.
         self._sentinel_ids = [secrets.token_hex(20) for _ in range(3)]
-        sentinel_ports = [free_port() for _ in range(3)]
+        sentinel_ports = ports[3:]
         self.sentinels = [
             self._sentinel(i, port, sentinel_ports) for i, port in enumerate(sentinel_ports)
         ]
@@ -411,6 +412,16 @@ class SentinelTopology:
             return None
         finally:
             client.close()
+
+
+def _distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (two probes may return the same one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _text(value: bytes | str) -> str:
