@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from cluster.blocking import blocking_read
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import ConfigError, InvalidMessage
 from cluster.keys import Keyspace
 from cluster.serialization import pack, unpack
@@ -25,19 +26,30 @@ class ReplyChannel:
     fakeredis it polls every few milliseconds instead of spinning.
     """
 
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, *, reply_ttl: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keyspace: Keyspace,
+        *,
+        reply_ttl: float,
+        durability: Durability = NO_DURABILITY,
+    ) -> None:
         """Bind to a client (``decode_responses=False``) and a keyspace.
 
         Args:
             client: Redis client.
             keyspace: Names the reply lists.
             reply_ttl: Seconds an unread reply stays available.
+            durability: With ``replica``, a popped reply counts only once a
+                replica confirms the pop, which it can only do after it got
+                the commit that pushed the reply (one replication stream).
         """
         if isinstance(reply_ttl, bool) or not isinstance(reply_ttl, int | float) or reply_ttl <= 0:
             raise ConfigError(f"ReplyChannel reply_ttl must be seconds > 0, got {reply_ttl!r}")
         self._client = client
         self._keyspace = keyspace
         self._ttl_ms = max(1, math.ceil(reply_ttl * 1000))
+        self._durability = durability
 
     def push(self, session_key: str, message_id: str, reply: Mapping[str, Any]) -> None:
         """Deliver a message's reply (RPUSH + PEXPIRE in one MULTI/EXEC).
@@ -65,16 +77,16 @@ class ReplyChannel:
 
         Raises:
             InvalidMessage: the stored reply is not a msgpack map.
+            NotReplicated: with durability ``replica``, no replica confirmed
+                the reply's commit (a failover may lose it): resubmit the
+                message with the same id.
         """
         key = self._keyspace.reply_list(session_key, message_id)
         raw: Any
         if timeout <= 0:
-            raw = self._client.lpop(key)
+            raw = self._pop(key, 0)
         else:
-            popped: Any = blocking_read(
-                self._client, lambda seconds: self._client.blpop([key], seconds), timeout
-            )
-            raw = None if popped is None else popped[1]
+            raw = blocking_read(self._client, lambda seconds: self._pop(key, seconds), timeout)
         if raw is None:
             return None
         try:
@@ -88,3 +100,21 @@ class ReplyChannel:
                 f"reply for message {message_id!r} must be a map, got {type(value).__name__}"
             )
         return value
+
+    def _pop(self, key: str, seconds: float) -> bytes | None:
+        """``LPOP`` (``seconds`` 0) or ``BLPOP``, and with durability ``replica`` a ``WAIT``."""
+        waits = self._durability.mode == "replica"
+        pipe = self._client.pipeline(transaction=False)
+        if seconds > 0:
+            pipe.blpop([key], seconds)
+        else:
+            pipe.lpop(key)
+        if waits:
+            self._durability.queue_wait(pipe)
+        results = pipe.execute()
+        got = results[0]
+        if got is None:
+            return None
+        if waits:
+            self._durability.confirm("the reply's commit", results[1])
+        return bytes(got[1] if seconds > 0 else got)

@@ -87,7 +87,9 @@ def build_stores(
         placement=placement,
         leases=leases,
         queue=queue,
-        replies=ReplyChannel(reply_client, keyspace, reply_ttl=settings.reply_ttl),
+        replies=ReplyChannel(
+            reply_client, keyspace, reply_ttl=settings.reply_ttl, durability=durability
+        ),
         recovery=Recovery(
             client=client,
             keyspace=keyspace,

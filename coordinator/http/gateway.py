@@ -19,6 +19,7 @@ the same cluster and a client may reconnect to any of them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
+from coordinator.http.failover_watch import PrimaryWatch, check_not_lost
 from coordinator.http.waiters import Hold, ReplyWatch, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
@@ -50,6 +52,9 @@ _SOCKET_TIMEOUT = 10.0
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
 
+
+# Longest slice of a reply wait between two looks for a failover that lost the message.
+_FAILOVER_SLICE = 2.0
 
 # Share of gateway_redis_connections that accepts messages (on threads); the rest is asyncio's.
 _SUBMIT_SHARE = 4
@@ -116,6 +121,7 @@ class Gateway:
         )
         self._tenant_limits = limits_by_tenant(settings.tenant_limits)
         self._limiter = anyio.CapacityLimiter(threads)
+        self.primary = PrimaryWatch(client)
         self.waiters = Waiters(
             client=client,
             max_waiting=settings.gateway_max_waiting,
@@ -181,9 +187,30 @@ class Gateway:
     async def wait_reply(
         self, session_key: str, message_id: str, timeout: float
     ) -> dict[str, Any] | None:
-        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came)."""
-        raw = await self.waiters.reply(self.keyspace.reply_list(session_key, message_id), timeout)
-        return None if raw is None else _decode_reply(raw, message_id)
+        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
+
+        The wait goes in slices; between two, a failover seen since the wait
+        began (:mod:`coordinator.http.failover_watch`) makes it check once that
+        Redis still knows the message.
+
+        Raises:
+            MessageLost: a failover lost the message (resubmit it, same id).
+        """
+        key = self.keyspace.reply_list(session_key, message_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = await self.primary.current()
+        while True:
+            left = deadline - loop.time()
+            raw = await self.waiters.reply(key, max(0.0, min(left, _FAILOVER_SLICE)))
+            if raw is not None:
+                return _decode_reply(raw, message_id)
+            if left <= _FAILOVER_SLICE:
+                return None
+            primary = await self.primary.current()
+            if primary != seen:
+                seen = primary
+                await check_not_lost(self.client, self.keyspace, session_key, message_id)
 
     def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
         """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""

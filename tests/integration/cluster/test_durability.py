@@ -21,7 +21,8 @@ from tests.support.replicated_redis import ReplicatedRedis, start_replicated_red
 
 pytestmark = pytest.mark.integration
 
-REPLICA = Durability("replica", 300)
+REPLICA = Durability("replica", 3000)  # generous: a loaded CI machine still confirms in time
+UNCONFIRMED = Durability("replica", 200)  # nothing can confirm: keep the test short
 
 
 @pytest.fixture
@@ -77,16 +78,16 @@ def test_without_a_replica_nothing_is_acknowledged_and_the_retry_finds_the_messa
     keyspace = Keyspace(namespace)
     _register(primary, keyspace)
     pair.cut_replication()  # the primary has no replica now
-    queue = _queue(primary, keyspace, REPLICA)
+    queue = _queue(primary, keyspace, UNCONFIRMED)
     with pytest.raises(NotReplicated, match="same message id"):
         _submit(queue, "m1")
     with pytest.raises(NotReplicated):
-        RedisLeaseStore(primary, keyspace, durability=REPLICA).acquire("s2", "w1", 30)
+        RedisLeaseStore(primary, keyspace, durability=UNCONFIRMED).acquire("s2", "w1", 30)
     leases = RedisLeaseStore(primary, keyspace)
     lease = leases.acquire("s3", "w1", 30)
     assert lease is not None
     with pytest.raises(NotReplicated):
-        RedisSessionStore(primary, keyspace, durability=REPLICA).commit(
+        RedisSessionStore(primary, keyspace, durability=UNCONFIRMED).commit(
             lease, message_id="m3", new_messages=[{"role": "user", "content": "hi"}], reply={}
         )
     # The writes stayed on the primary: a resubmission is not queued twice.
