@@ -141,11 +141,21 @@ def test_the_checks_fail_a_stale_write_a_silent_drop_and_with_replica_a_forgotte
 def test_fences_across_a_failover_order_by_epoch_first() -> None:
     records = [_answered(n, submitted=float(n), answered=n + 0.5) for n in range(3)]
 
+    def reply(n: int, fence: object) -> dict[str, object]:
+        committed: dict[str, object] = {"turn": n + 1, "started_at": n, "ended_at": n + 0.5}
+        if isinstance(fence, tuple):  # (epoch, token) as the worker writes them
+            epoch, committed["fence"] = fence
+            if epoch is not None:
+                committed["epoch"] = epoch
+        else:
+            committed["fence"] = fence
+        return committed
+
     def findings(fences: list[object]) -> int:
         data = checks.SessionData(
             user_texts=[r.text for r in records],
             stored={
-                r.message_id: {"turn": n + 1, "fence": fence, "started_at": n, "ended_at": n + 0.5}
+                r.message_id: reply(n, fence)
                 for n, (r, fence) in enumerate(zip(records, fences, strict=True))
             },
             leftover={},
@@ -155,7 +165,8 @@ def test_fences_across_a_failover_order_by_epoch_first() -> None:
         return found.counts["fence not increasing (stale token accepted)"]
 
     # The promoted replica's counter went back (12 -> 3), but under a newer epoch.
-    assert findings(["1:aaa/11", "1:aaa/12", "2:bbb/3"]) == 0
-    assert findings([5, 6, 7]) == 0
-    assert findings(["2:bbb/3", "1:aaa/12", "2:bbb/4"]) == 1, "a grant of the old primary"
-    assert findings(["1:aaa/12", "1:aaa/12", "1:aaa/13"]) == 1, "the same token twice"
+    assert findings([(1, 11), (1, 12), (2, 3)]) == 0
+    assert findings([(None, 5), (None, 6), (None, 7)]) == 0
+    assert findings([(2, 3), (1, 12), (2, 4)]) == 1, "a grant of the old primary"
+    assert findings([(1, 12), (1, 12), (1, 13)]) == 1, "the same token twice"
+    assert findings(["1:aaa/11", "1:aaa/12", "2:bbb/3"]) == 0, "a fence written N:replid/token"
