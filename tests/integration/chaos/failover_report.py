@@ -185,8 +185,7 @@ def _rows(
             "committed turns not 1..N", "committed replies != user messages in history"),
         row("failed (non-transient error reply)", "failed (error reply, not retried)"),
         checks.Check(f"silently dropped (no reply, no error in {timeout:g}s)", len(silent),
-                     not silent, [f"{r.message_id} accepted {r.accepted_at:.1f}s"
-                                  for r in silent[: checks.SHOW]]),
+                     not silent, [_silence(r) for r in silent[: checks.SHOW]]),
         checks.Check("copy of a reply left in its list (pop undone)",
                      c["copy of the same reply left in list"]),
         checks.Check("teardown mid-turn in worker logs", len(violations), not violations,
@@ -200,6 +199,16 @@ def _rows(
         checks.Check("warnings/errors in worker logs", sum(warnings.values()), None,
                      [f"{n} x {k}" for k, n in warnings.most_common(5)]),
     ]  # fmt: skip
+
+
+def _silence(record: MessageRecord) -> str:
+    routed = " -> ".join(f"{w}@{t:.1f}s" for t, w in record.routed_to)
+    answered = f"{record.answered_at:.1f}s" if record.answered_at is not None else "never"
+    return (
+        f"{record.message_id} accepted {record.accepted_at:.1f}s, routed {routed}, answered "
+        f"{answered}; submit errors {dict(record.submit_errors)}, poll errors "
+        f"{dict(record.poll_errors)}"
+    )
 
 
 def format_table(results: Sequence[FailoverResult]) -> str:
