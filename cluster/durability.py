@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from cluster.errors import ConfigError, NotReplicated
 
 __all__ = ["DURABILITY_MODES", "DURABLE_SCRIPTS", "NO_DURABILITY", "Durability"]
@@ -69,8 +67,8 @@ class Durability:
         """Whether ``script``'s write must be confirmed by a replica."""
         return self.mode == "replica" and script in DURABLE_SCRIPTS
 
-    def queue_wait(self, pipe: redis.client.Pipeline) -> None:
-        """Queue the ``WAIT`` that follows a durable script on its connection."""
+    def queue_wait(self, pipe: Any) -> None:
+        """Queue the ``WAIT`` behind a durable write on its pipeline (sync or asyncio)."""
         pipe.wait(1, self.timeout_ms)
 
     def confirm(self, script: str, acknowledged: Any) -> None:

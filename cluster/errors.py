@@ -65,6 +65,10 @@ class LeaseLost(AgentClusterError):
     """The running-turn lease of a session was taken over; this turn may not write."""
 
 
+class LeaseVoided(LeaseLost):
+    """A Redis failover voided the lease (granted by an earlier primary): so it did every lease."""
+
+
 class NoLiveWorkers(AgentClusterError):
     """No live, non-draining worker can take the session: start a worker first."""
 
@@ -151,6 +155,7 @@ __all__ = [
     "ConfigError",
     "InvalidMessage",
     "LeaseLost",
+    "LeaseVoided",
     "MessageLost",
     "NoLiveWorkers",
     "NotReplicated",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import redis
 
 from cluster.durability import NO_DURABILITY, Durability
-from cluster.errors import ConfigError, LeaseLost
+from cluster.errors import ConfigError, LeaseLost, LeaseVoided
 from cluster.keys import Keyspace
 from cluster.redis_text import text
 from cluster.scripts import ScriptSet
@@ -139,7 +139,7 @@ def lease_lost(lease: Lease, current_token: bytes | str | None) -> LeaseLost:
     """
     current = None if current_token is None else text(current_token)
     if current == FAILOVER:
-        return LeaseLost(
+        return LeaseVoided(
             f"session {lease.session_key!r}: lease token {lease.token} of worker "
             f"{lease.worker_id!r} was granted by an earlier Redis primary (fence {lease.fence}); "
             "a failover since voids every lease granted before it, so this turn must stop "

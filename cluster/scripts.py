@@ -162,7 +162,7 @@ class ScriptSet:
             for value in results[1:]:
                 if isinstance(value, Exception):
                     raise value
-            if waits:
+            if waits and first != []:  # [] is turn_claim's "nothing claimed": nothing to confirm
                 self._durability.confirm(name, acknowledged)
             return first, list(results[1:])
         raise AssertionError("unreachable")  # pragma: no cover
@@ -198,6 +198,6 @@ class ScriptSet:
             reply, _ = self.call_with_reads(name, keys, args, ())
         elif isinstance(reply, Exception):
             raise reply
-        elif waits:
+        elif waits and (moved is not None or reply != []):
             self._durability.confirm(name, acknowledged[0])
         return moved, reply

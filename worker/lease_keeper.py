@@ -103,6 +103,27 @@ class LeaseKeeper:
         with self._lock:
             return [h.lease for h in self._held.values()]
 
+    def fail_over(self) -> None:
+        """Report every held lease lost now: a failover voided them all (each turn stops).
+
+        Called when one fenced write was refused because its lease was granted
+        by an earlier Redis primary; the other running turns would find out
+        at their next extension or write anyway, this just stops them sooner.
+        """
+        with self._lock:
+            fresh = [(h.lease, h.on_lost) for h in self._held.values() if not h.lost]
+            for entry in self._held.values():
+                entry.lost = True
+        for lease, callback in fresh:
+            log.warning(
+                "lease of session %s (fence %s) was voided by a Redis failover; "
+                "interrupting its turn",
+                lease.session_key,
+                lease.fence,
+            )
+            if callback is not None:
+                callback()
+
     def extend_all(self) -> None:
         """Extend every held lease once (the background thread's step)."""
         with self._lock:

@@ -52,7 +52,13 @@ from agent import AIAgent, TurnResult
 from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
 from agent.tools import ToolEnvironment, ToolRegistry
 from agent.turn_notice import with_notice
-from cluster.errors import AgentClusterError, LeaseLost, NoLiveWorkers, NotReplicated
+from cluster.errors import (
+    AgentClusterError,
+    LeaseLost,
+    LeaseVoided,
+    NoLiveWorkers,
+    NotReplicated,
+)
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
 from cluster.placement import Placement
@@ -193,6 +199,8 @@ class TurnRunner:
         try:
             outcome = self._run_leased(job, job_id)
         except LeaseLost as exc:
+            if isinstance(exc, LeaseVoided):  # a failover: every running turn's lease is void
+                self.services.lease_keeper.fail_over()
             metrics.lease_lost()
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             self.services.cache.evict(job.session_key)

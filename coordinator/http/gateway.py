@@ -20,6 +20,7 @@ the same cluster and a client may reconnect to any of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -127,6 +128,7 @@ class Gateway:
             max_waiting=settings.gateway_max_waiting,
             reply_poll=settings.gateway_reply_poll,
             reply_ttl=settings.reply_ttl,
+            durability=settings.durability(),
         )
 
     @classmethod
@@ -196,21 +198,28 @@ class Gateway:
         Raises:
             MessageLost: a failover lost the message (resubmit it, same id).
         """
-        key = self.keyspace.reply_list(session_key, message_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen = await self.primary.current()
-        while True:
-            left = deadline - loop.time()
-            raw = await self.waiters.reply(key, max(0.0, min(left, _FAILOVER_SLICE)))
-            if raw is not None:
-                return _decode_reply(raw, message_id)
-            if left <= _FAILOVER_SLICE:
-                return None
-            primary = await self.primary.current()
-            if primary != seen:
-                seen = primary
-                await check_not_lost(self.client, self.keyspace, session_key, message_id)
+        watch = self.watch_reply(session_key, message_id)  # one watch: its poll schedule goes on
+        try:
+            while True:
+                left = deadline - loop.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(watch.future), max(0.0, min(left, _FAILOVER_SLICE))
+                    )
+                reply = self.watched_reply(watch, message_id)
+                if reply is not None or left <= _FAILOVER_SLICE:
+                    return reply
+                primary = await self.primary.current()
+                if primary != seen:
+                    seen = primary
+                    await check_not_lost(self.client, self.keyspace, session_key, message_id)
+        finally:
+            self.unwatch_reply(watch)
+            if not watch.future.done():
+                watch.future.cancel()
 
     def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
         """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""

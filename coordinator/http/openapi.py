@@ -60,7 +60,9 @@ _REASONS = {
     415: "wrong Content-Type",
     429: "the API key's tenant is past its requests per minute or turns in flight (Retry-After)",
     502: "the worker ran the turn and it failed",
-    503: "Redis unreachable, no live worker, or the gateway is full (gateway_full, Retry-After)",
+    503: "Redis unreachable, no live worker, the gateway is full (gateway_full, Retry-After), "
+    "or a Redis failover: not confirmed by a replica (not_replicated) or lost (message_lost); "
+    "resend the same message_id after Retry-After",
     504: "no reply within the timeout (resend the same message_id to get it)",
 }
 

@@ -39,6 +39,7 @@ from typing import Any, TypeVar, cast
 import redis
 import redis.asyncio as aioredis
 
+from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
 from coordinator.http.wait_schedule import WaitSchedule
 
@@ -115,6 +116,7 @@ class Waiters:
         reply_poll: float,
         reply_ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        durability: Durability = NO_DURABILITY,
     ) -> None:
         """Bind to the gateway's asyncio client (its bounded pool serves both tasks).
 
@@ -125,8 +127,11 @@ class Waiters:
             reply_ttl: Seconds a reply pushed back (its caller left while it
                 was being popped) stays for the caller's retry.
             clock: Monotonic seconds.
+            durability: With ``replica``, a reply is popped for its caller only
+                once a replica confirms it has it (:meth:`_confirmed`).
         """
         self._client = client
+        self._durability = durability
         self.max_waiting = max_waiting
         self.waiting = 0
         self._reply_ttl_ms = max(1, math.ceil(reply_ttl * 1000))
@@ -232,6 +237,8 @@ class Waiters:
                 await asyncio.wait_for(self._reply_wake.wait(), pause)
 
     async def _pop_batch(self, watches: list[ReplyWatch]) -> None:
+        if self._durability.mode == "replica":
+            watches = await self._confirmed(watches)
         pipe = self._client.pipeline(transaction=False)
         for watch in watches:
             pipe.lpop(watch.key)
@@ -251,6 +258,25 @@ class Waiters:
                 back.lpush(key, raw)
                 back.pexpire(key, self._reply_ttl_ms)
             await back.execute()
+
+    async def _confirmed(self, watches: list[ReplyWatch]) -> list[ReplyWatch]:
+        """The watches whose reply a replica has (durability replica); the others wait on.
+
+        ``PEXPIRE`` refreshes the TTL of each reply list that holds a reply
+        (a write, replicated after the commit that pushed the reply) and
+        touches nothing where none waits; ``WAIT`` behind it on the same
+        connection confirms the replica got that far. Nothing is popped
+        before: an unconfirmed reply stays for its caller's next round (a
+        failover may still lose it, and then the turn runs again and answers).
+        """
+        pipe = self._client.pipeline(transaction=False)
+        for watch in watches:
+            pipe.pexpire(watch.key, self._reply_ttl_ms)
+        self._durability.queue_wait(pipe)
+        *found, acknowledged = await pipe.execute()
+        if int(acknowledged) < 1:
+            return []
+        return [watch for watch, hit in zip(watches, found, strict=True) if hit]
 
     async def _read_streams(self) -> None:
         while True:

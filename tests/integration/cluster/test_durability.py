@@ -101,3 +101,16 @@ def test_durability_none_acknowledges_what_the_primary_has(
     _register(primary, keyspace)
     pair.cut_replication()
     assert _submit(_queue(primary, keyspace, Durability()), "m1") == "queued"
+
+
+def test_a_claim_waits_for_the_replica_only_when_it_claimed_something(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str
+) -> None:
+    keyspace = Keyspace(namespace)
+    _register(primary, keyspace)
+    pair.cut_replication()
+    queue = _queue(primary, keyspace, UNCONFIRMED)
+    assert queue.claim_many("w1", 4, block=0) == []  # idle: nothing written, nothing to confirm
+    assert _submit(_queue(primary, keyspace, Durability()), "m1") == "queued"
+    with pytest.raises(NotReplicated, match="turn_claim"):
+        queue.claim_many("w1", 4, block=0)

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from cluster.connection import connect
-from cluster.errors import LeaseLost
+from cluster.errors import LeaseLost, LeaseVoided
 from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore
 from cluster.session_store import RedisSessionStore
@@ -106,7 +106,7 @@ def test_a_lease_the_replica_did_get_is_void_after_the_failover(
         after = RedisLeaseStore(new_primary, keyspace)
         still_there = after.holder("s2")
         assert still_there is not None and still_there.token == held.token
-        with pytest.raises(LeaseLost, match="earlier Redis primary"):
+        with pytest.raises(LeaseVoided, match="earlier Redis primary"):
             RedisSessionStore(new_primary, keyspace).commit(
                 held, message_id="m1", new_messages=[], reply={}
             )

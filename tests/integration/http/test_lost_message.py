@@ -1,8 +1,10 @@
-"""redis_durability none: a message a failover lost ends its wait with a retryable error."""
+"""A gateway's waiting callers across a failover: a lost message is reported, an unconfirmed
+reply (redis_durability replica) is not handed out."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from cluster.connection import connect
 from cluster.errors import MessageLost
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
+from cluster.replies import ReplyChannel
 from cluster.settings import ClusterSettings
 from coordinator.http.gateway import Gateway
 from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis, wait_until
@@ -69,3 +72,31 @@ def _fail_over(pair: ReplicatedRedis) -> None:
         wait_until(lambda: old.info("replication").get("master_link_status") == "up")
     finally:
         old.close()
+
+
+def test_with_durability_replica_a_reply_no_replica_confirmed_is_not_handed_out(
+    pair: ReplicatedRedis, namespace: str
+) -> None:
+    keyspace = Keyspace(namespace)
+    replies = ReplyChannel(connect(pair.url), keyspace, reply_ttl=60)
+    durable = ClusterSettings(
+        redis_url=pair.url,
+        namespace=namespace,
+        redis_durability="replica",
+        redis_durability_timeout=1000,  # a loaded machine still confirms in time
+    )
+
+    async def wait(settings: ClusterSettings, message_id: str) -> object:
+        gateway = Gateway.open(settings)
+        try:
+            return await gateway.wait_reply("s1", message_id, 2.0)
+        finally:
+            await gateway.close()
+
+    replies.push("s1", "m1", {"ok": True, "text": "confirmed"})
+    assert asyncio.run(wait(durable, "m1")) == {"ok": True, "text": "confirmed"}
+    pair.cut_replication()  # from now on no replica confirms anything
+    replies.push("s1", "m2", {"ok": True, "text": "unconfirmed"})
+    assert asyncio.run(wait(durable, "m2")) is None  # a failover could still lose it
+    plain = dataclasses.replace(durable, redis_durability="none")
+    assert asyncio.run(wait(plain, "m2")) == {"ok": True, "text": "unconfirmed"}  # kept for it

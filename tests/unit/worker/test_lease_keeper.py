@@ -90,3 +90,19 @@ def test_a_turn_that_ended_during_the_extension_is_not_reported_lost() -> None:
     keeper.on_lost(lease, lambda: lost.append("interrupt"))
     keeper.extend_all()
     assert lost == [], "a stale callback would interrupt the session's next turn on that agent"
+
+
+def test_a_failover_interrupts_every_held_turn_once() -> None:
+    leases, lease, _now, keeper = setup()
+    other = leases.acquire("s2", "w1", 30)
+    assert other is not None
+    lost: list[str] = []
+    keeper.hold(lease)
+    keeper.hold(other)
+    keeper.on_lost(lease, lambda: lost.append("s"))
+    keeper.on_lost(other, lambda: lost.append("s2"))
+    keeper.fail_over()
+    keeper.fail_over()
+    keeper.extend_all()
+    assert sorted(lost) == ["s", "s2"]
+    assert keeper.is_lost(lease) and keeper.is_lost(other)
