@@ -49,8 +49,8 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port)
 
 
-def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
-    """Start a throwaway redis-server on a free port and wait until it answers PING."""
+def redis_server_binary() -> str:
+    """The path of ``redis-server``: a missing one skips the test, or fails it in CI."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI") == "true":
@@ -59,6 +59,12 @@ def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
                 "redis-server)"
             )
         pytest.skip("redis-server is not installed (integration tests need it)")
+    return binary
+
+
+def start_redis_server(tmp_dir: Path, *extra_args: str) -> RedisServer:
+    """Start a throwaway redis-server on a free port and wait until it answers PING."""
+    binary = redis_server_binary()
     port = free_port()
     proc = subprocess.Popen(
         [

@@ -230,12 +230,22 @@ def _check_fences(session: str, replies: Sequence[Mapping[str, Any]], f: Finding
         return
     f.checked.add("fence")
     for ra, rb in zip(replies, replies[1:], strict=False):
-        a, b = _number(ra["fence"]), _number(rb["fence"])
+        a, b = _fence_order(ra), _fence_order(rb)
         if not b > a:
             f.add(
                 "fence not increasing (stale token accepted)",
                 f"{session}: turn {ra.get('turn')} fence {a} -> turn {rb.get('turn')} fence {b}",
             )
+
+
+def _fence_order(reply: Mapping[str, Any]) -> tuple[float, float]:
+    """A committed reply's fence as ``(epoch, token)``: its ``epoch`` field (0 when absent)
+    and token, or both from a fence written as ``N:replid/token``."""
+    value = reply["fence"]
+    if isinstance(value, str | bytes) and "/" in _text(value):
+        epoch, _, token = _text(value).rpartition("/")
+        return (_number(epoch.split(":", 1)[0]), _number(token))
+    return (_number(reply.get("epoch", 0)), _number(value))
 
 
 def _number(value: Any) -> float:

@@ -328,8 +328,11 @@ class WorkerPool:
         *,
         env: dict[str, str],
         concurrency: int = 32,
+        redis_urls: dict[str, str] | None = None,
     ) -> None:
+        """``redis_urls`` gives some workers a URL of their own (e.g. through a proxy)."""
         self.redis_url = redis_url
+        self.redis_urls = dict(redis_urls or {})
         self.namespace = namespace
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -345,7 +348,8 @@ class WorkerPool:
             raise ValueError(f"worker id {worker_id} was used already")
         log = self.directory / f"{worker_id}.log"
         cmd = [
-            sys.executable, "-m", "coordinator.cli", "worker", "--redis-url", self.redis_url,
+            sys.executable, "-m", "coordinator.cli", "worker",
+            "--redis-url", self.redis_urls.get(worker_id, self.redis_url),
             "--namespace", self.namespace, "--id", worker_id,
             "--concurrency", str(self.concurrency),
         ]  # fmt: skip

@@ -9,7 +9,9 @@ The next message is submitted only once the previous one was answered.
 The product's contract drives the retries: a submission that raised is retried
 under the same id; an accepted message without a reply after
 ``attempt_timeout`` seconds, or answered with an error saying it was cut off,
-is resubmitted under the same id (it must be answered once). A message counts
+is resubmitted under the same id (it must be answered once). A wait that ends
+with ``NotReplicated`` or ``MessageLost`` (a Redis failover: the message or its
+reply was not acknowledged) is resubmitted under the same id at once. A message counts
 as *accepted* once one ``submit_async`` for it returned. Nothing here blocks for
 long: replies are polled (``TurnHandle.result(timeout=0)``), so one stuck
 message does not stall the other sessions of its client thread, and every loop
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.errors import InvalidMessage, TurnFailed, TurnTimeout
+from cluster.errors import InvalidMessage, MessageLost, NotReplicated, TurnFailed, TurnTimeout
 from cluster.settings import ClusterSettings
 from coordinator.ingress import Coordinator, TurnHandle
 
@@ -151,6 +153,11 @@ class Traffic:
             thread.start()
             self._threads.append(thread)
 
+    def end_at(self, traffic_end: float, deadline: float) -> None:
+        """Move the moment no new message is begun, and the clients' final deadline."""
+        self.config.traffic_end = traffic_end
+        self.config.deadline = deadline
+
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
@@ -270,6 +277,11 @@ class Traffic:
             else:
                 record.gave_up = f"failed: {exc}"
                 self._finish(state)
+            return True
+        except (NotReplicated, MessageLost) as exc:  # told: not acknowledged, resubmit same id
+            record.failures.append(f"{type(exc).__name__}: {exc}")
+            state.handle = None
+            state.next_try = now + SUBMIT_BACKOFF
             return True
         except InvalidMessage as exc:
             record.failures.append(f"unreadable reply: {exc}")

@@ -340,15 +340,23 @@ def test_with_no_worker_the_gateway_stays_ready_and_answers_503_json() -> None:
     assert reply.json()["error"]["code"] == "no_live_workers"
 
 
+def _patch_files() -> set[Path]:
+    """The strategic-merge patches the overlays' kustomizations name (fragments, no schema)."""
+    patches = set()
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        for patch in yaml.safe_load(kustomization.read_text()).get("patches", []):
+            patches.add((kustomization.parent / patch["path"]).resolve())
+    return patches
+
+
 def _schema_checked_documents() -> Iterator[tuple[str, dict[str, Any]]]:
-    for path in sorted([*K8S.glob("*.yaml"), *(K8S / "shared-workspaces").glob("*.yaml")]):
+    patches = _patch_files()
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.resolve() in patches:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
-            # A kustomization is kustomize's file, a strategic-merge patch a fragment: no schema.
-            if (
-                not doc
-                or doc.get("kind") == "Kustomization"
-                or path.name == "worker-shared-home.yaml"
-            ):
+            # A kustomization is kustomize's file: no schema.
+            if not doc or doc.get("kind") == "Kustomization":
                 continue
             yield f"{path.relative_to(DEPLOY)}: {doc['kind']} {doc['metadata']['name']}", doc
 
