@@ -2,9 +2,9 @@ r"""The seeded chaos test (issue 7): nothing accepted is lost, nothing answered 
 
 CI runs a 60-second variant: a private redis-server (AOF), 4 worker processes,
 100 sessions of continuous traffic (a tenth of them in bursts whose second and
-third messages are sent with ``steer`` or ``collect`` while the first runs), and every ~5 s one seeded event (kill -9,
-SIGSTOP 8 s, drain + replacement, a new worker, a Redis restart, a config
-push). The longer run is a command (see ``run.py``)::
+third messages are sent with ``steer`` or ``collect`` while the first runs),
+and every ~5 s one seeded event (kill -9, SIGSTOP 8 s, drain + replacement, a
+new worker, a Redis restart, a config push). The longer run is a command (see ``run.py``)::
 
     .venv/bin/python -m tests.integration.chaos.run \
         --seed 3 --duration 600 --workers 6 --sessions 200
