@@ -42,8 +42,6 @@ import redis
 
 from agent import AIAgent
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
-from agent.tools.redaction import SecretRedactor
-from agent.tools.sandbox_config import SandboxConfig
 from cluster.connection import blocking_client, connect, count_round_trips
 from cluster.errors import WorkerIdInUse
 from cluster.event_log import ClusterEventLog
@@ -67,23 +65,25 @@ from cluster.versions import RedisVersionStore
 from cluster.workspace_store import RedisWorkspaceStore
 from worker.background_notices import BackgroundNotices
 from worker.cache import AgentCache
+from worker.cluster_events import WorkerEvents
 from worker.config_view import ConfigView
 from worker.executor import ClaimLoop, TurnExecutor
 from worker.health import HealthWriter, beat_with_health
+from worker.heartbeat_loop import HeartbeatLoop
 from worker.lease_keeper import LeaseKeeper
 from worker.mcp_tools import WorkerMCP
 from worker.memory_guard import MemoryGuard, resolve_budget
 from worker.metrics import WorkerMetrics
 from worker.probe_server import ProbeServer
+from worker.registration import register_worker
 from worker.schedule_loop import ScheduleLoop
-from worker.turns import TurnRunner, TurnServices
+from worker.tool_environment import worker_tool_environment
+from worker.turn_services import TurnServices
+from worker.turns import TurnRunner
 from worker.workspace_handoff import WorkspaceHandoff
 
 log = logging.getLogger("worker.process")
 
-# Seconds between two looks for dead workers (at most; the heartbeat interval if shorter).
-# A worker whose heartbeat expires at t is looked at t + this (Redis' clock and ours differ).
-_EXPIRY_MARGIN = 0.05
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
 # Seconds one blocking claim waits on an empty queue (a drain wakes it at once).
@@ -181,7 +181,9 @@ class WorkerProcess:
         )
         self.config = ConfigView(self.versions, endpoints=settings.endpoint_table())
         self.lease_keeper = LeaseKeeper(leases, ttl=settings.lease_ttl)
-        self._tool_env = tool_env = worker_tool_environment(settings, self.options)
+        self._tool_env = tool_env = worker_tool_environment(
+            settings, sandbox_root=self.options.sandbox_root, environ=self.options.environ
+        )
         tool_registry = tool_registry or default_registry()
         self.workspaces = WorkspaceHandoff(
             tool_env=tool_env,
@@ -212,6 +214,15 @@ class WorkerProcess:
             handler=self.runner.run,
             concurrency=self.options.concurrency,
             name=f"turns-{self.worker_id}",
+        )
+        self.cluster_events = WorkerEvents(
+            worker_id=self.worker_id,
+            runner=self.runner,
+            config=self.config,
+            versions=self.versions,
+            cache=self.cache,
+            mcp=self.mcp,
+            on_drain=self._drain_event,
         )
         self.claims = ClaimLoop(
             queue=self.queue,
@@ -244,11 +255,13 @@ class WorkerProcess:
         self.probe: ProbeServer | None = None
         self._last_beat: float | None = None  # monotonic time of the last heartbeat Redis took
         self.known_state: WorkerState | None = WorkerState.ACTIVE  # as of the last heartbeat
-        self._stop = threading.Event()
         self.drain_requested = threading.Event()
         self.fatal: BaseException | None = None
-        self._heartbeat = threading.Thread(
-            target=self._heartbeat_loop, name="heartbeat", daemon=True
+        self._heartbeat = HeartbeatLoop(
+            interval=settings.heartbeat_interval,
+            beat=self._beat,
+            recover_dead=self.recovery.recover_dead,
+            on_fatal=self._fatal,
         )
         self._subscriber: Subscriber | None = None
         self._draining = False
@@ -338,12 +351,13 @@ class WorkerProcess:
                     orphaned,
                 )
             self._heartbeat.start()
-            started.callback(self._stop_heartbeat)
+            started.callback(self._heartbeat.stop)
             self._subscriber = self.events.subscribe(
-                self._on_event, on_reconnect=self._on_reconnect
+                self.cluster_events.on_event, on_reconnect=self.cluster_events.on_reconnect
             )
             started.callback(self._stop_subscriber)
-            self._on_reconnect()  # a push between the first read and the subscription went unheard
+            # A push between the first read and the subscription went unheard.
+            self.cluster_events.on_reconnect()
             self.lease_keeper.start()
             started.callback(self.lease_keeper.stop)
             self.cache.start_sweeper()
@@ -459,11 +473,6 @@ class WorkerProcess:
             log.exception("worker %s: drain step %r failed; going on", self.worker_id, name)
         log.debug("drain step %r took %.3fs", name, time.monotonic() - started)
 
-    def _stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._heartbeat.ident is not None:
-            self._heartbeat.join(timeout=5)
-
     def _stop_subscriber(self) -> None:
         if self._subscriber is not None:
             self._subscriber.stop(timeout=2.0)
@@ -486,64 +495,23 @@ class WorkerProcess:
 
     # -- background duties --------------------------------------------------------------
 
-    def _register(self, *, force: bool = False) -> None:
-        try:
-            self.membership.register(
-                self.worker_id,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                queue=self.keyspace.worker_queue(self.worker_id),
-                instance=self.instance,
-                force=force,
-            )
-        except WorkerIdInUse:
-            facts = self.membership.holder_facts(self.worker_id)
-            if force or not _dead_here(facts):
-                raise
-            log.warning(
-                "worker id %s was held by pid %s, which is gone; taking it over",
-                self.worker_id,
-                facts.get("pid"),
-            )
-            self._register(force=True)
+    def _register(self) -> None:
+        register_worker(
+            self.membership, self.keyspace, worker_id=self.worker_id, instance=self.instance
+        )
 
-    def _heartbeat_loop(self) -> None:
-        """Beat every ``heartbeat_interval``; look for dead workers when one may have died.
+    def _drain_event(self, timeout: float | None) -> None:
+        """``agent-cluster drain ID`` (a drain event): drain, within its timeout if it gives one."""
+        if self._draining:
+            return
+        if timeout is not None:
+            self.drain_timeout = timeout
+        self.drain_requested.set()
 
-        Each beat says when the next other worker's heartbeat expires; when
-        that falls before the next beat, the dead-worker check runs right
-        then, so a dead worker is noticed at its TTL without polling (an idle
-        worker sends one heartbeat per interval and nothing else).
-        """
-        failing = False
-        interval = self.settings.heartbeat_interval
-        next_beat = time.monotonic() + interval
-        next_check: float | None = None
-        while True:
-            due = next_beat if next_check is None else min(next_beat, next_check)
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            try:
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + interval
-                    expiry = self._beat()
-                    if expiry is not None and now + expiry < next_beat:
-                        next_check = now + max(0.0, expiry) + _EXPIRY_MARGIN
-                if next_check is not None and time.monotonic() >= next_check:
-                    next_check = None
-                    self.recovery.recover_dead()
-                failing = False
-            except WorkerIdInUse as exc:
-                self.fatal = exc
-                self.drain_requested.set()
-                return
-            except redis.RedisError as exc:
-                if not failing:
-                    log.warning("heartbeat failed: %s (retrying every %gs)", exc, interval)
-                failing = True
-            except Exception:
-                log.exception("heartbeat step failed")
+    def _fatal(self, exc: WorkerIdInUse) -> None:
+        """Another live process holds this worker's id: stop (``run_forever`` exits 2)."""
+        self.fatal = exc
+        self.drain_requested.set()
 
     def _beat(self) -> float | None:
         """One heartbeat; returns the seconds until another worker's heartbeat expires."""
@@ -559,7 +527,7 @@ class WorkerProcess:
             self.known_state = state
         self._last_beat = time.monotonic()
         if beat.versions is not None:  # an idle worker catches up with a push it did not hear
-            self._apply_versions(*beat.versions)
+            self.cluster_events.apply_versions(*beat.versions)
         return beat.next_expiry
 
     def _rejoin(self) -> None:
@@ -579,60 +547,6 @@ class WorkerProcess:
             f"{self.worker_id} was declared dead and joined again",
             worker=self.worker_id,
         )
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind in ("config", "registry"):
-            self._on_tools_event(event)
-        elif kind == "interrupt" and event.get("worker") == self.worker_id:
-            session, token = event.get("session"), event.get("token")
-            if isinstance(session, str) and isinstance(token, int):
-                self.runner.interrupt_turn(session, token, str(event.get("mode", "interrupt")))
-        elif kind == "steer" and event.get("worker") == self.worker_id:
-            session, token = event.get("session"), event.get("token")
-            if isinstance(session, str) and isinstance(token, int):
-                self.runner.steer_arrived(session, token)
-        elif kind == "drain" and event.get("worker") == self.worker_id and not self._draining:
-            timeout = event.get("timeout")
-            if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout >= 0:
-                self.drain_timeout = float(timeout)
-            self.drain_requested.set()
-
-    def _on_reconnect(self) -> None:
-        self._apply_versions()
-
-    def _apply_versions(
-        self, config_version: int | None = None, registry_generation: int | None = None
-    ) -> None:
-        """Apply the given (or current) versions; eager bust (the turn-start check is what
-        guarantees freshness)."""
-        if self.config.refresh(config_version, registry_generation):
-            busted = self.cache.clear()
-            log.info(
-                "config changed (version %d, registry %d): released %d cached agents",
-                self.config.config_version,
-                self.config.registry_generation,
-                busted,
-            )
-
-    def _on_tools_event(self, event: dict[str, Any]) -> None:
-        """A config push or registry bump: follow ``mcp_servers``, re-discover tools, bust.
-
-        On a registry bump (``agent-cluster mcp reload``) every MCP server's
-        tools are re-discovered; a config push restarts the servers only if
-        their section changed. When the tools changed, agents built meanwhile
-        (a turn that started between the bump and the end of the re-discovery
-        rebuilt with the old list) are dropped too. The worker then records
-        the generation it has in Redis, which ``mcp reload`` waits for.
-        """
-        reload = event.get("type") == "registry"
-        tools_changed = self.mcp.apply(self.versions.current_config()[1], reload=reload)
-        self._on_reconnect()
-        if tools_changed:
-            self.cache.clear()
-        generation = event.get("generation")
-        if reload and isinstance(generation, int):
-            self.versions.ack_registry(self.worker_id, generation)
 
     def _start_probe(self) -> ProbeServer:
         probe = ProbeServer(
@@ -671,39 +585,3 @@ class WorkerProcess:
         if age > self.settings.heartbeat_ttl:
             return False, f"{self.worker_id}: last heartbeat reached Redis {age:.1f}s ago"
         return True, f"{self.worker_id}: ready (heartbeat {age:.1f}s ago)"
-
-
-def worker_tool_environment(settings: ClusterSettings, options: WorkerOptions) -> ToolEnvironment:
-    """The worker's tool environment: sandbox from the environment, secrets redacted."""
-    sandbox = SandboxConfig.from_env(options.environ)
-    if settings.workspace_mode == "shared":
-        sandbox = sandbox.for_shared_workspaces()
-    return ToolEnvironment.default(
-        options.sandbox_root,
-        sandbox=sandbox,
-        # The Redis URL may come from a file or the settings file, not the environment.
-        redactor=SecretRedactor.from_environ(
-            options.environ,
-            urls=(settings.redis_url,),
-            secret_names=settings.endpoint_table().key_variables(),
-        ),
-    )
-
-
-def _dead_here(facts: Mapping[str, Any]) -> bool:
-    """Whether registered facts name a process on this host that no longer exists."""
-    if facts.get("host") != socket.gethostname():
-        return False
-    try:
-        pid = int(facts.get("pid", 0))
-    except (TypeError, ValueError):
-        return False
-    if pid <= 0 or pid == os.getpid():
-        return pid == os.getpid()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False

@@ -35,25 +35,24 @@ On a cache hit that is two round trips to Redis besides the claim.
 A Redis error anywhere defers the turn (retried once Redis answers; a turn
 that committed is then found answered); a lost lease defers it too (the turn
 start then finds where it belongs). A failing turn is answered with a clear
-error reply.
+error reply. Deferrals, error replies, ``/new`` and tenant usage live in
+:mod:`worker.turn_answers`; what a turn talks to in :mod:`worker.turn_services`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 
 from agent import AIAgent, TurnResult
 from agent.providers import DEFAULT_MAX_TOKENS, RetryPolicy
-from agent.tools import ToolEnvironment, ToolRegistry
+from agent.tools import ToolEnvironment
 from agent.turn_notice import with_notice
 from cluster.errors import (
     AgentClusterError,
@@ -63,30 +62,24 @@ from cluster.errors import (
     NotReplicated,
 )
 from cluster.folds import FoldStore
-from cluster.keys import Keyspace
-from cluster.leases import Lease, RedisLeaseStore, TurnStart, TurnStartStatus
-from cluster.placement import Placement
+from cluster.leases import Lease, TurnStart, TurnStartStatus
 from cluster.session_store import (
     Committed,
     RedisSessionStore,
     SessionSnapshot,
     StoredPrompt,
 )
-from cluster.settings import DEFAULT_COLLECT_WINDOW, DEFAULT_MODEL_CALL_DEADLINE
-from cluster.tenants import TenantStore
 from cluster.tool_state import RedisToolStateStore
-from cluster.transport import ReplyChannel, TurnJob, TurnQueue
-from worker.background_notices import BackgroundNotices
-from worker.cache import AgentCache, CheckoutHandle, EvictionCause
-from worker.config_view import ConfigView
+from cluster.transport import TurnJob
+from worker.cache import CheckoutHandle
 from worker.folding import FOLD_ATTR, SteerSignals, TurnFolding
-from worker.lease_keeper import LeaseKeeper
-from worker.metrics import WorkerMetrics, estimated_cost
+from worker.metrics import estimated_cost
 from worker.profile import AgentProfile
 from worker.running_turns import RunningTurns
 from worker.streaming import TurnEvents, open_turn_events
+from worker.turn_answers import TurnAnswers
 from worker.turn_outcome import Deferred, Finished, HandedOff, TurnOutcome
-from worker.workspace_handoff import WorkspaceHandoff
+from worker.turn_services import TurnServices
 
 log = logging.getLogger("worker.turns")
 
@@ -96,39 +89,6 @@ _STOP_REASONS = {
     "interrupt": "interrupted by a newer message (double texting: interrupt)",
     "rollback": "rolled back by a newer message (double texting: rollback)",
 }
-
-# Backoff of a deferred turn: first delay, growth, cap (seconds).
-RETRY_FIRST = 0.05
-RETRY_CAP = 1.0
-REDIS_RETRY_FIRST = 0.2
-REDIS_RETRY_CAP = 2.0
-
-
-@dataclass
-class TurnServices:
-    """Everything a turn talks to (built once per worker process)."""
-
-    worker_id: str
-    client: redis.Redis
-    keyspace: Keyspace
-    leases: RedisLeaseStore
-    sessions: RedisSessionStore
-    replies: ReplyChannel
-    cache: AgentCache[AIAgent]
-    config: ConfigView
-    lease_keeper: LeaseKeeper
-    tool_env: ToolEnvironment
-    tool_registry: ToolRegistry
-    queue: TurnQueue
-    placement: Placement
-    lease_ttl: float
-    reply_ttl: float
-    workspaces: WorkspaceHandoff
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
-    model_call_deadline: float = DEFAULT_MODEL_CALL_DEADLINE
-    collect_window: float = DEFAULT_COLLECT_WINDOW
-    notices: BackgroundNotices | None = None
 
 
 @dataclass(frozen=True)
@@ -192,9 +152,7 @@ class TurnRunner:
     def __init__(self, services: TurnServices) -> None:
         self.services = services
         self.running = RunningTurns()
-        self._attempts: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._tenants = TenantStore(services.client, services.keyspace)
+        self.answers = TurnAnswers(services)
         self._folds = FoldStore(services.client, services.keyspace)
         self.steer_signals = SteerSignals()
 
@@ -216,13 +174,15 @@ class TurnRunner:
             metrics.lease_lost()
             log.warning("turn %s of %s lost its lease: %s", job.message_id, job.session_key, exc)
             self.services.cache.evict(job.session_key)
-            return self._defer(job_id, "its lease was lost", redis_error=False)
+            return self.answers.defer(job_id, "its lease was lost", redis_error=False)
         except NotReplicated as exc:
             # Not confirmed by a replica (redis_durability replica): not acquired, or not
             # committed. Never a success: begun again later (a stored reply ends it then).
             metrics.turn_outcome("deferred")
             log.warning("turn %s of %s: %s", job.message_id, job.session_key, exc)
-            return self._defer(job_id, "a replica did not confirm its write", redis_error=True)
+            return self.answers.defer(
+                job_id, "a replica did not confirm its write", redis_error=True
+            )
         except redis.RedisError as exc:
             metrics.turn_outcome("deferred")
             hint = (
@@ -234,19 +194,18 @@ class TurnRunner:
             log.warning(
                 "turn %s of %s: Redis failed: %s%s", job.message_id, job.session_key, exc, hint
             )
-            return self._defer(job_id, f"Redis failed ({exc})", redis_error=True)
+            return self.answers.defer(job_id, f"Redis failed ({exc})", redis_error=True)
         except AgentClusterError as exc:
-            return self._answer_error(job, job_id, exc)
+            return self.answers.error(job, job_id, exc)
         except Exception as exc:  # a bug must still answer the caller, not hang it
             log.exception("turn %s of %s failed", job.message_id, job.session_key)
-            return self._answer_error(job, job_id, exc)
+            return self.answers.error(job, job_id, exc)
         if isinstance(outcome, Deferred):
             metrics.turn_set_aside(outcome)
             return outcome
         if isinstance(outcome, HandedOff):
             metrics.turn_set_aside(outcome)
-        with self._lock:  # a handed-off job's backoff count goes with it
-            self._attempts.pop(job_id, None)
+        self.answers.settled(job_id)  # a handed-off job's backoff count goes with it
         return outcome
 
     def cut_off(self) -> int:
@@ -292,7 +251,7 @@ class TurnRunner:
             if services.config.refresh(lease.config_version, lease.registry_generation):
                 services.cache.clear()
             if job.attrs.get("command") == "reset":
-                self._reset(job, job_id, lease)
+                self.answers.reset(job, job_id, lease)
                 services.metrics.turn_outcome("reset")
                 return outcome
             folding = TurnFolding(self._folds, lease, job_id, self.steer_signals)
@@ -339,7 +298,7 @@ class TurnRunner:
             return start
         if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
             services.metrics.turn_outcome("answered")
-            self._tenant_answered(job, job_id, usage=None, cost=0.0)
+            self.answers.tenant_answered(job, job_id, usage=None, cost=0.0)
             return Finished()
         if status is TurnStartStatus.NOT_OWNER:
             owner = start.other
@@ -347,9 +306,13 @@ class TurnRunner:
                 try:
                     owner = services.placement.assign(job.session_key)
                 except NoLiveWorkers:
-                    return self._defer(job_id, "no worker can own its session", redis_error=False)
+                    return self.answers.defer(
+                        job_id, "no worker can own its session", redis_error=False
+                    )
             if owner == services.worker_id:
-                return self._defer(job_id, "its session was just assigned here", redis_error=False)
+                return self.answers.defer(
+                    job_id, "its session was just assigned here", redis_error=False
+                )
             log.info(
                 "turn %s of %s: session owned by %s; handing it on",
                 job.message_id,
@@ -359,11 +322,13 @@ class TurnRunner:
             return HandedOff(f"session {job.session_key!r} is owned by {owner}", to_worker=owner)
         if status is TurnStartStatus.NOT_HEAD:
             if services.queue.clear_stale_pending(job.session_key, start.other):
-                return self._defer(job_id, "a stale earlier entry was cleared", redis_error=False)
-            return self._defer(
+                return self.answers.defer(
+                    job_id, "a stale earlier entry was cleared", redis_error=False
+                )
+            return self.answers.defer(
                 job_id, f"earlier message {start.other} runs first", redis_error=False
             )
-        return self._defer(
+        return self.answers.defer(
             job_id, f"worker {start.other} runs a turn of its session", redis_error=False
         )
 
@@ -536,89 +501,9 @@ class TurnRunner:
         )
         usage = result.usage.as_dict()
         cost = estimated_cost(turn.profile.provider, agent.model, usage)
-        self._tenant_answered(job, turn.job_id, usage=usage, cost=cost)
+        self.answers.tenant_answered(job, turn.job_id, usage=usage, cost=cost)
         turn.events.finish(reply, rolled_back=committed.rolled_back)
         return committed
-
-    def _reset(self, job: TurnJob, job_id: str, lease: Lease) -> None:
-        """``/new``: end the session for good (agent, tools, history), then answer.
-
-        The agent's clients are released and the session's tools are torn down
-        here, under this turn's lease and before the reset releases it: a
-        teardown after that (the cache's hard close runs on another thread,
-        with the fenced store of the agent's last turn) would be refused as
-        a stale writer, and could hit the next turn's fresh sandbox.
-        """
-        services = self.services
-        fenced_env = services.tool_env.with_state(
-            RedisToolStateStore(services.client, services.keyspace, lease=lease)
-        )
-        services.cache.evict(job.session_key, cause=EvictionCause.SESSION_END)
-        fenced_env.teardown(job.session_key)
-        if services.notices is not None:  # its processes are gone with the old conversation
-            services.notices.forget(job.session_key)
-        services.sessions.reset(
-            lease,
-            message_id=job.message_id,
-            reply={
-                "ok": True,
-                "message_id": job.message_id,
-                "text": "Session reset: history cleared, tools closed. A new conversation starts.",
-                "worker_id": services.worker_id,
-                "reset": True,
-                "turn": 0,
-                "fence": lease.token,
-                "epoch": lease.epoch,
-            },
-            job_id=job_id,
-            reply_ttl=services.reply_ttl,
-        )
-
-    # -- answers besides the commit ------------------------------------------------------
-
-    def _answer_error(self, job: TurnJob, job_id: str, exc: BaseException) -> TurnOutcome:
-        """Answer a failed turn with a clear error reply (deferred if Redis cannot take it)."""
-        with self._lock:
-            self._attempts.pop(job_id, None)
-        self.services.metrics.turn_outcome("error")
-        reply = {
-            "ok": False,
-            "message_id": job.message_id,
-            "worker_id": self.services.worker_id,
-            "error": f"{type(exc).__name__}: {exc}",
-        }
-        try:
-            self.services.replies.push(job.session_key, job.message_id, reply)
-        except redis.RedisError as push_error:
-            return self._defer(
-                job_id, f"its error reply could not be pushed ({push_error})", redis_error=True
-            )
-        self._tenant_answered(job, job_id, usage=None, cost=0.0)
-        return Finished()
-
-    def _defer(self, job_id: str, why: str, *, redis_error: bool) -> Deferred:
-        with self._lock:
-            attempt = self._attempts.get(job_id, 0)
-            self._attempts[job_id] = attempt + 1
-        first, cap = (
-            (REDIS_RETRY_FIRST, REDIS_RETRY_CAP) if redis_error else (RETRY_FIRST, RETRY_CAP)
-        )
-        return Deferred(f"turn {job_id} deferred: {why}", delay=min(cap, first * 2**attempt))
-
-    def _tenant_answered(
-        self, job: TurnJob, job_id: str, *, usage: dict[str, Any] | None, cost: float
-    ) -> None:
-        """Release the turn from its tenant's turns in flight and add its usage (best effort).
-
-        The reply is already committed or delivered: a Redis error here only
-        leaves the in-flight entry to expire and this turn out of the usage.
-        """
-        try:
-            self._tenants.turn_answered(job.session_key, job_id, usage=usage, cost=cost)
-        except redis.RedisError as exc:
-            log.warning(
-                "turn %s of %s: tenant usage not recorded: %s", job.message_id, job.session_key, exc
-            )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,11 @@ Run after every worker has exited, so the state is final:
 * the ``fence`` (lease token of the commit) rises strictly along a session's
   committed turns, and their ``started_at``/``ended_at`` intervals do not
   overlap (each skipped when the replies do not carry the field);
-* no worker log has a Traceback about an agent torn down mid-turn.
+* no worker log has a Traceback about an agent torn down mid-turn;
+* messages folded into a running turn (``steer``/``collect``) were answered by
+  that turn, follow its message in order, and were committed with it
+  (:mod:`tests.integration.chaos.fold_checks`; the turn and fence checks above
+  look at the turns, not at the copies of a turn's reply the folded ones get).
 
 :func:`diagnose_lost` says where each lost message ended up (committed or not,
 its rq job's status, which queue or in-flight list still holds it).
@@ -32,6 +36,7 @@ from cluster.keys import Keyspace
 from cluster.serialization import unpack
 from cluster.session_store import RedisSessionStore
 from cluster.transport import job_id_for
+from tests.integration.chaos import fold_checks
 from tests.integration.chaos.traffic import MessageRecord
 
 TEARDOWN_RE = re.compile(r"mid-turn|released while running")
@@ -124,9 +129,11 @@ def check_session(records: Sequence[MessageRecord], data: SessionData, f: Findin
     _check_history(records, data, f)
     _check_received_turns(records, f)
     _check_committed(records[0].session, data, f)
+    fold_checks.check_folds(records, data, f)
 
 
 def _check_replies(records: Sequence[MessageRecord], data: SessionData, f: Findings) -> None:
+    by_id = {r.message_id: r for r in records}
     for r in records:
         left = data.leftover.get(r.message_id, [])
         if not r.accepted:
@@ -138,8 +145,10 @@ def _check_replies(records: Sequence[MessageRecord], data: SessionData, f: Findi
                 f.add("interrupted answer", f"{r.message_id}: {str(reply.get('text'))[:80]!r}")
             elif reply.get("message_id") != r.message_id:
                 f.add("reply for another message", f"{r.message_id} got {reply.get('message_id')}")
-            elif not r.text_ok(str(reply.get("text"))):
-                kind = "wrong text (shell)" if r.shell else "wrong text"
+            elif not (answered := fold_checks.answered_message(r, by_id)).text_ok(
+                str(reply.get("text"))
+            ):
+                kind = "wrong text (shell)" if answered.shell else "wrong text"
                 f.add(kind, f"{r.message_id}: {str(reply.get('text'))[:80]!r}")
         elif r.gave_up is not None:
             f.add("failed (error reply, not retried)", f"{r.message_id}: {r.gave_up[:160]}")
@@ -197,7 +206,11 @@ def _check_history(records: Sequence[MessageRecord], data: SessionData, f: Findi
 
 
 def _check_received_turns(records: Sequence[MessageRecord], f: Findings) -> None:
-    turns = [(r.message_id, r.replies[0].get("turn")) for r in records if r.answered]
+    turns = [
+        (r.message_id, r.replies[0].get("turn"))
+        for r in records
+        if r.answered and not fold_checks.folded_into(r.replies[0])  # folded: its turn's number
+    ]
     for (_, a), (mid, b) in zip(turns, turns[1:], strict=False):
         if not (isinstance(a, int) and isinstance(b, int)):
             f.add("reply without an integer turn", f"{mid}: {b!r}")
@@ -209,17 +222,18 @@ def _check_committed(session: str, data: SessionData, f: Findings) -> None:
     if not data.stored:  # no replies hash (nothing committed, or the product keeps none)
         return
     f.checked.add("committed replies")
+    answered = sum(isinstance(r.get("turn"), int) for r in data.stored.values())
     replies = sorted(
-        (r for r in data.stored.values() if isinstance(r.get("turn"), int)),
+        (r for r in fold_checks.turn_replies(data.stored) if isinstance(r.get("turn"), int)),
         key=lambda r: int(r["turn"]),
     )
     turns = [int(r["turn"]) for r in replies]
     if turns != list(range(1, len(turns) + 1)):
         f.add("committed turns not 1..N", f"{session}: {_short(turns)}")
-    if len(turns) != len(data.user_texts):
+    if answered != len(data.user_texts):
         f.add(
             "committed replies != user messages in history",
-            f"{session}: {len(turns)} replies, {len(data.user_texts)} user messages",
+            f"{session}: {answered} replies, {len(data.user_texts)} user messages",
         )
     _check_fences(session, replies, f)
     _check_intervals(session, replies, f)

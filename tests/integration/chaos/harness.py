@@ -41,6 +41,7 @@ from cluster.keys import Keyspace
 from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
 from tests.integration.chaos import checks
+from tests.integration.chaos.bursts import BurstTraffic
 from tests.integration.chaos.traffic import MessageRecord, Traffic, TrafficConfig
 
 __all__ = [
@@ -438,6 +439,10 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
+# The workers' collect debounce (seconds): short, so a collect burst costs little time.
+COLLECT_WINDOW = 0.3
+
+
 def worker_env(home: Path, reply_ttl: float = 600.0) -> dict[str, str]:
     """The workers' environment: short heartbeat/lease settings, a private home.
 
@@ -450,6 +455,7 @@ def worker_env(home: Path, reply_ttl: float = 600.0) -> dict[str, str]:
         AGENT_CLUSTER_HEARTBEAT_INTERVAL="0.5",
         AGENT_CLUSTER_LEASE_TTL="5",
         AGENT_CLUSTER_DRAIN_TIMEOUT="15",
+        AGENT_CLUSTER_COLLECT_WINDOW=str(COLLECT_WINDOW),
         AGENT_CLUSTER_REPLY_TTL=str(max(600, int(reply_ttl))),
         AGENT_CLUSTER_HOME=str(home),
         PYTHONUNBUFFERED="1",
@@ -569,6 +575,9 @@ class ChaosConfig:
         interval: Mean seconds between chaos events.
         sh_fraction: Share of messages that run ``!sh sleep S; echo ...``.
         sh_sleep: The ``S`` above.
+        burst_fraction: Share of sessions whose messages come in bursts, a leader and one
+            or two followers sent with ``steer`` or ``collect`` while it runs
+            (:mod:`tests.integration.chaos.bursts`).
     """
 
     seed: int
@@ -583,6 +592,7 @@ class ChaosConfig:
     interval: float = 5.0
     sh_fraction: float = 0.3
     sh_sleep: float = 0.3
+    burst_fraction: float = 0.1
 
 
 @dataclass
@@ -663,7 +673,7 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> ChaosR
         )  # fmt: skip
         _wait_for_workers(server, namespace, config.workers, pool)
         t0[0] = time.monotonic()
-        traffic = Traffic(
+        traffic = BurstTraffic(
             TrafficConfig(
                 seed=config.seed, sessions=config.sessions, threads=config.threads,
                 traffic_end=config.duration, deadline=config.duration + config.settle,
@@ -672,7 +682,9 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> ChaosR
             ),
             settings,
             clock,
+            burst_fraction=config.burst_fraction,
         )  # fmt: skip
+        say(f"{traffic.bursty_sessions()} of {config.sessions} sessions send bursts")
         traffic.start()
         player = ChaosPlayer(plan, pool, server, namespace, clock, say)
         player.start()
@@ -836,6 +848,14 @@ def build_checks(
         row("foreign user messages in history", "foreign user message in history"),
         row("answers that are an interruption notice", "interrupted answer"),
         row("replies for another message / wrong echo", "reply for another message", "wrong text"),
+        row("folded (steer/collect) messages",
+            "folded messages (info)", assert_zero=False),
+        row("  turns that took in messages", "turns that took in messages (info)",
+            assert_zero=False),
+        row("folded: not answered by its turn",
+            "folded into a foreign message", "folded reply differs from its turn's reply",
+            "folded but not committed with its turn"),
+        row("folded: not in order after its turn", "folded out of order"),
         row("received turn numbers not +1",
             "received turns not +1", "reply without an integer turn"),
         _skippable(row("committed turns not exactly 1..N", "committed turns not 1..N",

@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of messages that run '!sh sleep S; echo ...' (0 for plain echo)",
     )
     parser.add_argument("--sh-sleep", type=float, default=0.3)
+    parser.add_argument(
+        "--burst-fraction",
+        type=float,
+        default=0.1,
+        help="share of sessions sending steer/collect followers while a turn runs (0: none)",
+    )
     parser.add_argument("--no-chaos", action="store_true", help="same traffic, no event")
     parser.add_argument("--plan-only", action="store_true", help="print the seeded plan and exit")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -94,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed, duration=args.duration, workers=args.workers, sessions=args.sessions or 100,
         workdir=workdir, chaos=not args.no_chaos, threads=args.threads, settle=args.settle,
         attempt_timeout=args.attempt_timeout, interval=args.interval,
-        sh_fraction=args.sh_fraction, sh_sleep=args.sh_sleep,
+        sh_fraction=args.sh_fraction, sh_sleep=args.sh_sleep, burst_fraction=args.burst_fraction,
     )  # fmt: skip
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every process is stopped.
     signal.signal(signal.SIGTERM, _interrupt)

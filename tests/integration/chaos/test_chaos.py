@@ -1,9 +1,10 @@
 r"""The seeded chaos test (issue 7): nothing accepted is lost, nothing answered twice.
 
 CI runs a 60-second variant: a private redis-server (AOF), 4 worker processes,
-100 sessions of continuous traffic, and every ~5 s one seeded event (kill -9,
-SIGSTOP 8 s, drain + replacement, a new worker, a Redis restart, a config
-push). The longer run is a command (see ``run.py``)::
+100 sessions of continuous traffic (a tenth of them in bursts whose second and
+third messages are sent with ``steer`` or ``collect`` while the first runs),
+and every ~5 s one seeded event (kill -9, SIGSTOP 8 s, drain + replacement, a
+new worker, a Redis restart, a config push). The longer run is a command (see ``run.py``)::
 
     .venv/bin/python -m tests.integration.chaos.run \
         --seed 3 --duration 600 --workers 6 --sessions 200
@@ -54,6 +55,7 @@ def test_chaos_loses_nothing_and_answers_once(seed: int, tmp_path: Path) -> None
     print(result.report())
     assert result.played, "the chaos plan was played"
     assert not result.failures, "\n".join(result.failures)
+    assert _folded(result.records) > 0, "steer/collect bursts were folded into running turns"
 
 
 @pytest.mark.integration
@@ -68,6 +70,12 @@ def test_harness_baseline_without_chaos_is_clean(tmp_path: Path) -> None:
     print(result.report())
     assert not result.failures, "\n".join(result.failures)
     assert sum(r.answered for r in result.records) > 300, "the traffic flowed"
+    assert _folded(result.records) > 0, "steer/collect bursts were folded into running turns"
+
+
+def _folded(records: list[MessageRecord]) -> int:
+    """Messages answered by a turn that took them in while it ran (``folded_into``)."""
+    return sum(bool(r.replies and r.replies[0].get("folded_into")) for r in records)
 
 
 # -- the plan alone (pure, no processes) --------------------------------------------
@@ -177,3 +185,59 @@ def test_the_checks_pass_a_clean_session() -> None:
     findings = checks.Findings()
     checks.check_session(records, data, findings)
     assert +findings.counts == Counter(), findings.examples
+
+
+# -- folded messages (steer/collect): synthetic data --------------------------------------
+
+
+def _folded_session() -> tuple[list[MessageRecord], checks.SessionData]:
+    """s001: a !sh turn that took in msg 1 and 2 (steer), then msg 3 as its own turn."""
+    records = [
+        MessageRecord("s001", 0, "s001-m0000", "!sh sleep 0.3; echo s001 msg 0", shell=True),
+        *(MessageRecord("s001", n, f"s001-m{n:04d}", f"s001 msg {n}", shell=False)
+          for n in (1, 2, 3)),
+    ]  # fmt: skip
+    turn = {"ok": True, "text": "echo: s001 msg 2", "turn": 1, "fence": 4,
+            "started_at": 1.0, "ended_at": 2.0, "folded": ["s001-m0001", "s001-m0002"]}  # fmt: skip
+    replies = [
+        {**turn, "message_id": "s001-m0000"},
+        {**turn, "message_id": "s001-m0001", "folded_into": "s001-m0000"},
+        {**turn, "message_id": "s001-m0002", "folded_into": "s001-m0000"},
+        {"ok": True, "message_id": "s001-m0003", "text": "echo: s001 msg 3", "turn": 2,
+         "fence": 5, "started_at": 2.5, "ended_at": 3.0},
+    ]  # fmt: skip
+    for record, reply in zip(records, replies, strict=True):
+        record.accepted_at = float(record.index)
+        record.replies.append(reply)
+    data = checks.SessionData(
+        user_texts=[r.text for r in records],
+        stored={r.message_id: dict(r.replies[0]) for r in records},
+        leftover={},
+    )
+    return records, data
+
+
+def test_the_checks_pass_a_session_whose_turn_took_in_steered_messages() -> None:
+    records, data = _folded_session()
+    findings = checks.Findings()
+    checks.check_session(records, data, findings)
+    problems = {k: n for k, n in findings.counts.items() if "(info)" not in k}
+    assert problems == {}, findings.examples
+    assert findings.counts["folded messages (info)"] == 2
+    assert findings.counts["turns that took in messages (info)"] == 1
+
+
+def test_the_checks_flag_a_fold_answered_by_another_turn_out_of_order_or_uncommitted() -> None:
+    records, data = _folded_session()
+    records[1].replies[0]["turn"] = 2  # answered as if by another turn
+    records[0].replies[0]["folded"] = ["s001-m0002", "s001-m0001"]  # taken out of order
+    del data.stored["s001-m0002"]  # a folded message whose reply was never committed
+    data.user_texts = [records[0].text, records[2].text, records[1].text, records[3].text]
+    findings = checks.Findings()
+    checks.check_session(records, data, findings)
+    counts = findings.counts
+    assert counts["folded reply differs from its turn's reply"] == 1
+    assert counts["folded out of order"] == 1
+    assert counts["folded but not committed with its turn"] == 1
+    assert counts["out of order in history"] == 1
+    assert counts["committed replies != user messages in history"] == 1
