@@ -125,7 +125,8 @@ def build_agent(
 
 def _tool_env(home: Path) -> ToolEnvironment:
     # As the bench's workers run: `auto` sandbox (bwrap where it works); no turn calls a tool.
-    return ToolEnvironment.default(home, sandbox=SandboxConfig.from_env({"AGENT_CLUSTER_SANDBOX": "auto"}))
+    sandbox = SandboxConfig.from_env({"AGENT_CLUSTER_SANDBOX": "auto"})
+    return ToolEnvironment.default(home, sandbox=sandbox)
 
 
 class InProcessIdeal:
@@ -226,9 +227,22 @@ def raw_rq_workers(
     rq = str(Path(sys.executable).with_name("rq"))
     return [
         subprocess.Popen(
-            [rq, "worker", "-w", "rq.worker.SimpleWorker", "-S", SERIALIZER, "--url", url,
-             "--name", f"bench-{queue}-{i}", queue],
-            env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                rq,
+                "worker",
+                "-w",
+                "rq.worker.SimpleWorker",
+                "-S",
+                SERIALIZER,
+                "--url",
+                url,
+                "--name",
+                f"bench-{queue}-{i}",
+                queue,
+            ],
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         for i in range(count)
     ]

@@ -44,7 +44,7 @@ from coordinator.bench.baselines import (
 )
 from coordinator.bench.hot_path import worker_env
 from coordinator.bench.infra import WorkerFleet
-from coordinator.bench.plan import BenchPlan, Progress
+from coordinator.bench.plan import SCENARIOS, BenchPlan, Progress
 from coordinator.ingress import Coordinator
 
 __all__ = ["MODELS", "SCENARIOS", "CostRun", "measure_economics"]
@@ -54,15 +54,6 @@ MODELS = {"openai": "gpt-5", "anthropic": "claude-sonnet-4-5"}
 
 ENDPOINT_NAMES = {"openai": "bench-openai", "anthropic": "bench-anthropic"}
 
-SCENARIOS = (
-    "stable",
-    "scale out 3->4",
-    "drain 1 of 4",
-    "non-busting push",
-    "busting push",
-    "worker crash",
-    "compression",
-)
 BASELINES = ("in-process ideal", "rebuild per request", "stateless workers")
 TURN_TIMEOUT = 120.0
 
@@ -125,6 +116,11 @@ class _Runner:
             {ENDPOINT_NAMES[provider]: {"provider": provider, "base_url": base}}
         )
 
+    def _config(self) -> dict[str, Any]:
+        return {
+            "model": {"endpoint": ENDPOINT_NAMES[self.provider], "default": MODELS[self.provider]}
+        }
+
     def _fresh(self) -> float:
         self.sim.clear_cache()
         self.sim.reset_stats()
@@ -159,14 +155,12 @@ class _Runner:
     def stateless(self) -> CostRun:
         queue = f"cost-stateless-{self.provider}"
         client = connect(self.redis_url)
-        baseline = StatelessWorkers(
-            client, queue=queue, namespace=queue, endpoint=self.endpoint
-        )
+        baseline = StatelessWorkers(client, queue=queue, namespace=queue, endpoint=self.endpoint)
         procs = raw_rq_workers(self.redis_url, queue, 4, worker_env(self.home))
         try:
             baseline.warm_up(4)
             started = self._fresh()
-            figures = []
+            figures: list[TurnFigures] = []
             for t in range(self.plan.cost_turns):
                 jobs = [
                     baseline.submit(f"s{s}", _text(s, t)) for s in range(self.plan.cost_sessions)
@@ -179,20 +173,31 @@ class _Runner:
 
     def scenario(self, name: str, index: int) -> CostRun:
         if name == "compression" and not compression_supported():
-            return CostRun(self.provider, name, 0, 0, 0, 0.0, 0.0, 0, 0.0,
-                           pending="lands with issue 21 (compression)")  # fmt: skip
+            return CostRun(
+                self.provider,
+                name,
+                0,
+                0,
+                0,
+                0.0,
+                0.0,
+                0,
+                0.0,
+                pending="lands with issue 21 (compression)",
+            )
         namespace = f"cost{index}{self.provider[0]}"
         client = connect(self.redis_url)
         store = RedisVersionStore(client, Keyspace(namespace))
-        config: dict[str, Any] = {
-            "model": {"endpoint": ENDPOINT_NAMES[self.provider], "default": MODELS[self.provider]}
-        }
+        config = self._config()
         store.publish_config(config, author="bench", source="bench")
         first = ["w1", "w2", "w3"] if name == "scale out 3->4" else ["w1", "w2", "w3", "w4"]
         with WorkerFleet(
-            redis_url=self.redis_url, namespace=namespace, home=self.home,
-            endpoints=self.endpoints_env, concurrency=16,
-        ) as fleet:  # fmt: skip
+            redis_url=self.redis_url,
+            namespace=namespace,
+            home=self.home,
+            endpoints=self.endpoints_env,
+            concurrency=16,
+        ) as fleet:
             fleet.start(*first)
             coordinator = Coordinator(
                 settings=ClusterSettings(redis_url=self.redis_url, namespace=namespace)
@@ -250,14 +255,16 @@ class _Runner:
         namespace = f"cost{index}{self.provider[0]}"
         client = connect(self.redis_url)
         RedisVersionStore(client, Keyspace(namespace)).publish_config(
-            {"model": {"endpoint": ENDPOINT_NAMES[self.provider], "default": MODELS[self.provider]}},
-            author="bench",
+            self._config(), author="bench"
         )
         client.close()
         with WorkerFleet(
-            redis_url=self.redis_url, namespace=namespace, home=self.home,
-            endpoints=self.endpoints_env, concurrency=16,
-        ) as fleet:  # fmt: skip
+            redis_url=self.redis_url,
+            namespace=namespace,
+            home=self.home,
+            endpoints=self.endpoints_env,
+            concurrency=16,
+        ) as fleet:
             fleet.start("w1", "w2", "w3", "w4")
             coordinator = Coordinator(
                 settings=ClusterSettings(redis_url=self.redis_url, namespace=namespace)
@@ -303,7 +310,8 @@ def measure_economics(
             progress.step(f"cost {provider}: rebuild per request")
             runs.append(runner.stateless())
             progress.step(f"cost {provider}: stateless workers")
-            for index, name in enumerate(SCENARIOS):
+            for name in plan.scenarios:
+                index = SCENARIOS.index(name)
                 if name == "worker crash":
                     runs.append(runner.crash(index))
                 else:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TextIO
 
 from cluster.errors import ConfigError
 
-__all__ = ["PLANS", "BenchPlan", "Progress", "plan_named"]
+__all__ = ["PLANS", "SCENARIOS", "BenchPlan", "Progress", "plan_named"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class BenchPlan:
         cost_sessions: Sessions of each prompt-cache scenario.
         cost_turns: Turns per session of each scenario.
         providers: Wire formats the cost scenarios run (each its own pricing).
+        scenarios: Cost scenarios run (``coordinator.bench.economics.SCENARIOS``).
         push_workers: Workers holding agents when a config push is measured.
         pushes: Pushes measured (p50, p99 over them).
         paper_workers: Workers of the on-paper ring simulation.
@@ -43,29 +45,54 @@ class BenchPlan:
     cost_sessions: int
     cost_turns: int
     providers: tuple[str, ...]
+    scenarios: tuple[str, ...]
     push_workers: int
     pushes: int
     paper_workers: int
     paper_sessions: int
 
-    @property
-    def steps(self) -> int:
-        """Progress steps of the run (what the bar counts)."""
-        hot = 1 + 3 * len(self.worker_counts)
-        cost = len(self.providers) * (3 + 7)
-        return hot + cost + 3 + 1
+    def steps_of(self, figures: Collection[str]) -> int:
+        """Progress steps of a run of these figure groups (what the bar counts)."""
+        steps = {
+            "hot": 1 + 3 * len(self.worker_counts),
+            "cost": len(self.providers) * (3 + len(self.scenarios)),
+            "control": 3,
+            "paper": 1,
+        }
+        return sum(steps.get(name, 0) for name in figures)
 
+
+SCENARIOS = (
+    "stable",
+    "scale out 3->4",
+    "drain 1 of 4",
+    "non-busting push",
+    "busting push",
+    "worker crash",
+    "compression",
+)
+"""The prompt-cache scenarios of figure 3 (``coordinator.bench.economics``)."""
 
 PLANS = {
-    "smoke": BenchPlan("smoke", 10, 40, (1,), 3, 3, ("openai",), 2, 2, 50, 5_000),
+    "smoke": BenchPlan(
+        name="smoke", latency_turns=10, throughput_turns=40, worker_counts=(1,),
+        cost_sessions=3, cost_turns=3, providers=("openai",),
+        scenarios=("stable", "compression"), push_workers=2, pushes=2,
+        paper_workers=50, paper_sessions=5_000,
+    ),
     "quick": BenchPlan(
-        "quick", 200, 400, (1, 2, 4), 20, 6, ("openai", "anthropic"), 8, 10, 1_000, 100_000
+        name="quick", latency_turns=200, throughput_turns=400, worker_counts=(1, 2, 4),
+        cost_sessions=20, cost_turns=6, providers=("openai", "anthropic"),
+        scenarios=SCENARIOS, push_workers=8, pushes=10,
+        paper_workers=1_000, paper_sessions=100_000,
     ),
     "full": BenchPlan(
-        "full", 1_000, 2_000, (1, 2, 4), 200, 20, ("openai", "anthropic"), 8, 50, 1_000,
-        1_000_000,
-    ),  # fmt: skip
-}
+        name="full", latency_turns=1_000, throughput_turns=2_000, worker_counts=(1, 2, 4),
+        cost_sessions=200, cost_turns=20, providers=("openai", "anthropic"),
+        scenarios=SCENARIOS, push_workers=8, pushes=50,
+        paper_workers=1_000, paper_sessions=1_000_000,
+    ),
+}  # fmt: skip
 
 
 def plan_named(name: str) -> BenchPlan:
@@ -105,8 +132,7 @@ class Progress:
         filled = self.WIDTH * self._done // self._total
         bar = "#" * filled + "-" * (self.WIDTH - filled)
         line = (
-            f"[{bar}] {self._done}/{self._total} {time.monotonic() - self._started:5.0f}s "
-            f"{label}"
+            f"[{bar}] {self._done}/{self._total} {time.monotonic() - self._started:5.0f}s {label}"
         )
         if self._tty:
             self._out.write("\r\x1b[2K" + line[:120])

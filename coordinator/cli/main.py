@@ -16,6 +16,7 @@ Subcommands:
     health        deploy probe: exit 0 when the worker is beating and active
     serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin
     platforms     chat platform bots (Telegram, Slack): lease holder, waiting, lag
+    bench         benchmark suite against the baselines (--full: BENCHMARKS.md's run)
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (see docs/settings.md). A mistake prints one line and exits non-zero.
@@ -44,6 +45,7 @@ from coordinator.cli import config as cli_config
 from coordinator.cli import platforms as cli_platforms
 from coordinator.cli import serve as cli_serve
 from coordinator.cli import status as cli_status
+from coordinator.cli.bench import add_bench_parser
 from coordinator.cli.errors import EXIT_NO, explain
 from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
@@ -361,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_status.register(sub)
     cli_serve.register(sub)
     cli_platforms.register(sub)
+    add_bench_parser(sub)
 
     sim = sub.add_parser(
         "simulate-llm",
