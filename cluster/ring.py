@@ -59,7 +59,7 @@ price of a C-extension dependency, which routing does not need.
 At 1,000 workers (160,000 points) a ring is edited, not rebuilt: a join
 inserts the newcomer's points into copies of the sorted arrays (``array('Q')``
 points, a list of owners), a leave cuts them out, each worker's points are
-hashed once per process, and a 4,096-slice index narrows each lookup's
+hashed once per process, and an index of up to 4,096 arcs narrows each lookup's
 bisection. ``benchmarks/bench_ring.py`` (shared 2-core box under load, medians):
 a join 4 ms and a leave 6 ms against 83 and 109 ms for the re-sorting ring
 (goal < 10 ms), a lookup 1.37 us against 2.76 us (goal < 2 us), a build
