@@ -37,7 +37,7 @@ def add_bench_parser(sub: Any) -> None:
         action="store_const",
         const="full",
         help="the published sizes: 200 sessions x 20 turns, 1,000,000 sessions "
-        "on paper (about 20 minutes)",
+        "on paper (30 minutes on a loaded 2-core machine)",
     )
     size.add_argument(
         "--smoke",
