@@ -35,7 +35,10 @@ from rq import Queue
 
 from cluster.serialization import MsgpackSerializer
 from cluster.settings import ClusterSettings
+from coordinator.bench.infra import redis_server
 from coordinator.ingress import Coordinator
+
+__all__ = ["redis_server", "use_simulator"]  # redis_server: shared with `agent-cluster bench`
 
 SERIALIZER = "cluster.serialization.MsgpackSerializer"
 
@@ -53,40 +56,6 @@ def use_simulator(openai_base_url: str) -> dict[str, Any]:
         {"simulator": {"provider": "openai", "base_url": openai_base_url}}
     )
     return {"model": {"default": "sim-gpt", "endpoint": "simulator"}}
-
-
-@contextmanager
-def redis_server(tmp: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 @contextmanager

@@ -8,7 +8,13 @@ Prints three tables for 10,000 session keys over 10 workers (by default):
 2. share of sessions whose owner changes when an 11th worker joins (goal:
    at most 1/11 + 1%) or the 10th leaves;
 3. max/mean sessions per worker, without and with the load bound (goal:
-   at most 1.10 with the bound).
+   at most 1.10 with the bound);
+4. at ``--large-workers`` (1,000) workers: building the ring, one worker
+   joining and one leaving, and a lookup, against the ring before it was
+   edited in place (every point hashed and all pairs sorted at each change,
+   kept here as :class:`RebuildRing`); goal: a change under 10 ms and a
+   lookup under 2 us, with the same placements
+   (``tests/unit/cluster/test_ring_reference.py`` proves the placements).
 
 uhashring is measured when it is importable (``pip install uhashring``); it is
 not a project dependency. Figures are for reading, never for gating CI.
@@ -17,6 +23,7 @@ not a project dependency. Figures are for reading, never for gating CI.
 from __future__ import annotations
 
 import argparse
+import bisect
 import statistics
 import sys
 import time
@@ -170,6 +177,71 @@ def bench_movement(keys: list[str], workers: list[str]) -> None:
     )
 
 
+class RebuildRing:
+    """The ring before incremental edits (its code, verbatim in effect): every point hashed
+    at a build; a change re-sorts all ``(point, node)`` pairs into new tuples."""
+
+    def __init__(self, nodes: list[str], vnodes: int = 160) -> None:
+        pairs = [(ring_point(f"{node}#{i}"), node) for node in nodes for i in range(vnodes)]
+        self._set(nodes, vnodes, sorted(pairs))
+
+    def _set(self, nodes: list[str], vnodes: int, ring: list[tuple[int, str]]) -> None:
+        self.points = tuple(point for point, _ in ring)
+        self.owners = tuple(node for _, node in ring)
+        self.nodes, self.vnodes = nodes, vnodes
+
+    def with_node(self, node: str) -> RebuildRing:
+        ring = list(zip(self.points, self.owners, strict=True))
+        ring.extend((ring_point(f"{node}#{i}"), node) for i in range(self.vnodes))
+        ring.sort()
+        new = RebuildRing([], self.vnodes)
+        new._set([*self.nodes, node], self.vnodes, ring)
+        return new
+
+    def without_node(self, node: str) -> RebuildRing:
+        ring = [pair for pair in zip(self.points, self.owners, strict=True) if pair[1] != node]
+        new = RebuildRing([], self.vnodes)
+        new._set([n for n in self.nodes if n != node], self.vnodes, ring)
+        return new
+
+    def owner(self, key: str) -> str:
+        index = bisect.bisect_left(self.points, ring_point(key))
+        return self.owners[index if index < len(self.points) else 0]
+
+
+def median_s(action: Callable[[], object], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_large(keys: list[str], size: int) -> None:
+    workers = [f"worker-{i}" for i in range(size)]
+    old, new = RebuildRing(workers), HashRing(workers)
+    cases = (
+        ("build", lambda: RebuildRing(workers), lambda: HashRing(workers), 3),
+        ("one worker joins", lambda: old.with_node("joiner"), lambda: new.with_node("joiner"), 3),
+        ("one worker leaves", lambda: old.without_node("worker-7"),
+         lambda: new.without_node("worker-7"), 3),
+    )  # fmt: skip
+    rows: list[tuple[str, ...]] = []
+    for name, before, after, repeats in cases:
+        b, a = median_s(before, repeats), median_s(after, max(repeats, 7))
+        rows.append((name, f"{b * 1e3:,.2f} ms", f"{a * 1e3:,.3f} ms", f"{a / b:.4f}x"))
+    b, a = median_ns_per_op(old.owner, keys), median_ns_per_op(new.owner, keys)
+    rows.append(("lookup (owner)", f"{b / 1e3:.2f} us", f"{a / 1e3:.2f} us", f"{a / b:.2f}x"))
+    same = sum(old.owner(key) == new.owner(key) for key in keys)
+    print_table(
+        f"{size:,} workers x 160 vnodes: rebuild-and-sort ring (before) vs HashRing (after); "
+        f"goal: a change < 10 ms, lookup < 2 us; same owner for {same:,}/{len(keys):,} keys",
+        ("operation", "before", "after", "after/before"),
+        rows,
+    )
+
+
 def bench_balance(keys: list[str], workers: list[str]) -> None:
     rows: list[tuple[str, ...]] = []
     modulo = modulo_owner(workers)
@@ -225,6 +297,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=10)
+    parser.add_argument("--large-workers", type=int, default=1_000)
     args = parser.parse_args()
     keys = [f"session:{i}" for i in range(args.sessions)]
     workers = [f"worker-{i}" for i in range(args.workers)]
@@ -234,6 +307,7 @@ def main() -> None:
     bench_lookup(keys, workers)
     bench_movement(keys, workers)
     bench_balance(keys, workers)
+    bench_large(keys, args.large_workers)
 
 
 if __name__ == "__main__":

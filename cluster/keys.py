@@ -169,6 +169,10 @@ Key                                     Type    TTL                 Written by  
                                                                     changed): session keys
 ======================================  ======  ==================  ========================  ===========================
 
+``agent-cluster bench``'s stateless-worker baseline (``coordinator.bench.baselines``)
+also appends to ``{ns}:s:{S}:history`` itself, in namespaces of its own on
+the redis-server the bench starts (never a cluster's Redis).
+
 rq builds its own keys from the queue name; :meth:`Keyspace.worker_queue`
 names the queue so that it carries the namespace too. :mod:`cluster.transport`
 (with :mod:`cluster.claims` and :mod:`cluster.rq_format`) drives rq's job

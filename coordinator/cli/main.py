@@ -17,6 +17,7 @@ Subcommands:
     serve         the HTTP API: JSON and SSE, OpenAI-compatible, admin
     platforms     chat platform bots (Telegram, Slack): lease holder, waiting, lag
     schedules     scheduled messages of a session: add (--at or --cron, UTC), list, cancel
+    bench         benchmark suite against the baselines (--full: BENCHMARKS.md's run)
 
 Settings come from flags, AGENT_CLUSTER_* variables and a settings file, in
 that order (see docs/settings.md). A mistake prints one line and exits non-zero.
@@ -46,6 +47,7 @@ from coordinator.cli import platforms as cli_platforms
 from coordinator.cli import schedules as cli_schedules
 from coordinator.cli import serve as cli_serve
 from coordinator.cli import status as cli_status
+from coordinator.cli.bench import add_bench_parser
 from coordinator.cli.errors import EXIT_NO, explain
 from coordinator.cli.settings import (
     CONNECTION_SETTINGS,
@@ -370,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_serve.register(sub)
     cli_platforms.register(sub)
     cli_schedules.register(sub)
+    add_bench_parser(sub)
 
     sim = sub.add_parser(
         "simulate-llm",

@@ -1,0 +1,208 @@
+"""What a benchmark run stands on: its own redis-server, worker processes, Redis counters.
+
+Every figure of ``agent-cluster bench`` is taken on a redis-server this module
+starts on a free loopback port (never a Redis someone else uses: the run reads
+``INFO commandstats`` and ``INFO cpu`` and those must count only its own
+commands), with worker processes started from the same Python as
+``agent-cluster worker``. Everything is stopped in reverse order by the
+context managers, even when a figure fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from cluster.connection import connect
+from cluster.errors import ConfigError
+from cluster.keys import Keyspace
+from cluster.membership import RedisMembership
+
+__all__ = ["RedisCounters", "WorkerFleet", "redis_server", "redis_counters"]
+
+STARTUP_TIMEOUT = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """Run a private redis-server (no persistence) and yield its URL.
+
+    Raises:
+        ConfigError: ``redis-server`` is not installed, or did not answer in 30 s.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ConfigError(
+            "agent-cluster bench starts its own redis-server and none is installed: "
+            "apt-get install redis-server (or put redis-server on PATH)"
+        )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise ConfigError(f"redis-server on port {port} did not start") from None
+                time.sleep(0.02)
+        client.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class RedisCounters:
+    """Commands by name and CPU seconds of a Redis server at one instant."""
+
+    calls: Mapping[str, float]
+    cpu_seconds: float
+
+    def since(self, before: RedisCounters) -> RedisCounters:
+        """What happened between ``before`` and this snapshot."""
+        calls = {
+            name: count - before.calls.get(name, 0)
+            for name, count in self.calls.items()
+            if count > before.calls.get(name, 0)
+        }
+        return RedisCounters(calls=calls, cpu_seconds=self.cpu_seconds - before.cpu_seconds)
+
+    @property
+    def total_calls(self) -> float:
+        """All commands counted."""
+        return sum(self.calls.values())
+
+
+def redis_counters(client: redis.Redis) -> RedisCounters:
+    """Read ``INFO commandstats`` and ``INFO cpu`` (server + its threads, user + system)."""
+    stats = client.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_").upper(): int(value["calls"])
+        for name, value in stats.items()
+        if isinstance(value, dict)
+    }
+    cpu = client.info("cpu")
+    seconds = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    return RedisCounters(calls=calls, cpu_seconds=seconds)
+
+
+class WorkerFleet:
+    """Worker processes of one namespace, started with ``agent-cluster worker``.
+
+    Args:
+        redis_url: The bench's own Redis.
+        namespace: Keyspace of this figure (each figure uses its own).
+        home: ``AGENT_CLUSTER_HOME`` of the workers (a temporary directory).
+        endpoints: ``AGENT_CLUSTER_ENDPOINTS`` for the workers (YAML/JSON text), if any.
+        concurrency: Turns each worker runs at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        namespace: str,
+        home: Path,
+        endpoints: str | None = None,
+        concurrency: int = 32,
+    ) -> None:
+        self.redis_url = redis_url
+        self.namespace = namespace
+        self._home = home
+        self._concurrency = concurrency
+        self._env = {**os.environ, "AGENT_CLUSTER_HOME": str(home), "AGENT_CLUSTER_SANDBOX": "auto"}
+        self._env.pop("OPENAI_API_KEY", None)
+        self._env.pop("ANTHROPIC_API_KEY", None)
+        if endpoints is not None:
+            self._env["AGENT_CLUSTER_ENDPOINTS"] = endpoints
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._client = connect(redis_url)
+        self._membership = RedisMembership(self._client, Keyspace(namespace), heartbeat_ttl=5.0)
+
+    def start(self, *worker_ids: str) -> None:
+        """Start workers and wait until each is registered and beating."""
+        for worker_id in worker_ids:
+            log = (self._home / f"{self.namespace}-{worker_id}.log").open("ab")
+            with log:
+                self._procs[worker_id] = subprocess.Popen(
+                    [sys.executable, "-m", "coordinator.cli", "worker", "--redis-url",
+                     self.redis_url, "--namespace", self.namespace, "--id", worker_id,
+                     "--concurrency", str(self._concurrency)],
+                    env=self._env, stdout=subprocess.DEVNULL, stderr=log,
+                )  # fmt: skip
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not all(self._membership.is_alive(w) for w in worker_ids):
+            dead = [w for w in worker_ids if self._procs[w].poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"worker(s) {dead or list(worker_ids)} did not start; see "
+                    f"{self._home}/{self.namespace}-{(dead or list(worker_ids))[0]}.log"
+                )
+            time.sleep(0.02)
+
+    @property
+    def ids(self) -> list[str]:
+        """Workers started and not yet stopped."""
+        return sorted(w for w, p in self._procs.items() if p.poll() is None)
+
+    def kill(self, worker_id: str) -> None:
+        """SIGKILL a worker (a crash: nothing runs its shutdown)."""
+        proc = self._procs[worker_id]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def drain(self, worker_id: str, timeout: float = 120.0) -> int:
+        """SIGTERM a worker (a drain) and wait for its exit status."""
+        proc = self._procs[worker_id]
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def log_of(self, worker_id: str) -> Path:
+        """The worker's log file (stderr)."""
+        return self._home / f"{self.namespace}-{worker_id}.log"
+
+    def close(self) -> None:
+        """Stop every worker still running (a drain each), then the membership client."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._client.close()
+
+    def __enter__(self) -> WorkerFleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,481 @@
+"""Tables, JSON and charts of one benchmark run.
+
+Every figure is a ratio against a baseline measured in the same run, with the
+absolute figure beside it; nothing here gates anything. :func:`markdown`
+renders the tables (the same text goes to the terminal and between the
+``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers of BENCHMARKS.md),
+:func:`write_json` the raw figures, :func:`write_charts` the PNG charts when
+matplotlib is installed (``pip install 'agent-cluster[bench]'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import ConfigError
+from cluster.settings import ClusterSettings
+from coordinator.bench.control import ControlFigures
+from coordinator.bench.economics import BASELINES, CostRun
+from coordinator.bench.hot_path import HotPathFigures, percentile
+from coordinator.bench.paper import PaperFigures
+from coordinator.bench.why import WHY
+
+__all__ = [
+    "BenchResults",
+    "check_charts_possible",
+    "markdown",
+    "replace_between_markers",
+    "write_charts",
+    "write_json",
+]
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+CLUSTER = "agent-cluster"
+RAW = "raw rq no-op job"
+IDEAL = "in-process ideal"
+TURNS_PER_SESSION_MINUTE = 1.0
+"""The load assumed for 'sessions one Redis core carries': one turn per active session a minute."""
+
+
+@dataclass
+class BenchResults:
+    """Everything one run measured."""
+
+    plan: str
+    machine: dict[str, Any]
+    hot: HotPathFigures | None = None
+    costs: list[CostRun] | None = None
+    control: ControlFigures | None = None
+    paper: PaperFigures | None = None
+    seconds: float = 0.0
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine a run was taken on (load average at the start: the machine may be shared)."""
+    load = os.getloadavg()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in load],
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    return [line, rule, *body]
+
+
+def _ratio(value: float, base: float) -> str:
+    if not base or math.isnan(base) or math.isnan(value):
+        return "n/a"
+    return f"{value / base:.2f}x"
+
+
+def _hot_tables(hot: HotPathFigures) -> list[str]:
+    out = ["### 1. Hot path: zero-latency model (offline), overhead per turn", ""]
+    raw = statistics.median(hot.latency_ms.get(RAW, [math.nan]))
+    ideal = statistics.median(hot.latency_ms.get(IDEAL, [math.nan]))
+    rows = []
+    for name, samples in hot.latency_ms.items():
+        p50 = statistics.median(samples)
+        rows.append(
+            [
+                name,
+                f"{p50:.3f}",
+                f"{percentile(samples, 0.99):.3f}",
+                _ratio(p50, raw),
+                _ratio(p50, ideal),
+                len(samples),
+            ]
+        )
+    out += _table(
+        [
+            "path (sequential turns)",
+            "p50 ms",
+            "p99 ms",
+            "p50 vs raw rq",
+            "p50 vs in-process ideal",
+            "turns",
+        ],
+        rows,
+    )
+    counts = sorted({n for per in hot.throughput.values() for n in per})
+    out += ["", "turns/s with N worker processes (100 sessions, all turns submitted at once):", ""]
+    rows = []
+    raw_tp = hot.throughput.get(RAW, {})
+    for name, per in hot.throughput.items():
+        cells = [
+            f"{per[n]:,.0f} ({_ratio(per[n], raw_tp.get(n, math.nan))})" if n in per else "-"
+            for n in counts
+        ]
+        first, last = per.get(counts[0]), per.get(counts[-1])
+        scale = _ratio(last, first) if first and last and len(per) > 1 else "-"
+        rows.append([name, *cells, scale])
+    out += _table(
+        [
+            "path",
+            *[f"{n} worker(s): turns/s (vs raw rq)" for n in counts],
+            f"{counts[-1]} vs {counts[0]} workers",
+        ],
+        rows,
+    )
+    out += ["", "in-process ideal: one process, no Redis, no queue (the ceiling, not a peer)."]
+    return out
+
+
+def _redis_tables(hot: HotPathFigures) -> list[str]:
+    if not hot.redis_per_turn:
+        return []
+    out = ["", "### 2. What one Redis carries: per turn (INFO commandstats / INFO cpu)", ""]
+    raw = hot.redis_per_turn.get(RAW)
+    rows = []
+    for name, per in hot.redis_per_turn.items():
+        cpu_us = per.cpu_seconds * 1e6
+        per_core = 1e6 / cpu_us if cpu_us > 0 else math.nan
+        rows.append(
+            [
+                name,
+                f"{cpu_us:,.0f}",
+                f"{per.total_calls:.1f}",
+                _ratio(cpu_us, raw.cpu_seconds * 1e6) if raw else "n/a",
+                _ratio(per.total_calls, raw.total_calls) if raw else "n/a",
+                f"{per_core:,.0f}",
+                f"{per_core * 60 / TURNS_PER_SESSION_MINUTE:,.0f}",
+            ]
+        )
+    out += _table(
+        [
+            "path",
+            "Redis CPU us/turn",
+            "commands/turn",
+            "CPU vs raw rq",
+            "commands vs raw rq",
+            "turns/s per Redis core",
+            "active sessions per core (1 turn/min)",
+        ],
+        rows,
+    )
+    out += ["", durability_note()]
+    ours = hot.redis_per_turn.get(CLUSTER)
+    if ours is None:
+        return out
+    out += ["", "Commands one agent-cluster turn issues (scripts' inner commands counted):", ""]
+    rows = []
+    for name, count in sorted(ours.calls.items(), key=lambda item: -item[1]):
+        if count < 0.02:
+            continue
+        raw_count = raw.calls.get(name, 0.0) if raw else 0.0
+        rows.append(
+            [
+                name,
+                f"{count:.2f}",
+                f"{raw_count:.2f}",
+                WHY.get(name, "(not attributed)"),
+            ]
+        )
+    out += _table(["command", "per turn", "raw rq per job", "why"], rows)
+    return out
+
+
+def durability_note() -> str:
+    """What the Redis figure says about durability ``replica`` (Redis failover, issue 20)."""
+    names = {f.name for f in dataclasses.fields(ClusterSettings)}
+    if not any("durability" in name for name in names):
+        return "durability `replica` rows: pending, they land with issue 20 (Redis failover)."
+    return (
+        "durability `replica`: the settings have it, but this suite does not measure it yet "
+        "(the figure above is the default durability)."
+    )
+
+
+def _cost_tables(costs: list[CostRun]) -> list[str]:
+    out = ["", "### 3. Prompt-cache economics (provider simulator, list prices)", ""]
+    for provider in dict.fromkeys(run.provider for run in costs):
+        runs = [run for run in costs if run.provider == provider]
+        base = {run.scenario: run for run in runs if run.scenario in BASELINES}
+        ideal = base.get(IDEAL)
+        rows = []
+        for run in runs:
+            if run.pending:
+                rows.append([run.scenario, "pending", "", "", "", "", "", "", run.pending])
+                continue
+            goal = ""
+            if run.scenario not in BASELINES and ideal is not None:
+                within = run.cost_usd <= ideal.cost_usd * 1.01
+                goal = (
+                    "busting: rebuilds expected"
+                    if run.scenario == "busting push"
+                    else ("met" if within else "missed")
+                )
+            rows.append(
+                [
+                    run.scenario,
+                    f"{run.cache_read_share:.1%}",
+                    f"${run.cost_usd:.4f}",
+                    *[
+                        _ratio(run.cost_usd, base[b].cost_usd) if b in base else "n/a"
+                        for b in BASELINES
+                    ],
+                    str(run.agents_built),
+                    str(run.turns_lost),
+                    goal,
+                ]
+            )
+        sessions_turns = f"{runs[0].turns} turns" if runs else ""
+        out += [f"{provider} ({sessions_turns} per run):", ""]
+        out += _table(
+            [
+                "scenario",
+                "cache-read share",
+                "cost",
+                "vs ideal",
+                "vs rebuild/request",
+                "vs stateless",
+                "agents built",
+                "turns lost",
+                "goal: within 1% of ideal",
+            ],
+            rows,
+        )
+        out.append("")
+    return out
+
+
+def _control_table(control: ControlFigures, workers: int) -> list[str]:
+    out = ["### 4. Control and failure", ""]
+    push, floor = control.push_last_ms, control.publish_floor_ms
+    rows = [
+        [
+            f"config push -> stale agents released on all {workers} workers",
+            f"{percentile(push, 0.5):.1f} ms / {percentile(push, 0.99):.1f} ms",
+            f"bare PUBLISH -> subscriber {percentile(floor, 0.5):.2f} ms",
+            _ratio(percentile(push, 0.5), percentile(floor, 0.5)),
+        ],
+        [
+            "kill -9 -> first handed-on turn answered",
+            f"{control.crash_answered:.2f} s",
+            f"heartbeat TTL {control.heartbeat_ttl:g} s",
+            _ratio(control.crash_answered, control.heartbeat_ttl),
+        ],
+        [
+            "drain (SIGTERM mid-turn) -> exit 0",
+            f"{control.drain_seconds:.2f} s",
+            f"running turn left {control.drain_turn_left:.2f} s",
+            _ratio(control.drain_seconds, control.drain_turn_left),
+        ],
+        ["gateway waiting-caller capacity", "pending", "lands with issue 19", ""],
+    ]
+    out += _table(["measure", "value (p50 / p99)", "floor (baseline)", "ratio"], rows)
+    return out
+
+
+def _paper_table(paper: PaperFigures) -> list[str]:
+    n = paper.workers
+    out = ["", f"### 5. Scale on paper: {n:,} workers, {paper.sessions:,} sessions", ""]
+    rows = [
+        [
+            "lookup (HashRing.owner)",
+            f"{paper.lookup_ns / 1000:.2f} us",
+            f"bare blake2b hash {paper.hash_ns / 1000:.2f} us",
+            _ratio(paper.lookup_ns, paper.hash_ns),
+            "< 2 us",
+        ],
+        [
+            "one worker joins (ring edit)",
+            f"{paper.join_ms:.2f} ms",
+            f"ring build {paper.build_ms:.0f} ms",
+            _ratio(paper.join_ms, paper.build_ms),
+            "< 10 ms",
+        ],
+        [
+            "one worker leaves (ring edit)",
+            f"{paper.leave_ms:.2f} ms",
+            f"ring build {paper.build_ms:.0f} ms",
+            _ratio(paper.leave_ms, paper.build_ms),
+            "< 10 ms",
+        ],
+        [
+            "ring placement moved on a join",
+            f"{paper.moved_on_join:.3%}",
+            f"ideal 1/{n + 1}",
+            _ratio(paper.moved_on_join, 1 / (n + 1)),
+            "",
+        ],
+        [
+            "ring placement moved on a leave",
+            f"{paper.moved_on_leave:.3%}",
+            f"ideal 1/{n}",
+            _ratio(paper.moved_on_leave, 1 / n),
+            "",
+        ],
+        [
+            "sessions moved on a join (sticky ownership)",
+            f"{paper.sticky_moved_on_join:.3%}",
+            "owners stay while alive",
+            "",
+            "",
+        ],
+        [
+            "sessions moved on a leave (sticky ownership)",
+            f"{paper.sticky_moved_on_leave:.3%}",
+            "only the leaver's",
+            _ratio(paper.sticky_moved_on_leave, 1 / n),
+            "",
+        ],
+        ["max/mean sessions per worker (no bound)", f"{paper.max_over_mean:.3f}", "1.000", "", ""],
+    ]
+    out += _table(["measure", "value", "baseline", "ratio", "goal"], rows)
+    return out
+
+
+def markdown(results: BenchResults) -> str:
+    """All tables of a run, as Markdown."""
+    m = results.machine
+    lines = [
+        f"Run `{results.plan}` in {results.seconds:.0f} s on {m['cpus']} CPUs, {m['platform']}, "
+        f"Python {m['python']}, load average at start {m['load_average']} (a shared machine "
+        "inflates absolute times; the ratios are measured in the same run).",
+        "",
+    ]
+    if results.hot is not None:
+        lines += _hot_tables(results.hot) + _redis_tables(results.hot)
+    if results.costs is not None:
+        lines += _cost_tables(results.costs)
+    if results.control is not None:
+        lines += _control_table(results.control, results.machine.get("push_workers", 0))
+    if results.paper is not None:
+        lines += _paper_table(results.paper)
+    return "\n".join(lines) + "\n"
+
+
+def _jsonable(results: BenchResults) -> dict[str, Any]:
+    hot = results.hot
+    return {
+        "plan": results.plan,
+        "seconds": results.seconds,
+        "machine": results.machine,
+        "hot_path": None
+        if hot is None
+        else {
+            "latency_ms": hot.latency_ms,
+            "throughput": hot.throughput,
+            "redis_per_turn": {
+                name: {"cpu_us": c.cpu_seconds * 1e6, "calls": dict(c.calls)}
+                for name, c in hot.redis_per_turn.items()
+            },
+        },
+        "costs": None if results.costs is None else [run.as_dict() for run in results.costs],
+        "control": None if results.control is None else results.control.as_dict(),
+        "paper": None if results.paper is None else results.paper.as_dict(),
+    }
+
+
+def write_json(results: BenchResults, directory: Path) -> Path:
+    """Write ``results.json`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "results.json"
+    path.write_text(json.dumps(_jsonable(results), indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def check_charts_possible() -> None:
+    """Fail before a long run, not after it, when the charts cannot be drawn.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "--out draws charts with matplotlib, which is not installed: "
+            "pip install 'agent-cluster[bench]' (or run without --out)"
+        ) from None
+
+
+def write_charts(results: BenchResults, directory: Path) -> list[Path]:
+    """The cost-scenario and scaling-curve charts as PNG files.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    check_charts_possible()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    if results.costs:
+        providers = list(dict.fromkeys(run.provider for run in results.costs))
+        fig, axes = plt.subplots(1, len(providers), figsize=(6 * len(providers), 4), squeeze=False)
+        for ax, provider in zip(axes[0], providers, strict=True):
+            runs = [r for r in results.costs if r.provider == provider and not r.pending]
+            ideal = next((r.cost_usd for r in runs if r.scenario == IDEAL), 0.0) or 1.0
+            ax.barh(
+                [r.scenario for r in runs],
+                [r.cost_usd / ideal for r in runs],
+                color=["grey" if r.scenario in BASELINES else "tab:blue" for r in runs],
+            )
+            ax.axvline(1.01, color="tab:red", linestyle="--", linewidth=1)
+            ax.set_xlabel("cost / in-process ideal (red: +1% goal)")
+            ax.set_title(f"{provider}: prompt-cache cost by scenario")
+            ax.invert_yaxis()
+        fig.tight_layout()
+        path = directory / "cost_scenarios.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    if results.hot and results.hot.throughput:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, per in results.hot.throughput.items():
+            if len(per) > 1:
+                counts = sorted(per)
+                ax.plot(counts, [per[n] for n in counts], marker="o", label=name)
+        ax.set_xlabel("worker processes")
+        ax.set_ylabel("turns/s (zero-latency model)")
+        ax.set_title("Scaling: turns/s by workers")
+        ax.legend()
+        fig.tight_layout()
+        path = directory / "scaling.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def replace_between_markers(document: Path, tables: str | None) -> None:
+    """Put ``tables`` between the bench markers of ``document`` (the rest is kept);
+    ``None`` only checks that the markers are there.
+
+    Raises:
+        ConfigError: the document lacks the markers.
+    """
+    text = document.read_text() if document.exists() else ""
+    if START not in text or END not in text:
+        raise ConfigError(
+            f"{document} has no {START} ... {END} markers: add them where the tables go"
+        )
+    if tables is None:
+        return
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    document.write_text(f"{head}{START}\n{tables}{END}{tail}")
