@@ -5,12 +5,14 @@ stranded job's worker) is the Python :class:`~coordinator.ingress.Coordinator`,
 run on a bounded pool of threads: one short Redis script per message, and
 one implementation of routing for every ingress. Everything that waits, the
 reply of a turn and its event stream, goes through the process' one
-:class:`~coordinator.http.waiters.Waiters`, which serves every waiting caller
-from two tasks with batched reads, so ten thousand waiting callers hold ten
-thousand sockets, not threads nor Redis connections. The process opens at
-most ``gateway_redis_connections`` Redis connections in all (a small pool
-for accepting messages, the rest for everything asyncio), each named
-:func:`client_name` in ``CLIENT LIST``.
+:class:`~coordinator.http.waiters.Waiters`: one subscriber connection hears
+the wake-up signals of exactly the replies and streams its callers wait on,
+and one task reads what was signalled in batches, so ten thousand waiting
+callers hold ten thousand sockets, not threads nor Redis connections, and
+an idle one costs no Redis command. The process opens at most
+``gateway_redis_connections`` Redis connections in all (a small pool for
+accepting messages, the rest for everything asyncio, the subscriber
+included), each named :func:`client_name` in ``CLIENT LIST``.
 
 Nothing here keeps state between requests: the reply list, the event stream
 and the session all live in Redis, so any number of gateway instances serve
@@ -19,9 +21,10 @@ the same cluster and a client may reconnect to any of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -34,18 +37,17 @@ from cluster.connection import EMBEDDED_SCHEME, connect, embedded_server
 from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
-from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
-from coordinator.http.waiters import Hold, ReplyWatch, Waiters
+from coordinator.http.waiters import Hold, Wait, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
 __all__ = ["EVENT_ID_RE", "Gateway", "async_client", "client_name"]
 
 T = TypeVar("T")
 
-# Seconds a reply of Redis may take (the waiters block at most 0.2 s per read).
+# Seconds a reply of Redis may take (the waiters never block on a read).
 _SOCKET_TIMEOUT = 10.0
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
@@ -137,7 +139,7 @@ class Gateway:
         self.waiters = Waiters(
             client=client,
             max_waiting=settings.gateway_max_waiting,
-            reply_poll=settings.gateway_reply_poll,
+            sweep_interval=settings.gateway_sweep_interval,
             reply_ttl=settings.reply_ttl,
         )
 
@@ -147,7 +149,7 @@ class Gateway:
 
         Of ``gateway_redis_connections``, a quarter (at least one) accepts
         messages on the coordinator's threads; the rest serve every waiting
-        caller and the handlers' own reads.
+        caller (one of them is the wake-up subscriber) and the handlers' own reads.
         """
         total = settings.gateway_redis_connections
         submit = max(1, total // _SUBMIT_SHARE)
@@ -163,6 +165,19 @@ class Gateway:
     def admit(self) -> Hold:
         """A place for one more waiting caller (raises ``GatewayFull`` past the limit)."""
         return self.waiters.admit()
+
+    @contextlib.asynccontextmanager
+    async def waiting_place(self) -> AsyncIterator[None]:
+        """A waiting caller's place for a caller that cannot be refused (a bot's delivery).
+
+        It counts against ``gateway_max_waiting`` like an HTTP caller; while
+        the gateway is full it waits for a place instead of failing.
+        """
+        hold = await self.waiters.admit_when_room()
+        try:
+            yield
+        finally:
+            hold.release()
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """A tenant's limits: its ``tenant_limits`` entry, else the cluster's defaults."""
@@ -203,20 +218,22 @@ class Gateway:
         raw = await self.waiters.reply(self.keyspace.reply_list(session_key, message_id), timeout)
         return None if raw is None else _decode_reply(raw, message_id)
 
-    def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
-        """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""
-        return self.waiters.watch_reply(self.keyspace.reply_list(session_key, message_id))
-
-    def unwatch_reply(self, watch: ReplyWatch) -> None:
-        """Stop watching a reply list."""
-        self.waiters.unwatch(watch)
+    def watch_turn(self, session_key: str, message_id: str, *, after: str) -> Wait:
+        """Wait on a message's reply and its event stream after entry ``after`` (``unwatch`` it)."""
+        return self.waiters.watch(
+            self.keyspace.reply_list(session_key, message_id),
+            self.keyspace.turn_stream(session_key, message_id),
+            after,
+        )
 
     @staticmethod
-    def watched_reply(watch: ReplyWatch, message_id: str) -> dict[str, Any] | None:
-        """The reply a watch popped, if it came."""
-        if not watch.future.done() or watch.future.cancelled():
-            return None
-        return _decode_reply(watch.future.result(), message_id)
+    def decode_reply(raw: bytes, message_id: str) -> dict[str, Any]:
+        """A reply as the worker wrote it (msgpack map).
+
+        Raises:
+            InvalidMessage: it is not a msgpack map.
+        """
+        return _decode_reply(raw, message_id)
 
     async def pop_reply(self, session_key: str, message_id: str) -> dict[str, Any] | None:
         """Take a message's reply if it has arrived, else read its stored reply (no wait).
@@ -231,17 +248,6 @@ class Gateway:
         popped, stored = await pipe.execute()
         raw = popped if popped is not None else stored
         return None if raw is None else _decode_reply(raw, message_id)
-
-    async def read_events(
-        self, session_key: str, message_id: str, after: str, block: float
-    ) -> list[tuple[str, bytes]]:
-        """Events of a message's stream after entry ``after``, waiting up to ``block`` seconds."""
-        key = self.keyspace.turn_stream(session_key, message_id)
-        entries = await self.waiters.stream(key, after, block)
-        return [
-            (text(entry_id), fields.get(b"e") or fields.get("e") or b"{}")
-            for entry_id, fields in entries
-        ]
 
     async def live_workers(self) -> int:
         """How many workers have a valid heartbeat (readiness)."""

@@ -40,7 +40,14 @@ from cluster.stream_events import STREAM_ATTR, final_event
 from coordinator.http.body import read_object
 from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
-from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
+from coordinator.http.sse import (
+    KEEPALIVE,
+    HeldStreamingResponse,
+    SseEvent,
+    encode,
+    event_id_or_none,
+    turn_events,
+)
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
 from coordinator.http.waiters import Hold
 from coordinator.ingress import RESET_COMMANDS, TurnHandle, checked_reply
@@ -159,16 +166,16 @@ def sse_response(
     """
 
     async def body() -> AsyncIterator[bytes]:
-        try:
-            if accepted is not None:
-                yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
-            async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
-                yield chunk
-        finally:
-            hold.release()
+        if accepted is not None:
+            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
+        async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
+            yield chunk
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream", headers={**SSE_HEADERS, "X-Message-Id": message_id}
+    return HeldStreamingResponse(
+        body(),
+        hold=hold,
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "X-Message-Id": message_id},
     )
 
 
