@@ -1,7 +1,7 @@
 """How many waiting callers one gateway process holds, on how many Redis connections.
 
 Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [--ttft 8]
-[--clients 3] [--seconds 150]``
+[--clients 3] [--seconds 150] [--trace-memory]``
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
@@ -15,7 +15,12 @@ gateway process holds (``CLIENT LIST`` entries whose port is one of the
 gateway's sockets), the gateway's RSS and CPU, and a newcomer's quick message
 (``/stop`` to a fresh session: accepted and answered by the gateway without a
 model call) against the same measure on the idle gateway just before.
-Prints one table row per level. Loopback only; nothing is left running.
+Prints one table row per level, the newcomer's loaded latency also as a
+ratio of its idle one. ``--trace-memory`` runs the gateway with tracemalloc
+(``benchmarks/traced_gateway.py``) and prints, per level, the Python memory
+per waiting caller by package and the source lines holding most of it
+(tracing slows the gateway: its other figures are not comparable then).
+Loopback only; nothing is left running.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -152,12 +158,39 @@ def _newcomer(http: httpx.Client, samples: int = 10) -> float:
     return statistics.median(times) * 1000
 
 
+def _memory_trace(gw_pid: int, out: Path) -> list[tuple[int, int, str]]:
+    """The traced gateway's allocations now: (bytes, blocks, where), lines then packages."""
+    out.unlink(missing_ok=True)
+    os.kill(gw_pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "the traced gateway wrote no snapshot"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let it finish writing
+    rows = []
+    for line in out.read_text().splitlines():
+        if line == "--":
+            rows.append((-1, -1, "--"))
+            continue
+        size, count, where = line.split("\t", 2)
+        rows.append((int(size), int(count), where))
+    return rows
+
+
 def run_level(
-    n: int, port: int, gw_pid: int, client: redis.Redis, clients: int, seconds: float
+    n: int,
+    port: int,
+    gw_pid: int,
+    client: redis.Redis,
+    clients: int,
+    seconds: float,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     idle_ms = _newcomer(http)
     rss0, cpu0 = _proc_stats(gw_pid)
+    traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
+    traced_loaded: list[tuple[int, int, str]] = []
     ctx = mp.get_context("spawn")
     held = ctx.Value("i", 0)
     out = ctx.Queue()
@@ -181,6 +214,8 @@ def run_level(
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
         if not loaded_ms and held.value >= 0.9 * n:
             loaded_ms = _newcomer(http)
+            if trace is not None:
+                traced_loaded = _memory_trace(gw_pid, trace)
         time.sleep(0.2)
     answers = errors = 0
     for _ in procs:
@@ -202,7 +237,58 @@ def run_level(
         "newcomer_idle_ms": idle_ms,
         "newcomer_loaded_ms": loaded_ms,
         "seconds": time.monotonic() - started,
+        "trace": _per_caller(traced_before, traced_loaded, peak_held),
     }
+
+
+def _per_caller(
+    before: list[tuple[int, int, str]], loaded: list[tuple[int, int, str]], held: int
+) -> list[tuple[str, float, float]]:
+    """Growth of each traced package and line while the callers waited: (where, KiB, blocks)."""
+    if not loaded or not held:
+        return []
+    base = {where: (size, count) for size, count, where in before}
+    grown = []
+    for size, count, where in loaded:
+        if where == "--":
+            grown.append(("--", 0.0, 0.0))
+            continue
+        size0, count0 = base.get(where, (0, 0))
+        grown.append((where, (size - size0) / 1024 / held, (count - count0) / held))
+    return grown
+
+
+def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, traced: bool) -> None:
+    print(f"\nttft {ttft:g}s, {clients} client processes{', gateway traced' if traced else ''}\n")
+    print(
+        "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
+        "| KiB/caller | newcomer idle / loaded | loaded/idle |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["newcomer_loaded_ms"] / r["newcomer_idle_ms"] if r["newcomer_idle_ms"] else 0
+        print(
+            f"| {r['callers']:,} | {r['held']:,} | {r['answers']:,} | {r['errors']:,} "
+            f"| {r['redis_conns']} | {r['rss_mib']:.0f} MiB | {r['cpu_s']:.1f} s "
+            f"| {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
+            f"{r['newcomer_loaded_ms']:.1f} ms | {ratio:.2f}x |"
+        )
+    for r in rows:
+        if not r["trace"]:
+            continue
+        print(f"\ntraced Python memory per waiting caller at {r['callers']:,} callers:\n")
+        print("| where | KiB/caller | blocks/caller |")
+        print("|---|---|---|")
+        lines, _sep, packages = (
+            r["trace"][: [w for w, _, _ in r["trace"]].index("--")],
+            None,
+            r["trace"][[w for w, _, _ in r["trace"]].index("--") + 1 :],
+        )
+        for where, kib, blocks in sorted(packages, key=lambda t: -t[1])[:8]:
+            print(f"| package {where} | {kib:.2f} | {blocks:.1f} |")
+        for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:15]:
+            short = where.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "")
+            print(f"| {short} | {kib:.2f} | {blocks:.1f} |")
 
 
 def main() -> int:
@@ -213,6 +299,9 @@ def main() -> int:
     parser.add_argument("--ttft", type=float, default=8.0, help="the model's time to first token")
     parser.add_argument("--clients", type=int, default=3, help="client processes")
     parser.add_argument("--seconds", type=float, default=150.0, help="bound of each level")
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="tracemalloc in the gateway (slower)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -251,9 +340,14 @@ def main() -> int:
                             stderr=log,
                         )
                     )
+            trace = tmp / "tracemalloc.txt" if args.trace_memory else None
+            entry = ["-m", "coordinator.cli"]
+            if trace is not None:
+                env["BENCH_TRACEMALLOC_OUT"] = str(trace)
+                entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")]
             with (tmp / "gw.log").open("ab") as log:
                 gw = subprocess.Popen(
-                    [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous"]
+                    [sys.executable, *entry, "serve", "--anonymous"]
                     + ["--port", str(port), "--turn-timeout", str(args.seconds), *common],
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -272,26 +366,15 @@ def main() -> int:
                 assert time.monotonic() < deadline, "the cluster did not start"
                 time.sleep(0.2)
             for n in levels:
-                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds))
-                print(rows[-1], flush=True)
+                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds, trace))
+                print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
         finally:
             for proc in procs:
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=60)
             client.close()
-    head = (
-        "callers  held  answers  errors  redis_conns  gw_rss_MiB  gw_cpu_s  KiB/caller  "
-        "newcomer_idle_ms  newcomer_loaded_ms  seconds"
-    )
-    print(f"\nttft {args.ttft:g}s, {args.clients} client processes\n{head}")
-    for r in rows:
-        print(
-            f"{r['callers']:>7}  {r['held']:>4}  {r['answers']:>7}  {r['errors']:>6}  "
-            f"{r['redis_conns']:>11}  {r['rss_mib']:>10.1f}  {r['cpu_s']:>8.1f}  "
-            f"{r['kib_per_caller']:>10.1f}  {r['newcomer_idle_ms']:>16.1f}  "
-            f"{r['newcomer_loaded_ms']:>18.1f}  {r['seconds']:>7.1f}"
-        )
+    _print_table(rows, args.ttft, args.clients, traced=args.trace_memory)
     return 0
 
 

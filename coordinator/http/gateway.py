@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -212,10 +212,19 @@ class Gateway:
         return await self.run(submit)
 
     async def wait_reply(
-        self, session_key: str, message_id: str, timeout: float
+        self,
+        session_key: str,
+        message_id: str,
+        timeout: float,
+        *,
+        gone: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any] | None:
-        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came)."""
-        raw = await self.waiters.reply(self.keyspace.reply_list(session_key, message_id), timeout)
+        """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
+
+        ``gone`` returns when the caller went away; the wait ends then (``None``).
+        """
+        key = self.keyspace.reply_list(session_key, message_id)
+        raw = await self.waiters.reply(key, timeout, gone=gone)
         return None if raw is None else _decode_reply(raw, message_id)
 
     def watch_turn(self, session_key: str, message_id: str, *, after: str) -> Wait:

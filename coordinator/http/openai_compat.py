@@ -173,7 +173,7 @@ async def chat_completions(request: Request) -> Response:
     headers = {"X-Message-Id": message_id}
     if not stream:
         try:
-            raw = await wait_reply(gw, handle, timeout)
+            raw = await wait_reply(gw, handle, timeout, request)
         finally:
             hold.release()
         return JSONResponse(

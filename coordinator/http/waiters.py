@@ -37,7 +37,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
 import redis
@@ -130,6 +130,11 @@ class Wait:
         """Wake the caller's :meth:`Waiters.wait`, if it waits."""
         if self.waker is not None and not self.waker.done():
             self.waker.set_result(None)
+
+    def end(self) -> None:
+        """End the wait (its caller went away): :meth:`Waiters.wait` returns at once."""
+        self.closed = True
+        self.wake()
 
 
 class Waiters:
@@ -234,8 +239,8 @@ class Waiters:
             self._kick()
 
     async def wait(self, wait: Wait, timeout: float) -> None:
-        """Return when the wait has a reply or entries, or after ``timeout`` seconds."""
-        if wait.ready or timeout <= 0:
+        """Return when the wait has a reply or entries, or ended, or after ``timeout`` seconds."""
+        if wait.ready or wait.closed or timeout <= 0:
             return
         waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         wait.waker = waker
@@ -246,13 +251,29 @@ class Waiters:
         finally:
             wait.waker = None
 
-    async def reply(self, key: str, timeout: float) -> bytes | None:
-        """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came)."""
+    async def reply(
+        self, key: str, timeout: float, *, gone: Callable[[], Awaitable[None]] | None = None
+    ) -> bytes | None:
+        """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came).
+
+        Args:
+            key: The reply list.
+            timeout: Seconds to wait at most.
+            gone: Returns when the caller went away (its connection closed):
+                the wait ends then, giving the caller's place back at once,
+                and the reply stays in its list for a retry.
+        """
         wait = self.watch(key)
+        watcher = None
+        if gone is not None:
+            watcher = asyncio.ensure_future(gone())
+            watcher.add_done_callback(lambda _done: wait.end())
         try:
             await self.wait(wait, timeout)
             return wait.take_reply()
         finally:
+            if watcher is not None:
+                watcher.cancel()
             self.unwatch(wait)
 
     def _add(self, table: dict[str, list[Wait]], due: set[str], key: str, wait: Wait) -> None:
