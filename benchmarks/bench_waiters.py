@@ -12,9 +12,12 @@ N callers together, a third each of JSON, native SSE and OpenAI streams, and
 read every answer; bounded by ``--seconds`` per level. While they wait it
 samples the callers held (sent, not answered), the Redis connections the
 gateway process holds (``CLIENT LIST`` entries whose port is one of the
-gateway's sockets), the gateway's RSS and CPU, and a newcomer's quick message
-(``/stop`` to a fresh session: accepted and answered by the gateway without a
-model call) against the same measure on the idle gateway just before.
+gateway's sockets), the gateway's RSS and CPU. One second after the last
+caller was sent and admitted (``/readyz`` counts them all: the arrivals are
+over, the callers wait) it takes the gateway's RSS growth per caller held,
+and times a newcomer's quick message (``/stop`` to a fresh session: accepted
+and answered by the gateway without a model call, median of 20) against the
+same measure on the idle gateway just before.
 Prints one table row per level, the newcomer's loaded latency also as a
 ratio of its idle one. ``--trace-memory`` runs the gateway with tracemalloc
 (``benchmarks/traced_gateway.py``) and prints, per level, the Python memory
@@ -72,7 +75,7 @@ def _request(port: int, kind: str, n: int, tag: str) -> bytes:
     ).encode()
 
 
-async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
+async def _caller(port: int, kind: str, n: int, tag: str, held: Any, sent: Any) -> bool:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -82,6 +85,8 @@ async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
         await writer.drain()
         with held.get_lock():
             held.value += 1
+        with sent.get_lock():
+            sent.value += 1
         data = await reader.read()
     except OSError:
         return False
@@ -97,14 +102,16 @@ async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
     return ok and b"[DONE]" in data
 
 
-def _client(port: int, first: int, count: int, tag: str, held: Any, out: Any, limit: float) -> None:
+def _client(
+    port: int, first: int, count: int, tag: str, counters: tuple[Any, Any], out: Any, limit: float
+) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = ("json", "sse", "openai")
 
     async def run() -> list[bool]:
         tasks = [
-            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, held))
+            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, *counters))
             for n in range(first, first + count)
         ]
         done, pending = await asyncio.wait(tasks, timeout=limit)
@@ -149,13 +156,23 @@ def _redis_connections(client: redis.Redis, pid: int) -> int:
     return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
 
 
-def _newcomer(http: httpx.Client, samples: int = 10) -> float:
+def _newcomer(http: httpx.Client, samples: int = 20) -> float:
+    """Median milliseconds of a newcomer's quick message, ``samples`` of them 50 ms apart."""
     times = []
     for _ in range(samples):
         started = time.perf_counter()
         http.post(f"/v1/sessions/new-{uuid.uuid4().hex[:8]}/messages", json={"text": "/stop"})
         times.append(time.perf_counter() - started)
+        time.sleep(0.05)
     return statistics.median(times) * 1000
+
+
+def _admitted(http: httpx.Client) -> int:
+    """The callers the gateway holds, by its own count (``/readyz``)."""
+    try:
+        return int(http.get("/readyz").json().get("waiting", 0))
+    except (httpx.HTTPError, ValueError):
+        return 0
 
 
 def _memory_trace(gw_pid: int, out: Path) -> list[tuple[int, int, str]]:
@@ -193,13 +210,14 @@ def run_level(
     traced_loaded: list[tuple[int, int, str]] = []
     ctx = mp.get_context("spawn")
     held = ctx.Value("i", 0)
+    sent = ctx.Value("i", 0)
     out = ctx.Queue()
     tag = f"l{n}-{uuid.uuid4().hex[:6]}"
     share = -(-n // clients)
     procs = [
         ctx.Process(
             target=_client,
-            args=(port, i * share, min(share, n - i * share), tag, held, out, seconds),
+            args=(port, i * share, min(share, n - i * share), tag, (held, sent), out, seconds),
         )
         for i in range(clients)
         if i * share < n
@@ -208,11 +226,17 @@ def run_level(
     for proc in procs:
         proc.start()
     peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
+    all_sent_at = settled_held = 0.0
+    settled_rss = rss0
     while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
         peak_held = max(peak_held, held.value)
         peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
-        if not loaded_ms and held.value >= 0.9 * n:
+        if not all_sent_at and sent.value >= n and _admitted(http) >= held.value:
+            all_sent_at = time.monotonic()  # every caller sent and admitted by the gateway
+        # Once every caller is in and the gateway settled (1 s): memory, newcomer, trace.
+        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= 1.0:
+            settled_held, settled_rss = held.value, _proc_stats(gw_pid)[0]
             loaded_ms = _newcomer(http)
             if trace is not None:
                 traced_loaded = _memory_trace(gw_pid, trace)
@@ -233,11 +257,12 @@ def run_level(
         "redis_conns": peak_conns,
         "rss_mib": peak_rss,
         "cpu_s": cpu1 - cpu0,
-        "kib_per_caller": (peak_rss - rss0) * 1024 / max(1, peak_held),
+        "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
+        "settled_held": settled_held,
         "newcomer_idle_ms": idle_ms,
         "newcomer_loaded_ms": loaded_ms,
         "seconds": time.monotonic() - started,
-        "trace": _per_caller(traced_before, traced_loaded, peak_held),
+        "trace": _per_caller(traced_before, traced_loaded, int(settled_held)),
     }
 
 
@@ -279,11 +304,8 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
         print(f"\ntraced Python memory per waiting caller at {r['callers']:,} callers:\n")
         print("| where | KiB/caller | blocks/caller |")
         print("|---|---|---|")
-        lines, _sep, packages = (
-            r["trace"][: [w for w, _, _ in r["trace"]].index("--")],
-            None,
-            r["trace"][[w for w, _, _ in r["trace"]].index("--") + 1 :],
-        )
+        cut = [where for where, _, _ in r["trace"]].index("--")
+        lines, packages = r["trace"][:cut], r["trace"][cut + 1 :]
         for where, kib, blocks in sorted(packages, key=lambda t: -t[1])[:8]:
             print(f"| package {where} | {kib:.2f} | {blocks:.1f} |")
         for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:15]:
