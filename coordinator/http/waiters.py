@@ -71,6 +71,11 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _batches(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), BATCH):
         yield items[start : start + BATCH]
@@ -172,7 +177,7 @@ class Waiters:
         self._due_streams: set[str] = set()
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
-        self._work: asyncio.Event | None = None
+        self._wakeup: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
         self._signals = WakeSignals(client, on_signal=self._signalled, on_lost=self._sweep_soon)
         self._task: asyncio.Task[None] | None = None
@@ -242,13 +247,14 @@ class Waiters:
         """Return when the wait has a reply or entries, or ended, or after ``timeout`` seconds."""
         if wait.ready or wait.closed or timeout <= 0:
             return
-        waker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waker: asyncio.Future[None] = loop.create_future()
         wait.waker = waker
+        timer = loop.call_later(timeout, _resolve, waker)  # one timer, no task per wait
         try:
-            await asyncio.wait_for(waker, timeout)
-        except TimeoutError:
-            pass
+            await waker
         finally:
+            timer.cancel()
             wait.waker = None
 
     async def reply(
@@ -300,14 +306,13 @@ class Waiters:
 
     def _start(self) -> None:
         if self._task is None:
-            self._work = asyncio.Event()
             self._next_sweep = self._clock() + self._sweep_interval
             self._signals.start()
             self._task = asyncio.create_task(self._serve(), name="gateway-waiters")
 
     def _kick(self) -> None:
-        if self._work is not None:
-            self._work.set()
+        if self._wakeup is not None:
+            _resolve(self._wakeup)
 
     def _signalled(self, channel: str) -> None:
         if channel in self._replies:
@@ -333,7 +338,7 @@ class Waiters:
         await self._signals.close()
 
     async def _serve(self) -> None:
-        assert self._work is not None
+        loop = asyncio.get_running_loop()
         while True:
             now = self._clock()
             if now >= self._next_sweep:
@@ -352,11 +357,15 @@ class Waiters:
                 continue
             if self._due_replies or self._due_streams or self._orphans or self._signals.pending:
                 continue
-            self._work.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._work.wait(), max(0.0, self._next_sweep - self._clock())
-                )
+            self._wakeup = loop.create_future()
+            timer = loop.call_later(
+                max(0.0, self._next_sweep - self._clock()), _resolve, self._wakeup
+            )
+            try:
+                await self._wakeup
+            finally:
+                timer.cancel()
+                self._wakeup = None
 
     async def _push_back_orphans(self) -> None:
         """Put back replies popped for callers that left meanwhile (answered once, never lost)."""

@@ -180,3 +180,26 @@ def test_a_bots_delivery_counts_against_the_limit_and_waits_for_a_place_when_ful
         hold.release()
 
     _run(scenario)
+
+
+def test_a_caller_that_goes_away_stops_waiting_at_once_and_its_reply_stays() -> None:
+    async def scenario() -> None:
+        client, worker = _pair()
+        waiters = _waiters(client)
+        key = KEYS.reply_list("chat-1", "m1")
+        hung_up = asyncio.Event()
+
+        async def gone() -> None:
+            await hung_up.wait()
+
+        waiting = asyncio.create_task(waiters.reply(key, timeout=3600, gone=gone))
+        await _settled(_listening(worker, key))
+        hung_up.set()  # the connection closed
+        assert await waiting is None
+        assert not waiters._replies  # nothing left waiting on it
+        ReplyChannel(worker, KEYS, reply_ttl=60).push("chat-1", "m1", {"ok": True, "text": "late"})
+        await _settled(lambda: True)
+        assert worker.llen(key) == 1  # the reply stays for a retry
+        await waiters.close()
+
+    _run(scenario)
