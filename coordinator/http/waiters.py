@@ -355,6 +355,11 @@ class Waiters:
                 await asyncio.sleep(_ERROR_PAUSE)
                 self._sweep_soon()
                 continue
+            except Exception:  # a bug must not silence every waiting caller: log, go on
+                log.exception("waiters: unexpected error; every wait is checked again")
+                await asyncio.sleep(_ERROR_PAUSE)
+                self._sweep_soon()
+                continue
             if self._due_replies or self._due_streams or self._orphans or self._signals.pending:
                 continue
             self._wakeup = loop.create_future()
@@ -404,9 +409,14 @@ class Waiters:
         keys = [key for key in self._due_streams if key in self._streams]
         self._due_streams.clear()
         for chunk in _batches(keys):
+            # A stream's last waiter may have left while an earlier chunk was read.
             cursors = {
-                key: "{}-{}".format(*min(w.after for w in self._streams[key])) for key in chunk
+                key: "{}-{}".format(*min(w.after for w in group))
+                for key in chunk
+                if (group := self._streams.get(key))
             }
+            if not cursors:
+                continue
             result = cast(Any, await self._client.xread(cursors, count=_STREAM_COUNT))  # type: ignore[arg-type]
             for stream, entries in result or ():
                 key = text(stream)

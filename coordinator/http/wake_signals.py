@@ -174,4 +174,7 @@ class WakeSignals:
                 await asyncio.sleep(_ERROR_PAUSE)
                 continue
             if message is not None and message["type"] in ("message", "subscribe"):
-                self._on_signal(text(message["channel"]))
+                try:
+                    self._on_signal(text(message["channel"]))
+                except Exception:  # a bug must not stop the signals: log, go on
+                    log.exception("wake-up signals: handling %r failed", message)

@@ -203,3 +203,43 @@ def test_a_caller_that_goes_away_stops_waiting_at_once_and_its_reply_stays() -> 
         await waiters.close()
 
     _run(scenario)
+
+
+def test_streams_whose_callers_leave_while_others_are_read_do_not_stop_the_waiters() -> None:
+    class LeavingWhileRead(fakeredis.FakeAsyncRedis):
+        """Redis whose first XREAD lets every caller of the streams it does not read leave."""
+
+        hook: Callable[[dict[str, str]], None] | None = None
+
+        async def xread(self, streams: dict[str, str], *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            if self.hook is not None:
+                hook, self.hook = self.hook, None
+                hook(streams)
+            return await super().xread(streams, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        server = fakeredis.FakeServer()
+        client = LeavingWhileRead(server=server)
+        worker = fakeredis.FakeRedis(server=server)
+        waiters = _waiters(client)
+        waits = {}
+        for i in range(1200):  # more streams than one XREAD reads
+            stream = KEYS.turn_stream(f"chat-{i}", "m")
+            waits[stream] = waiters.watch(KEYS.reply_list(f"chat-{i}", "m"), stream)
+
+        def leave(read: dict[str, str]) -> None:
+            for stream, wait in list(waits.items()):
+                if stream not in read:
+                    waiters.unwatch(wait)
+                    del waits[stream]
+
+        client.hook = leave
+        await _settled(lambda: client.hook is None and not waiters._due_streams)
+        stream, wait = next(iter(waits.items()))
+        worker.xadd(stream, {"e": "still served"})
+        worker.publish(KEYS.wake_channel(stream), b"")
+        await waiters.wait(wait, 5)
+        assert [fields[b"e"] for _, fields in wait.take_entries()] == [b"still served"]
+        await waiters.close()
+
+    _run(scenario)
