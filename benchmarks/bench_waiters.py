@@ -12,10 +12,11 @@ N callers together, a third each of JSON, native SSE and OpenAI streams, and
 read every answer; bounded by ``--seconds`` per level. While they wait it
 samples the callers held (sent, not answered), the Redis connections the
 gateway process holds (``CLIENT LIST`` entries whose port is one of the
-gateway's sockets), the gateway's RSS and CPU. One second after the last
-caller was sent and admitted (``/readyz`` counts them all: the arrivals are
-over, the callers wait) it takes the gateway's RSS growth per caller held,
-and times a newcomer's quick message (``/stop`` to a fresh session: accepted
+gateway's sockets), the gateway's RSS and CPU. Three seconds after the last
+caller was sent and admitted (``/readyz`` counts them all: the arrivals and
+the turn starts are over, the callers wait on the model) it takes the
+gateway's RSS growth per caller held, its CPU use over the next 2 s (the
+cost of holding them), and times a newcomer's quick message (``/stop`` to a fresh session: accepted
 and answered by the gateway without a model call, median of 20) against the
 same measure on the idle gateway just before.
 Prints one table row per level, the newcomer's loaded latency also as a
@@ -55,6 +56,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
 
 NAMESPACE = "benchwait"
+# Seconds after the last caller was admitted before the held figures are taken (the
+# workers' turn starts are over: the callers wait on the model), and the window over
+# which the gateway's CPU is measured then.
+SETTLE = 3.0
+HOLD_WINDOW = 2.0
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -226,7 +232,7 @@ def run_level(
     for proc in procs:
         proc.start()
     peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
-    all_sent_at = settled_held = 0.0
+    all_sent_at = settled_held = holding_cpu = 0.0
     settled_rss = rss0
     while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
         peak_held = max(peak_held, held.value)
@@ -234,9 +240,12 @@ def run_level(
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
         if not all_sent_at and sent.value >= n and _admitted(http) >= held.value:
             all_sent_at = time.monotonic()  # every caller sent and admitted by the gateway
-        # Once every caller is in and the gateway settled (1 s): memory, newcomer, trace.
-        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= 1.0:
-            settled_held, settled_rss = held.value, _proc_stats(gw_pid)[0]
+        # Once every caller is in and the gateway settled: memory, its CPU while it
+        # only holds them, the newcomer, the trace.
+        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= SETTLE:
+            settled_held, (settled_rss, held_cpu0) = held.value, _proc_stats(gw_pid)
+            time.sleep(HOLD_WINDOW)
+            holding_cpu = (_proc_stats(gw_pid)[1] - held_cpu0) / HOLD_WINDOW
             loaded_ms = _newcomer(http)
             if trace is not None:
                 traced_loaded = _memory_trace(gw_pid, trace)
@@ -259,6 +268,7 @@ def run_level(
         "cpu_s": cpu1 - cpu0,
         "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
         "settled_held": settled_held,
+        "holding_cpu": holding_cpu,
         "newcomer_idle_ms": idle_ms,
         "newcomer_loaded_ms": loaded_ms,
         "seconds": time.monotonic() - started,
@@ -287,15 +297,15 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
     print(f"\nttft {ttft:g}s, {clients} client processes{', gateway traced' if traced else ''}\n")
     print(
         "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
-        "| KiB/caller | newcomer idle / loaded | loaded/idle |"
+        "| CPU while holding | KiB/caller | newcomer idle / loaded | loaded/idle |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = r["newcomer_loaded_ms"] / r["newcomer_idle_ms"] if r["newcomer_idle_ms"] else 0
         print(
             f"| {r['callers']:,} | {r['held']:,} | {r['answers']:,} | {r['errors']:,} "
             f"| {r['redis_conns']} | {r['rss_mib']:.0f} MiB | {r['cpu_s']:.1f} s "
-            f"| {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
+            f"| {r['holding_cpu']:.0%} | {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
             f"{r['newcomer_loaded_ms']:.1f} ms | {ratio:.2f}x |"
         )
     for r in rows:
