@@ -61,6 +61,9 @@ FULL_RETRY_AFTER = 5
 _STREAM_COUNT = 256
 # Pause of the serving task after a Redis error before it tries again.
 _ERROR_PAUSE = 0.5
+# Streams signalled within this many seconds of the last read are read together (a
+# streaming turn signals every event; the worker sends them every 20 ms at most).
+_STREAM_COALESCE = 0.02
 
 Entry = tuple[bytes, dict[Any, Any]]
 
@@ -177,6 +180,7 @@ class Waiters:
         self._due_streams: set[str] = set()
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
+        self._streams_read_at = -math.inf
         self._wakeup: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
         self._signals = WakeSignals(client, on_signal=self._signalled, on_lost=self._sweep_soon)
@@ -349,7 +353,9 @@ class Waiters:
                 await self._signals.flush()
                 await self._push_back_orphans()
                 await self._pop_replies()
-                await self._read_streams()
+                if self._due_streams and now - self._streams_read_at >= _STREAM_COALESCE:
+                    self._streams_read_at = now
+                    await self._read_streams()
             except (redis.RedisError, OSError) as exc:
                 log.warning("waiters: Redis error (%s); every wait is checked again", exc)
                 await asyncio.sleep(_ERROR_PAUSE)
@@ -360,12 +366,14 @@ class Waiters:
                 await asyncio.sleep(_ERROR_PAUSE)
                 self._sweep_soon()
                 continue
-            if self._due_replies or self._due_streams or self._orphans or self._signals.pending:
+            if self._due_replies or self._orphans or self._signals.pending:
                 continue
+            now = self._clock()
+            pause = self._next_sweep - now
+            if self._due_streams:
+                pause = min(pause, self._streams_read_at + _STREAM_COALESCE - now)
             self._wakeup = loop.create_future()
-            timer = loop.call_later(
-                max(0.0, self._next_sweep - self._clock()), _resolve, self._wakeup
-            )
+            timer = loop.call_later(max(0.0, pause), _resolve, self._wakeup)
             try:
                 await self._wakeup
             finally:

@@ -39,6 +39,8 @@ _CHUNK = 1000
 _READ_TIMEOUT = 5.0
 # Pause of the reader after a lost connection (the waiters' task reconnects).
 _ERROR_PAUSE = 0.5
+# Replies that wake a wait: a signal, and a subscription's confirmation.
+_SIGNALS = (b"message", b"subscribe", "message", "subscribe")
 
 
 class WakeSignals:
@@ -167,14 +169,18 @@ class WakeSignals:
                 continue
             pubsub = self._pubsub
             try:
-                message = await pubsub.get_message(timeout=_READ_TIMEOUT)
+                # The raw reply: a signal is handled without building redis-py's message dict
+                # (one per turn event); the rest (unsubscribe confirmations) goes to redis-py.
+                response = await pubsub.parse_response(block=False, timeout=_READ_TIMEOUT)
+                if response and response[0] not in _SIGNALS:
+                    await pubsub.handle_message(response)  # type: ignore[no-untyped-call]
             except (redis.RedisError, OSError, RuntimeError) as exc:
                 if pubsub is self._pubsub:
                     self._lost(exc)
                 await asyncio.sleep(_ERROR_PAUSE)
                 continue
-            if message is not None and message["type"] in ("message", "subscribe"):
+            if response and response[0] in _SIGNALS:
                 try:
-                    self._on_signal(text(message["channel"]))
+                    self._on_signal(text(response[1]))
                 except Exception:  # a bug must not stop the signals: log, go on
-                    log.exception("wake-up signals: handling %r failed", message)
+                    log.exception("wake-up signals: handling %r failed", response)
