@@ -1,7 +1,7 @@
 """How many waiting callers one gateway process holds, on how many Redis connections.
 
 Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [--ttft 8]
-[--clients 3] [--seconds 150]``
+[--clients 3] [--seconds 150] [--trace-memory]``
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
@@ -12,10 +12,19 @@ N callers together, a third each of JSON, native SSE and OpenAI streams, and
 read every answer; bounded by ``--seconds`` per level. While they wait it
 samples the callers held (sent, not answered), the Redis connections the
 gateway process holds (``CLIENT LIST`` entries whose port is one of the
-gateway's sockets), the gateway's RSS and CPU, and a newcomer's quick message
-(``/stop`` to a fresh session: accepted and answered by the gateway without a
-model call) against the same measure on the idle gateway just before.
-Prints one table row per level. Loopback only; nothing is left running.
+gateway's sockets), the gateway's RSS and CPU. Three seconds after the last
+caller was sent and admitted (``/readyz`` counts them all: the arrivals and
+the turn starts are over, the callers wait on the model) it takes the
+gateway's RSS growth per caller held, its CPU use over the next 2 s (the
+cost of holding them), and times a newcomer's quick message (``/stop`` to a fresh session: accepted
+and answered by the gateway without a model call, median of 20) against the
+same measure on the idle gateway just before.
+Prints one table row per level, the newcomer's loaded latency also as a
+ratio of its idle one. ``--trace-memory`` runs the gateway with tracemalloc
+(``benchmarks/traced_gateway.py``) and prints, per level, the Python memory
+per waiting caller by package and the source lines holding most of it
+(tracing slows the gateway: its other figures are not comparable then).
+Loopback only; nothing is left running.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +56,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
 
 NAMESPACE = "benchwait"
+# Seconds after the last caller was admitted before the held figures are taken (the
+# workers' turn starts are over: the callers wait on the model), and the window over
+# which the gateway's CPU is measured then.
+SETTLE = 3.0
+HOLD_WINDOW = 2.0
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -66,7 +81,7 @@ def _request(port: int, kind: str, n: int, tag: str) -> bytes:
     ).encode()
 
 
-async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
+async def _caller(port: int, kind: str, n: int, tag: str, held: Any, sent: Any) -> bool:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -76,6 +91,8 @@ async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
         await writer.drain()
         with held.get_lock():
             held.value += 1
+        with sent.get_lock():
+            sent.value += 1
         data = await reader.read()
     except OSError:
         return False
@@ -91,14 +108,16 @@ async def _caller(port: int, kind: str, n: int, tag: str, held: Any) -> bool:
     return ok and b"[DONE]" in data
 
 
-def _client(port: int, first: int, count: int, tag: str, held: Any, out: Any, limit: float) -> None:
+def _client(
+    port: int, first: int, count: int, tag: str, counters: tuple[Any, Any], out: Any, limit: float
+) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     kinds = ("json", "sse", "openai")
 
     async def run() -> list[bool]:
         tasks = [
-            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, held))
+            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, *counters))
             for n in range(first, first + count)
         ]
         done, pending = await asyncio.wait(tasks, timeout=limit)
@@ -143,30 +162,68 @@ def _redis_connections(client: redis.Redis, pid: int) -> int:
     return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
 
 
-def _newcomer(http: httpx.Client, samples: int = 10) -> float:
+def _newcomer(http: httpx.Client, samples: int = 20) -> float:
+    """Median milliseconds of a newcomer's quick message, ``samples`` of them 50 ms apart."""
     times = []
     for _ in range(samples):
         started = time.perf_counter()
         http.post(f"/v1/sessions/new-{uuid.uuid4().hex[:8]}/messages", json={"text": "/stop"})
         times.append(time.perf_counter() - started)
+        time.sleep(0.05)
     return statistics.median(times) * 1000
 
 
+def _admitted(http: httpx.Client) -> int:
+    """The callers the gateway holds, by its own count (``/readyz``)."""
+    try:
+        return int(http.get("/readyz").json().get("waiting", 0))
+    except (httpx.HTTPError, ValueError):
+        return 0
+
+
+def _memory_trace(gw_pid: int, out: Path) -> list[tuple[int, int, str]]:
+    """The traced gateway's allocations now: (bytes, blocks, where), lines then packages."""
+    out.unlink(missing_ok=True)
+    os.kill(gw_pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, "the traced gateway wrote no snapshot"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let it finish writing
+    rows = []
+    for line in out.read_text().splitlines():
+        if line == "--":
+            rows.append((-1, -1, "--"))
+            continue
+        size, count, where = line.split("\t", 2)
+        rows.append((int(size), int(count), where))
+    return rows
+
+
 def run_level(
-    n: int, port: int, gw_pid: int, client: redis.Redis, clients: int, seconds: float
+    n: int,
+    port: int,
+    gw_pid: int,
+    client: redis.Redis,
+    clients: int,
+    seconds: float,
+    trace: Path | None = None,
 ) -> dict[str, Any]:
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     idle_ms = _newcomer(http)
     rss0, cpu0 = _proc_stats(gw_pid)
+    traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
+    traced_loaded: list[tuple[int, int, str]] = []
     ctx = mp.get_context("spawn")
     held = ctx.Value("i", 0)
+    sent = ctx.Value("i", 0)
     out = ctx.Queue()
     tag = f"l{n}-{uuid.uuid4().hex[:6]}"
     share = -(-n // clients)
     procs = [
         ctx.Process(
             target=_client,
-            args=(port, i * share, min(share, n - i * share), tag, held, out, seconds),
+            args=(port, i * share, min(share, n - i * share), tag, (held, sent), out, seconds),
         )
         for i in range(clients)
         if i * share < n
@@ -175,12 +232,23 @@ def run_level(
     for proc in procs:
         proc.start()
     peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
+    all_sent_at = settled_held = holding_cpu = 0.0
+    settled_rss = rss0
     while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
         peak_held = max(peak_held, held.value)
         peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
-        if not loaded_ms and held.value >= 0.9 * n:
+        if not all_sent_at and sent.value >= n and _admitted(http) >= held.value:
+            all_sent_at = time.monotonic()  # every caller sent and admitted by the gateway
+        # Once every caller is in and the gateway settled: memory, its CPU while it
+        # only holds them, the newcomer, the trace.
+        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= SETTLE:
+            settled_held, (settled_rss, held_cpu0) = held.value, _proc_stats(gw_pid)
+            time.sleep(HOLD_WINDOW)
+            holding_cpu = (_proc_stats(gw_pid)[1] - held_cpu0) / HOLD_WINDOW
             loaded_ms = _newcomer(http)
+            if trace is not None:
+                traced_loaded = _memory_trace(gw_pid, trace)
         time.sleep(0.2)
     answers = errors = 0
     for _ in procs:
@@ -198,11 +266,61 @@ def run_level(
         "redis_conns": peak_conns,
         "rss_mib": peak_rss,
         "cpu_s": cpu1 - cpu0,
-        "kib_per_caller": (peak_rss - rss0) * 1024 / max(1, peak_held),
+        "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
+        "settled_held": settled_held,
+        "holding_cpu": holding_cpu,
         "newcomer_idle_ms": idle_ms,
         "newcomer_loaded_ms": loaded_ms,
         "seconds": time.monotonic() - started,
+        "trace": _per_caller(traced_before, traced_loaded, int(settled_held)),
     }
+
+
+def _per_caller(
+    before: list[tuple[int, int, str]], loaded: list[tuple[int, int, str]], held: int
+) -> list[tuple[str, float, float]]:
+    """Growth of each traced package and line while the callers waited: (where, KiB, blocks)."""
+    if not loaded or not held:
+        return []
+    base = {where: (size, count) for size, count, where in before}
+    grown = []
+    for size, count, where in loaded:
+        if where == "--":
+            grown.append(("--", 0.0, 0.0))
+            continue
+        size0, count0 = base.get(where, (0, 0))
+        grown.append((where, (size - size0) / 1024 / held, (count - count0) / held))
+    return grown
+
+
+def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, traced: bool) -> None:
+    print(f"\nttft {ttft:g}s, {clients} client processes{', gateway traced' if traced else ''}\n")
+    print(
+        "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
+        "| CPU while holding | KiB/caller | newcomer idle / loaded | loaded/idle |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["newcomer_loaded_ms"] / r["newcomer_idle_ms"] if r["newcomer_idle_ms"] else 0
+        print(
+            f"| {r['callers']:,} | {r['held']:,} | {r['answers']:,} | {r['errors']:,} "
+            f"| {r['redis_conns']} | {r['rss_mib']:.0f} MiB | {r['cpu_s']:.1f} s "
+            f"| {r['holding_cpu']:.0%} | {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
+            f"{r['newcomer_loaded_ms']:.1f} ms | {ratio:.2f}x |"
+        )
+    for r in rows:
+        if not r["trace"]:
+            continue
+        print(f"\ntraced Python memory per waiting caller at {r['callers']:,} callers:\n")
+        print("| where | KiB/caller | blocks/caller |")
+        print("|---|---|---|")
+        cut = [where for where, _, _ in r["trace"]].index("--")
+        lines, packages = r["trace"][:cut], r["trace"][cut + 1 :]
+        for where, kib, blocks in sorted(packages, key=lambda t: -t[1])[:8]:
+            print(f"| package {where} | {kib:.2f} | {blocks:.1f} |")
+        for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:15]:
+            short = where.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "")
+            print(f"| {short} | {kib:.2f} | {blocks:.1f} |")
 
 
 def main() -> int:
@@ -213,6 +331,9 @@ def main() -> int:
     parser.add_argument("--ttft", type=float, default=8.0, help="the model's time to first token")
     parser.add_argument("--clients", type=int, default=3, help="client processes")
     parser.add_argument("--seconds", type=float, default=150.0, help="bound of each level")
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="tracemalloc in the gateway (slower)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -251,9 +372,14 @@ def main() -> int:
                             stderr=log,
                         )
                     )
+            trace = tmp / "tracemalloc.txt" if args.trace_memory else None
+            entry = ["-m", "coordinator.cli"]
+            if trace is not None:
+                env["BENCH_TRACEMALLOC_OUT"] = str(trace)
+                entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")]
             with (tmp / "gw.log").open("ab") as log:
                 gw = subprocess.Popen(
-                    [sys.executable, "-m", "coordinator.cli", "serve", "--anonymous"]
+                    [sys.executable, *entry, "serve", "--anonymous"]
                     + ["--port", str(port), "--turn-timeout", str(args.seconds), *common],
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -272,26 +398,15 @@ def main() -> int:
                 assert time.monotonic() < deadline, "the cluster did not start"
                 time.sleep(0.2)
             for n in levels:
-                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds))
-                print(rows[-1], flush=True)
+                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds, trace))
+                print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
         finally:
             for proc in procs:
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=60)
             client.close()
-    head = (
-        "callers  held  answers  errors  redis_conns  gw_rss_MiB  gw_cpu_s  KiB/caller  "
-        "newcomer_idle_ms  newcomer_loaded_ms  seconds"
-    )
-    print(f"\nttft {args.ttft:g}s, {args.clients} client processes\n{head}")
-    for r in rows:
-        print(
-            f"{r['callers']:>7}  {r['held']:>4}  {r['answers']:>7}  {r['errors']:>6}  "
-            f"{r['redis_conns']:>11}  {r['rss_mib']:>10.1f}  {r['cpu_s']:>8.1f}  "
-            f"{r['kib_per_caller']:>10.1f}  {r['newcomer_idle_ms']:>16.1f}  "
-            f"{r['newcomer_loaded_ms']:>18.1f}  {r['seconds']:>7.1f}"
-        )
+    _print_table(rows, args.ttft, args.clients, traced=args.trace_memory)
     return 0
 
 

@@ -101,6 +101,13 @@ Key                                     Type    TTL                 Written by  
                                         pruned by readers)  re-discovery): W ->       mcp reload wait for every
                                                             registry generation       live worker)
 ``{ns}:events`` (pub/sub channel)       --      --                  publish scripts, admin    every worker's subscriber
+``{ns}:s:{S}:reply:M`` (channel)      --      --                  commit/reset scripts,     the gateway whose caller
+                                                                    worker (error replies):   waits (one subscriber
+                                                                    wake-up signal, named     connection per gateway
+                                                                    like the reply list       process)
+``{ns}:s:{S}:stream:M`` (channel)     --      --                  worker (with each turn    the gateway whose SSE
+                                                                    event): wake-up signal,   caller waits
+                                                                    named like the stream
 ``{ns}:eventlog``                       stream  none (MAXLEN ~500)  config publish, registry  status page, operators
                                                                     bump, drain request,      (cluster.event_log)
                                                                     worker join/drain,
@@ -351,6 +358,15 @@ class Keyspace:
     def notifications(self) -> str:
         """Hash of background processes whose end a session waits to be told about."""
         return f"{self.namespace}:notify"
+
+    @staticmethod
+    def wake_channel(key: str) -> str:
+        """Pub/sub channel announcing a write to a reply list or turn stream: the key's own name.
+
+        Channels and keys are separate namespaces in Redis, so a script that
+        writes ``KEYS[i]`` signals on ``KEYS[i]`` without building a name.
+        """
+        return key
 
     # -- ownership index -----------------------------------------------------
 

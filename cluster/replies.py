@@ -52,7 +52,10 @@ class ReplyChannel:
         self._durability = durability
 
     def push(self, session_key: str, message_id: str, reply: Mapping[str, Any]) -> None:
-        """Deliver a message's reply (RPUSH + PEXPIRE in one MULTI/EXEC).
+        """Deliver a message's reply (RPUSH + PEXPIRE + a wake-up PUBLISH in one MULTI/EXEC).
+
+        The ``PUBLISH`` on the list's channel (:meth:`Keyspace.wake_channel`)
+        wakes the gateway whose caller waits for this reply.
 
         Raises:
             InvalidMessage: ``reply`` is not plain msgpack-safe data.
@@ -67,6 +70,7 @@ class ReplyChannel:
         with self._client.pipeline(transaction=True) as pipe:
             pipe.rpush(key, data)
             pipe.pexpire(key, self._ttl_ms)
+            pipe.publish(self._keyspace.wake_channel(key), b"")
             pipe.execute()
 
     def wait(self, session_key: str, message_id: str, timeout: float) -> dict[str, Any] | None:

@@ -214,8 +214,8 @@ class ClusterSettings:
             reply or a stream at once; past it: 503 with ``Retry-After``.
         gateway_redis_connections: Redis connections one gateway process opens
             at most, for accepting messages and for all its waiting callers.
-        gateway_reply_poll: Longest pause, in seconds, between two checks of a
-            waiting caller's reply list.
+        gateway_sweep_interval: Seconds between two checks of every waiting
+            caller's reply list and stream, in case a wake-up signal was lost.
         endpoints: The provider endpoints this worker declares on top of the
             built-in ones (:mod:`cluster.endpoints`); given as a mapping of name
             to ``{provider, base_url, api_key_env}`` (or its YAML text), kept
@@ -278,7 +278,7 @@ class ClusterSettings:
     http_header_timeout: float = 10.0
     gateway_max_waiting: int = 10000
     gateway_redis_connections: int = 8
-    gateway_reply_poll: float = 1.0
+    gateway_sweep_interval: float = 5.0
     endpoints: tuple[Endpoint, ...] = ()
     redis_durability: str = "none"
     redis_durability_timeout: int = 500
@@ -329,7 +329,7 @@ class ClusterSettings:
             "idle_ttl",
             "sweep_interval",
             "http_header_timeout",
-            "gateway_reply_poll",
+            "gateway_sweep_interval",
             "platform_lease_ttl",
             "schedule_poll",
             "schedule_claim_ttl",
@@ -353,7 +353,7 @@ class ClusterSettings:
         if isinstance(connections, bool) or not isinstance(connections, int) or connections < 3:
             raise ConfigError(
                 "gateway_redis_connections must be a whole number >= 3 (one to accept "
-                f"messages, one to read streams, one for the rest), got {connections!r}"
+                f"messages, one for wake-up signals, one for the rest), got {connections!r}"
             )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(
@@ -643,10 +643,12 @@ SETTING_HELP: dict[str, str] = {
     "stream at once (JSON, SSE and OpenAI streams together); past it the gateway answers 503 "
     "gateway_full with Retry-After, accepting nothing, and /readyz answers 503.",
     "gateway_redis_connections": "Redis connections one gateway process opens at most: one "
-    "pool for accepting messages, one for all its waiting callers, whose replies and stream "
-    "events are read in batches by one task (at least 3).",
-    "gateway_reply_poll": "Longest pause, in seconds, between two checks of a waiting caller's "
-    "reply (checks start at 10 ms and double up to it, for all callers in pipelined batches).",
+    "pool for accepting messages, one subscriber connection for the wake-up signals of all its "
+    "waiting callers, and the rest for reading the replies and stream events signalled, in "
+    "batches (at least 3).",
+    "gateway_sweep_interval": "Seconds between two checks of every waiting caller's reply and "
+    "stream, in case a wake-up signal was lost (a Redis restart or failover); signals answer "
+    "callers at once, so this bounds only how late a reply can be after a lost signal.",
     "redis_durability": "none: a write counts as soon as the Redis primary has it (a failover "
     "may lose the last writes before the replica got them: a lost message's caller is told to "
     "resubmit); replica: an accepted message, a lease grant, a job claim and a turn's commit are "

@@ -4,7 +4,8 @@ When the coordinator accepts a message from a streaming caller it sets the
 job attribute :data:`~cluster.stream_events.STREAM_ATTR`; the worker then hands the agent the
 callbacks of a :class:`RedisTurnEvents` for that turn, which appends each
 event to the message's bounded Redis stream (``Keyspace.turn_stream``:
-``XADD ... MAXLEN ~``, expiring with the reply TTL). Any coordinator instance
+``XADD ... MAXLEN ~``, expiring with the reply TTL, and a ``PUBLISH`` on the
+stream's wake-up channel, ``Keyspace.wake_channel``). Any coordinator instance
 reads the stream from the client's ``Last-Event-ID``, so a client that
 reconnects, even to another instance, resumes where it left off.
 
@@ -94,6 +95,7 @@ class RedisTurnEvents(TurnEvents):
         """
         self._client = client
         self._key = key
+        self._channel = Keyspace.wake_channel(key)
         self._ttl_ms = max(1, math.ceil(ttl * 1000))
         self._maxlen = maxlen
         self._clock = clock
@@ -194,6 +196,7 @@ class RedisTurnEvents(TurnEvents):
                     approximate=True,
                 )
             pipe.pexpire(self._key, self._ttl_ms)
+            pipe.publish(self._channel, b"")  # wakes the gateway whose caller streams
             pipe.execute()
         except redis.RedisError as exc:
             self._broken = True  # the caller still gets the reply through the reply list

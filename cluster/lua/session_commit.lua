@@ -14,7 +14,9 @@
 -- KEYS[4]  processed  zset    message id -> commit time (ms)
 -- KEYS[5]  replies    hash    message id -> msgpack reply
 -- KEYS[6]  pending    zset    pending job ids -> sequence
--- KEYS[7]  reply      list    the message's reply list (the caller pops it)
+-- KEYS[7]  reply      list    the message's reply list (the caller pops it); after
+--                             the push a PUBLISH on the channel of the same name
+--                             wakes the gateway waiting on it (Keyspace.wake_channel)
 -- KEYS[8]  inflight   list    (optional, with KEYS[9..12]) the worker's in-flight job ids
 -- KEYS[9]  started    zset    rq's started registry of the job's queue
 -- KEYS[10] job        hash    the rq job
@@ -138,6 +140,7 @@ end
 if tonumber(ARGV[7]) > 0 then
   redis.call('RPUSH', KEYS[7], reply)
   redis.call('PEXPIRE', KEYS[7], ARGV[7])
+  redis.call('PUBLISH', KEYS[7], '')
 end
 redis.call('HDEL', KEYS[folds_key], ARGV[6])
 if not rolled_back then

@@ -12,7 +12,9 @@
 -- KEYS[6]  replies    hash    message id -> msgpack reply
 -- KEYS[7]  tools      hash    tool state
 -- KEYS[8]  pending    zset    pending job ids -> sequence
--- KEYS[9]  reply      list    the reset message's reply list
+-- KEYS[9]  reply      list    the reset message's reply list; after the push a
+--                             PUBLISH on the channel of the same name wakes the
+--                             gateway waiting on it (Keyspace.wake_channel)
 -- KEYS[10] workspace  hash    the workspace snapshot
 -- ARGV[1]  fence of the caller ("N:replid/token" from lease_acquire.lua / turn_begin.lua);
 --          refused when the lease has another fence, or was granted on another
@@ -40,4 +42,5 @@ redis.call('HSET', KEYS[6], ARGV[2], ARGV[3])
 redis.call('ZREM', KEYS[8], ARGV[4])
 redis.call('RPUSH', KEYS[9], ARGV[3])
 redis.call('PEXPIRE', KEYS[9], ARGV[5])
+redis.call('PUBLISH', KEYS[9], '')
 return {1, current}

@@ -5,12 +5,14 @@ stranded job's worker) is the Python :class:`~coordinator.ingress.Coordinator`,
 run on a bounded pool of threads: one short Redis script per message, and
 one implementation of routing for every ingress. Everything that waits, the
 reply of a turn and its event stream, goes through the process' one
-:class:`~coordinator.http.waiters.Waiters`, which serves every waiting caller
-from two tasks with batched reads, so ten thousand waiting callers hold ten
-thousand sockets, not threads nor Redis connections. The process opens at
-most ``gateway_redis_connections`` Redis connections in all (a small pool
-for accepting messages, the rest for everything asyncio), each named
-:func:`client_name` in ``CLIENT LIST``.
+:class:`~coordinator.http.waiters.Waiters`: one subscriber connection hears
+the wake-up signals of exactly the replies and streams its callers wait on,
+and one task reads what was signalled in batches, so ten thousand waiting
+callers hold ten thousand sockets, not threads nor Redis connections, and
+an idle one costs no Redis command. The process opens at most
+``gateway_redis_connections`` Redis connections in all (a small pool for
+accepting messages, the rest for everything asyncio, the subscriber
+included), each named :func:`client_name` in ``CLIENT LIST``.
 
 Nothing here keeps state between requests: the reply list, the event stream
 and the session all live in Redis, so any number of gateway instances serve
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -32,30 +34,27 @@ import redis.asyncio as aioredis
 
 from cluster.async_connection import connect_async
 from cluster.connection import connect
-from cluster.errors import InvalidMessage
+from cluster.errors import InvalidMessage, MessageLost
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
-from cluster.redis_text import text
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
+from coordinator.http.failover_signal import FailoverSignal
 from coordinator.http.failover_watch import PrimaryWatch, check_not_lost
-from coordinator.http.waiters import Hold, ReplyWatch, Waiters
+from coordinator.http.waiters import Hold, Wait, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
 __all__ = ["EVENT_ID_RE", "Gateway", "async_client", "client_name"]
 
 T = TypeVar("T")
 
-# Seconds a reply of Redis may take (the waiters block at most 0.2 s per read).
+# Seconds a reply of Redis may take (the waiters never block on a read).
 _SOCKET_TIMEOUT = 10.0
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
 
-
-# Longest slice of a reply wait between two looks for a failover that lost the message.
-_FAILOVER_SLICE = 2.0
 
 # Share of gateway_redis_connections that accepts messages (on threads); the rest is asyncio's.
 _SUBMIT_SHARE = 4
@@ -122,14 +121,15 @@ class Gateway:
         )
         self._tenant_limits = limits_by_tenant(settings.tenant_limits)
         self._limiter = anyio.CapacityLimiter(threads)
-        self.primary = PrimaryWatch(client)
         self.waiters = Waiters(
             client=client,
             max_waiting=settings.gateway_max_waiting,
-            reply_poll=settings.gateway_reply_poll,
+            sweep_interval=settings.gateway_sweep_interval,
             reply_ttl=settings.reply_ttl,
             durability=settings.durability(),
         )
+        self.primary = PrimaryWatch(client)
+        self.failovers = FailoverSignal(self.primary)
 
     @classmethod
     def open(cls, settings: ClusterSettings) -> Gateway:
@@ -137,7 +137,7 @@ class Gateway:
 
         Of ``gateway_redis_connections``, a quarter (at least one) accepts
         messages on the coordinator's threads; the rest serve every waiting
-        caller and the handlers' own reads.
+        caller (one of them is the wake-up subscriber) and the handlers' own reads.
         """
         total = settings.gateway_redis_connections
         submit = max(1, total // _SUBMIT_SHARE)
@@ -154,6 +154,19 @@ class Gateway:
         """A place for one more waiting caller (raises ``GatewayFull`` past the limit)."""
         return self.waiters.admit()
 
+    @contextlib.asynccontextmanager
+    async def waiting_place(self) -> AsyncIterator[None]:
+        """A waiting caller's place for a caller that cannot be refused (a bot's delivery).
+
+        It counts against ``gateway_max_waiting`` like an HTTP caller; while
+        the gateway is full it waits for a place instead of failing.
+        """
+        hold = await self.waiters.admit_when_room()
+        try:
+            yield
+        finally:
+            hold.release()
+
     def limits_for(self, tenant: str) -> TenantLimits:
         """A tenant's limits: its ``tenant_limits`` entry, else the cluster's defaults."""
         return self._tenant_limits.get(tenant, self._default_limits)
@@ -161,6 +174,7 @@ class Gateway:
     async def close(self) -> None:
         """Stop the waiters, close every connection."""
         await self.waiters.close()
+        await self.failovers.close()
         await self.client.aclose()
         await self.run(self.coordinator.close)
 
@@ -187,54 +201,71 @@ class Gateway:
         return await self.run(submit)
 
     async def wait_reply(
-        self, session_key: str, message_id: str, timeout: float
+        self,
+        session_key: str,
+        message_id: str,
+        timeout: float,
+        *,
+        gone: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any] | None:
         """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
 
-        The wait goes in slices; between two, a failover seen since the wait
-        began (:mod:`coordinator.http.failover_watch`) makes it check once that
-        Redis still knows the message.
+        ``gone`` returns when the caller went away; the wait ends then (``None``).
+        At each change of Redis primary seen meanwhile (one watch for the whole
+        process: :class:`~coordinator.http.failover_signal.FailoverSignal`) the
+        wait checks once that Redis still knows the message.
 
         Raises:
             MessageLost: a failover lost the message (resubmit it, same id).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        seen = await self.primary.current()
-        watch = self.watch_reply(session_key, message_id)  # one watch: its poll schedule goes on
-        try:
-            while True:
-                left = deadline - loop.time()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(watch.future), max(0.0, min(left, _FAILOVER_SLICE))
-                    )
-                reply = self.watched_reply(watch, message_id)
-                if reply is not None or left <= _FAILOVER_SLICE:
-                    return reply
-                primary = await self.primary.current()
-                if primary != seen:
-                    seen = primary
-                    await check_not_lost(self.client, self.keyspace, session_key, message_id)
-        finally:
-            self.unwatch_reply(watch)
-            if not watch.future.done():
-                watch.future.cancel()
+        lost: list[MessageLost] = []
 
-    def watch_reply(self, session_key: str, message_id: str) -> ReplyWatch:
-        """Watch a message's reply list (``unwatch_reply`` when done); its future gets the reply."""
-        return self.waiters.watch_reply(self.keyspace.reply_list(session_key, message_id))
+        async def lost_or_gone() -> None:
+            parts = [asyncio.ensure_future(self._lost_in_failover(session_key, message_id, lost))]
+            if gone is not None:
+                parts.append(asyncio.ensure_future(gone()))
+            try:
+                await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for part in parts:
+                    part.cancel()
 
-    def unwatch_reply(self, watch: ReplyWatch) -> None:
-        """Stop watching a reply list."""
-        self.waiters.unwatch(watch)
+        key = self.keyspace.reply_list(session_key, message_id)
+        raw = await self.waiters.reply(key, timeout, gone=lost_or_gone)
+        if raw is not None:
+            return _decode_reply(raw, message_id)
+        if lost:
+            raise lost[0]
+        return None
+
+    async def _lost_in_failover(
+        self, session_key: str, message_id: str, lost: list[MessageLost]
+    ) -> None:
+        """Return once a failover is seen to have lost the message (recorded in ``lost``)."""
+        while True:
+            await self.failovers.next_change()
+            try:
+                await check_not_lost(self.client, self.keyspace, session_key, message_id)
+            except MessageLost as error:
+                lost.append(error)
+                return
+
+    def watch_turn(self, session_key: str, message_id: str, *, after: str) -> Wait:
+        """Wait on a message's reply and its event stream after entry ``after`` (``unwatch`` it)."""
+        return self.waiters.watch(
+            self.keyspace.reply_list(session_key, message_id),
+            self.keyspace.turn_stream(session_key, message_id),
+            after,
+        )
 
     @staticmethod
-    def watched_reply(watch: ReplyWatch, message_id: str) -> dict[str, Any] | None:
-        """The reply a watch popped, if it came."""
-        if not watch.future.done() or watch.future.cancelled():
-            return None
-        return _decode_reply(watch.future.result(), message_id)
+    def decode_reply(raw: bytes, message_id: str) -> dict[str, Any]:
+        """A reply as the worker wrote it (msgpack map).
+
+        Raises:
+            InvalidMessage: it is not a msgpack map.
+        """
+        return _decode_reply(raw, message_id)
 
     async def pop_reply(self, session_key: str, message_id: str) -> dict[str, Any] | None:
         """Take a message's reply if it has arrived, else read its stored reply (no wait).
@@ -249,17 +280,6 @@ class Gateway:
         popped, stored = await pipe.execute()
         raw = popped if popped is not None else stored
         return None if raw is None else _decode_reply(raw, message_id)
-
-    async def read_events(
-        self, session_key: str, message_id: str, after: str, block: float
-    ) -> list[tuple[str, bytes]]:
-        """Events of a message's stream after entry ``after``, waiting up to ``block`` seconds."""
-        key = self.keyspace.turn_stream(session_key, message_id)
-        entries = await self.waiters.stream(key, after, block)
-        return [
-            (text(entry_id), fields.get(b"e") or fields.get("e") or b"{}")
-            for entry_id, fields in entries
-        ]
 
     async def live_workers(self) -> int:
         """How many workers have a valid heartbeat (readiness)."""

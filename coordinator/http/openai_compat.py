@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cluster.errors import InvalidMessage
@@ -46,7 +46,7 @@ from cluster.stream_events import STREAM_ATTR
 from coordinator.http.body import read_json
 from coordinator.http.context import gateway, options
 from coordinator.http.routes import SSE_HEADERS, submit_turn, turn_timeout, wait_reply
-from coordinator.http.sse import turn_events
+from coordinator.http.sse import HeldStreamingResponse, turn_events
 from coordinator.http.tenancy import caller, session_key
 
 __all__ = ["chat_completion_routes", "message_text", "openai_usage"]
@@ -173,7 +173,7 @@ async def chat_completions(request: Request) -> Response:
     headers = {"X-Message-Id": message_id}
     if not stream:
         try:
-            raw = await wait_reply(gw, handle, timeout)
+            raw = await wait_reply(gw, handle, timeout, request)
         finally:
             hold.release()
         return JSONResponse(
@@ -196,41 +196,38 @@ async def chat_completions(request: Request) -> Response:
         )
 
     async def chunks() -> AsyncIterator[bytes]:
-        try:
-            yield _chunk(cid, model, created, {"role": "assistant", "content": ""}, None)
-            streamed = False
-            async for event in turn_events(gw, key, message_id, after=None, timeout=timeout):
-                if event is None:
-                    continue
-                if event.type == "delta":
-                    streamed = True
+        yield _chunk(cid, model, created, {"role": "assistant", "content": ""}, None)
+        streamed = False
+        async for event in turn_events(gw, key, message_id, after=None, timeout=timeout):
+            if event is None:
+                continue
+            if event.type == "delta":
+                streamed = True
+                yield _chunk(
+                    cid, model, created, {"content": str(event.data.get("text", ""))}, None
+                )
+            elif event.type == "final":
+                if not streamed:  # a stored reply, or a model that does not stream
                     yield _chunk(
                         cid, model, created, {"content": str(event.data.get("text", ""))}, None
                     )
-                elif event.type == "final":
-                    if not streamed:  # a stored reply, or a model that does not stream
-                        yield _chunk(
-                            cid, model, created, {"content": str(event.data.get("text", ""))}, None
-                        )
-                    yield _chunk(cid, model, created, {}, "stop")
-                    if include_usage:
-                        usage: dict[str, Any] = {
-                            "id": cid,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": model,
-                            "choices": [],
-                            "usage": openai_usage(event.data.get("usage")),
-                        }
-                        yield f"data: {json.dumps(usage, separators=(',', ':'))}\n\n".encode()
-                elif event.type == "error":
-                    yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-        finally:
-            hold.release()
+                yield _chunk(cid, model, created, {}, "stop")
+                if include_usage:
+                    usage: dict[str, Any] = {
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": openai_usage(event.data.get("usage")),
+                    }
+                    yield f"data: {json.dumps(usage, separators=(',', ':'))}\n\n".encode()
+            elif event.type == "error":
+                yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(
-        chunks(), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+    return HeldStreamingResponse(
+        chunks(), hold=hold, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
     )
 
 

@@ -40,7 +40,14 @@ from cluster.stream_events import STREAM_ATTR, final_event
 from coordinator.http.body import read_object
 from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
-from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
+from coordinator.http.sse import (
+    KEEPALIVE,
+    HeldStreamingResponse,
+    SseEvent,
+    encode,
+    event_id_or_none,
+    turn_events,
+)
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
 from coordinator.http.waiters import Hold
 from coordinator.ingress import RESET_COMMANDS, TurnHandle, checked_reply
@@ -106,14 +113,32 @@ def turn_timeout(gw: Gateway, value: Any) -> float:
     return float(value)
 
 
-async def wait_reply(gw: Gateway, handle: TurnHandle, timeout: float) -> dict[str, Any]:
+async def wait_reply(
+    gw: Gateway, handle: TurnHandle, timeout: float, request: Request
+) -> dict[str, Any]:
     """The reply of a submitted message, or the reason there is none.
+
+    A caller whose connection closes stops waiting at once (its place in the
+    gateway is given back); the reply stays for a retry with the same message id.
 
     Raises:
         TurnTimeout: none within ``timeout`` (it may still come: resubmit the same message id).
         TurnFailed: the worker ran the turn and it failed.
+        RequestRefused: 499 ``client_closed``: the caller went away (nobody reads it).
     """
-    raw = await gw.wait_reply(handle.session_key, handle.message_id, timeout)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    raw = await gw.wait_reply(handle.session_key, handle.message_id, timeout, gone=gone)
+    if raw is None and await request.is_disconnected():
+        raise RequestRefused(
+            "the client closed the connection before its reply came; it stays for a retry "
+            "with the same message_id",
+            status=499,
+            kind="client_closed",
+        )
     return checked_reply(handle, raw, timeout=timeout)
 
 
@@ -159,16 +184,16 @@ def sse_response(
     """
 
     async def body() -> AsyncIterator[bytes]:
-        try:
-            if accepted is not None:
-                yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
-            async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
-                yield chunk
-        finally:
-            hold.release()
+        if accepted is not None:
+            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
+        async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
+            yield chunk
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream", headers={**SSE_HEADERS, "X-Message-Id": message_id}
+    return HeldStreamingResponse(
+        body(),
+        hold=hold,
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, "X-Message-Id": message_id},
     )
 
 
@@ -264,7 +289,7 @@ async def post_message(request: Request) -> Response:
                 accepted=accepted,
                 hold=hold,
             )
-        raw = await wait_reply(gw, handle, timeout)
+        raw = await wait_reply(gw, handle, timeout, request)
         return JSONResponse(reply_body(raw), headers={"X-Message-Id": handle.message_id})
     finally:
         if not streamed:
@@ -322,7 +347,7 @@ async def delete_session(request: Request) -> Response:
     hold = gw.admit()
     try:
         handle = await gw.submit(key, "/new", message_id=None, strategy="enqueue", attrs={})
-        raw = await wait_reply(gw, handle, gw.settings.turn_timeout)
+        raw = await wait_reply(gw, handle, gw.settings.turn_timeout, request)
     finally:
         hold.release()
     return JSONResponse(reply_body(raw))

@@ -2,9 +2,9 @@
 
 :func:`turn_events` yields the events the worker publishes for a message
 (:mod:`worker.streaming`), each with its stream entry id as the SSE ``id``,
-until the ``final`` one. The reply list is watched meanwhile (the gateway's waiters,
-batched with every other caller's),
-so a turn that failed (an error reply, no final event), or a message that was
+until the ``final`` one. The reply list is watched meanwhile (both through
+the gateway's waiters, woken by the worker's signals, batched with every
+other caller's), so a turn that failed (an error reply, no final event), or a message that was
 answered without streaming, still ends the stream with an ``error`` or a
 ``final`` built from the reply. A client that lost the connection sends the
 same request (same ``message_id``) with ``Last-Event-ID`` to any gateway
@@ -19,11 +19,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
 from cluster.errors import InvalidMessage
 from cluster.stream_events import final_event
 from coordinator.http.gateway import EVENT_ID_RE, Gateway
+from coordinator.http.waiters import Hold
 
-__all__ = ["KEEPALIVE", "SseEvent", "encode", "event_id_or_none", "turn_events"]
+__all__ = [
+    "KEEPALIVE",
+    "HeldStreamingResponse",
+    "SseEvent",
+    "encode",
+    "event_id_or_none",
+    "turn_events",
+]
 
 KEEPALIVE = 15.0
 """Seconds of silence after which a comment line keeps proxies from closing the stream."""
@@ -32,9 +43,6 @@ KEEPALIVE = 15.0
 _ID_PART_MAX = 2**64 - 1
 # Wait for the worker's own final event this long after its reply arrived.
 FINAL_GRACE = 0.5
-# Stream reads block this long at first, doubling up to the cap while nothing comes.
-_BLOCK_FIRST = 0.05
-_BLOCK_CAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,37 @@ class SseEvent:
     type: str
     data: dict[str, Any]
     id: str | None = None
+
+
+class HeldStreamingResponse(StreamingResponse):
+    """A streamed answer that gives its caller's place in the gateway back however it ends.
+
+    Its body's own ``finally`` is not enough: a client that goes away before
+    the first byte is sent may end the response before the body ever starts,
+    and a body that never started never runs its ``finally``.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        hold: Hold,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        """Stream ``content``; ``hold`` is released when the response ends, whatever ends it."""
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._hold = hold
+        self._content = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._hold.release()
+            aclose = getattr(self._content, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def encode(event: SseEvent) -> bytes:
@@ -103,33 +142,39 @@ async def turn_events(
     *,
     after: str | None,
     timeout: float,
+    tick: float = KEEPALIVE,
 ) -> AsyncIterator[SseEvent | None]:
     """Yield a message's events after ``after`` until its final event (or error, or timeout).
 
-    ``None`` is yielded after every read round (at least every second): the
-    events since the last ``None`` came in one read, so the caller can send
-    them in one write, and send keep-alive comments while nothing happens.
+    ``None`` is yielded after every wake-up (events came, or ``tick`` seconds
+    passed without any): the events since the last ``None`` came in one read,
+    so the caller can send them in one write, and send keep-alive comments
+    while nothing happens. A waiting stream costs no work until the worker
+    signals its next event.
     """
-    cursor = after or "0-0"
     deadline = time.monotonic() + timeout
-    block = _BLOCK_FIRST
     # A reply already taken from its list (a resumed caller) is still in the stored replies.
     reply: dict[str, Any] | None = await gateway.pop_reply(session_key, message_id)
     reply_at = time.monotonic()
-    watch = gateway.watch_reply(session_key, message_id) if reply is None else None
+    watch = gateway.watch_turn(session_key, message_id, after=after or "0-0")
     try:
         while True:
-            entries = await gateway.read_events(session_key, message_id, cursor, block)
-            for entry_id, raw in entries:
-                cursor = entry_id
-                data = _parse(raw)
+            now = time.monotonic()
+            if reply is not None:
+                pause = max(0.0, FINAL_GRACE - (now - reply_at))
+            else:
+                pause = max(0.0, min(tick, deadline - now))
+            await gateway.waiters.wait(watch, pause)
+            entries = watch.take_entries()
+            for entry_id, fields in entries:
+                data = _parse(fields.get(b"e") or fields.get("e") or b"{}")
                 kind = str(data.get("type", "status"))
-                yield SseEvent(kind, data, entry_id)
+                yield SseEvent(kind, data, entry_id.decode())
                 if kind == "final":
                     return
-            block = _BLOCK_FIRST if entries else min(_BLOCK_CAP, block * 2)
-            if reply is None and watch is not None:
-                reply = gateway.watched_reply(watch, message_id)
+            raw = watch.take_reply()
+            if reply is None and raw is not None:
+                reply = gateway.decode_reply(raw, message_id)
                 reply_at = time.monotonic()
             if reply is not None and not reply.get("ok"):
                 yield _error(reply, message_id)
@@ -138,8 +183,7 @@ async def turn_events(
                 # the worker published no final event (or it expired)
                 yield SseEvent("final", final_event(reply))
                 return
-            now = time.monotonic()
-            if now >= deadline:
+            if time.monotonic() >= deadline:
                 yield SseEvent(
                     "error",
                     {
@@ -153,7 +197,6 @@ async def turn_events(
                     },
                 )
                 return
-            yield None  # a read round ended: the caller may send what it has
+            yield None  # a wake-up ended: the caller may send what it has
     finally:
-        if watch is not None:
-            gateway.unwatch_reply(watch)
+        gateway.waiters.unwatch(watch)

@@ -1,24 +1,29 @@
-"""Every caller a gateway process holds waiting, served by two tasks on a few Redis connections.
+"""Every caller a gateway process holds waiting, woken through one subscriber connection.
 
 A caller waiting for a turn's reply or for its next stream events used to
-hold one Redis connection of its own (``BLPOP``, ``XREAD BLOCK``), so a few
-hundred waiting callers exhausted the pool. :class:`Waiters` instead keeps
-the waits in memory and serves them all from two tasks:
+hold one Redis connection of its own (``BLPOP``, ``XREAD BLOCK``), and then
+a poller that checked every waiting reply list on a backoff schedule: work
+in proportion to the callers held, every round. :class:`Waiters` keeps the
+waits in memory and is woken by Redis instead:
 
-* the reply poller checks the reply lists of the waiting callers with
-  pipelined, non-blocking ``LPOP`` in batches of :data:`BATCH`, each caller on
-  its own backoff schedule (:mod:`coordinator.http.wait_schedule`: 10 ms at
-  first, doubling up to ``gateway_reply_poll``), and wakes exactly the
-  callers whose reply came;
-* the stream reader reads the streams of all the waiting SSE callers with
-  ``XREAD`` over up to :data:`BATCH` streams per call (blocking when one call
-  covers them all) and hands each caller the entries after its cursor.
+* whatever delivers a reply (``session_commit.lua``, ``session_reset.lua``,
+  :meth:`cluster.replies.ReplyChannel.push`) or appends a turn event
+  (:mod:`worker.streaming`) also ``PUBLISH``\\es on the channel named like
+  the reply list or stream it wrote (:meth:`cluster.keys.Keyspace.wake_channel`);
+* the gateway's one subscriber connection (:mod:`coordinator.http.wake_signals`)
+  is subscribed to the channels of exactly the lists and streams its callers
+  wait on, so a signal reaches the gateway holding that caller, whichever
+  gateway accepted the message;
+* on a signal (or on the confirmation of a new subscription, which covers a
+  reply written before it) one task pops the signalled reply lists with
+  pipelined ``LPOP`` and reads the signalled streams with ``XREAD``, and
+  wakes exactly their callers. Idle callers cost no Redis command at all.
 
-The reply lists and streams are the ones the worker writes today, so a
-caller resumes on any gateway (by message id or ``Last-Event-ID``) and
-nothing changes on the worker side. Both tasks outlive Redis outages: an
-error pauses them briefly, and after one every waiting reply is checked at
-once, so no caller waits past its own timeout because of a lost round.
+The reply lists and streams stay the truth; a signal only wakes. A slow
+sweep (every ``gateway_sweep_interval`` seconds, and at once after a Redis
+error or a lost subscriber connection) checks every waiting caller anyway,
+so a signal lost to a Redis restart or a failover delays a reply by at most
+one sweep, never loses it.
 
 Callers are admitted by :meth:`Waiters.admit` up to ``gateway_max_waiting``;
 past it :class:`~cluster.errors.GatewayFull` is raised (503 with
@@ -32,64 +37,36 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
 
 from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
-from coordinator.http.wait_schedule import WaitSchedule
+from cluster.redis_text import text
+from coordinator.http.wake_signals import WakeSignals
 
-__all__ = ["BATCH", "Hold", "ReplyWatch", "Waiters"]
+__all__ = ["BATCH", "FULL_RETRY_AFTER", "Hold", "Wait", "Waiters"]
 
 log = logging.getLogger("coordinator.http.waiters")
-
-T = TypeVar("T")
-D = TypeVar("D")
 
 BATCH = 500
 """Most reply lists one pipeline pops, and most streams one ``XREAD`` reads."""
 
-# How long the stream reader blocks when one XREAD covers every stream, and its
-# pause after a round that found nothing when it takes several calls.
-_STREAM_BLOCK_MS = 200
-_STREAM_IDLE = 0.05
-# Pause of a task after a Redis error before it tries again.
-_ERROR_PAUSE = 0.2
-# Retry-After of a full gateway, seconds.
-_FULL_RETRY_AFTER = 5
+FULL_RETRY_AFTER = 5
+"""``Retry-After`` of a full gateway, seconds."""
 
+# Most entries of one stream one XREAD returns (a longer backlog takes more reads).
+_STREAM_COUNT = 256
+# Pause of the serving task after a Redis error before it tries again.
+_ERROR_PAUSE = 0.5
+# Streams signalled within this many seconds of the last read are read together (a
+# streaming turn signals every event; the worker sends them every 20 ms at most).
+_STREAM_COALESCE = 0.02
 
-@dataclass(eq=False)
-class ReplyWatch:
-    """One caller's wait for the reply list ``key``; ``future`` gets the popped reply."""
-
-    key: str
-    future: asyncio.Future[bytes]
-
-
-@dataclass(eq=False)
-class _StreamWatch:
-    key: str
-    after: tuple[int, int]
-    future: asyncio.Future[list[tuple[bytes, dict[Any, Any]]]]
-
-
-@dataclass(eq=False)
-class Hold:
-    """A waiting caller's place in the gateway; :meth:`release` gives it back (once)."""
-
-    waiters: Waiters
-    released: bool = field(default=False)
-
-    def release(self) -> None:
-        """Give the place back (a second call does nothing)."""
-        if not self.released:
-            self.released = True
-            self.waiters.waiting -= 1
+Entry = tuple[bytes, dict[Any, Any]]
 
 
 def _entry_id(value: bytes | str) -> tuple[int, int]:
@@ -98,11 +75,75 @@ def _entry_id(value: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _result_or(future: asyncio.Future[T], default: D) -> T | D:
-    """The result of a future set just as its wait timed out (it must not be lost), else default."""
-    if future.done() and not future.cancelled():
-        return future.result()
-    return default
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _batches(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
+class Hold:
+    """A waiting caller's place in the gateway; :meth:`release` gives it back (once)."""
+
+    __slots__ = ("_waiters", "released")
+
+    def __init__(self, waiters: Waiters) -> None:
+        self._waiters = waiters
+        self.released = False
+
+    def release(self) -> None:
+        """Give the place back (a second call does nothing)."""
+        if not self.released:
+            self.released = True
+            self._waiters.leave()
+
+
+class Wait:
+    """One caller's wait: a reply list and, for a streaming caller, its turn's event stream.
+
+    The serving task puts what it read here (:meth:`take_reply`,
+    :meth:`take_entries` hand it over) and wakes the caller's
+    :meth:`Waiters.wait`.
+    """
+
+    __slots__ = ("after", "closed", "entries", "reply", "reply_key", "stream_key", "waker")
+
+    def __init__(self, reply_key: str, stream_key: str | None, after: tuple[int, int]) -> None:
+        self.reply_key = reply_key
+        self.stream_key = stream_key
+        self.after = after
+        self.reply: bytes | None = None
+        self.entries: list[Entry] = []
+        self.waker: asyncio.Future[None] | None = None
+        self.closed = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether a reply or stream entries are here for the caller."""
+        return self.reply is not None or bool(self.entries)
+
+    def take_reply(self) -> bytes | None:
+        """The popped reply (once), or ``None``."""
+        reply, self.reply = self.reply, None
+        return reply
+
+    def take_entries(self) -> list[Entry]:
+        """The stream entries read since the last call, oldest first."""
+        entries, self.entries = self.entries, []
+        return entries
+
+    def wake(self) -> None:
+        """Wake the caller's :meth:`Waiters.wait`, if it waits."""
+        if self.waker is not None and not self.waker.done():
+            self.waker.set_result(None)
+
+    def end(self) -> None:
+        """End the wait (its caller went away): :meth:`Waiters.wait` returns at once."""
+        self.closed = True
+        self.wake()
 
 
 class Waiters:
@@ -113,17 +154,18 @@ class Waiters:
         *,
         client: aioredis.Redis,
         max_waiting: int,
-        reply_poll: float,
+        sweep_interval: float,
         reply_ttl: float,
         clock: Callable[[], float] = time.monotonic,
         durability: Durability = NO_DURABILITY,
     ) -> None:
-        """Bind to the gateway's asyncio client (its bounded pool serves both tasks).
+        """Bind to the gateway's asyncio client (its bounded pool serves the subscriber too).
 
         Args:
             client: The asyncio Redis client (``decode_responses=False``).
             max_waiting: Most callers held waiting at once.
-            reply_poll: Longest pause between two checks of one reply list.
+            sweep_interval: Seconds between two checks of every waiting
+                caller's reply list and stream (for signals Redis lost).
             reply_ttl: Seconds a reply pushed back (its caller left while it
                 was being popped) stays for the caller's retry.
             clock: Monotonic seconds.
@@ -134,13 +176,22 @@ class Waiters:
         self._durability = durability
         self.max_waiting = max_waiting
         self.waiting = 0
+        self._sweep_interval = sweep_interval
         self._reply_ttl_ms = max(1, math.ceil(reply_ttl * 1000))
         self._clock = clock
-        self._replies: WaitSchedule[ReplyWatch] = WaitSchedule(cap=reply_poll)
-        self._streams: dict[int, _StreamWatch] = {}
-        self._reply_wake = asyncio.Event()
-        self._stream_wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._replies: dict[str, list[Wait]] = {}
+        self._streams: dict[str, list[Wait]] = {}
+        self._due_replies: set[str] = set()
+        self._due_streams: set[str] = set()
+        self._orphans: list[tuple[str, bytes]] = []
+        self._next_sweep = math.inf
+        self._streams_read_at = -math.inf
+        self._wakeup: asyncio.Future[None] | None = None
+        self._room: asyncio.Event | None = None
+        self._signals = WakeSignals(client, on_signal=self._signalled, on_lost=self._sweep_soon)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- admission ------------------------------------------------------------------
 
     def admit(self) -> Hold:
         """Take a waiting caller's place.
@@ -151,170 +202,266 @@ class Waiters:
         if self.waiting >= self.max_waiting:
             raise GatewayFull(
                 f"this gateway is full: it holds {self.waiting} waiting callers, its limit "
-                f"(gateway_max_waiting); nothing was accepted: retry in {_FULL_RETRY_AFTER}s "
+                f"(gateway_max_waiting); nothing was accepted: retry in {FULL_RETRY_AFTER}s "
                 "or send to another gateway",
-                retry_after=_FULL_RETRY_AFTER,
+                retry_after=FULL_RETRY_AFTER,
             )
         self.waiting += 1
         return Hold(self)
 
+    async def admit_when_room(self) -> Hold:
+        """Take a waiting caller's place, waiting for one while the gateway is full.
+
+        For callers that cannot be told to come back later (a chat bot's
+        delivery): they count against ``gateway_max_waiting`` like any other.
+        """
+        while True:
+            try:
+                return self.admit()
+            except GatewayFull:
+                if self._room is None:
+                    self._room = asyncio.Event()
+                self._room.clear()
+                await self._room.wait()
+
+    def leave(self) -> None:
+        """A caller gave its place back (:meth:`Hold.release`)."""
+        self.waiting -= 1
+        if self._room is not None:
+            self._room.set()
+
+    # -- waits ----------------------------------------------------------------------
+
+    def watch(self, reply_key: str, stream_key: str | None = None, after: str = "0-0") -> Wait:
+        """Wait on a reply list (and a stream after entry ``after``); :meth:`unwatch` when done."""
+        self._start()
+        wait = Wait(reply_key, stream_key, _entry_id(after))
+        self._add(self._replies, self._due_replies, reply_key, wait)
+        if stream_key is not None:
+            self._add(self._streams, self._due_streams, stream_key, wait)
+        return wait
+
+    def unwatch(self, wait: Wait) -> None:
+        """Stop waiting (a reply popped for it and not taken goes back to its list)."""
+        wait.closed = True
+        self._drop(self._replies, wait.reply_key, wait)
+        if wait.stream_key is not None:
+            self._drop(self._streams, wait.stream_key, wait)
+        reply = wait.take_reply()
+        if reply is not None:
+            self._orphans.append((wait.reply_key, reply))
+            self._kick()
+
+    async def wait(self, wait: Wait, timeout: float) -> None:
+        """Return when the wait has a reply or entries, or ended, or after ``timeout`` seconds."""
+        if wait.ready or wait.closed or timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        waker: asyncio.Future[None] = loop.create_future()
+        wait.waker = waker
+        timer = loop.call_later(timeout, _resolve, waker)  # one timer, no task per wait
+        try:
+            await waker
+        finally:
+            timer.cancel()
+            wait.waker = None
+
+    async def reply(
+        self, key: str, timeout: float, *, gone: Callable[[], Awaitable[None]] | None = None
+    ) -> bytes | None:
+        """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came).
+
+        Args:
+            key: The reply list.
+            timeout: Seconds to wait at most.
+            gone: Returns when the caller went away (its connection closed):
+                the wait ends then, giving the caller's place back at once,
+                and the reply stays in its list for a retry.
+        """
+        wait = self.watch(key)
+        watcher = None
+        if gone is not None:
+            watcher = asyncio.ensure_future(gone())
+            watcher.add_done_callback(lambda _done: wait.end())
+        try:
+            await self.wait(wait, timeout)
+            return wait.take_reply()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self.unwatch(wait)
+
+    def _add(self, table: dict[str, list[Wait]], due: set[str], key: str, wait: Wait) -> None:
+        group = table.get(key)
+        if group is None:
+            table[key] = [wait]
+        else:
+            group.append(wait)
+        if self._signals.subscribe(key):
+            due.add(key)  # already subscribed: its confirmation will not come again
+        self._kick()
+
+    def _drop(self, table: dict[str, list[Wait]], key: str, wait: Wait) -> None:
+        group = table.get(key)
+        if group is None:
+            return
+        with contextlib.suppress(ValueError):
+            group.remove(wait)
+        if not group:
+            del table[key]
+            self._signals.unsubscribe(key)
+
+    # -- the serving task -----------------------------------------------------------
+
     def _start(self) -> None:
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._poll_replies(), name="gateway-reply-poller"),
-                asyncio.create_task(self._read_streams(), name="gateway-stream-reader"),
-            ]
+        if self._task is None:
+            self._next_sweep = self._clock() + self._sweep_interval
+            self._signals.start()
+            self._task = asyncio.create_task(self._serve(), name="gateway-waiters")
+
+    def _kick(self) -> None:
+        if self._wakeup is not None:
+            _resolve(self._wakeup)
+
+    def _signalled(self, channel: str) -> None:
+        if channel in self._replies:
+            self._due_replies.add(channel)
+        elif channel in self._streams:
+            self._due_streams.add(channel)
+        else:
+            return
+        self._kick()
+
+    def _sweep_soon(self) -> None:
+        """Check every waiting caller at once (signals may have been lost)."""
+        self._next_sweep = self._clock()
+        self._kick()
 
     async def close(self) -> None:
-        """Stop both tasks (waits in progress end as timeouts of their callers)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Stop serving (waits in progress end as timeouts of their callers)."""
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await self._task
+            self._task = None
+        await self._signals.close()
 
-    def watch_reply(self, key: str) -> ReplyWatch:
-        """Start watching the reply list ``key``; pass the watch to :meth:`unwatch` when done."""
-        self._start()
-        watch = ReplyWatch(key, asyncio.get_running_loop().create_future())
-        self._replies.add(watch, self._clock())
-        self._reply_wake.set()
-        return watch
-
-    def unwatch(self, watch: ReplyWatch) -> None:
-        """Stop watching (the reply came, or the caller stopped waiting)."""
-        self._replies.remove(watch)
-
-    async def reply(self, key: str, timeout: float) -> bytes | None:
-        """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came)."""
-        watch = self.watch_reply(key)
-        try:
-            return await asyncio.wait_for(asyncio.shield(watch.future), timeout)
-        except TimeoutError:
-            popped: bytes | None = _result_or(watch.future, None)
-            return popped
-        finally:
-            self.unwatch(watch)
-            if not watch.future.done():
-                watch.future.cancel()
-
-    async def stream(
-        self, key: str, after: str, block: float
-    ) -> list[tuple[bytes, dict[Any, Any]]]:
-        """Entries of stream ``key`` after id ``after``, waiting up to ``block`` seconds."""
-        self._start()
-        watch = _StreamWatch(key, _entry_id(after), asyncio.get_running_loop().create_future())
-        self._streams[id(watch)] = watch
-        self._stream_wake.set()
-        try:
-            return await asyncio.wait_for(asyncio.shield(watch.future), block)
-        except TimeoutError:
-            return _result_or(watch.future, [])
-        finally:
-            self._streams.pop(id(watch), None)
-            if not watch.future.done():
-                watch.future.cancel()
-
-    async def _poll_replies(self) -> None:
-        recheck_all = False
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             now = self._clock()
-            due = self._replies.all_items() if recheck_all else self._replies.due(now)
+            if now >= self._next_sweep:
+                self._due_replies.update(self._replies)
+                self._due_streams.update(self._streams)
+                self._next_sweep = now + self._sweep_interval
             try:
-                for start in range(0, len(due), BATCH):
-                    await self._pop_batch(due[start : start + BATCH])
-                recheck_all = False
+                await self._signals.flush()
+                await self._push_back_orphans()
+                await self._pop_replies()
+                if self._due_streams and now - self._streams_read_at >= _STREAM_COALESCE:
+                    self._streams_read_at = now
+                    await self._read_streams()
             except (redis.RedisError, OSError) as exc:
-                log.warning("reply poller: Redis error (%s); every reply is rechecked after", exc)
-                recheck_all = True
+                log.warning("waiters: Redis error (%s); every wait is checked again", exc)
                 await asyncio.sleep(_ERROR_PAUSE)
+                self._sweep_soon()
                 continue
-            next_due = self._replies.next_due()
-            self._reply_wake.clear()
-            pause = None if next_due is None else max(0.0, next_due - self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reply_wake.wait(), pause)
+            except Exception:  # a bug must not silence every waiting caller: log, go on
+                log.exception("waiters: unexpected error; every wait is checked again")
+                await asyncio.sleep(_ERROR_PAUSE)
+                self._sweep_soon()
+                continue
+            if self._due_replies or self._orphans or self._signals.pending:
+                continue
+            now = self._clock()
+            pause = self._next_sweep - now
+            if self._due_streams:
+                pause = min(pause, self._streams_read_at + _STREAM_COALESCE - now)
+            self._wakeup = loop.create_future()
+            timer = loop.call_later(max(0.0, pause), _resolve, self._wakeup)
+            try:
+                await self._wakeup
+            finally:
+                timer.cancel()
+                self._wakeup = None
 
-    async def _pop_batch(self, watches: list[ReplyWatch]) -> None:
-        if self._durability.mode == "replica":
-            watches = await self._confirmed(watches)
+    async def _push_back_orphans(self) -> None:
+        """Put back replies popped for callers that left meanwhile (answered once, never lost)."""
+        if not self._orphans:
+            return
+        orphans, self._orphans = self._orphans, []
         pipe = self._client.pipeline(transaction=False)
-        for watch in watches:
-            pipe.lpop(watch.key)
-        popped = await pipe.execute()
-        orphans: list[tuple[str, bytes]] = []
-        for watch, raw in zip(watches, popped, strict=True):
-            if raw is None:
-                continue
-            self._replies.remove(watch)
-            if watch.future.done():  # its caller left while the pop was under way
-                orphans.append((watch.key, raw))
-            else:
-                watch.future.set_result(raw)
-        if orphans:  # put them back for the caller's retry (answered once, never lost)
-            back = self._client.pipeline(transaction=False)
-            for key, raw in orphans:
-                back.lpush(key, raw)
-                back.pexpire(key, self._reply_ttl_ms)
-            await back.execute()
+        for key, raw in orphans:
+            pipe.lpush(key, raw)
+            pipe.pexpire(key, self._reply_ttl_ms)
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._orphans.extend(orphans)
+            raise
 
-    async def _confirmed(self, watches: list[ReplyWatch]) -> list[ReplyWatch]:
-        """The watches whose reply a replica has (durability replica); the others wait on.
+    async def _pop_replies(self) -> None:
+        keys = [key for key in self._due_replies if key in self._replies]
+        self._due_replies.clear()
+        for batch in _batches(keys):
+            chunk = await self._confirmed(batch)
+            pipe = self._client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.lpop(key)
+            popped = await pipe.execute()
+            for key, raw in zip(chunk, popped, strict=True):
+                if raw is None:
+                    continue
+                wait = next((w for w in self._replies.get(key, ()) if w.reply is None), None)
+                if wait is None:  # its caller left while the pop was under way
+                    self._orphans.append((key, raw))
+                else:
+                    wait.reply = raw
+                    wait.wake()
+
+    async def _confirmed(self, keys: list[str]) -> list[str]:
+        """The reply lists whose reply a replica has (all of them with durability ``none``).
 
         ``PEXPIRE`` refreshes the TTL of each reply list that holds a reply
         (a write, replicated after the commit that pushed the reply) and
         touches nothing where none waits; ``WAIT`` behind it on the same
         connection confirms the replica got that far. Nothing is popped
-        before: an unconfirmed reply stays for its caller's next round (a
-        failover may still lose it, and then the turn runs again and answers).
+        before: an unconfirmed reply stays, and its list is checked again
+        (``WAIT`` itself paused up to ``redis_durability_timeout``), so a
+        failover may still lose it, and then the turn runs again and answers.
         """
+        if self._durability.mode != "replica" or not keys:
+            return keys
         pipe = self._client.pipeline(transaction=False)
-        for watch in watches:
-            pipe.pexpire(watch.key, self._reply_ttl_ms)
+        for key in keys:
+            pipe.pexpire(key, self._reply_ttl_ms)
         self._durability.queue_wait(pipe)
         *found, acknowledged = await pipe.execute()
         if int(acknowledged) < 1:
+            self._due_replies.update(keys)
             return []
-        return [watch for watch, hit in zip(watches, found, strict=True) if hit]
+        return [key for key, hit in zip(keys, found, strict=True) if hit]
 
     async def _read_streams(self) -> None:
-        while True:
-            watches = [w for w in self._streams.values() if not w.future.done()]
-            if not watches:  # answered watches stay registered until their caller runs
-                self._stream_wake.clear()
-                await self._stream_wake.wait()
+        keys = [key for key in self._due_streams if key in self._streams]
+        self._due_streams.clear()
+        for chunk in _batches(keys):
+            # A stream's last waiter may have left while an earlier chunk was read.
+            cursors = {
+                key: "{}-{}".format(*min(w.after for w in group))
+                for key in chunk
+                if (group := self._streams.get(key))
+            }
+            if not cursors:
                 continue
-            chunks = [watches[i : i + BATCH] for i in range(0, len(watches), BATCH)]
-            found = False
-            try:
-                for chunk in chunks:
-                    block = _STREAM_BLOCK_MS if len(chunks) == 1 else None
-                    found = await self._read_chunk(chunk, block) or found
-            except (redis.RedisError, OSError) as exc:
-                log.warning("stream reader: Redis error (%s); retrying", exc)
-                await asyncio.sleep(_ERROR_PAUSE)
-                continue
-            if not found and len(chunks) > 1:
-                await asyncio.sleep(_STREAM_IDLE)
-
-    async def _read_chunk(self, chunk: list[_StreamWatch], block: int | None) -> bool:
-        by_key: dict[str, list[_StreamWatch]] = {}
-        for watch in chunk:
-            if not watch.future.done():
-                by_key.setdefault(watch.key, []).append(watch)
-        if not by_key:
-            return False
-        cursors = {
-            key: "{}-{}".format(*min(w.after for w in group)) for key, group in by_key.items()
-        }
-        result = cast(Any, await self._client.xread(cursors, count=256, block=block))  # type: ignore[arg-type]
-        found = False
-        for stream, entries in result or ():
-            key = stream.decode() if isinstance(stream, bytes) else str(stream)
-            for watch in by_key.get(key, ()):
-                mine = [(i, f) for i, f in entries if _entry_id(i) > watch.after]
-                if mine and not watch.future.done():
-                    watch.future.set_result(mine)
-                    found = True
-        return found
+            result = cast(Any, await self._client.xread(cursors, count=_STREAM_COUNT))  # type: ignore[arg-type]
+            for stream, entries in result or ():
+                key = text(stream)
+                if len(entries) >= _STREAM_COUNT:
+                    self._due_streams.add(key)  # more may wait: read on next round
+                for wait in self._streams.get(key, ()):
+                    mine = [(i, f) for i, f in entries if _entry_id(i) > wait.after]
+                    if mine:
+                        wait.entries.extend(mine)
+                        wait.after = _entry_id(mine[-1][0])
+                        wait.wake()

@@ -259,7 +259,10 @@ class BotRunner:
                 ]
                 if not waiting:
                     return
-                await self._deliver_one(token, waiting[0])
+                # A delivery waits on its turn like an HTTP caller: it takes a place of
+                # the gateway's gateway_max_waiting (waiting for one while it is full).
+                async with self.gateway.waiting_place():
+                    await self._deliver_one(token, waiting[0])
         finally:
             self._chats_busy.discard(chat)
 

@@ -29,6 +29,8 @@ __all__ = ["Followed", "TurnPreview", "follow_turn"]
 TOOL_OUTPUT_CHARS = 600
 """A tool's output is shown up to this many characters while the reply streams."""
 _TOOL_ARGUMENTS_CHARS = 120
+# Seconds between two looks at whether a preview edit is due while no event comes.
+_PREVIEW_TICK = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,10 @@ async def follow_turn(
         clock: Monotonic seconds.
     """
     preview = TurnPreview()
-    async for event in turn_events(gateway, session_key, message_id, after=None, timeout=timeout):
+    events = turn_events(
+        gateway, session_key, message_id, after=None, timeout=timeout, tick=_PREVIEW_TICK
+    )
+    async for event in events:
         if event is None:  # a read round ended: show the text so far if an edit is due
             text = preview_text(preview.text, limit)
             if schedule.due(text, clock()):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -190,3 +191,125 @@ def test_callers_of_a_killed_gateway_resume_on_another_and_get_each_reply_once(
                 ]
                 assert len(finals) == 1 and finals[0]["turn"] == 1, text[-500:]
             assert http.get(f"/v1/sessions/{name}").json()["turns"] == 1
+
+
+def _gateway_clients(client: redis.Redis, namespace: str, gateway: Gateway) -> list[dict[str, str]]:
+    name = f"{namespace}-gateway-{gateway.process.pid}"
+    return [entry for entry in client.client_list() if entry.get("name") == name]
+
+
+def test_idle_waiting_callers_cost_no_redis_command_and_share_one_subscriber(
+    cluster: HttpCluster, tmp_path: Path
+) -> None:
+    quiet = start_gateway(
+        cluster.redis_url,
+        cluster.namespace,
+        tmp_path,
+        "quiet",
+        AGENT_CLUSTER_GATEWAY_SWEEP_INTERVAL="60",
+    )
+    client = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
+    cluster.sim.set_latency(ttft=10.0, tokens_per_second=None)
+    streams, replies = 10, 40
+    try:
+
+        async def scenario() -> tuple[list[dict[str, str]], list[str]]:
+            async with httpx.AsyncClient(base_url=quiet.url, headers=HEADERS, timeout=60) as http:
+                started = asyncio.Semaphore(0)
+
+                async def sse(i: int) -> str:
+                    body = {"text": "hello", "message_id": f"q{i}", "stream": True}
+                    path = f"/v1/sessions/quiet-{i}-{uuid.uuid4().hex[:6]}/messages"
+                    async with http.stream("POST", path, json=body) as response:
+                        seen = ""
+                        async for chunk in response.aiter_text():
+                            if "event: turn_start" in chunk:
+                                started.release()
+                            seen += chunk
+                    assert "event: final" in seen, seen[-500:]
+                    return "sse"
+
+                tasks = [asyncio.create_task(sse(i)) for i in range(streams)]
+                for _ in range(streams):  # every stream's turn runs: it waits on the model now
+                    await asyncio.wait_for(started.acquire(), 30)
+                tasks += [
+                    asyncio.create_task(
+                        _json_caller(http, f"quiet-j{i}-{uuid.uuid4().hex[:6]}", f"j{i}")
+                    )
+                    for i in range(replies)
+                ]
+                while (await http.get("/readyz")).json().get("waiting") != streams + replies:
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(2.3)  # every caller waits on the model: nothing to do
+                entries = _gateway_clients(client, cluster.namespace, quiet)
+                return entries, await asyncio.gather(*tasks)
+
+        entries, results = asyncio.run(scenario())
+    finally:
+        cluster.sim.set_latency(ttft=0.0, tokens_per_second=None)
+        stop(quiet.process)
+        client.close()
+    assert sorted(results) == ["json"] * replies + ["sse"] * streams  # all answered
+    subscribers = [e for e in entries if int(e["sub"]) > 0]
+    # one connection subscribed for every wait: JSON: the reply; SSE: the reply and the stream
+    assert len(subscribers) == 1 and int(subscribers[0]["sub"]) == replies + 2 * streams, entries
+    busy = [e for e in entries if int(e["idle"]) < 2]
+    assert not busy, f"the gateway sent commands while its callers only waited: {busy}"
+
+
+def test_callers_that_leave_before_the_first_byte_give_their_places_back_at_once(
+    cluster: HttpCluster,
+) -> None:
+    host, port = cluster.a.url.removeprefix("http://").split(":")
+    tag = uuid.uuid4().hex[:6]
+    cluster.sim.set_latency(ttft=5.0, tokens_per_second=None)
+    count = 30
+
+    def request(i: int) -> bytes:
+        kind = ("json", "sse", "openai")[i % 3]
+        if kind == "openai":
+            path = "/v1/chat/completions"
+            body = json.dumps(
+                {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            )
+            extra = f"X-Session-Key: leave-{i}-{tag}\r\n"
+        else:
+            path = f"/v1/sessions/leave-{i}-{tag}/messages"
+            body = json.dumps({"text": "hello", "message_id": f"l{i}", "stream": kind == "sse"})
+            extra = ""
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+            f"{body}"
+        ).encode()
+
+    try:
+
+        async def scenario() -> tuple[int, float]:
+            async with httpx.AsyncClient(base_url=cluster.a.url, headers=HEADERS) as http:
+                callers = []
+                for i in range(count):
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                    writer.write(request(i))
+                    await writer.drain()
+                    callers.append((reader, writer))
+                while (await http.get("/readyz")).json()["waiting"] != count:
+                    await asyncio.sleep(0.02)
+                for _reader, writer in callers:  # every one waits on the model: all leave
+                    writer.close()
+                left = time.monotonic()
+                waiting = count
+                while waiting and time.monotonic() - left < 2.5:  # the turns run 5 s more
+                    waiting = int((await http.get("/readyz")).json()["waiting"])
+                    await asyncio.sleep(0.02)
+                return waiting, time.monotonic() - left
+
+        waiting, after = asyncio.run(scenario())
+        assert waiting == 0, f"{waiting} places still held {after:.1f}s after their callers left"
+        with cluster.a.client() as http:  # a JSON caller's reply stayed for its retry
+            again = http.post(
+                f"/v1/sessions/leave-0-{tag}/messages", json={"text": "hello", "message_id": "l0"}
+            )
+        assert again.status_code == 200 and again.json()["turn"] == 1, again.text
+    finally:
+        cluster.sim.set_latency(ttft=0.0, tokens_per_second=None)

@@ -13,6 +13,7 @@ from tests.integration.platforms.conftest import (
     CAPPED_HOOK_TOKEN,
     CAPPED_POLL_TOKEN,
     HOOK_SECRET,
+    POLL_TOKEN,
     PlatformCluster,
 )
 
@@ -73,3 +74,29 @@ def test_a_webhook_past_the_limit_is_answered_429_and_its_redelivery_is_answered
     tg.wait_messages(chat_id, 2, timeout=30)
     time.sleep(1.5)
     assert [m.text for m in tg.messages(chat_id)] == ["echo: first", "echo: second"]
+
+
+def test_a_bots_delivery_waiting_on_its_turn_holds_a_place_of_its_gateway(
+    platforms: PlatformCluster, chat_id: int
+) -> None:
+    tg = platforms.telegram
+    platforms.provider.set_latency(ttft=3.0)
+    try:
+        tg.make_update(POLL_TOKEN, chat_id, "slow one")
+        deadline = time.monotonic() + 20
+        held = 0
+        while not held and time.monotonic() < deadline:  # the lease holder waits on the turn
+            held = sum(
+                httpx.get(f"{gateway.url}/readyz").json()["waiting"]
+                for gateway in platforms.gateways
+            )
+            time.sleep(0.05)
+        tg.wait_messages(chat_id, 1, timeout=60)
+    finally:
+        platforms.provider.set_latency()
+    assert held == 1, "the delivery waiting on its turn is not counted by gateway_max_waiting"
+    deadline = time.monotonic() + 30
+    while sum(httpx.get(f"{g.url}/readyz").json()["waiting"] for g in platforms.gateways):
+        assert time.monotonic() < deadline, "the delivery's place was not given back"
+        time.sleep(0.05)
+    assert [m.text for m in tg.messages(chat_id)] == ["echo: slow one"]  # delivered, in full
