@@ -66,6 +66,40 @@ def _write_lands(client: redis.Redis, port: int) -> bool:
     return _port_of_primary(client) == port
 
 
+def test_a_thread_learning_of_the_new_primary_leaves_another_threads_sentinel_query_alone(
+    with_sentinel: ReplicatedRedis,
+) -> None:
+    client = connect(with_sentinel.sentinel_url, pool_size=4)
+    try:
+        client.set("before", b"1")
+        with_sentinel.wait_synced()
+        pool: Any = client.connection_pool
+        sentinel = redis.Redis(port=with_sentinel.sentinel_port)
+        sentinel.execute_command("SENTINEL", "FAILOVER", "ac-primary")
+        sentinel.close()
+        wait_until(
+            lambda: (
+                pool.sentinel_manager.discover_master("ac-primary")[1] == with_sentinel.replica.port
+            ),
+            what="the Sentinel to name the promoted replica",
+        )
+        # Thread A asks the Sentinels where the primary is: its query is sent, not read yet ...
+        shared = pool.sentinel_manager.sentinels[0]
+        in_flight = shared.connection_pool.get_connection()
+        in_flight.send_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "ac-primary")
+        # ... when thread B, taking a connection, learns the primary moved (what the pool
+        # does at its check every second; redis-py then drops the idle connections).
+        assert int(pool.get_master_address()[1]) == with_sentinel.replica.port
+        # A's reply still arrives: before the fix its socket was closed under it and this
+        # failed with "'NoneType' object has no attribute 'readline'", failing A's command.
+        _host, port = in_flight.read_response()
+        shared.connection_pool.release(in_flight)
+        assert int(port) == with_sentinel.replica.port
+        wait_until(lambda: _write_lands(client, with_sentinel.replica.port), what="re-resolve")
+    finally:
+        client.close()
+
+
 def test_the_async_sentinel_client_follows_the_failover_too(
     with_sentinel: ReplicatedRedis,
 ) -> None:
