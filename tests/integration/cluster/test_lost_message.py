@@ -14,7 +14,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.settings import ClusterSettings
 from coordinator.ingress import Coordinator
-from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis, wait_until
+from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
 
