@@ -58,16 +58,9 @@ import redis
 from tests.conftest import RedisServer, free_port, start_redis_server
 
 __all__ = [
-    "FailoverReport",
-    "RedisNode",
-    "ReplicatedRedis",
-    "SERVICE",
-    "SentinelTopology",
-    "replicated_redis",
-    "sentinel_topology",
-    "start_replicated_redis",
-    "wait_until",
-]
+    "FailoverReport", "RedisNode", "ReplicatedRedis", "SERVICE", "SentinelTopology",
+    "replicated_redis", "sentinel_topology", "start_replicated_redis", "wait_until",
+]  # fmt: skip
 
 Address = tuple[str, int]
 HOST = "127.0.0.1"
@@ -214,16 +207,10 @@ class SentinelTopology:
             f"sentinel known-replica {svc} {HOST} {n.port}\n" for n in self.nodes[1:]
         )
         return _sentinel_node(
-            name,
-            port,
-            workdir,
-            service=svc,
-            primary_port=self.nodes[0].port,
-            quorum=2,
-            down_after_ms=self.down_after_ms,
-            failover_timeout_ms=self.failover_timeout_ms,
+            name, port, workdir, service=svc, primary_port=self.nodes[0].port, quorum=2,
+            down_after_ms=self.down_after_ms, failover_timeout_ms=self.failover_timeout_ms,
             known=f"sentinel myid {self._sentinel_ids[index]}\n{peers}{replicas}",
-        )
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -433,17 +420,9 @@ class SentinelTopology:
 
 
 def _sentinel_node(
-    name: str,
-    port: int,
-    workdir: Path,
-    *,
-    service: str,
-    primary_port: int,
-    quorum: int,
-    down_after_ms: int,
-    failover_timeout_ms: int,
-    known: str = "",
-) -> RedisNode:
+    name: str, port: int, workdir: Path, *, service: str, primary_port: int, quorum: int,
+    down_after_ms: int, failover_timeout_ms: int, known: str = "",
+) -> RedisNode:  # fmt: skip
     """A Sentinel (not started) monitoring the primary on ``primary_port`` as ``service``.
 
     ``known`` holds config lines naming its id, peers and replicas up front.
@@ -542,13 +521,9 @@ def start_replicated_redis(tmp_dir: Path, *, sentinel: bool = False) -> Replicat
     # No diskless-sync delay: the replica's first sync starts at once, not after 5 s.
     primary = start_redis_server(tmp_dir / "primary", "--repl-diskless-sync-delay", "0")
     replica = start_redis_server(
-        tmp_dir / "replica",
-        "--replicaof",
-        primary.host,
-        str(primary.port),
-        "--repl-diskless-sync-delay",
-        "0",
-    )
+        tmp_dir / "replica", "--replicaof", primary.host, str(primary.port),
+        "--repl-diskless-sync-delay", "0",
+    )  # fmt: skip
     pair = ReplicatedRedis(primary=primary, replica=replica)
     try:
         pair.wait_synced()
@@ -566,15 +541,9 @@ def _start_lone_sentinel(workdir: Path, primary: RedisServer) -> RedisNode:
     binary = shutil.which("redis-server")
     assert binary is not None  # start_redis_server already checked
     node = _sentinel_node(
-        "sentinel",
-        free_port(),
-        workdir,
-        service=SERVICE,
-        primary_port=primary.port,
-        quorum=1,
-        down_after_ms=1000,
-        failover_timeout_ms=5000,
-    )
+        "sentinel", free_port(), workdir, service=SERVICE, primary_port=primary.port,
+        quorum=1, down_after_ms=1000, failover_timeout_ms=5000,
+    )  # fmt: skip
     node.start(binary)
     client = node.client(timeout=1.0)
 
