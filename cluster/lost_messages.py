@@ -5,7 +5,9 @@ got a message the old primary accepted: no worker will ever answer it, and
 its caller would wait until its timeout and then retry blindly. A caller
 notices a failover by the primary's replication id (``INFO replication``: a
 promoted replica takes a new one), read at most once a second per process
-(:class:`PrimaryReads` decides when, :class:`PrimaryWatch` reads). After one,
+(:class:`PrimaryReads` decides when, :class:`PrimaryWatch` reads), differing
+from the one of the server that accepted its message (the Python API gets
+that from the enqueue script; the gateway reads it when the wait begins). After one,
 each waiting caller checks once whether Redis still knows its message (its
 job, its stored reply or its reply list, :func:`queue_probe`); a message
 found nowhere ends the wait with :class:`~cluster.errors.MessageLost`
@@ -146,16 +148,13 @@ class LossCheck:
         self._keyspace = keyspace
         self._watch = watch
 
-    def primary(self) -> str:
-        """The primary's replication id now (read at most once a second)."""
-        return self._watch.current()
-
     def check(self, seen: str, session_key: str, message_id: str) -> str:
         """Raise :class:`MessageLost` if a failover since ``seen`` lost the message.
 
         Args:
-            seen: The primary's replication id when the caller last knew the
-                message was there (when it was accepted, or the last check).
+            seen: The replication id of the server that last had the message:
+                the one the enqueue script ran on (``turn_enqueue.lua`` returns
+                it), then the one of the last check that found it.
             session_key: The message's session.
             message_id: The message.
 

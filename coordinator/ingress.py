@@ -108,7 +108,8 @@ class TurnHandle:
             status: What the submission did (see the class attributes).
             timeout: Default seconds :meth:`result` waits.
             loss_check: Tells a message a Redis failover lost (``None``: never checked).
-            primary: The primary's replication id read before the message was enqueued.
+            primary: The replication id of the server that accepted the message
+                (read by the enqueue script itself, so it names the server that has it).
         """
         self._replies = replies
         self.session_key = session_key
@@ -321,7 +322,6 @@ class Coordinator:
             submitted_at=time.time(),
             attrs=dict(attrs),
         )
-        primary = self.loss_check.primary()  # before the enqueue: a failover after it is seen
         try:
             placed = self._place(job, strategy)
         except redis.RedisError as exc:
@@ -359,7 +359,7 @@ class Coordinator:
             status=placed.status,
             timeout=self.settings.turn_timeout,
             loss_check=self.loss_check,
-            primary=primary,
+            primary=placed.primary,
         )
 
     def _place(self, job: TurnJob, strategy: str = "enqueue") -> Enqueued:
