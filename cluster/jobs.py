@@ -239,12 +239,16 @@ class Enqueued:
         worker_id: See ``status``.
         epoch: The session's ownership epoch (``queued`` only).
         seq: The message's place in its session (``queued`` only).
+        primary: The replication id of the Redis server the script ran on
+            (``""`` where it cannot say): a waiting caller notices a failover
+            that lost the message by the primary's id no longer being this one.
     """
 
     status: str
     worker_id: str
     epoch: int = 0
     seq: int = 0
+    primary: str = ""
 
 
 def job_id_or_none(raw: Any) -> str | None:

@@ -136,10 +136,18 @@ class SentinelPool(redis.sentinel.SentinelConnectionPool):
         return connection
 
     def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close the connections (and the Sentinel clients', reopened when next asked)."""
+        """Close the connections; when closing them all, the Sentinel clients' too.
+
+        redis-py also calls this, with ``inuse_connections=False``, from any
+        thread that learns the primary moved: the Sentinel clients, shared by
+        every thread of the pool, stay open then, or another thread's Sentinel
+        query would lose its socket mid-reply (``'NoneType' object has no
+        attribute 'readline'``, failing that thread's command).
+        """
         super().disconnect(inuse_connections)
-        for sentinel in self.sentinel_manager.sentinels:
-            sentinel.close()
+        if inuse_connections:
+            for sentinel in self.sentinel_manager.sentinels:
+                sentinel.close()
 
 
 class BlockingSentinelPool(SentinelPool, redis.BlockingConnectionPool):
@@ -167,10 +175,15 @@ class AsyncSentinelPool(aiosentinel.SentinelConnectionPool):
         return connection
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
-        """Close the connections (and the Sentinel clients', reopened when next asked)."""
+        """Close the connections; when closing them all, the Sentinel clients' too.
+
+        As :meth:`SentinelPool.disconnect`: a new primary learned by one task
+        leaves the Sentinel query another task has in flight alone.
+        """
         await super().disconnect(inuse_connections)
-        for sentinel in self.sentinel_manager.sentinels:
-            await sentinel.aclose()
+        if inuse_connections:
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
 
 
 class AsyncBlockingSentinelPool(AsyncSentinelPool, aioconnection.BlockingConnectionPool):

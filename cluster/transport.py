@@ -198,7 +198,7 @@ class TurnQueue:
         job_id = self.job_id(job)
         fields = self._rq.job_fields(target, job, job_id)
         k = self._keyspace
-        status, worker, epoch, seq = self._scripts(
+        status, worker, epoch, seq, primary = self._scripts(
             "turn_enqueue",
             [
                 session.owner,
@@ -227,7 +227,7 @@ class TurnQueue:
                 *fields,
             ],
         )
-        result = Enqueued(text(status), text(worker), int(epoch), int(seq))
+        result = Enqueued(text(status), text(worker), int(epoch), int(seq), text(primary))
         if result.status == "queued":
             self._rq.register_queue(target)
         return result

@@ -32,6 +32,7 @@ from cluster.errors import (
 )
 from cluster.folds import FOLD_ATTR
 from cluster.keys import Keyspace
+from cluster.lost_messages import LossCheck, PrimaryWatch
 from cluster.redis_checks import check_eviction_policy
 from cluster.settings import DEFAULT_TURN_TIMEOUT, ClusterSettings
 from cluster.stores import build_stores
@@ -50,6 +51,8 @@ _SUBMIT_ATTEMPTS = 8
 _STRANDED_PAUSE = 0.05
 # Pause between attempts to read a reply while Redis is unreachable.
 _REDIS_RETRY = 0.2
+# Longest slice of a reply wait between two checks for a failover that lost the message.
+_FAILOVER_SLICE = 2.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,23 @@ class TurnHandle:
         reply: Reply | None = None,
         status: str = "queued",
         timeout: float = DEFAULT_TURN_TIMEOUT,
+        loss_check: LossCheck | None = None,
+        primary: str = "",
     ) -> None:
+        """A handle on a submitted message.
+
+        Args:
+            replies: Where the worker delivers the reply.
+            session_key: The message's session.
+            message_id: The message.
+            worker_id: The worker it was queued on.
+            reply: The reply, when the submission already has it.
+            status: What the submission did (see the class attributes).
+            timeout: Default seconds :meth:`result` waits.
+            loss_check: Tells a message a Redis failover lost (``None``: never checked).
+            primary: The replication id of the server that accepted the message
+                (read by the enqueue script itself, so it names the server that has it).
+        """
         self._replies = replies
         self.session_key = session_key
         self.message_id = message_id
@@ -99,9 +118,18 @@ class TurnHandle:
         self.status = status
         self._reply = reply
         self._timeout = timeout
+        self._loss_check = loss_check
+        self._primary = primary
 
     def result(self, timeout: float | None = None) -> Reply:
         """Wait for the reply (through Redis outages, up to ``timeout``).
+
+        On a Redis that names its primary (not the embedded one), the wait
+        goes in slices; after each one without the reply, a Redis
+        failover seen since the message was accepted (the primary's
+        replication id changed, :mod:`cluster.lost_messages`) makes it check
+        once that Redis still knows the message. A ``timeout`` of 0 polls:
+        one look at the reply, then that check.
 
         Args:
             timeout: Seconds to wait; ``None`` waits as long as a turn may run
@@ -110,6 +138,8 @@ class TurnHandle:
         Raises:
             TurnTimeout: no reply within ``timeout`` (the turn may still finish).
             TurnFailed: the worker ran the turn and it failed.
+            MessageLost: a failover lost the message before it was answered
+                (``redis_durability: none``): resubmit it with the same id.
         """
         if self._reply is not None:
             return self._reply
@@ -118,16 +148,31 @@ class TurnHandle:
         deadline = time.monotonic() + timeout
         raw: dict[str, Any] | None = None
         outage = ""
+        # Only a Redis that names its primary (INFO replication) can show a failover.
+        watched = self._loss_check is not None and bool(self._primary)
+        slice_ = _FAILOVER_SLICE if watched else timeout
         while True:
             left = deadline - time.monotonic()
+            unreachable = False
             try:
-                raw = self._replies.wait(self.session_key, self.message_id, max(0.0, left))
-                break
+                raw = self._replies.wait(
+                    self.session_key, self.message_id, max(0.0, min(left, slice_))
+                )
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 outage = f"; Redis was unreachable ({exc})"
+                unreachable = True
+            if raw is not None:
+                break
+            if watched and self._loss_check is not None:  # also after READONLY: a failover
+                self._primary = self._loss_check.check(
+                    self._primary, self.session_key, self.message_id
+                )
+            if unreachable:
                 if left <= 0:
                     break
-                time.sleep(min(_REDIS_RETRY, max(0.0, left)))
+                time.sleep(min(_REDIS_RETRY, left))
+            elif left <= slice_:
+                break
         raw = checked_reply(self, raw, timeout=timeout, outage=outage)
         self._reply = Reply(
             text=str(raw["text"]),
@@ -199,6 +244,8 @@ class Coordinator:
         self.replies = stores.replies
         # Scheduled messages of sessions (create, list, cancel); the workers send them.
         self.schedules = Schedules(settings=settings, client=self.client)
+        # Tells a waiting caller its message was lost by a Redis failover.
+        self.loss_check = LossCheck(self.client, self.keyspace, PrimaryWatch(self.client))
         try:
             check_eviction_policy(self.client, "coordinator")
         except redis.RedisError as exc:
@@ -311,6 +358,8 @@ class Coordinator:
             placed.worker_id,
             status=placed.status,
             timeout=self.settings.turn_timeout,
+            loss_check=self.loss_check,
+            primary=placed.primary,
         )
 
     def _place(self, job: TurnJob, strategy: str = "enqueue") -> Enqueued:

@@ -86,8 +86,11 @@ log = logging.getLogger("worker.process")
 
 # Seconds between the main thread's checks for SIGTERM/SIGINT while it waits.
 _SIGNAL_POLL = 0.1
-# Seconds one blocking claim waits on an empty queue (a drain wakes it at once).
-CLAIM_BLOCK = 10.0
+# Seconds one blocking claim waits on an empty queue (a drain wakes it at once). Short,
+# because a claim blocked on a primary that a failover replaced but left running sees
+# nothing enqueued on the new one until it returns (Sentinel demotes the old one only
+# at its next check, ~10 s later): 2 s bounds that blindness at one idle pop per 2 s.
+CLAIM_BLOCK = 2.0
 # Connections beyond one per turn thread: heartbeat, claims, events, lease keeper, probes.
 _BACKGROUND_CONNECTIONS = 16
 

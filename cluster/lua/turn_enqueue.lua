@@ -51,15 +51,20 @@
 -- ARGV[8]  strategy: enqueue | interrupt | reject | rollback | stop | steer | collect
 -- ARGV[9]  events channel name (a channel, not a key)
 -- ARGV[10..n] rq job hash field, value pairs
--- Returns: {"queued", owner, epoch, seq}
---          {"busy", holder worker, 0, 0}     reject: a turn of the session runs
---          {"stopped", holder or "", 0, 0}   stop: the running turn (if any) was told to stop
---          {"answered", "", 0, 0}            stored reply pushed again
---          {"pending", worker, 0, 0}         job still queued/running on a live worker
---          {"stranded", worker, 0, 0}        job on a dead worker: recover it, then retry
---          {"reroute", worker, 0, 0}         retry with this target ("" = no eligible proposal)
+-- Returns: {"queued", owner, epoch, seq, primary}
+--          {"busy", holder worker, 0, 0, primary}     reject: a turn of the session runs
+--          {"stopped", holder or "", 0, 0, primary}   stop: the running turn (if any) was told to stop
+--          {"answered", "", 0, 0, primary}            stored reply pushed again
+--          {"pending", worker, 0, 0, primary}         job still queued/running on a live worker
+--          {"stranded", worker, 0, 0, primary}        job on a dead worker: recover it, then retry
+--          {"reroute", worker, 0, 0, primary}         retry with this target ("" = no eligible proposal)
+--          primary: the replication id of the server this ran on ("" where INFO is refused):
+--          the caller's wait notices a failover that lost the message by it changing
+--          (cluster/lost_messages.py)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local info = redis.pcall('INFO', 'replication')
+local primary = type(info) == 'string' and string.match(info, 'master_replid%p(%x+)') or ''
 
 local function live(w)
   local expiry = redis.call('ZSCORE', KEYS[7], w)
@@ -75,16 +80,16 @@ if stored then
     redis.call('RPUSH', KEYS[6], stored)
     redis.call('PEXPIRE', KEYS[6], ARGV[7])
   end
-  return {'answered', '', 0, 0}
+  return {'answered', '', 0, 0, primary}
 end
 
 local status = redis.call('HGET', KEYS[9], 'status')
 if status == 'queued' or status == 'started' then
   local holder = redis.call('HGET', KEYS[9], 'ac_worker') or ''
   if holder ~= '' and live(holder) then
-    return {'pending', holder, 0, 0}
+    return {'pending', holder, 0, 0, primary}
   end
-  return {'stranded', holder, 0, 0}
+  return {'stranded', holder, 0, 0, primary}
 end
 if status then
   -- An earlier job of this id ended without a stored reply (it failed), so
@@ -100,7 +105,7 @@ local held = {}
 if running then
   held = redis.call('HMGET', KEYS[4], 'worker', 'token', 'depth')
   if strategy == 'reject' then
-    return {'busy', held[1] or '', 0, 0}
+    return {'busy', held[1] or '', 0, 0, primary}
   end
   local current_depth = tonumber(held[3] or '0')
   if strategy == 'stop' or strategy == 'rollback'
@@ -113,10 +118,10 @@ if running then
     end
   end
   if strategy == 'stop' then
-    return {'stopped', held[1] or '', 0, 0}
+    return {'stopped', held[1] or '', 0, 0, primary}
   end
 elseif strategy == 'stop' then
-  return {'stopped', '', 0, 0}
+  return {'stopped', '', 0, 0, primary}
 end
 
 local proposal = ARGV[3]
@@ -137,10 +142,10 @@ end
 local epoch
 if owner == nil then
   if not eligible(proposal) then
-    return {'reroute', '', 0, 0}
+    return {'reroute', '', 0, 0, primary}
   end
   if proposal ~= ARGV[2] then
-    return {'reroute', proposal, 0, 0}
+    return {'reroute', proposal, 0, 0, primary}
   end
   redis.call('HSET', KEYS[1], 'worker', proposal)
   epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -148,7 +153,7 @@ if owner == nil then
   owner = proposal
 else
   if owner ~= ARGV[2] then
-    return {'reroute', owner, 0, 0}
+    return {'reroute', owner, 0, 0, primary}
   end
   epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 end
@@ -173,4 +178,4 @@ elseif strategy == 'collect' and (running or waiting) then
   redis.call('HSET', KEYS[12], ARGV[6], 'c' .. now)
   redis.call('PEXPIRE', KEYS[12], ARGV[7])
 end
-return {'queued', owner, epoch, seq}
+return {'queued', owner, epoch, seq, primary}

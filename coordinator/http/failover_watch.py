@@ -1,14 +1,12 @@
-"""A waiting caller whose message a Redis failover lost is told so, instead of waiting forever.
+"""The HTTP gateway's asyncio shell of :mod:`cluster.lost_messages`.
 
-With ``redis_durability: none`` a failover may promote a replica that never
-got a message the old primary accepted: no worker will ever answer it, and
-its caller would wait until its timeout and then retry blindly. The gateway
-notices a failover by the primary's replication id (``INFO replication``,
-read at most once a second for the whole process by :class:`PrimaryWatch`).
-After one, each waiting caller checks once whether Redis still knows its
-message (its job, its stored reply or its reply list); a message found
-nowhere ends the wait with :class:`~cluster.errors.MessageLost` (503
-``message_lost`` with ``Retry-After``): resubmit it with the same message id.
+A waiting caller whose message a Redis failover lost is told so (503
+``message_lost`` with ``Retry-After``) instead of waiting forever: the
+gateway reads the primary's replication id at most once a second for the
+whole process (:class:`PrimaryWatch`); after a failover each waiting caller
+checks once whether Redis still knows its message (:func:`check_not_lost`).
+When to read, what to read and how to judge it are the Python API's
+(:mod:`cluster.lost_messages`).
 """
 
 from __future__ import annotations
@@ -20,19 +18,14 @@ from collections.abc import Callable
 import redis
 import redis.asyncio as aioredis
 
-from cluster.errors import MessageLost
-from cluster.jobs import job_id_for
 from cluster.keys import Keyspace
-from cluster.rq_format import RqFormat
+from cluster.lost_messages import CHECK_INTERVAL, PrimaryReads, judge_probe, queue_probe
 
 __all__ = ["PrimaryWatch", "check_not_lost"]
 
-CHECK_INTERVAL = 1.0
-"""Least seconds between two reads of the primary's replication id."""
-
 
 class PrimaryWatch:
-    """The replication id of the Redis primary, as this process last read it."""
+    """The replication id of the Redis primary, as this process last read it (asyncio)."""
 
     def __init__(
         self,
@@ -49,52 +42,33 @@ class PrimaryWatch:
             clock: Monotonic seconds.
         """
         self._client = client
-        self._interval = interval
         self._clock = clock
-        self._replid = ""
-        self._read_at: float | None = None
+        self._reads = PrimaryReads(interval)
         self._lock = asyncio.Lock()
 
     async def current(self) -> str:
         """The primary's replication id (``""`` where Redis cannot say, e.g. embedded)."""
         async with self._lock:
-            now = self._clock()
-            if self._read_at is not None and now - self._read_at < self._interval:
-                return self._replid
-            self._read_at = now
+            if not self._reads.due(self._clock()):
+                return self._reads.replid
             try:
                 info = await self._client.info("replication")
-            except redis.ResponseError:  # INFO refused (the embedded server): no failovers
-                return self._replid
-            except (redis.RedisError, OSError):
-                return self._replid  # unreachable now: judged at the next read
-            self._replid = str(info.get("master_replid", ""))
-            return self._replid
+            except (redis.RedisError, OSError):  # refused (embedded) or unreachable: judged later
+                return self._reads.replid
+            return self._reads.record(info)
 
 
 async def check_not_lost(
     client: aioredis.Redis, keyspace: Keyspace, session_key: str, message_id: str
 ) -> None:
-    """Raise :class:`MessageLost` when Redis knows nothing of an accepted message any more.
+    """Raise :class:`~cluster.errors.MessageLost` when Redis knows nothing of an accepted message.
 
-    A message is known while its job hash exists (queued, running or ended:
-    kept ``reply_ttl``), its reply is stored (kept for the retention), or its
-    reply list holds the reply. An unreachable Redis proves nothing: the
-    caller keeps waiting.
+    An unreachable Redis proves nothing: the caller keeps waiting.
     """
-    job_key = RqFormat.job_key(job_id_for(keyspace.namespace, session_key, message_id))
     pipe = client.pipeline(transaction=False)
-    pipe.exists(job_key)
-    pipe.hexists(keyspace.session(session_key).replies, message_id)
-    pipe.exists(keyspace.reply_list(session_key, message_id))
+    queue_probe(pipe, keyspace, session_key, message_id)
     try:
         found = await pipe.execute()
     except (redis.RedisError, OSError):
         return
-    if any(found):
-        return
-    raise MessageLost(
-        f"message {message_id!r} of session {session_key!r} was accepted, but a Redis failover "
-        "lost it before it was answered (the promoted replica never got it; "
-        "redis_durability none): resubmit it with the same message id"
-    )
+    judge_probe(found, session_key, message_id)

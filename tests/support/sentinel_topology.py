@@ -29,6 +29,14 @@ Faults:
 
 Short Sentinel timings (``down-after-milliseconds`` 1000, ``failover-timeout``
 2000) make a failover take about 2-5 s on loopback.
+
+:class:`ReplicatedRedis` is the small topology of the same kind: a primary and
+one replica (and, on request, one Sentinel), for the contract tests of the
+fenced scripts (they also run against a replicated Redis: a script that reads
+``INFO`` or waits for ``WAIT`` must work there), the failover tests that
+promote the replica by hand (``REPLICAOF NO ONE``) after cutting the
+replication link, and the durability benchmark. Every process is stopped by
+:meth:`ReplicatedRedis.stop`.
 """
 
 from __future__ import annotations
@@ -39,16 +47,20 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port, start_redis_server
 
-__all__ = ["FailoverReport", "RedisNode", "SentinelTopology", "sentinel_topology"]
+__all__ = [
+    "FailoverReport", "RedisNode", "ReplicatedRedis", "SERVICE", "SentinelTopology",
+    "replicated_redis", "sentinel_topology", "start_replicated_redis", "wait_until",
+]  # fmt: skip
 
 Address = tuple[str, int]
 HOST = "127.0.0.1"
@@ -185,8 +197,6 @@ class SentinelTopology:
         name = f"sentinel-{index}"
         workdir = self.directory / name
         workdir.mkdir(exist_ok=True)
-        config = workdir / "sentinel.conf"
-        primary = self.nodes[0]
         svc = self.service
         peers = "".join(
             f"sentinel known-sentinel {svc} {HOST} {p} {self._sentinel_ids[i]}\n"
@@ -196,16 +206,11 @@ class SentinelTopology:
         replicas = "".join(
             f"sentinel known-replica {svc} {HOST} {n.port}\n" for n in self.nodes[1:]
         )
-        config.write_text(
-            f"sentinel myid {self._sentinel_ids[index]}\n{peers}{replicas}"
-            f"port {port}\nbind {HOST}\nprotected-mode no\ndir {workdir}\n"
-            f"logfile {workdir / 'sentinel.log'}\n"
-            f"sentinel monitor {svc} {HOST} {primary.port} 2\n"
-            f"sentinel down-after-milliseconds {svc} {self.down_after_ms}\n"
-            f"sentinel failover-timeout {svc} {self.failover_timeout_ms}\n"
-            f"sentinel parallel-syncs {svc} 2\n"
-        )
-        return RedisNode(name, port, [str(config), "--sentinel"], workdir / "sentinel.log")
+        return _sentinel_node(
+            name, port, workdir, service=svc, primary_port=self.nodes[0].port, quorum=2,
+            down_after_ms=self.down_after_ms, failover_timeout_ms=self.failover_timeout_ms,
+            known=f"sentinel myid {self._sentinel_ids[index]}\n{peers}{replicas}",
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -412,6 +417,157 @@ class SentinelTopology:
             return None
         finally:
             client.close()
+
+
+def _sentinel_node(
+    name: str, port: int, workdir: Path, *, service: str, primary_port: int, quorum: int,
+    down_after_ms: int, failover_timeout_ms: int, known: str = "",
+) -> RedisNode:  # fmt: skip
+    """A Sentinel (not started) monitoring the primary on ``primary_port`` as ``service``.
+
+    ``known`` holds config lines naming its id, peers and replicas up front.
+    """
+    config = workdir / "sentinel.conf"
+    config.write_text(
+        f"{known}port {port}\nbind {HOST}\nprotected-mode no\ndir {workdir}\n"
+        f"logfile {workdir / 'sentinel.log'}\n"
+        f"sentinel monitor {service} {HOST} {primary_port} {quorum}\n"
+        f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+        f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
+        f"sentinel parallel-syncs {service} 2\n"
+    )
+    return RedisNode(name, port, [str(config), "--sentinel"], workdir / "sentinel.log")
+
+
+# -- a primary and one replica -----------------------------------------------------
+
+
+def wait_until(
+    check: Callable[[], object], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``check()`` every 20 ms until it is true, else fail the test."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class ReplicatedRedis:
+    """A primary and its replica (and maybe a Sentinel watching them as :data:`SERVICE`)."""
+
+    primary: RedisServer
+    replica: RedisServer
+    sentinel: RedisNode | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the primary."""
+        return self.primary.url
+
+    @property
+    def sentinel_port(self) -> int:
+        """The Sentinel's port."""
+        assert self.sentinel is not None, "started without a Sentinel"
+        return self.sentinel.port
+
+    @property
+    def sentinel_url(self) -> str:
+        """``redis+sentinel://`` URL naming the Sentinel and the service."""
+        return f"redis+sentinel://{HOST}:{self.sentinel_port}/{SERVICE}/0"
+
+    def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until the replica has everything the primary has written so far."""
+        primary = self.primary.client()
+        try:
+            wait_until(
+                lambda: int(primary.execute_command("WAIT", 1, 100)) >= 1,
+                timeout=timeout,
+                what="the replica to catch up",
+            )
+        finally:
+            primary.close()
+
+    def cut_replication(self) -> None:
+        """Make the replica stop following (and keep what it has): it misses every later write."""
+        replica = self.replica.client()
+        try:
+            replica.execute_command("REPLICAOF", "NO", "ONE")
+        finally:
+            replica.close()
+
+    def demote_primary(self) -> None:
+        """Make the old primary a replica of the promoted one (as Sentinel does when it returns)."""
+        old = self.primary.client()
+        try:
+            old.execute_command("REPLICAOF", self.replica.host, str(self.replica.port))
+        finally:
+            old.close()
+
+    def stop(self) -> None:
+        """Stop every process (Sentinel first, so it does not fail anything over)."""
+        if self.sentinel is not None:
+            self.sentinel.stop()
+        for server in (self.replica, self.primary):
+            server.process.terminate()
+            server.process.wait(timeout=10)
+
+
+def start_replicated_redis(tmp_dir: Path, *, sentinel: bool = False) -> ReplicatedRedis:
+    """Start a primary, a replica following it (synced), and optionally one Sentinel."""
+    for name in ("primary", "replica"):
+        (tmp_dir / name).mkdir(parents=True, exist_ok=True)
+    # No diskless-sync delay: the replica's first sync starts at once, not after 5 s.
+    primary = start_redis_server(tmp_dir / "primary", "--repl-diskless-sync-delay", "0")
+    replica = start_redis_server(
+        tmp_dir / "replica", "--replicaof", primary.host, str(primary.port),
+        "--repl-diskless-sync-delay", "0",
+    )  # fmt: skip
+    pair = ReplicatedRedis(primary=primary, replica=replica)
+    try:
+        pair.wait_synced()
+        if sentinel:
+            pair.sentinel = _start_lone_sentinel(tmp_dir / "sentinel", primary)
+    except BaseException:
+        pair.stop()
+        raise
+    return pair
+
+
+def _start_lone_sentinel(workdir: Path, primary: RedisServer) -> RedisNode:
+    """One Sentinel (quorum 1) for the pair, returned once it has seen the replica."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    binary = shutil.which("redis-server")
+    assert binary is not None  # start_redis_server already checked
+    node = _sentinel_node(
+        "sentinel", free_port(), workdir, service=SERVICE, primary_port=primary.port,
+        quorum=1, down_after_ms=1000, failover_timeout_ms=5000,
+    )  # fmt: skip
+    node.start(binary)
+    client = node.client(timeout=1.0)
+
+    def knows_the_replica() -> bool:
+        # A failover needs a replica the Sentinel has seen (it learns them from the primary).
+        replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
+        return any(_text(r.get(b"flags", b"")) == "slave" for r in replicas)
+
+    try:
+        wait_until(knows_the_replica, what="the Sentinel to see the replica")
+    except BaseException:
+        node.stop()
+        raise
+    finally:
+        client.close()
+    return node
+
+
+@pytest.fixture(scope="session")
+def replicated_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicatedRedis]:
+    """One primary + replica pair for the whole session; tests isolate by namespace."""
+    pair = start_replicated_redis(tmp_path_factory.mktemp("replicated"))
+    yield pair
+    pair.stop()
 
 
 def _distinct_free_ports(count: int) -> list[int]:

@@ -11,7 +11,7 @@ import redis
 
 from cluster.connection import connect
 from cluster.keys import Keyspace
-from tests.support.replicated_redis import ReplicatedRedis, replicated_redis
+from tests.support.sentinel_topology import ReplicatedRedis, replicated_redis
 
 __all__ = ["replicated_redis"]  # the session fixture, re-exported for pytest
 

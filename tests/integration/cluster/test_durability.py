@@ -17,7 +17,7 @@ from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership
 from cluster.session_store import RedisSessionStore
 from cluster.transport import TurnQueue
-from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis
+from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis
 
 pytestmark = pytest.mark.integration
 

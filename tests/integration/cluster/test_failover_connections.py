@@ -14,7 +14,12 @@ import redis
 from cluster.async_connection import connect_async
 from cluster.connection import connect
 from cluster.primary_connections import DEMOTED
-from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis, wait_until
+from tests.support.sentinel_topology import (
+    SERVICE,
+    ReplicatedRedis,
+    start_replicated_redis,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +51,7 @@ def test_a_sentinel_client_writes_to_the_new_primary_after_a_failover(
         assert _port_of_primary(client) == with_sentinel.primary.port
         with_sentinel.wait_synced()
         sentinel = redis.Redis(port=with_sentinel.sentinel_port)
-        sentinel.execute_command("SENTINEL", "FAILOVER", "ac-primary")
+        sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
         sentinel.close()
         replica = with_sentinel.replica.client()
         wait_until(lambda: replica.info("replication")["role"] == "master", what="the promotion")
@@ -66,6 +71,38 @@ def _write_lands(client: redis.Redis, port: int) -> bool:
     return _port_of_primary(client) == port
 
 
+def test_a_thread_learning_of_the_new_primary_leaves_another_threads_sentinel_query_alone(
+    with_sentinel: ReplicatedRedis,
+) -> None:
+    client = connect(with_sentinel.sentinel_url, pool_size=4)
+    try:
+        client.set("before", b"1")
+        with_sentinel.wait_synced()
+        pool: Any = client.connection_pool
+        sentinel = redis.Redis(port=with_sentinel.sentinel_port)
+        sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        sentinel.close()
+        wait_until(
+            lambda: pool.sentinel_manager.discover_master(SERVICE)[1] == with_sentinel.replica.port,
+            what="the Sentinel to name the promoted replica",
+        )
+        # Thread A asks the Sentinels where the primary is: its query is sent, not read yet ...
+        shared = pool.sentinel_manager.sentinels[0]
+        in_flight = shared.connection_pool.get_connection()
+        in_flight.send_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+        # ... when thread B, taking a connection, learns the primary moved (what the pool
+        # does at its check every second; redis-py then drops the idle connections).
+        assert int(pool.get_master_address()[1]) == with_sentinel.replica.port
+        # A's reply still arrives: before the fix its socket was closed under it and this
+        # failed with "'NoneType' object has no attribute 'readline'", failing A's command.
+        _host, port = in_flight.read_response()
+        shared.connection_pool.release(in_flight)
+        assert int(port) == with_sentinel.replica.port
+        wait_until(lambda: _write_lands(client, with_sentinel.replica.port), what="re-resolve")
+    finally:
+        client.close()
+
+
 def test_the_async_sentinel_client_follows_the_failover_too(
     with_sentinel: ReplicatedRedis,
 ) -> None:
@@ -75,7 +112,7 @@ def test_the_async_sentinel_client_follows_the_failover_too(
             await client.set("k", b"1")
             assert int((await client.config_get("port"))["port"]) == with_sentinel.primary.port
             sentinel = redis.Redis(port=with_sentinel.sentinel_port)
-            sentinel.execute_command("SENTINEL", "FAILOVER", "ac-primary")
+            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
             sentinel.close()
             for _ in range(500):
                 try:

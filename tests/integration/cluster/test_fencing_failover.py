@@ -20,7 +20,7 @@ from cluster.keys import Keyspace
 from cluster.leases import Lease, RedisLeaseStore
 from cluster.session_store import RedisSessionStore
 from cluster.tool_state import RedisToolStateStore
-from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis, wait_until
+from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -154,3 +154,18 @@ def test_an_idle_session_moves_to_the_ring_owner_a_busy_one_does_not(
     client.hset(keyspace.session("s").meta, "last_active", 0)
     moved = submit(queue, job("s", 3), "w2", idle=0.001)
     assert (moved.status, moved.worker_id, moved.epoch) == ("queued", "w2", 2)
+
+
+def test_the_enqueue_names_the_primary_that_accepted_the_message(
+    queue: TurnQueue, client: redis.Redis
+) -> None:
+    # A caller notices a failover that lost its message by this id changing, so it must be
+    # the id of the server that has the message, read in the same atomic step.
+    try:
+        replid = str(client.info("replication")["master_replid"])
+    except redis.ResponseError:  # fakeredis has no INFO: it never fails over either
+        replid = ""
+    accepted = submit(queue, job("s", 1), "w1")
+    assert (accepted.status, accepted.primary) == ("queued", replid)
+    again = submit(queue, job("s", 1), "w1")  # resubmitted: still pending, on the same server
+    assert (again.status, again.primary) == ("pending", replid)

@@ -20,7 +20,7 @@ from cluster.connection import connect
 from cluster.errors import ClusterUnavailable, NotReplicated, TurnTimeout
 from coordinator.ingress import Coordinator
 from tests.support.fleet import coordinator, fleet, user_texts
-from tests.support.replicated_redis import (
+from tests.support.sentinel_topology import (
     SERVICE,
     ReplicatedRedis,
     start_replicated_redis,

@@ -18,7 +18,7 @@ from cluster.membership import RedisMembership
 from cluster.replies import ReplyChannel
 from cluster.settings import ClusterSettings
 from coordinator.http.gateway import Gateway
-from tests.support.replicated_redis import ReplicatedRedis, start_replicated_redis, wait_until
+from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
 

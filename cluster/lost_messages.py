@@ -1,0 +1,175 @@
+"""Telling a waiting caller that a Redis failover lost its message, instead of letting it wait.
+
+With ``redis_durability: none`` a failover may promote a replica that never
+got a message the old primary accepted: no worker will ever answer it, and
+its caller would wait until its timeout and then retry blindly. A caller
+notices a failover by the primary's replication id (``INFO replication``: a
+promoted replica takes a new one), read at most once a second per process
+(:class:`PrimaryReads` decides when, :class:`PrimaryWatch` reads), differing
+from the one of the server that accepted its message (the Python API gets
+that from the enqueue script; the gateway reads it when the wait begins). After one,
+each waiting caller checks once whether Redis still knows its message (its
+job, its stored reply or its reply list, :func:`queue_probe`); a message
+found nowhere ends the wait with :class:`~cluster.errors.MessageLost`
+(:func:`judge_probe`): resubmit it with the same message id.
+
+Both the Python API (:meth:`coordinator.ingress.TurnHandle.result`, through
+:class:`LossCheck`) and the HTTP gateway (its asyncio shell,
+:mod:`coordinator.http.failover_watch`) use these pieces.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import redis
+
+from cluster.errors import MessageLost
+from cluster.jobs import job_id_for
+from cluster.keys import Keyspace
+from cluster.rq_format import RqFormat
+
+__all__ = [
+    "CHECK_INTERVAL",
+    "LossCheck",
+    "PrimaryReads",
+    "PrimaryWatch",
+    "judge_probe",
+    "queue_probe",
+]
+
+CHECK_INTERVAL = 1.0
+"""Least seconds between two reads of the primary's replication id (per process)."""
+
+
+class PrimaryReads:
+    """When to read the primary's replication id again, and the last one read (pure policy)."""
+
+    def __init__(self, interval: float = CHECK_INTERVAL) -> None:
+        """Args: interval: least seconds between two reads."""
+        self._interval = interval
+        self._read_at: float | None = None
+        self.replid = ""
+
+    def due(self, now: float) -> bool:
+        """Whether to read now; a ``True`` answer counts as the read started at ``now``."""
+        if self._read_at is not None and now - self._read_at < self._interval:
+            return False
+        self._read_at = now
+        return True
+
+    def record(self, info: Mapping[Any, Any]) -> str:
+        """Keep the replication id of an ``INFO replication`` reply; return it."""
+        self.replid = str(info.get("master_replid", ""))
+        return self.replid
+
+
+class _Pipeline(Protocol):
+    """The pipeline calls :func:`queue_probe` makes (sync and asyncio pipelines both have them)."""
+
+    def exists(self, *names: str) -> Any: ...
+
+    def hexists(self, name: str, key: str) -> Any: ...
+
+
+def queue_probe(pipe: _Pipeline, keyspace: Keyspace, session_key: str, message_id: str) -> None:
+    """Queue on ``pipe`` the reads that say whether Redis still knows a message.
+
+    A message is known while its job hash exists (queued, running or ended:
+    kept ``reply_ttl``), its reply is stored (kept for the retention), or its
+    reply list holds the reply. Pass the pipeline's results to
+    :func:`judge_probe`.
+    """
+    pipe.exists(RqFormat.job_key(job_id_for(keyspace.namespace, session_key, message_id)))
+    pipe.hexists(keyspace.session(session_key).replies, message_id)
+    pipe.exists(keyspace.reply_list(session_key, message_id))
+
+
+def judge_probe(found: Sequence[Any], session_key: str, message_id: str) -> None:
+    """Raise :class:`MessageLost` when none of :func:`queue_probe`'s reads found the message."""
+    if any(found):
+        return
+    raise MessageLost(
+        f"message {message_id!r} of session {session_key!r} was accepted, but a Redis failover "
+        "lost it before it was answered (the promoted replica never got it; "
+        "redis_durability none): resubmit it with the same message id"
+    )
+
+
+class PrimaryWatch:
+    """The replication id of the Redis primary, as this process last read it (thread-safe)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        interval: float = CHECK_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Bind to a client.
+
+        Args:
+            client: The Redis client.
+            interval: Least seconds between two reads.
+            clock: Monotonic seconds.
+        """
+        self._client = client
+        self._clock = clock
+        self._reads = PrimaryReads(interval)
+        self._lock = threading.Lock()
+
+    def current(self) -> str:
+        """The primary's replication id (``""`` where Redis cannot say, e.g. embedded).
+
+        One thread reads while the others get the id read last, so a slow or
+        unreachable Redis holds up no more than the thread that reads.
+        """
+        with self._lock:
+            if not self._reads.due(self._clock()):
+                return self._reads.replid
+        try:
+            info = self._client.info("replication")
+        except (redis.RedisError, OSError):  # refused (embedded) or unreachable: judged later
+            with self._lock:
+                return self._reads.replid
+        with self._lock:
+            return self._reads.record(info)
+
+
+class LossCheck:
+    """Whether a failover lost a waiting caller's message (the Python API's check)."""
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, watch: PrimaryWatch) -> None:
+        """Args: client: the Redis client; keyspace: names the keys; watch: the primary's id."""
+        self._client = client
+        self._keyspace = keyspace
+        self._watch = watch
+
+    def check(self, seen: str, session_key: str, message_id: str) -> str:
+        """Raise :class:`MessageLost` if a failover since ``seen`` lost the message.
+
+        Args:
+            seen: The replication id of the server that last had the message:
+                the one the enqueue script ran on (``turn_enqueue.lua`` returns
+                it), then the one of the last check that found it.
+            session_key: The message's session.
+            message_id: The message.
+
+        Returns:
+            The primary's replication id now: pass it as ``seen`` next time.
+            An unreachable Redis proves nothing: the message counts as known.
+        """
+        primary = self._watch.current()
+        if primary == seen:
+            return seen
+        pipe = self._client.pipeline(transaction=False)
+        queue_probe(pipe, self._keyspace, session_key, message_id)
+        try:
+            found = pipe.execute()
+        except (redis.RedisError, OSError):
+            return seen  # asked again at the next check
+        judge_probe(found, session_key, message_id)
+        return primary
