@@ -10,7 +10,6 @@ matplotlib is installed (``pip install 'agent-cluster[bench]'``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from cluster.errors import ConfigError
-from cluster.settings import ClusterSettings
 from coordinator.bench.control import ControlFigures
 from coordinator.bench.economics import BASELINES, CostRun
 from coordinator.bench.hot_path import HotPathFigures, percentile
@@ -195,13 +193,11 @@ def _redis_tables(hot: HotPathFigures) -> list[str]:
 
 
 def durability_note() -> str:
-    """What the Redis figure says about durability ``replica`` (Redis failover, issue 20)."""
-    names = {f.name for f in dataclasses.fields(ClusterSettings)}
-    if not any("durability" in name for name in names):
-        return "durability `replica` rows: pending, they land with issue 20 (Redis failover)."
+    """What the Redis figure says about durability ``replica`` (Redis failover)."""
     return (
-        "durability `replica`: the settings have it, but this suite does not measure it yet "
-        "(the figure above is the default durability)."
+        "durability `replica`: not in this suite (it needs a primary with a replica); "
+        "`benchmarks/bench_durability.py` measures its cost per turn against `none` "
+        '(README, "Redis with replicas"). The figure above is durability `none`.'
     )
 
 

@@ -21,7 +21,6 @@ the same cluster and a client may reconnect to any of them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -34,13 +33,12 @@ import redis.asyncio as aioredis
 
 from cluster.async_connection import connect_async
 from cluster.connection import connect
-from cluster.errors import InvalidMessage, MessageLost
+from cluster.errors import InvalidMessage
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
-from coordinator.http.failover_signal import FailoverSignal
 from coordinator.http.failover_watch import PrimaryWatch, check_not_lost
 from coordinator.http.waiters import Hold, Wait, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
@@ -51,6 +49,9 @@ T = TypeVar("T")
 
 # Seconds a reply of Redis may take (the waiters never block on a read).
 _SOCKET_TIMEOUT = 10.0
+
+# Seconds of a reply wait between two looks for a failover that lost the message.
+_FAILOVER_SLICE = 2.0
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
@@ -129,7 +130,6 @@ class Gateway:
             durability=settings.durability(),
         )
         self.primary = PrimaryWatch(client)
-        self.failovers = FailoverSignal(self.primary)
 
     @classmethod
     def open(cls, settings: ClusterSettings) -> Gateway:
@@ -174,7 +174,6 @@ class Gateway:
     async def close(self) -> None:
         """Stop the waiters, close every connection."""
         await self.waiters.close()
-        await self.failovers.close()
         await self.client.aclose()
         await self.run(self.coordinator.close)
 
@@ -211,44 +210,28 @@ class Gateway:
         """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
 
         ``gone`` returns when the caller went away; the wait ends then (``None``).
-        At each change of Redis primary seen meanwhile (one watch for the whole
-        process: :class:`~coordinator.http.failover_signal.FailoverSignal`) the
-        wait checks once that Redis still knows the message.
+        Every ``_FAILOVER_SLICE`` seconds the wait looks at the primary's
+        replication id (read at most once a second for the whole process:
+        :class:`~coordinator.http.failover_watch.PrimaryWatch`); after a change
+        it checks once that Redis still knows the message.
 
         Raises:
             MessageLost: a failover lost the message (resubmit it, same id).
         """
-        lost: list[MessageLost] = []
+        seen = await self.primary.current()
 
-        async def lost_or_gone() -> None:
-            parts = [asyncio.ensure_future(self._lost_in_failover(session_key, message_id, lost))]
-            if gone is not None:
-                parts.append(asyncio.ensure_future(gone()))
-            try:
-                await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for part in parts:
-                    part.cancel()
+        async def check() -> None:
+            nonlocal seen
+            primary = await self.primary.current()
+            if primary != seen:
+                seen = primary
+                await check_not_lost(self.client, self.keyspace, session_key, message_id)
 
         key = self.keyspace.reply_list(session_key, message_id)
-        raw = await self.waiters.reply(key, timeout, gone=lost_or_gone)
-        if raw is not None:
-            return _decode_reply(raw, message_id)
-        if lost:
-            raise lost[0]
-        return None
-
-    async def _lost_in_failover(
-        self, session_key: str, message_id: str, lost: list[MessageLost]
-    ) -> None:
-        """Return once a failover is seen to have lost the message (recorded in ``lost``)."""
-        while True:
-            await self.failovers.next_change()
-            try:
-                await check_not_lost(self.client, self.keyspace, session_key, message_id)
-            except MessageLost as error:
-                lost.append(error)
-                return
+        raw = await self.waiters.reply(
+            key, timeout, gone=gone, check=check, check_every=_FAILOVER_SLICE
+        )
+        return None if raw is None else _decode_reply(raw, message_id)
 
     def watch_turn(self, session_key: str, message_id: str, *, after: str) -> Wait:
         """Wait on a message's reply and its event stream after entry ``after`` (``unwatch`` it)."""

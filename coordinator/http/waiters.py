@@ -46,6 +46,7 @@ import redis.asyncio as aioredis
 from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
 from cluster.redis_text import text
+from coordinator.http.stopping import stop_task
 from coordinator.http.wake_signals import WakeSignals
 
 __all__ = ["BATCH", "FULL_RETRY_AFTER", "Hold", "Wait", "Waiters"]
@@ -267,7 +268,13 @@ class Waiters:
             wait.waker = None
 
     async def reply(
-        self, key: str, timeout: float, *, gone: Callable[[], Awaitable[None]] | None = None
+        self,
+        key: str,
+        timeout: float,
+        *,
+        gone: Callable[[], Awaitable[None]] | None = None,
+        check: Callable[[], Awaitable[None]] | None = None,
+        check_every: float = 2.0,
     ) -> bytes | None:
         """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came).
 
@@ -277,15 +284,26 @@ class Waiters:
             gone: Returns when the caller went away (its connection closed):
                 the wait ends then, giving the caller's place back at once,
                 and the reply stays in its list for a retry.
+            check: Awaited every ``check_every`` seconds of the wait (on the
+                caller's own task, no task of its own); what it raises ends
+                the wait (the gateway's look for a failover that lost the
+                message).
+            check_every: Seconds between two checks.
         """
         wait = self.watch(key)
         watcher = None
         if gone is not None:
             watcher = asyncio.ensure_future(gone())
             watcher.add_done_callback(lambda _done: wait.end())
+        deadline = self._clock() + timeout
         try:
-            await self.wait(wait, timeout)
-            return wait.take_reply()
+            while True:
+                left = deadline - self._clock()
+                step = left if check is None else min(left, check_every)
+                await self.wait(wait, step)
+                if wait.ready or wait.closed or step >= left or check is None:
+                    return wait.take_reply()
+                await check()
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -340,9 +358,7 @@ class Waiters:
     async def close(self) -> None:
         """Stop serving (waits in progress end as timeouts of their callers)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         await self._signals.close()
 

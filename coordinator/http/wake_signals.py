@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from cluster.redis_text import text
+from coordinator.http.stopping import stop_task
 
 __all__ = ["WakeSignals"]
 
@@ -86,9 +87,7 @@ class WakeSignals:
     async def close(self) -> None:
         """Stop reading and give the connection back."""
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await stop_task(self._reader)
             self._reader = None
         with contextlib.suppress(redis.RedisError, OSError):
             await self._pubsub.aclose()
