@@ -26,8 +26,12 @@ def require_bwrap() -> None:
     pytest.skip(message + " (apt-get install bubblewrap to run these tests)")
 
 
-def processes_with(marker: str) -> list[int]:
-    """Host pids of live processes whose command line contains ``marker``."""
+def processes_with(marker: str, *, program: str | None = None) -> list[int]:
+    """Host pids of live processes whose command line contains ``marker``.
+
+    ``program``: only processes whose command line starts with it (``"sleep"``:
+    the sleep itself, not the shell whose ``-c`` script mentions it).
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -38,6 +42,8 @@ def processes_with(marker: str) -> list[int]:
         except OSError:
             continue
         if stat[stat.rfind(")") + 2] in "ZX":
+            continue
+        if program is not None and not cmdline.startswith(program.encode() + b" "):
             continue
         if marker.encode() in cmdline:
             found.append(int(entry.name))

@@ -26,8 +26,9 @@ COMMAND_SECONDS = 20
 
 
 def wait_for_process(marker: str, timeout: float = 30.0) -> None:
+    """Wait for the ``sleep`` itself (the shell's command line names it before it runs)."""
     deadline = time.monotonic() + timeout
-    while not processes_with(marker):
+    while not processes_with(marker, program="sleep"):
         assert time.monotonic() < deadline, f"the command {marker!r} never started"
         time.sleep(0.01)
 
