@@ -276,7 +276,7 @@ def _control_table(control: ControlFigures, workers: int) -> list[str]:
             f"running turn left {control.drain_turn_left:.2f} s",
             _ratio(control.drain_seconds, control.drain_turn_left),
         ],
-        ["gateway waiting-caller capacity", "pending", "lands with issue 19", ""],
+        ["gateway waiting-caller capacity", "pending", "benchmarks/bench_waiters.py", ""],
     ]
     out += _table(["measure", "value (p50 / p99)", "floor (baseline)", "ratio"], rows)
     return out

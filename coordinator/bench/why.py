@@ -49,7 +49,8 @@ WHY: dict[str, str] = {
     "MULTI": "rq's pipelines (raw rq) / reply push",
     "EXEC": "rq's pipelines (raw rq) / reply push",
     "XREAD": "rq's result stream wait (raw rq: job.latest_result)",
-    "INFO": "the bench's own INFO reads (not the turn)",
+    "INFO": "INFO replication inside the enqueue, begin and commit scripts: the fencing epoch "
+    "compares the primary's replication id (a failover voids older tokens)",
     "SCRIPT|LOAD": "scripts registered once per client",
     "PUBLISH": "announcement of a new job to the worker (enqueue)",
 }
