@@ -35,6 +35,7 @@ from rq import Queue
 
 from cluster.serialization import MsgpackSerializer
 from cluster.settings import ClusterSettings
+from coordinator.bench.hot_path import percentile
 from coordinator.bench.infra import redis_server
 from coordinator.ingress import Coordinator
 
@@ -111,11 +112,6 @@ def cluster_workers(url: str, namespace: str, n: int) -> list[list[str]]:
         ]
         for i in range(n)
     ]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def raw_rq_latency(url: str, turns: int, env: dict[str, str]) -> list[float]:

@@ -15,18 +15,13 @@ announcement pays. Also timed: validating a config file (``parse_config``).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,55 +32,15 @@ from cluster.connection import connect  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.settings import ClusterSettings  # noqa: E402
 from cluster.versions import RedisVersionStore  # noqa: E402
+from coordinator.bench.control import publish_floor, released_at
 from coordinator.ingress import Coordinator  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "cluster.example.yaml"
-_LINE = re.compile(r"^(\S+ \S+) worker\.process INFO config changed \(version (\d+),")
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def evicted_at(log: Path, version: int) -> float | None:
-    """Wall-clock time of the worker's 'config changed (version V' line, if written yet."""
-    for line in log.read_text(errors="replace").splitlines():
-        match = _LINE.match(line)
-        if match and int(match.group(2)) == version:
-            stamp = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-            return stamp.timestamp()
-    return None
-
-
-def bare_publish(url: str, runs: int) -> list[float]:
-    """Redis PUBLISH -> a subscriber thread's receipt, in ms (the announcement floor)."""
-    sub_client, pub_client = redis.Redis.from_url(url), redis.Redis.from_url(url)
-    pubsub = sub_client.pubsub()
-    pubsub.subscribe("bench")
-    pubsub.get_message(timeout=1)
-    got = threading.Event()
-    times: list[float] = []
-
-    def listen() -> None:
-        for message in pubsub.listen():
-            if message["type"] == "message":
-                if message["data"] == b"stop":
-                    return
-                got.set()
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    for _ in range(runs):
-        got.clear()
-        started = time.perf_counter()
-        pub_client.publish("bench", b"x")
-        got.wait(5)
-        times.append((time.perf_counter() - started) * 1000)
-    pub_client.publish("bench", b"stop")
-    thread.join(5)
-    pubsub.close()
-    return times
 
 
 def main() -> None:
@@ -135,7 +90,7 @@ def main() -> None:
                 while len(seen) < len(ids) and time.monotonic() < deadline:
                     for worker_id in ids:
                         if worker_id not in seen:
-                            at = evicted_at(tmp / f"{worker_id}.log", version)
+                            at = released_at(tmp / f"{worker_id}.log", version)
                             if at is not None:
                                 seen[worker_id] = at
                     time.sleep(0.005)
@@ -145,7 +100,7 @@ def main() -> None:
                 last.append(max(latencies))
                 per_worker.extend(latencies)
             coordinator.close()
-            floor = bare_publish(url, args.pushes)
+            floor = publish_floor(url, args.pushes)
         finally:
             for proc in procs:
                 proc.terminate()

@@ -34,6 +34,7 @@ from pathlib import Path
 import redis
 
 from cluster.settings import ClusterSettings
+from coordinator.bench.hot_path import percentile
 from coordinator.ingress import Coordinator
 
 
@@ -92,11 +93,6 @@ def worker(url: str, namespace: str, durability: str, env: dict[str, str]) -> It
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def measure(

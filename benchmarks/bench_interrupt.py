@@ -34,6 +34,7 @@ from cluster.connection import connect  # noqa: E402
 from cluster.keys import Keyspace  # noqa: E402
 from cluster.settings import ClusterSettings  # noqa: E402
 from cluster.versions import RedisVersionStore  # noqa: E402
+from coordinator.bench.hot_path import percentile
 from coordinator.ingress import Coordinator  # noqa: E402
 
 
@@ -53,11 +54,6 @@ def running(marker: str) -> bool:
 def in_model_call(sim: ProviderSimulator, text: str) -> bool:
     """Whether the simulator has received the model call of the message ``text``."""
     return any(text.encode() in r.body for r in sim.recorded_requests())
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from agent.tools import ToolContext, ToolEnvironment, default_registry
 from agent.tools.sandbox import bwrap_problem
 from agent.tools.sandbox_config import SandboxConfig
+from coordinator.bench.hot_path import percentile
 
 COMMANDS = {
     "true": "true",
@@ -30,11 +31,6 @@ COMMANDS = {
     # The same interpreter for both: the worker's PATH may find a virtualenv's python3 first.
     "/usr/bin/python3 -c pass": "/usr/bin/python3 -c pass",
 }
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def run(repeat: int) -> None:

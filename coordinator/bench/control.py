@@ -33,7 +33,7 @@ from coordinator.bench.infra import WorkerFleet
 from coordinator.bench.plan import BenchPlan, Progress
 from coordinator.ingress import Coordinator
 
-__all__ = ["ControlFigures", "measure_control"]
+__all__ = ["ControlFigures", "measure_control", "publish_floor", "released_at"]
 
 _RELEASED = re.compile(r"^(\S+ \S+) worker\.process INFO config changed \(version (\d+),")
 SLOW_TURN = 1.0
@@ -56,7 +56,7 @@ class ControlFigures:
         return dict(self.__dict__)
 
 
-def _released_at(log: Path, version: int) -> float | None:
+def released_at(log: Path, version: int) -> float | None:
     for line in log.read_text(errors="replace").splitlines():
         match = _RELEASED.match(line)
         if match and int(match.group(2)) == version:
@@ -65,7 +65,7 @@ def _released_at(log: Path, version: int) -> float | None:
     return None
 
 
-def _publish_floor(url: str, runs: int) -> list[float]:
+def publish_floor(url: str, runs: int) -> list[float]:
     """Redis PUBLISH -> a subscriber thread's receipt, ms: what any announcement pays."""
     sub, pub = redis.Redis.from_url(url), redis.Redis.from_url(url)
     pubsub = sub.pubsub()
@@ -118,7 +118,7 @@ def _push(plan: BenchPlan, figures: ControlFigures, url: str, home: Path) -> Non
                 while len(seen) < len(ids) and time.monotonic() < deadline:
                     for worker in ids:
                         if worker not in seen:
-                            at = _released_at(fleet.log_of(worker), version)
+                            at = released_at(fleet.log_of(worker), version)
                             if at is not None:
                                 seen[worker] = at
                     time.sleep(0.005)
@@ -129,7 +129,7 @@ def _push(plan: BenchPlan, figures: ControlFigures, url: str, home: Path) -> Non
             coordinator.close()
             client.close()
     figures.push_last_ms = [1000 * s for s in figures.push_last_ms]
-    figures.publish_floor_ms = _publish_floor(url, plan.pushes)
+    figures.publish_floor_ms = publish_floor(url, plan.pushes)
 
 
 def _slow_config(sim: ProviderSimulator) -> tuple[str, dict[str, Any]]:
