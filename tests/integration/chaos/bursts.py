@@ -33,6 +33,7 @@ from tests.integration.chaos.traffic import (
     Traffic,
     TrafficConfig,
     _SessionState,
+    submit_record,
 )
 
 STRATEGIES = ("steer", "collect")
@@ -158,25 +159,13 @@ class BurstTraffic(Traffic):
 
     def _submit_follower(self, coordinator: Coordinator, follower: Follower, now: float) -> bool:
         record = follower.record
-        try:
-            handle = coordinator.submit_async(
-                record.session, record.text, message_id=record.message_id,
-                strategy=follower.strategy,
-            )  # fmt: skip
-        except InvalidMessage as exc:  # refused outright: a harness or product bug
-            record.submit_errors[type(exc).__name__] += 1
-            record.gave_up = f"refused: {exc}"
+        handle = submit_record(coordinator, record, now, strategy=follower.strategy)
+        if handle is True:
             follower.done = True
             return True
-        except Exception as exc:  # NoLiveWorkers, redis errors, ...: retry the same id
-            record.submit_errors[type(exc).__name__] += 1
+        if handle is False:
             follower.next_try = now + SUBMIT_BACKOFF
             return False
-        record.routed_to.append((round(now, 2), handle.worker_id))
-        if record.accepted_at is None:
-            record.accepted_at = now
-        else:
-            record.resubmissions += 1
         follower.handle = handle
         follower.attempt_started = now
         return True

@@ -92,6 +92,35 @@ def message_text(seed: int, session: str, index: int, sh_fraction: float, sh_sle
     return tag
 
 
+def submit_record(
+    coordinator: Coordinator, record: MessageRecord, now: float, *, strategy: str = "enqueue"
+) -> TurnHandle | bool:
+    """Submit (or resubmit, same id) ``record``: its handle, or ``True`` refused, ``False`` retry.
+
+    A refusal (``InvalidMessage``) is a harness or product bug: the record gives
+    up. Any other error (NoLiveWorkers, Redis errors, ...) is retried with the
+    same message id after ``SUBMIT_BACKOFF``. An accepted submit records where
+    it went and whether it was a resubmission.
+    """
+    try:
+        handle = coordinator.submit_async(
+            record.session, record.text, message_id=record.message_id, strategy=strategy
+        )
+    except InvalidMessage as exc:  # refused outright: a harness or product bug
+        record.submit_errors[type(exc).__name__] += 1
+        record.gave_up = f"refused: {exc}"
+        return True
+    except Exception as exc:  # NoLiveWorkers, redis errors, ...: retry the same id
+        record.submit_errors[type(exc).__name__] += 1
+        return False
+    record.routed_to.append((round(now, 2), handle.worker_id))
+    if record.accepted_at is None:
+        record.accepted_at = now
+    else:
+        record.resubmissions += 1
+    return handle
+
+
 @dataclass
 class TrafficConfig:
     """How the clients behave.
@@ -236,24 +265,13 @@ class Traffic:
     def _submit(self, coordinator: Coordinator, state: _SessionState, now: float) -> bool:
         record = state.current
         assert record is not None
-        try:
-            handle = coordinator.submit_async(
-                record.session, record.text, message_id=record.message_id
-            )
-        except InvalidMessage as exc:  # refused outright: a harness or product bug
-            record.submit_errors[type(exc).__name__] += 1
-            record.gave_up = f"refused: {exc}"
+        handle = submit_record(coordinator, record, now)
+        if handle is True:
             self._finish(state)
             return True
-        except Exception as exc:  # NoLiveWorkers, redis errors, ...: retry the same id
-            record.submit_errors[type(exc).__name__] += 1
+        if handle is False:
             state.next_try = now + SUBMIT_BACKOFF
             return False
-        record.routed_to.append((round(now, 2), handle.worker_id))
-        if record.accepted_at is None:
-            record.accepted_at = now
-        else:
-            record.resubmissions += 1
         state.handle = handle
         state.attempt_started = now
         return True
