@@ -9,7 +9,7 @@ promoted replica takes a new one), read at most once a second per process
 from the one of the server that accepted its message (the Python API gets
 that from the enqueue script; the gateway reads it when the wait begins). After one,
 each waiting caller checks once whether Redis still knows its message (its
-job, its stored reply or its reply list, :func:`queue_probe`); a message
+job queued or running, its stored reply or its reply list, :func:`queue_probe`); a message
 found nowhere ends the wait with :class:`~cluster.errors.MessageLost`
 (:func:`judge_probe`): resubmit it with the same message id.
 
@@ -67,6 +67,10 @@ class PrimaryReads:
         return self.replid
 
 
+_LIVE_JOB = frozenset({b"queued", b"started", "queued", "started"})
+"""rq statuses of a job that a worker will still run (bytes or text, as the client decodes)."""
+
+
 class _Pipeline(Protocol):
     """The pipeline calls :func:`queue_probe` makes (sync and asyncio pipelines both have them)."""
 
@@ -74,23 +78,29 @@ class _Pipeline(Protocol):
 
     def hexists(self, name: str, key: str) -> Any: ...
 
+    def hget(self, name: str, key: str) -> Any: ...
+
 
 def queue_probe(pipe: _Pipeline, keyspace: Keyspace, session_key: str, message_id: str) -> None:
     """Queue on ``pipe`` the reads that say whether Redis still knows a message.
 
-    A message is known while its job hash exists (queued, running or ended:
-    kept ``reply_ttl``), its reply is stored (kept for the retention), or its
-    reply list holds the reply. Pass the pipeline's results to
+    A message is known while its job is queued or running, its reply is
+    stored (kept for the retention), or its reply list holds the reply. An
+    ended job without a stored reply does not count: a worker that held the
+    message in memory across the failover finds it no longer pending on the
+    promoted replica and ends its job there, which writes a job hash of
+    status ``finished`` and nothing else. Pass the pipeline's results to
     :func:`judge_probe`.
     """
-    pipe.exists(RqFormat.job_key(job_id_for(keyspace.namespace, session_key, message_id)))
+    pipe.hget(RqFormat.job_key(job_id_for(keyspace.namespace, session_key, message_id)), "status")
     pipe.hexists(keyspace.session(session_key).replies, message_id)
     pipe.exists(keyspace.reply_list(session_key, message_id))
 
 
 def judge_probe(found: Sequence[Any], session_key: str, message_id: str) -> None:
     """Raise :class:`MessageLost` when none of :func:`queue_probe`'s reads found the message."""
-    if any(found):
+    status, stored, listed = found
+    if status in _LIVE_JOB or stored or listed:
         return
     raise MessageLost(
         f"message {message_id!r} of session {session_key!r} was accepted, but a Redis failover "

@@ -56,12 +56,15 @@ class Beat:
             worker's health record (``None``: none stored).
         versions: The cluster's ``(config version, registry generation)``
             (read with a beat that carries a health record; ``None`` otherwise).
+        primary: The replication id of the Redis primary the beat ran on (``""``
+            where Redis cannot say, e.g. embedded): it changes at a failover.
     """
 
     state: WorkerState | None
     next_expiry: float | None = None
     cached_digest: str | None = None
     versions: tuple[int, int] | None = None
+    primary: str = ""
 
 
 @dataclass(frozen=True)
@@ -286,7 +289,14 @@ class RedisMembership:
         next_expiry = None if reply[2] is None else int(reply[2]) / 1000
         digest = None if reply[3] is None else text(reply[3])
         versions = None if len(reply) < 6 or reply[4] is None else (int(reply[4]), int(reply[5]))
-        return Beat(state=state, next_expiry=next_expiry, cached_digest=digest, versions=versions)
+        primary = text(reply[6]) if len(reply) > 6 and reply[6] else ""
+        return Beat(
+            state=state,
+            next_expiry=next_expiry,
+            cached_digest=digest,
+            versions=versions,
+            primary=primary,
+        )
 
     def set_state(self, worker_id: str, state: WorkerState) -> None:
         """Set a registered worker's state.

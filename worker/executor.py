@@ -423,6 +423,17 @@ class ClaimLoop:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def resync(self) -> None:
+        """Check, before the next claim, that every id on this worker's in-flight list runs here.
+
+        For a Redis failover: the promoted replica may lack a commit the old
+        primary took (``redis_durability: none``), so a turn this process
+        finished is still listed in flight there, and pending, with nothing
+        running it. The check puts such ids back on this worker's queue; the
+        turn runs again and commits once on the new primary.
+        """
+        self._resync.set()
+
     # -- internals -------------------------------------------------------------
 
     def _loop(self) -> None:

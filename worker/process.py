@@ -258,6 +258,7 @@ class WorkerProcess:
         self.probe: ProbeServer | None = None
         self._last_beat: float | None = None  # monotonic time of the last heartbeat Redis took
         self.known_state: WorkerState | None = WorkerState.ACTIVE  # as of the last heartbeat
+        self._primary = ""  # the Redis primary's replication id, as of the last heartbeat
         self.drain_requested = threading.Event()
         self.fatal: BaseException | None = None
         self._heartbeat = HeartbeatLoop(
@@ -528,10 +529,22 @@ class WorkerProcess:
             self.drain_requested.set()
         if state is not None:
             self.known_state = state
+            self._watch_primary(beat.primary)
         self._last_beat = time.monotonic()
         if beat.versions is not None:  # an idle worker catches up with a push it did not hear
             self.cluster_events.apply_versions(*beat.versions)
         return beat.next_expiry
+
+    def _watch_primary(self, primary: str) -> None:
+        """After a Redis failover (a new primary's replication id), check the in-flight list."""
+        previous, self._primary = self._primary, primary or self._primary
+        if previous and primary and primary != previous:
+            log.warning(
+                "worker %s: Redis failed over to a new primary; checking its in-flight turns "
+                "(a commit the old primary took may be missing on the new one: run again)",
+                self.worker_id,
+            )
+            self.claims.resync()
 
     def _rejoin(self) -> None:
         self.known_state = None

@@ -20,11 +20,13 @@
 -- ARGV[3]  instance token of the caller
 -- ARGV[4]  health record (JSON; with KEYS[5])
 -- Returns: {1, state, next expiry, cached digest, config version, registry
---          generation} when registered: next expiry is the ms from now until
+--          generation, primary} when registered: next expiry is the ms from now until
 --          another worker's heartbeat expires (nil: no other worker; <= 0: one
 --          is dead already), cached digest the health hash's "cached" field
 --          (false when unset), the two counters (0 when unset; false without
---          KEYS[7]);
+--          KEYS[7]), primary the replication id of the server this ran on ("" where
+--          INFO is refused): a worker that sees it change knows a failover
+--          happened and checks its in-flight list against what it runs;
 --          {0, ""} when not registered (or not this instance).
 local state = redis.call('HGET', KEYS[3], ARGV[1])
 if not state or redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[3] then
@@ -60,4 +62,6 @@ if #KEYS >= 8 then
   config_version = tonumber(redis.call('GET', KEYS[7]) or '0')
   registry_generation = tonumber(redis.call('GET', KEYS[8]) or '0')
 end
-return {1, state, next_expiry, digest, config_version, registry_generation}
+local info = redis.pcall('INFO', 'replication')
+local primary = type(info) == 'string' and string.match(info, 'master_replid%p(%x+)') or ''
+return {1, state, next_expiry, digest, config_version, registry_generation, primary}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from cluster.connection import connect
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.session_store import RedisSessionStore
@@ -96,7 +97,7 @@ class Fleet:
         return proc
 
     def membership(self) -> RedisMembership:
-        client = redis.Redis.from_url(self.redis_url)
+        client = connect(self.redis_url)  # a redis+sentinel:// URL too
         return RedisMembership(client, Keyspace(self.namespace), heartbeat_ttl=2.0)
 
     def wait_live(self, worker_id: str, timeout: float = 20.0) -> None:
