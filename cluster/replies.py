@@ -106,7 +106,7 @@ class ReplyChannel:
         return value
 
     def _pop(self, key: str, seconds: float) -> bytes | None:
-        """``LPOP`` (``seconds`` 0) or ``BLPOP``, and with durability ``replica`` a ``WAIT``."""
+        """``LPOP`` (``seconds`` 0) or ``BLPOP``, then ``WAIT`` and ``ROLE`` for ``replica``."""
         waits = self._durability.mode == "replica"
         pipe = self._client.pipeline(transaction=False)
         if seconds > 0:
@@ -120,5 +120,5 @@ class ReplyChannel:
         if got is None:
             return None
         if waits:
-            self._durability.confirm("the reply's commit", results[1])
+            self._durability.confirm("the reply's commit", *results[1:])
         return bytes(got[1] if seconds > 0 else got)

@@ -15,9 +15,9 @@ plain reads in one non-transactional pipeline, i.e. one round trip, and stays
 usable on Redis Cluster (the reads may live on other slots).
 
 With durability ``replica`` (:mod:`cluster.durability`) the scripts that
-acknowledge something to a caller are sent with ``WAIT 1 timeout`` behind them
-in the same pipeline (same connection, one round trip), and their reply is
-returned only once a replica confirmed the write.
+acknowledge something to a caller are sent with ``WAIT n timeout`` and ``ROLE``
+behind them in the same pipeline (same connection, one round trip), and their
+reply is returned only once every attached replica confirmed the write.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-from cluster.durability import NO_DURABILITY, Durability
+from cluster.durability import NO_DURABILITY, WAIT_REPLIES, Durability
 
 __all__ = ["SCRIPT_NAMES", "ScriptSet", "lua_source"]
 
@@ -157,7 +157,8 @@ class ScriptSet:
                 self._durability.queue_wait(pipe)
             results = pipe.execute(raise_on_error=False)
             if waits:
-                acknowledged = results.pop()
+                confirmation = results[-WAIT_REPLIES:]
+                del results[-WAIT_REPLIES:]
             first = results[0]
             if isinstance(first, NoScriptError) and attempt == 0:
                 # The script did not run; load it and send the pipeline again.
@@ -169,7 +170,7 @@ class ScriptSet:
                 if isinstance(value, Exception):
                     raise value
             if waits and first != []:  # [] is turn_claim's "nothing claimed": nothing to confirm
-                self._durability.confirm(name, acknowledged)
+                self._durability.confirm(name, *confirmation)
             return first, list(results[1:])
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -196,7 +197,7 @@ class ScriptSet:
         pipe.evalsha(sha, len(keys), *keys, *args)
         if waits:
             self._durability.queue_wait(pipe)
-        moved, reply, *acknowledged = pipe.execute(raise_on_error=False)
+        moved, reply, *confirmation = pipe.execute(raise_on_error=False)
         if isinstance(moved, Exception):
             raise moved
         if isinstance(reply, NoScriptError):  # the pop ran; the script did not
@@ -205,5 +206,5 @@ class ScriptSet:
         elif isinstance(reply, Exception):
             raise reply
         elif waits and (moved is not None or reply != []):
-            self._durability.confirm(name, acknowledged[0])
+            self._durability.confirm(name, *confirmation)
         return moved, reply

@@ -238,7 +238,7 @@ class ClusterSettings:
             one chat (0: no pacing).
         redis_durability: ``none``: a write counts once the Redis primary has
             it; ``replica``: an accepted message, a lease grant, a claim and a
-            commit count only once a replica confirms them (``WAIT``).
+            commit count only once every attached replica confirms them (``WAIT``).
         redis_durability_timeout: Milliseconds to wait for that confirmation
             before the write is reported not acknowledged (retryable).
     """
@@ -652,9 +652,10 @@ SETTING_HELP: dict[str, str] = {
     "redis_durability": "none: a write counts as soon as the Redis primary has it (a failover "
     "may lose the last writes before the replica got them: a lost message's caller is told to "
     "resubmit); replica: an accepted message, a lease grant, a job claim and a turn's commit are "
-    "acknowledged only after WAIT confirms one replica has them, so a failover loses nothing "
-    "acknowledged (costs one replication round trip per write; see README). Set it on every "
-    "gateway and worker.",
+    "acknowledged only after WAIT confirms every replica attached to the primary has them (at "
+    "least one; Sentinel may promote any of them), so a failover loses nothing acknowledged "
+    "(costs one replication round trip per write; see README). Set it on every gateway and "
+    "worker.",
     "redis_durability_timeout": "With redis_durability replica: milliseconds to wait for a "
     "replica's confirmation (1-4000); past it the write is not acknowledged: the caller gets "
     "503 not_replicated with Retry-After, a worker defers the turn and begins it again.",

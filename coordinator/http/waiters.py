@@ -452,8 +452,8 @@ class Waiters:
         for key in keys:
             pipe.pexpire(key, self._reply_ttl_ms)
         self._durability.queue_wait(pipe)
-        *found, acknowledged = await pipe.execute()
-        if int(acknowledged) < 1:
+        *found, acknowledged, role = await pipe.execute()
+        if not self._durability.confirmed(acknowledged, role):
             self._due_replies.update(keys)
             return []
         return [key for key, hit in zip(keys, found, strict=True) if hit]

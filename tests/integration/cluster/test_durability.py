@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership
 from cluster.session_store import RedisSessionStore
 from cluster.transport import TurnQueue
-from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis
+from tests.conftest import start_redis_server
+from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +116,37 @@ def test_a_claim_waits_for_the_replica_only_when_it_claimed_something(
     assert _submit(_queue(primary, keyspace, Durability()), "m1") == "queued"
     with pytest.raises(NotReplicated, match="turn_claim"):
         queue.claim_many("w1", 4, block=0)
+
+
+def test_a_commit_one_of_two_replicas_lacks_is_not_acknowledged(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """Sentinel may promote either replica: with one paused (attached, but not
+    confirming), the other's word alone must not make the commit count, or
+    promoting the paused one loses a turn the caller was told about."""
+    keyspace = Keyspace(namespace)
+    (tmp_path / "second").mkdir()
+    second = start_redis_server(
+        tmp_path / "second", "--replicaof", pair.primary.host, str(pair.primary.port),
+        "--repl-diskless-sync-delay", "0",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
+        leases = RedisLeaseStore(primary, keyspace, durability=REPLICA)
+        sessions = RedisSessionStore(primary, keyspace, durability=UNCONFIRMED)
+        lease = leases.acquire("s1", "w1", 30)  # both replicas confirm it
+        assert lease is not None
+        second.process.send_signal(signal.SIGSTOP)  # attached, but confirms nothing now
+        try:
+            with pytest.raises(NotReplicated, match="1 of 2 Redis replica"):
+                sessions.commit(
+                    lease, message_id="m1", new_messages=[{"role": "user", "content": "hi"}],
+                    reply={},
+                )  # fmt: skip
+        finally:
+            second.process.send_signal(signal.SIGCONT)
+        # Once both have caught up, the next durable write is acknowledged again.
+        assert leases.acquire("s2", "w1", 30) is not None
+    finally:
+        second.process.terminate()
+        second.process.wait(timeout=10)

@@ -51,12 +51,51 @@ def test_only_the_acknowledging_scripts_wait_and_only_with_replica() -> None:
     assert not replica.waits_for("lease_extend") and not replica.waits_for("membership_heartbeat")
 
 
+def _role(replicas: int) -> list[object]:
+    """A primary's ``ROLE`` reply listing ``replicas`` attached replicas."""
+    return [b"master", 1000, [[b"127.0.0.1", b"7000", b"990"] for _ in range(replicas)]]
+
+
 def test_no_replica_confirming_is_never_a_success() -> None:
     durability = Durability("replica", 100)
-    durability.confirm("session_commit", 1)
-    durability.confirm("session_commit", 2)
-    with pytest.raises(NotReplicated, match="session_commit within 100 ms"):
-        durability.confirm("session_commit", 0)
+    durability.confirm("session_commit", 1, _role(1))
+    durability.confirm("session_commit", 2, _role(2))
+    with pytest.raises(NotReplicated, match="0 of 1 .*session_commit within 100 ms"):
+        durability.confirm("session_commit", 0, _role(0))  # none attached: still one needed
+    with pytest.raises(NotReplicated, match="0 of 1"):
+        durability.confirm("session_commit", 0, _role(1))
+
+
+def test_every_attached_replica_must_confirm_and_the_next_wait_asks_for_all() -> None:
+    """Sentinel may promote either of two replicas: one confirming is not enough."""
+    durability = Durability("replica", 100)
+    pipe = _Pipe()
+    durability.queue_wait(pipe)
+    assert pipe.calls == [("wait", 1, 100), ("ROLE",)]
+    with pytest.raises(NotReplicated, match="1 of 2 Redis replica"):
+        durability.confirm("session_commit", 1, _role(2))  # the second is behind
+    pipe = _Pipe()
+    durability.queue_wait(pipe)
+    assert pipe.calls == [("wait", 2, 100), ("ROLE",)]  # learned: wait for both
+    durability.confirm("session_commit", 2, _role(2))
+    assert not durability.confirmed(1, _role(2))
+    assert durability.confirmed(1, _role(1))  # one left: it is every attached replica
+    pipe = _Pipe()
+    durability.queue_wait(pipe)
+    assert pipe.calls == [("wait", 1, 100), ("ROLE",)]
+
+
+class _Pipe:
+    """Records what :meth:`Durability.queue_wait` queues."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def wait(self, replicas: int, timeout: int) -> None:
+        self.calls.append(("wait", replicas, timeout))
+
+    def execute_command(self, *args: object) -> None:
+        self.calls.append(args)
 
 
 @pytest.mark.parametrize(
