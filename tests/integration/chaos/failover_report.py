@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -191,6 +192,8 @@ def _rows(
         checks.Check("teardown mid-turn in worker logs", len(violations), not violations,
                      violations[: checks.SHOW]),
         checks.Check("failovers", len(failovers)),
+        checks.Check("failovers Sentinel made on its own (a slow primary under load)",
+                     max(0, _switches(run.config.workdir / "redis") - len(failovers))),
         checks.Check("stale-token probes", "; ".join(probes) or "-"),
         checks.Check("resubmissions (same id)", sum(r.resubmissions for r in records)),
         checks.Check("error replies then resubmitted", c["error replies received"]),
@@ -199,6 +202,15 @@ def _rows(
         checks.Check("warnings/errors in worker logs", sum(warnings.values()), None,
                      [f"{n} x {k}" for k, n in warnings.most_common(5)]),
     ]  # fmt: skip
+
+
+def _switches(directory: Path) -> int:
+    """Primary switches the Sentinels logged (``+switch-master``; the most any one saw)."""
+    counts = [
+        log.read_text(errors="replace").count("+switch-master")
+        for log in directory.glob("sentinel-*/sentinel.log")
+    ]
+    return max(counts, default=0)
 
 
 def _silence(record: MessageRecord) -> str:
