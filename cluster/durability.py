@@ -5,13 +5,22 @@ any replica has it, and a failover can promote a replica that never got it.
 With durability ``replica`` the writes a caller is told about (a message
 accepted, a lease granted, a job claimed, a turn committed) are followed, on
 the same connection and in the same round trip, by ``WAIT n timeout`` and
-``ROLE``: the write counts only once every replica attached to the primary
-(at least one) confirms it. Sentinel may promote any of them, and it is not
-always the one with the most data (a replica still loading a full sync, or
-one whose offset Sentinel read a moment ago, can be chosen), so one replica's
-word is not enough once there are two. ``n`` is the number of replicas the
-last ``ROLE`` listed; when more are attached now than confirmed, the write is
-not acknowledged this time and the next one waits for all of them. A
+``ROLE``: the write counts only once every replica attached to the primary,
+and at least ``redis_durability_replicas`` (default 1), confirm it. Sentinel
+may promote any of them, and not always the one with the most data (the
+chaos run caught it promoting a node that had rejoined as a replica a moment
+before), so one replica's word is not enough once there are two. ``n`` is
+the larger of that floor and the number of replicas the last ``ROLE``
+listed; when more are attached now than confirmed, the write is not
+acknowledged this time and the next one waits for all of them.
+
+The floor closes the last window: when Sentinel wrongly fails over a primary
+that is still serving, that primary keeps taking writes until Sentinel
+demotes it, and the replica not yet moved to the promoted one still confirms
+them, for a second or two. Those writes are lost. With the floor at the
+number of replicas run, the old primary, which lost one replica to the
+promotion, cannot acknowledge anything; the price is that one replica down
+stops acknowledgements until it is back. A
 timeout raises :class:`~cluster.errors.NotReplicated` (retryable), never
 success; the write itself stays on the primary (a resubmitted message finds
 its job, a re-begun turn finds its own lease or its stored reply).
@@ -59,10 +68,10 @@ def attached_replicas(role: Any) -> int:
 
 
 class _Expected:
-    """The number of replicas the next ``WAIT`` waits for (learned from ``ROLE``; >= 1)."""
+    """The number of replicas the next ``WAIT`` waits for (learned from ``ROLE``)."""
 
     def __init__(self) -> None:
-        self.count = 1
+        self.count = 0  # 0: not learned yet (the floor, ``replicas``, applies)
 
 
 @dataclass(frozen=True)
@@ -70,13 +79,18 @@ class Durability:
     """How a durable script's write is acknowledged.
 
     Attributes:
-        mode: ``none`` (the primary's word is enough) or ``replica`` (one
-            replica must confirm within ``timeout_ms``).
-        timeout_ms: Longest wait for the replica's confirmation, in ms.
+        mode: ``none`` (the primary's word is enough) or ``replica`` (every
+            attached replica, and at least ``replicas``, must confirm within
+            ``timeout_ms``).
+        timeout_ms: Longest wait for the replicas' confirmation, in ms.
+        replicas: Fewest replicas that must confirm (the operator's floor: set
+            to the number of replicas run, a primary that lost one to a
+            promotion cannot acknowledge anything).
     """
 
     mode: str = "none"
     timeout_ms: int = 500
+    replicas: int = 1
     _expected: _Expected = field(default_factory=_Expected, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +108,15 @@ class Durability:
                 f"redis_durability_timeout must be 1-{MAX_TIMEOUT_MS} ms (a wait must end "
                 f"before the connection's 5 s read timeout), got {timeout!r}"
             )
+        replicas = self.replicas
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigError(
+                f"redis_durability_replicas must be a whole number >= 1 (the fewest replicas "
+                f"that confirm a write), got {replicas!r}"
+            )
+
+    def _needed(self, attached: int) -> int:
+        return max(self.replicas, attached)
 
     def waits_for(self, script: str) -> bool:
         """Whether ``script``'s write must be confirmed by a replica."""
@@ -105,20 +128,20 @@ class Durability:
         The pipeline's results end with :data:`WAIT_REPLIES` replies: pass
         them to :meth:`confirm` or :meth:`confirmed`.
         """
-        pipe.wait(self._expected.count, self.timeout_ms)
+        pipe.wait(self._needed(self._expected.count), self.timeout_ms)
         pipe.execute_command("ROLE")
 
     def confirmed(self, acknowledged: Any, role: Any) -> bool:
-        """Whether every replica attached now (at least one) confirmed the write.
+        """Whether every replica attached now, and at least ``replicas``, confirmed the write.
 
         Also learns how many replicas the next ``WAIT`` waits for.
         """
         for reply in (acknowledged, role):
             if isinstance(reply, Exception):
                 raise reply
-        needed = max(1, attached_replicas(role))
-        self._expected.count = needed
-        return int(acknowledged) >= needed
+        attached = attached_replicas(role)
+        self._expected.count = attached
+        return int(acknowledged) >= self._needed(attached)
 
     def confirm(self, script: str, acknowledged: Any, role: Any) -> None:
         """Check the ``WAIT`` and ``ROLE`` replies of ``script``'s write.
@@ -131,11 +154,13 @@ class Durability:
             return
         attached = attached_replicas(role)
         raise NotReplicated(
-            f"{int(acknowledged)} of {max(1, attached)} Redis replica(s) confirmed the write of "
-            f"{script} within {self.timeout_ms} ms (redis_durability is replica: every attached "
-            "replica must, as a failover may promote any of them): it was not acknowledged "
-            "and may be lost at a failover; retry (resubmit a message with the same message "
-            "id). If no replica is connected, fix replication or set redis_durability to none"
+            f"{int(acknowledged)} of {self._needed(attached)} Redis replica(s) confirmed the "
+            f"write of {script} within {self.timeout_ms} ms ({attached} attached; "
+            f"redis_durability is replica: every attached replica, and at least "
+            f"redis_durability_replicas={self.replicas}, must, as a failover may promote any of "
+            "them): it was not acknowledged and may be lost at a failover; retry (resubmit a "
+            "message with the same message id). If replicas are down, bring them back, or "
+            "lower redis_durability_replicas, or set redis_durability to none"
         )
 
 

@@ -241,6 +241,8 @@ class ClusterSettings:
             commit count only once every attached replica confirms them (``WAIT``).
         redis_durability_timeout: Milliseconds to wait for that confirmation
             before the write is reported not acknowledged (retryable).
+        redis_durability_replicas: Fewest replicas that must confirm a durable
+            write (every attached replica must, and at least this many).
     """
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -282,10 +284,13 @@ class ClusterSettings:
     endpoints: tuple[Endpoint, ...] = ()
     redis_durability: str = "none"
     redis_durability_timeout: int = 500
+    redis_durability_replicas: int = 1
 
     def durability(self) -> Durability:
         """When a write counts as acknowledged (:mod:`cluster.durability`)."""
-        return Durability(self.redis_durability, self.redis_durability_timeout)
+        return Durability(
+            self.redis_durability, self.redis_durability_timeout, self.redis_durability_replicas
+        )
 
     def _check_tenant_limits(self) -> None:
         for name in ("tenant_requests_per_minute", "tenant_turns_in_flight"):
@@ -656,6 +661,13 @@ SETTING_HELP: dict[str, str] = {
     "least one; Sentinel may promote any of them), so a failover loses nothing acknowledged "
     "(costs one replication round trip per write; see README). Set it on every gateway and "
     "worker.",
+    "redis_durability_replicas": "With redis_durability replica: the fewest replicas that must "
+    "confirm each write (every replica attached at the time must too). 1 keeps acknowledging "
+    "while only one replica is up; set it to the number of replicas you run to close the last "
+    "window: a failover Sentinel starts against a primary that is still serving (a false "
+    "detection under load) lets that primary acknowledge writes confirmed by the replica not "
+    "yet moved to the promoted one, for a second or two; with every replica required, it "
+    "cannot (a replica down then stops acknowledgements until it is back).",
     "redis_durability_timeout": "With redis_durability replica: milliseconds to wait for a "
     "replica's confirmation (1-4000); past it the write is not acknowledged: the caller gets "
     "503 not_replicated with Retry-After, a worker defers the turn and begins it again.",

@@ -14,8 +14,9 @@ checks and the table.
 
 The durability setting (``none`` | ``replica``) reaches the workers as
 ``AGENT_CLUSTER_REDIS_DURABILITY`` and the clients' coordinators as the
-``redis_durability`` setting; a product without that setting runs with its
-only behaviour, and the report says so.
+``redis_durability`` setting, with ``redis_durability_replicas`` 2 (both
+replicas); a product without that setting runs with its only behaviour, and
+the report says so.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ __all__ = [
 ]
 
 DURABILITY_SETTING = "redis_durability"
+REPLICAS_SETTING = "redis_durability_replicas"
+# Every replica of the topology confirms a durable write: Sentinel under load sometimes fails
+# over a primary that still serves, and with one replica required that primary would go on
+# acknowledging writes the replica not yet moved to the promoted one confirms.
+TOPOLOGY_REPLICAS = 2
 CUT_WORKER = "w0"
 
 
@@ -145,6 +151,7 @@ def run_failover_chaos(
         env = worker_env(config.workdir / "home", config.settle + 600)
         if applied:
             env[env_name(DURABILITY_SETTING)] = config.durability
+            env[env_name(REPLICAS_SETTING)] = str(TOPOLOGY_REPLICAS)
         else:
             say("this product has no redis_durability setting: running with its only behaviour")
         pool = WorkerPool(
@@ -154,7 +161,11 @@ def run_failover_chaos(
         for i in range(config.workers):
             pool.start(f"w{i}")
         _wait_for_workers(lambda: connect(url, socket_timeout=5), namespace, config.workers, pool)
-        overrides: dict[str, object] = {DURABILITY_SETTING: config.durability} if applied else {}
+        overrides: dict[str, object] = (
+            {DURABILITY_SETTING: config.durability, REPLICAS_SETTING: TOPOLOGY_REPLICAS}
+            if applied
+            else {}
+        )
         settings = ClusterSettings.from_mapping(
             {"redis_url": url, "namespace": namespace, "heartbeat_interval": 0.5,
              "heartbeat_ttl": 2.0, "lease_ttl": 5.0, **overrides}

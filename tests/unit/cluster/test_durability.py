@@ -18,9 +18,10 @@ def test_the_setting_comes_from_the_environment_like_every_other() -> None:
         {
             "AGENT_CLUSTER_REDIS_DURABILITY": "replica",
             "AGENT_CLUSTER_REDIS_DURABILITY_TIMEOUT": "250",
+            "AGENT_CLUSTER_REDIS_DURABILITY_REPLICAS": "2",
         }
     )
-    assert settings.durability() == Durability("replica", 250)
+    assert settings.durability() == Durability("replica", 250, 2)
     assert ClusterSettings().durability() == Durability("none", 500)
 
 
@@ -30,6 +31,10 @@ def test_the_setting_comes_from_the_environment_like_every_other() -> None:
         ({"AGENT_CLUSTER_REDIS_DURABILITY": "quorum"}, "one of none, replica"),
         ({"AGENT_CLUSTER_REDIS_DURABILITY_TIMEOUT": "9000"}, "1-4000 ms"),
         ({"AGENT_CLUSTER_REDIS_DURABILITY_TIMEOUT": "0.5"}, "whole number"),
+        (
+            {"AGENT_CLUSTER_REDIS_DURABILITY_REPLICAS": "0"},
+            "(?i)redis_durability_replicas must be a whole number",
+        ),
         (
             {
                 "AGENT_CLUSTER_REDIS_DURABILITY": "replica",
@@ -83,6 +88,20 @@ def test_every_attached_replica_must_confirm_and_the_next_wait_asks_for_all() ->
     pipe = _Pipe()
     durability.queue_wait(pipe)
     assert pipe.calls == [("wait", 1, 100), ("ROLE",)]
+
+
+def test_a_floor_of_replicas_refuses_a_primary_that_lost_one_to_a_promotion() -> None:
+    """Sentinel fails over a primary that still serves: the replica not yet moved away
+    confirms its writes, but the promoted one left it: one replica attached, two required."""
+    durability = Durability("replica", 100, replicas=2)
+    pipe = _Pipe()
+    durability.queue_wait(pipe)
+    assert pipe.calls == [("wait", 2, 100), ("ROLE",)]
+    durability.confirm("session_commit", 2, _role(2))
+    with pytest.raises(NotReplicated, match=r"1 of 2 .*\(1 attached.*redis_durability_replicas=2"):
+        durability.confirm("session_commit", 1, _role(1))
+    with pytest.raises(ConfigError, match="redis_durability_replicas must be a whole number >= 1"):
+        Durability("replica", 100, replicas=0)
 
 
 class _Pipe:
