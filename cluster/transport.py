@@ -310,6 +310,24 @@ class TurnQueue:
                 pipe.zrem(self._keyspace.session(session_key).pending, job_id)
             pipe.execute()
 
+    def release(self, claimed: ClaimedTurn) -> None:
+        """Let go of a claim whose job is not pending any more, and touch nothing else.
+
+        For a turn that found nothing to run because its job left the
+        session's pending set (answered before, or lost by a Redis failover
+        while this worker held it in memory). The job hash, the pending set
+        and the job's place in rq's registries are left alone: a caller may
+        have resubmitted the same message id meanwhile, re-creating the job,
+        and :meth:`complete` would end that fresh job unrun and drop it from
+        the pending set. Only this claim's in-flight entry and its
+        started-registry entry go.
+        """
+        keys = self._rq.keys(claimed.queue_name)
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._keyspace.inflight(claimed.worker_id), 1, claimed.job_id)
+            pipe.zrem(keys.started, f"{claimed.job_id}:{claimed.execution_id}")
+            pipe.execute()
+
     def hand_off(self, claimed: ClaimedTurn, to_worker: str) -> bool:
         """Move a claimed turn from this worker's in-flight list to ``to_worker``'s queue front.
 

@@ -527,6 +527,9 @@ class ClaimLoop:
                     if outcome.to_worker is not None:
                         self._queue.hand_off(turn, outcome.to_worker)
                     return
+                if isinstance(outcome, Finished) and outcome.job_gone:
+                    self._queue.release(turn)
+                    return
                 self._queue.complete(turn, ok=not failed, error=detail)
                 return
             except redis.RedisError as exc:

@@ -21,9 +21,13 @@ class Finished:
     Attributes:
         job_completed: The turn's commit script also completed its rq job (in
             one round trip), so nobody completes it again.
+        job_gone: The job was not pending any more (nothing ran): only the
+            claim is let go (:meth:`~cluster.transport.TurnQueue.release`), so a
+            resubmission that re-created the job meanwhile still runs.
     """
 
     job_completed: bool = False
+    job_gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,7 +299,7 @@ class TurnRunner:
         if status in (TurnStartStatus.ANSWERED, TurnStartStatus.NOT_PENDING):
             services.metrics.turn_outcome("answered")
             self.answers.tenant_answered(job, job_id, usage=None, cost=0.0)
-            return Finished()
+            return Finished(job_gone=status is TurnStartStatus.NOT_PENDING)
         if status is TurnStartStatus.NOT_OWNER:
             owner = start.other
             if not owner or owner == services.worker_id:

@@ -101,6 +101,29 @@ def test_enqueue_claim_complete_round_trip(
     assert 0 < client.ttl(Job.key_for(claimed.job_id)) <= 120
 
 
+def test_letting_go_of_a_claim_whose_job_left_spares_a_resubmission_of_it(
+    queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
+) -> None:
+    """A failover lost the job while a worker held its claim in memory; the caller was told
+    and resubmitted the same id. The worker, finding nothing pending, lets go of its stale
+    claim: the resubmitted job must still run (``complete`` would end it unrun)."""
+    job = _job("chat:1", 0)
+    pending = keyspace.session("chat:1").pending
+    assert enqueue(queue, "w1", job) is True
+    stale = claim(queue, "w1", block=1)
+    assert stale is not None
+    # What the promoted replica lacks: the job's hash, its pending entry, the claim.
+    client.delete(Job.key_for(stale.job_id))
+    client.zrem(pending, stale.job_id)
+    client.lrem(keyspace.inflight("w1"), 0, stale.job_id)
+    assert enqueue(queue, "w1", job) is True  # the resubmission: the same job id
+    queue.release(stale)
+    fresh = claim(queue, "w1", block=1)
+    assert fresh is not None and fresh.job_id == stale.job_id
+    assert _fetch(client, fresh.job_id).get_status() == JobStatus.STARTED
+    assert client.zscore(pending, fresh.job_id) is not None  # still pending: its turn runs
+
+
 def test_a_failed_turn_lands_in_the_failed_registry_with_its_reason(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
