@@ -11,8 +11,9 @@ may promote any of them, and not always the one with the most data (the
 chaos run caught it promoting a node that had rejoined as a replica a moment
 before), so one replica's word is not enough once there are two. ``n`` is
 the larger of that floor and the number of replicas the last ``ROLE``
-listed; when more are attached now than confirmed, the write is not
-acknowledged this time and the next one waits for all of them.
+listed (a process reads ``ROLE`` once before its first durable write); when
+more are attached now than were asked for (a replica joined), the write is
+not acknowledged this time and the next one waits for all of them.
 
 The floor closes the last window: when Sentinel wrongly fails over a primary
 that is still serving, that primary keeps taking writes until Sentinel
@@ -122,6 +123,20 @@ class Durability:
         """Whether ``script``'s write must be confirmed by a replica."""
         return self.mode == "replica" and script in DURABLE_SCRIPTS
 
+    @property
+    def unlearned(self) -> bool:
+        """Whether this process has not read how many replicas are attached yet.
+
+        Before its first durable write a process reads ``ROLE`` once
+        (:meth:`learn`), so that write's ``WAIT`` already asks for every
+        replica instead of being refused for asking too few.
+        """
+        return self.mode == "replica" and self._expected.count == 0
+
+    def learn(self, role: Any) -> None:
+        """Take the number of attached replicas from a ``ROLE`` reply."""
+        self._expected.count = attached_replicas(role)
+
     def queue_wait(self, pipe: Any) -> None:
         """Queue ``WAIT`` and ``ROLE`` behind a durable write on its pipeline (sync or asyncio).
 
@@ -129,7 +144,7 @@ class Durability:
         them to :meth:`confirm` or :meth:`confirmed`.
         """
         pipe.wait(self._needed(self._expected.count), self.timeout_ms)
-        pipe.execute_command("ROLE")
+        pipe.role()
 
     def confirmed(self, acknowledged: Any, role: Any) -> bool:
         """Whether every replica attached now, and at least ``replicas``, confirmed the write.
@@ -139,9 +154,8 @@ class Durability:
         for reply in (acknowledged, role):
             if isinstance(reply, Exception):
                 raise reply
-        attached = attached_replicas(role)
-        self._expected.count = attached
-        return int(acknowledged) >= self._needed(attached)
+        self.learn(role)
+        return int(acknowledged) >= self._needed(attached_replicas(role))
 
     def confirm(self, script: str, acknowledged: Any, role: Any) -> None:
         """Check the ``WAIT`` and ``ROLE`` replies of ``script``'s write.

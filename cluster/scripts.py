@@ -148,6 +148,8 @@ class ScriptSet:
         """
         sha = _sha(name)
         waits = self._durability.waits_for(name)
+        if waits and self._durability.unlearned:
+            self._durability.learn(self._client.role())
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
             pipe.evalsha(sha, len(keys), *keys, *args)
@@ -192,6 +194,8 @@ class ScriptSet:
         source, destination, seconds = move
         sha = _sha(name)
         waits = self._durability.waits_for(name)
+        if waits and self._durability.unlearned:
+            self._durability.learn(self._client.role())
         pipe = self._client.pipeline(transaction=False)
         pipe.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
         pipe.evalsha(sha, len(keys), *keys, *args)

@@ -448,6 +448,8 @@ class Waiters:
         """
         if self._durability.mode != "replica" or not keys:
             return keys
+        if self._durability.unlearned:
+            self._durability.learn(await self._client.role())
         pipe = self._client.pipeline(transaction=False)
         for key in keys:
             pipe.pexpire(key, self._reply_ttl_ms)

@@ -23,8 +23,15 @@ from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_re
 
 pytestmark = pytest.mark.integration
 
-REPLICA = Durability("replica", 3000)  # generous: a loaded CI machine still confirms in time
-UNCONFIRMED = Durability("replica", 200)  # nothing can confirm: keep the test short
+
+# A process learns how many replicas are attached (ROLE) and keeps it: one per test, as the
+# tests add and remove replicas.
+def _replica() -> Durability:
+    return Durability("replica", 3000)  # generous: a loaded CI machine still confirms in time
+
+
+def _unconfirmed() -> Durability:
+    return Durability("replica", 200)  # nothing can confirm: keep the test short
 
 
 @pytest.fixture
@@ -60,10 +67,10 @@ def test_with_a_replica_following_every_write_is_acknowledged(
 ) -> None:
     keyspace = Keyspace(namespace)
     _register(primary, keyspace)
-    assert _submit(_queue(primary, keyspace, REPLICA), "m1") == "queued"
-    lease = RedisLeaseStore(primary, keyspace, durability=REPLICA).acquire("s2", "w1", 30)
+    assert _submit(_queue(primary, keyspace, _replica()), "m1") == "queued"
+    lease = RedisLeaseStore(primary, keyspace, durability=_replica()).acquire("s2", "w1", 30)
     assert lease is not None
-    committed = RedisSessionStore(primary, keyspace, durability=REPLICA).commit(
+    committed = RedisSessionStore(primary, keyspace, durability=_replica()).commit(
         lease, message_id="m1", new_messages=[{"role": "user", "content": "hi"}], reply={}
     )
     assert committed.turns == 1
@@ -80,16 +87,16 @@ def test_without_a_replica_nothing_is_acknowledged_and_the_retry_finds_the_messa
     keyspace = Keyspace(namespace)
     _register(primary, keyspace)
     pair.cut_replication()  # the primary has no replica now
-    queue = _queue(primary, keyspace, UNCONFIRMED)
+    queue = _queue(primary, keyspace, _unconfirmed())
     with pytest.raises(NotReplicated, match="same message id"):
         _submit(queue, "m1")
     with pytest.raises(NotReplicated):
-        RedisLeaseStore(primary, keyspace, durability=UNCONFIRMED).acquire("s2", "w1", 30)
+        RedisLeaseStore(primary, keyspace, durability=_unconfirmed()).acquire("s2", "w1", 30)
     leases = RedisLeaseStore(primary, keyspace)
     lease = leases.acquire("s3", "w1", 30)
     assert lease is not None
     with pytest.raises(NotReplicated):
-        RedisSessionStore(primary, keyspace, durability=UNCONFIRMED).commit(
+        RedisSessionStore(primary, keyspace, durability=_unconfirmed()).commit(
             lease, message_id="m3", new_messages=[{"role": "user", "content": "hi"}], reply={}
         )
     # The writes stayed on the primary: a resubmission is not queued twice.
@@ -111,7 +118,7 @@ def test_a_claim_waits_for_the_replica_only_when_it_claimed_something(
     keyspace = Keyspace(namespace)
     _register(primary, keyspace)
     pair.cut_replication()
-    queue = _queue(primary, keyspace, UNCONFIRMED)
+    queue = _queue(primary, keyspace, _unconfirmed())
     assert queue.claim_many("w1", 4, block=0) == []  # idle: nothing written, nothing to confirm
     assert _submit(_queue(primary, keyspace, Durability()), "m1") == "queued"
     with pytest.raises(NotReplicated, match="turn_claim"):
@@ -132,8 +139,8 @@ def test_a_commit_one_of_two_replicas_lacks_is_not_acknowledged(
     )  # fmt: skip
     try:
         wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
-        leases = RedisLeaseStore(primary, keyspace, durability=REPLICA)
-        sessions = RedisSessionStore(primary, keyspace, durability=UNCONFIRMED)
+        leases = RedisLeaseStore(primary, keyspace, durability=_replica())
+        sessions = RedisSessionStore(primary, keyspace, durability=_unconfirmed())
         lease = leases.acquire("s1", "w1", 30)  # both replicas confirm it
         assert lease is not None
         second.process.send_signal(signal.SIGSTOP)  # attached, but confirms nothing now
@@ -147,6 +154,38 @@ def test_a_commit_one_of_two_replicas_lacks_is_not_acknowledged(
             second.process.send_signal(signal.SIGCONT)
         # Once both have caught up, the next durable write is acknowledged again.
         assert leases.acquire("s2", "w1", 30) is not None
+    finally:
+        second.process.terminate()
+        second.process.wait(timeout=10)
+
+
+def test_a_primary_failed_over_while_it_serves_acknowledges_nothing_with_both_required(
+    pair: ReplicatedRedis, primary: redis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    """Sentinel, wrongly deciding the primary is down, promotes one replica while the
+    primary still serves and the other replica still follows it. With one replica
+    required, that one confirms a grant the promoted replica never gets: acknowledged,
+    then lost. With ``redis_durability_replicas`` 2, nothing is acknowledged."""
+    keyspace = Keyspace(namespace)
+    (tmp_path / "second").mkdir()
+    second = start_redis_server(
+        tmp_path / "second", "--replicaof", pair.primary.host, str(pair.primary.port),
+        "--repl-diskless-sync-delay", "0",
+    )  # fmt: skip
+    try:
+        wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
+        pair.cut_replication()  # the promotion: the first replica leaves the primary
+        wait_until(lambda: len(primary.execute_command("ROLE")[2]) == 1, what="one replica left")
+        both = Durability("replica", 300, replicas=2)
+        with pytest.raises(NotReplicated, match=r"1 of 2 .*\(1 attached"):
+            RedisLeaseStore(primary, keyspace, durability=both).acquire("s1", "w1", 30)
+        one = RedisLeaseStore(primary, keyspace, durability=_replica())
+        assert one.acquire("s2", "w1", 30) is not None  # acknowledged: `second` has it ...
+        promoted = pair.replica.client()
+        try:  # ... and the replica Sentinel promoted does not
+            assert not promoted.exists(keyspace.session("s2").lease)
+        finally:
+            promoted.close()
     finally:
         second.process.terminate()
         second.process.wait(timeout=10)

@@ -67,8 +67,10 @@ def test_a_commit_the_promoted_replica_missed_is_run_again_and_answered_once(
 def test_a_message_the_failover_lost_is_reported_though_a_worker_held_it(
     sentinels: SentinelTopology, tmp_path: Path, namespace: str
 ) -> None:
-    """The replicas never got the message; the worker that was running it finds it gone on the
-    promoted replica and ends its job there. Its caller must still hear that it was lost."""
+    """The replicas never got the message; the worker that was running it retries on the
+    promoted replica and finds it not pending. Its caller must still hear that it was lost
+    (before, the worker ended the job there, and the bare ``finished`` job hash that left
+    made the message look known)."""
     job_key = RqFormat.job_key(job_id_for(namespace, "s1", "m1"))
     with fleet(sentinels.url, namespace, tmp_path) as workers:
         workers.start("w1")
@@ -84,14 +86,13 @@ def test_a_message_the_failover_lost_is_reported_though_a_worker_held_it(
                 old.close()
             dead, died = sentinels.kill_primary()  # mid-turn: its commit never lands
             sentinels.wait_for_failover(dead.address, died)
+            wait_until(lambda: _lost(handle), timeout=30, what="MessageLost for m1")
             promoted = connect(sentinels.url)
-            try:
-                # The worker retries the turn on the promoted replica, finds it not pending
-                # and ends the job: a bare "finished" job hash is all that is left of it.
-                wait_until(lambda: promoted.hget(job_key, "status") == b"finished", timeout=30)
+            try:  # the worker let go of its claim and left no job behind
+                wait_until(lambda: not promoted.lrange(Keyspace(namespace).inflight("w1"), 0, -1))
+                assert promoted.hget(job_key, "status") is None
             finally:
                 promoted.close()
-            wait_until(lambda: _lost(handle), timeout=10, what="MessageLost for m1")
 
 
 def _lost(handle: object) -> bool:

@@ -113,8 +113,8 @@ class _Pipe:
     def wait(self, replicas: int, timeout: int) -> None:
         self.calls.append(("wait", replicas, timeout))
 
-    def execute_command(self, *args: object) -> None:
-        self.calls.append(args)
+    def role(self) -> None:
+        self.calls.append(("ROLE",))
 
 
 @pytest.mark.parametrize(
