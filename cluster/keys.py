@@ -158,7 +158,10 @@ Key                                     Type    TTL                 Written by  
                                                             scripts: the session's    per-session limit)
                                                             schedule ids
 ``rq:queue:{ns}.worker.W`` (rq's keys)  list    rq's                coordinator (enqueue      worker W (claim),
-                                                                    script), recovery, drain  recovery, drain
+                                                                    script; a resubmission:   recovery, drain
+                                                                    job_rescue.lua puts back
+                                                                    a job no list holds),
+                                                                    recovery, drain
 ``rq:job:ID`` (rq's keys)               hash    result_ttl once     enqueue script (rq's      worker (claim)
                                                                     done                      fields + ``ac_worker``:
                                                                                               whose queue holds it,

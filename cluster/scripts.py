@@ -40,6 +40,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "fenced_delete",
     "fenced_hset",
     "job_handoff",
+    "job_rescue",
     "lease_acquire",
     "lease_break",
     "lease_extend",

@@ -230,7 +230,31 @@ class TurnQueue:
         result = Enqueued(text(status), text(worker), int(epoch), int(seq), text(primary))
         if result.status == "queued":
             self._rq.register_queue(target)
+        elif result.status == "pending" and result.worker_id:
+            self._rescue(job, job_id, result.worker_id)
         return result
+
+    def _rescue(self, job: TurnJob, job_id: str, worker_id: str) -> None:
+        """A message found pending: make sure one of its worker's lists holds its job.
+
+        See ``job_rescue.lua``: after a Redis failover a job may be pending with
+        no list holding it, and then no worker would ever run it.
+        """
+        k = self._keyspace
+        keys = [
+            k.inflight(worker_id),
+            self._rq.worker_keys(worker_id).queue,
+            self._rq.job_key(job_id),
+            k.session(job.session_key).pending,
+        ]
+        if self._scripts("job_rescue", keys, [job_id]):
+            log.warning(
+                "message %s of session %s was pending on %s but in none of its lists "
+                "(a Redis failover split them): put back on its queue",
+                job.message_id,
+                job.session_key,
+                worker_id,
+            )
 
     # -- claim ---------------------------------------------------------------
 

@@ -124,6 +124,28 @@ def test_letting_go_of_a_claim_whose_job_left_spares_a_resubmission_of_it(
     assert client.zscore(pending, fresh.job_id) is not None  # still pending: its turn runs
 
 
+def test_a_resubmission_puts_back_a_pending_job_that_no_list_holds(
+    queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
+) -> None:
+    """After a failover a job can be ``started`` on the promoted replica with no in-flight
+    entry (nor pending entry): every resubmission was told "pending" and nothing ever ran it."""
+    job = _job("chat:1", 0)
+    assert enqueue(queue, "w1", job) is True
+    assert enqueue(queue, "w1", job) is False  # pending and queued: nothing added
+    assert queue.pending("w1") == 1
+    claimed = claim(queue, "w1", block=1)
+    assert claimed is not None
+    assert enqueue(queue, "w1", job) is False  # pending and in flight: nothing added
+    assert queue.pending("w1") == 0 and queue.inflight_count("w1") == 1
+    # What the promoted replica holds: the claim's job status, no list entry, no pending entry.
+    client.lrem(keyspace.inflight("w1"), 0, claimed.job_id)
+    client.zrem(keyspace.session("chat:1").pending, claimed.job_id)
+    assert enqueue(queue, "w1", job) is False  # still "pending" to its caller ...
+    again = claim(queue, "w1", block=1)  # ... and back on its worker's queue: it runs
+    assert again is not None and again.job_id == claimed.job_id
+    assert client.zscore(keyspace.session("chat:1").pending, claimed.job_id) is not None
+
+
 def test_a_failed_turn_lands_in_the_failed_registry_with_its_reason(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
