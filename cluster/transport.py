@@ -240,14 +240,7 @@ class TurnQueue:
         See ``job_rescue.lua``: after a Redis failover a job may be pending with
         no list holding it, and then no worker would ever run it.
         """
-        k = self._keyspace
-        keys = [
-            k.inflight(worker_id),
-            self._rq.worker_keys(worker_id).queue,
-            self._rq.job_key(job_id),
-            k.session(job.session_key).pending,
-        ]
-        if self._scripts("job_rescue", keys, [job_id]):
+        if self._put_back(worker_id, job.session_key, job_id):
             log.warning(
                 "message %s of session %s was pending on %s but in none of its lists "
                 "(a Redis failover split them): put back on its queue",
@@ -255,6 +248,41 @@ class TurnQueue:
                 job.session_key,
                 worker_id,
             )
+
+    def _put_back(self, worker_id: str, session_key: str, job_id: str) -> bool:
+        k = self._keyspace
+        keys = [
+            k.inflight(worker_id),
+            self._rq.worker_keys(worker_id).queue,
+            self._rq.job_key(job_id),
+            k.session(session_key).pending,
+        ]
+        return bool(self._scripts("job_rescue", keys, [job_id, worker_id]))
+
+    def rescue_unlisted(self, worker_id: str, running: Collection[str]) -> int:
+        """Put back on its queue every pending job of ``worker_id`` that no list holds.
+
+        For a worker that saw a Redis failover: the promoted replica may hold a
+        job of one of its sessions as queued or started with neither its queue
+        nor its in-flight list naming it. Jobs in ``running`` (this process
+        runs or holds them) are left alone.
+
+        Returns:
+            How many jobs were put back.
+        """
+        k = self._keyspace
+        sessions = [text(s) for s in self._client.smembers(k.owned_sessions(worker_id))]
+        if not sessions:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for session_key in sessions:
+            pipe.zrange(k.session(session_key).pending, 0, -1)
+        moved = 0
+        for session_key, ids in zip(sessions, pipe.execute(), strict=True):
+            for job_id in map(text, ids):
+                if job_id not in running and self._put_back(worker_id, session_key, job_id):
+                    moved += 1
+        return moved
 
     # -- claim ---------------------------------------------------------------
 

@@ -495,20 +495,23 @@ class ClaimLoop:
 
         After a claim or completion whose Redis reply was lost, ids may sit on
         this live worker's in-flight list with nothing running them (recovery
-        only looks at dead workers). Returns whether the check could be made.
+        only looks at dead workers); after a failover, a pending job of one of
+        its sessions may be on no list at all (:meth:`TurnQueue.rescue_unlisted`).
+        Returns whether the check could be made.
         """
         try:
             listed = self._queue.inflight_ids(self._worker_id)
             with self._count_lock:
                 orphans = [job_id for job_id in listed if job_id not in self._known]
             moved = self._queue.requeue_inflight(self._worker_id, only=orphans) if orphans else 0
+            with self._count_lock:
+                running = set(self._known)
+            moved += self._queue.rescue_unlisted(self._worker_id, running)
         except redis.RedisError as exc:
             log.warning("checking %s's in-flight list failed (%s)", self._worker_id, exc)
             return False
         if moved:
-            log.warning(
-                "%d orphaned in-flight turn(s) of %s back on its queue", moved, self._worker_id
-            )
+            log.warning("%d orphaned turn(s) of %s back on its queue", moved, self._worker_id)
         self._resync.clear()
         return True
 

@@ -165,7 +165,8 @@ def _check_replies(records: Sequence[MessageRecord], data: SessionData, f: Findi
 def _check_extra_replies(r: MessageRecord, left: list[dict[str, Any]], f: Findings) -> None:
     """Replies beyond the one the client took: a copy of it, or a different answer."""
     first = r.replies[0]
-    for extra in r.replies[1:] + left:
+    received = len(r.replies) - 1
+    for index, extra in enumerate(r.replies[1:] + left):
         same = extra.get("ok") and extra.get("turn") == first.get("turn")
         if same:
             f.add(
@@ -178,7 +179,9 @@ def _check_extra_replies(r: MessageRecord, left: list[dict[str, Any]], f: Findin
                 else "error " + str(extra.get("error"))[:80]
             )
             f.add(
-                "answered twice (a different reply)",
+                "answered twice (a different reply)"
+                if index < received
+                else "ran again: a different reply left unread",
                 f"{r.message_id}: took turn {first.get('turn')}, also {also}",
             )
 

@@ -152,7 +152,7 @@ def test_the_checks_flag_loss_duplicates_disorder_and_stale_fences() -> None:
         stored=stored,
         leftover={
             r0.message_id: [dict(r0.replies[0])],  # a copy of the reply taken
-            r2.message_id: [{"ok": False, "error": "boom"}],  # a second, different answer
+            r2.message_id: [{"ok": False, "error": "boom"}],  # a second, different answer, unread
         },
     )
     findings = checks.Findings()
@@ -160,7 +160,7 @@ def test_the_checks_flag_loss_duplicates_disorder_and_stale_fences() -> None:
     counts = findings.counts
     assert counts["lost"] == 1
     assert counts["copy of the same reply left in list"] == 1
-    assert counts["answered twice (a different reply)"] == 1
+    assert counts["ran again: a different reply left unread"] == 1
     assert counts["duplicated in history"] == 1
     assert counts["out of order in history"] == 1
     assert counts["received turns not +1"] == 2  # 1 -> 3 -> 2

@@ -146,6 +146,24 @@ def test_a_resubmission_puts_back_a_pending_job_that_no_list_holds(
     assert client.zscore(keyspace.session("chat:1").pending, claimed.job_id) is not None
 
 
+def test_after_a_failover_a_worker_puts_back_its_pending_jobs_that_no_list_holds(
+    queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
+) -> None:
+    enqueue(queue, "w1", _job("chat:1", 0))
+    enqueue(queue, "w1", _job("chat:2", 0))
+    lost = claim(queue, "w1", block=1)
+    held = claim(queue, "w1", block=1)
+    assert lost is not None and held is not None
+    for claimed in (lost, held):  # the promoted replica lacks both in-flight entries
+        client.lrem(keyspace.inflight("w1"), 0, claimed.job_id)
+    assert queue.rescue_unlisted("w2", set()) == 0  # not w2's jobs
+    # ``held`` still runs in this worker's memory: only ``lost`` goes back.
+    assert queue.rescue_unlisted("w1", {held.job_id}) == 1
+    again = claim(queue, "w1", block=1)
+    assert again is not None and again.job_id == lost.job_id
+    assert queue.rescue_unlisted("w1", {held.job_id}) == 0  # listed again: left alone
+
+
 def test_a_failed_turn_lands_in_the_failed_registry_with_its_reason(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
