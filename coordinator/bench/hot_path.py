@@ -45,8 +45,13 @@ THROUGHPUT_SESSIONS = 100
 
 @dataclass
 class HotPathFigures:
-    """Figure 1 (latency, throughput) and figure 2 (Redis per turn) of one run."""
+    """Figure 1 (latency, throughput) and figure 2 (Redis per turn) of one run.
 
+    ``worker_counts`` are the plan's; the counts above ``cpus`` were not run.
+    """
+
+    cpus: int = 1
+    worker_counts: tuple[int, ...] = (1,)
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)
     redis_per_turn: dict[str, RedisCounters] = field(default_factory=dict)
@@ -79,9 +84,9 @@ def _per_turn(client: redis.Redis, turns: int, run: Callable[[], None]) -> Redis
     )
 
 
-def redis_workers(plan: BenchPlan) -> int:
+def redis_workers(plan: BenchPlan, cpus: int) -> int:
     """Worker processes of the Redis-per-turn figure: 2 (as the issue measured), or fewer."""
-    return max(n for n in plan.worker_counts if n <= 2)
+    return max(n for n in plan.worker_counts_on(cpus) if n <= 2)
 
 
 def _session(i: int, count: int) -> str:
@@ -89,10 +94,11 @@ def _session(i: int, count: int) -> str:
 
 
 def measure_hot_path(
-    plan: BenchPlan, *, redis_url: str, home: Path, progress: Progress
+    plan: BenchPlan, *, redis_url: str, home: Path, cpus: int, progress: Progress
 ) -> HotPathFigures:
-    """Run figures 1 and 2 against the bench Redis at ``redis_url``."""
-    figures = HotPathFigures()
+    """Run figures 1 and 2 against the bench Redis at ``redis_url`` on a machine of ``cpus``
+    CPUs (worker counts above it are not run: they would measure contention)."""
+    figures = HotPathFigures(cpus=cpus, worker_counts=plan.worker_counts)
     client = connect(redis_url)
     offline = ModelEndpoint()
     env = worker_env(home)
@@ -117,7 +123,7 @@ def measure_hot_path(
         figures.throughput[ideal_tp.name] = {1: plan.throughput_turns / elapsed}
         ideal_tp.close()
 
-        for workers in plan.worker_counts:
+        for workers in plan.worker_counts_on(cpus):
             _raw_rq(plan, figures, client, redis_url, env, workers)
             progress.step(f"hot path: raw rq, {workers} worker(s)")
             _stateless(plan, figures, client, redis_url, env, workers)
@@ -165,7 +171,7 @@ def _raw_rq(
         counters = _per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault("raw rq no-op job", {})[workers] = turns / elapsed
-        if workers == redis_workers(plan):
+        if workers == redis_workers(plan, figures.cpus):
             figures.redis_per_turn["raw rq no-op job"] = counters
             figures.redis_turns["raw rq no-op job"] = turns
     finally:
@@ -203,7 +209,7 @@ def _stateless(
         counters = _per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault(baseline.name, {})[workers] = turns / elapsed
-        if workers == redis_workers(plan):
+        if workers == redis_workers(plan, figures.cpus):
             figures.redis_per_turn[baseline.name] = counters
             figures.redis_turns[baseline.name] = turns
     finally:
@@ -246,7 +252,7 @@ def _cluster(
             counters = _per_turn(client, turns, run)
             elapsed = time.perf_counter() - started
             figures.throughput.setdefault(path, {})[workers] = turns / elapsed
-            if workers == redis_workers(plan):
+            if workers == redis_workers(plan, figures.cpus):
                 figures.redis_per_turn[path] = counters
                 figures.redis_turns[path] = turns
         finally:

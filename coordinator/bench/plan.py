@@ -53,11 +53,19 @@ class BenchPlan:
     paper_workers: int
     paper_sessions: int
 
-    def steps_of(self, figures: Collection[str]) -> int:
-        """Progress steps of a run of these figure groups (what the bar counts)."""
+    def worker_counts_on(self, cpus: int) -> tuple[int, ...]:
+        """The worker counts of the scaling curve a machine of ``cpus`` CPUs can measure.
+
+        More worker processes than CPUs measure contention, not scaling: those are not
+        run (the table says so). One worker always runs.
+        """
+        return tuple(n for n in self.worker_counts if n <= max(1, cpus))
+
+    def steps_of(self, figures: Collection[str], cpus: int) -> int:
+        """Progress steps of a run of these figure groups on ``cpus`` CPUs (what the bar counts)."""
         steps = {
-            "hot": 1 + 3 * len(self.worker_counts),
-            "cost": len(self.providers) * (3 + len(self.scenarios)),
+            "hot": 1 + 3 * len(self.worker_counts_on(cpus)),
+            "cost": len(self.providers) * (3 + sum(_cost_steps(s) for s in self.scenarios)),
             "control": 3,
             "paper": 1,
         }
@@ -69,17 +77,27 @@ SCENARIOS = (
     "scale out 3->4",
     "drain 1 of 4",
     "non-busting push",
-    "busting push",
+    "max_tokens push",
+    "prompt push",
     "worker crash",
-    "compression",
+    "long session, compression",
 )
 """The prompt-cache scenarios of figure 3 (``coordinator.bench.economics``)."""
+
+EXTRA_BASELINE_RUNS = {"prompt push": 1, "long session, compression": 3}
+"""Baseline runs a scenario brings (the ideal under the same push; the three baselines
+compressing under the same config)."""
+
+
+def _cost_steps(scenario: str) -> int:
+    return 1 + EXTRA_BASELINE_RUNS.get(scenario, 0)
+
 
 PLANS = {
     "smoke": BenchPlan(
         name="smoke", latency_turns=10, throughput_turns=40, worker_counts=(1,),
-        cost_sessions=3, cost_turns=3, providers=("openai",),
-        scenarios=("stable", "compression"), push_workers=2, pushes=2,
+        cost_sessions=3, cost_turns=4, providers=("openai",),
+        scenarios=("stable", "long session, compression"), push_workers=2, pushes=2,
         paper_workers=50, paper_sessions=5_000,
     ),
     "quick": BenchPlan(

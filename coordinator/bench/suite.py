@@ -81,15 +81,17 @@ def run_bench(
     if markdown_path is not None:
         replace_between_markers(markdown_path, None)  # checks the markers before the run
     out = out if out is not None else sys.stdout
-    progress = Progress(plan.steps_of(chosen), progress_out)
     machine = {**machine_facts(), "push_workers": plan.push_workers}
+    progress = Progress(plan.steps_of(chosen, machine["cpus"]), progress_out)
     results = BenchResults(plan=plan.name, machine=machine)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="agent-cluster-bench-") as tmp:
         home = Path(tmp)
         if "hot" in chosen:
             with redis_server(home) as url:
-                results.hot = measure_hot_path(plan, redis_url=url, home=home, progress=progress)
+                results.hot = measure_hot_path(
+                    plan, redis_url=url, home=home, cpus=machine["cpus"], progress=progress
+                )
         if "cost" in chosen:
             with redis_server(home) as url:
                 results.costs = measure_economics(plan, redis_url=url, home=home, progress=progress)
