@@ -32,7 +32,8 @@ from coordinator.bench.baselines import (
     raw_rq_workers,
     stop_processes,
 )
-from coordinator.bench.infra import RedisCounters, WorkerFleet, redis_counters
+from coordinator.bench.durability import DurabilityFigures
+from coordinator.bench.infra import RedisCounters, WorkerFleet, counted_per_turn
 from coordinator.bench.plan import BenchPlan, Progress
 from coordinator.ingress import Coordinator
 
@@ -56,6 +57,7 @@ class HotPathFigures:
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)
     redis_per_turn: dict[str, RedisCounters] = field(default_factory=dict)
     redis_turns: dict[str, int] = field(default_factory=dict)
+    durability: list[DurabilityFigures] = field(default_factory=list)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -72,16 +74,6 @@ def _timed(turns: int, run: Callable[[int], object]) -> list[float]:
         if i >= WARMUP:  # the first turns build agents and open connections
             samples.append((time.perf_counter() - started) * 1000)
     return samples
-
-
-def _per_turn(client: redis.Redis, turns: int, run: Callable[[], None]) -> RedisCounters:
-    before = redis_counters(client)
-    run()
-    used = redis_counters(client).since(before)
-    return RedisCounters(
-        calls={name: count / turns for name, count in used.calls.items()},
-        cpu_seconds=used.cpu_seconds / turns,
-    )
 
 
 def redis_workers(plan: BenchPlan, cpus: int) -> int:
@@ -168,7 +160,7 @@ def _raw_rq(
                 job.latest_result(timeout=120)
 
         started = time.perf_counter()
-        counters = _per_turn(client, turns, run)
+        counters = counted_per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault("raw rq no-op job", {})[workers] = turns / elapsed
         if workers == redis_workers(plan, figures.cpus):
@@ -206,7 +198,7 @@ def _stateless(
                 baseline.result(job)
 
         started = time.perf_counter()
-        counters = _per_turn(client, turns, run)
+        counters = counted_per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault(baseline.name, {})[workers] = turns / elapsed
         if workers == redis_workers(plan, figures.cpus):
@@ -249,7 +241,7 @@ def _cluster(
                     handle.result(timeout=120)
 
             started = time.perf_counter()
-            counters = _per_turn(client, turns, run)
+            counters = counted_per_turn(client, turns, run)
             elapsed = time.perf_counter() - started
             figures.throughput.setdefault(path, {})[workers] = turns / elapsed
             if workers == redis_workers(plan, figures.cpus):

@@ -64,7 +64,7 @@ class BenchPlan:
     def steps_of(self, figures: Collection[str], cpus: int) -> int:
         """Progress steps of a run of these figure groups on ``cpus`` CPUs (what the bar counts)."""
         steps = {
-            "hot": 1 + 3 * len(self.worker_counts_on(cpus)),
+            "hot": 1 + 3 * len(self.worker_counts_on(cpus)) + 2,  # + durability none, replica
             "cost": len(self.providers) * (3 + sum(_cost_steps(s) for s in self.scenarios)),
             "control": 3,
             "paper": 1,

@@ -197,7 +197,7 @@ def _redis_tables(hot: HotPathFigures) -> list[str]:
         ],
         rows,
     )
-    out += ["", durability_note()]
+    out += _durability_table(hot)
     ours = hot.redis_per_turn.get(CLUSTER)
     if ours is None:
         return out
@@ -219,13 +219,50 @@ def _redis_tables(hot: HotPathFigures) -> list[str]:
     return out
 
 
-def durability_note() -> str:
-    """What the Redis figure says about durability ``replica`` (Redis failover)."""
-    return (
-        "durability `replica`: not in this suite (it needs a primary with a replica); "
-        "`benchmarks/bench_durability.py` measures its cost per turn against `none` "
-        '(README, "Redis with replicas"). The figure above is durability `none`.'
+def _durability_table(hot: HotPathFigures) -> list[str]:
+    if not hot.durability:
+        return ["", "durability `replica`: not measured in this run (the figure above is `none`)."]
+    out = [
+        "",
+        "The figure above is durability `none` on a Redis without replicas. With a replica "
+        "(a primary and one replica on loopback, 1 worker; latency: sequential turns, "
+        "Redis per turn: turns with 64 in flight, the primary's counters):",
+        "",
+    ]
+    base = hot.durability[0]
+    rows = []
+    for fig in hot.durability:
+        cpu_us = fig.redis_per_turn.cpu_seconds * 1e6
+        rows.append(
+            [
+                fig.durability,
+                f"{fig.p50_ms:.3f}",
+                f"{percentile(fig.latency_ms, 0.99):.3f}",
+                f"{fig.turns_per_second:,.0f}",
+                f"{cpu_us:,.0f}",
+                f"{fig.redis_per_turn.total_calls:.1f}",
+                f"{fig.waits_per_turn:.1f}",
+                _ratio(fig.p50_ms, base.p50_ms),
+                _ratio(cpu_us, base.redis_per_turn.cpu_seconds * 1e6),
+                _ratio(fig.redis_per_turn.total_calls, base.redis_per_turn.total_calls),
+            ]
+        )
+    out += _table(
+        [
+            "redis_durability",
+            "turn p50 ms",
+            "p99 ms",
+            "turns/s",
+            "Redis CPU us/turn",
+            "commands/turn",
+            "WAITs/turn",
+            f"p50 vs {base.durability}",
+            f"CPU vs {base.durability}",
+            f"commands vs {base.durability}",
+        ],
+        rows,
     )
+    return out
 
 
 def _cost_goal(run: CostRun, runs: list[CostRun]) -> str:
@@ -432,6 +469,7 @@ def _jsonable(results: BenchResults) -> dict[str, Any]:
                 name: {"cpu_us": c.cpu_seconds * 1e6, "calls": dict(c.calls)}
                 for name, c in hot.redis_per_turn.items()
             },
+            "durability": [fig.as_dict() for fig in hot.durability],
         },
         "costs": None if results.costs is None else [run.as_dict() for run in results.costs],
         "control": None if results.control is None else results.control.as_dict(),
