@@ -33,6 +33,7 @@ __all__ = [
     "RedisCounters",
     "WorkerFleet",
     "counted_per_turn",
+    "free_port",
     "redis_counters",
     "redis_server",
     "replicated_redis",
@@ -41,7 +42,7 @@ __all__ = [
 STARTUP_TIMEOUT = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -61,7 +62,7 @@ def _start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes],
             "apt-get install redis-server (or put redis-server on PATH)"
         )
     directory.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(directory), *extra],

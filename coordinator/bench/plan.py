@@ -36,6 +36,7 @@ class BenchPlan:
         scenarios: Cost scenarios run (``coordinator.bench.economics.SCENARIOS``).
         push_workers: Workers holding agents when a config push is measured.
         pushes: Pushes measured (p50, p99 over them).
+        waiting_callers: Callers sent at once to one gateway (waiting-caller capacity).
         paper_workers: Workers of the on-paper ring simulation.
         paper_sessions: Sessions of the on-paper ring simulation.
     """
@@ -50,6 +51,7 @@ class BenchPlan:
     scenarios: tuple[str, ...]
     push_workers: int
     pushes: int
+    waiting_callers: int
     paper_workers: int
     paper_sessions: int
 
@@ -66,7 +68,7 @@ class BenchPlan:
         steps = {
             "hot": 1 + 3 * len(self.worker_counts_on(cpus)) + 2,  # + durability none, replica
             "cost": len(self.providers) * (3 + sum(_cost_steps(s) for s in self.scenarios)),
-            "control": 3,
+            "control": 4,
             "paper": 1,
         }
         return sum(steps.get(name, 0) for name in figures)
@@ -98,19 +100,19 @@ PLANS = {
         name="smoke", latency_turns=10, throughput_turns=40, worker_counts=(1,),
         cost_sessions=3, cost_turns=4, providers=("openai",),
         scenarios=("stable", "long session, compression"), push_workers=2, pushes=2,
-        paper_workers=50, paper_sessions=5_000,
+        waiting_callers=60, paper_workers=50, paper_sessions=5_000,
     ),
     "quick": BenchPlan(
         name="quick", latency_turns=200, throughput_turns=400, worker_counts=(1, 2, 4),
         cost_sessions=20, cost_turns=6, providers=("openai",),
         scenarios=SCENARIOS, push_workers=8, pushes=10,
-        paper_workers=1_000, paper_sessions=100_000,
+        waiting_callers=1_000, paper_workers=1_000, paper_sessions=100_000,
     ),
     "full": BenchPlan(
         name="full", latency_turns=1_000, throughput_turns=2_000, worker_counts=(1, 2, 4),
         cost_sessions=200, cost_turns=20, providers=("openai", "anthropic"),
         scenarios=SCENARIOS, push_workers=8, pushes=50,
-        paper_workers=1_000, paper_sessions=1_000_000,
+        waiting_callers=5_000, paper_workers=1_000, paper_sessions=1_000_000,
     ),
 }  # fmt: skip
 

@@ -25,6 +25,7 @@ from coordinator.bench.control import ControlFigures
 from coordinator.bench.economics import BASELINES, COMPRESSING, PROMPT_PUSH_IDEAL, CostRun
 from coordinator.bench.hot_path import HotPathFigures, percentile
 from coordinator.bench.paper import PaperFigures
+from coordinator.bench.waiters import WaitingLevel
 from coordinator.bench.why import WHY
 
 __all__ = [
@@ -369,10 +370,43 @@ def _control_table(control: ControlFigures, workers: int) -> list[str]:
             f"running turn left {control.drain_turn_left:.2f} s",
             _ratio(control.drain_seconds, control.drain_turn_left),
         ],
-        ["gateway waiting-caller capacity", "pending", "benchmarks/bench_waiters.py", ""],
     ]
+    if control.waiting is not None:
+        rows += _waiting_rows(control.waiting)
     out += _table(["measure", "value (p50 / p99)", "floor (baseline)", "ratio"], rows)
     return out
+
+
+def _waiting_rows(level: WaitingLevel) -> list[list[str]]:
+    """Figure 4's waiting-caller rows: one gateway holding ``level.callers`` callers."""
+    n = f"{level.callers:,}"
+    return [
+        [
+            f"gateway waiting-caller capacity: {n} callers sent at once, held at most",
+            f"{level.held:,} held, {level.answers:,} answered, {level.errors:,} not",
+            f"{n} sent",
+            _ratio(level.answers, level.callers),
+        ],
+        [
+            f"Redis connections of the gateway holding {n} callers",
+            f"{level.redis_conns}",
+            f"{level.held:,} callers held",
+            "",
+        ],
+        [
+            "gateway memory per waiting caller (RSS growth)",
+            f"{level.kib_per_caller:.1f} KiB ({level.settled_held:,} held; "
+            f"peak RSS {level.rss_mib:.0f} MiB)",
+            "",
+            "",
+        ],
+        [
+            f"newcomer's quick message while {n} callers wait (median of 20)",
+            f"{level.newcomer_loaded_ms:.1f} ms",
+            f"same gateway idle {level.newcomer_idle_ms:.1f} ms",
+            _ratio(level.newcomer_loaded_ms, level.newcomer_idle_ms),
+        ],
+    ]
 
 
 def _paper_table(paper: PaperFigures) -> list[str]:
