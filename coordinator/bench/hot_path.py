@@ -52,7 +52,7 @@ class HotPathFigures:
     """
 
     cpus: int = 1
-    worker_counts: tuple[int, ...] = (1,)
+    worker_counts: tuple[int, ...] = ()
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)
     redis_per_turn: dict[str, RedisCounters] = field(default_factory=dict)
