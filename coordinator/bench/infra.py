@@ -39,7 +39,9 @@ __all__ = [
     "replicated_redis",
 ]
 
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 120.0
+"""Seconds a redis-server or a worker may take to answer: 4 workers importing at once on
+a loaded 2-core machine took over 30 s."""
 
 
 def free_port() -> int:
@@ -53,7 +55,7 @@ def _start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes],
     wait until it answers.
 
     Raises:
-        ConfigError: ``redis-server`` is not installed, or did not answer in 30 s.
+        ConfigError: ``redis-server`` is not installed, or did not answer in time.
     """
     binary = shutil.which("redis-server")
     if binary is None:
@@ -94,7 +96,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     """Run a private redis-server (no persistence) and yield its URL.
 
     Raises:
-        ConfigError: ``redis-server`` is not installed, or did not answer in 30 s.
+        ConfigError: ``redis-server`` is not installed, or did not answer in time.
     """
     proc, port = _start_redis(directory)
     try:
@@ -109,7 +111,7 @@ def replicated_redis(directory: Path) -> Iterator[str]:
     the replica acknowledges writes, and yield the primary's URL.
 
     Raises:
-        ConfigError: ``redis-server`` is not installed, or a node did not answer in 30 s.
+        ConfigError: ``redis-server`` is not installed, or a node did not answer in time.
     """
     primary, port = _start_redis(directory / "primary", "--repl-diskless-sync-delay", "0")
     try:
