@@ -4,8 +4,8 @@ Every figure is a ratio against a baseline measured in the same run, with the
 absolute figure beside it; nothing here gates anything. :func:`markdown`
 renders the tables (the same text goes to the terminal and between the
 ``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers of BENCHMARKS.md),
-:func:`write_json` the raw figures, :func:`write_charts` the PNG charts when
-matplotlib is installed (``pip install 'agent-cluster[bench]'``).
+:func:`write_json` the raw figures (the PNG charts are
+:mod:`coordinator.bench.charts`).
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from coordinator.bench.why import WHY
 
 __all__ = [
     "BenchResults",
-    "check_charts_possible",
     "usable_cpus",
     "markdown",
     "replace_between_markers",
-    "write_charts",
     "write_json",
 ]
 
@@ -517,73 +515,6 @@ def write_json(results: BenchResults, directory: Path) -> Path:
     path = directory / "results.json"
     path.write_text(json.dumps(_jsonable(results), indent=1, sort_keys=True) + "\n")
     return path
-
-
-def check_charts_possible() -> None:
-    """Fail before a long run, not after it, when the charts cannot be drawn.
-
-    Raises:
-        ConfigError: matplotlib is not installed.
-    """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "--out draws charts with matplotlib, which is not installed: "
-            "pip install 'agent-cluster[bench]' (or run without --out)"
-        ) from None
-
-
-def write_charts(results: BenchResults, directory: Path) -> list[Path]:
-    """The cost-scenario and scaling-curve charts as PNG files.
-
-    Raises:
-        ConfigError: matplotlib is not installed.
-    """
-    check_charts_possible()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    if results.costs:
-        providers = list(dict.fromkeys(run.provider for run in results.costs))
-        fig, axes = plt.subplots(1, len(providers), figsize=(6 * len(providers), 4), squeeze=False)
-        for ax, provider in zip(axes[0], providers, strict=True):
-            runs = [r for r in results.costs if r.provider == provider and not r.pending]
-            ideal = next((r.cost_usd for r in runs if r.scenario == IDEAL), 0.0) or 1.0
-            ax.barh(
-                [r.scenario for r in runs],
-                [r.cost_usd / ideal for r in runs],
-                color=["grey" if r.scenario in BASELINES else "tab:blue" for r in runs],
-            )
-            ax.axvline(1.01, color="tab:red", linestyle="--", linewidth=1)
-            ax.set_xlabel("cost / in-process ideal (red: +1% goal)")
-            ax.set_title(f"{provider}: prompt-cache cost by scenario")
-            ax.invert_yaxis()
-        fig.tight_layout()
-        path = directory / "cost_scenarios.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    if results.hot and results.hot.throughput:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, per in results.hot.throughput.items():
-            if len(per) > 1:
-                counts = sorted(per)
-                ax.plot(counts, [per[n] for n in counts], marker="o", label=name)
-        ax.set_xlabel("worker processes")
-        ax.set_ylabel("turns/s (zero-latency model)")
-        ax.set_title(f"Scaling: turns/s by workers ({results.hot.cpus} CPUs; no more workers run)")
-        ax.legend()
-        fig.tight_layout()
-        path = directory / "scaling.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 def replace_between_markers(document: Path, tables: str | None) -> None:

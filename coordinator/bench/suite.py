@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cluster.errors import ConfigError
+from coordinator.bench.charts import check_charts_possible, write_charts
 from coordinator.bench.control import measure_control
 from coordinator.bench.durability import DURABILITIES, measure_durability
 from coordinator.bench.economics import measure_economics
@@ -24,11 +25,9 @@ from coordinator.bench.paper import measure_paper
 from coordinator.bench.plan import BenchPlan, Progress
 from coordinator.bench.report import (
     BenchResults,
-    check_charts_possible,
     machine_facts,
     markdown,
     replace_between_markers,
-    write_charts,
     write_json,
 )
 
