@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,14 +290,12 @@ class _Runner:
             client.close()
         return self._result(baseline.name, figures, len(figures), started, group)
 
-    def compressing_baselines(self) -> list[CostRun]:
-        """The three baselines under the compression scenario's config."""
+    def compressing_baselines(self) -> Iterator[CostRun]:
+        """The three baselines under the compression scenario's config, each as it ends."""
         shape = AgentShape(compression=self.compression)
-        ideal = self.in_process(InProcessIdeal(self.endpoint, self.home, shape), group=COMPRESSING)
-        rebuild = self.in_process(
-            RebuildPerRequest(self.endpoint, self.home, shape), group=COMPRESSING
-        )
-        return [ideal, rebuild, self.stateless(shape, group=COMPRESSING)]
+        yield self.in_process(InProcessIdeal(self.endpoint, self.home, shape), group=COMPRESSING)
+        yield self.in_process(RebuildPerRequest(self.endpoint, self.home, shape), group=COMPRESSING)
+        yield self.stateless(shape, group=COMPRESSING)
 
     def scenario(self, name: str, index: int) -> CostRun:
         namespace = f"cost{index}{self.provider[0]}"
