@@ -269,7 +269,7 @@ class _Runner:
         return self._result(name or baseline.name, figures, len(figures), started, group)
 
     def stateless(self, shape: AgentShape | None = None, group: str = "") -> CostRun:
-        queue = f"cost-stateless-{self.provider}{group}"
+        queue = f"stateless-{self.provider}{'-' if group else ''}{group[:4]}"
         client = connect(self.redis_url)
         baseline = StatelessWorkers(
             client, queue=queue, namespace=queue, endpoint=self.endpoint, shape=shape
