@@ -68,7 +68,7 @@ def write_charts(results: BenchResults, directory: Path) -> list[Path]:
         providers = list(dict.fromkeys(run.provider for run in results.costs))
         fig, axes = plt.subplots(1, len(providers), figsize=(6 * len(providers), 4), squeeze=False)
         for ax, provider in zip(axes[0], providers, strict=True):
-            runs = [r for r in results.costs if r.provider == provider and not r.pending]
+            runs = [r for r in results.costs if r.provider == provider]
             bars = [(_label(r), _cost_ratio(r, runs), _colour(r)) for r in runs]
             ax.barh(
                 [label for label, _, _ in bars],

@@ -131,7 +131,6 @@ def _config_section(settings: CompressionSettings) -> dict[str, Any]:
 class CostRun:
     """One scenario (or baseline) run on one provider.
 
-    ``pending`` names what a scenario waits for when it could not run on this code;
     ``group`` is ``compression`` for the runs that compress, which ``note`` describes.
     """
 
@@ -144,7 +143,6 @@ class CostRun:
     cache_read_share: float
     prompt_tokens: int
     seconds: float
-    pending: str | None = None
     compressions: int = 0
     group: str = ""
     note: str = ""

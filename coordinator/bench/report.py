@@ -288,9 +288,6 @@ def _cost_rows(runs: list[CostRun], *, compressions: bool) -> list[list[str]]:
     base = {run.scenario: run for run in runs if run.scenario in BASELINES}
     rows = []
     for run in runs:
-        if run.pending:
-            rows.append([run.scenario, "pending", *[""] * (7 + compressions), run.pending])
-            continue
         baseline = run.scenario in BASELINES or run.scenario == PROMPT_PUSH_IDEAL
         rows.append(
             [

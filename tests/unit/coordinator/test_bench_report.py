@@ -1,4 +1,4 @@
-"""The benchmark report: ratios against the run's own baselines, pending rows, the markers."""
+"""The benchmark report: ratios against the run's own baselines, what is not run, the markers."""
 
 from __future__ import annotations
 
