@@ -5,295 +5,38 @@ Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [-
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
-processes (each running up to 500 turns at once; more callers wait in its
-queue) and one gateway (``agent-cluster serve``). For each level N it starts
-``--clients`` client processes (asyncio, raw HTTP/1.1 on loopback) that send
-N callers together, a third each of JSON, native SSE and OpenAI streams, and
-read every answer; bounded by ``--seconds`` per level. While they wait it
-samples the callers held (sent, not answered), the Redis connections the
-gateway process holds (``CLIENT LIST`` entries whose port is one of the
-gateway's sockets), the gateway's RSS and CPU. Three seconds after the last
-caller was sent and admitted (``/readyz`` counts them all: the arrivals and
-the turn starts are over, the callers wait on the model) it takes the
-gateway's RSS growth per caller held, its CPU use over the next 2 s (the
-cost of holding them), and times a newcomer's quick message (``/stop`` to a fresh session: accepted
-and answered by the gateway without a model call, median of 20) against the
-same measure on the idle gateway just before.
-Prints one table row per level, the newcomer's loaded latency also as a
-ratio of its idle one. ``--trace-memory`` runs the gateway with tracemalloc
-(``benchmarks/traced_gateway.py``) and prints, per level, the Python memory
-per waiting caller by package and the source lines holding most of it
-(tracing slows the gateway: its other figures are not comparable then).
-Loopback only; nothing is left running.
+processes and one gateway (``agent-cluster serve``), then measures each level N
+with :func:`coordinator.bench.waiters.run_level` (the code behind figure 4's
+waiting-caller rows of ``agent-cluster bench``; its docstring says what is
+sampled and when): callers held and answered, the gateway's Redis connections,
+RSS per caller held, CPU while holding them, and a newcomer's quick message
+loaded against idle. Prints one table row per level. ``--trace-memory`` runs
+the gateway with tracemalloc (``benchmarks/traced_gateway.py``) and prints,
+per level, the Python memory per waiting caller by package and the source
+lines holding most of it (tracing slows the gateway: its other figures are
+not comparable then). Loopback only; nothing is left running.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import multiprocessing as mp
-import os
+import json
 import resource
-import signal
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
-import httpx
 import redis
 
 from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
-from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
+from coordinator.bench.infra import redis_server
+from coordinator.bench.waiters import WaitingLevel, run_level, waiting_gateway
 
 NAMESPACE = "benchwait"
-# Seconds after the last caller was admitted before the held figures are taken (the
-# workers' turn starts are over: the callers wait on the model), and the window over
-# which the gateway's CPU is measured then.
-SETTLE = 3.0
-HOLD_WINDOW = 2.0
-_CLK = os.sysconf("SC_CLK_TCK")
 
 
-def _request(port: int, kind: str, n: int, tag: str) -> bytes:
-    session = f"{tag}-{n}"
-    if kind == "openai":
-        path = "/v1/chat/completions"
-        body = (
-            '{"model":"m","stream":true,"messages":[{"role":"user","content":"hello"}],'
-            f'"user":"{session}"}}'
-        )
-    else:
-        path = f"/v1/sessions/{session}/messages"
-        body = f'{{"text":"hello","stream":{"true" if kind == "sse" else "false"}}}'
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
-    ).encode()
-
-
-async def _caller(port: int, kind: str, n: int, tag: str, held: Any, sent: Any) -> bool:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    try:
-        writer.write(_request(port, kind, n, tag))
-        await writer.drain()
-        with held.get_lock():
-            held.value += 1
-        with sent.get_lock():
-            sent.value += 1
-        data = await reader.read()
-    except OSError:
-        return False
-    finally:
-        writer.close()
-    with held.get_lock():
-        held.value -= 1
-    ok = data.startswith(b"HTTP/1.1 200")
-    if kind == "json":
-        return ok and b'"text"' in data
-    if kind == "sse":
-        return ok and b"event: final" in data
-    return ok and b"[DONE]" in data
-
-
-def _client(
-    port: int, first: int, count: int, tag: str, counters: tuple[Any, Any], out: Any, limit: float
-) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    kinds = ("json", "sse", "openai")
-
-    async def run() -> list[bool]:
-        tasks = [
-            asyncio.create_task(_caller(port, kinds[n % 3], n, tag, *counters))
-            for n in range(first, first + count)
-        ]
-        done, pending = await asyncio.wait(tasks, timeout=limit)
-        for task in pending:
-            task.cancel()
-        return [t.result() for t in done if not t.cancelled() and t.exception() is None]
-
-    results = asyncio.run(run())
-    out.put((sum(results), count - sum(results)))
-
-
-def _proc_stats(pid: int) -> tuple[float, float]:
-    """RSS in MiB and CPU seconds of a process."""
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return rss / 1024, (int(fields[11]) + int(fields[12])) / _CLK
-
-
-def _socket_ports(pid: int) -> set[int]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[9] in inodes:
-                    ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def _redis_connections(client: redis.Redis, pid: int) -> int:
-    ports = _socket_ports(pid)
-    return sum(1 for c in client.client_list() if int(c["addr"].rsplit(":", 1)[1]) in ports)
-
-
-def _newcomer(http: httpx.Client, samples: int = 20) -> float:
-    """Median milliseconds of a newcomer's quick message, ``samples`` of them 50 ms apart."""
-    times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        http.post(f"/v1/sessions/new-{uuid.uuid4().hex[:8]}/messages", json={"text": "/stop"})
-        times.append(time.perf_counter() - started)
-        time.sleep(0.05)
-    return statistics.median(times) * 1000
-
-
-def _admitted(http: httpx.Client) -> int:
-    """The callers the gateway holds, by its own count (``/readyz``)."""
-    try:
-        return int(http.get("/readyz").json().get("waiting", 0))
-    except (httpx.HTTPError, ValueError):
-        return 0
-
-
-def _memory_trace(gw_pid: int, out: Path) -> list[tuple[int, int, str]]:
-    """The traced gateway's allocations now: (bytes, blocks, where), lines then packages."""
-    out.unlink(missing_ok=True)
-    os.kill(gw_pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 60
-    while not (out.exists() and out.read_text().endswith("\n")):
-        assert time.monotonic() < deadline, "the traced gateway wrote no snapshot"
-        time.sleep(0.2)
-    time.sleep(0.5)  # let it finish writing
-    rows = []
-    for line in out.read_text().splitlines():
-        if line == "--":
-            rows.append((-1, -1, "--"))
-            continue
-        size, count, where = line.split("\t", 2)
-        rows.append((int(size), int(count), where))
-    return rows
-
-
-def run_level(
-    n: int,
-    port: int,
-    gw_pid: int,
-    client: redis.Redis,
-    clients: int,
-    seconds: float,
-    trace: Path | None = None,
-) -> dict[str, Any]:
-    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    idle_ms = _newcomer(http)
-    rss0, cpu0 = _proc_stats(gw_pid)
-    traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
-    traced_loaded: list[tuple[int, int, str]] = []
-    ctx = mp.get_context("spawn")
-    held = ctx.Value("i", 0)
-    sent = ctx.Value("i", 0)
-    out = ctx.Queue()
-    tag = f"l{n}-{uuid.uuid4().hex[:6]}"
-    share = -(-n // clients)
-    procs = [
-        ctx.Process(
-            target=_client,
-            args=(port, i * share, min(share, n - i * share), tag, (held, sent), out, seconds),
-        )
-        for i in range(clients)
-        if i * share < n
-    ]
-    started = time.monotonic()
-    for proc in procs:
-        proc.start()
-    peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
-    all_sent_at = settled_held = holding_cpu = 0.0
-    settled_rss = rss0
-    while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
-        peak_held = max(peak_held, held.value)
-        peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
-        peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
-        if not all_sent_at and sent.value >= n and _admitted(http) >= held.value:
-            all_sent_at = time.monotonic()  # every caller sent and admitted by the gateway
-        # Once every caller is in and the gateway settled: memory, its CPU while it
-        # only holds them, the newcomer, the trace.
-        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= SETTLE:
-            settled_held, (settled_rss, held_cpu0) = held.value, _proc_stats(gw_pid)
-            time.sleep(HOLD_WINDOW)
-            holding_cpu = (_proc_stats(gw_pid)[1] - held_cpu0) / HOLD_WINDOW
-            loaded_ms = _newcomer(http)
-            if trace is not None:
-                traced_loaded = _memory_trace(gw_pid, trace)
-        time.sleep(0.2)
-    answers = errors = 0
-    for _ in procs:
-        ok, bad = out.get(timeout=30)
-        answers, errors = answers + ok, errors + bad
-    for proc in procs:
-        proc.join(timeout=30)
-    _rss, cpu1 = _proc_stats(gw_pid)
-    http.close()
-    return {
-        "callers": n,
-        "held": peak_held,
-        "answers": answers,
-        "errors": errors,
-        "redis_conns": peak_conns,
-        "rss_mib": peak_rss,
-        "cpu_s": cpu1 - cpu0,
-        "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
-        "settled_held": settled_held,
-        "holding_cpu": holding_cpu,
-        "newcomer_idle_ms": idle_ms,
-        "newcomer_loaded_ms": loaded_ms,
-        "seconds": time.monotonic() - started,
-        "trace": _per_caller(traced_before, traced_loaded, int(settled_held)),
-    }
-
-
-def _per_caller(
-    before: list[tuple[int, int, str]], loaded: list[tuple[int, int, str]], held: int
-) -> list[tuple[str, float, float]]:
-    """Growth of each traced package and line while the callers waited: (where, KiB, blocks)."""
-    if not loaded or not held:
-        return []
-    base = {where: (size, count) for size, count, where in before}
-    grown = []
-    for size, count, where in loaded:
-        if where == "--":
-            grown.append(("--", 0.0, 0.0))
-            continue
-        size0, count0 = base.get(where, (0, 0))
-        grown.append((where, (size - size0) / 1024 / held, (count - count0) / held))
-    return grown
-
-
-def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, traced: bool) -> None:
+def _print_table(rows: list[WaitingLevel], ttft: float, clients: int, *, traced: bool) -> None:
     print(f"\nttft {ttft:g}s, {clients} client processes{', gateway traced' if traced else ''}\n")
     print(
         "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
@@ -301,21 +44,20 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ratio = r["newcomer_loaded_ms"] / r["newcomer_idle_ms"] if r["newcomer_idle_ms"] else 0
         print(
-            f"| {r['callers']:,} | {r['held']:,} | {r['answers']:,} | {r['errors']:,} "
-            f"| {r['redis_conns']} | {r['rss_mib']:.0f} MiB | {r['cpu_s']:.1f} s "
-            f"| {r['holding_cpu']:.0%} | {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
-            f"{r['newcomer_loaded_ms']:.1f} ms | {ratio:.2f}x |"
+            f"| {r.callers:,} | {r.held:,} | {r.answers:,} | {r.errors:,} "
+            f"| {r.redis_conns} | {r.rss_mib:.0f} MiB | {r.cpu_s:.1f} s "
+            f"| {r.holding_cpu:.0%} | {r.kib_per_caller:.1f} | {r.newcomer_idle_ms:.1f} / "
+            f"{r.newcomer_loaded_ms:.1f} ms | {r.newcomer_ratio:.2f}x |"
         )
     for r in rows:
-        if not r["trace"]:
+        if not r.trace:
             continue
-        print(f"\ntraced Python memory per waiting caller at {r['callers']:,} callers:\n")
+        print(f"\ntraced Python memory per waiting caller at {r.callers:,} callers:\n")
         print("| where | KiB/caller | blocks/caller |")
         print("|---|---|---|")
-        cut = [where for where, _, _ in r["trace"]].index("--")
-        lines, packages = r["trace"][:cut], r["trace"][cut + 1 :]
+        cut = [where for where, _, _ in r.trace].index("--")
+        lines, packages = r.trace[:cut], r.trace[cut + 1 :]
         for where, kib, blocks in sorted(packages, key=lambda t: -t[1])[:8]:
             print(f"| package {where} | {kib:.2f} | {blocks:.1f} |")
         for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:15]:
@@ -336,75 +78,39 @@ def main() -> int:
     )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     tmp = Path(tempfile.mkdtemp(prefix="bench-waiters-"))
-    env = {
-        **os.environ,
-        "OPENAI_API_KEY": "sk-bench",
-        "AGENT_CLUSTER_HOME": str(tmp / "home"),
-        "AGENT_CLUSTER_SANDBOX": "auto",
-    }
-    if "gateway_max_waiting" in {f.name for f in ClusterSettings.__dataclass_fields__.values()}:
-        env["AGENT_CLUSTER_GATEWAY_MAX_WAITING"] = str(max(levels) + 100)
-    procs: list[subprocess.Popen[bytes]] = []
+    home = tmp / "home"
+    home.mkdir()
+    trace = tmp / "tracemalloc.txt" if args.trace_memory else None
+    entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")] if trace else None
     rows = []
     with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft) as sim:
         client = redis.Redis.from_url(url, socket_timeout=60)
-        client.config_set("maxclients", 19000)
         RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
-            use_simulator(sim.openai_base_url)
+            {"model": {"default": "sim-gpt", "endpoint": "simulator"}}
         )
-        env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
-        common = ["--redis-url", url, "--namespace", NAMESPACE]
-        port = free_port()
-        # Past this many turns at once per worker, callers wait in the queue (still waiting).
-        concurrency = str(min(500, max(levels) // 2 + 50))
+        endpoints = json.dumps(
+            {"simulator": {"provider": "openai", "base_url": sim.openai_base_url}}
+        )
         try:
-            for worker in ("w1", "w2"):
-                with (tmp / f"{worker}.log").open("ab") as log:
-                    procs.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "coordinator.cli", "worker", "--id", worker]
-                            + ["--concurrency", concurrency, *common],
-                            env=env,
-                            stdout=subprocess.DEVNULL,
-                            stderr=log,
-                        )
+            with waiting_gateway(
+                redis_url=url,
+                namespace=NAMESPACE,
+                home=home,
+                endpoints=endpoints,
+                callers=max(levels),
+                turn_timeout=args.seconds,
+                entry=entry,
+                env={"BENCH_TRACEMALLOC_OUT": str(trace)} if trace else None,
+            ) as (port, gw_pid):
+                for n in levels:
+                    rows.append(
+                        run_level(n, port, gw_pid, client, args.clients, args.seconds, trace)
                     )
-            trace = tmp / "tracemalloc.txt" if args.trace_memory else None
-            entry = ["-m", "coordinator.cli"]
-            if trace is not None:
-                env["BENCH_TRACEMALLOC_OUT"] = str(trace)
-                entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")]
-            with (tmp / "gw.log").open("ab") as log:
-                gw = subprocess.Popen(
-                    [sys.executable, *entry, "serve", "--anonymous"]
-                    + ["--port", str(port), "--turn-timeout", str(args.seconds), *common],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard)),
-                )
-            procs.append(gw)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
-                    if ready.get("live_workers", 0) >= 2:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the cluster did not start"
-                time.sleep(0.2)
-            for n in levels:
-                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds, trace))
-                print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
+                    print(rows[-1].as_dict(), flush=True)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(timeout=60)
             client.close()
     _print_table(rows, args.ttft, args.clients, traced=args.trace_memory)
     return 0

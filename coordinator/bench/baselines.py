@@ -32,6 +32,7 @@ from rq import Queue, get_current_job
 from rq.job import Job
 
 from agent import AIAgent
+from agent.compression import CompressionSettings
 from agent.messages import Message, TurnResult
 from agent.tools import ToolEnvironment, ToolRegistry, default_registry
 from agent.tools.sandbox_config import SandboxConfig
@@ -40,6 +41,7 @@ from cluster.keys import Keyspace
 from cluster.serialization import MsgpackSerializer, pack, unpack
 
 __all__ = [
+    "AgentShape",
     "ModelEndpoint",
     "InProcessIdeal",
     "RebuildPerRequest",
@@ -68,6 +70,36 @@ class ModelEndpoint:
 
 
 @dataclass(frozen=True)
+class AgentShape:
+    """What a cluster config gives every agent, applied to the baselines' agents too.
+
+    Attributes:
+        ephemeral_prompt: ``agent.ephemeral_system_prompt`` (part of the frozen prompt).
+        compression: ``model.context_length`` and ``compression.*`` (None: off).
+    """
+
+    ephemeral_prompt: str | None = None
+    compression: CompressionSettings | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for an rq job argument."""
+        compression = self.compression
+        return {
+            "ephemeral_prompt": self.ephemeral_prompt,
+            "compression": None if compression is None else dict(compression.__dict__),
+        }
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> AgentShape:
+        """From :meth:`as_dict`'s data."""
+        compression = data.get("compression")
+        return cls(
+            ephemeral_prompt=data.get("ephemeral_prompt"),
+            compression=None if compression is None else CompressionSettings(**compression),
+        )
+
+
+@dataclass(frozen=True)
 class TurnFigures:
     """What one turn reported: tokens by kind and whether an agent was built for it."""
 
@@ -76,9 +108,12 @@ class TurnFigures:
     cache_write_tokens: int
     output_tokens: int
     agent_built: bool
+    compressed: bool = False
 
     @classmethod
-    def of(cls, usage: Mapping[str, Any], *, agent_built: bool) -> TurnFigures:
+    def of(
+        cls, usage: Mapping[str, Any], *, agent_built: bool, compressed: bool = False
+    ) -> TurnFigures:
         """From a reply's or a :class:`~agent.messages.Usage`'s token counts."""
         return cls(
             input_tokens=int(usage.get("input_tokens", 0)),
@@ -86,6 +121,7 @@ class TurnFigures:
             cache_write_tokens=int(usage.get("cache_write_tokens", 0)),
             output_tokens=int(usage.get("output_tokens", 0)),
             agent_built=agent_built,
+            compressed=compressed,
         )
 
 
@@ -105,11 +141,10 @@ def build_agent(
     *,
     registry: ToolRegistry,
     tool_env: ToolEnvironment,
-    history: Sequence[Message] = (),
+    shape: AgentShape,
 ) -> AIAgent:
     """A new agent as a worker builds one on a cache miss (no frozen prompt: the baselines
     keep none, which is what they are)."""
-    del history  # the history is given to run_conversation, not the constructor
     return AIAgent(
         model=endpoint.model,
         api_key=None if endpoint.provider == "offline" else NO_KEY,
@@ -120,7 +155,13 @@ def build_agent(
         tool_registry=registry,
         tool_env=tool_env,
         skip_context_files=True,
+        ephemeral_system_prompt=shape.ephemeral_prompt,
+        compression=shape.compression,
     )
+
+
+def _figures(result: TurnResult, *, built: bool) -> TurnFigures:
+    return TurnFigures.of(_usage_of(result), agent_built=built, compressed=bool(result.compressed))
 
 
 def _tool_env(home: Path) -> ToolEnvironment:
@@ -134,22 +175,39 @@ class InProcessIdeal:
 
     name = "in-process ideal"
 
-    def __init__(self, endpoint: ModelEndpoint, home: Path) -> None:
+    def __init__(
+        self, endpoint: ModelEndpoint, home: Path, shape: AgentShape | None = None
+    ) -> None:
         self._endpoint = endpoint
+        self._shape = shape or AgentShape()
         self._registry = default_registry()
         self._env = _tool_env(home)
         self._agents: dict[str, AIAgent] = {}
+        self._resume: dict[str, list[Message]] = {}
 
     def turn(self, session: str, text: str) -> TurnFigures:
-        """Run one turn on the session's cached agent (built on its first turn)."""
+        """Run one turn on the session's cached agent (built on its first turn, or after a
+        :meth:`reshape` from the transcript its old agent had)."""
         agent = self._agents.get(session)
         built = agent is None
         if agent is None:
             agent = build_agent(
-                self._endpoint, session, registry=self._registry, tool_env=self._env
+                self._endpoint,
+                session,
+                registry=self._registry,
+                tool_env=self._env,
+                shape=self._shape,
             )
             self._agents[session] = agent
-        return TurnFigures.of(_usage_of(agent.run_conversation(text)), agent_built=built)
+        return _figures(agent.run_conversation(text, self._resume.pop(session, None)), built=built)
+
+    def reshape(self, shape: AgentShape) -> None:
+        """A pushed config that changes the agents (a new ephemeral prompt): every agent is
+        released and rebuilt with ``shape`` on its session's next turn, which goes on from
+        the transcript the old agent had (as a gateway goes on from its session store)."""
+        self._shape = shape
+        self._resume = {session: agent.transcript for session, agent in self._agents.items()}
+        self.evict_all()
 
     def evict_all(self) -> None:
         """A cache-busting config change: every agent is released and rebuilt on next use."""
@@ -167,8 +225,11 @@ class RebuildPerRequest:
 
     name = "rebuild per request"
 
-    def __init__(self, endpoint: ModelEndpoint, home: Path) -> None:
+    def __init__(
+        self, endpoint: ModelEndpoint, home: Path, shape: AgentShape | None = None
+    ) -> None:
         self._endpoint = endpoint
+        self._shape = shape or AgentShape()
         self._registry = default_registry()
         self._env = _tool_env(home)
         self._history: dict[str, list[Message]] = {}
@@ -176,13 +237,19 @@ class RebuildPerRequest:
     def turn(self, session: str, text: str) -> TurnFigures:
         """Build, run one turn on the stored history, store what it added, let go."""
         history = self._history.setdefault(session, [])
-        agent = build_agent(self._endpoint, session, registry=self._registry, tool_env=self._env)
+        agent = build_agent(
+            self._endpoint, session, registry=self._registry, tool_env=self._env, shape=self._shape
+        )
         try:
             result = agent.run_conversation(text, history)
         finally:
             agent.release_clients()
         history.extend(result.new_messages)
-        return TurnFigures.of(_usage_of(result), agent_built=True)
+        return _figures(result, built=True)
+
+    def reshape(self, shape: AgentShape) -> None:
+        """A pushed config: the next agents are built with ``shape`` (nothing is cached)."""
+        self._shape = shape
 
     def evict_all(self) -> None:
         """Nothing is cached, so a config change changes nothing."""
@@ -192,7 +259,11 @@ class RebuildPerRequest:
 
 
 def run_stateless_turn(
-    namespace: str, session: str, text: str, endpoint: Mapping[str, Any]
+    namespace: str,
+    session: str,
+    text: str,
+    endpoint: Mapping[str, Any],
+    shape: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The stateless worker's rq job: load the history from Redis, build, run, append.
 
@@ -211,13 +282,14 @@ def run_stateless_turn(
         session,
         registry=default_registry(),
         tool_env=ToolEnvironment.default(os.environ.get("AGENT_CLUSTER_HOME")),
+        shape=AgentShape.of(shape or {}),
     )
     try:
         result = agent.run_conversation(text, history)
     finally:
         agent.release_clients()
     client.rpush(key, *[pack(message) for message in result.new_messages])
-    return {"text": result.text, "usage": _usage_of(result)}
+    return {"text": result.text, "usage": _usage_of(result), "compressed": result.compressed}
 
 
 def raw_rq_workers(
@@ -268,11 +340,18 @@ class StatelessWorkers:
     name = "stateless workers"
 
     def __init__(
-        self, client: redis.Redis, *, queue: str, namespace: str, endpoint: ModelEndpoint
+        self,
+        client: redis.Redis,
+        *,
+        queue: str,
+        namespace: str,
+        endpoint: ModelEndpoint,
+        shape: AgentShape | None = None,
     ) -> None:
         self._queue = Queue(queue, connection=client, serializer=MsgpackSerializer)
         self._namespace = namespace
         self._endpoint = endpoint.as_dict()
+        self._shape = (shape or AgentShape()).as_dict()
 
     def submit(self, session: str, text: str) -> Job:
         """Enqueue one turn."""
@@ -282,8 +361,13 @@ class StatelessWorkers:
             session,
             text,
             self._endpoint,
+            self._shape,
             result_ttl=RESULT_TTL,
         )
+
+    def reshape(self, shape: AgentShape) -> None:
+        """A pushed config: the turns submitted from now on build their agents with it."""
+        self._shape = shape.as_dict()
 
     @staticmethod
     def result(job: Job, timeout: float = 120.0) -> TurnFigures:
@@ -300,7 +384,9 @@ class StatelessWorkers:
         if outcome is None or outcome.type != outcome.Type.SUCCESSFUL:
             raise RuntimeError(f"stateless turn {job.id} failed: {outcome and outcome.exc_string}")
         value: dict[str, Any] = outcome.return_value or {}
-        return TurnFigures.of(value.get("usage", {}), agent_built=True)
+        return TurnFigures.of(
+            value.get("usage", {}), agent_built=True, compressed=bool(value.get("compressed"))
+        )
 
     def turn(self, session: str, text: str) -> TurnFigures:
         """Submit one turn and wait for it."""

@@ -7,7 +7,11 @@
   turns answered by the survivor, against the heartbeat TTL (death cannot be
   noticed sooner);
 - drain (SIGTERM) during a turn -> the worker's exit 0, against what was left
-  of its running turn.
+  of its running turn;
+- gateway waiting-caller capacity (:mod:`coordinator.bench.waiters`): callers
+  held and answered by one gateway, its Redis connections and memory per
+  caller, and a newcomer's quick message while they wait against the same
+  gateway idle.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
 from coordinator.bench.infra import WorkerFleet
 from coordinator.bench.plan import BenchPlan, Progress
+from coordinator.bench.waiters import WaitingLevel, measure_waiting
 from coordinator.ingress import Coordinator
 
 __all__ = ["ControlFigures", "measure_control", "publish_floor", "released_at"]
@@ -50,10 +55,13 @@ class ControlFigures:
     heartbeat_ttl: float = 0.0
     drain_seconds: float = 0.0
     drain_turn_left: float = 0.0
+    waiting: WaitingLevel | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for the JSON results."""
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        data["waiting"] = None if self.waiting is None else self.waiting.as_dict()
+        return data
 
 
 def released_at(log: Path, version: int) -> float | None:
@@ -203,6 +211,8 @@ def measure_control(
         progress.step("control: kill -9")
         _drain(figures, redis_url, home, sim)
         progress.step("control: drain")
+    figures.waiting = measure_waiting(plan.waiting_callers, redis_url=redis_url, home=home)
+    progress.step(f"control: {plan.waiting_callers:,} waiting callers, one gateway")
     return figures
 
 

@@ -32,7 +32,8 @@ from coordinator.bench.baselines import (
     raw_rq_workers,
     stop_processes,
 )
-from coordinator.bench.infra import RedisCounters, WorkerFleet, redis_counters
+from coordinator.bench.durability import DurabilityFigures
+from coordinator.bench.infra import RedisCounters, WorkerFleet, counted_per_turn
 from coordinator.bench.plan import BenchPlan, Progress
 from coordinator.ingress import Coordinator
 
@@ -45,12 +46,18 @@ THROUGHPUT_SESSIONS = 100
 
 @dataclass
 class HotPathFigures:
-    """Figure 1 (latency, throughput) and figure 2 (Redis per turn) of one run."""
+    """Figure 1 (latency, throughput) and figure 2 (Redis per turn) of one run.
 
+    ``worker_counts`` are the plan's; the counts above ``cpus`` were not run.
+    """
+
+    cpus: int = 1
+    worker_counts: tuple[int, ...] = ()
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
     throughput: dict[str, dict[int, float]] = field(default_factory=dict)
     redis_per_turn: dict[str, RedisCounters] = field(default_factory=dict)
     redis_turns: dict[str, int] = field(default_factory=dict)
+    durability: list[DurabilityFigures] = field(default_factory=list)
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -69,19 +76,9 @@ def _timed(turns: int, run: Callable[[int], object]) -> list[float]:
     return samples
 
 
-def _per_turn(client: redis.Redis, turns: int, run: Callable[[], None]) -> RedisCounters:
-    before = redis_counters(client)
-    run()
-    used = redis_counters(client).since(before)
-    return RedisCounters(
-        calls={name: count / turns for name, count in used.calls.items()},
-        cpu_seconds=used.cpu_seconds / turns,
-    )
-
-
-def redis_workers(plan: BenchPlan) -> int:
+def redis_workers(plan: BenchPlan, cpus: int) -> int:
     """Worker processes of the Redis-per-turn figure: 2 (as the issue measured), or fewer."""
-    return max(n for n in plan.worker_counts if n <= 2)
+    return max(n for n in plan.worker_counts_on(cpus) if n <= 2)
 
 
 def _session(i: int, count: int) -> str:
@@ -89,10 +86,11 @@ def _session(i: int, count: int) -> str:
 
 
 def measure_hot_path(
-    plan: BenchPlan, *, redis_url: str, home: Path, progress: Progress
+    plan: BenchPlan, *, redis_url: str, home: Path, cpus: int, progress: Progress
 ) -> HotPathFigures:
-    """Run figures 1 and 2 against the bench Redis at ``redis_url``."""
-    figures = HotPathFigures()
+    """Run figures 1 and 2 against the bench Redis at ``redis_url`` on a machine of ``cpus``
+    CPUs (worker counts above it are not run: they would measure contention)."""
+    figures = HotPathFigures(cpus=cpus, worker_counts=plan.worker_counts)
     client = connect(redis_url)
     offline = ModelEndpoint()
     env = worker_env(home)
@@ -117,7 +115,7 @@ def measure_hot_path(
         figures.throughput[ideal_tp.name] = {1: plan.throughput_turns / elapsed}
         ideal_tp.close()
 
-        for workers in plan.worker_counts:
+        for workers in plan.worker_counts_on(cpus):
             _raw_rq(plan, figures, client, redis_url, env, workers)
             progress.step(f"hot path: raw rq, {workers} worker(s)")
             _stateless(plan, figures, client, redis_url, env, workers)
@@ -162,10 +160,10 @@ def _raw_rq(
                 job.latest_result(timeout=120)
 
         started = time.perf_counter()
-        counters = _per_turn(client, turns, run)
+        counters = counted_per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault("raw rq no-op job", {})[workers] = turns / elapsed
-        if workers == redis_workers(plan):
+        if workers == redis_workers(plan, figures.cpus):
             figures.redis_per_turn["raw rq no-op job"] = counters
             figures.redis_turns["raw rq no-op job"] = turns
     finally:
@@ -200,10 +198,10 @@ def _stateless(
                 baseline.result(job)
 
         started = time.perf_counter()
-        counters = _per_turn(client, turns, run)
+        counters = counted_per_turn(client, turns, run)
         elapsed = time.perf_counter() - started
         figures.throughput.setdefault(baseline.name, {})[workers] = turns / elapsed
-        if workers == redis_workers(plan):
+        if workers == redis_workers(plan, figures.cpus):
             figures.redis_per_turn[baseline.name] = counters
             figures.redis_turns[baseline.name] = turns
     finally:
@@ -243,10 +241,10 @@ def _cluster(
                     handle.result(timeout=120)
 
             started = time.perf_counter()
-            counters = _per_turn(client, turns, run)
+            counters = counted_per_turn(client, turns, run)
             elapsed = time.perf_counter() - started
             figures.throughput.setdefault(path, {})[workers] = turns / elapsed
-            if workers == redis_workers(plan):
+            if workers == redis_workers(plan, figures.cpus):
                 figures.redis_per_turn[path] = counters
                 figures.redis_turns[path] = turns
         finally:

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,23 +29,33 @@ from cluster.errors import ConfigError
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 
-__all__ = ["RedisCounters", "WorkerFleet", "redis_server", "redis_counters"]
+__all__ = [
+    "RedisCounters",
+    "WorkerFleet",
+    "counted_per_turn",
+    "free_port",
+    "redis_counters",
+    "redis_server",
+    "replicated_redis",
+]
 
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 120.0
+"""Seconds a redis-server or a worker may take to answer: 4 workers importing at once on
+a loaded 2-core machine took over 30 s."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """Run a private redis-server (no persistence) and yield its URL.
+def _start_redis(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a redis-server (no persistence) in ``directory`` on a free loopback port and
+    wait until it answers.
 
     Raises:
-        ConfigError: ``redis-server`` is not installed, or did not answer in 30 s.
+        ConfigError: ``redis-server`` is not installed, or did not answer in time.
     """
     binary = shutil.which("redis-server")
     if binary is None:
@@ -53,29 +63,73 @@ def redis_server(directory: Path) -> Iterator[str]:
             "agent-cluster bench starts its own redis-server and none is installed: "
             "apt-get install redis-server (or put redis-server on PATH)"
         )
-    port = _free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(directory)],
+         "--dir", str(directory), *extra],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis(port=port)
     try:
-        client = redis.Redis(port=port)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
             try:
                 client.ping()
-                break
+                return proc, port
             except redis.ConnectionError:
                 if time.monotonic() > deadline or proc.poll() is not None:
+                    _stop(proc)
                     raise ConfigError(f"redis-server on port {port} did not start") from None
                 time.sleep(0.02)
-        client.close()
-        yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        client.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@contextmanager
+def redis_server(directory: Path) -> Iterator[str]:
+    """Run a private redis-server (no persistence) and yield its URL.
+
+    Raises:
+        ConfigError: ``redis-server`` is not installed, or did not answer in time.
+    """
+    proc, port = _start_redis(directory)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop(proc)
+
+
+@contextmanager
+def replicated_redis(directory: Path) -> Iterator[str]:
+    """Run a private primary and one replica of it (loopback, no persistence), wait until
+    the replica acknowledges writes, and yield the primary's URL.
+
+    Raises:
+        ConfigError: ``redis-server`` is not installed, or a node did not answer in time.
+    """
+    primary, port = _start_redis(directory / "primary", "--repl-diskless-sync-delay", "0")
+    try:
+        replica, _ = _start_redis(directory / "replica", "--replicaof", "127.0.0.1", str(port))
+    except ConfigError:
+        _stop(primary)
+        raise
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while client.wait(1, 100) < 1:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the replica of the redis-server on port {port} did not sync")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        _stop(replica)
+        _stop(primary)
 
 
 @dataclass(frozen=True)
@@ -100,6 +154,17 @@ class RedisCounters:
         return sum(self.calls.values())
 
 
+def counted_per_turn(client: redis.Redis, turns: int, run: Callable[[], object]) -> RedisCounters:
+    """What ``run`` (``turns`` turns) cost the Redis of ``client``, per turn."""
+    before = redis_counters(client)
+    run()
+    used = redis_counters(client).since(before)
+    return RedisCounters(
+        calls={name: count / turns for name, count in used.calls.items()},
+        cpu_seconds=used.cpu_seconds / turns,
+    )
+
+
 def redis_counters(client: redis.Redis) -> RedisCounters:
     """Read ``INFO commandstats`` and ``INFO cpu`` (server + its threads, user + system)."""
     stats = client.info("commandstats")
@@ -122,6 +187,7 @@ class WorkerFleet:
         home: ``AGENT_CLUSTER_HOME`` of the workers (a temporary directory).
         endpoints: ``AGENT_CLUSTER_ENDPOINTS`` for the workers (YAML/JSON text), if any.
         concurrency: Turns each worker runs at once.
+        durability: ``AGENT_CLUSTER_REDIS_DURABILITY`` of the workers (``none``, ``replica``).
     """
 
     def __init__(
@@ -132,6 +198,7 @@ class WorkerFleet:
         home: Path,
         endpoints: str | None = None,
         concurrency: int = 32,
+        durability: str = "none",
     ) -> None:
         self.redis_url = redis_url
         self.namespace = namespace
@@ -142,6 +209,7 @@ class WorkerFleet:
         self._env.pop("ANTHROPIC_API_KEY", None)
         if endpoints is not None:
             self._env["AGENT_CLUSTER_ENDPOINTS"] = endpoints
+        self._env["AGENT_CLUSTER_REDIS_DURABILITY"] = durability
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._client = connect(redis_url)
         self._membership = RedisMembership(self._client, Keyspace(namespace), heartbeat_ttl=5.0)

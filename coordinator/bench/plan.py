@@ -36,6 +36,7 @@ class BenchPlan:
         scenarios: Cost scenarios run (``coordinator.bench.economics.SCENARIOS``).
         push_workers: Workers holding agents when a config push is measured.
         pushes: Pushes measured (p50, p99 over them).
+        waiting_callers: Callers sent at once to one gateway (waiting-caller capacity).
         paper_workers: Workers of the on-paper ring simulation.
         paper_sessions: Sessions of the on-paper ring simulation.
     """
@@ -50,15 +51,24 @@ class BenchPlan:
     scenarios: tuple[str, ...]
     push_workers: int
     pushes: int
+    waiting_callers: int
     paper_workers: int
     paper_sessions: int
 
-    def steps_of(self, figures: Collection[str]) -> int:
-        """Progress steps of a run of these figure groups (what the bar counts)."""
+    def worker_counts_on(self, cpus: int) -> tuple[int, ...]:
+        """The worker counts of the scaling curve a machine of ``cpus`` CPUs can measure.
+
+        More worker processes than CPUs measure contention, not scaling: those are not
+        run (the table says so). One worker always runs.
+        """
+        return tuple(n for n in self.worker_counts if n <= max(1, cpus))
+
+    def steps_of(self, figures: Collection[str], cpus: int) -> int:
+        """Progress steps of a run of these figure groups on ``cpus`` CPUs (what the bar counts)."""
         steps = {
-            "hot": 1 + 3 * len(self.worker_counts),
-            "cost": len(self.providers) * (3 + len(self.scenarios)),
-            "control": 3,
+            "hot": 1 + 3 * len(self.worker_counts_on(cpus)) + 2,  # + durability none, replica
+            "cost": len(self.providers) * (3 + sum(_cost_steps(s) for s in self.scenarios)),
+            "control": 4,
             "paper": 1,
         }
         return sum(steps.get(name, 0) for name in figures)
@@ -69,30 +79,40 @@ SCENARIOS = (
     "scale out 3->4",
     "drain 1 of 4",
     "non-busting push",
-    "busting push",
+    "max_tokens push",
+    "prompt push",
     "worker crash",
-    "compression",
+    "long session, compression",
 )
 """The prompt-cache scenarios of figure 3 (``coordinator.bench.economics``)."""
+
+EXTRA_BASELINE_RUNS = {"prompt push": 1, "long session, compression": 3}
+"""Baseline runs a scenario brings (the ideal under the same push; the three baselines
+compressing under the same config)."""
+
+
+def _cost_steps(scenario: str) -> int:
+    return 1 + EXTRA_BASELINE_RUNS.get(scenario, 0)
+
 
 PLANS = {
     "smoke": BenchPlan(
         name="smoke", latency_turns=10, throughput_turns=40, worker_counts=(1,),
-        cost_sessions=3, cost_turns=3, providers=("openai",),
-        scenarios=("stable", "compression"), push_workers=2, pushes=2,
-        paper_workers=50, paper_sessions=5_000,
+        cost_sessions=3, cost_turns=4, providers=("openai",),
+        scenarios=("stable", "long session, compression"), push_workers=2, pushes=2,
+        waiting_callers=60, paper_workers=50, paper_sessions=5_000,
     ),
     "quick": BenchPlan(
         name="quick", latency_turns=200, throughput_turns=400, worker_counts=(1, 2, 4),
         cost_sessions=20, cost_turns=6, providers=("openai",),
         scenarios=SCENARIOS, push_workers=8, pushes=10,
-        paper_workers=1_000, paper_sessions=100_000,
+        waiting_callers=1_000, paper_workers=1_000, paper_sessions=100_000,
     ),
     "full": BenchPlan(
         name="full", latency_turns=1_000, throughput_turns=2_000, worker_counts=(1, 2, 4),
         cost_sessions=200, cost_turns=20, providers=("openai", "anthropic"),
         scenarios=SCENARIOS, push_workers=8, pushes=50,
-        paper_workers=1_000, paper_sessions=1_000_000,
+        waiting_callers=5_000, paper_workers=1_000, paper_sessions=1_000_000,
     ),
 }  # fmt: skip
 

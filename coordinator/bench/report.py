@@ -4,8 +4,8 @@ Every figure is a ratio against a baseline measured in the same run, with the
 absolute figure beside it; nothing here gates anything. :func:`markdown`
 renders the tables (the same text goes to the terminal and between the
 ``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers of BENCHMARKS.md),
-:func:`write_json` the raw figures, :func:`write_charts` the PNG charts when
-matplotlib is installed (``pip install 'agent-cluster[bench]'``).
+:func:`write_json` the raw figures (the PNG charts are
+:mod:`coordinator.bench.charts`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from typing import Any
 
 from cluster.errors import ConfigError
 from coordinator.bench.control import ControlFigures
-from coordinator.bench.economics import BASELINES, CostRun
+from coordinator.bench.economics import BASELINES, COMPRESSING, PROMPT_PUSH_IDEAL, CostRun
 from coordinator.bench.hot_path import HotPathFigures, percentile
 from coordinator.bench.paper import PaperFigures
+from coordinator.bench.waiters import WaitingLevel
 from coordinator.bench.why import WHY
 
 __all__ = [
     "BenchResults",
-    "check_charts_possible",
+    "usable_cpus",
     "markdown",
     "replace_between_markers",
-    "write_charts",
     "write_json",
 ]
 
@@ -57,13 +57,18 @@ class BenchResults:
     seconds: float = 0.0
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the host's count)."""
+    return len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+
+
 def machine_facts() -> dict[str, Any]:
     """The machine a run was taken on (load average at the start: the machine may be shared)."""
     load = os.getloadavg()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpus": os.cpu_count(),
+        "cpus": usable_cpus(),
         "load_average": [round(x, 2) for x in load],
     }
 
@@ -114,28 +119,49 @@ def _hot_tables(hot: HotPathFigures) -> list[str]:
         ],
         rows,
     )
-    counts = sorted({n for per in hot.throughput.values() for n in per})
-    out += ["", "turns/s with N worker processes (100 sessions, all turns submitted at once):", ""]
+    counts = sorted({*hot.worker_counts, *(n for per in hot.throughput.values() for n in per)})
+    measured = [n for n in counts if n <= hot.cpus] or counts[:1]
+    out += [
+        "",
+        f"turns/s with N worker processes (100 sessions, all turns submitted at once; "
+        f"this run had {hot.cpus} CPU(s)):",
+        "",
+    ]
     rows = []
     raw_tp = hot.throughput.get(RAW, {})
     for name, per in hot.throughput.items():
-        cells = [
-            f"{per[n]:,.0f} ({_ratio(per[n], raw_tp.get(n, math.nan))})" if n in per else "-"
-            for n in counts
-        ]
-        first, last = per.get(counts[0]), per.get(counts[-1])
-        scale = _ratio(last, first) if first and last and len(per) > 1 else "-"
+        cells = [_throughput_cell(name, per, raw_tp, n, hot.cpus) for n in counts]
+        first, last = per.get(measured[0]), per.get(measured[-1])
+        scale = _ratio(last, first) if first and last and len(measured) > 1 else "-"
         rows.append([name, *cells, scale])
     out += _table(
         [
             "path",
             *[f"{n} worker(s): turns/s (vs raw rq)" for n in counts],
-            f"{counts[-1]} vs {counts[0]} workers",
+            f"{measured[-1]} vs {measured[0]} workers",
         ],
         rows,
     )
+    beyond = [n for n in counts if n > hot.cpus]
+    if beyond:
+        out += [
+            "",
+            f"{', '.join(map(str, beyond))} worker(s) on {hot.cpus} CPU(s): not meaningful, "
+            "not run (more worker processes than CPUs measure contention, not scaling; "
+            "run on a machine with at least as many CPUs as workers for that point).",
+        ]
     out += ["", "in-process ideal: one process, no Redis, no queue (the ceiling, not a peer)."]
     return out
+
+
+def _throughput_cell(
+    name: str, per: dict[int, float], raw: dict[int, float], workers: int, cpus: int
+) -> str:
+    if workers in per and workers <= cpus:
+        return f"{per[workers]:,.0f} ({_ratio(per[workers], raw.get(workers, math.nan))})"
+    if workers > cpus and name != IDEAL:
+        return f"not meaningful (> {cpus} CPUs)"
+    return "-"
 
 
 def _redis_tables(hot: HotPathFigures) -> list[str]:
@@ -170,7 +196,7 @@ def _redis_tables(hot: HotPathFigures) -> list[str]:
         ],
         rows,
     )
-    out += ["", durability_note()]
+    out += _durability_table(hot)
     ours = hot.redis_per_turn.get(CLUSTER)
     if ours is None:
         return out
@@ -192,65 +218,128 @@ def _redis_tables(hot: HotPathFigures) -> list[str]:
     return out
 
 
-def durability_note() -> str:
-    """What the Redis figure says about durability ``replica`` (Redis failover)."""
-    return (
-        "durability `replica`: not in this suite (it needs a primary with a replica); "
-        "`benchmarks/bench_durability.py` measures its cost per turn against `none` "
-        '(README, "Redis with replicas"). The figure above is durability `none`.'
+def _durability_table(hot: HotPathFigures) -> list[str]:
+    if not hot.durability:
+        return ["", "durability `replica`: not measured in this run (the figure above is `none`)."]
+    out = [
+        "",
+        "The figure above is durability `none` on a Redis without replicas. With a replica "
+        "(a primary and one replica on loopback, 1 worker; latency: sequential turns, "
+        "Redis per turn: turns with 64 in flight, the primary's counters):",
+        "",
+    ]
+    base = hot.durability[0]
+    rows = []
+    for fig in hot.durability:
+        cpu_us = fig.redis_per_turn.cpu_seconds * 1e6
+        rows.append(
+            [
+                fig.durability,
+                f"{fig.p50_ms:.3f}",
+                f"{percentile(fig.latency_ms, 0.99):.3f}",
+                f"{fig.turns_per_second:,.0f}",
+                f"{cpu_us:,.0f}",
+                f"{fig.redis_per_turn.total_calls:.1f}",
+                f"{fig.waits_per_turn:.1f}",
+                _ratio(fig.p50_ms, base.p50_ms),
+                _ratio(cpu_us, base.redis_per_turn.cpu_seconds * 1e6),
+                _ratio(fig.redis_per_turn.total_calls, base.redis_per_turn.total_calls),
+            ]
+        )
+    out += _table(
+        [
+            "redis_durability",
+            "turn p50 ms",
+            "p99 ms",
+            "turns/s",
+            "Redis CPU us/turn",
+            "commands/turn",
+            "WAITs/turn",
+            f"p50 vs {base.durability}",
+            f"CPU vs {base.durability}",
+            f"commands vs {base.durability}",
+        ],
+        rows,
     )
+    return out
+
+
+def _cost_goal(run: CostRun, runs: list[CostRun]) -> str:
+    """Whether a scenario is within 1% of the ideal it is held to."""
+    ideal = next((r for r in runs if r.scenario == IDEAL and r.group == run.group), None)
+    if run.scenario == "prompt push":
+        pushed = next((r for r in runs if r.scenario == PROMPT_PUSH_IDEAL), None)
+        if pushed is None:
+            return "prompt rewritten: one uncached prefix per session expected"
+        met = "met" if run.cost_usd <= pushed.cost_usd * 1.01 else "missed"
+        ratio = _ratio(run.cost_usd, pushed.cost_usd)
+        return f"prompt rewritten; {ratio} of the ideal under the same push: {met}"
+    if ideal is None:
+        return ""
+    within = "met" if run.cost_usd <= ideal.cost_usd * 1.01 else "missed"
+    if run.group == COMPRESSING and not run.compressions:
+        return f"{within}, but no session crossed a compression"
+    if run.scenario == "max_tokens push":
+        return f"{within} (agents rebuilt, stored prompt reused)"
+    return within
+
+
+def _cost_rows(runs: list[CostRun], *, compressions: bool) -> list[list[str]]:
+    base = {run.scenario: run for run in runs if run.scenario in BASELINES}
+    rows = []
+    for run in runs:
+        baseline = run.scenario in BASELINES or run.scenario == PROMPT_PUSH_IDEAL
+        rows.append(
+            [
+                run.scenario,
+                f"{run.cache_read_share:.1%}",
+                f"${run.cost_usd:.4f}",
+                *[
+                    _ratio(run.cost_usd, base[b].cost_usd) if b in base else "n/a"
+                    for b in BASELINES
+                ],
+                str(run.agents_built),
+                *([str(run.compressions)] if compressions else []),
+                str(run.turns_lost),
+                "" if baseline else _cost_goal(run, runs),
+            ]
+        )
+    return rows
 
 
 def _cost_tables(costs: list[CostRun]) -> list[str]:
     out = ["", "### 3. Prompt-cache economics (provider simulator, list prices)", ""]
+    header = [
+        "scenario",
+        "cache-read share",
+        "cost",
+        "vs ideal",
+        "vs rebuild/request",
+        "vs stateless",
+        "agents built",
+        "turns lost",
+        "goal: within 1% of ideal",
+    ]
     for provider in dict.fromkeys(run.provider for run in costs):
         runs = [run for run in costs if run.provider == provider]
-        base = {run.scenario: run for run in runs if run.scenario in BASELINES}
-        ideal = base.get(IDEAL)
-        rows = []
-        for run in runs:
-            if run.pending:
-                rows.append([run.scenario, "pending", "", "", "", "", "", "", run.pending])
-                continue
-            goal = ""
-            if run.scenario not in BASELINES and ideal is not None:
-                within = run.cost_usd <= ideal.cost_usd * 1.01
-                goal = (
-                    "busting: rebuilds expected"
-                    if run.scenario == "busting push"
-                    else ("met" if within else "missed")
-                )
-            rows.append(
-                [
-                    run.scenario,
-                    f"{run.cache_read_share:.1%}",
-                    f"${run.cost_usd:.4f}",
-                    *[
-                        _ratio(run.cost_usd, base[b].cost_usd) if b in base else "n/a"
-                        for b in BASELINES
-                    ],
-                    str(run.agents_built),
-                    str(run.turns_lost),
-                    goal,
-                ]
+        plain = [run for run in runs if run.group != COMPRESSING]
+        if plain:
+            out += [f"{provider} ({plain[0].turns} turns per run):", ""]
+            out += _table(header, _cost_rows(plain, compressions=False))
+            out.append("")
+        compressing = [run for run in runs if run.group == COMPRESSING]
+        if compressing:
+            out += [
+                f"{provider}, a long session crossing a compression ({compressing[0].turns} "
+                f"turns per run; {compressing[0].note}; every row compresses under "
+                "the same config):",
+                "",
+            ]
+            out += _table(
+                [*header[:7], "turns compressed", *header[7:]],
+                _cost_rows(compressing, compressions=True),
             )
-        sessions_turns = f"{runs[0].turns} turns" if runs else ""
-        out += [f"{provider} ({sessions_turns} per run):", ""]
-        out += _table(
-            [
-                "scenario",
-                "cache-read share",
-                "cost",
-                "vs ideal",
-                "vs rebuild/request",
-                "vs stateless",
-                "agents built",
-                "turns lost",
-                "goal: within 1% of ideal",
-            ],
-            rows,
-        )
-        out.append("")
+            out.append("")
     return out
 
 
@@ -276,10 +365,43 @@ def _control_table(control: ControlFigures, workers: int) -> list[str]:
             f"running turn left {control.drain_turn_left:.2f} s",
             _ratio(control.drain_seconds, control.drain_turn_left),
         ],
-        ["gateway waiting-caller capacity", "pending", "benchmarks/bench_waiters.py", ""],
     ]
+    if control.waiting is not None:
+        rows += _waiting_rows(control.waiting)
     out += _table(["measure", "value (p50 / p99)", "floor (baseline)", "ratio"], rows)
     return out
+
+
+def _waiting_rows(level: WaitingLevel) -> list[list[str]]:
+    """Figure 4's waiting-caller rows: one gateway holding ``level.callers`` callers."""
+    n = f"{level.callers:,}"
+    return [
+        [
+            f"gateway waiting-caller capacity: {n} callers sent at once, held at most",
+            f"{level.held:,} held, {level.answers:,} answered, {level.errors:,} not",
+            f"{n} sent",
+            _ratio(level.answers, level.callers),
+        ],
+        [
+            f"Redis connections of the gateway holding {n} callers",
+            f"{level.redis_conns}",
+            f"{level.held:,} callers held",
+            "",
+        ],
+        [
+            "gateway memory per waiting caller (RSS growth)",
+            f"{level.kib_per_caller:.1f} KiB ({level.settled_held:,} held; "
+            f"peak RSS {level.rss_mib:.0f} MiB)",
+            "",
+            "",
+        ],
+        [
+            f"newcomer's quick message while {n} callers wait (median of 20)",
+            f"{level.newcomer_loaded_ms:.1f} ms",
+            f"same gateway idle {level.newcomer_idle_ms:.1f} ms",
+            _ratio(level.newcomer_loaded_ms, level.newcomer_idle_ms),
+        ],
+    ]
 
 
 def _paper_table(paper: PaperFigures) -> list[str]:
@@ -376,6 +498,7 @@ def _jsonable(results: BenchResults) -> dict[str, Any]:
                 name: {"cpu_us": c.cpu_seconds * 1e6, "calls": dict(c.calls)}
                 for name, c in hot.redis_per_turn.items()
             },
+            "durability": [fig.as_dict() for fig in hot.durability],
         },
         "costs": None if results.costs is None else [run.as_dict() for run in results.costs],
         "control": None if results.control is None else results.control.as_dict(),
@@ -389,73 +512,6 @@ def write_json(results: BenchResults, directory: Path) -> Path:
     path = directory / "results.json"
     path.write_text(json.dumps(_jsonable(results), indent=1, sort_keys=True) + "\n")
     return path
-
-
-def check_charts_possible() -> None:
-    """Fail before a long run, not after it, when the charts cannot be drawn.
-
-    Raises:
-        ConfigError: matplotlib is not installed.
-    """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            "--out draws charts with matplotlib, which is not installed: "
-            "pip install 'agent-cluster[bench]' (or run without --out)"
-        ) from None
-
-
-def write_charts(results: BenchResults, directory: Path) -> list[Path]:
-    """The cost-scenario and scaling-curve charts as PNG files.
-
-    Raises:
-        ConfigError: matplotlib is not installed.
-    """
-    check_charts_possible()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    if results.costs:
-        providers = list(dict.fromkeys(run.provider for run in results.costs))
-        fig, axes = plt.subplots(1, len(providers), figsize=(6 * len(providers), 4), squeeze=False)
-        for ax, provider in zip(axes[0], providers, strict=True):
-            runs = [r for r in results.costs if r.provider == provider and not r.pending]
-            ideal = next((r.cost_usd for r in runs if r.scenario == IDEAL), 0.0) or 1.0
-            ax.barh(
-                [r.scenario for r in runs],
-                [r.cost_usd / ideal for r in runs],
-                color=["grey" if r.scenario in BASELINES else "tab:blue" for r in runs],
-            )
-            ax.axvline(1.01, color="tab:red", linestyle="--", linewidth=1)
-            ax.set_xlabel("cost / in-process ideal (red: +1% goal)")
-            ax.set_title(f"{provider}: prompt-cache cost by scenario")
-            ax.invert_yaxis()
-        fig.tight_layout()
-        path = directory / "cost_scenarios.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    if results.hot and results.hot.throughput:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, per in results.hot.throughput.items():
-            if len(per) > 1:
-                counts = sorted(per)
-                ax.plot(counts, [per[n] for n in counts], marker="o", label=name)
-        ax.set_xlabel("worker processes")
-        ax.set_ylabel("turns/s (zero-latency model)")
-        ax.set_title("Scaling: turns/s by workers")
-        ax.legend()
-        fig.tight_layout()
-        path = directory / "scaling.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 def replace_between_markers(document: Path, tables: str | None) -> None:

@@ -1,7 +1,8 @@
 """One benchmark run: every figure in order, on its own redis-server, then the report.
 
 ``agent-cluster bench`` calls :func:`run_bench`; the figures live in
-``hot_path`` (1, 2), ``economics`` (3), ``control`` (4) and ``paper`` (5).
+``hot_path`` (1, 2), ``durability`` (2 with a replica), ``economics`` (3),
+``control`` (4) and ``paper`` (5).
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from pathlib import Path
 from typing import TextIO
 
 from cluster.errors import ConfigError
+from coordinator.bench.charts import check_charts_possible, write_charts
 from coordinator.bench.control import measure_control
+from coordinator.bench.durability import DURABILITIES, measure_durability
 from coordinator.bench.economics import measure_economics
 from coordinator.bench.hot_path import measure_hot_path
-from coordinator.bench.infra import redis_server
+from coordinator.bench.infra import redis_server, replicated_redis
 from coordinator.bench.paper import measure_paper
 from coordinator.bench.plan import BenchPlan, Progress
 from coordinator.bench.report import (
     BenchResults,
-    check_charts_possible,
     machine_facts,
     markdown,
     replace_between_markers,
-    write_charts,
     write_json,
 )
 
@@ -81,15 +82,29 @@ def run_bench(
     if markdown_path is not None:
         replace_between_markers(markdown_path, None)  # checks the markers before the run
     out = out if out is not None else sys.stdout
-    progress = Progress(plan.steps_of(chosen), progress_out)
     machine = {**machine_facts(), "push_workers": plan.push_workers}
+    progress = Progress(plan.steps_of(chosen, machine["cpus"]), progress_out)
     results = BenchResults(plan=plan.name, machine=machine)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="agent-cluster-bench-") as tmp:
         home = Path(tmp)
         if "hot" in chosen:
             with redis_server(home) as url:
-                results.hot = measure_hot_path(plan, redis_url=url, home=home, progress=progress)
+                results.hot = measure_hot_path(
+                    plan, redis_url=url, home=home, cpus=machine["cpus"], progress=progress
+                )
+            with replicated_redis(home / "replicated") as url:
+                for durability in DURABILITIES:
+                    results.hot.durability.append(
+                        measure_durability(
+                            url,
+                            durability,
+                            home=home,
+                            turns=plan.latency_turns,
+                            throughput_turns=plan.throughput_turns,
+                        )
+                    )
+                    progress.step(f"Redis per turn: durability {durability}, primary + replica")
         if "cost" in chosen:
             with redis_server(home) as url:
                 results.costs = measure_economics(plan, redis_url=url, home=home, progress=progress)

@@ -1,7 +1,8 @@
 """``agent-cluster bench`` stays runnable: a tiny run prints the tables and fills BENCHMARKS.md.
 
 Not the benchmark itself (``--smoke`` sizes, two figure groups): the command,
-its own redis-server, real worker processes, the baselines and the report.
+its own redis-server (and a primary with a replica), real worker processes,
+the baselines and the report.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def test_a_smoke_run_prints_every_path_against_its_baselines_and_fills_the_marke
                  "stateless workers", "agent-cluster"):  # fmt: skip
         assert f"| {path}" in out, out
     assert "p50 vs raw rq" in out and "Redis CPU us/turn" in out and "| EVALSHA" in out
+    # durability replica against none, on the primary and replica the run started
+    assert "| redis_durability | turn p50 ms" in out and "| replica " in out
     assert "Scale on paper: 50 workers, 5,000 sessions" in out
-    assert "] 1/5 " in done.stderr and "] 5/5 " in done.stderr  # the progress bar, every step
+    assert "] 1/7 " in done.stderr and "] 7/7 " in done.stderr  # the progress bar, every step
     text = document.read_text()
     assert text.startswith("# Benchmarks\n\nprose\n<!-- bench:start -->\nRun `smoke`")
     assert text.endswith("<!-- bench:end -->\nend\n") and "\nold\n" not in text
