@@ -11,7 +11,8 @@ measures one worker process and a coordinator with that setting
 model: submit -> enqueue -> claim -> lease -> commit -> reply) and turns per
 second with 64 turns in flight, with the primary's Redis CPU and commands per
 turn. With ``replica`` four writes of each turn (enqueue, claim, lease, commit)
-wait for ``WAIT 1`` on their own connection, in the same round trip.
+wait for ``WAIT n`` (every attached replica: here one) and read ``ROLE`` on
+their own connection, in the same round trip.
 
 On loopback the replica acknowledges within the event loop's next turn, so
 this is the floor of the cost; across hosts add one network round trip per

@@ -6,8 +6,9 @@ worker process and a coordinator with that setting, and is measured twice:
 sequential turns with the zero-latency offline model (p50, p99), then turns
 with 64 in flight (turns/s), with the primary's ``INFO commandstats`` and
 ``INFO cpu`` read before and after: Redis CPU and commands per turn. With
-``replica`` the enqueue, claim, lease and commit writes each wait for ``WAIT 1``
-in the same round trip (the WAITs per turn are counted). The replica's own CPU
+``replica`` the enqueue, claim, lease and commit writes each wait for ``WAIT n``
+(every attached replica: here one) and read ``ROLE`` in the same round trip
+(the WAITs per turn are counted). The replica's own CPU
 is not in the figure: the primary's is what every worker shares.
 
 On loopback the replica acknowledges within the event loop's next turn, so
