@@ -33,6 +33,9 @@ WHY: dict[str, str] = {
     "TIME": "Redis' clock for leases, liveness and commit timestamps (never a host clock)",
     "GET": "config version checked at turn start (a missed announcement cannot run a stale agent)",
     "HSETNX": "session meta created once (session_key, created)",
+    "ZCARD": "is a message of the session already waiting (enqueue: a collect message "
+    "joins a run, and a waiting session is not rebalanced)",
+    "HDEL": "the turn's entry in the session's foldable-messages hash (commit: steer/collect)",
     "HEXISTS": "duplicate delivery: was this message already committed",
     "EXISTS": "does the rq job still exist (claim, begin)",
     "ZRANGE": "the lowest pending sequence runs first (begin)",
