@@ -18,7 +18,7 @@ from cluster.leases import RedisLeaseStore
 from cluster.membership import RedisMembership
 from cluster.session_store import RedisSessionStore
 from cluster.transport import TurnQueue
-from tests.conftest import start_redis_server
+from tests.conftest import RedisServer, start_redis_server
 from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,6 +46,17 @@ def primary(pair: ReplicatedRedis) -> Iterator[redis.Redis]:
     client = connect(pair.url)
     yield client
     client.close()
+
+
+def _second_replica(pair: ReplicatedRedis, primary: redis.Redis, tmp_path: Path) -> RedisServer:
+    """Start another replica of ``pair``'s primary; return once both replicas have everything."""
+    (tmp_path / "second").mkdir()
+    second = start_redis_server(
+        tmp_path / "second", "--replicaof", pair.primary.host, str(pair.primary.port),
+        "--repl-diskless-sync-delay", "0",
+    )  # fmt: skip
+    wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
+    return second
 
 
 def _queue(client: redis.Redis, keyspace: Keyspace, durability: Durability) -> TurnQueue:
@@ -132,13 +143,8 @@ def test_a_commit_one_of_two_replicas_lacks_is_not_acknowledged(
     confirming), the other's word alone must not make the commit count, or
     promoting the paused one loses a turn the caller was told about."""
     keyspace = Keyspace(namespace)
-    (tmp_path / "second").mkdir()
-    second = start_redis_server(
-        tmp_path / "second", "--replicaof", pair.primary.host, str(pair.primary.port),
-        "--repl-diskless-sync-delay", "0",
-    )  # fmt: skip
+    second = _second_replica(pair, primary, tmp_path)
     try:
-        wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
         leases = RedisLeaseStore(primary, keyspace, durability=_replica())
         sessions = RedisSessionStore(primary, keyspace, durability=_unconfirmed())
         lease = leases.acquire("s1", "w1", 30)  # both replicas confirm it
@@ -167,13 +173,8 @@ def test_a_primary_failed_over_while_it_serves_acknowledges_nothing_with_both_re
     required, that one confirms a grant the promoted replica never gets: acknowledged,
     then lost. With ``redis_durability_replicas`` 2, nothing is acknowledged."""
     keyspace = Keyspace(namespace)
-    (tmp_path / "second").mkdir()
-    second = start_redis_server(
-        tmp_path / "second", "--replicaof", pair.primary.host, str(pair.primary.port),
-        "--repl-diskless-sync-delay", "0",
-    )  # fmt: skip
+    second = _second_replica(pair, primary, tmp_path)
     try:
-        wait_until(lambda: int(primary.execute_command("WAIT", 2, 100)) == 2, what="both replicas")
         pair.cut_replication()  # the promotion: the first replica leaves the primary
         wait_until(lambda: len(primary.execute_command("ROLE")[2]) == 1, what="one replica left")
         both = Durability("replica", 300, replicas=2)

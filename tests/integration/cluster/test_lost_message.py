@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from cluster.connection import connect
-from cluster.errors import MessageLost, TurnTimeout
+from cluster.errors import TurnTimeout
 from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.settings import ClusterSettings
 from coordinator.ingress import Coordinator
+from tests.support.lost_messages import reported_lost
 from tests.support.sentinel_topology import ReplicatedRedis, start_replicated_redis, wait_until
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def test_a_poll_for_a_message_the_failover_lost_raises_message_lost(
             lost.result(timeout=0)
         _fail_over(pair)
         # The caller polls (as a chat loop does); within seconds it hears the message is gone.
-        wait_until(lambda: _lost(lost), timeout=8.0, what="MessageLost for m1")
+        wait_until(lambda: reported_lost(lost), timeout=8.0, what="MessageLost for m1")
         with pytest.raises(TurnTimeout):  # m0 survived the failover: still waiting for its turn
             kept.result(timeout=0)
     finally:
@@ -62,17 +63,6 @@ def test_a_poll_for_a_message_the_failover_lost_raises_message_lost(
             again.result(timeout=0)
     finally:
         promoted.close()
-
-
-def _lost(handle: object) -> bool:
-    try:
-        handle.result(timeout=0)  # type: ignore[attr-defined]
-    except MessageLost as exc:
-        assert "same message id" in str(exc)
-        return True
-    except TurnTimeout:
-        return False
-    raise AssertionError("m1 was answered, but no worker runs turns here")
 
 
 def _fail_over(pair: ReplicatedRedis) -> None:

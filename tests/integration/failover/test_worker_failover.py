@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from cluster.connection import connect
-from cluster.errors import MessageLost, TurnTimeout
 from cluster.jobs import job_id_for
 from cluster.keys import Keyspace
 from cluster.rq_format import RqFormat
 from tests.support.fleet import coordinator, fleet, user_texts
+from tests.support.lost_messages import reported_lost
 from tests.support.sentinel_topology import SentinelTopology, wait_until
 
 pytestmark = pytest.mark.integration
@@ -86,21 +86,10 @@ def test_a_message_the_failover_lost_is_reported_though_a_worker_held_it(
                 old.close()
             dead, died = sentinels.kill_primary()  # mid-turn: its commit never lands
             sentinels.wait_for_failover(dead.address, died)
-            wait_until(lambda: _lost(handle), timeout=30, what="MessageLost for m1")
+            wait_until(lambda: reported_lost(handle), timeout=30, what="MessageLost for m1")
             promoted = connect(sentinels.url)
             try:  # the worker let go of its claim and left no job behind
                 wait_until(lambda: not promoted.lrange(Keyspace(namespace).inflight("w1"), 0, -1))
                 assert promoted.hget(job_key, "status") is None
             finally:
                 promoted.close()
-
-
-def _lost(handle: object) -> bool:
-    try:
-        handle.result(timeout=0)  # type: ignore[attr-defined]
-    except MessageLost as exc:
-        assert "same message id" in str(exc)
-        return True
-    except TurnTimeout:
-        return False
-    raise AssertionError("m1 was answered, but the promoted replica never had it")
