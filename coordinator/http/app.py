@@ -31,10 +31,11 @@ from coordinator.http.context import HttpOptions
 from coordinator.http.errors import error_response, handle_cluster_error
 from coordinator.http.gateway import Gateway
 from coordinator.http.observability import instrument, observability_routes
-from coordinator.http.openai_compat import chat_completion_routes
+from coordinator.http.openai_compat import chat_completion_routes, chat_completions
 from coordinator.http.openapi import openapi_document
-from coordinator.http.routes import routes
+from coordinator.http.routes import get_events, post_message, routes
 from coordinator.http.schedule_routes import schedule_routes
+from coordinator.http.waiting_asgi import GatewayApp
 
 __all__ = ["build_app", "serve"]
 
@@ -106,7 +107,8 @@ def build_app(
             if owned:
                 await app.state.gateway.close()
 
-    app = Starlette(
+    app = GatewayApp(
+        waiting=(post_message, get_events, chat_completions),
         routes=[
             *schedule_routes(),  # before routes(): GET /v1/sessions/{key} would take .../schedules
             *routes(),
