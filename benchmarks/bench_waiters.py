@@ -1,7 +1,7 @@
 """How many waiting callers one gateway process holds, on how many Redis connections.
 
 Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [--ttft 8]
-[--clients 3] [--seconds 150] [--trace-memory]``
+[--clients 3] [--seconds 150] [--trace-memory | --profile]``
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
@@ -14,16 +14,27 @@ samples the callers held (sent, not answered), the Redis connections the
 gateway process holds (``CLIENT LIST`` entries whose port is one of the
 gateway's sockets), the gateway's RSS and CPU. Three seconds after the last
 caller was sent and admitted (``/readyz`` counts them all: the arrivals and
-the turn starts are over, the callers wait on the model) it takes the
-gateway's RSS growth per caller held, its CPU use over the next 2 s (the
-cost of holding them), and times a newcomer's quick message (``/stop`` to a fresh session: accepted
-and answered by the gateway without a model call, median of 20) against the
-same measure on the idle gateway just before.
+the turn starts are over) it pauses both workers (``SIGSTOP``; the bench's
+cluster runs with a heartbeat TTL long enough that nobody takes them for
+dead) so that the callers are held while nothing answers them, and takes
+the gateway's RSS growth per caller held, its CPU use over the next 2 s
+(the cost of holding them) and a newcomer's quick message (``/stop`` to a
+fresh session: accepted and answered by the gateway without a model call,
+median of 20) then; it resumes the workers, waits for the first answers
+and times the newcomer again and the gateway's CPU while the answers
+stream. Both newcomer figures are compared with the same measure on the
+idle gateway just before the level; the machine's load average is
+recorded at each level's start and end (this 2-core machine is shared: the
+workers, the clients and Redis run on the same cores as the gateway).
 Prints one table row per level, the newcomer's loaded latency also as a
 ratio of its idle one. ``--trace-memory`` runs the gateway with tracemalloc
 (``benchmarks/traced_gateway.py``) and prints, per level, the Python memory
 per waiting caller by package and the source lines holding most of it
 (tracing slows the gateway: its other figures are not comparable then).
+``--profile`` runs the gateway with cProfile and a loop-lag probe in each
+measured window (``benchmarks/profiled_gateway.py``) and prints, per level
+and window, the loop thread's CPU, how late the loop ran a callback, and the
+functions with the most own time (profiling slows the gateway too).
 Loopback only; nothing is left running.
 """
 
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -61,6 +73,12 @@ NAMESPACE = "benchwait"
 # which the gateway's CPU is measured then.
 SETTLE = 3.0
 HOLD_WINDOW = 2.0
+# Seconds after the workers were paused before the held figures are taken (what they
+# sent before is passed on), and most seconds to wait for the first answers after.
+PAUSE_DRAIN = 0.5
+FIRST_ANSWERS = 20.0
+# The bench's heartbeat TTL: a worker paused for the held figures is not taken for dead.
+HEARTBEAT_TTL = 60
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -200,15 +218,52 @@ def _memory_trace(gw_pid: int, out: Path) -> list[tuple[int, int, str]]:
     return rows
 
 
+def _cpu_over(pid: int, seconds: float) -> float:
+    """Share of one core the process used over the next ``seconds``."""
+    cpu0 = _proc_stats(pid)[1]
+    time.sleep(seconds)
+    return (_proc_stats(pid)[1] - cpu0) / seconds
+
+
+class _Profile:
+    """The profile windows of a gateway run by ``profiled_gateway.py`` (SIGUSR2 toggles)."""
+
+    def __init__(self, gw_pid: int, out: Path) -> None:
+        self.gw_pid, self.out, self.count = gw_pid, out, 0
+
+    def start(self) -> None:
+        os.kill(self.gw_pid, signal.SIGUSR2)
+
+    def stop(self) -> list[str]:
+        """End the window; its report's lines."""
+        os.kill(self.gw_pid, signal.SIGUSR2)
+        self.count += 1
+        path = self.out.with_name(f"{self.out.name}.{self.count}")
+        deadline = time.monotonic() + 60
+        while not path.exists():
+            assert time.monotonic() < deadline, "the profiled gateway wrote no report"
+            time.sleep(0.1)
+        time.sleep(0.5)  # let it finish writing
+        return path.read_text().splitlines()
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
+
+
 def run_level(
     n: int,
     port: int,
     gw_pid: int,
+    worker_pids: list[int],
     client: redis.Redis,
     clients: int,
     seconds: float,
     trace: Path | None = None,
+    profile: _Profile | None = None,
 ) -> dict[str, Any]:
+    load_start = os.getloadavg()[0]
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     idle_ms = _newcomer(http)
     rss0, cpu0 = _proc_stats(gw_pid)
@@ -231,24 +286,50 @@ def run_level(
     started = time.monotonic()
     for proc in procs:
         proc.start()
-    peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
-    all_sent_at = settled_held = holding_cpu = 0.0
+    peak_held, peak_conns, peak_rss = 0, 0, rss0
+    held_ms = loaded_ms = 0.0
+    all_sent_at = settled_held = holding_cpu = streaming_cpu = admitted_s = 0.0
+    answered_then = 0
     settled_rss = rss0
+    profiles: dict[str, list[str]] = {}
     while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
         peak_held = max(peak_held, held.value)
         peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
         if not all_sent_at and sent.value >= n and _admitted(http) >= held.value:
             all_sent_at = time.monotonic()  # every caller sent and admitted by the gateway
-        # Once every caller is in and the gateway settled: memory, its CPU while it
-        # only holds them, the newcomer, the trace.
-        if all_sent_at and not loaded_ms and time.monotonic() - all_sent_at >= SETTLE:
-            settled_held, (settled_rss, held_cpu0) = held.value, _proc_stats(gw_pid)
-            time.sleep(HOLD_WINDOW)
-            holding_cpu = (_proc_stats(gw_pid)[1] - held_cpu0) / HOLD_WINDOW
+            admitted_s = all_sent_at - started
+        # Once every caller is in and the gateway settled: with the workers paused (the
+        # callers held, nothing answers), memory, the CPU of holding them, the newcomer and
+        # the trace; then, the workers resumed and answers streaming, the newcomer again.
+        if all_sent_at and not held_ms and time.monotonic() - all_sent_at >= SETTLE:
+            _signal_all(worker_pids, signal.SIGSTOP)
+            try:
+                time.sleep(PAUSE_DRAIN)
+                settled_held, settled_rss = held.value, _proc_stats(gw_pid)[0]
+                answered_then = sent.value - held.value
+                if profile is not None:
+                    profile.start()
+                holding_cpu = _cpu_over(gw_pid, HOLD_WINDOW)
+                held_ms = _newcomer(http)
+                if profile is not None:
+                    profiles["held, workers paused"] = profile.stop()
+                if trace is not None:
+                    traced_loaded = _memory_trace(gw_pid, trace)
+            finally:
+                _signal_all(worker_pids, signal.SIGCONT)
+            resumed = time.monotonic()
+            while (
+                sent.value - held.value <= answered_then
+                and time.monotonic() - resumed < FIRST_ANSWERS
+            ):
+                time.sleep(0.05)
+            if profile is not None:
+                profile.start()
+            streaming_cpu = _cpu_over(gw_pid, 1.0)
             loaded_ms = _newcomer(http)
-            if trace is not None:
-                traced_loaded = _memory_trace(gw_pid, trace)
+            if profile is not None:
+                profiles["answers streaming"] = profile.stop()
         time.sleep(0.2)
     answers = errors = 0
     for _ in procs:
@@ -268,11 +349,16 @@ def run_level(
         "cpu_s": cpu1 - cpu0,
         "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
         "settled_held": settled_held,
+        "admitted_s": admitted_s,
         "holding_cpu": holding_cpu,
+        "streaming_cpu": streaming_cpu,
         "newcomer_idle_ms": idle_ms,
+        "newcomer_held_ms": held_ms,
         "newcomer_loaded_ms": loaded_ms,
+        "load": (load_start, os.getloadavg()[0]),
         "seconds": time.monotonic() - started,
         "trace": _per_caller(traced_before, traced_loaded, int(settled_held)),
+        "profiles": profiles,
     }
 
 
@@ -297,17 +383,29 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
     print(f"\nttft {ttft:g}s, {clients} client processes{', gateway traced' if traced else ''}\n")
     print(
         "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
-        "| CPU while holding | KiB/caller | newcomer idle / loaded | loaded/idle |"
+        "| CPU holding (workers paused) / streaming | KiB/caller "
+        "| newcomer idle / held / streaming | held/idle | streaming/idle | load avg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ratio = r["newcomer_loaded_ms"] / r["newcomer_idle_ms"] if r["newcomer_idle_ms"] else 0
+        idle = r["newcomer_idle_ms"] or math.inf
         print(
             f"| {r['callers']:,} | {r['held']:,} | {r['answers']:,} | {r['errors']:,} "
             f"| {r['redis_conns']} | {r['rss_mib']:.0f} MiB | {r['cpu_s']:.1f} s "
-            f"| {r['holding_cpu']:.0%} | {r['kib_per_caller']:.1f} | {r['newcomer_idle_ms']:.1f} / "
-            f"{r['newcomer_loaded_ms']:.1f} ms | {ratio:.2f}x |"
+            f"| {r['holding_cpu']:.0%} / {r['streaming_cpu']:.0%} | {r['kib_per_caller']:.1f} "
+            f"| {r['newcomer_idle_ms']:.1f} / {r['newcomer_held_ms']:.1f} / "
+            f"{r['newcomer_loaded_ms']:.1f} ms | {r['newcomer_held_ms'] / idle:.2f}x "
+            f"| {r['newcomer_loaded_ms'] / idle:.2f}x | {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
         )
+    for r in rows:
+        for phase, lines in r["profiles"].items():
+            print(f"\nprofiled gateway at {r['callers']:,} callers, {phase}:\n")
+            cut = lines.index("--")
+            for line in lines[:cut]:
+                print("    " + line.replace("\t", " "))
+            print("\n| own s | cumulative s | calls | function |\n|---|---|---|---|")
+            for line in lines[cut + 1 : cut + 16]:
+                print("| " + " | ".join(line.split("\t", 3)) + " |")
     for r in rows:
         if not r["trace"]:
             continue
@@ -334,6 +432,9 @@ def main() -> int:
     parser.add_argument(
         "--trace-memory", action="store_true", help="tracemalloc in the gateway (slower)"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile and a loop-lag probe in the gateway"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -344,6 +445,7 @@ def main() -> int:
         "OPENAI_API_KEY": "sk-bench",
         "AGENT_CLUSTER_HOME": str(tmp / "home"),
         "AGENT_CLUSTER_SANDBOX": "auto",
+        "AGENT_CLUSTER_HEARTBEAT_TTL": str(HEARTBEAT_TTL),
     }
     if "gateway_max_waiting" in {f.name for f in ClusterSettings.__dataclass_fields__.values()}:
         env["AGENT_CLUSTER_GATEWAY_MAX_WAITING"] = str(max(levels) + 100)
@@ -377,6 +479,9 @@ def main() -> int:
             if trace is not None:
                 env["BENCH_TRACEMALLOC_OUT"] = str(trace)
                 entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")]
+            elif args.profile:
+                env["BENCH_PROFILE_OUT"] = str(tmp / "profile")
+                entry = [str(Path(__file__).resolve().parent / "profiled_gateway.py")]
             with (tmp / "gw.log").open("ab") as log:
                 gw = subprocess.Popen(
                     [sys.executable, *entry, "serve", "--anonymous"]
@@ -398,8 +503,15 @@ def main() -> int:
                 assert time.monotonic() < deadline, "the cluster did not start"
                 time.sleep(0.2)
             for n in levels:
-                rows.append(run_level(n, port, gw.pid, client, args.clients, args.seconds, trace))
-                print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
+                workers = [proc.pid for proc in procs[:2]]
+                profile = _Profile(gw.pid, tmp / "profile") if args.profile and not trace else None
+                rows.append(
+                    run_level(
+                        n, port, gw.pid, workers, client, args.clients, args.seconds, trace, profile
+                    )
+                )
+                shown = {k: v for k, v in rows[-1].items() if k not in ("trace", "profiles")}
+                print(shown, flush=True)
         finally:
             for proc in procs:
                 proc.terminate()

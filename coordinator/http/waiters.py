@@ -17,13 +17,16 @@ waits in memory and is woken by Redis instead:
 * on a signal (or on the confirmation of a new subscription, which covers a
   reply written before it) one task pops the signalled reply lists with
   pipelined ``LPOP`` and reads the signalled streams with ``XREAD``, and
-  wakes exactly their callers. Idle callers cost no Redis command at all.
+  wakes exactly their callers (a woken caller runs on its own task: the
+  wait is a deadline the wake brings forward, :meth:`Waiters.wait`). Idle
+  callers cost no Redis command between sweeps.
 
 The reply lists and streams stay the truth; a signal only wakes. A slow
 sweep (every ``gateway_sweep_interval`` seconds, and at once after a Redis
-error or a lost subscriber connection) checks every waiting caller anyway,
-so a signal lost to a Redis restart or a failover delays a reply by at most
-one sweep, never loses it.
+error or a lost subscriber connection) checks every waiting caller anyway
+(one ``EXISTS`` per :data:`BATCH` reply lists, one ``XREAD`` per
+:data:`BATCH` streams), so a signal lost to a Redis restart or a failover
+delays a reply by at most one sweep, never loses it.
 
 Callers are admitted by :meth:`Waiters.admit` up to ``gateway_max_waiting``;
 past it :class:`~cluster.errors.GatewayFull` is raised (503 with
@@ -53,8 +56,10 @@ __all__ = ["BATCH", "FULL_RETRY_AFTER", "Hold", "Wait", "Waiters"]
 
 log = logging.getLogger("coordinator.http.waiters")
 
-BATCH = 500
-"""Most reply lists one pipeline pops, and most streams one ``XREAD`` reads."""
+BATCH = 100
+"""Most reply lists one pipeline pops or one ``EXISTS`` checks, and most streams one ``XREAD``
+reads: the callers one read wakes run before the next read's reply is parsed, so a newcomer's
+request waits behind at most this many of them."""
 
 FULL_RETRY_AFTER = 5
 """``Retry-After`` of a full gateway, seconds."""
@@ -201,6 +206,7 @@ class Waiters:
         self._replies: dict[str, list[Wait]] = {}
         self._streams: dict[str, list[Wait]] = {}
         self._due_replies: set[str] = set()
+        self._swept_replies: set[str] = set()
         self._due_streams: set[str] = set()
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
@@ -416,12 +422,13 @@ class Waiters:
         while True:
             now = self._clock()
             if now >= self._next_sweep:
-                self._due_replies.update(self._replies)
+                self._swept_replies.update(self._replies)
                 self._due_streams.update(self._streams)
                 self._next_sweep = now + self._sweep_interval
             try:
                 await self._signals.flush()
                 await self._push_back_orphans()
+                await self._find_swept_replies()
                 await self._pop_replies()
                 if self._due_streams and now - self._streams_read_at >= _STREAM_COALESCE:
                     self._streams_read_at = now
@@ -464,6 +471,19 @@ class Waiters:
         except BaseException:
             self._orphans.extend(orphans)
             raise
+
+    async def _find_swept_replies(self) -> None:
+        """Of the reply lists the sweep checks, make due those that hold a reply.
+
+        A reply list exists only while a reply is in it, so one ``EXISTS`` per
+        :data:`BATCH` lists finds them: a sweep of ten thousand waiting callers
+        costs a hundred commands, not ten thousand pops of empty lists.
+        """
+        keys = [key for key in self._swept_replies if key in self._replies]
+        self._swept_replies.clear()
+        for batch in _batches(keys):
+            if await self._client.exists(*batch):
+                self._due_replies.update(batch)
 
     async def _pop_replies(self) -> None:
         keys = [key for key in self._due_replies if key in self._replies]
