@@ -16,7 +16,9 @@ gateway's sockets), the gateway's RSS and CPU. Three seconds after the last
 caller was sent and admitted (``/readyz`` counts them all: the arrivals and
 the turn starts are over) it pauses both workers (``SIGSTOP``; the bench's
 cluster runs with a heartbeat TTL long enough that nobody takes them for
-dead) so that the callers are held while nothing answers them, and takes
+dead) so that the callers are held while nothing answers them, waits until
+the gateway passed on what the workers sent before (its CPU below 20% of a
+core over half a second, 15 s at most), and takes
 the gateway's RSS growth per caller held, its CPU use over the next 2 s
 (the cost of holding them) and a newcomer's quick message (``/stop`` to a
 fresh session: accepted and answered by the gateway without a model call,
@@ -73,12 +75,15 @@ NAMESPACE = "benchwait"
 # which the gateway's CPU is measured then.
 SETTLE = 3.0
 HOLD_WINDOW = 2.0
-# Seconds after the workers were paused before the held figures are taken (what they
-# sent before is passed on), and most seconds to wait for the first answers after.
+# After the workers were paused, the held figures wait until the gateway passed on what
+# they sent before: its CPU over PAUSE_DRAIN seconds below QUIET_CPU of a core, or
+# DRAIN_LIMIT seconds. Most seconds to wait for the first answers after the resume.
 PAUSE_DRAIN = 0.5
+QUIET_CPU = 0.2
+DRAIN_LIMIT = 15.0
 FIRST_ANSWERS = 20.0
 # The bench's heartbeat TTL: a worker paused for the held figures is not taken for dead.
-HEARTBEAT_TTL = 60
+HEARTBEAT_TTL = 90
 _CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -288,7 +293,7 @@ def run_level(
         proc.start()
     peak_held, peak_conns, peak_rss = 0, 0, rss0
     held_ms = loaded_ms = 0.0
-    all_sent_at = settled_held = holding_cpu = streaming_cpu = admitted_s = 0.0
+    all_sent_at = settled_held = holding_cpu = streaming_cpu = admitted_s = drained_s = 0.0
     answered_then = 0
     settled_rss = rss0
     profiles: dict[str, list[str]] = {}
@@ -305,7 +310,13 @@ def run_level(
         if all_sent_at and not held_ms and time.monotonic() - all_sent_at >= SETTLE:
             _signal_all(worker_pids, signal.SIGSTOP)
             try:
-                time.sleep(PAUSE_DRAIN)
+                paused = time.monotonic()
+                while (
+                    _cpu_over(gw_pid, PAUSE_DRAIN) > QUIET_CPU
+                    and time.monotonic() - paused < DRAIN_LIMIT
+                ):
+                    pass  # the gateway still passes on what the workers sent before the pause
+                drained_s = time.monotonic() - paused
                 settled_held, settled_rss = held.value, _proc_stats(gw_pid)[0]
                 answered_then = sent.value - held.value
                 if profile is not None:
@@ -350,6 +361,7 @@ def run_level(
         "kib_per_caller": (settled_rss - rss0) * 1024 / max(1, settled_held),
         "settled_held": settled_held,
         "admitted_s": admitted_s,
+        "drained_s": drained_s,
         "holding_cpu": holding_cpu,
         "streaming_cpu": streaming_cpu,
         "newcomer_idle_ms": idle_ms,

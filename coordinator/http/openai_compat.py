@@ -45,7 +45,7 @@ from cluster.errors import InvalidMessage
 from cluster.stream_events import STREAM_ATTR
 from coordinator.http.body import read_json
 from coordinator.http.context import gateway, options
-from coordinator.http.routes import SSE_HEADERS, submit_turn, turn_timeout, wait_reply
+from coordinator.http.routes import submit_turn, turn_timeout, wait_reply
 from coordinator.http.sse import turn_events
 from coordinator.http.tenancy import caller, session_key
 from coordinator.http.waiting_asgi import Gone, HeldStream
@@ -228,9 +228,7 @@ async def chat_completions(request: Request) -> Response | HeldStream:
                 yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
-    return HeldStream(
-        chunks, hold=hold, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-    )
+    return HeldStream(chunks, hold=hold, message_id=message_id)
 
 
 def chat_completion_routes() -> list[BaseRoute]:

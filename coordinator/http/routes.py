@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis
@@ -84,7 +84,6 @@ class SessionKeyConvertor(Convertor[str]):
 
 
 register_url_convertor("session_key", SessionKeyConvertor())
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def wants_events(request: Request) -> bool:
@@ -153,8 +152,11 @@ async def _sse_body(
     *,
     after: str | None,
     timeout: float,
+    accepted: dict[str, Any] | None,
     gone: Gone,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
+    if accepted is not None:
+        yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
     quiet_since = time.monotonic()
     batch: list[bytes] = []  # the events of one read go out in one write
     events = turn_events(gw, session_key, message_id, after=after, timeout=timeout, gone=gone)
@@ -187,19 +189,12 @@ def sse_response(
     The caller's place in the gateway (``hold``) is given back when the stream ends.
     """
 
-    async def body(gone: Gone) -> AsyncGenerator[bytes, None]:
-        if accepted is not None:
-            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
-        chunks = _sse_body(gw, session_key, message_id, after=after, timeout=timeout, gone=gone)
-        async for chunk in chunks:
-            yield chunk
+    def body(gone: Gone) -> AsyncGenerator[bytes, None]:
+        return _sse_body(
+            gw, session_key, message_id, after=after, timeout=timeout, accepted=accepted, gone=gone
+        )
 
-    return HeldStream(
-        body,
-        hold=hold,
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "X-Message-Id": message_id},
-    )
+    return HeldStream(body, hold=hold, message_id=message_id)
 
 
 async def submit_turn(

@@ -19,7 +19,7 @@ Starlette as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from typing import Any
 
 from starlette.applications import Starlette
@@ -44,9 +44,17 @@ async def disconnected(receive: Receive) -> None:
         pass
 
 
+# The head of every event stream (one copy for all of them).
+_EVENT_STREAM_HEAD = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+
+
 class HeldStream:
-    """A streamed answer written by the request's own task; its caller's place is given back
-    however it ends.
+    """A server-sent event stream written by the request's own task; its caller's place is
+    given back however it ends.
 
     ``content`` is called with a function that returns when the client went
     away; the chunks it yields are sent as they come. No task group and no
@@ -63,15 +71,13 @@ class HeldStream:
         content: Callable[[Gone], AsyncGenerator[bytes, None]],
         *,
         hold: Hold,
-        media_type: str,
-        headers: Mapping[str, str],
+        message_id: str,
     ) -> None:
-        """Stream ``content``; ``hold`` is released when the response ends, whatever ends it."""
+        """Stream ``content`` (headers: the event stream's and ``X-Message-Id``); ``hold`` is
+        released when the response ends, whatever ends it."""
         self._content = content
         self._hold = hold
-        self._headers = [(b"content-type", f"{media_type}; charset=utf-8".encode())]
-        for name, value in headers.items():
-            self._headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self._headers = [*_EVENT_STREAM_HEAD, (b"x-message-id", message_id.encode("latin-1"))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         def gone() -> Awaitable[None]:
