@@ -1,7 +1,7 @@
 """How many waiting callers one gateway process holds, on how many Redis connections.
 
 Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [--ttft 8]
-[--clients 3] [--seconds 150] [--trace-memory | --profile]``
+[--clients 3] [--seconds 150] [--trace-memory | --profile | --probe]``
 
 Starts its own redis-server on a free loopback port, the provider simulator
 (every model call waits ``--ttft`` seconds before its first token), 2 worker
@@ -36,7 +36,9 @@ per waiting caller by package and the source lines holding most of it
 ``--profile`` runs the gateway with cProfile and a loop-lag probe in each
 measured window (``benchmarks/profiled_gateway.py``) and prints, per level
 and window, the loop thread's CPU, how late the loop ran a callback, and the
-functions with the most own time (profiling slows the gateway too).
+functions with the most own time (profiling slows the gateway too);
+``--probe`` runs the probe alone (no function profile: the gateway runs
+at its usual speed).
 Loopback only; nothing is left running.
 """
 
@@ -447,6 +449,9 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile and a loop-lag probe in the gateway"
     )
+    parser.add_argument(
+        "--probe", action="store_true", help="the loop-lag probe alone in the gateway (no cProfile)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -491,8 +496,9 @@ def main() -> int:
             if trace is not None:
                 env["BENCH_TRACEMALLOC_OUT"] = str(trace)
                 entry = [str(Path(__file__).resolve().parent / "traced_gateway.py")]
-            elif args.profile:
+            elif args.profile or args.probe:
                 env["BENCH_PROFILE_OUT"] = str(tmp / "profile")
+                env["BENCH_PROFILE_FUNCTIONS"] = "1" if args.profile else "0"
                 entry = [str(Path(__file__).resolve().parent / "profiled_gateway.py")]
             with (tmp / "gw.log").open("ab") as log:
                 gw = subprocess.Popen(
@@ -516,7 +522,8 @@ def main() -> int:
                 time.sleep(0.2)
             for n in levels:
                 workers = [proc.pid for proc in procs[:2]]
-                profile = _Profile(gw.pid, tmp / "profile") if args.profile and not trace else None
+                profiled = (args.profile or args.probe) and not trace
+                profile = _Profile(gw.pid, tmp / "profile") if profiled else None
                 rows.append(
                     run_level(
                         n, port, gw.pid, workers, client, args.clients, args.seconds, trace, profile

@@ -13,8 +13,9 @@ other processes: workers, clients, Redis). Ending a window writes
 ``BENCH_PROFILE_OUT.<n>``: the loop thread's and the process' CPU seconds,
 the probe's lateness (median, p99, max, in ms), and the functions with the
 most own CPU time (the loop thread's), biggest first (``tottime<TAB>cumtime<TAB>calls<TAB>where``).
-The profiler slows what it watches: compare the shares, not the times, with
-an unprofiled run.
+The profiler slows what it watches (a CPU-clock read per call): compare
+the shares, not the times, with an unprofiled run; with
+``BENCH_PROFILE_FUNCTIONS=0`` a window runs the probe alone (nearly free).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class _Window:
             due = loop.time() + PROBE_EVERY
             self.probe = loop.call_at(due, self._probe, loop, due)
             self.profile = cProfile.Profile(time.thread_time)  # CPU, not the waits for a core
-            self.profile.enable()
+            if os.environ.get("BENCH_PROFILE_FUNCTIONS", "1") == "1":
+                self.profile.enable()
             return
         self.profile.disable()
         if self.probe is not None:
@@ -69,9 +71,11 @@ class _Window:
             time.process_time() - self.started[2],
         )
         self.count += 1
-        stats = pstats.Stats(self.profile)
+        rows = []
+        if os.environ.get("BENCH_PROFILE_FUNCTIONS", "1") == "1":
+            stats = pstats.Stats(self.profile)
+            rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:_TOP]  # type: ignore[attr-defined]
         self.profile = None
-        rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:_TOP]  # type: ignore[attr-defined]
         late = sorted(self.late) or [0.0]
         with open(f"{os.environ['BENCH_PROFILE_OUT']}.{self.count}", "w") as out:
             out.write(
