@@ -25,7 +25,9 @@ fresh session: accepted and answered by the gateway without a model call,
 median of 20) then; it resumes the workers, waits for the first answers
 and times the newcomer again and the gateway's CPU while the answers
 stream. Both newcomer figures are compared with the same measure on the
-idle gateway just before the level; the machine's load average is
+idle gateway just before the level, and each comes with the median time
+of a ``PING`` to Redis from the bench at the same moment (what each of the
+newcomer's Redis round trips costs on the machine then); the machine's load average is
 recorded at each level's start and end (this 2-core machine is shared: the
 workers, the clients and Redis run on the same cores as the gateway).
 Prints one table row per level, the newcomer's loaded latency also as a
@@ -198,6 +200,18 @@ def _newcomer(http: httpx.Client, samples: int = 20) -> float:
     return statistics.median(times) * 1000
 
 
+def _redis_ping(client: redis.Redis, samples: int = 20) -> float:
+    """Median milliseconds of a PING to the cluster's Redis from this process: what one of
+    the newcomer's Redis round trips costs on the machine at that moment."""
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        client.ping()
+        times.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    return statistics.median(times) * 1000
+
+
 def _admitted(http: httpx.Client) -> int:
     """The callers the gateway holds, by its own count (``/readyz``)."""
     try:
@@ -273,6 +287,7 @@ def run_level(
     load_start = os.getloadavg()[0]
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     idle_ms = _newcomer(http)
+    ping_ms = [_redis_ping(client), 0.0, 0.0]
     rss0, cpu0 = _proc_stats(gw_pid)
     traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
     traced_loaded: list[tuple[int, int, str]] = []
@@ -325,6 +340,7 @@ def run_level(
                     profile.start()
                 holding_cpu = _cpu_over(gw_pid, HOLD_WINDOW)
                 held_ms = _newcomer(http)
+                ping_ms[1] = _redis_ping(client)
                 if profile is not None:
                     profiles["held, workers paused"] = profile.stop()
                 if trace is not None:
@@ -341,6 +357,7 @@ def run_level(
                 profile.start()
             streaming_cpu = _cpu_over(gw_pid, 1.0)
             loaded_ms = _newcomer(http)
+            ping_ms[2] = _redis_ping(client)
             if profile is not None:
                 profiles["answers streaming"] = profile.stop()
         time.sleep(0.2)
@@ -369,6 +386,7 @@ def run_level(
         "newcomer_idle_ms": idle_ms,
         "newcomer_held_ms": held_ms,
         "newcomer_loaded_ms": loaded_ms,
+        "redis_ping_ms": ping_ms,
         "load": (load_start, os.getloadavg()[0]),
         "seconds": time.monotonic() - started,
         "trace": _per_caller(traced_before, traced_loaded, int(settled_held)),
@@ -398,9 +416,10 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
     print(
         "| callers | held | answered | errors | Redis conns | gateway RSS | gateway CPU "
         "| CPU holding (workers paused) / streaming | KiB/caller "
-        "| newcomer idle / held / streaming | held/idle | streaming/idle | load avg |"
+        "| newcomer idle / held / streaming | held/idle | streaming/idle "
+        "| Redis PING idle / held / streaming | load avg |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         idle = r["newcomer_idle_ms"] or math.inf
         print(
@@ -409,7 +428,9 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
             f"| {r['holding_cpu']:.0%} / {r['streaming_cpu']:.0%} | {r['kib_per_caller']:.1f} "
             f"| {r['newcomer_idle_ms']:.1f} / {r['newcomer_held_ms']:.1f} / "
             f"{r['newcomer_loaded_ms']:.1f} ms | {r['newcomer_held_ms'] / idle:.2f}x "
-            f"| {r['newcomer_loaded_ms'] / idle:.2f}x | {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
+            f"| {r['newcomer_loaded_ms'] / idle:.2f}x "
+            f"| {' / '.join(f'{ms:.2f}' for ms in r['redis_ping_ms'])} ms "
+            f"| {r['load'][0]:.1f}-{r['load'][1]:.1f} |"
         )
     for r in rows:
         for phase, lines in r["profiles"].items():
