@@ -451,7 +451,7 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
         lines, packages = r["trace"][:cut], r["trace"][cut + 1 :]
         for where, kib, blocks in sorted(packages, key=lambda t: -t[1])[:8]:
             print(f"| package {where} | {kib:.2f} | {blocks:.1f} |")
-        for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:15]:
+        for where, kib, blocks in sorted(lines, key=lambda t: -t[1])[:60]:
             short = where.split("site-packages/")[-1].replace(str(Path.cwd()) + "/", "")
             print(f"| {short} | {kib:.2f} | {blocks:.1f} |")
 

@@ -162,4 +162,7 @@ def serve(
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         http=head_timeout_protocol(settings.http_header_timeout),
+        # Said, not detected: GatewayApp.__call__ returns its coroutine rather than being
+        # a coroutine function, which uvicorn's detection would take for ASGI 2.
+        interface="asgi3",
     )

@@ -160,6 +160,7 @@ async def chat_completions(request: Request) -> Response | HeldStream:
     if stream:
         attrs[STREAM_ATTR] = 1
     message_id = _message_id(request, key, messages)
+    del body, messages  # not held while the caller waits: what the wait needs was taken out
     hold = gw.admit()  # a full gateway accepts nothing
     try:
         handle = await submit_turn(

@@ -261,6 +261,7 @@ async def post_message(request: Request) -> Response | HeldStream:
         attrs[STREAM_ATTR] = 1
     message_id = body["message_id"] if "message_id" in body else uuid.uuid4().hex
     text = body.get("text")
+    del body  # what the wait needs was taken out: the parsed body is not held while it waits
     if text is None:
         raise InvalidMessage('text is missing: send {"text": "..."}')
     if not isinstance(text, str):

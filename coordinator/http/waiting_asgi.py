@@ -19,7 +19,7 @@ Starlette as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Coroutine
 from typing import Any
 
 from starlette.applications import Starlette
@@ -110,7 +110,9 @@ class GatewayApp(Starlette):
         self._waiting = frozenset(waiting)
         self._waiting_stack: ASGIApp | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
+        # Not a coroutine function: it returns the coroutine that serves the request, so a
+        # waiting caller's stack holds no frame of this dispatch while it waits.
         if scope["type"] == "http":
             for route in self.router.routes:
                 match, child_scope = route.matches(scope)
@@ -122,10 +124,9 @@ class GatewayApp(Starlette):
                     scope.update(child_scope)
                     if self._waiting_stack is None:
                         self._waiting_stack = self._stack()
-                    await self._waiting_stack(scope, receive, send)
-                    return
+                    return self._waiting_stack(scope, receive, send)  # type: ignore[return-value]
                 break  # the first route that matches decides, as in Starlette's router
-        await super().__call__(scope, receive, send)
+        return super().__call__(scope, receive, send)
 
     def _stack(self) -> ASGIApp:
         """The app's own middleware (request metrics, ``build_app``'s ``middleware``) around
@@ -142,6 +143,7 @@ class GatewayApp(Starlette):
             response = await scope["endpoint"](request)
         except Exception as exc:
             response = await self._error(request, exc)
+        del request  # a streamed answer's caller waits in the response: not holding the request
         await response(scope, receive, send)
 
     async def _error(self, request: Request, exc: Exception) -> Response:
