@@ -18,7 +18,7 @@ import tracemalloc
 from collections import defaultdict
 from types import FrameType
 
-_TOP = 40
+_TOP = 80
 
 
 def _package(filename: str) -> str:

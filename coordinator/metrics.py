@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -114,6 +114,23 @@ class CoordinatorMetrics:
         self.duration.labels(route=route).observe(max(0.0, seconds))
 
 
+class _StatusRecorder:
+    """The ``send`` a request's app gets: passes each message on, keeping the status sent
+    (500 if none was); a slotted object, lighter than a closure and its cell, since a
+    waiting caller holds it for as long as it waits."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        return self.send(message)
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware feeding :class:`CoordinatorMetrics` (streaming-safe)."""
 
@@ -127,16 +144,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = _StatusRecorder(send)
         try:
-            await self.app(scope, receive, record_status)
+            await self.app(scope, receive, recorder)
         finally:
             route = scope.get("route")
             # The template, never the raw path: a session key must not become a label value.
@@ -144,7 +154,7 @@ class MetricsMiddleware:
             self.metrics.observe(
                 str(scope.get("method", "GET")),
                 route_label(str(template)) if template else "unmatched",
-                status,
+                recorder.status,
                 time.monotonic() - started,
             )
 

@@ -1,10 +1,12 @@
 """The HTTP gateway's asyncio shell of :mod:`cluster.lost_messages`.
 
 A waiting caller whose message a Redis failover lost is told so (503
-``message_lost`` with ``Retry-After``) instead of waiting forever: the
-gateway reads the primary's replication id at most once a second for the
-whole process (:class:`PrimaryWatch`); after a failover each waiting caller
-checks once whether Redis still knows its message (:func:`check_not_lost`).
+``message_lost`` with ``Retry-After``) instead of waiting forever: one task
+per gateway process (:class:`FailoverWatch`) reads the primary's
+replication id once a second while callers wait (:class:`PrimaryWatch`);
+when it changed, each waiting caller is woken once and checks whether Redis
+still knows its message (:func:`check_not_lost`). Between failovers a
+waiting caller costs the watch nothing.
 When to read, what to read and how to judge it are the Python API's
 (:mod:`cluster.lost_messages`).
 """
@@ -12,6 +14,7 @@ When to read, what to read and how to judge it are the Python API's
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -20,8 +23,12 @@ import redis.asyncio as aioredis
 
 from cluster.keys import Keyspace
 from cluster.lost_messages import CHECK_INTERVAL, PrimaryReads, judge_probe, queue_probe
+from coordinator.http.stopping import stop_task
+from coordinator.http.waiters import Waiters
 
-__all__ = ["PrimaryWatch", "check_not_lost"]
+__all__ = ["FailoverWatch", "PrimaryWatch", "check_not_lost"]
+
+log = logging.getLogger("coordinator.http.failover_watch")
 
 
 class PrimaryWatch:
@@ -72,3 +79,48 @@ async def check_not_lost(
     except (redis.RedisError, OSError):
         return
     judge_probe(found, session_key, message_id)
+
+
+class FailoverWatch:
+    """One task per process: after a failover, every waiting caller with a check runs it once."""
+
+    def __init__(
+        self, primary: PrimaryWatch, waiters: Waiters, *, interval: float = CHECK_INTERVAL
+    ) -> None:
+        """Watch ``primary`` for the reply waits of ``waiters`` that asked for a check.
+
+        Args:
+            primary: Reads the replication id (at most once per ``interval``).
+            waiters: The gateway's waiting callers (:meth:`Waiters.failed_over` wakes them).
+            interval: Seconds between two looks while callers wait.
+        """
+        self._primary = primary
+        self._waiters = waiters
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching (in the running loop); a second call does nothing."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._watch(), name="gateway-failover-watch")
+
+    async def close(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            await stop_task(self._task)
+            self._task = None
+
+    async def _watch(self) -> None:
+        # The id read last, kept while nobody waits: a caller that comes after a failover
+        # nobody saw checks once (a probe too many at worst, never a loss unnoticed).
+        seen: str | None = None
+        while True:
+            if self._waiters.checked:
+                try:
+                    primary = await self._primary.current()
+                    if seen is not None and primary != seen:
+                        self._waiters.failed_over()
+                    seen = primary
+                except Exception:  # a bug must not stop the watch: log, go on
+                    log.exception("failover watch: looking at the primary failed")
+            await asyncio.sleep(self._interval)

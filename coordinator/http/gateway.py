@@ -39,7 +39,7 @@ from cluster.membership import RedisMembership
 from cluster.serialization import unpack
 from cluster.settings import ClusterSettings
 from cluster.tenants import TenantLimits, TenantStore, limits_by_tenant
-from coordinator.http.failover_watch import PrimaryWatch, check_not_lost
+from coordinator.http.failover_watch import FailoverWatch, PrimaryWatch, check_not_lost
 from coordinator.http.waiters import Hold, Wait, Waiters
 from coordinator.ingress import Coordinator, TurnHandle
 
@@ -49,9 +49,6 @@ T = TypeVar("T")
 
 # Seconds a reply of Redis may take (the waiters never block on a read).
 _SOCKET_TIMEOUT = 10.0
-
-# Seconds of a reply wait between two looks for a failover that lost the message.
-_FAILOVER_SLICE = 2.0
 
 EVENT_ID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 """What a ``Last-Event-ID`` may be: a Redis stream entry id."""
@@ -130,6 +127,7 @@ class Gateway:
             durability=settings.durability(),
         )
         self.primary = PrimaryWatch(client)
+        self.failovers = FailoverWatch(self.primary, self.waiters)
 
     @classmethod
     def open(cls, settings: ClusterSettings) -> Gateway:
@@ -173,6 +171,7 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop the waiters, close every connection."""
+        await self.failovers.close()
         await self.waiters.close()
         await self.client.aclose()
         await self.run(self.coordinator.close)
@@ -209,28 +208,22 @@ class Gateway:
     ) -> dict[str, Any] | None:
         """Pop a message's reply, waiting up to ``timeout`` seconds (``None``: none came).
 
-        ``gone`` returns when the caller went away; the wait ends then (``None``).
-        Every ``_FAILOVER_SLICE`` seconds the wait looks at the primary's
-        replication id (read at most once a second for the whole process:
-        :class:`~coordinator.http.failover_watch.PrimaryWatch`); after a change
-        it checks once that Redis still knows the message.
+        ``gone`` returns when the caller went away (it runs on the caller's own
+        task); the wait ends then (``None``). After a Redis failover (the
+        process' one :class:`~coordinator.http.failover_watch.FailoverWatch`
+        saw the primary's replication id change) the wait checks once that
+        Redis still knows the message.
 
         Raises:
             MessageLost: a failover lost the message (resubmit it, same id).
         """
-        seen = await self.primary.current()
 
         async def check() -> None:
-            nonlocal seen
-            primary = await self.primary.current()
-            if primary != seen:
-                seen = primary
-                await check_not_lost(self.client, self.keyspace, session_key, message_id)
+            await check_not_lost(self.client, self.keyspace, session_key, message_id)
 
+        self.failovers.start()
         key = self.keyspace.reply_list(session_key, message_id)
-        raw = await self.waiters.reply(
-            key, timeout, gone=gone, check=check, check_every=_FAILOVER_SLICE
-        )
+        raw = await self.waiters.reply(key, timeout, gone=gone, check=check)
         return None if raw is None else _decode_reply(raw, message_id)
 
     def watch_turn(self, session_key: str, message_id: str, *, after: str) -> Wait:

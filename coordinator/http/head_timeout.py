@@ -8,6 +8,15 @@ returns a subclass of uvicorn's h11 protocol that closes a connection when no
 complete request head arrived within ``seconds`` of the connection opening or
 of the previous response ending. A request whose head arrived is never cut
 off by it: a long turn or an event stream runs as long as it needs.
+
+The same protocol replaces each connection's two :class:`asyncio.Event`
+objects (its request's ``message_event``, which the app's ``receive`` waits
+on, and the write flow control's) with a slotted event that keeps its
+waiters in a list made at the first wait: an :class:`asyncio.Event` has an
+instance dict and a :class:`collections.deque` whose first 64-slot block
+is allocated up front (about 0.7 KiB per event), and a caller waiting on
+a slow model holds both events for as long as it waits. Waiting on one is
+its future, without a coroutine frame around it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,60 @@ __all__ = ["head_timeout_protocol"]
 log = logging.getLogger("coordinator.http")
 
 
+class _LeanEvent:
+    """What uvicorn asks of its per-connection :class:`asyncio.Event` objects (``set``,
+    ``clear``, ``wait``; ``is_set`` too), in two slots.
+
+    ``wait`` returns the future itself (no coroutine frame around it); the
+    futures are kept in a list made at the first wait, and ``set`` resolves
+    them all and drops the list. A future cancelled meanwhile (its task
+    ended) leaves the list at the next wait or set.
+    """
+
+    __slots__ = ("_is_set", "_waiters")
+
+    def __init__(self, is_set: bool) -> None:
+        self._is_set = is_set
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        """Whether the event is set."""
+        return self._is_set
+
+    def set(self) -> None:
+        """Set the event: every wait returns."""
+        if not self._is_set:
+            self._is_set = True
+            waiters, self._waiters = self._waiters, None
+            for future in waiters or ():
+                if not future.done():
+                    future.set_result(True)
+
+    def clear(self) -> None:
+        """Unset the event: waits wait again."""
+        self._is_set = False
+
+    def wait(self) -> asyncio.Future[bool]:
+        """An awaitable that is ``True`` once the event is set (at once if it is)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._is_set:
+            future.set_result(True)
+        elif self._waiters is None:
+            self._waiters = [future]
+        else:
+            self._waiters = [waiter for waiter in self._waiters if not waiter.done()]
+            self._waiters.append(future)
+        return future
+
+
+def _lean(event: asyncio.Event) -> asyncio.Event:
+    """``event`` as a :class:`_LeanEvent` in the same state (only one nobody waits on yet).
+
+    Typed as the event it replaces: uvicorn calls only the methods both have.
+    """
+    return _LeanEvent(event.is_set())  # type: ignore[return-value]
+
+
 class _HeadTimeoutProtocol(H11Protocol):
     """H11Protocol that closes a connection whose request head takes too long."""
 
@@ -34,7 +97,16 @@ class _HeadTimeoutProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow._is_writable_event = _lean(self.flow._is_writable_event)
         self._await_head()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # A request cycle started by these events gets the lean event before its task first
+        # runs (nothing waits on it yet); one from an earlier call has it already.
+        cycle = self.cycle
+        if cycle is not None and type(cycle.message_event) is asyncio.Event:
+            cycle.message_event = _lean(cycle.message_event)
 
     def on_response_complete(self) -> None:
         # Armed before the base class starts a pipelined request's cycle, so

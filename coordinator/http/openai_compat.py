@@ -34,7 +34,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -45,9 +45,10 @@ from cluster.errors import InvalidMessage
 from cluster.stream_events import STREAM_ATTR
 from coordinator.http.body import read_json
 from coordinator.http.context import gateway, options
-from coordinator.http.routes import SSE_HEADERS, submit_turn, turn_timeout, wait_reply
-from coordinator.http.sse import HeldStreamingResponse, turn_events
+from coordinator.http.routes import submit_turn, turn_timeout, wait_reply
+from coordinator.http.sse import turn_events
 from coordinator.http.tenancy import caller, session_key
+from coordinator.http.waiting_asgi import Gone, HeldStream
 
 __all__ = ["chat_completion_routes", "message_text", "openai_usage"]
 
@@ -135,7 +136,7 @@ def _chunk(cid: str, model: str, created: int, delta: dict[str, Any], finish: st
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | HeldStream:
     """An OpenAI chat completion whose conversation the cluster keeps."""
     tenant = await caller(request)
     gw = gateway(request)
@@ -159,6 +160,7 @@ async def chat_completions(request: Request) -> Response:
     if stream:
         attrs[STREAM_ATTR] = 1
     message_id = _message_id(request, key, messages)
+    del body, messages  # not held while the caller waits: what the wait needs was taken out
     hold = gw.admit()  # a full gateway accepts nothing
     try:
         handle = await submit_turn(
@@ -195,10 +197,11 @@ async def chat_completions(request: Request) -> Response:
             headers={**headers, "X-Worker-Id": str(raw.get("worker_id"))},
         )
 
-    async def chunks() -> AsyncIterator[bytes]:
+    async def chunks(gone: Gone) -> AsyncGenerator[bytes, None]:
         yield _chunk(cid, model, created, {"role": "assistant", "content": ""}, None)
         streamed = False
-        async for event in turn_events(gw, key, message_id, after=None, timeout=timeout):
+        events = turn_events(gw, key, message_id, after=None, timeout=timeout, gone=gone)
+        async for event in events:
             if event is None:
                 continue
             if event.type == "delta":
@@ -226,9 +229,7 @@ async def chat_completions(request: Request) -> Response:
                 yield f"data: {json.dumps({'error': event.data.get('error')})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
-    return HeldStreamingResponse(
-        chunks(), hold=hold, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-    )
+    return HeldStream(chunks, hold=hold, message_id=message_id)
 
 
 def chat_completion_routes() -> list[BaseRoute]:

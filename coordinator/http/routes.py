@@ -25,13 +25,13 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cluster.errors import InvalidMessage, RequestRefused
@@ -40,16 +40,10 @@ from cluster.stream_events import STREAM_ATTR, final_event
 from coordinator.http.body import read_object
 from coordinator.http.context import gateway, options
 from coordinator.http.gateway import Gateway
-from coordinator.http.sse import (
-    KEEPALIVE,
-    HeldStreamingResponse,
-    SseEvent,
-    encode,
-    event_id_or_none,
-    turn_events,
-)
+from coordinator.http.sse import KEEPALIVE, SseEvent, encode, event_id_or_none, turn_events
 from coordinator.http.tenancy import admit_turn, caller, release_turn, session_key
 from coordinator.http.waiters import Hold
+from coordinator.http.waiting_asgi import Gone, HeldStream, disconnected
 from coordinator.ingress import RESET_COMMANDS, TurnHandle, checked_reply
 from coordinator.status import SessionStatus, read_session
 
@@ -90,7 +84,6 @@ class SessionKeyConvertor(Convertor[str]):
 
 
 register_url_convertor("session_key", SessionKeyConvertor())
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def wants_events(request: Request) -> bool:
@@ -127,12 +120,15 @@ async def wait_reply(
         RequestRefused: 499 ``client_closed``: the caller went away (nobody reads it).
     """
 
+    left = False
+
     async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
+        nonlocal left
+        await disconnected(request.receive)
+        left = True
 
     raw = await gw.wait_reply(handle.session_key, handle.message_id, timeout, gone=gone)
-    if raw is None and await request.is_disconnected():
+    if raw is None and left:
         raise RequestRefused(
             "the client closed the connection before its reply came; it stays for a retry "
             "with the same message_id",
@@ -150,11 +146,21 @@ def reply_body(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _sse_body(
-    gw: Gateway, session_key: str, message_id: str, *, after: str | None, timeout: float
-) -> AsyncIterator[bytes]:
+    gw: Gateway,
+    session_key: str,
+    message_id: str,
+    *,
+    after: str | None,
+    timeout: float,
+    accepted: dict[str, Any] | None,
+    gone: Gone,
+) -> AsyncGenerator[bytes, None]:
+    if accepted is not None:
+        yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
     quiet_since = time.monotonic()
     batch: list[bytes] = []  # the events of one read go out in one write
-    async for event in turn_events(gw, session_key, message_id, after=after, timeout=timeout):
+    events = turn_events(gw, session_key, message_id, after=after, timeout=timeout, gone=gone)
+    async for event in events:
         if event is not None:
             batch.append(encode(event))
         elif batch:
@@ -177,24 +183,18 @@ def sse_response(
     timeout: float,
     accepted: dict[str, Any] | None = None,
     hold: Hold,
-) -> StreamingResponse:
+) -> HeldStream:
     """A message's turn as server-sent events (after an ``accepted`` event, if given).
 
     The caller's place in the gateway (``hold``) is given back when the stream ends.
     """
 
-    async def body() -> AsyncIterator[bytes]:
-        if accepted is not None:
-            yield encode(SseEvent("accepted", {"type": "accepted", **accepted}))
-        async for chunk in _sse_body(gw, session_key, message_id, after=after, timeout=timeout):
-            yield chunk
+    def body(gone: Gone) -> AsyncGenerator[bytes, None]:
+        return _sse_body(
+            gw, session_key, message_id, after=after, timeout=timeout, accepted=accepted, gone=gone
+        )
 
-    return HeldStreamingResponse(
-        body(),
-        hold=hold,
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, "X-Message-Id": message_id},
-    )
+    return HeldStream(body, hold=hold, message_id=message_id)
 
 
 async def submit_turn(
@@ -240,7 +240,7 @@ async def _stored_session(gw: Gateway, key: str) -> SessionStatus:
     return status
 
 
-async def post_message(request: Request) -> Response:
+async def post_message(request: Request) -> Response | HeldStream:
     """Send a message to a session; answer with its reply (JSON) or stream its turn (SSE)."""
     tenant = await caller(request)
     name = request.path_params["key"]
@@ -261,6 +261,7 @@ async def post_message(request: Request) -> Response:
         attrs[STREAM_ATTR] = 1
     message_id = body["message_id"] if "message_id" in body else uuid.uuid4().hex
     text = body.get("text")
+    del body  # what the wait needs was taken out: the parsed body is not held while it waits
     if text is None:
         raise InvalidMessage('text is missing: send {"text": "..."}')
     if not isinstance(text, str):
@@ -296,7 +297,7 @@ async def post_message(request: Request) -> Response:
             hold.release()
 
 
-async def get_events(request: Request) -> Response:
+async def get_events(request: Request) -> Response | HeldStream:
     """A message's turn events (SSE) from ``Last-Event-ID``: the resume path for EventSource."""
     tenant = await caller(request)
     name = request.path_params["key"]

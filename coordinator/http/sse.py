@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from cluster.errors import InvalidMessage
 from cluster.stream_events import final_event
 from coordinator.http.gateway import EVENT_ID_RE, Gateway
-from coordinator.http.waiters import Hold
 
 __all__ = [
     "KEEPALIVE",
-    "HeldStreamingResponse",
     "SseEvent",
     "encode",
     "event_id_or_none",
@@ -58,37 +53,6 @@ class SseEvent:
     type: str
     data: dict[str, Any]
     id: str | None = None
-
-
-class HeldStreamingResponse(StreamingResponse):
-    """A streamed answer that gives its caller's place in the gateway back however it ends.
-
-    Its body's own ``finally`` is not enough: a client that goes away before
-    the first byte is sent may end the response before the body ever starts,
-    and a body that never started never runs its ``finally``.
-    """
-
-    def __init__(
-        self,
-        content: AsyncIterator[bytes],
-        *,
-        hold: Hold,
-        media_type: str,
-        headers: dict[str, str],
-    ) -> None:
-        """Stream ``content``; ``hold`` is released when the response ends, whatever ends it."""
-        super().__init__(content, media_type=media_type, headers=headers)
-        self._hold = hold
-        self._content = content
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._hold.release()
-            aclose = getattr(self._content, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 def encode(event: SseEvent) -> bytes:
@@ -143,6 +107,7 @@ async def turn_events(
     after: str | None,
     timeout: float,
     tick: float = KEEPALIVE,
+    gone: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[SseEvent | None]:
     """Yield a message's events after ``after`` until its final event (or error, or timeout).
 
@@ -150,7 +115,8 @@ async def turn_events(
     passed without any): the events since the last ``None`` came in one read,
     so the caller can send them in one write, and send keep-alive comments
     while nothing happens. A waiting stream costs no work until the worker
-    signals its next event.
+    signals its next event. When ``gone`` returns (awaited while the stream
+    waits: the caller's connection closed) the events end.
     """
     deadline = time.monotonic() + timeout
     # A reply already taken from its list (a resumed caller) is still in the stored replies.
@@ -164,7 +130,8 @@ async def turn_events(
                 pause = max(0.0, FINAL_GRACE - (now - reply_at))
             else:
                 pause = max(0.0, min(tick, deadline - now))
-            await gateway.waiters.wait(watch, pause)
+            if await gateway.waiters.wait(watch, pause, until=gone):
+                return
             entries = watch.take_entries()
             for entry_id, fields in entries:
                 data = _parse(fields.get(b"e") or fields.get("e") or b"{}")

@@ -17,13 +17,16 @@ waits in memory and is woken by Redis instead:
 * on a signal (or on the confirmation of a new subscription, which covers a
   reply written before it) one task pops the signalled reply lists with
   pipelined ``LPOP`` and reads the signalled streams with ``XREAD``, and
-  wakes exactly their callers. Idle callers cost no Redis command at all.
+  wakes exactly their callers (a woken caller runs on its own task: the
+  wait is a deadline the wake brings forward, :meth:`Waiters.wait`). Idle
+  callers cost no Redis command between sweeps.
 
 The reply lists and streams stay the truth; a signal only wakes. A slow
 sweep (every ``gateway_sweep_interval`` seconds, and at once after a Redis
-error or a lost subscriber connection) checks every waiting caller anyway,
-so a signal lost to a Redis restart or a failover delays a reply by at most
-one sweep, never loses it.
+error or a lost subscriber connection) checks every waiting caller anyway
+(one ``EXISTS`` per :data:`BATCH` reply lists, one ``XREAD`` per
+:data:`BATCH` streams), so a signal lost to a Redis restart or a failover
+delays a reply by at most one sweep, never loses it.
 
 Callers are admitted by :meth:`Waiters.admit` up to ``gateway_max_waiting``;
 past it :class:`~cluster.errors.GatewayFull` is raised (503 with
@@ -53,8 +56,10 @@ __all__ = ["BATCH", "FULL_RETRY_AFTER", "Hold", "Wait", "Waiters"]
 
 log = logging.getLogger("coordinator.http.waiters")
 
-BATCH = 500
-"""Most reply lists one pipeline pops, and most streams one ``XREAD`` reads."""
+BATCH = 100
+"""Most reply lists one pipeline pops or one ``EXISTS`` checks, and most streams one ``XREAD``
+reads: the callers one read wakes run before the next read's reply is parsed, so a newcomer's
+request waits behind at most this many of them."""
 
 FULL_RETRY_AFTER = 5
 """``Retry-After`` of a full gateway, seconds."""
@@ -107,10 +112,20 @@ class Wait:
 
     The serving task puts what it read here (:meth:`take_reply`,
     :meth:`take_entries` hand it over) and wakes the caller's
-    :meth:`Waiters.wait`.
+    :meth:`Waiters.wait`, which runs on the caller's own task: a wait costs
+    this object and one deadline, no task of its own.
     """
 
-    __slots__ = ("after", "closed", "entries", "reply", "reply_key", "stream_key", "waker")
+    __slots__ = (
+        "after",
+        "closed",
+        "entries",
+        "failover",
+        "reply",
+        "reply_key",
+        "scope",
+        "stream_key",
+    )
 
     def __init__(self, reply_key: str, stream_key: str | None, after: tuple[int, int]) -> None:
         self.reply_key = reply_key
@@ -118,8 +133,10 @@ class Wait:
         self.after = after
         self.reply: bytes | None = None
         self.entries: list[Entry] = []
-        self.waker: asyncio.Future[None] | None = None
+        # The caller's deadline while it waits: brought forward to now to wake it.
+        self.scope: asyncio.Timeout | None = None
         self.closed = False
+        self.failover = False
 
     @property
     def ready(self) -> bool:
@@ -138,12 +155,18 @@ class Wait:
 
     def wake(self) -> None:
         """Wake the caller's :meth:`Waiters.wait`, if it waits."""
-        if self.waker is not None and not self.waker.done():
-            self.waker.set_result(None)
+        scope = self.scope
+        if scope is not None and not scope.expired():
+            scope.reschedule(0.0)  # due at once: the caller's task resumes on the next loop turn
 
     def end(self) -> None:
         """End the wait (its caller went away): :meth:`Waiters.wait` returns at once."""
         self.closed = True
+        self.wake()
+
+    def failed_over(self) -> None:
+        """Redis failed over while the caller waited: wake it to check its message is known."""
+        self.failover = True
         self.wake()
 
 
@@ -183,12 +206,14 @@ class Waiters:
         self._replies: dict[str, list[Wait]] = {}
         self._streams: dict[str, list[Wait]] = {}
         self._due_replies: set[str] = set()
+        self._swept_replies: set[str] = set()
         self._due_streams: set[str] = set()
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
         self._streams_read_at = -math.inf
         self._wakeup: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
+        self._checked: set[Wait] = set()
         self._signals = WakeSignals(client, on_signal=self._signalled, on_lost=self._sweep_soon)
         self._task: asyncio.Task[None] | None = None
 
@@ -253,19 +278,42 @@ class Waiters:
             self._orphans.append((wait.reply_key, reply))
             self._kick()
 
-    async def wait(self, wait: Wait, timeout: float) -> None:
-        """Return when the wait has a reply or entries, or ended, or after ``timeout`` seconds."""
-        if wait.ready or wait.closed or timeout <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        waker: asyncio.Future[None] = loop.create_future()
-        wait.waker = waker
-        timer = loop.call_later(timeout, _resolve, waker)  # one timer, no task per wait
+    async def wait(
+        self,
+        wait: Wait,
+        timeout: float,
+        *,
+        until: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Return when the wait has a reply or entries, or ended, or after ``timeout`` seconds.
+
+        Args:
+            wait: The wait (from :meth:`watch`).
+            timeout: Seconds to wait at most.
+            until: Awaited on the caller's own task meanwhile (for an HTTP
+                caller: reading its connection until it closes); when it
+                returns, so does the wait, with ``True``.
+
+        Returns:
+            Whether ``until`` returned (the caller went away).
+        """
+        if wait.ready or wait.closed or wait.failover or timeout <= 0:
+            return False
         try:
-            await waker
+            # One deadline on the caller's task, brought forward by Wait.wake: no task, no
+            # future of ours per wait (asyncio.timeout cancels only what runs inside it).
+            async with asyncio.timeout(timeout) as scope:
+                wait.scope = scope
+                if until is None:
+                    await asyncio.get_running_loop().create_future()
+                else:
+                    await until()
+                    return True
+        except TimeoutError:
+            pass
         finally:
-            timer.cancel()
-            wait.waker = None
+            wait.scope = None
+        return False
 
     async def reply(
         self,
@@ -274,7 +322,6 @@ class Waiters:
         *,
         gone: Callable[[], Awaitable[None]] | None = None,
         check: Callable[[], Awaitable[None]] | None = None,
-        check_every: float = 2.0,
     ) -> bytes | None:
         """Pop the reply list ``key``, waiting up to ``timeout`` seconds (``None``: none came).
 
@@ -283,31 +330,39 @@ class Waiters:
             timeout: Seconds to wait at most.
             gone: Returns when the caller went away (its connection closed):
                 the wait ends then, giving the caller's place back at once,
-                and the reply stays in its list for a retry.
-            check: Awaited every ``check_every`` seconds of the wait (on the
-                caller's own task, no task of its own); what it raises ends
-                the wait (the gateway's look for a failover that lost the
-                message).
-            check_every: Seconds between two checks.
+                and the reply stays in its list for a retry. It runs on the
+                caller's own task.
+            check: Awaited after each failover :meth:`failed_over` reports
+                (the gateway's look for a message the failover lost); what it
+                raises ends the wait.
         """
         wait = self.watch(key)
-        watcher = None
-        if gone is not None:
-            watcher = asyncio.ensure_future(gone())
-            watcher.add_done_callback(lambda _done: wait.end())
+        if check is not None:
+            self._checked.add(wait)
         deadline = self._clock() + timeout
         try:
             while True:
-                left = deadline - self._clock()
-                step = left if check is None else min(left, check_every)
-                await self.wait(wait, step)
-                if wait.ready or wait.closed or step >= left or check is None:
-                    return wait.take_reply()
-                await check()
+                if await self.wait(wait, deadline - self._clock(), until=gone):
+                    return None
+                if wait.failover and not wait.ready:
+                    wait.failover = False
+                    if check is not None:
+                        await check()
+                    continue
+                return wait.take_reply()
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            self._checked.discard(wait)
             self.unwatch(wait)
+
+    @property
+    def checked(self) -> int:
+        """How many reply waits look for a failover that lost their message."""
+        return len(self._checked)
+
+    def failed_over(self) -> None:
+        """Redis failed over: every reply wait with a check runs it once."""
+        for wait in self._checked:
+            wait.failed_over()
 
     def _add(self, table: dict[str, list[Wait]], due: set[str], key: str, wait: Wait) -> None:
         group = table.get(key)
@@ -367,12 +422,13 @@ class Waiters:
         while True:
             now = self._clock()
             if now >= self._next_sweep:
-                self._due_replies.update(self._replies)
+                self._swept_replies.update(self._replies)
                 self._due_streams.update(self._streams)
                 self._next_sweep = now + self._sweep_interval
             try:
                 await self._signals.flush()
                 await self._push_back_orphans()
+                await self._find_swept_replies()
                 await self._pop_replies()
                 if self._due_streams and now - self._streams_read_at >= _STREAM_COALESCE:
                     self._streams_read_at = now
@@ -415,6 +471,19 @@ class Waiters:
         except BaseException:
             self._orphans.extend(orphans)
             raise
+
+    async def _find_swept_replies(self) -> None:
+        """Of the reply lists the sweep checks, make due those that hold a reply.
+
+        A reply list exists only while a reply is in it, so one ``EXISTS`` per
+        :data:`BATCH` lists finds them: a sweep of ten thousand waiting callers
+        costs a hundred commands, not ten thousand pops of empty lists.
+        """
+        keys = [key for key in self._swept_replies if key in self._replies]
+        self._swept_replies.clear()
+        for batch in _batches(keys):
+            if await self._client.exists(*batch):
+                self._due_replies.update(batch)
 
     async def _pop_replies(self) -> None:
         keys = [key for key in self._due_replies if key in self._replies]

@@ -40,6 +40,10 @@ _CHUNK = 1000
 _READ_TIMEOUT = 5.0
 # Pause of the reader after a lost connection (the waiters' task reconnects).
 _ERROR_PAUSE = 0.5
+# Signals handled in a row before the reader lets the loop run others: a burst of them
+# (a thousand turns ending at once) is already read, and would otherwise be handled in
+# one go while a newcomer's request waits.
+_YIELD_EVERY = 64
 # Replies that wake a wait: a signal, and a subscription's confirmation.
 _SIGNALS = (b"message", b"subscribe", "message", "subscribe")
 
@@ -162,7 +166,12 @@ class WakeSignals:
 
     async def _read(self) -> None:
         assert self._connected is not None
+        in_a_row = 0
         while True:
+            in_a_row += 1
+            if in_a_row >= _YIELD_EVERY:
+                in_a_row = 0
+                await asyncio.sleep(0)
             if not self._connected.is_set():
                 await self._connected.wait()
                 continue
