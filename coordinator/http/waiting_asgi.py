@@ -18,6 +18,8 @@ Starlette as before.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Coroutine
 from typing import Any
@@ -127,6 +129,14 @@ class GatewayApp(Starlette):
                     return self._waiting_stack(scope, receive, send)  # type: ignore[return-value]
                 break  # the first route that matches decides, as in Starlette's router
         return super().__call__(scope, receive, send)
+
+    # Marked as a coroutine function, as it behaves like one: every ASGI host that tells
+    # ASGI 3 from ASGI 2 by ``asyncio.iscoroutinefunction`` (uvicorn, Starlette's
+    # TestClient, gunicorn's uvicorn workers) then calls it with all three arguments.
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        __call__ = inspect.markcoroutinefunction(__call__)
+    else:
+        __call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
     def _stack(self) -> ASGIApp:
         """The app's own middleware (request metrics, ``build_app``'s ``middleware``) around
