@@ -275,12 +275,18 @@ class TurnQueue:
         if not sessions:
             return 0
         pipe = self._client.pipeline(transaction=False)
+        pipe.lrange(k.inflight(worker_id), 0, -1)
+        pipe.lrange(self._rq.worker_keys(worker_id).queue, 0, -1)
         for session_key in sessions:
             pipe.zrange(k.session(session_key).pending, 0, -1)
+        inflight, queued, *pending = pipe.execute()
+        # Listed ids are skipped here, so the script (which checks again, atomically) runs
+        # only for the few a failover left unlisted, not once per queued job.
+        skip = set(running) | {text(i) for i in inflight} | {text(i) for i in queued}
         moved = 0
-        for session_key, ids in zip(sessions, pipe.execute(), strict=True):
+        for session_key, ids in zip(sessions, pending, strict=True):
             for job_id in map(text, ids):
-                if job_id not in running and self._put_back(worker_id, session_key, job_id):
+                if job_id not in skip and self._put_back(worker_id, session_key, job_id):
                     moved += 1
         return moved
 

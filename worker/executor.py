@@ -390,6 +390,7 @@ class ClaimLoop:
         self._count_lock = threading.Lock()
         self._known: set[str] = set()  # job ids submitted to the executor and not done
         self._resync = threading.Event()
+        self._rescue = False  # with the next resync, also look for unlisted jobs (a failover)
 
     @property
     def claimed(self) -> int:
@@ -430,8 +431,11 @@ class ClaimLoop:
         primary took (``redis_durability: none``), so a turn this process
         finished is still listed in flight there, and pending, with nothing
         running it. The check puts such ids back on this worker's queue; the
-        turn runs again and commits once on the new primary.
+        turn runs again and commits once on the new primary. It also puts back
+        the pending jobs of this worker's sessions that no list holds
+        (:meth:`TurnQueue.rescue_unlisted`); a claim error's resync does not.
         """
+        self._rescue = True
         self._resync.set()
 
     # -- internals -------------------------------------------------------------
@@ -495,8 +499,9 @@ class ClaimLoop:
 
         After a claim or completion whose Redis reply was lost, ids may sit on
         this live worker's in-flight list with nothing running them (recovery
-        only looks at dead workers); after a failover, a pending job of one of
-        its sessions may be on no list at all (:meth:`TurnQueue.rescue_unlisted`).
+        only looks at dead workers); after a failover (:meth:`resync`), a
+        pending job of one of its sessions may be on no list at all
+        (:meth:`TurnQueue.rescue_unlisted`).
         Returns whether the check could be made.
         """
         try:
@@ -504,9 +509,11 @@ class ClaimLoop:
             with self._count_lock:
                 orphans = [job_id for job_id in listed if job_id not in self._known]
             moved = self._queue.requeue_inflight(self._worker_id, only=orphans) if orphans else 0
-            with self._count_lock:
-                running = set(self._known)
-            moved += self._queue.rescue_unlisted(self._worker_id, running)
+            if self._rescue:  # only after a failover: it reads every owned session's pending set
+                with self._count_lock:
+                    running = set(self._known)
+                moved += self._queue.rescue_unlisted(self._worker_id, running)
+                self._rescue = False
         except redis.RedisError as exc:
             log.warning("checking %s's in-flight list failed (%s)", self._worker_id, exc)
             return False
