@@ -137,6 +137,11 @@ class Durability:
         """Take the number of attached replicas from a ``ROLE`` reply."""
         self._expected.count = attached_replicas(role)
 
+    def learn_once(self, client: Any) -> None:
+        """Read ``ROLE`` on a sync ``client`` if this process has not yet (:attr:`unlearned`)."""
+        if self.unlearned:
+            self.learn(client.role())
+
     def queue_wait(self, pipe: Any) -> None:
         """Queue ``WAIT`` and ``ROLE`` behind a durable write on its pipeline (sync or asyncio).
 

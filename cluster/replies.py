@@ -108,8 +108,8 @@ class ReplyChannel:
     def _pop(self, key: str, seconds: float) -> bytes | None:
         """``LPOP`` (``seconds`` 0) or ``BLPOP``, then ``WAIT`` and ``ROLE`` for ``replica``."""
         waits = self._durability.mode == "replica"
-        if self._durability.unlearned:
-            self._durability.learn(self._client.role())
+        if waits:
+            self._durability.learn_once(self._client)
         pipe = self._client.pipeline(transaction=False)
         if seconds > 0:
             pipe.blpop([key], seconds)

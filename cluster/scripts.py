@@ -149,8 +149,8 @@ class ScriptSet:
         """
         sha = _sha(name)
         waits = self._durability.waits_for(name)
-        if waits and self._durability.unlearned:
-            self._durability.learn(self._client.role())
+        if waits:
+            self._durability.learn_once(self._client)
         for attempt in range(2):
             pipe = self._client.pipeline(transaction=False)
             pipe.evalsha(sha, len(keys), *keys, *args)
@@ -195,8 +195,8 @@ class ScriptSet:
         source, destination, seconds = move
         sha = _sha(name)
         waits = self._durability.waits_for(name)
-        if waits and self._durability.unlearned:
-            self._durability.learn(self._client.role())
+        if waits:
+            self._durability.learn_once(self._client)
         pipe = self._client.pipeline(transaction=False)
         pipe.blmove(source, destination, seconds, "LEFT", "RIGHT")  # type: ignore[arg-type]
         pipe.evalsha(sha, len(keys), *keys, *args)
