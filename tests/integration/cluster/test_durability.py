@@ -177,7 +177,7 @@ def test_a_primary_failed_over_while_it_serves_acknowledges_nothing_with_both_re
     try:
         pair.cut_replication()  # the promotion: the first replica leaves the primary
         wait_until(lambda: len(primary.execute_command("ROLE")[2]) == 1, what="one replica left")
-        both = Durability("replica", 300, replicas=2)
+        both = Durability("replica", 3000, replicas=2)  # time for the attached one to confirm
         with pytest.raises(NotReplicated, match=r"1 of 2 .*\(1 attached"):
             RedisLeaseStore(primary, keyspace, durability=both).acquire("s1", "w1", 30)
         one = RedisLeaseStore(primary, keyspace, durability=_replica())
