@@ -35,6 +35,7 @@ from cluster.keys import Keyspace
 from cluster.membership import RedisMembership
 from cluster.settings import ClusterSettings
 from cluster.settings_sources import env_name
+from tests.integration.chaos import checks
 from tests.integration.chaos.failover_plan import FAULTS, plan_failovers
 from tests.integration.chaos.failover_player import FailoverPlayer, PlayedFault, StaleTokenProbe
 from tests.integration.chaos.failover_report import FailoverResult, evaluate
@@ -113,6 +114,8 @@ class FailoverRun:
     errors: list[str] = field(default_factory=list)
     durability_applied: bool = True
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    unanswered_at_stop: list[str] = field(default_factory=list)
+    """Where each accepted, unanswered message sat when traffic ended (workers still up)."""
 
 
 def run_failover_chaos(
@@ -186,6 +189,7 @@ def run_failover_chaos(
         player = FailoverPlayer(plan, topology, cut_proxy, probe, clock, say)
         player.start()
         _watch(traffic, player, pool, clock, say, config)
+        unanswered = _where_unanswered(topology, namespace, traffic.records(), pool.states())
         say(f"[{clock():7.1f}s] traffic over; stopping the workers (SIGTERM)")
         codes = pool.shutdown()
         traffic.join(30)
@@ -196,6 +200,7 @@ def run_failover_chaos(
             config=config, namespace=namespace, played=list(player.played),
             records=traffic.records(), logs={w: p.log for w, p in pool.workers.items()},
             errors=errors, durability_applied=applied, exit_codes=codes,
+            unanswered_at_stop=unanswered,
         )  # fmt: skip
         client = topology.primary().client(30)
         try:
@@ -206,6 +211,32 @@ def run_failover_chaos(
         return result
     finally:
         _cleanup(traffic, player, pool, proxies, topology)
+
+
+def _where_unanswered(
+    topology: SentinelTopology,
+    namespace: str,
+    records: list[MessageRecord],
+    states: dict[str, str],
+) -> list[str]:
+    """Where the accepted, unanswered messages sit on the primary while the workers still run.
+
+    Read before the workers stop: a draining worker hands its queue on, so the
+    lists read after the run no longer say where a message was stuck.
+    """
+    waiting = [r for r in records if r.accepted and not r.answered and r.gave_up is None]
+    if not waiting:
+        return []
+    client = topology.primary().client(30)
+    try:
+        keyspace = Keyspace(namespace)
+        stored = checks.load_sessions(client, keyspace, waiting)
+        return [
+            checks.diagnose_lost(client, keyspace, r, stored[r.session].stored, states)[1]
+            for r in waiting
+        ]
+    finally:
+        client.close()
 
 
 def _wait_for_workers(

@@ -115,6 +115,9 @@ class FailoverResult:
             )
         if self.lost_details:
             lines += ["first lost messages:"] + [f"  {d}" for d in self.lost_details[:10]]
+            stuck = self.run.unanswered_at_stop
+            lines += ["unanswered when traffic ended (workers up):"]
+            lines += [f"  {d}" for d in stuck[:10]]
         failures = self.failures
         lines += ["", f"{len(failures)} failed check(s)" + (":" if failures else "")]
         lines += [f"  - {f}" for f in failures]
