@@ -28,11 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from cluster.connection import connect
 from cluster.keys import Keyspace
-from cluster.membership import RedisMembership
 from cluster.settings import ClusterSettings
 from cluster.settings_sources import env_name
 from tests.integration.chaos import checks
@@ -163,7 +160,7 @@ def run_failover_chaos(
         )  # fmt: skip
         for i in range(config.workers):
             pool.start(f"w{i}")
-        _wait_for_workers(lambda: connect(url, socket_timeout=5), namespace, config.workers, pool)
+        pool.wait_registered(connect(url, socket_timeout=5), config.workers)
         overrides: dict[str, object] = (
             {DURABILITY_SETTING: config.durability, REPLICAS_SETTING: TOPOLOGY_REPLICAS}
             if applied
@@ -239,24 +236,6 @@ def _where_unanswered(
         client.close()
 
 
-def _wait_for_workers(
-    make_client: Callable[[], redis.Redis], namespace: str, count: int, pool: WorkerPool
-) -> None:
-    client = make_client()
-    try:
-        membership = RedisMembership(client, Keyspace(namespace), heartbeat_ttl=2.0)
-        deadline = time.monotonic() + 60
-        while len(membership.active_workers()) < count:
-            dead = [w for w, p in pool.workers.items() if p.process.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"workers did not register (exited: {dead}); logs in {pool.directory}"
-                )
-            time.sleep(0.1)
-    finally:
-        client.close()
-
-
 def _watch(
     traffic: Traffic,
     player: FailoverPlayer,
@@ -275,12 +254,8 @@ def _watch(
             ended = True
         if clock() >= next_line:
             next_line += 5.0
-            p = traffic.progress()
-            say(
-                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} waiting "
-                f"{p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} "
-                f"| running workers {','.join(pool.running())}"
-            )
+            running = ",".join(pool.running())
+            say(f"[{clock():7.1f}s] {traffic.progress()} | running workers {running}")
     player.stop()
     player.join(60)
 

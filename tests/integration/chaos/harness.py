@@ -38,6 +38,7 @@ from pathlib import Path
 import redis
 
 from cluster.keys import Keyspace
+from cluster.membership import RedisMembership
 from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
 from tests.integration.chaos import checks
@@ -402,6 +403,21 @@ class WorkerPool:
     def running(self) -> list[str]:
         return [w for w, p in self.workers.items() if p.state == "running"]
 
+    def wait_registered(self, client: redis.Redis, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` workers are active members (closes ``client`` after)."""
+        try:
+            membership = RedisMembership(client, Keyspace(self.namespace), heartbeat_ttl=2.0)
+            deadline = time.monotonic() + timeout
+            while len(membership.active_workers()) < count:
+                dead = [w for w, p in self.workers.items() if p.process.poll() is not None]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"workers did not register (exited: {dead}); logs in {self.directory}"
+                    )
+                time.sleep(0.1)
+        finally:
+            client.close()
+
     def states(self) -> dict[str, str]:
         """Worker id -> ``state@seconds`` (for diagnosing where a message was stranded)."""
         return {w: f"{p.state}@{p.state_at:.1f}s" for w, p in self.workers.items()}
@@ -671,7 +687,7 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> ChaosR
             redis_url=server.url, namespace=namespace, heartbeat_interval=0.5, heartbeat_ttl=2.0,
             lease_ttl=5.0,
         )  # fmt: skip
-        _wait_for_workers(server, namespace, config.workers, pool)
+        pool.wait_registered(server.client(socket_timeout=5), config.workers)
         t0[0] = time.monotonic()
         traffic = BurstTraffic(
             TrafficConfig(
@@ -702,24 +718,6 @@ def run_chaos(config: ChaosConfig, say: Callable[[str], None] = print) -> ChaosR
         _cleanup(traffic, player, pool, server)
 
 
-def _wait_for_workers(server: RedisProcess, namespace: str, count: int, pool: WorkerPool) -> None:
-    from cluster.membership import RedisMembership
-
-    client = server.client(socket_timeout=5)
-    try:
-        membership = RedisMembership(client, Keyspace(namespace), heartbeat_ttl=2.0)
-        deadline = time.monotonic() + 60
-        while len(membership.active_workers()) < count:
-            dead = [w for w, p in pool.workers.items() if p.process.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"workers did not register (exited: {dead}); logs in {pool.directory}"
-                )
-            time.sleep(0.1)
-    finally:
-        client.close()
-
-
 def _watch_progress(
     traffic: Traffic,
     pool: WorkerPool,
@@ -732,12 +730,9 @@ def _watch_progress(
         time.sleep(0.2)
         if clock() >= next_line:
             next_line += 5.0
-            p = traffic.progress()
             say(
-                f"[{clock():7.1f}s] accepted {p['accepted']} answered {p['answered']} waiting "
-                f"{p['waiting']} resubmits {p['resubmits']} submit-errors {p['submit_errors']} | "
-                f"running workers {','.join(pool.running())} | events "
-                f"{len(player.done)}/{len(player.plan)}"
+                f"[{clock():7.1f}s] {traffic.progress()} | running workers "
+                f"{','.join(pool.running())} | events {len(player.done)}/{len(player.plan)}"
             )
 
 

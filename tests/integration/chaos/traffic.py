@@ -201,17 +201,16 @@ class Traffic:
     def records(self) -> list[MessageRecord]:
         return [r for s in self.sessions for r in list(s.records)]
 
-    def progress(self) -> dict[str, int]:
+    def progress(self) -> str:
+        """The counts of a progress line: accepted, answered, waiting, resubmits, errors."""
         records = self.records()
-        accepted = sum(r.accepted for r in records)
-        answered = sum(r.answered for r in records)
-        return {
-            "accepted": accepted,
-            "answered": answered,
-            "waiting": sum(r.accepted and not r.answered and r.gave_up is None for r in records),
-            "resubmits": sum(r.resubmissions for r in records),
-            "submit_errors": sum(sum(r.submit_errors.values()) for r in records),
-        }
+        waiting = sum(r.accepted and not r.answered and r.gave_up is None for r in records)
+        return (
+            f"accepted {sum(r.accepted for r in records)} "
+            f"answered {sum(r.answered for r in records)} waiting {waiting} "
+            f"resubmits {sum(r.resubmissions for r in records)} "
+            f"submit-errors {sum(sum(r.submit_errors.values()) for r in records)}"
+        )
 
     # -- one client thread -------------------------------------------------------
 
