@@ -227,7 +227,9 @@ class Enqueued:
     """What :meth:`TurnQueue.submit` did with a message.
 
     Attributes:
-        status: ``queued`` (on ``worker_id``'s queue), ``answered`` (its stored
+        status: ``queued`` (on ``worker_id``'s queue: a new job, or one a Redis
+            failover had left pending in none of its worker's lists, put back
+            there by ``job_rescue.lua``), ``answered`` (its stored
             reply was pushed again), ``pending`` (its job is still queued or
             running on live ``worker_id``), ``stranded`` (its job sits on dead
             ``worker_id``: recover that worker, then submit again),

@@ -41,6 +41,7 @@ single Redis (or a primary with replicas), like rq itself.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Collection
@@ -231,23 +232,29 @@ class TurnQueue:
         if result.status == "queued":
             self._rq.register_queue(target)
         elif result.status == "pending" and result.worker_id:
-            self._rescue(job, job_id, result.worker_id)
+            if self._rescue(job, job_id, result.worker_id):
+                result = dataclasses.replace(result, status="queued")  # its job is queued again
         return result
 
-    def _rescue(self, job: TurnJob, job_id: str, worker_id: str) -> None:
+    def _rescue(self, job: TurnJob, job_id: str, worker_id: str) -> bool:
         """A message found pending: make sure one of its worker's lists holds its job.
 
         See ``job_rescue.lua``: after a Redis failover a job may be pending with
         no list holding it, and then no worker would ever run it.
+
+        Returns:
+            Whether the job was put back on its worker's queue.
         """
-        if self._put_back(worker_id, job.session_key, job_id):
-            log.warning(
-                "message %s of session %s was pending on %s but in none of its lists "
-                "(a Redis failover split them): put back on its queue",
-                job.message_id,
-                job.session_key,
-                worker_id,
-            )
+        if not self._put_back(worker_id, job.session_key, job_id):
+            return False
+        log.warning(
+            "message %s of session %s was pending on %s but in none of its lists "
+            "(a Redis failover split them): put back on its queue",
+            job.message_id,
+            job.session_key,
+            worker_id,
+        )
+        return True
 
     def _put_back(self, worker_id: str, session_key: str, job_id: str) -> bool:
         k = self._keyspace

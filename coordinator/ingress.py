@@ -78,7 +78,9 @@ class TurnHandle:
     """A submitted turn; :meth:`result` waits for its reply.
 
     Attributes:
-        status: What the submission did: ``queued`` (a new turn job),
+        status: What the submission did: ``queued`` (a new turn job, or
+            the message's job put back on its worker's queue after a Redis
+            failover had left it in no list),
             ``pending`` (the message's job was already waiting), ``answered``
             (its stored reply was delivered again, no turn runs) or
             ``stopped`` (``/stop``: nothing queued).

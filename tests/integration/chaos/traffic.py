@@ -59,6 +59,10 @@ class MessageRecord:
     accepted_at: float | None = None
     resubmissions: int = 0
     attempt_timeouts: int = 0
+    after_timeout: list[str] = field(default_factory=list)
+    """What each resubmission after an attempt timeout was told: ``queued`` (the
+    message's job was gone or in no list: it was queued again), ``pending`` (its
+    job still waited or ran) or ``answered`` (its reply was stored)."""
     poll_errors: Counter[str] = field(default_factory=Counter)
     replies: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -118,6 +122,8 @@ def submit_record(
         record.accepted_at = now
     else:
         record.resubmissions += 1
+        if len(record.after_timeout) < record.attempt_timeouts:
+            record.after_timeout.append(handle.status)
     return handle
 
 

@@ -128,7 +128,8 @@ def test_a_resubmission_puts_back_a_pending_job_that_no_list_holds(
     queue: TurnQueue, client: redis.Redis, keyspace: Keyspace
 ) -> None:
     """After a failover a job can be ``started`` on the promoted replica with no in-flight
-    entry (nor pending entry): every resubmission was told "pending" and nothing ever ran it."""
+    entry (nor pending entry): every resubmission was told "pending" and nothing ever ran it.
+    Now the resubmission puts it back and is told "queued": its job was queued again."""
     job = _job("chat:1", 0)
     assert enqueue(queue, "w1", job) is True
     assert enqueue(queue, "w1", job) is False  # pending and queued: nothing added
@@ -140,8 +141,8 @@ def test_a_resubmission_puts_back_a_pending_job_that_no_list_holds(
     # What the promoted replica holds: the claim's job status, no list entry, no pending entry.
     client.lrem(keyspace.inflight("w1"), 0, claimed.job_id)
     client.zrem(keyspace.session("chat:1").pending, claimed.job_id)
-    assert enqueue(queue, "w1", job) is False  # still "pending" to its caller ...
-    again = claim(queue, "w1", block=1)  # ... and back on its worker's queue: it runs
+    assert enqueue(queue, "w1", job) is True  # queued again for its caller ...
+    again = claim(queue, "w1", block=1)  # ... back on its worker's queue: it runs
     assert again is not None and again.job_id == claimed.job_id
     assert client.zscore(keyspace.session("chat:1").pending, claimed.job_id) is not None
 
