@@ -8,10 +8,20 @@ promoted replica takes a new one), read at most once a second per process
 (:class:`PrimaryReads` decides when, :class:`PrimaryWatch` reads), differing
 from the one of the server that accepted its message (the Python API gets
 that from the enqueue script; the gateway reads it when the wait begins). After one,
-each waiting caller checks once whether Redis still knows its message (its
+each waiting caller checks whether Redis still knows its message (its
 job queued or running, its stored reply or its reply list, :func:`queue_probe`); a message
 found nowhere ends the wait with :class:`~cluster.errors.MessageLost`
 (:func:`judge_probe`): resubmit it with the same message id.
+
+One check is not enough: for a while after a failover a message found once
+can still go. Sentinel demotes a resumed old primary only about 10 s after
+it comes back, and drops what was written to it meanwhile, and under load it
+can fail over a second time to a replica that had not caught up. Callers
+therefore check again every :data:`RECHECK_INTERVAL` seconds until
+:data:`SETTLE_WINDOW` seconds after the last failover seen
+(:class:`AfterFailover`). A failover chaos run at load average 148 had
+Sentinel fail over twice within 2 s; 5 callers then heard nothing for 20 s,
+and their resubmissions found their messages gone.
 
 Both the Python API (:meth:`coordinator.ingress.TurnHandle.result`, through
 :class:`LossCheck`) and the HTTP gateway (its asyncio shell,
@@ -34,6 +44,9 @@ from cluster.rq_format import RqFormat
 
 __all__ = [
     "CHECK_INTERVAL",
+    "RECHECK_INTERVAL",
+    "SETTLE_WINDOW",
+    "AfterFailover",
     "LossCheck",
     "PrimaryReads",
     "PrimaryWatch",
@@ -65,6 +78,50 @@ class PrimaryReads:
         """Keep the replication id of an ``INFO replication`` reply; return it."""
         self.replid = str(info.get("master_replid", ""))
         return self.replid
+
+
+SETTLE_WINDOW = 30.0
+"""Seconds after the last failover seen during which waiting callers keep checking."""
+
+RECHECK_INTERVAL = 5.0
+"""Seconds between two checks of the gateway's waiting callers within :data:`SETTLE_WINDOW`."""
+
+
+class AfterFailover:
+    """When waiting callers look for a lost message: at each failover and for a while after it.
+
+    Pure policy, fed the primary's replication id as it is read. A new id
+    (after one was seen) is a failover: callers check at once. For
+    ``window`` seconds after the last one, :meth:`settling` is true and
+    :meth:`recheck_due` is true once every ``every`` seconds.
+    """
+
+    def __init__(self, *, window: float = SETTLE_WINDOW, every: float = RECHECK_INTERVAL) -> None:
+        """Args: window: seconds of checking after a failover; every: seconds between rechecks."""
+        self._window = window
+        self._every = every
+        self._seen: str | None = None
+        self._failed_over_at: float | None = None
+        self._checked_at = 0.0
+
+    def failed_over(self, primary: str, now: float) -> bool:
+        """Note the id read at ``now``; whether it is a failover (a new id after a first one)."""
+        changed = self._seen is not None and primary != self._seen
+        self._seen = primary
+        if changed:
+            self._failed_over_at = self._checked_at = now
+        return changed
+
+    def settling(self, now: float) -> bool:
+        """Whether ``now`` is within the window after the last failover."""
+        return self._failed_over_at is not None and now - self._failed_over_at < self._window
+
+    def recheck_due(self, now: float) -> bool:
+        """Within the window, true once every ``every`` seconds (counts as the recheck done)."""
+        if not self.settling(now) or now - self._checked_at < self._every:
+            return False
+        self._checked_at = now
+        return True
 
 
 _LIVE_JOB = frozenset({b"queued", b"started", "queued", "started"})
@@ -129,7 +186,13 @@ class PrimaryWatch:
         self._client = client
         self._clock = clock
         self._reads = PrimaryReads(interval)
+        self._after = AfterFailover()
         self._lock = threading.Lock()
+
+    def settling(self) -> bool:
+        """Whether this process saw a failover within the last :data:`SETTLE_WINDOW` seconds."""
+        with self._lock:
+            return self._after.settling(self._clock())
 
     def current(self) -> str:
         """The primary's replication id (``""`` where Redis cannot say, e.g. embedded).
@@ -146,7 +209,9 @@ class PrimaryWatch:
             with self._lock:
                 return self._reads.replid
         with self._lock:
-            return self._reads.record(info)
+            primary = self._reads.record(info)
+            self._after.failed_over(primary, self._clock())
+            return primary
 
 
 class LossCheck:
@@ -168,12 +233,16 @@ class LossCheck:
             session_key: The message's session.
             message_id: The message.
 
+        Within :data:`SETTLE_WINDOW` seconds of a failover this process saw,
+        it probes at every call even when the primary is ``seen``: a message
+        found once can still be lost then (see the module's docstring).
+
         Returns:
             The primary's replication id now: pass it as ``seen`` next time.
             An unreachable Redis proves nothing: the message counts as known.
         """
         primary = self._watch.current()
-        if primary == seen:
+        if primary == seen and not self._watch.settling():
             return seen
         pipe = self._client.pipeline(transaction=False)
         queue_probe(pipe, self._keyspace, session_key, message_id)

@@ -4,9 +4,13 @@ A waiting caller whose message a Redis failover lost is told so (503
 ``message_lost`` with ``Retry-After``) instead of waiting forever: one task
 per gateway process (:class:`FailoverWatch`) reads the primary's
 replication id once a second while callers wait (:class:`PrimaryWatch`);
-when it changed, each waiting caller is woken once and checks whether Redis
-still knows its message (:func:`check_not_lost`). Between failovers a
-waiting caller costs the watch nothing.
+when it changed, each waiting caller is woken and checks whether Redis
+still knows its message (:func:`check_not_lost`), and again every
+:data:`~cluster.lost_messages.RECHECK_INTERVAL` seconds for
+:data:`~cluster.lost_messages.SETTLE_WINDOW` seconds after it
+(:class:`~cluster.lost_messages.AfterFailover`: a message found once can
+still be lost then). Between failovers a waiting caller costs the watch
+nothing.
 When to read, what to read and how to judge it are the Python API's
 (:mod:`cluster.lost_messages`).
 """
@@ -22,7 +26,13 @@ import redis
 import redis.asyncio as aioredis
 
 from cluster.keys import Keyspace
-from cluster.lost_messages import CHECK_INTERVAL, PrimaryReads, judge_probe, queue_probe
+from cluster.lost_messages import (
+    CHECK_INTERVAL,
+    AfterFailover,
+    PrimaryReads,
+    judge_probe,
+    queue_probe,
+)
 from coordinator.http.stopping import stop_task
 from coordinator.http.waiters import Waiters
 
@@ -82,10 +92,16 @@ async def check_not_lost(
 
 
 class FailoverWatch:
-    """One task per process: after a failover, every waiting caller with a check runs it once."""
+    """One task per process: after a failover, every waiting caller with a check runs it."""
 
     def __init__(
-        self, primary: PrimaryWatch, waiters: Waiters, *, interval: float = CHECK_INTERVAL
+        self,
+        primary: PrimaryWatch,
+        waiters: Waiters,
+        *,
+        interval: float = CHECK_INTERVAL,
+        after: AfterFailover | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Watch ``primary`` for the reply waits of ``waiters`` that asked for a check.
 
@@ -93,10 +109,14 @@ class FailoverWatch:
             primary: Reads the replication id (at most once per ``interval``).
             waiters: The gateway's waiting callers (:meth:`Waiters.failed_over` wakes them).
             interval: Seconds between two looks while callers wait.
+            after: When callers check (at a failover, then again for a while).
+            clock: Monotonic seconds.
         """
         self._primary = primary
         self._waiters = waiters
         self._interval = interval
+        self._after = after or AfterFailover()
+        self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -111,16 +131,15 @@ class FailoverWatch:
             self._task = None
 
     async def _watch(self) -> None:
-        # The id read last, kept while nobody waits: a caller that comes after a failover
+        # The id read last is kept while nobody waits: a caller that comes after a failover
         # nobody saw checks once (a probe too many at worst, never a loss unnoticed).
-        seen: str | None = None
         while True:
             if self._waiters.checked:
                 try:
                     primary = await self._primary.current()
-                    if seen is not None and primary != seen:
+                    now = self._clock()
+                    if self._after.failed_over(primary, now) or self._after.recheck_due(now):
                         self._waiters.failed_over()
-                    seen = primary
                 except Exception:  # a bug must not stop the watch: log, go on
                     log.exception("failover watch: looking at the primary failed")
             await asyncio.sleep(self._interval)

@@ -16,6 +16,7 @@ from typing import Any
 import fakeredis
 
 from cluster.keys import Keyspace
+from cluster.lost_messages import AfterFailover
 from cluster.replies import ReplyChannel
 from cluster.settings import ClusterSettings
 from coordinator.http.app import build_app
@@ -187,7 +188,10 @@ class _Primary(PrimaryWatch):
         return self.replid
 
 
-def test_reply_waits_check_for_a_lost_message_once_per_failover_and_never_without_one() -> None:
+def test_reply_waits_check_for_a_lost_message_after_a_failover_and_never_without_one() -> None:
+    """At a failover each waiting caller checks at once, then once per recheck interval
+    while the cluster settles (a message found once can still go), then no more."""
+
     async def scenario() -> None:
         server = fakeredis.FakeServer()
         worker = fakeredis.FakeRedis(server=server)
@@ -198,7 +202,9 @@ def test_reply_waits_check_for_a_lost_message_once_per_failover_and_never_withou
             reply_ttl=60.0,
         )
         primary = _Primary()
-        watch = FailoverWatch(primary, waiters, interval=0.0)
+        now = [0.0]
+        after = AfterFailover(window=30.0, every=5.0)
+        watch = FailoverWatch(primary, waiters, interval=0.0, after=after, clock=lambda: now[0])
         watch.start()
         checks: Counter[int] = Counter()
 
@@ -220,6 +226,15 @@ def test_reply_waits_check_for_a_lost_message_once_per_failover_and_never_withou
         primary.replid = "promoted replica"  # a failover
         await _settled(lambda: len(checks) == callers)
         assert checks == Counter(dict.fromkeys(range(callers), 1))  # each checked once
+        reads = primary.reads
+        await _settled(lambda: primary.reads >= reads + 100)
+        assert checks == Counter(dict.fromkeys(range(callers), 1))  # not again within 5 s
+        now[0] = 5.0
+        await _settled(lambda: sum(checks.values()) == 2 * callers)  # the recheck
+        now[0] = 31.0  # past the 30 s window: no more rechecks
+        reads = primary.reads
+        await _settled(lambda: primary.reads >= reads + 100)
+        assert checks == Counter(dict.fromkeys(range(callers), 2))
         replies = ReplyChannel(worker, KEYS, reply_ttl=60)
         for i in range(callers):
             replies.push(f"chat-{i}", "m", {"ok": True, "text": "still answered"})
