@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +99,15 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                 self._open.pop(me, None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log a handler failure instead of printing it to stderr."""
+        """Log a handler failure instead of printing it to stderr.
+
+        A client that went away (a worker stopped mid-call resets its
+        connections) is no failure of the simulator: one debug line.
+        """
+        error = sys.exc_info()[1]
+        if isinstance(error, _CONNECTION_ERRORS):
+            log.debug("provider simulator: %s went away (%r)", client_address, error)
+            return
         log.exception("provider simulator: error while serving %s", client_address)
 
     def close_all(self, timeout: float = 5.0) -> None:

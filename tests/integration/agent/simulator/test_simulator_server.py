@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -264,3 +267,23 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c() -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_a_client_that_resets_its_connection_is_no_error(
+    sim: ProviderSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker stopped mid-call resets its connection: the simulator notes it quietly
+    (it printed a ConnectionResetError traceback per connection into every bench run)."""
+    parts = urlsplit(sim.url)
+    caplog.set_level(logging.DEBUG, logger="agent.simulator._http")
+    for _ in range(3):
+        sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # half a request
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST, not FIN
+    deadline = time.monotonic() + 5
+    while len([r for r in caplog.records if "went away" in r.getMessage()]) < 3:
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.02)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert call(sim.url, "GET", "/stats")[0] == 200  # and it still serves
