@@ -4,7 +4,10 @@ Run: ``.venv/bin/python benchmarks/bench_waiters.py [--levels 100,1000,10000] [-
 [--clients 3] [--seconds 150] [--trace-memory | --profile | --probe]``
 
 Starts its own redis-server on a free loopback port, the provider simulator
-(every model call waits ``--ttft`` seconds before its first token), 2 worker
+in a process of its own (every model call waits ``--ttft`` seconds before its
+first token; in the bench's own process its threads, streaming 10,000
+answers, held the GIL the newcomer's timing and the Redis PING need, and
+inflated both), 2 worker
 processes (each running up to 500 turns at once; more callers wait in its
 queue) and one gateway (``agent-cluster serve``). For each level N it starts
 ``--clients`` client processes (asyncio, raw HTTP/1.1 on loopback) that send
@@ -47,6 +50,7 @@ Loopback only; nothing is left running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -58,13 +62,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 
-from agent.simulator import ProviderSimulator
 from cluster.keys import Keyspace
 from cluster.settings import ClusterSettings
 from cluster.versions import RedisVersionStore
@@ -311,6 +315,33 @@ def _print_table(rows: list[dict[str, Any]], ttft: float, clients: int, *, trace
             print(f"| {short} | {kib:.2f} | {blocks:.1f} |")
 
 
+@contextlib.contextmanager
+def _simulator(ttft: float, tmp: Path) -> Iterator[str]:
+    """The provider simulator in a process of its own; yields its OpenAI base URL."""
+    port = free_port()
+    with (tmp / "simulator.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "simulate-llm"]
+            + ["--host", "127.0.0.1", "--port", str(port), "--ttft", str(ttft)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "no simulator"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -344,11 +375,11 @@ def main() -> int:
         env["AGENT_CLUSTER_GATEWAY_MAX_WAITING"] = str(max(levels) + 100)
     procs: list[subprocess.Popen[bytes]] = []
     rows = []
-    with redis_server(tmp) as url, ProviderSimulator(ttft=args.ttft) as sim:
+    with redis_server(tmp) as url, _simulator(args.ttft, tmp) as openai_base_url:
         client = redis.Redis.from_url(url, socket_timeout=60)
         client.config_set("maxclients", 19000)
         RedisVersionStore(client, Keyspace(NAMESPACE)).publish_config(
-            use_simulator(sim.openai_base_url)
+            use_simulator(openai_base_url)
         )
         env["AGENT_CLUSTER_ENDPOINTS"] = os.environ["AGENT_CLUSTER_ENDPOINTS"]
         common = ["--redis-url", url, "--namespace", NAMESPACE]
