@@ -12,6 +12,7 @@ and closes it at shutdown.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -72,7 +73,7 @@ def build_app(
     gateway: Gateway | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
-) -> Starlette:
+) -> GatewayApp:
     """Build the gateway's ASGI app.
 
     Args:
@@ -152,22 +153,31 @@ def serve(
     (:mod:`coordinator.http.head_timeout`).
     """
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
+    from coordinator.http.forwarded import ForwardedHeaders
     from coordinator.http.head_timeout import head_timeout_protocol
 
     app = build_app(settings, options=options, extra_routes=extra_routes, middleware=middleware)
-    _fewer_malloc_arenas()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        # Applied by the app itself (same code, no frame held per request): GatewayApp.forwarded.
+        proxy_headers=False,
         http=head_timeout_protocol(settings.http_header_timeout),
         # Said, not detected: GatewayApp.__call__ returns its coroutine rather than being
         # a coroutine function, which uvicorn's detection would take for ASGI 2.
         interface="asgi3",
     )
+    app.forwarded = ForwardedHeaders(config.forwarded_allow_ips)
+    _fewer_malloc_arenas()
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run exits
 
 
 # glibc's mallopt parameter for the most malloc arenas.

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from coordinator.http.forwarded import ForwardedHeaders
 from coordinator.http.waiters import Hold
 
 __all__ = ["GatewayApp", "HeldStream", "disconnected"]
@@ -111,10 +112,14 @@ class GatewayApp(Starlette):
         super().__init__(**kwargs)
         self._waiting = frozenset(waiting)
         self._waiting_stack: ASGIApp | None = None
+        self.forwarded: ForwardedHeaders | None = None
+        """Applied to every request's scope before it is served (``serve`` sets it)."""
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         # Not a coroutine function: it returns the coroutine that serves the request, so a
         # waiting caller's stack holds no frame of this dispatch while it waits.
+        if self.forwarded is not None and scope["type"] != "lifespan":
+            self.forwarded.apply(scope, receive, send)
         if scope["type"] == "http":
             for route in self.router.routes:
                 match, child_scope = route.matches(scope)
