@@ -13,7 +13,6 @@ and closes it at shutdown.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +31,7 @@ from coordinator.http.admin_routes import admin_routes
 from coordinator.http.context import HttpOptions
 from coordinator.http.errors import error_response, handle_cluster_error
 from coordinator.http.gateway import Gateway
+from coordinator.http.glibc_malloc import fewer_malloc_arenas
 from coordinator.http.observability import instrument, observability_routes
 from coordinator.http.openai_compat import chat_completion_routes, chat_completions
 from coordinator.http.openapi import openapi_document
@@ -172,31 +172,9 @@ def serve(
         interface="asgi3",
     )
     app.forwarded = ForwardedHeaders(config.forwarded_allow_ips)
-    _fewer_malloc_arenas()
+    fewer_malloc_arenas()
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run exits
-
-
-# glibc's mallopt parameter for the most malloc arenas.
-_M_ARENA_MAX = -8
-
-
-def _fewer_malloc_arenas(most: int = 2) -> None:
-    """Let glibc's malloc use at most ``most`` arenas in this process (nothing elsewhere).
-
-    The gateway runs its coordinator calls on up to 64 threads, and glibc
-    gives each thread an arena of its own, up to 8 per core: each keeps
-    what it once held (about 1 MiB each, some 16 MiB under a burst of
-    arrivals) although those threads only run short calls under the GIL.
-    Arenas made before this call stay; it runs before the server starts
-    its threads.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(_M_ARENA_MAX, most)

@@ -30,7 +30,12 @@ delays a reply by at most one sweep, never loses it.
 
 Callers are admitted by :meth:`Waiters.admit` up to ``gateway_max_waiting``;
 past it :class:`~cluster.errors.GatewayFull` is raised (503 with
-``Retry-After``), before anything is accepted.
+``Retry-After``), before anything is accepted. Once no caller was admitted
+for a second after some were, the serving task gives the kernel back the
+memory glibc's malloc holds free
+(:func:`~coordinator.http.glibc_malloc.return_free_memory`): what a burst
+of arrivals freed would otherwise stay in the process' RSS while its
+callers wait.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import redis.asyncio as aioredis
 from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
 from cluster.redis_text import text
+from coordinator.http.glibc_malloc import return_free_memory
 from coordinator.http.stopping import stop_task
 from coordinator.http.wake_signals import WakeSignals
 
@@ -68,6 +74,8 @@ FULL_RETRY_AFTER = 5
 _STREAM_COUNT = 256
 # Pause of the serving task after a Redis error before it tries again.
 _ERROR_PAUSE = 0.5
+# Seconds without a new caller after which the memory their arrival freed is given back.
+_ARRIVALS_QUIET = 1.0
 # Streams signalled within this many seconds of the last read are read together (a
 # streaming turn signals every event; the worker sends them every 20 ms at most).
 _STREAM_COALESCE = 0.02
@@ -211,6 +219,8 @@ class Waiters:
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
         self._streams_read_at = -math.inf
+        self._arrived_at = -math.inf
+        self._memory_returned_at = -math.inf
         self._wakeup: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
         self._checked: set[Wait] = set()
@@ -233,6 +243,7 @@ class Waiters:
                 retry_after=FULL_RETRY_AFTER,
             )
         self.waiting += 1
+        self._arrived_at = self._clock()
         return Hold(self)
 
     async def admit_when_room(self) -> Hold:
@@ -447,6 +458,12 @@ class Waiters:
                 continue
             now = self._clock()
             pause = self._next_sweep - now
+            if self._arrived_at > self._memory_returned_at:
+                if now - self._arrived_at >= _ARRIVALS_QUIET:
+                    self._memory_returned_at = now
+                    return_free_memory()
+                else:
+                    pause = min(pause, self._arrived_at + _ARRIVALS_QUIET - now)
             if self._due_streams:
                 pause = min(pause, self._streams_read_at + _STREAM_COALESCE - now)
             self._wakeup = loop.create_future()

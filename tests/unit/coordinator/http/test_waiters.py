@@ -243,3 +243,48 @@ def test_streams_whose_callers_leave_while_others_are_read_do_not_stop_the_waite
         await waiters.close()
 
     _run(scenario)
+
+
+def test_the_memory_a_burst_of_arrivals_freed_is_given_back_once_they_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    given_back: list[float] = []
+    monkeypatch.setattr(
+        "coordinator.http.waiters.return_free_memory", lambda: given_back.append(now[0])
+    )
+
+    async def scenario() -> None:
+        client, _worker = _pair()
+        waiters = Waiters(
+            client=client,
+            max_waiting=100,
+            sweep_interval=SLOW_SWEEP,
+            reply_ttl=60.0,
+            clock=lambda: now[0],
+        )
+        calls = iter(range(100))
+
+        async def another_caller() -> None:  # its watch wakes the serving task
+            waiters.watch(KEYS.reply_list(f"chat-{next(calls)}", "m"))
+            await _settled(lambda: True)
+
+        for _ in range(3):
+            waiters.admit()
+        await another_caller()
+        now[0] = 0.9
+        await another_caller()
+        assert given_back == []  # arrivals have not paused for a second yet
+        now[0] = 1.0
+        await another_caller()
+        assert given_back == [1.0]
+        now[0] = 30.0
+        await another_caller()
+        assert given_back == [1.0]  # nobody arrived since: nothing more to give back
+        waiters.admit()
+        now[0] = 31.0
+        await another_caller()
+        assert given_back == [1.0, 31.0]
+        await waiters.close()
+
+    _run(scenario)
