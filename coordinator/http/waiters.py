@@ -121,18 +121,20 @@ class Wait:
     The serving task puts what it read here (:meth:`take_reply`,
     :meth:`take_entries` hand it over) and wakes the caller's
     :meth:`Waiters.wait`, which runs on the caller's own task: a wait costs
-    this object and one deadline, no task of its own.
+    this object and one timer, no task of its own.
     """
 
     __slots__ = (
         "after",
         "closed",
         "entries",
+        "expiring",
         "failover",
         "reply",
         "reply_key",
-        "scope",
         "stream_key",
+        "task",
+        "timer",
     )
 
     def __init__(self, reply_key: str, stream_key: str | None, after: tuple[int, int]) -> None:
@@ -141,8 +143,11 @@ class Wait:
         self.after = after
         self.reply: bytes | None = None
         self.entries: list[Entry] = []
-        # The caller's deadline while it waits: brought forward to now to wake it.
-        self.scope: asyncio.Timeout | None = None
+        # While the caller waits: its task, and the timer of its deadline (a wake ends the
+        # wait before it by cancelling the task, as asyncio.timeout would at the deadline).
+        self.task: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.expiring = False
         self.closed = False
         self.failover = False
 
@@ -163,9 +168,10 @@ class Wait:
 
     def wake(self) -> None:
         """Wake the caller's :meth:`Waiters.wait`, if it waits."""
-        scope = self.scope
-        if scope is not None and not scope.expired():
-            scope.reschedule(0.0)  # due at once: the caller's task resumes on the next loop turn
+        if self.task is not None and not self.expiring:
+            if self.timer is not None:
+                self.timer.cancel()
+            _expire(self)  # the caller's task resumes on the next loop turn
 
     def end(self) -> None:
         """End the wait (its caller went away): :meth:`Waiters.wait` returns at once."""
@@ -176,6 +182,14 @@ class Wait:
         """Redis failed over while the caller waited: wake it to check its message is known."""
         self.failover = True
         self.wake()
+
+
+def _expire(wait: Wait) -> None:
+    """End ``wait``: its deadline came, or :meth:`Wait.wake` brought it forward."""
+    wait.timer = None
+    if wait.task is not None and not wait.expiring:
+        wait.expiring = True
+        wait.task.cancel()
 
 
 class Waiters:
@@ -310,20 +324,29 @@ class Waiters:
         """
         if wait.ready or wait.closed or wait.failover or timeout <= 0:
             return False
+        # asyncio.timeout's way, without its object: at the deadline, or at Wait.wake, the
+        # caller's task is cancelled, and that cancellation (only that one) ends the wait.
+        # No task, no future of ours per wait.
+        task = asyncio.current_task()
+        assert task is not None, "Waiters.wait runs in a task"
+        loop = asyncio.get_running_loop()
+        cancelling = task.cancelling()
+        wait.task = task
+        wait.timer = loop.call_later(timeout, _expire, wait)
         try:
-            # One deadline on the caller's task, brought forward by Wait.wake: no task, no
-            # future of ours per wait (asyncio.timeout cancels only what runs inside it).
-            async with asyncio.timeout(timeout) as scope:
-                wait.scope = scope
-                if until is None:
-                    await asyncio.get_running_loop().create_future()
-                else:
-                    await until()
-                    return True
-        except TimeoutError:
-            pass
+            if until is None:
+                await loop.create_future()
+            else:
+                await until()
+                return True
+        except asyncio.CancelledError:
+            if not wait.expiring or task.uncancel() > cancelling:
+                raise  # the task was cancelled by someone else too
         finally:
-            wait.scope = None
+            if wait.timer is not None:
+                wait.timer.cancel()
+            wait.task = wait.timer = None
+            wait.expiring = False
         return False
 
     async def reply(

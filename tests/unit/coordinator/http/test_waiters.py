@@ -288,3 +288,38 @@ def test_the_memory_a_burst_of_arrivals_freed_is_given_back_once_they_pause(
         await waiters.close()
 
     _run(scenario)
+
+
+def test_a_wait_ends_at_a_wake_but_a_cancellation_from_outside_still_cancels_the_caller() -> None:
+    async def scenario() -> None:
+        client, _worker = _pair()
+        waiters = _waiters(client)
+        wait = waiters.watch(KEYS.reply_list("chat-1", "m1"))
+
+        async def waiting() -> asyncio.Task[bool]:
+            task = asyncio.create_task(waiters.wait(wait, 30))
+            await _settled(lambda: True)
+            assert not task.done()
+            return task
+
+        task = await waiting()
+        wait.wake()
+        assert await task is False  # woken: the wait returns, nobody is cancelled
+        task = await waiting()
+        task.cancel()  # the server shuts down, say
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        task = await waiting()
+        wait.wake()
+        task.cancel()  # both at once: the outside cancellation is not taken for the wake
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        task = await waiting()  # and nothing of the earlier waits is left to end this one
+        await _settled(lambda: True)
+        assert not task.done()
+        wait.wake()
+        assert await task is False
+        waiters.unwatch(wait)
+        await waiters.close()
+
+    _run(scenario)
