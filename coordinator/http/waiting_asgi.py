@@ -67,7 +67,7 @@ class HeldStream:
     ends it too.
     """
 
-    __slots__ = ("_content", "_headers", "_hold")
+    __slots__ = ("_content", "_hold", "_message_id")
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class HeldStream:
         released when the response ends, whatever ends it."""
         self._content = content
         self._hold = hold
-        self._headers = [*_EVENT_STREAM_HEAD, (b"x-message-id", message_id.encode("latin-1"))]
+        self._message_id = message_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         def gone() -> Awaitable[None]:
@@ -88,7 +88,7 @@ class HeldStream:
 
         chunks = self._content(gone)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -97,6 +97,10 @@ class HeldStream:
         finally:
             self._hold.release()
             await chunks.aclose()
+
+    def _head(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers, made as they are sent (a waiting stream does not keep them)."""
+        return [*_EVENT_STREAM_HEAD, (b"x-message-id", self._message_id.encode("latin-1"))]
 
 
 class GatewayApp(Starlette):
