@@ -26,12 +26,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cluster.errors import AgentClusterError
+from cluster.glibc_malloc import fewer_malloc_arenas
 from cluster.settings import ClusterSettings
 from coordinator.http.admin_routes import admin_routes
 from coordinator.http.context import HttpOptions
 from coordinator.http.errors import error_response, handle_cluster_error
 from coordinator.http.gateway import Gateway
-from coordinator.http.glibc_malloc import fewer_malloc_arenas
 from coordinator.http.observability import instrument, observability_routes
 from coordinator.http.openai_compat import chat_completion_routes, chat_completions
 from coordinator.http.openapi import openapi_document

@@ -33,7 +33,7 @@ past it :class:`~cluster.errors.GatewayFull` is raised (503 with
 ``Retry-After``), before anything is accepted. Once no caller was admitted
 for a second after some were, the serving task gives the kernel back the
 memory glibc's malloc holds free
-(:func:`~coordinator.http.glibc_malloc.return_free_memory`): what a burst
+(:func:`~cluster.glibc_malloc.return_free_memory`): what a burst
 of arrivals freed would otherwise stay in the process' RSS while its
 callers wait.
 """
@@ -53,8 +53,8 @@ import redis.asyncio as aioredis
 
 from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
+from cluster.glibc_malloc import return_free_memory
 from cluster.redis_text import text
-from coordinator.http.glibc_malloc import return_free_memory
 from coordinator.http.stopping import stop_task
 from coordinator.http.wake_signals import WakeSignals
 

@@ -1,4 +1,4 @@
-"""What the gateway process asks of glibc's malloc: few arenas, and its free memory given back.
+"""What a process asks of glibc's malloc: few arenas (the gateway), its free memory given back.
 
 Both are calls into the C library through :mod:`ctypes`; where the C
 library is not glibc (musl, macOS) they do nothing.
