@@ -15,14 +15,13 @@ malloc's heap, which otherwise keeps them resident.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from cluster.glibc_malloc import return_free_memory
 from cluster.memory_budget import MemoryBudget
 
 __all__ = ["CHECK_INTERVAL", "MemoryGuard", "memory_limit", "read_rss", "resolve_budget"]
@@ -82,17 +81,6 @@ def resolve_budget(
     return budget.resolve(limit_bytes), f"{budget} ({source}: {limit_bytes} bytes)"
 
 
-def _malloc_trim() -> Callable[[], object]:
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is None:  # not glibc: nothing to ask
-        return lambda: 0
-    return lambda: trim(0)
-
-
 class MemoryGuard:
     """Keeps the worker's RSS under its budget by shedding cached agents (a thread)."""
 
@@ -119,7 +107,6 @@ class MemoryGuard:
         self._shed = shed
         self._rss = rss
         self._interval = interval
-        self._trim = _malloc_trim()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.shed_total = 0
@@ -149,7 +136,7 @@ class MemoryGuard:
         while not self._stop.wait(self._interval):
             try:
                 if shed:  # the releases of the last check have run by now (or are running)
-                    self._trim()
+                    return_free_memory()
                 shed = self.check() > 0
             except Exception:
                 log.exception("memory guard check failed; checking again in %gs", self._interval)

@@ -12,7 +12,7 @@ and closes it at shutdown.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cluster.errors import AgentClusterError
+from cluster.glibc_malloc import fewer_malloc_arenas
 from cluster.settings import ClusterSettings
 from coordinator.http.admin_routes import admin_routes
 from coordinator.http.context import HttpOptions
@@ -72,7 +73,7 @@ def build_app(
     gateway: Gateway | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
-) -> Starlette:
+) -> GatewayApp:
     """Build the gateway's ASGI app.
 
     Args:
@@ -152,41 +153,28 @@ def serve(
     (:mod:`coordinator.http.head_timeout`).
     """
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
+    from coordinator.http.forwarded import ForwardedHeaders
     from coordinator.http.head_timeout import head_timeout_protocol
 
     app = build_app(settings, options=options, extra_routes=extra_routes, middleware=middleware)
-    _fewer_malloc_arenas()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        # Applied by the app itself (same code, no frame held per request): GatewayApp.forwarded.
+        proxy_headers=False,
         http=head_timeout_protocol(settings.http_header_timeout),
         # Said, not detected: GatewayApp.__call__ returns its coroutine rather than being
         # a coroutine function, which uvicorn's detection would take for ASGI 2.
         interface="asgi3",
     )
-
-
-# glibc's mallopt parameter for the most malloc arenas.
-_M_ARENA_MAX = -8
-
-
-def _fewer_malloc_arenas(most: int = 2) -> None:
-    """Let glibc's malloc use at most ``most`` arenas in this process (nothing elsewhere).
-
-    The gateway runs its coordinator calls on up to 64 threads, and glibc
-    gives each thread an arena of its own, up to 8 per core: each keeps
-    what it once held (about 1 MiB each, some 16 MiB under a burst of
-    arrivals) although those threads only run short calls under the GIL.
-    Arenas made before this call stay; it runs before the server starts
-    its threads.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(_M_ARENA_MAX, most)
+    app.forwarded = ForwardedHeaders(config.forwarded_allow_ips)
+    fewer_malloc_arenas()
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run exits

@@ -17,6 +17,11 @@ instance dict and a :class:`collections.deque` whose first 64-slot block
 is allocated up front (about 0.7 KiB per event), and a caller waiting on
 a slow model holds both events for as long as it waits. Waiting on one is
 its future, without a coroutine frame around it.
+
+It also gives the request's headers (``scope["headers"]``, which a waiting
+caller's request keeps) one shared copy of each well-known header name
+(:data:`_HEADER_NAMES`): uvicorn lowercases every name into a bytes object
+of its own per request.
 """
 
 from __future__ import annotations
@@ -78,6 +83,52 @@ class _LeanEvent:
         return future
 
 
+# Header names clients commonly send (HTTP clients, browsers, proxies, the OpenAI SDKs),
+# lowercased as uvicorn gives them: each request's headers use these objects.
+_HEADER_NAMES = {
+    name: name
+    for name in (
+        b"accept",
+        b"accept-encoding",
+        b"accept-language",
+        b"authorization",
+        b"cache-control",
+        b"connection",
+        b"content-length",
+        b"content-type",
+        b"host",
+        b"last-event-id",
+        b"openai-organization",
+        b"openai-project",
+        b"origin",
+        b"referer",
+        b"traceparent",
+        b"user-agent",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-real-ip",
+        b"x-request-id",
+        b"x-stainless-arch",
+        b"x-stainless-async",
+        b"x-stainless-lang",
+        b"x-stainless-os",
+        b"x-stainless-package-version",
+        b"x-stainless-read-timeout",
+        b"x-stainless-retry-count",
+        b"x-stainless-runtime",
+        b"x-stainless-runtime-version",
+    )
+}
+
+
+def _shared_names(headers: list[tuple[bytes, bytes]]) -> None:
+    """Put the shared copy of each well-known name in ``headers`` (in place)."""
+    for index, (name, value) in enumerate(headers):
+        shared = _HEADER_NAMES.get(name)
+        if shared is not None and shared is not name:
+            headers[index] = (shared, value)
+
+
 def _lean(event: asyncio.Event) -> asyncio.Event:
     """``event`` as a :class:`_LeanEvent` in the same state (only one nobody waits on yet).
 
@@ -102,11 +153,13 @@ class _HeadTimeoutProtocol(H11Protocol):
 
     def handle_events(self) -> None:
         super().handle_events()
-        # A request cycle started by these events gets the lean event before its task first
-        # runs (nothing waits on it yet); one from an earlier call has it already.
+        # A request cycle started by these events gets the lean event and the shared header
+        # names before its task first runs (nothing waits on it or read its scope yet); one
+        # from an earlier call has them already.
         cycle = self.cycle
         if cycle is not None and type(cycle.message_event) is asyncio.Event:
             cycle.message_event = _lean(cycle.message_event)
+            _shared_names(self.headers)  # the list that is the scope's headers
 
     def on_response_complete(self) -> None:
         # Armed before the base class starts a pipelined request's cycle, so

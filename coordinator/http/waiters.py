@@ -30,7 +30,12 @@ delays a reply by at most one sweep, never loses it.
 
 Callers are admitted by :meth:`Waiters.admit` up to ``gateway_max_waiting``;
 past it :class:`~cluster.errors.GatewayFull` is raised (503 with
-``Retry-After``), before anything is accepted.
+``Retry-After``), before anything is accepted. Once no caller was admitted
+for a second after some were, the serving task gives the kernel back the
+memory glibc's malloc holds free
+(:func:`~cluster.glibc_malloc.return_free_memory`): what a burst
+of arrivals freed would otherwise stay in the process' RSS while its
+callers wait.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import redis.asyncio as aioredis
 
 from cluster.durability import NO_DURABILITY, Durability
 from cluster.errors import GatewayFull
+from cluster.glibc_malloc import return_free_memory
 from cluster.redis_text import text
 from coordinator.http.stopping import stop_task
 from coordinator.http.wake_signals import WakeSignals
@@ -68,6 +74,8 @@ FULL_RETRY_AFTER = 5
 _STREAM_COUNT = 256
 # Pause of the serving task after a Redis error before it tries again.
 _ERROR_PAUSE = 0.5
+# Seconds without a new caller after which the memory their arrival freed is given back.
+_ARRIVALS_QUIET = 1.0
 # Streams signalled within this many seconds of the last read are read together (a
 # streaming turn signals every event; the worker sends them every 20 ms at most).
 _STREAM_COALESCE = 0.02
@@ -113,18 +121,20 @@ class Wait:
     The serving task puts what it read here (:meth:`take_reply`,
     :meth:`take_entries` hand it over) and wakes the caller's
     :meth:`Waiters.wait`, which runs on the caller's own task: a wait costs
-    this object and one deadline, no task of its own.
+    this object and one timer, no task of its own.
     """
 
     __slots__ = (
         "after",
         "closed",
         "entries",
+        "expiring",
         "failover",
         "reply",
         "reply_key",
-        "scope",
         "stream_key",
+        "task",
+        "timer",
     )
 
     def __init__(self, reply_key: str, stream_key: str | None, after: tuple[int, int]) -> None:
@@ -133,8 +143,11 @@ class Wait:
         self.after = after
         self.reply: bytes | None = None
         self.entries: list[Entry] = []
-        # The caller's deadline while it waits: brought forward to now to wake it.
-        self.scope: asyncio.Timeout | None = None
+        # While the caller waits: its task, and the timer of its deadline (a wake ends the
+        # wait before it by cancelling the task, as asyncio.timeout would at the deadline).
+        self.task: asyncio.Task[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.expiring = False
         self.closed = False
         self.failover = False
 
@@ -155,9 +168,10 @@ class Wait:
 
     def wake(self) -> None:
         """Wake the caller's :meth:`Waiters.wait`, if it waits."""
-        scope = self.scope
-        if scope is not None and not scope.expired():
-            scope.reschedule(0.0)  # due at once: the caller's task resumes on the next loop turn
+        if self.task is not None and not self.expiring:
+            if self.timer is not None:
+                self.timer.cancel()
+            _expire(self)  # the caller's task resumes on the next loop turn
 
     def end(self) -> None:
         """End the wait (its caller went away): :meth:`Waiters.wait` returns at once."""
@@ -168,6 +182,14 @@ class Wait:
         """Redis failed over while the caller waited: wake it to check its message is known."""
         self.failover = True
         self.wake()
+
+
+def _expire(wait: Wait) -> None:
+    """End ``wait``: its deadline came, or :meth:`Wait.wake` brought it forward."""
+    wait.timer = None
+    if wait.task is not None and not wait.expiring:
+        wait.expiring = True
+        wait.task.cancel()
 
 
 class Waiters:
@@ -211,6 +233,8 @@ class Waiters:
         self._orphans: list[tuple[str, bytes]] = []
         self._next_sweep = math.inf
         self._streams_read_at = -math.inf
+        self._arrived_at = -math.inf
+        self._memory_returned_at = -math.inf
         self._wakeup: asyncio.Future[None] | None = None
         self._room: asyncio.Event | None = None
         self._checked: set[Wait] = set()
@@ -233,6 +257,7 @@ class Waiters:
                 retry_after=FULL_RETRY_AFTER,
             )
         self.waiting += 1
+        self._arrived_at = self._clock()
         return Hold(self)
 
     async def admit_when_room(self) -> Hold:
@@ -299,20 +324,29 @@ class Waiters:
         """
         if wait.ready or wait.closed or wait.failover or timeout <= 0:
             return False
+        # asyncio.timeout's way, without its object: at the deadline, or at Wait.wake, the
+        # caller's task is cancelled, and that cancellation (only that one) ends the wait.
+        # No task, no future of ours per wait.
+        task = asyncio.current_task()
+        assert task is not None, "Waiters.wait runs in a task"
+        loop = asyncio.get_running_loop()
+        cancelling = task.cancelling()
+        wait.task = task
+        wait.timer = loop.call_later(timeout, _expire, wait)
         try:
-            # One deadline on the caller's task, brought forward by Wait.wake: no task, no
-            # future of ours per wait (asyncio.timeout cancels only what runs inside it).
-            async with asyncio.timeout(timeout) as scope:
-                wait.scope = scope
-                if until is None:
-                    await asyncio.get_running_loop().create_future()
-                else:
-                    await until()
-                    return True
-        except TimeoutError:
-            pass
+            if until is None:
+                await loop.create_future()
+            else:
+                await until()
+                return True
+        except asyncio.CancelledError:
+            if not wait.expiring or task.uncancel() > cancelling:
+                raise  # the task was cancelled by someone else too
         finally:
-            wait.scope = None
+            if wait.timer is not None:
+                wait.timer.cancel()
+            wait.task = wait.timer = None
+            wait.expiring = False
         return False
 
     async def reply(
@@ -447,6 +481,12 @@ class Waiters:
                 continue
             now = self._clock()
             pause = self._next_sweep - now
+            if self._arrived_at > self._memory_returned_at:
+                if now - self._arrived_at >= _ARRIVALS_QUIET:
+                    self._memory_returned_at = now
+                    return_free_memory()
+                else:
+                    pause = min(pause, self._arrived_at + _ARRIVALS_QUIET - now)
             if self._due_streams:
                 pause = min(pause, self._streams_read_at + _STREAM_COALESCE - now)
             self._wakeup = loop.create_future()

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from coordinator.http.forwarded import ForwardedHeaders
 from coordinator.http.waiters import Hold
 
 __all__ = ["GatewayApp", "HeldStream", "disconnected"]
@@ -66,7 +67,7 @@ class HeldStream:
     ends it too.
     """
 
-    __slots__ = ("_content", "_headers", "_hold")
+    __slots__ = ("_content", "_hold", "_message_id")
 
     def __init__(
         self,
@@ -79,7 +80,7 @@ class HeldStream:
         released when the response ends, whatever ends it."""
         self._content = content
         self._hold = hold
-        self._headers = [*_EVENT_STREAM_HEAD, (b"x-message-id", message_id.encode("latin-1"))]
+        self._message_id = message_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         def gone() -> Awaitable[None]:
@@ -87,7 +88,7 @@ class HeldStream:
 
         chunks = self._content(gone)
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self._head()})
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -96,6 +97,10 @@ class HeldStream:
         finally:
             self._hold.release()
             await chunks.aclose()
+
+    def _head(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers, made as they are sent (a waiting stream does not keep them)."""
+        return [*_EVENT_STREAM_HEAD, (b"x-message-id", self._message_id.encode("latin-1"))]
 
 
 class GatewayApp(Starlette):
@@ -111,10 +116,14 @@ class GatewayApp(Starlette):
         super().__init__(**kwargs)
         self._waiting = frozenset(waiting)
         self._waiting_stack: ASGIApp | None = None
+        self.forwarded: ForwardedHeaders | None = None
+        """Applied to every request's scope before it is served (``serve`` sets it)."""
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         # Not a coroutine function: it returns the coroutine that serves the request, so a
         # waiting caller's stack holds no frame of this dispatch while it waits.
+        if self.forwarded is not None and scope["type"] != "lifespan":
+            self.forwarded.apply(scope, receive, send)
         if scope["type"] == "http":
             for route in self.router.routes:
                 match, child_scope = route.matches(scope)

@@ -22,9 +22,14 @@ HEAD_TIMEOUT = 0.5
 SLOW_ANSWER = 1.5  # longer than the head timeout: the answer must still come
 
 
+SEEN: list[list[tuple[bytes, bytes]]] = []  # the headers of each request /seen got
+
+
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
+    if scope["path"] == "/seen":
+        SEEN.append(list(scope["headers"]))
     if scope["path"] == "/slow":
         await asyncio.sleep(SLOW_ANSWER)
     await send(
@@ -147,3 +152,33 @@ def test_the_protocols_lean_event_does_what_uvicorn_asks_of_an_event() -> None:
         assert await asyncio.wait_for(later, 1) is True
 
     asyncio.run(main())
+
+
+def test_the_app_gets_every_header_lowercased_and_the_well_known_names_are_one_shared_copy() -> (
+    None
+):
+    from coordinator.http.head_timeout import _HEADER_NAMES
+
+    async def main() -> None:
+        async with _server() as port:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"GET /seen HTTP/1.1\r\nHost: t\r\nUser-Agent: probe/1\r\n"
+                b"X-Custom-Thing: a, b\r\nACCEPT: */*\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200")
+            writer.close()
+            await writer.wait_closed()
+
+    SEEN.clear()
+    asyncio.run(main())
+    [headers] = SEEN
+    assert headers == [
+        (b"host", b"t"),
+        (b"user-agent", b"probe/1"),
+        (b"x-custom-thing", b"a, b"),
+        (b"accept", b"*/*"),
+    ]
+    for name, _value in headers:
+        assert (name in _HEADER_NAMES) == (name is _HEADER_NAMES.get(name))

@@ -243,3 +243,83 @@ def test_streams_whose_callers_leave_while_others_are_read_do_not_stop_the_waite
         await waiters.close()
 
     _run(scenario)
+
+
+def test_the_memory_a_burst_of_arrivals_freed_is_given_back_once_they_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [0.0]
+    given_back: list[float] = []
+    monkeypatch.setattr(
+        "coordinator.http.waiters.return_free_memory", lambda: given_back.append(now[0])
+    )
+
+    async def scenario() -> None:
+        client, _worker = _pair()
+        waiters = Waiters(
+            client=client,
+            max_waiting=100,
+            sweep_interval=SLOW_SWEEP,
+            reply_ttl=60.0,
+            clock=lambda: now[0],
+        )
+        calls = iter(range(100))
+
+        async def another_caller() -> None:  # its watch wakes the serving task
+            waiters.watch(KEYS.reply_list(f"chat-{next(calls)}", "m"))
+            await _settled(lambda: True)
+
+        for _ in range(3):
+            waiters.admit()
+        await another_caller()
+        now[0] = 0.9
+        await another_caller()
+        assert given_back == []  # arrivals have not paused for a second yet
+        now[0] = 1.0
+        await another_caller()
+        assert given_back == [1.0]
+        now[0] = 30.0
+        await another_caller()
+        assert given_back == [1.0]  # nobody arrived since: nothing more to give back
+        waiters.admit()
+        now[0] = 31.0
+        await another_caller()
+        assert given_back == [1.0, 31.0]
+        await waiters.close()
+
+    _run(scenario)
+
+
+def test_a_wait_ends_at_a_wake_but_a_cancellation_from_outside_still_cancels_the_caller() -> None:
+    async def scenario() -> None:
+        client, _worker = _pair()
+        waiters = _waiters(client)
+        wait = waiters.watch(KEYS.reply_list("chat-1", "m1"))
+
+        async def waiting() -> asyncio.Task[bool]:
+            task = asyncio.create_task(waiters.wait(wait, 30))
+            await _settled(lambda: True)
+            assert not task.done()
+            return task
+
+        task = await waiting()
+        wait.wake()
+        assert await task is False  # woken: the wait returns, nobody is cancelled
+        task = await waiting()
+        task.cancel()  # the server shuts down, say
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        task = await waiting()
+        wait.wake()
+        task.cancel()  # both at once: the outside cancellation is not taken for the wake
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        task = await waiting()  # and nothing of the earlier waits is left to end this one
+        await _settled(lambda: True)
+        assert not task.done()
+        wait.wake()
+        assert await task is False
+        waiters.unwatch(wait)
+        await waiters.close()
+
+    _run(scenario)
