@@ -167,8 +167,8 @@ def serve(
         # Applied by the app itself (same code, no frame held per request): GatewayApp.forwarded.
         proxy_headers=False,
         http=head_timeout_protocol(settings.http_header_timeout),
-        # Said, not detected: GatewayApp.__call__ returns its coroutine rather than being
-        # a coroutine function, which uvicorn's detection would take for ASGI 2.
+        # Said, not detected: GatewayApp.__call__ returns its coroutine rather than running
+        # as one (it is only marked a coroutine function, for hosts that detect that way).
         interface="asgi3",
     )
     app.forwarded = ForwardedHeaders(config.forwarded_allow_ips)
