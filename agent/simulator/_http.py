@@ -76,6 +76,10 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of a thousand turns calling at once
+    # (a benchmark's workers) overflowed it and got "connection reset" while the accepting
+    # thread waited for a core. A provider's edge takes such bursts.
+    request_queue_size = 4096
 
     def __init__(self, address: tuple[str, int], router: Router) -> None:
         self.router = router
