@@ -10,6 +10,7 @@ Drawn with matplotlib when it is installed (``pip install 'agent-cluster[bench]'
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cluster.errors import ConfigError
 from coordinator.bench.economics import BASELINES, COMPRESSING, PROMPT_PUSH_IDEAL, CostRun
@@ -50,6 +51,14 @@ def _colour(run: CostRun) -> str:
     return "grey" if run.scenario in (*BASELINES, PROMPT_PUSH_IDEAL) else "tab:blue"
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write and close one chart; returns its path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def write_charts(results: BenchResults, directory: Path) -> list[Path]:
     """The cost-scenario and scaling-curve charts as PNG files.
 
@@ -79,11 +88,7 @@ def write_charts(results: BenchResults, directory: Path) -> list[Path]:
             ax.set_xlabel("cost / in-process ideal of the same config (red: +1%)")
             ax.set_title(f"{provider}: prompt-cache cost by scenario")
             ax.invert_yaxis()
-        fig.tight_layout()
-        path = directory / "cost_scenarios.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, directory / "cost_scenarios.png"))
     if results.hot and results.hot.throughput:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, per in results.hot.throughput.items():
@@ -94,9 +99,5 @@ def write_charts(results: BenchResults, directory: Path) -> list[Path]:
         ax.set_ylabel("turns/s (zero-latency model)")
         ax.set_title(f"Scaling: turns/s by workers ({results.hot.cpus} CPUs; no more workers run)")
         ax.legend()
-        fig.tight_layout()
-        path = directory / "scaling.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, directory / "scaling.png"))
     return written
