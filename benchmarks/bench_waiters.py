@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import multiprocessing as mp
 import os
 import resource
 import signal
@@ -66,7 +65,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +80,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cluster import free_port, redis_server, use_simulator  # noqa: E402
 
 from coordinator.bench.waiters import (  # the same callers and gateway probes as figure 4
+    Callers,
     _admitted,
-    _client,
     _memory_trace,
     _newcomer,
     _per_caller,
@@ -172,30 +170,15 @@ def run_level(
     rss0, cpu0 = _proc_stats(gw_pid)
     traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
     traced_loaded: list[tuple[int, int, str]] = []
-    ctx = mp.get_context("spawn")
-    held = ctx.Value("i", 0)
-    sent = ctx.Value("i", 0)
-    out = ctx.Queue()
-    tag = f"l{n}-{uuid.uuid4().hex[:6]}"
-    share = -(-n // clients)
-    procs = [
-        ctx.Process(
-            target=_client,
-            args=(port, i * share, min(share, n - i * share), tag, (held, sent), out, seconds),
-        )
-        for i in range(clients)
-        if i * share < n
-    ]
-    started = time.monotonic()
-    for proc in procs:
-        proc.start()
+    callers = Callers(n, port, clients, seconds)
+    held, sent, started = callers.held, callers.sent, callers.started
     peak_held, peak_conns, peak_rss = 0, 0, rss0
     held_ms = loaded_ms = 0.0
     all_sent_at = settled_held = holding_cpu = streaming_cpu = admitted_s = drained_s = 0.0
     answered_then = 0
     settled_rss = rss0
     profiles: dict[str, list[str]] = {}
-    while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
+    while callers.running(seconds + 10):
         peak_held = max(peak_held, held.value)
         peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
@@ -242,12 +225,7 @@ def run_level(
             if profile is not None:
                 profiles["answers streaming"] = profile.stop()
         time.sleep(0.2)
-    answers = errors = 0
-    for _ in procs:
-        ok, bad = out.get(timeout=30)
-        answers, errors = answers + ok, errors + bad
-    for proc in procs:
-        proc.join(timeout=30)
+    answers, errors = callers.outcome()
     _rss, cpu1 = _proc_stats(gw_pid)
     http.close()
     return {

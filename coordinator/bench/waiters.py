@@ -338,6 +338,56 @@ def waiting_gateway(
                 proc.wait()
 
 
+class Callers:
+    """``n`` callers sent at once from ``clients`` client processes (:func:`_client`).
+
+    ``held`` counts the callers sent and not yet answered, ``sent`` those sent;
+    :meth:`outcome` collects the answers and errors once the processes end.
+    """
+
+    def __init__(self, n: int, port: int, clients: int, seconds: float) -> None:
+        """Start the client processes now; each gives up after ``seconds``."""
+        ctx = mp.get_context("spawn")
+        self.held = ctx.Value("i", 0)
+        self.sent = ctx.Value("i", 0)
+        self._out = ctx.Queue()
+        tag = f"l{n}-{uuid.uuid4().hex[:6]}"
+        share = -(-n // clients)
+        self._procs = [
+            ctx.Process(
+                target=_client,
+                args=(
+                    port,
+                    i * share,
+                    min(share, n - i * share),
+                    tag,
+                    (self.held, self.sent),
+                    self._out,
+                    seconds,
+                ),
+            )  # fmt: skip
+            for i in range(clients)
+            if i * share < n
+        ]
+        self.started = time.monotonic()
+        for proc in self._procs:
+            proc.start()
+
+    def running(self, bound: float) -> bool:
+        """Whether a client process still runs, within ``bound`` seconds of the start."""
+        return any(p.is_alive() for p in self._procs) and time.monotonic() - self.started < bound
+
+    def outcome(self) -> tuple[int, int]:
+        """``(answers, errors)`` over every client process (waits for their reports)."""
+        answers = errors = 0
+        for _ in self._procs:
+            ok, bad = self._out.get(timeout=30)
+            answers, errors = answers + ok, errors + bad
+        for proc in self._procs:
+            proc.join(timeout=30)
+        return answers, errors
+
+
 def run_level(
     n: int,
     port: int,
@@ -355,27 +405,12 @@ def run_level(
     rss0, cpu0 = _proc_stats(gw_pid)
     traced_before = _memory_trace(gw_pid, trace) if trace is not None else []
     traced_loaded: list[tuple[int, int, str]] = []
-    ctx = mp.get_context("spawn")
-    held = ctx.Value("i", 0)
-    sent = ctx.Value("i", 0)
-    out = ctx.Queue()
-    tag = f"l{n}-{uuid.uuid4().hex[:6]}"
-    share = -(-n // clients)
-    procs = [
-        ctx.Process(
-            target=_client,
-            args=(port, i * share, min(share, n - i * share), tag, (held, sent), out, seconds),
-        )
-        for i in range(clients)
-        if i * share < n
-    ]
-    started = time.monotonic()
-    for proc in procs:
-        proc.start()
+    callers = Callers(n, port, clients, seconds)
+    held, sent, started = callers.held, callers.sent, callers.started
     peak_held, peak_conns, peak_rss, loaded_ms = 0, 0, rss0, 0.0
     all_sent_at = settled_held = holding_cpu = 0.0
     settled_rss = rss0
-    while any(p.is_alive() for p in procs) and time.monotonic() - started < seconds + 10:
+    while callers.running(seconds + 10):
         peak_held = max(peak_held, held.value)
         peak_conns = max(peak_conns, _redis_connections(client, gw_pid))
         peak_rss = max(peak_rss, _proc_stats(gw_pid)[0])
@@ -391,12 +426,7 @@ def run_level(
             if trace is not None:
                 traced_loaded = _memory_trace(gw_pid, trace)
         time.sleep(0.2)
-    answers = errors = 0
-    for _ in procs:
-        ok, bad = out.get(timeout=30)
-        answers, errors = answers + ok, errors + bad
-    for proc in procs:
-        proc.join(timeout=30)
+    answers, errors = callers.outcome()
     _rss, cpu1 = _proc_stats(gw_pid)
     http.close()
     return WaitingLevel(
