@@ -87,6 +87,7 @@ from coordinator.bench.waiters import (  # the same callers and gateway probes a
     _per_caller,
     _proc_stats,
     _redis_connections,
+    start_workers,
 )
 
 NAMESPACE = "benchwait"
@@ -395,17 +396,7 @@ def main() -> int:
         # Past this many turns at once per worker, callers wait in the queue (still waiting).
         concurrency = str(min(500, max(levels) // 2 + 50))
         try:
-            for worker in ("w1", "w2"):
-                with (tmp / f"{worker}.log").open("ab") as log:
-                    procs.append(
-                        subprocess.Popen(
-                            [sys.executable, "-m", "coordinator.cli", "worker", "--id", worker]
-                            + ["--concurrency", concurrency, *common],
-                            env=env,
-                            stdout=subprocess.DEVNULL,
-                            stderr=log,
-                        )
-                    )
+            procs += start_workers(common, concurrency, env, tmp)
             trace = tmp / "tracemalloc.txt" if args.trace_memory else None
             entry = ["-m", "coordinator.cli"]
             if trace is not None:

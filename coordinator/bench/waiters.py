@@ -250,6 +250,26 @@ class WaitingLevel:
         return {k: v for k, v in self.__dict__.items() if k != "trace"}
 
 
+def start_workers(
+    common: list[str], concurrency: str, env: dict[str, str], logs: Path, prefix: str = ""
+) -> list[subprocess.Popen[bytes]]:
+    """The two worker processes (w1, w2) of a waiting-caller bench, logging to
+    ``logs / f"{prefix}{id}.log"``."""
+    procs = []
+    for worker in ("w1", "w2"):
+        with (logs / f"{prefix}{worker}.log").open("ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "coordinator.cli", "worker", "--id", worker]
+                    + ["--concurrency", concurrency, *common],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
+    return procs
+
+
 @contextmanager
 def waiting_gateway(
     *,
@@ -294,17 +314,7 @@ def waiting_gateway(
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for worker in ("w1", "w2"):
-            with (home / f"{namespace}-{worker}.log").open("ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "coordinator.cli", "worker", "--id", worker]
-                        + ["--concurrency", concurrency, *common],
-                        env=base,
-                        stdout=subprocess.DEVNULL,
-                        stderr=log,
-                    )
-                )
+        procs += start_workers(common, concurrency, base, home, f"{namespace}-")
         with (home / f"{namespace}-gateway.log").open("ab") as log:
             gateway = subprocess.Popen(
                 [sys.executable, *(entry or ["-m", "coordinator.cli"]), "serve", "--anonymous"]
